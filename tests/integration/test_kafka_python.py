@@ -136,3 +136,43 @@ def test_compressed_produce(broker, codec):
         assert [r.value for r in recs] == [f"{codec}-{i}".encode() * 5 for i in range(20)]
     finally:
         c.close()
+
+
+def test_multi_partition_fetch_sessions(broker):
+    """kafka-python uses incremental fetch sessions (KIP-227): consume 3 partitions while
+    new data keeps arriving on some of them, so sessions must track per-partition positions."""
+    t = unique_topic("kp-sess")
+    a = _admin(broker)
+    try:
+        a.create_topics({t: {"num_partitions": 3, "replication_factor": 1}}, wait_for_metadata=True)
+    finally:
+        a.close()
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", enable_idempotence=False,
+                      linger_ms=0, request_timeout_ms=15000)
+    tps = [TopicPartition(t, i) for i in range(3)]
+    c = _consumer(broker, fetch_max_wait_ms=200)
+    expected = {tp: [] for tp in tps}
+    got = {tp: [] for tp in tps}
+    try:
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        for rnd in range(6):
+            # each round writes to a rotating subset of partitions
+            for part in range(3):
+                if (rnd + part) % 3 == 2:
+                    continue
+                for j in range(5):
+                    v = f"r{rnd}-p{part}-{j}".encode()
+                    p.send(t, value=v, partition=part)
+                    expected[tps[part]].append(v)
+            p.flush(timeout=30)
+            deadline = time.monotonic() + 20
+            while any(len(got[tp]) < len(expected[tp]) for tp in tps) and time.monotonic() < deadline:
+                for tp, recs in c.poll(timeout_ms=300).items():
+                    got[tp].extend(r.value for r in recs)
+            for tp in tps:
+                assert got[tp] == expected[tp], f"round {rnd} {tp}: {got[tp][-5:]} vs {expected[tp][-5:]}"
+        assert c.end_offsets(tps) == {tp: len(expected[tp]) for tp in tps}
+    finally:
+        c.close()
+        p.close()
