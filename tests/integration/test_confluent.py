@@ -379,3 +379,22 @@ def test_consume_from_middle_and_out_of_range(broker):
     # out of range offset with auto.offset.reset=earliest -> restarts at 0
     got = read_partition(broker, t, 0, 20, start_offset=1000)
     assert [m.offset() for m in got[:20]] == list(range(20))
+
+
+def test_fetch_size_limits(broker):
+    """Small fetch limits force many partial fetch responses; a batch larger than the
+    limits must still be returned (KIP-74) so the consumer makes progress."""
+    t = unique_topic("fsz")
+    create_topic(broker, t)
+    p = producer(broker, **{"linger.ms": 5, "batch.size": 64 * 1024})
+    msgs = [{"key": b"%d" % i, "value": bytes([65 + i % 26]) * 10_000, "timestamp": BASE_TS + i}
+            for i in range(300)]
+    msgs.append({"key": b"big", "value": b"B" * 200_000, "timestamp": BASE_TS + 300})
+    msgs += [{"key": b"tail%d" % i, "value": b"t", "timestamp": BASE_TS + 301 + i} for i in range(5)]
+    produce_all(p, t, msgs).assert_all_ok(len(msgs))
+    got = read_partition(broker, t, 0, len(msgs), timeout=60,
+                         **{"fetch.max.bytes": 50_000, "max.partition.fetch.bytes": 1_024,
+                            "fetch.wait.max.ms": 10})
+    assert [m.offset() for m in got] == list(range(len(msgs)))
+    assert [m.key() for m in got] == [m["key"] for m in msgs]
+    assert [m.value() for m in got] == [m["value"] for m in msgs]
