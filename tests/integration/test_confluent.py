@@ -393,7 +393,8 @@ def test_fetch_size_limits(broker):
     msgs += [{"key": b"tail%d" % i, "value": b"t", "timestamp": BASE_TS + 301 + i} for i in range(5)]
     produce_all(p, t, msgs).assert_all_ok(len(msgs))
     got = read_partition(broker, t, 0, len(msgs), timeout=60,
-                         **{"fetch.max.bytes": 50_000, "max.partition.fetch.bytes": 1_024,
+                         **{"fetch.max.bytes": 50_000, "message.max.bytes": 10_000,
+                            "max.partition.fetch.bytes": 1_024,
                             "fetch.wait.max.ms": 10})
     assert [m.offset() for m in got] == list(range(len(msgs)))
     assert [m.key() for m in got] == [m["key"] for m in msgs]
