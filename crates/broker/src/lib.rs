@@ -1,1 +1,158 @@
-//! placeholder
+//! # fjord-broker: Kafka request handling
+//!
+//! The layer between the wire (`fjord-protocol`) and the disk (`fjord-storage`). It owns the
+//! topics and partitions this node hosts ([`replica_manager`]), the fetch sessions
+//! ([`fetch_session`]), and one handler per Kafka API ([`apis`]). It opens no sockets: the
+//! server crate reads frames, calls [`Broker::handle`] with a decoded request, and writes what
+//! comes back.
+//!
+//! Handlers never panic on client input: every failure becomes the Kafka error code the Java
+//! broker would return for it.
+
+pub mod apis;
+pub mod config;
+pub mod error;
+pub mod fetch_session;
+pub mod partition;
+pub mod replica_manager;
+pub mod time;
+pub mod topic_config;
+
+use fjord_protocol::kafka_protocol::messages::RequestHeader;
+use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
+use fjord_storage::LogManager;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+pub use config::BrokerConfig;
+pub use error::BrokerError;
+
+use fetch_session::FetchSessionCache;
+use replica_manager::ReplicaManager;
+
+pub struct Broker {
+    replica_manager: ReplicaManager,
+    fetch_sessions: Mutex<FetchSessionCache>,
+    cluster_id: String,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Broker {
+    /// Opens the data directory, recovers every log and loads the topics.
+    pub fn open(config: BrokerConfig) -> Result<Self, BrokerError> {
+        let (log_manager, had_clean_shutdown) = LogManager::open(&config.data_dir)?;
+        let cluster_id = ensure_meta_properties(&log_manager, config.node_id)?;
+        if !had_clean_shutdown {
+            tracing::info!(data_dir = %config.data_dir.display(), "previous shutdown was not clean: recovering logs");
+        }
+        let fetch_sessions = Mutex::new(FetchSessionCache::new(config.fetch_session_cache_slots));
+        let replica_manager = ReplicaManager::open(config, log_manager, had_clean_shutdown)?;
+        let (shutdown, _) = watch::channel(false);
+        Ok(Self {
+            replica_manager,
+            fetch_sessions,
+            cluster_id,
+            shutdown,
+        })
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        self.replica_manager.config()
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    pub fn replica_manager(&self) -> &ReplicaManager {
+        &self.replica_manager
+    }
+
+    pub fn fetch_sessions(&self) -> &Mutex<FetchSessionCache> {
+        &self.fetch_sessions
+    }
+
+    /// Flips to true when shutdown begins, so parked fetches answer at once.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Whether the connection layer may decode and dispatch this API version.
+    pub fn supports(&self, api_key: ApiKey, api_version: i16) -> bool {
+        apis::is_supported(api_key, api_version)
+    }
+
+    /// Handles one decoded request. `None` means no response is sent (Produce with acks=0).
+    pub async fn handle(&self, header: &RequestHeader, request: RequestKind) -> Option<ResponseKind> {
+        let version = header.request_api_version;
+        let response = match request {
+            RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(apis::api_versions::handle(version, &r)),
+            RequestKind::Metadata(r) => ResponseKind::Metadata(apis::metadata::handle(self, version, &r)),
+            RequestKind::Produce(r) => ResponseKind::Produce(apis::produce::handle(self, version, r)?),
+            RequestKind::Fetch(r) => ResponseKind::Fetch(apis::fetch::handle(self, version, r).await),
+            RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(apis::list_offsets::handle(self, &r)),
+            RequestKind::OffsetForLeaderEpoch(r) => {
+                ResponseKind::OffsetForLeaderEpoch(apis::offset_for_leader_epoch::handle(self, &r))
+            }
+            RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(apis::create_topics::handle(self, version, &r)),
+            RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(apis::delete_topics::handle(self, version, &r)),
+            RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(apis::describe_cluster::handle(self, &r)),
+            other => {
+                // The connection layer checks `supports` first, so this is a broker bug.
+                tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a request that passed the version check");
+                return None;
+            }
+        };
+        Some(response)
+    }
+
+    /// Begins shutdown: parked fetches return, then logs are flushed and closed and the clean
+    /// shutdown marker is written. Call once no request is in flight.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn close(&self) -> Result<(), BrokerError> {
+        self.begin_shutdown();
+        self.replica_manager.shutdown()
+    }
+}
+
+/// Reads `meta.properties`, or writes it with a new cluster id on first start. A data directory
+/// that belongs to another node id is refused, as Kafka does.
+fn ensure_meta_properties(log_manager: &LogManager, node_id: i32) -> Result<String, BrokerError> {
+    if let Some(meta) = log_manager.read_meta_properties()? {
+        if meta.node_id != node_id {
+            return Err(BrokerError::InvalidConfig {
+                key: "node.id".to_string(),
+                value: node_id.to_string(),
+                reason: format!(
+                    "the data directory belongs to node {} (see meta.properties)",
+                    meta.node_id
+                ),
+            });
+        }
+        return Ok(meta.cluster_id);
+    }
+    let cluster_id = new_cluster_id();
+    log_manager.write_meta_properties(&fjord_storage::MetaProperties {
+        version: 1,
+        node_id,
+        cluster_id: cluster_id.clone(),
+    })?;
+    tracing::info!(%cluster_id, "formatted a new data directory");
+    Ok(cluster_id)
+}
+
+/// Kafka's cluster id format: a random UUID as 22 characters of URL-safe base64.
+fn new_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bits = uuid::Uuid::new_v4().as_u128();
+    (0..22)
+        .map(|i| {
+            let shift = 128i32 - 6 * (i + 1);
+            let index = if shift >= 0 { (bits >> shift) & 0x3f } else { (bits << (-shift)) & 0x3f };
+            ALPHABET[index as usize] as char
+        })
+        .collect()
+}

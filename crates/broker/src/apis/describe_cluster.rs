@@ -1,0 +1,35 @@
+//! DescribeCluster (key 60): brokers, controller and cluster id for admin clients.
+
+use fjord_protocol::kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use fjord_protocol::kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use fjord_protocol::kafka_protocol::protocol::StrBytes;
+use fjord_protocol::{ResponseError, VersionRange};
+
+use super::AUTHORIZED_OPERATIONS_OMITTED;
+use crate::Broker;
+
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
+
+/// Endpoint types (KIP-919): 1 = brokers, 2 = controllers.
+const ENDPOINT_TYPE_BROKERS: i8 = 1;
+
+pub fn handle(broker: &Broker, request: &DescribeClusterRequest) -> DescribeClusterResponse {
+    let config = broker.config();
+    let response = DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id().to_string()))
+        .with_controller_id(BrokerId(config.node_id))
+        .with_endpoint_type(request.endpoint_type)
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+    if request.endpoint_type != ENDPOINT_TYPE_BROKERS {
+        // This node runs no separate controller listener to describe.
+        return response
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(StrBytes::from_static_str(
+                "Only the broker endpoint type is supported",
+            )));
+    }
+    response.with_brokers(vec![DescribeClusterBroker::default()
+        .with_broker_id(BrokerId(config.node_id))
+        .with_host(StrBytes::from_string(config.advertised_host.clone()))
+        .with_port(config.advertised_port)])
+}

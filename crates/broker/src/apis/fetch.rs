@@ -1,0 +1,356 @@
+//! Fetch (key 1), v4 and up: read whole batches by file position, with
+//! - fetch sessions (KIP-227, see [`crate::fetch_session`]),
+//! - long polling: wait up to `max_wait_ms` until `min_bytes` are there, woken by appends,
+//! - limits: `max_bytes` for the response (capped by the broker's `fetch.max.bytes`) and
+//!   `partition_max_bytes` per partition, with Kafka's rule that the first partition with data
+//!   returns at least one whole batch even if it is larger than the limits,
+//! - `isolation_level` accepted (without transactions the last stable offset is the high
+//!   watermark, and read_committed gets an empty aborted-transactions list).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fjord_protocol::kafka_protocol::messages::fetch_request::FetchPartition;
+use fjord_protocol::kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use fjord_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use fjord_protocol::kafka_protocol::protocol::StrBytes;
+use fjord_protocol::{ResponseError, VersionRange};
+use fjord_storage::StorageError;
+use uuid::Uuid;
+
+use crate::fetch_session::{
+    CachedPartition, FetchKey, SessionError, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID,
+};
+use crate::partition::{PartitionError, PartitionOffsets};
+use crate::Broker;
+
+pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 18 };
+
+/// First version that names topics by id.
+const TOPIC_ID_VERSION: i16 = 13;
+/// Longest a fetch may park, whatever it asks for.
+const MAX_WAIT_MS_CAP: i32 = 300_000;
+const READ_COMMITTED: i8 = 1;
+
+/// One partition to read, with where to read from.
+struct PlannedRead {
+    key: FetchKey,
+    fetch_offset: i64,
+    partition_max_bytes: i32,
+    current_leader_epoch: i32,
+}
+
+/// How the request relates to a fetch session.
+enum SessionMode {
+    /// No session: every partition is in the request and in the response.
+    Sessionless,
+    /// A full fetch that opens a session.
+    Full,
+    /// An incremental fetch on an existing session.
+    Incremental { session_id: i32 },
+}
+
+pub async fn handle(broker: &Broker, api_version: i16, request: FetchRequest) -> FetchResponse {
+    let (mode, reads) = match plan(broker, api_version, &request) {
+        Ok(planned) => planned,
+        Err(error) => {
+            return FetchResponse::default().with_error_code(error.code());
+        }
+    };
+    let max_bytes = usize::try_from(request.max_bytes.max(0))
+        .unwrap_or(0)
+        .min(broker.config().fetch_max_bytes);
+    let min_bytes = usize::try_from(request.min_bytes.max(0)).unwrap_or(0);
+    let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_CAP) as u64);
+    let deadline = tokio::time::Instant::now() + max_wait;
+    let read_committed = request.isolation_level == READ_COMMITTED;
+
+    let mut shutdown = broker.shutdown_signal();
+    let results = loop {
+        // Register for wake-ups before reading, so an append between the read and the wait
+        // is not missed.
+        let notified = broker.replica_manager().data_arrived.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (results, bytes_read, any_error) = read_all(broker, &reads, max_bytes);
+        let satisfied = bytes_read >= min_bytes.max(1) || any_error || min_bytes == 0;
+        if satisfied || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
+            break results;
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = shutdown.changed() => {}
+        }
+    };
+    let (session_id, include) = finish_session(broker, &mode, &reads, &results);
+    let responses = build_topics(api_version, read_committed, reads, results, &include);
+    FetchResponse::default().with_session_id(session_id).with_responses(responses)
+}
+
+/// Works out the partitions to read and the session they belong to.
+fn plan(broker: &Broker, api_version: i16, request: &FetchRequest) -> Result<(SessionMode, Vec<PlannedRead>), ResponseError> {
+    let requested: Vec<(FetchKey, &FetchPartition)> = request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            let (name, topic_id) = resolve(broker, api_version, &topic.topic, topic.topic_id);
+            topic.partitions.iter().map(move |p| {
+                (
+                    FetchKey {
+                        topic: name.clone(),
+                        topic_id,
+                        partition: p.partition,
+                    },
+                    p,
+                )
+            })
+        })
+        .collect();
+    let to_read = |key: FetchKey, p: &FetchPartition| PlannedRead {
+        key,
+        fetch_offset: p.fetch_offset,
+        partition_max_bytes: p.partition_max_bytes,
+        current_leader_epoch: p.current_leader_epoch,
+    };
+    let session_id = request.session_id;
+    let epoch = request.session_epoch;
+    let mut cache = broker.fetch_sessions().lock();
+    if epoch == FINAL_EPOCH || epoch == INITIAL_EPOCH {
+        if session_id != INVALID_SESSION_ID {
+            cache.remove(session_id);
+        }
+        let reads: Vec<PlannedRead> = requested.into_iter().map(|(k, p)| to_read(k, p)).collect();
+        if epoch == FINAL_EPOCH {
+            return Ok((SessionMode::Sessionless, reads));
+        }
+        return Ok((SessionMode::Full, reads));
+    }
+    if session_id == INVALID_SESSION_ID {
+        return Err(ResponseError::InvalidFetchSessionEpoch);
+    }
+    let session = cache.begin_incremental(session_id, epoch).map_err(|err| match err {
+        SessionError::NotFound => ResponseError::FetchSessionIdNotFound,
+        SessionError::InvalidEpoch => ResponseError::InvalidFetchSessionEpoch,
+    })?;
+    for (key, p) in requested {
+        if !session.upsert(key, p.fetch_offset, p.partition_max_bytes) {
+            return Err(ResponseError::InvalidRequest);
+        }
+    }
+    for forgotten in &request.forgotten_topics_data {
+        let (name, topic_id) = resolve(broker, api_version, &forgotten.topic, forgotten.topic_id);
+        for partition in &forgotten.partitions {
+            session.forget(&FetchKey {
+                topic: name.clone(),
+                topic_id,
+                partition: *partition,
+            });
+        }
+    }
+    let reads = session
+        .partitions
+        .iter()
+        .map(|(key, cached)| PlannedRead {
+            key: key.clone(),
+            fetch_offset: cached.fetch_offset,
+            partition_max_bytes: cached.partition_max_bytes,
+            current_leader_epoch: -1,
+        })
+        .collect();
+    Ok((SessionMode::Incremental { session_id }, reads))
+}
+
+/// Names and ids of a requested topic: by name before v13, by id from v13.
+fn resolve(broker: &Broker, api_version: i16, name: &TopicName, topic_id: Uuid) -> (String, Uuid) {
+    let manager = broker.replica_manager();
+    if api_version >= TOPIC_ID_VERSION {
+        let name = manager.topic_by_id(&topic_id).map(|t| t.name.to_string()).unwrap_or_default();
+        (name, topic_id)
+    } else {
+        let id = manager.topic(name).map(|t| t.id).unwrap_or_else(Uuid::nil);
+        (name.to_string(), id)
+    }
+}
+
+/// The outcome of reading one partition.
+struct ReadResult {
+    error: ResponseError,
+    has_error: bool,
+    offsets: Option<PartitionOffsets>,
+    records: Bytes,
+}
+
+impl ReadResult {
+    fn failed(error: ResponseError, offsets: Option<PartitionOffsets>) -> Self {
+        Self {
+            error,
+            has_error: true,
+            offsets,
+            records: Bytes::new(),
+        }
+    }
+}
+
+fn read_all(broker: &Broker, reads: &[PlannedRead], max_bytes: usize) -> (Vec<ReadResult>, usize, bool) {
+    let mut remaining_bytes = max_bytes;
+    let mut bytes_read = 0usize;
+    let mut any_error = false;
+    let mut min_one_batch = true;
+    let results = reads
+        .iter()
+        .map(|read| {
+            let result = read_one(broker, read, remaining_bytes, min_one_batch);
+            if !result.records.is_empty() {
+                min_one_batch = false;
+                bytes_read += result.records.len();
+                remaining_bytes = remaining_bytes.saturating_sub(result.records.len());
+            }
+            any_error |= result.has_error;
+            result
+        })
+        .collect();
+    (results, bytes_read, any_error)
+}
+
+fn read_one(broker: &Broker, read: &PlannedRead, remaining_bytes: usize, min_one_batch: bool) -> ReadResult {
+    let manager = broker.replica_manager();
+    let unknown = if read.key.topic.is_empty() {
+        ResponseError::UnknownTopicId
+    } else {
+        ResponseError::UnknownTopicOrPartition
+    };
+    let Some(partition) = manager.partition(&read.key.topic, read.key.partition) else {
+        return ReadResult::failed(unknown, None);
+    };
+    if read.current_leader_epoch > partition.leader_epoch {
+        return ReadResult::failed(ResponseError::UnknownLeaderEpoch, None);
+    }
+    if read.current_leader_epoch >= 0 && read.current_leader_epoch < partition.leader_epoch {
+        return ReadResult::failed(ResponseError::FencedLeaderEpoch, None);
+    }
+    let limit = usize::try_from(read.partition_max_bytes.max(0)).unwrap_or(0).min(remaining_bytes);
+    if limit == 0 && !min_one_batch {
+        return match partition.offsets() {
+            Ok(offsets) => ReadResult {
+                error: ResponseError::UnknownServerError,
+                has_error: false,
+                offsets: Some(offsets),
+                records: Bytes::new(),
+            },
+            Err(_) => ReadResult::failed(unknown, None),
+        };
+    }
+    match partition.read(read.fetch_offset, limit, min_one_batch) {
+        Ok((data, offsets)) => ReadResult {
+            error: ResponseError::UnknownServerError,
+            has_error: false,
+            offsets: Some(offsets),
+            records: data.records,
+        },
+        Err(PartitionError::Storage(StorageError::OffsetOutOfRange { .. })) => {
+            ReadResult::failed(ResponseError::OffsetOutOfRange, partition.offsets().ok())
+        }
+        Err(PartitionError::Deleted) => ReadResult::failed(unknown, None),
+        Err(PartitionError::Storage(err)) => {
+            tracing::error!(topic = %read.key.topic, partition = read.key.partition, error = %err, "read failed");
+            ReadResult::failed(ResponseError::KafkaStorageError, None)
+        }
+    }
+}
+
+/// Creates or updates the session after the read. Returns the session id for the response
+/// and, per partition, whether the response carries it: everything for full fetches, only
+/// what changed (data, offsets, errors) for incremental ones.
+fn finish_session(broker: &Broker, mode: &SessionMode, reads: &[PlannedRead], results: &[ReadResult]) -> (i32, Vec<bool>) {
+    let remember = |cached: &mut CachedPartition, result: &ReadResult| {
+        if let Some(offsets) = result.offsets {
+            cached.last_high_watermark = offsets.high_watermark;
+            cached.last_log_start_offset = offsets.log_start_offset;
+        }
+    };
+    let all = vec![true; reads.len()];
+    let mut cache = broker.fetch_sessions().lock();
+    match mode {
+        SessionMode::Sessionless => (INVALID_SESSION_ID, all),
+        SessionMode::Full => {
+            let partitions = reads
+                .iter()
+                .zip(results)
+                .map(|(read, result)| {
+                    let mut cached = CachedPartition::new(read.fetch_offset, read.partition_max_bytes);
+                    remember(&mut cached, result);
+                    (read.key.clone(), cached)
+                })
+                .collect();
+            (cache.create(partitions), all)
+        }
+        SessionMode::Incremental { session_id } => {
+            let Some(session) = cache.get_mut(*session_id) else {
+                // Evicted while this fetch waited: the client will fall back to a full fetch.
+                return (*session_id, all);
+            };
+            let include = reads
+                .iter()
+                .zip(results)
+                .map(|(read, result)| {
+                    let Some(cached) = session.get_mut(&read.key) else {
+                        return true;
+                    };
+                    let offsets_changed = result.offsets.is_some_and(|o| {
+                        o.high_watermark != cached.last_high_watermark
+                            || o.log_start_offset != cached.last_log_start_offset
+                    });
+                    remember(cached, result);
+                    result.has_error || !result.records.is_empty() || offsets_changed
+                })
+                .collect();
+            (*session_id, include)
+        }
+    }
+}
+
+fn build_topics(
+    api_version: i16,
+    read_committed: bool,
+    reads: Vec<PlannedRead>,
+    results: Vec<ReadResult>,
+    include: &[bool],
+) -> Vec<FetchableTopicResponse> {
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut topic_index: HashMap<(String, Uuid), usize> = HashMap::new();
+    for ((read, result), included) in reads.into_iter().zip(results).zip(include) {
+        if !included {
+            continue;
+        }
+        let offsets = result.offsets.unwrap_or(PartitionOffsets {
+            log_start_offset: -1,
+            log_end_offset: -1,
+            high_watermark: -1,
+        });
+        let partition = PartitionData::default()
+            .with_partition_index(read.key.partition)
+            .with_error_code(if result.has_error { result.error.code() } else { 0 })
+            .with_high_watermark(offsets.high_watermark)
+            .with_last_stable_offset(offsets.high_watermark)
+            .with_log_start_offset(offsets.log_start_offset)
+            .with_aborted_transactions(read_committed.then(Vec::new))
+            .with_preferred_read_replica(BrokerId(-1))
+            .with_records(Some(result.records));
+        let slot = *topic_index
+            .entry((read.key.topic.clone(), read.key.topic_id))
+            .or_insert_with(|| {
+                let mut topic = FetchableTopicResponse::default();
+                if api_version >= TOPIC_ID_VERSION {
+                    topic = topic.with_topic_id(read.key.topic_id);
+                } else {
+                    topic = topic.with_topic(TopicName(StrBytes::from_string(read.key.topic.clone())));
+                }
+                topics.push(topic);
+                topics.len() - 1
+            });
+        topics[slot].partitions.push(partition);
+    }
+    topics
+}

@@ -1,0 +1,109 @@
+//! ListOffsets (key 2), v1 and up: earliest (-2), latest (-1), max timestamp (-3), earliest
+//! local (-4), earliest pending upload (-5), and by timestamp (the first record whose
+//! timestamp is at or after the target).
+
+use fjord_protocol::kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use fjord_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use fjord_protocol::{ResponseError, VersionRange};
+use fjord_storage::TimestampAndOffset;
+
+use crate::partition::{Partition, PartitionError};
+use crate::Broker;
+
+pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 10 };
+
+const LATEST_TIMESTAMP: i64 = -1;
+const EARLIEST_TIMESTAMP: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+const EARLIEST_PENDING_UPLOAD_TIMESTAMP: i64 = -5;
+/// Kafka's "no such offset" answer.
+const UNKNOWN: i64 = -1;
+
+pub fn handle(broker: &Broker, request: &ListOffsetsRequest) -> ListOffsetsResponse {
+    let manager = broker.replica_manager();
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let found = manager.topic(&topic.name);
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    let partition = found
+                        .as_ref()
+                        .and_then(|t| usize::try_from(p.partition_index).ok().and_then(|i| t.partitions.get(i)));
+                    let Some(partition) = partition else {
+                        return failure(response, ResponseError::UnknownTopicOrPartition);
+                    };
+                    if p.current_leader_epoch > partition.leader_epoch {
+                        return failure(response, ResponseError::UnknownLeaderEpoch);
+                    }
+                    if p.current_leader_epoch >= 0 && p.current_leader_epoch < partition.leader_epoch {
+                        return failure(response, ResponseError::FencedLeaderEpoch);
+                    }
+                    match lookup(partition, p.timestamp) {
+                        Ok(found) => {
+                            let found = found.unwrap_or(TimestampAndOffset {
+                                timestamp: UNKNOWN,
+                                offset: UNKNOWN,
+                                leader_epoch: None,
+                            });
+                            response
+                                .with_timestamp(found.timestamp)
+                                .with_offset(found.offset)
+                                .with_leader_epoch(found.leader_epoch.unwrap_or(-1))
+                        }
+                        Err(PartitionError::Deleted) => failure(response, ResponseError::UnknownTopicOrPartition),
+                        Err(PartitionError::Storage(err)) => {
+                            tracing::error!(topic = %topic.name.as_str(), partition = p.partition_index, error = %err, "offset lookup failed");
+                            failure(response, ResponseError::KafkaStorageError)
+                        }
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+fn failure(response: ListOffsetsPartitionResponse, error: ResponseError) -> ListOffsetsPartitionResponse {
+    response
+        .with_error_code(error.code())
+        .with_timestamp(UNKNOWN)
+        .with_offset(UNKNOWN)
+        .with_leader_epoch(-1)
+}
+
+fn lookup(partition: &Partition, timestamp: i64) -> Result<Option<TimestampAndOffset>, PartitionError> {
+    let offsets = partition.offsets()?;
+    let at = |offset: i64| -> Result<Option<TimestampAndOffset>, PartitionError> {
+        Ok(Some(TimestampAndOffset {
+            timestamp: UNKNOWN,
+            offset,
+            leader_epoch: partition.epoch_for_offset(offset)?.or(Some(partition.leader_epoch)),
+        }))
+    };
+    match timestamp {
+        // Without transactions the last stable offset equals the high watermark, so both
+        // isolation levels get the same answer.
+        LATEST_TIMESTAMP => at(offsets.high_watermark),
+        EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => at(offsets.log_start_offset),
+        // No tiered storage: nothing is pending upload.
+        EARLIEST_PENDING_UPLOAD_TIMESTAMP => Ok(None),
+        MAX_TIMESTAMP => partition.offset_of_max_timestamp(),
+        t if t >= 0 => {
+            let found = partition.offset_for_timestamp(t)?;
+            // Only offsets below the high watermark are visible to consumers.
+            Ok(found.filter(|f| f.offset < offsets.high_watermark))
+        }
+        _ => Ok(None),
+    }
+}

@@ -1,0 +1,58 @@
+//! Kafka API handlers, one file per API (as in Redpanda's `src/v/kafka/server/handlers`).
+//! Each file declares the version range it implements as `VERSIONS`; [`SUPPORTED_APIS`] is the
+//! table ApiVersions advertises and the connection layer checks before decoding a body.
+
+use fjord_protocol::{ApiKey, VersionRange};
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+/// Every API this broker implements, with the versions it implements.
+pub const SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[
+    (ApiKey::Produce, produce::VERSIONS),
+    (ApiKey::Fetch, fetch::VERSIONS),
+    (ApiKey::ListOffsets, list_offsets::VERSIONS),
+    (ApiKey::Metadata, metadata::VERSIONS),
+    (ApiKey::ApiVersions, api_versions::VERSIONS),
+    (ApiKey::CreateTopics, create_topics::VERSIONS),
+    (ApiKey::DeleteTopics, delete_topics::VERSIONS),
+    (ApiKey::OffsetForLeaderEpoch, offset_for_leader_epoch::VERSIONS),
+    (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
+];
+
+/// The version range implemented for `api_key`, if the API is implemented at all.
+pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(key, _)| *key == api_key)
+        .map(|(_, versions)| *versions)
+}
+
+pub fn is_supported(api_key: ApiKey, api_version: i16) -> bool {
+    supported_versions(api_key).is_some_and(|v| v.min <= api_version && api_version <= v.max)
+}
+
+/// Kafka's `authorized_operations` value for "not requested".
+pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The advertised ranges must be decodable by the generated codec.
+    #[test]
+    fn advertised_versions_are_within_the_codec_range() {
+        for (key, versions) in SUPPORTED_APIS {
+            let known = key.valid_versions();
+            assert!(known.min <= versions.min && versions.max <= known.max, "{key:?}");
+            assert!(versions.min <= versions.max, "{key:?}");
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Produce (key 0), v3 and up: validate each record batch as bytes (lengths, magic, CRC-32C),
+//! check it against `max.message.bytes`, then append it with offsets patched in place. The
+//! batch is never decompressed here.
+//!
+//! acks=0 gets no response at all; acks=1 and acks=-1 are the same on a single node (the
+//! in-sync replica set is this broker), answered once the batch is in the log.
+
+use bytes::{Bytes, BytesMut};
+use fjord_protocol::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use fjord_protocol::kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
+use fjord_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use fjord_protocol::kafka_protocol::protocol::StrBytes;
+use fjord_protocol::records::{self, RecordError};
+use fjord_protocol::{ResponseError, VersionRange};
+
+use crate::partition::PartitionError;
+use crate::replica_manager::{validate_topic_name, Topic};
+use crate::time::now_ms;
+use crate::Broker;
+
+pub const VERSIONS: VersionRange = VersionRange { min: 3, max: 13 };
+
+/// First version that names topics by id instead of by name.
+const TOPIC_ID_VERSION: i16 = 13;
+
+pub fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let acks_valid = matches!(acks, -1..=1);
+    if request.transactional_id.is_some() && acks_valid {
+        tracing::debug!("transactional produce rejected: transactions are not implemented");
+    }
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    let mut appended_any = false;
+    for topic_data in request.topic_data {
+        let topic = resolve_topic(broker, api_version, &topic_data);
+        let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
+        for partition_data in topic_data.partition_data {
+            let response = if !acks_valid {
+                error_response(partition_data.index, ResponseError::InvalidRequiredAcks, None)
+            } else if request.transactional_id.is_some() {
+                error_response(
+                    partition_data.index,
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    Some("Transactions are not supported by this broker yet".into()),
+                )
+            } else {
+                match &topic {
+                    Ok(topic) => produce_to_partition(broker, topic, partition_data, &mut appended_any),
+                    Err(code) => error_response(partition_data.index, *code, None),
+                }
+            };
+            partition_responses.push(response);
+        }
+        let mut topic_response = TopicProduceResponse::default().with_partition_responses(partition_responses);
+        if api_version >= TOPIC_ID_VERSION {
+            topic_response = topic_response.with_topic_id(topic_data.topic_id);
+        } else {
+            topic_response = topic_response.with_name(topic_data.name);
+        }
+        responses.push(topic_response);
+    }
+    if appended_any {
+        broker.replica_manager().data_arrived.notify_waiters();
+    }
+    if acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+fn resolve_topic(
+    broker: &Broker,
+    api_version: i16,
+    topic_data: &TopicProduceData,
+) -> Result<std::sync::Arc<Topic>, ResponseError> {
+    let manager = broker.replica_manager();
+    if api_version >= TOPIC_ID_VERSION {
+        return manager.topic_by_id(&topic_data.topic_id).ok_or(ResponseError::UnknownTopicId);
+    }
+    let name: &TopicName = &topic_data.name;
+    if validate_topic_name(name).is_err() {
+        return Err(ResponseError::InvalidTopicException);
+    }
+    match manager.topic_or_auto_create(name, true) {
+        Ok(Some(topic)) => Ok(topic),
+        Ok(None) => Err(ResponseError::UnknownTopicOrPartition),
+        Err(err) => {
+            tracing::warn!(topic = %name.as_str(), error = %err, "auto topic creation on produce failed");
+            Err(ResponseError::UnknownTopicOrPartition)
+        }
+    }
+}
+
+fn error_response(index: i32, error: ResponseError, message: Option<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(error.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(message.map(StrBytes::from_string))
+}
+
+/// Kafka's split between a corrupt batch (CORRUPT_MESSAGE) and a well-formed one it refuses
+/// (INVALID_RECORD).
+fn record_error_code(err: &RecordError) -> ResponseError {
+    match err {
+        RecordError::UnsupportedMagic { .. }
+        | RecordError::EmptyBatch
+        | RecordError::InconsistentOffsetRange { .. }
+        | RecordError::InvalidCompression { .. } => ResponseError::InvalidRecord,
+        _ => ResponseError::CorruptMessage,
+    }
+}
+
+fn produce_to_partition(
+    broker: &Broker,
+    topic: &Topic,
+    data: PartitionProduceData,
+    appended_any: &mut bool,
+) -> PartitionProduceResponse {
+    let index = data.index;
+    let Some(partition) = usize::try_from(index).ok().and_then(|i| topic.partitions.get(i)) else {
+        return error_response(index, ResponseError::UnknownTopicOrPartition, None);
+    };
+    let records = data.records.unwrap_or_default();
+    let max_message_bytes = crate::topic_config::max_message_bytes(&topic.configs, broker.config());
+    if let Err((error, message)) = validate_records(&records, max_message_bytes) {
+        tracing::debug!(topic = %topic.name, partition = index, %message, "rejected produce");
+        let mut response = error_response(index, error, Some(message.clone()));
+        if error == ResponseError::InvalidRecord {
+            response = response.with_record_errors(vec![BatchIndexAndErrorMessage::default()
+                .with_batch_index(0)
+                .with_batch_index_error_message(Some(StrBytes::from_string(message)))]);
+        }
+        return response;
+    }
+    let mut buffer = into_mut(records);
+    match partition.append_as_leader(&mut buffer, now_ms()) {
+        Ok(info) => {
+            *appended_any = true;
+            PartitionProduceResponse::default()
+                .with_index(index)
+                .with_base_offset(info.first_offset)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(info.log_start_offset)
+        }
+        Err(PartitionError::Deleted) => error_response(index, ResponseError::UnknownTopicOrPartition, None),
+        Err(PartitionError::Storage(err)) => {
+            tracing::error!(topic = %topic.name, partition = index, error = %err, "append failed");
+            error_response(index, ResponseError::KafkaStorageError, None)
+        }
+    }
+}
+
+/// Takes the request's bytes for in-place patching, copying only if they are shared.
+fn into_mut(records: Bytes) -> BytesMut {
+    records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]))
+}
+
+/// Produce v3+ carries exactly one v2 batch per partition (Kafka's `ProduceRequest.validateRecords`).
+fn validate_records(records: &[u8], max_message_bytes: usize) -> Result<(), (ResponseError, String)> {
+    if records.is_empty() {
+        return Err((ResponseError::InvalidRecord, "Produce request must carry one record batch".into()));
+    }
+    let mut batches = 0usize;
+    for batch in records::BatchIter::new(records) {
+        let (header, range) = batch.map_err(|err| (ResponseError::CorruptMessage, err.to_string()))?;
+        batches += 1;
+        if batches > 1 {
+            return Err((
+                ResponseError::InvalidRecord,
+                "Produce requests with version 3 and up may contain exactly one record batch".into(),
+            ));
+        }
+        if range.len() > max_message_bytes {
+            return Err((
+                ResponseError::MessageTooLarge,
+                format!("The record batch of {} bytes exceeds max.message.bytes {max_message_bytes}", range.len()),
+            ));
+        }
+        if header.is_transactional() || header.is_control() {
+            return Err((ResponseError::InvalidRecord, "Transactional and control batches are not supported yet".into()));
+        }
+        let batch_bytes = records.get(range).unwrap_or_default();
+        records::validate_batch(batch_bytes).map_err(|err| (record_error_code(&err), err.to_string()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! Broker configuration, under Kafka's own setting names where Kafka has one.
+//!
+//! [`BrokerConfig::from_settings`] takes the merged key/value map (defaults < config file <
+//! `FJORD_*` environment < command-line flags, merged by the binary) and validates every key.
+//! Unknown keys are rejected so a typo never silently falls back to a default.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::error::BrokerError;
+
+/// One documented setting: its Kafka name, its default, and what it does.
+pub struct SettingSpec {
+    pub key: &'static str,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+/// Every setting the broker understands. `fjord serve --help` and the README list these.
+pub const SETTINGS: &[SettingSpec] = &[
+    SettingSpec { key: "node.id", default: "1", doc: "This broker's id (Kafka: node.id)." },
+    SettingSpec { key: "data.dir", default: "./fjord-data", doc: "Directory holding the logs and metadata (Kafka: log.dirs, one directory)." },
+    SettingSpec { key: "listen", default: "127.0.0.1:9092", doc: "Address the Kafka listener binds (Kafka: listeners)." },
+    SettingSpec { key: "advertised.listener", default: "", doc: "HOST:PORT given to clients in Metadata; empty = the listen address (Kafka: advertised.listeners)." },
+    SettingSpec { key: "num.partitions", default: "1", doc: "Partitions of an auto-created topic or a CreateTopics request with -1." },
+    SettingSpec { key: "default.replication.factor", default: "1", doc: "Replication factor used when a request says -1. Only 1 is possible on one node." },
+    SettingSpec { key: "auto.create.topics.enable", default: "true", doc: "Create unknown topics on Metadata and Produce requests." },
+    SettingSpec { key: "log.segment.bytes", default: "1073741824", doc: "Roll the active segment once it reaches this size." },
+    SettingSpec { key: "log.roll.ms", default: "604800000", doc: "Roll the active segment once it is this old (Kafka: log.roll.ms / log.roll.hours)." },
+    SettingSpec { key: "log.index.interval.bytes", default: "4096", doc: "Bytes of log between two offset index entries." },
+    SettingSpec { key: "log.flush.interval.messages", default: "9223372036854775807", doc: "fsync after this many messages (default: leave it to the page cache, like Kafka)." },
+    SettingSpec { key: "log.flush.interval.ms", default: "9223372036854775807", doc: "fsync when the oldest unflushed message is this old." },
+    SettingSpec { key: "message.max.bytes", default: "1048588", doc: "Largest record batch a producer may send (MESSAGE_TOO_LARGE above it)." },
+    SettingSpec { key: "socket.request.max.bytes", default: "104857600", doc: "Largest request frame; a bigger one closes the connection." },
+    SettingSpec { key: "max.connections", default: "10000", doc: "Connections accepted at once; further ones are closed at accept." },
+    SettingSpec { key: "queued.max.requests", default: "64", doc: "Requests read ahead per connection before the broker stops reading from it." },
+    SettingSpec { key: "queued.max.request.bytes", default: "536870912", doc: "Bytes of requests held in memory across all connections; reading pauses above it." },
+    SettingSpec { key: "fetch.max.bytes", default: "57671680", doc: "Upper bound on the bytes one Fetch response carries." },
+    SettingSpec { key: "max.incremental.fetch.session.cache.slots", default: "1000", doc: "Fetch sessions (KIP-227) kept at once." },
+    SettingSpec { key: "connections.max.idle.ms", default: "600000", doc: "Close connections idle this long." },
+    SettingSpec { key: "shutdown.timeout.ms", default: "30000", doc: "On SIGTERM, how long in-flight requests may take before the broker exits anyway." },
+];
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub auto_create_topics_enable: bool,
+    pub log_segment_bytes: u64,
+    pub log_roll_ms: i64,
+    pub log_index_interval_bytes: u64,
+    pub log_flush_interval_messages: u64,
+    pub log_flush_interval_ms: i64,
+    pub message_max_bytes: usize,
+    pub socket_request_max_bytes: usize,
+    pub max_connections: usize,
+    pub queued_max_requests: usize,
+    pub queued_max_request_bytes: usize,
+    pub fetch_max_bytes: usize,
+    pub fetch_session_cache_slots: usize,
+    pub connections_max_idle_ms: u64,
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        match Self::from_settings(&BTreeMap::new()) {
+            Ok(config) => config,
+            // The defaults are constants checked by a unit test; failing here is a programming error.
+            Err(err) => panic!("built-in defaults are invalid: {err}"),
+        }
+    }
+}
+
+struct Settings<'a> {
+    values: &'a BTreeMap<String, String>,
+}
+
+impl Settings<'_> {
+    fn raw(&self, key: &str) -> &str {
+        if let Some(value) = self.values.get(key) {
+            return value;
+        }
+        SETTINGS
+            .iter()
+            .find(|spec| spec.key == key)
+            .map(|spec| spec.default)
+            .unwrap_or_default()
+    }
+
+    fn parse<T: std::str::FromStr>(&self, key: &str) -> Result<T, BrokerError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let value = self.raw(key);
+        value.trim().parse::<T>().map_err(|err| BrokerError::InvalidConfig {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: err.to_string(),
+        })
+    }
+
+    fn positive<T>(&self, key: &str) -> Result<T, BrokerError>
+    where
+        T: std::str::FromStr + PartialOrd + Default + Copy,
+        T::Err: std::fmt::Display,
+    {
+        let value: T = self.parse(key)?;
+        if value <= T::default() {
+            return Err(BrokerError::InvalidConfig {
+                key: key.to_string(),
+                value: self.raw(key).to_string(),
+                reason: "must be greater than zero".to_string(),
+            });
+        }
+        Ok(value)
+    }
+}
+
+/// Kafka spellings accepted for Fjord's own keys.
+const ALIASES: &[(&str, &str)] = &[
+    ("log.dirs", "data.dir"),
+    ("log.dir", "data.dir"),
+    ("listeners", "listen"),
+    ("advertised.listeners", "advertised.listener"),
+    ("broker.id", "node.id"),
+];
+
+/// Maps a Kafka alias to Fjord's key, and strips a `PLAINTEXT://` scheme from listener values.
+pub fn canonical_setting(key: &str, value: &str) -> (String, String) {
+    let key = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == key)
+        .map(|(_, canonical)| *canonical)
+        .unwrap_or(key);
+    let value = if key == "listen" || key == "advertised.listener" {
+        value.rsplit("://").next().unwrap_or(value)
+    } else {
+        value
+    };
+    (key.to_string(), value.to_string())
+}
+
+fn split_host_port(key: &str, value: &str) -> Result<(String, i32), BrokerError> {
+    let invalid = |reason: &str| BrokerError::InvalidConfig {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    let (host, port) = value.rsplit_once(':').ok_or_else(|| invalid("expected HOST:PORT"))?;
+    let port: u16 = port.parse().map_err(|_| invalid("port must be 0-65535"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(invalid("host is empty"));
+    }
+    Ok((host.to_string(), i32::from(port)))
+}
+
+impl BrokerConfig {
+    /// Validates a merged settings map. Keys must be canonical (see [`canonical_setting`]).
+    pub fn from_settings(values: &BTreeMap<String, String>) -> Result<Self, BrokerError> {
+        if let Some(key) = values.keys().find(|key| !SETTINGS.iter().any(|spec| spec.key == key.as_str())) {
+            return Err(BrokerError::UnknownConfig { key: key.clone() });
+        }
+        let s = Settings { values };
+        let listen = s.raw("listen").to_string();
+        split_host_port("listen", &listen)?;
+        let advertised = match s.raw("advertised.listener") {
+            "" => listen.clone(),
+            other => other.to_string(),
+        };
+        let (advertised_host, advertised_port) = split_host_port("advertised.listener", &advertised)?;
+        let node_id: i32 = s.parse("node.id")?;
+        if node_id < 0 {
+            return Err(BrokerError::InvalidConfig {
+                key: "node.id".into(),
+                value: node_id.to_string(),
+                reason: "must be >= 0".into(),
+            });
+        }
+        Ok(Self {
+            node_id,
+            data_dir: PathBuf::from(s.raw("data.dir")),
+            listen,
+            advertised_host,
+            advertised_port,
+            num_partitions: s.positive("num.partitions")?,
+            default_replication_factor: s.positive("default.replication.factor")?,
+            auto_create_topics_enable: s.parse("auto.create.topics.enable")?,
+            log_segment_bytes: s.positive("log.segment.bytes")?,
+            log_roll_ms: s.positive("log.roll.ms")?,
+            log_index_interval_bytes: s.positive("log.index.interval.bytes")?,
+            log_flush_interval_messages: s.positive("log.flush.interval.messages")?,
+            log_flush_interval_ms: s.positive("log.flush.interval.ms")?,
+            message_max_bytes: s.positive("message.max.bytes")?,
+            socket_request_max_bytes: s.positive("socket.request.max.bytes")?,
+            max_connections: s.positive("max.connections")?,
+            queued_max_requests: s.positive("queued.max.requests")?,
+            queued_max_request_bytes: s.positive("queued.max.request.bytes")?,
+            fetch_max_bytes: s.positive("fetch.max.bytes")?,
+            fetch_session_cache_slots: s.parse("max.incremental.fetch.session.cache.slots")?,
+            connections_max_idle_ms: s.positive("connections.max.idle.ms")?,
+            shutdown_timeout_ms: s.positive("shutdown.timeout.ms")?,
+        })
+    }
+
+    /// The per-log settings new partitions get.
+    pub fn log_config(&self) -> fjord_storage::LogConfig {
+        fjord_storage::LogConfig {
+            segment_bytes: self.log_segment_bytes,
+            segment_ms: self.log_roll_ms,
+            index_interval_bytes: self.log_index_interval_bytes,
+            flush_interval_messages: self.log_flush_interval_messages,
+            flush_interval_ms: self.log_flush_interval_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_kafka_like() {
+        let config = BrokerConfig::from_settings(&BTreeMap::new()).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9092");
+        assert_eq!(config.advertised_port, 9092);
+        assert_eq!(config.message_max_bytes, 1_048_588);
+        assert!(config.auto_create_topics_enable);
+        assert_eq!(config.num_partitions, 1);
+    }
+
+    #[test]
+    fn unknown_and_invalid_keys_are_rejected() {
+        let mut values = BTreeMap::new();
+        values.insert("num.partiton".to_string(), "3".to_string());
+        assert!(matches!(
+            BrokerConfig::from_settings(&values),
+            Err(BrokerError::UnknownConfig { .. })
+        ));
+        let mut values = BTreeMap::new();
+        values.insert("num.partitions".to_string(), "zero".to_string());
+        assert!(matches!(
+            BrokerConfig::from_settings(&values),
+            Err(BrokerError::InvalidConfig { .. })
+        ));
+    }
+
+    #[test]
+    fn aliases_and_schemes_are_canonicalised() {
+        assert_eq!(
+            canonical_setting("listeners", "PLAINTEXT://0.0.0.0:9093"),
+            ("listen".to_string(), "0.0.0.0:9093".to_string())
+        );
+        assert_eq!(canonical_setting("log.dirs", "/d"), ("data.dir".to_string(), "/d".to_string()));
+    }
+}

@@ -1,0 +1,313 @@
+//! The topics and partitions this broker hosts (Kafka: ReplicaManager plus the MetadataCache of a
+//! single node), and their lifecycle: load at start-up, create, delete, close at shutdown.
+//!
+//! Topic metadata (name, id, partition count, configs) is persisted by the storage layer's
+//! `LogManager` on every change, before the change is visible to clients.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use fjord_storage::{LogManager, TopicRecord};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+use crate::partition::Partition;
+use crate::time::now_ms;
+
+/// Kafka's limit on topic name length.
+pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
+/// Upper bound on partitions across all topics: a CreateTopics request cannot make the broker
+/// open millions of files.
+pub const PARTITIONS_TOTAL_MAX: usize = 100_000;
+
+pub struct Topic {
+    pub name: Arc<str>,
+    pub id: Uuid,
+    pub partitions: Vec<Arc<Partition>>,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+struct TopicTable {
+    by_name: HashMap<Arc<str>, Arc<Topic>>,
+    by_id: HashMap<Uuid, Arc<Topic>>,
+    partitions_total: usize,
+}
+
+/// Why a topic could not be created, in Kafka's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateTopicError {
+    #[error("Topic '{0}' already exists.")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+pub struct ReplicaManager {
+    config: BrokerConfig,
+    log_manager: LogManager,
+    topics: RwLock<TopicTable>,
+    /// Serialises topic creation and deletion (disk work) without blocking readers of the table.
+    admin_lock: Mutex<()>,
+    /// Woken on every append, so long-polling fetches re-check their partitions.
+    pub data_arrived: Notify,
+}
+
+/// Kafka's `Topic.validate`: 1 to 249 characters from `[a-zA-Z0-9._-]`, and not "." or "..".
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("Topic name is illegal, it can't be empty".to_string());
+    }
+    if name == "." || name == ".." {
+        return Err("Topic name cannot be \".\" or \"..\"".to_string());
+    }
+    if name.len() > TOPIC_NAME_LENGTH_MAX {
+        return Err(format!(
+            "Topic name is illegal, it can't be longer than {TOPIC_NAME_LENGTH_MAX} characters, topic name: {name}"
+        ));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return Err(format!(
+            "Topic name {name} is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+impl ReplicaManager {
+    /// Opens every persisted topic's partitions (running log recovery where the last shutdown
+    /// was not clean).
+    pub fn open(config: BrokerConfig, log_manager: LogManager, had_clean_shutdown: bool) -> Result<Self, BrokerError> {
+        let manager = Self {
+            config,
+            log_manager,
+            topics: RwLock::new(TopicTable::default()),
+            admin_lock: Mutex::new(()),
+            data_arrived: Notify::new(),
+        };
+        let records = manager.log_manager.load_topics()?;
+        let mut table = TopicTable::default();
+        for record in records {
+            let topic = manager.open_topic(&record, had_clean_shutdown)?;
+            table.insert(topic);
+        }
+        info!(topics = table.by_name.len(), partitions = table.partitions_total, "loaded topics");
+        *manager.topics.write() = table;
+        Ok(manager)
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub fn log_manager(&self) -> &LogManager {
+        &self.log_manager
+    }
+
+    fn open_topic(&self, record: &TopicRecord, had_clean_shutdown: bool) -> Result<Arc<Topic>, BrokerError> {
+        let name: Arc<str> = Arc::from(record.name.as_str());
+        let mut partitions = Vec::with_capacity(record.partitions.max(0) as usize);
+        for index in 0..record.partitions {
+            let log = self.log_manager.open_log(
+                &record.name,
+                index,
+                crate::topic_config::log_config(&record.configs, &self.config),
+                had_clean_shutdown,
+                now_ms(),
+            )?;
+            partitions.push(Arc::new(Partition::new(name.clone(), record.topic_id, index, log)));
+        }
+        Ok(Arc::new(Topic {
+            name,
+            id: record.topic_id,
+            partitions,
+            configs: record.configs.clone(),
+        }))
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().by_name.get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
+        self.topics.read().by_id.get(id).cloned()
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        let topic = self.topic(topic)?;
+        usize::try_from(index).ok().and_then(|i| topic.partitions.get(i).cloned())
+    }
+
+    /// All topics, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut topics: Vec<_> = self.topics.read().by_name.values().cloned().collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics
+    }
+
+    /// Looks a topic up, creating it with the broker defaults if auto creation is on and the
+    /// caller allows it (Kafka auto-creates on Metadata; Fjord also on Produce).
+    pub fn topic_or_auto_create(&self, name: &str, allow_auto_create: bool) -> Result<Option<Arc<Topic>>, CreateTopicError> {
+        if let Some(topic) = self.topic(name) {
+            return Ok(Some(topic));
+        }
+        if !(allow_auto_create && self.config.auto_create_topics_enable) {
+            return Ok(None);
+        }
+        match self.create_topic(name, self.config.num_partitions, BTreeMap::new(), false) {
+            Ok(topic) => Ok(Some(topic)),
+            // Lost a race with another creator: fine, use theirs.
+            Err(CreateTopicError::AlreadyExists(_)) => Ok(self.topic(name)),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Creates a topic. With `validate_only` nothing is written and the result is what would
+    /// have been created.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, CreateTopicError> {
+        validate_topic_name(name).map_err(CreateTopicError::InvalidName)?;
+        if partitions <= 0 {
+            return Err(CreateTopicError::InvalidPartitions(
+                "Number of partitions must be larger than 0.".to_string(),
+            ));
+        }
+        let _admin = self.admin_lock.lock();
+        let partitions_total = self.topics.read().partitions_total;
+        if self.topic(name).is_some() {
+            return Err(CreateTopicError::AlreadyExists(name.to_string()));
+        }
+        if partitions_total + partitions as usize > PARTITIONS_TOTAL_MAX {
+            return Err(CreateTopicError::InvalidPartitions(format!(
+                "Creating {partitions} partitions would exceed this broker's limit of {PARTITIONS_TOTAL_MAX} partitions."
+            )));
+        }
+        let record = TopicRecord {
+            name: name.to_string(),
+            topic_id: Uuid::new_v4(),
+            partitions,
+            configs,
+        };
+        if validate_only {
+            return Ok(Arc::new(Topic {
+                name: Arc::from(name),
+                id: record.topic_id,
+                partitions: Vec::new(),
+                configs: record.configs,
+            }));
+        }
+        // Persist first: a topic clients can see must survive a crash.
+        let mut records: Vec<TopicRecord> = self.topics().iter().map(|t| topic_record(t)).collect();
+        records.push(record.clone());
+        self.log_manager.save_topics(&records).map_err(BrokerError::from)?;
+        let topic = self.open_topic(&record, true)?;
+        self.topics.write().insert(topic.clone());
+        info!(topic = name, partitions, topic_id = %record.topic_id, "created topic");
+        Ok(topic)
+    }
+
+    /// Deletes a topic: it disappears from the table and the persisted list, then its logs are
+    /// removed from disk.
+    pub fn delete_topic(&self, topic: &Arc<Topic>) -> Result<(), BrokerError> {
+        let _admin = self.admin_lock.lock();
+        let records: Vec<TopicRecord> = self
+            .topics()
+            .iter()
+            .filter(|t| t.id != topic.id)
+            .map(|t| topic_record(t))
+            .collect();
+        self.log_manager.save_topics(&records)?;
+        self.topics.write().remove(topic);
+        for partition in &topic.partitions {
+            if let Some(log) = partition.take_log() {
+                if let Err(err) = self.log_manager.delete_log(log) {
+                    warn!(topic = %topic.name, partition = partition.index, error = %err, "failed to delete log directory");
+                }
+            }
+        }
+        // Wake long-polling fetches so they notice the deletion.
+        self.data_arrived.notify_waiters();
+        info!(topic = %topic.name, "deleted topic");
+        Ok(())
+    }
+
+    /// Flushes and closes every log, then marks the shutdown clean so the next start skips
+    /// recovery.
+    pub fn shutdown(&self) -> Result<(), BrokerError> {
+        let _admin = self.admin_lock.lock();
+        let table = std::mem::take(&mut *self.topics.write());
+        let mut first_error = None;
+        for topic in table.by_name.values() {
+            for partition in &topic.partitions {
+                if let Some(log) = partition.take_log() {
+                    if let Err(err) = log.close() {
+                        warn!(topic = %topic.name, partition = partition.index, error = %err, "failed to close log");
+                        first_error.get_or_insert(err);
+                    }
+                }
+            }
+        }
+        if let Some(err) = first_error {
+            // Leave the marker absent: the next start must run recovery.
+            return Err(err.into());
+        }
+        self.log_manager.write_clean_shutdown_marker()?;
+        Ok(())
+    }
+}
+
+fn topic_record(topic: &Topic) -> TopicRecord {
+    TopicRecord {
+        name: topic.name.to_string(),
+        topic_id: topic.id,
+        partitions: topic.partitions.len() as i32,
+        configs: topic.configs.clone(),
+    }
+}
+
+impl TopicTable {
+    fn insert(&mut self, topic: Arc<Topic>) {
+        self.partitions_total += topic.partitions.len();
+        self.by_id.insert(topic.id, topic.clone());
+        self.by_name.insert(topic.name.clone(), topic);
+    }
+
+    fn remove(&mut self, topic: &Topic) {
+        if self.by_name.remove(&topic.name).is_some() {
+            self.partitions_total -= topic.partitions.len();
+        }
+        self.by_id.remove(&topic.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_EU-2").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name(".").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("a b").is_err());
+        assert!(validate_topic_name("ü").is_err());
+        assert!(validate_topic_name(&"x".repeat(249)).is_ok());
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    }
+}

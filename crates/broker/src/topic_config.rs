@@ -1,0 +1,167 @@
+//! Topic-level configs: Kafka's names, validation, defaults taken from the broker settings, and
+//! which ones Fjord honours today.
+//!
+//! Unknown names are rejected with INVALID_CONFIG, as Kafka does. Known configs Fjord does not
+//! act on yet are accepted and stored (so tools that always send them keep working) and marked
+//! `honoured: false` here; the README lists both kinds.
+
+use std::collections::BTreeMap;
+
+use crate::config::BrokerConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A non-negative integer.
+    Count,
+    Bool,
+    /// One of a fixed set of words.
+    Choice(&'static [&'static str]),
+    /// A ratio in [0, 1].
+    Ratio,
+    /// Any string (lists, free text).
+    Text,
+}
+
+struct TopicConfigSpec {
+    name: &'static str,
+    kind: Kind,
+    honoured: bool,
+    default: fn(&BrokerConfig) -> String,
+}
+
+const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
+
+const TOPIC_CONFIGS: &[TopicConfigSpec] = &[
+    TopicConfigSpec { name: "segment.bytes", kind: Kind::Count, honoured: true, default: |c| c.log_segment_bytes.to_string() },
+    TopicConfigSpec { name: "segment.ms", kind: Kind::Count, honoured: true, default: |c| c.log_roll_ms.to_string() },
+    TopicConfigSpec { name: "index.interval.bytes", kind: Kind::Count, honoured: true, default: |c| c.log_index_interval_bytes.to_string() },
+    TopicConfigSpec { name: "flush.messages", kind: Kind::Count, honoured: true, default: |c| c.log_flush_interval_messages.to_string() },
+    TopicConfigSpec { name: "flush.ms", kind: Kind::Count, honoured: true, default: |c| c.log_flush_interval_ms.to_string() },
+    TopicConfigSpec { name: "max.message.bytes", kind: Kind::Count, honoured: true, default: |c| c.message_max_bytes.to_string() },
+    TopicConfigSpec { name: "cleanup.policy", kind: Kind::Text, honoured: false, default: |_| "delete".into() },
+    TopicConfigSpec { name: "compression.type", kind: Kind::Choice(COMPRESSION_TYPES), honoured: false, default: |_| "producer".into() },
+    TopicConfigSpec { name: "retention.ms", kind: Kind::Text, honoured: false, default: |_| "604800000".into() },
+    TopicConfigSpec { name: "retention.bytes", kind: Kind::Text, honoured: false, default: |_| "-1".into() },
+    TopicConfigSpec { name: "delete.retention.ms", kind: Kind::Count, honoured: false, default: |_| "86400000".into() },
+    TopicConfigSpec { name: "file.delete.delay.ms", kind: Kind::Count, honoured: false, default: |_| "60000".into() },
+    TopicConfigSpec { name: "min.cleanable.dirty.ratio", kind: Kind::Ratio, honoured: false, default: |_| "0.5".into() },
+    TopicConfigSpec { name: "min.compaction.lag.ms", kind: Kind::Count, honoured: false, default: |_| "0".into() },
+    TopicConfigSpec { name: "max.compaction.lag.ms", kind: Kind::Count, honoured: false, default: |_| "9223372036854775807".into() },
+    TopicConfigSpec { name: "min.insync.replicas", kind: Kind::Count, honoured: false, default: |_| "1".into() },
+    TopicConfigSpec { name: "unclean.leader.election.enable", kind: Kind::Bool, honoured: false, default: |_| "false".into() },
+    TopicConfigSpec { name: "message.timestamp.type", kind: Kind::Choice(&["CreateTime", "LogAppendTime"]), honoured: false, default: |_| "CreateTime".into() },
+    TopicConfigSpec { name: "message.timestamp.before.max.ms", kind: Kind::Count, honoured: false, default: |_| "9223372036854775807".into() },
+    TopicConfigSpec { name: "message.timestamp.after.max.ms", kind: Kind::Count, honoured: false, default: |_| "9223372036854775807".into() },
+    TopicConfigSpec { name: "message.downconversion.enable", kind: Kind::Bool, honoured: false, default: |_| "true".into() },
+    TopicConfigSpec { name: "preallocate", kind: Kind::Bool, honoured: false, default: |_| "false".into() },
+    TopicConfigSpec { name: "segment.index.bytes", kind: Kind::Count, honoured: false, default: |_| "10485760".into() },
+    TopicConfigSpec { name: "segment.jitter.ms", kind: Kind::Count, honoured: false, default: |_| "0".into() },
+    TopicConfigSpec { name: "local.retention.ms", kind: Kind::Text, honoured: false, default: |_| "-2".into() },
+    TopicConfigSpec { name: "local.retention.bytes", kind: Kind::Text, honoured: false, default: |_| "-2".into() },
+    TopicConfigSpec { name: "remote.storage.enable", kind: Kind::Bool, honoured: false, default: |_| "false".into() },
+    TopicConfigSpec { name: "leader.replication.throttled.replicas", kind: Kind::Text, honoured: false, default: |_| "".into() },
+    TopicConfigSpec { name: "follower.replication.throttled.replicas", kind: Kind::Text, honoured: false, default: |_| "".into() },
+];
+
+fn spec(name: &str) -> Option<&'static TopicConfigSpec> {
+    TOPIC_CONFIGS.iter().find(|s| s.name == name)
+}
+
+fn validate_value(spec: &TopicConfigSpec, value: &str) -> Result<(), String> {
+    let ok = match spec.kind {
+        Kind::Count => value.parse::<u64>().is_ok(),
+        Kind::Bool => value == "true" || value == "false",
+        Kind::Choice(words) => words.contains(&value),
+        Kind::Ratio => value.parse::<f64>().is_ok_and(|r| (0.0..=1.0).contains(&r)),
+        Kind::Text => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("Invalid value {value} for configuration {}", spec.name))
+    }
+}
+
+/// Checks the configs of a CreateTopics request; returns the ones to store (nulls dropped).
+pub fn validate_topic_configs(requested: &BTreeMap<String, Option<String>>) -> Result<BTreeMap<String, String>, String> {
+    let mut configs = BTreeMap::new();
+    for (name, value) in requested {
+        let spec = spec(name).ok_or_else(|| format!("Unknown topic config name: {name}"))?;
+        let Some(value) = value else { continue };
+        validate_value(spec, value)?;
+        configs.insert(name.clone(), value.clone());
+    }
+    Ok(configs)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    DynamicTopic,
+    Default,
+}
+
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: String,
+    pub source: ConfigSource,
+}
+
+/// Every known topic config with its effective value and where the value comes from.
+pub fn describe(configs: &BTreeMap<String, String>, broker: &BrokerConfig) -> Vec<ConfigEntry> {
+    TOPIC_CONFIGS
+        .iter()
+        .map(|spec| match configs.get(spec.name) {
+            Some(value) => ConfigEntry { name: spec.name.into(), value: value.clone(), source: ConfigSource::DynamicTopic },
+            None => ConfigEntry { name: spec.name.into(), value: (spec.default)(broker), source: ConfigSource::Default },
+        })
+        .collect()
+}
+
+/// Names of configs Fjord accepts and stores but does not act on yet.
+pub fn accepted_but_ignored() -> impl Iterator<Item = &'static str> {
+    TOPIC_CONFIGS.iter().filter(|s| !s.honoured).map(|s| s.name)
+}
+
+fn number<T: std::str::FromStr>(configs: &BTreeMap<String, String>, name: &str, default: T) -> T {
+    configs.get(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The log settings of a topic: its own configs over the broker defaults.
+pub fn log_config(configs: &BTreeMap<String, String>, broker: &BrokerConfig) -> fjord_storage::LogConfig {
+    let defaults = broker.log_config();
+    fjord_storage::LogConfig {
+        segment_bytes: number(configs, "segment.bytes", defaults.segment_bytes).max(1),
+        segment_ms: number(configs, "segment.ms", defaults.segment_ms).max(1),
+        index_interval_bytes: number(configs, "index.interval.bytes", defaults.index_interval_bytes).max(1),
+        flush_interval_messages: number(configs, "flush.messages", defaults.flush_interval_messages).max(1),
+        flush_interval_ms: number(configs, "flush.ms", defaults.flush_interval_ms).max(1),
+    }
+}
+
+/// The largest batch a producer may append to a topic with these configs.
+pub fn max_message_bytes(configs: &BTreeMap<String, String>, broker: &BrokerConfig) -> usize {
+    number(configs, "max.message.bytes", broker.message_max_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_and_bad_values_are_rejected() {
+        let mut requested = BTreeMap::new();
+        requested.insert("retention.mss".to_string(), Some("1".to_string()));
+        assert!(validate_topic_configs(&requested).is_err());
+        let mut requested = BTreeMap::new();
+        requested.insert("segment.bytes".to_string(), Some("-5".to_string()));
+        assert!(validate_topic_configs(&requested).is_err());
+        let mut requested = BTreeMap::new();
+        requested.insert("segment.bytes".to_string(), Some("1048576".to_string()));
+        requested.insert("cleanup.policy".to_string(), None);
+        let stored = validate_topic_configs(&requested).unwrap();
+        assert_eq!(stored.len(), 1);
+        let broker = BrokerConfig::default();
+        assert_eq!(log_config(&stored, &broker).segment_bytes, 1_048_576);
+        assert_eq!(max_message_bytes(&stored, &broker), broker.message_max_bytes);
+    }
+}

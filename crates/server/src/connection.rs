@@ -1,0 +1,203 @@
+//! One client connection.
+//!
+//! Two halves run concurrently: the reader decodes frames into requests and queues them (up to
+//! `queued.max.requests` ahead, holding `queued.max.request.bytes` permits for their memory);
+//! the processor takes them strictly in order, runs the handler, and writes the response. So
+//! pipelined requests are answered in the order they were sent, as Kafka guarantees, and a
+//! client that stops reading its responses stops having its requests read.
+//!
+//! Garbage (bad framing, unknown API keys, undecodable requests, unsupported versions other than
+//! ApiVersions) closes this connection with one log line; nothing else is affected.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use fjord_broker::apis::api_versions;
+use fjord_broker::Broker;
+use fjord_protocol::frame::{decode_frame, peek_frame_size};
+use fjord_protocol::kafka_protocol::messages::RequestHeader;
+use fjord_protocol::request::{decode_body, decode_header, peek_prefix};
+use fjord_protocol::response::encode_response;
+use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, info, warn};
+
+/// Limits shared by every connection.
+#[derive(Clone)]
+pub struct ConnectionLimits {
+    pub frame_size_bytes_max: usize,
+    pub queued_requests_max: usize,
+    pub idle_timeout: Duration,
+    /// Bytes of undecoded and queued requests across all connections.
+    pub request_memory: Arc<Semaphore>,
+    pub request_memory_bytes_max: usize,
+}
+
+/// What the reader hands the processor.
+enum Inbound {
+    Request {
+        header: RequestHeader,
+        api_key: ApiKey,
+        request: RequestKind,
+        _memory: Option<OwnedSemaphorePermit>,
+    },
+    /// ApiVersions with a version this broker does not know: answered with v0 (KIP-511).
+    UnsupportedApiVersions { correlation_id: i32 },
+}
+
+/// Why the reader stopped.
+#[derive(Debug)]
+enum ReadEnd {
+    Closed,
+    Shutdown,
+    Idle,
+    Error(String),
+}
+
+pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, limits: ConnectionLimits, shutdown: watch::Receiver<bool>) {
+    if let Err(err) = stream.set_nodelay(true) {
+        debug!(%peer, error = %err, "set_nodelay failed");
+    }
+    let (read_half, write_half) = stream.into_split();
+    let (queue_tx, queue_rx) = mpsc::channel(limits.queued_requests_max);
+    let reader = tokio::spawn(read_requests(read_half, broker.clone(), limits, queue_tx, shutdown));
+    let written = process_requests(write_half, broker, queue_rx).await;
+    // The processor ends when the reader closed the queue or a write failed; in the latter case
+    // stop the reader too.
+    reader.abort();
+    let read_end = match reader.await {
+        Ok(end) => end,
+        Err(_) => ReadEnd::Closed,
+    };
+    match (&read_end, written) {
+        (ReadEnd::Error(reason), _) => warn!(%peer, %reason, "closing connection"),
+        (_, Err(reason)) => info!(%peer, %reason, "connection closed while writing"),
+        (ReadEnd::Idle, _) => debug!(%peer, "closed idle connection"),
+        _ => debug!(%peer, ?read_end, "connection closed"),
+    }
+}
+
+async fn read_requests(
+    mut socket: OwnedReadHalf,
+    broker: Arc<Broker>,
+    limits: ConnectionLimits,
+    queue: mpsc::Sender<Inbound>,
+    mut shutdown: watch::Receiver<bool>,
+) -> ReadEnd {
+    let mut buffer = BytesMut::with_capacity(64 * 1024);
+    let mut permit: Option<OwnedSemaphorePermit> = None;
+    loop {
+        // Hand out every complete frame already buffered.
+        loop {
+            let size_bytes = match peek_frame_size(&buffer, limits.frame_size_bytes_max) {
+                Ok(Some(size)) => size,
+                Ok(None) => break,
+                Err(err) => return ReadEnd::Error(err.to_string()),
+            };
+            if permit.is_none() {
+                // Reserve memory for this frame before reading its body.
+                let wanted = size_bytes.clamp(1, limits.request_memory_bytes_max) as u32;
+                permit = match limits.request_memory.clone().acquire_many_owned(wanted).await {
+                    Ok(p) => Some(p),
+                    Err(_) => return ReadEnd::Shutdown,
+                };
+            }
+            let frame = match decode_frame(&mut buffer, limits.frame_size_bytes_max) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(err) => return ReadEnd::Error(err.to_string()),
+            };
+            let inbound = match decode(&broker, frame) {
+                Ok((header, api_key, request)) => Inbound::Request {
+                    header,
+                    api_key,
+                    request,
+                    _memory: permit.take(),
+                },
+                Err(Rejection::UnsupportedApiVersions { correlation_id }) => {
+                    permit = None;
+                    Inbound::UnsupportedApiVersions { correlation_id }
+                }
+                Err(Rejection::Close(reason)) => return ReadEnd::Error(reason),
+            };
+            if queue.send(inbound).await.is_err() {
+                return ReadEnd::Closed;
+            }
+        }
+        if *shutdown.borrow() {
+            return ReadEnd::Shutdown;
+        }
+        tokio::select! {
+            read = tokio::time::timeout(limits.idle_timeout, socket.read_buf(&mut buffer)) => match read {
+                Err(_) => return ReadEnd::Idle,
+                Ok(Ok(0)) if buffer.is_empty() => return ReadEnd::Closed,
+                Ok(Ok(0)) => return ReadEnd::Error(format!("peer closed the connection mid-frame ({} bytes buffered)", buffer.len())),
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => return ReadEnd::Error(err.to_string()),
+            },
+            _ = shutdown.changed() => return ReadEnd::Shutdown,
+        }
+    }
+}
+
+enum Rejection {
+    UnsupportedApiVersions { correlation_id: i32 },
+    Close(String),
+}
+
+/// Decodes one frame into a request the broker supports.
+fn decode(broker: &Broker, frame: Bytes) -> Result<(RequestHeader, ApiKey, RequestKind), Rejection> {
+    let prefix = peek_prefix(&frame).map_err(|err| Rejection::Close(err.to_string()))?;
+    let api_key = ApiKey::try_from(prefix.api_key)
+        .map_err(|()| Rejection::Close(format!("unknown api key {}", prefix.api_key)))?;
+    if !broker.supports(api_key, prefix.api_version) {
+        if api_key == ApiKey::ApiVersions {
+            return Err(Rejection::UnsupportedApiVersions {
+                correlation_id: prefix.correlation_id,
+            });
+        }
+        return Err(Rejection::Close(format!(
+            "unsupported version {} of {api_key:?} (correlation id {})",
+            prefix.api_version, prefix.correlation_id
+        )));
+    }
+    let request_frame = decode_header(frame).map_err(|err| Rejection::Close(err.to_string()))?;
+    let request = decode_body(&request_frame).map_err(|err| Rejection::Close(err.to_string()))?;
+    Ok((request_frame.header, api_key, request))
+}
+
+async fn process_requests(mut socket: OwnedWriteHalf, broker: Arc<Broker>, mut queue: mpsc::Receiver<Inbound>) -> Result<(), String> {
+    while let Some(inbound) = queue.recv().await {
+        let encoded = match inbound {
+            Inbound::Request {
+                header,
+                api_key,
+                request,
+                _memory,
+            } => {
+                let Some(response) = broker.handle(&header, request).await else {
+                    continue;
+                };
+                encode_response(api_key, header.request_api_version, header.correlation_id, &response)
+            }
+            Inbound::UnsupportedApiVersions { correlation_id } => encode_response(
+                ApiKey::ApiVersions,
+                0,
+                correlation_id,
+                &ResponseKind::ApiVersions(api_versions::unsupported_version_response()),
+            ),
+        };
+        let bytes = encoded.map_err(|err| {
+            tracing::error!(error = %err, "failed to encode a response");
+            err.to_string()
+        })?;
+        socket.write_all(&bytes).await.map_err(|err| err.to_string())?;
+    }
+    let _ = socket.shutdown().await;
+    Ok(())
+}

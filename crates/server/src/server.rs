@@ -1,0 +1,75 @@
+//! The Kafka listener: accepts connections up to `max.connections`, runs each one as a task,
+//! and on shutdown stops accepting, lets every connection finish the requests it has read,
+//! then closes the broker's logs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjord_broker::Broker;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::connection::{self, ConnectionLimits};
+
+pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown_requested: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let config = broker.config().clone();
+    // Semaphore permits are u32-sized per acquire; frames are capped far below that.
+    let request_memory_bytes_max = config
+        .queued_max_request_bytes
+        .max(config.socket_request_max_bytes)
+        .min(u32::MAX as usize);
+    let limits = ConnectionLimits {
+        frame_size_bytes_max: config.socket_request_max_bytes,
+        queued_requests_max: config.queued_max_requests,
+        idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
+        request_memory: Arc::new(Semaphore::new(request_memory_bytes_max)),
+        request_memory_bytes_max,
+    };
+    let connection_slots = Arc::new(Semaphore::new(config.max_connections));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown_requested);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(err) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = connection_slots.clone().try_acquire_owned() else {
+                    warn!(%peer, max_connections = config.max_connections, "connection limit reached, closing new connection");
+                    drop(stream);
+                    continue;
+                };
+                let broker = broker.clone();
+                let limits = limits.clone();
+                let shutdown = shutdown_rx.clone();
+                connections.spawn(async move {
+                    connection::serve(stream, peer, broker, limits, shutdown).await;
+                    drop(slot);
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = &mut shutdown_requested => break,
+        }
+    }
+    info!(connections = connections.len(), "shutting down: no longer accepting connections");
+    drop(listener);
+    shutdown_tx.send_replace(true);
+    broker.begin_shutdown();
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_millis(config.shutdown_timeout_ms), drain).await.is_err() {
+        warn!("connections did not finish within shutdown.timeout.ms; closing them");
+        connections.shutdown().await;
+    }
+    broker.close()?;
+    info!("logs flushed and closed; clean shutdown");
+    Ok(())
+}
