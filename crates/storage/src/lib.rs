@@ -1,1 +1,127 @@
-//! placeholder
+//! # fjord-storage: the partition log, laid out on disk exactly like Kafka's
+//!
+//! This is the only crate that touches log files, and it never opens a socket.
+//!
+//! ## On-disk layout
+//!
+//! ```text
+//! {data_dir}/
+//!   .lock                        exclusive lock held while a broker uses the directory
+//!   .kafka_cleanshutdown         present only between a clean shutdown and the next start
+//!   meta.properties              version=1, node.id, cluster.id
+//!   topics.json                  topic names, ids, partition counts and configs
+//!   {topic}-{partition}/         one directory per partition log
+//!     00000000000000000000.log        segment: v2 record batches exactly as on the wire,
+//!                                     base offset and partition leader epoch patched
+//!     00000000000000000000.index      OffsetIndex: 8-byte entries (relative offset u32,
+//!                                     file position u32), one per `index_interval_bytes`
+//!     00000000000000000000.timeindex  TimeIndex: 12-byte entries (max timestamp so far i64,
+//!                                     relative offset u32)
+//!     leader-epoch-checkpoint         "0\n{count}\n{epoch} {start_offset}\n..."
+//!   {topic}-{partition}.{uuid}-delete/  a log being deleted (removed on next start)
+//! ```
+//!
+//! A segment file is named after its base offset (the first offset it may hold), zero-padded
+//! to 20 digits. All integers in index files are big-endian, offsets relative to the segment's
+//! base offset. Index entries point at the start of a batch and name that batch's last offset.
+//!
+//! Indexes are kept in memory and written out when a segment rolls, on flush and on close.
+//! After a crash the active segment (and any segment whose index is missing or implausible)
+//! is rescanned batch by batch, checking lengths and CRCs, truncated at the first torn or
+//! corrupt batch, and its indexes rebuilt.
+
+mod epoch;
+mod index;
+mod log;
+mod manager;
+mod segment;
+
+use std::io;
+use std::path::PathBuf;
+
+pub use fjord_protocol::records::RecordError;
+pub use log::{FetchDataInfo, Log, LogAppendInfo, LogConfig, TimestampAndOffset};
+pub use manager::{LogManager, MetaProperties, TopicRecord};
+
+/// Everything that can go wrong in storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{operation} {}: {source}", path.display())]
+    Io {
+        operation: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    #[error("invalid records: {0}")]
+    InvalidRecords(#[from] RecordError),
+    #[error("records of {size_bytes} bytes exceed segment size {segment_bytes}")]
+    RecordBatchTooLarge {
+        size_bytes: usize,
+        segment_bytes: u64,
+    },
+    #[error("corrupt log {} at position {position}: {source}", path.display())]
+    CorruptLog {
+        path: PathBuf,
+        position: u64,
+        #[source]
+        source: RecordError,
+    },
+    #[error("corrupt file {}: {reason}", path.display())]
+    CorruptFile { path: PathBuf, reason: String },
+    #[error("data directory {} is locked by another broker", path.display())]
+    DirectoryLocked { path: PathBuf },
+    #[error("invalid topic name {name:?}")]
+    InvalidTopicName { name: String },
+    #[error("json {}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Wraps an `io::Error` with what we were doing and to which file.
+pub(crate) fn io_error(
+    operation: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(io::Error) -> StorageError {
+    let path = path.into();
+    move |source| StorageError::Io {
+        operation,
+        path,
+        source,
+    }
+}
+
+/// Writes `contents` to `path` atomically: temp file, fsync, rename, fsync the directory.
+pub(crate) fn write_atomically(
+    path: &std::path::Path,
+    contents: &[u8],
+) -> Result<(), StorageError> {
+    use std::io::Write;
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp_path = PathBuf::from(tmp_name);
+    let mut file = std::fs::File::create(&tmp_path).map_err(io_error("create", &tmp_path))?;
+    file.write_all(contents)
+        .map_err(io_error("write", &tmp_path))?;
+    file.sync_all().map_err(io_error("fsync", &tmp_path))?;
+    std::fs::rename(&tmp_path, path).map_err(io_error("rename", path))?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Fsyncs a directory so that creates, renames and deletes in it are durable.
+pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<(), StorageError> {
+    let handle = std::fs::File::open(dir).map_err(io_error("open dir", dir))?;
+    handle.sync_all().map_err(io_error("fsync dir", dir))
+}

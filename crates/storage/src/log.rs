@@ -1,0 +1,612 @@
+//! `Log`: one partition's ordered list of segments, plus its leader epoch cache.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use fjord_protocol::records::{self, BatchIter};
+
+use crate::epoch::LeaderEpochFileCache;
+use crate::segment::LogSegment;
+use crate::{io_error, StorageError};
+
+/// Per-log settings, named and defaulted like Kafka's topic configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll when the active segment would exceed this.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll when the active segment is older than this.
+    pub segment_ms: i64,
+    /// `index.interval.bytes`: bytes of log between offset index entries.
+    pub index_interval_bytes: u64,
+    /// `flush.messages`: fsync after this many records (`u64::MAX` = leave it to the OS).
+    pub flush_interval_messages: u64,
+    /// `flush.ms`: fsync when the last flush is older than this (`i64::MAX` = never).
+    pub flush_interval_ms: i64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1024 * 1024 * 1024,
+            segment_ms: 7 * 24 * 60 * 60 * 1000,
+            index_interval_bytes: 4096,
+            flush_interval_messages: u64::MAX,
+            flush_interval_ms: i64::MAX,
+        }
+    }
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogAppendInfo {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub offset_of_max_timestamp: i64,
+    pub log_start_offset: i64,
+    pub records_count: u64,
+}
+
+/// Result of a read: whole batches, possibly none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchDataInfo {
+    pub records: Bytes,
+    pub log_start_offset: i64,
+}
+
+/// A ListOffsets answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampAndOffset {
+    pub timestamp: i64,
+    pub offset: i64,
+    pub leader_epoch: Option<i32>,
+}
+
+/// Positions in index files are u32, so a segment can never grow past this (Kafka's
+/// `segment.bytes` is an int for the same reason).
+const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+
+/// Leftovers of interrupted compaction or deletion in Kafka; we have no use for them.
+const STRAY_SUFFIXES: [&str; 4] = [".cleaned", ".swap", ".deleted", ".tmp"];
+
+/// One partition's log.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Ordered by base offset; never empty; the last is the active segment.
+    segments: Vec<LogSegment>,
+    log_start_offset: i64,
+    high_watermark: i64,
+    epoch_cache: LeaderEpochFileCache,
+    unflushed_messages: u64,
+    last_flush_ms: i64,
+}
+
+impl Log {
+    /// Opens the log in `dir`, creating it if missing, recovering after a crash when
+    /// `had_clean_shutdown` is false.
+    ///
+    /// The high watermark starts at the log end offset: there is no replication yet, so
+    /// everything on disk was acknowledged by the only replica.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        had_clean_shutdown: bool,
+        now_ms: i64,
+    ) -> Result<Log, StorageError> {
+        std::fs::create_dir_all(dir).map_err(io_error("create dir", dir))?;
+        let base_offsets = scan_dir(dir)?;
+        let mut segments = Vec::with_capacity(base_offsets.len().max(1));
+        for base_offset in base_offsets {
+            segments.push(LogSegment::open(
+                dir,
+                base_offset,
+                config.index_interval_bytes,
+                now_ms,
+            )?);
+        }
+        if segments.is_empty() {
+            segments.push(LogSegment::open(
+                dir,
+                0,
+                config.index_interval_bytes,
+                now_ms,
+            )?);
+        }
+        let segments = load_segments(segments, had_clean_shutdown)?;
+        let log_start_offset = segments[0].base_offset;
+        let mut epoch_cache = LeaderEpochFileCache::load(dir)?;
+        let log_end_offset = segments.last().map_or(0, |s| s.next_offset);
+        if epoch_cache.truncate_from_end(log_end_offset) {
+            epoch_cache.persist()?;
+        }
+        Ok(Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset,
+            high_watermark: log_end_offset,
+            epoch_cache,
+            unflushed_messages: 0,
+            last_flush_ms: now_ms,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// Sets the high watermark, clamped to `[log_start_offset, log_end_offset]`.
+    pub fn update_high_watermark(&mut self, offset: i64) {
+        self.high_watermark = offset.clamp(self.log_start_offset, self.log_end_offset());
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size_bytes).sum()
+    }
+
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epoch_cache.latest_epoch()
+    }
+
+    /// Kafka's `LeaderEpochFileCache.endOffsetFor`: `(largest epoch <= requested, its end
+    /// offset)`. Like Kafka, an epoch older than every known one answers
+    /// `(requested, first known start offset)`; `None` means UNDEFINED.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epoch_cache
+            .end_offset_for(epoch, self.log_end_offset())
+    }
+
+    pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+        self.epoch_cache.epoch_for_offset(offset)
+    }
+
+    fn active(&self) -> &LogSegment {
+        // `segments` is never empty: open creates one and truncation keeps one.
+        debug_assert!(!self.segments.is_empty());
+        &self.segments[self.segments.len() - 1]
+    }
+
+    fn active_mut(&mut self) -> &mut LogSegment {
+        debug_assert!(!self.segments.is_empty());
+        let last = self.segments.len() - 1;
+        &mut self.segments[last]
+    }
+
+    /// Appends `records` (one or more batches the caller validated with
+    /// `records::validate_batch`), assigning offsets from the log end offset by patching each
+    /// batch's base offset and partition leader epoch in place.
+    pub fn append(
+        &mut self,
+        records: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<LogAppendInfo, StorageError> {
+        let first_offset = self.log_end_offset();
+        let segment_bytes = self.config.segment_bytes.min(SEGMENT_BYTES_MAX);
+        if records.len() as u64 > segment_bytes {
+            return Err(StorageError::RecordBatchTooLarge {
+                size_bytes: records.len(),
+                segment_bytes,
+            });
+        }
+        let summary = assign_offsets(records, first_offset, leader_epoch)?;
+        if summary.records_count == 0 {
+            return Ok(LogAppendInfo {
+                first_offset,
+                last_offset: first_offset - 1,
+                max_timestamp: crate::segment::NO_TIMESTAMP,
+                offset_of_max_timestamp: -1,
+                log_start_offset: self.log_start_offset,
+                records_count: 0,
+            });
+        }
+        let last_offset = first_offset + summary.records_count as i64 - 1;
+        if self.should_roll(records.len() as u64, last_offset, now_ms) {
+            self.roll(now_ms)?;
+        }
+        self.active_mut().append(records)?;
+        if self.epoch_cache.assign(leader_epoch, first_offset) {
+            self.epoch_cache.persist()?;
+        }
+        self.unflushed_messages = self
+            .unflushed_messages
+            .saturating_add(summary.records_count);
+        if self.unflushed_messages >= self.config.flush_interval_messages
+            || now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms
+        {
+            self.flush_at(now_ms)?;
+        }
+        Ok(LogAppendInfo {
+            first_offset,
+            last_offset,
+            max_timestamp: summary.max_timestamp,
+            offset_of_max_timestamp: summary.offset_of_max_timestamp,
+            log_start_offset: self.log_start_offset,
+            records_count: summary.records_count,
+        })
+    }
+
+    fn should_roll(&self, append_bytes: u64, last_offset: i64, now_ms: i64) -> bool {
+        let active = self.active();
+        if active.is_empty() {
+            return false;
+        }
+        let segment_bytes = self.config.segment_bytes.min(SEGMENT_BYTES_MAX);
+        active.size_bytes + append_bytes > segment_bytes
+            || now_ms.saturating_sub(active.created_ms) > self.config.segment_ms
+            || active.offset_index.is_full()
+            || active.time_index.is_full()
+            || !active.can_hold_offset(last_offset)
+    }
+
+    /// Seals the active segment (indexes written, everything fsynced) and starts a new one at
+    /// the log end offset.
+    fn roll(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        let new_base_offset = self.log_end_offset();
+        self.active_mut().persist(true)?;
+        let segment = LogSegment::open(
+            &self.dir,
+            new_base_offset,
+            self.config.index_interval_bytes,
+            now_ms,
+        )?;
+        // A leftover file at this offset (from an earlier truncation) must not be reused.
+        if !segment.is_empty() {
+            return Err(StorageError::CorruptFile {
+                path: segment.log_path().to_path_buf(),
+                reason: "segment to roll to already exists and is not empty".into(),
+            });
+        }
+        self.segments.push(segment);
+        crate::sync_dir(&self.dir)?;
+        tracing::debug!(dir = %self.dir.display(), new_base_offset, "rolled log segment");
+        Ok(())
+    }
+
+    /// Reads whole batches starting with the one containing `fetch_offset`, up to `max_bytes`
+    /// (or one whole batch regardless when `min_one_batch`), never including a batch that
+    /// reaches `max_offset_exclusive` (the high watermark). May span segments.
+    pub fn read(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        max_offset_exclusive: i64,
+        min_one_batch: bool,
+    ) -> Result<FetchDataInfo, StorageError> {
+        let log_end_offset = self.log_end_offset();
+        if fetch_offset < self.log_start_offset || fetch_offset > log_end_offset {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: fetch_offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset,
+            });
+        }
+        let mut out = Vec::new();
+        let first_segment = self.segment_index_for(fetch_offset);
+        for segment in &self.segments[first_segment..] {
+            let Some((start, _)) = segment.find_batch_position(fetch_offset)? else {
+                continue;
+            };
+            let mut end = start;
+            let mut stop = false;
+            while let Some(header) = segment.read_header_at(end)? {
+                let size = header.total_size_bytes();
+                let taken = out.len() + (end - start) as usize;
+                let fits = taken + size <= max_bytes || (taken == 0 && min_one_batch);
+                if header.last_offset() >= max_offset_exclusive || !fits {
+                    stop = true;
+                    break;
+                }
+                end += size as u64;
+            }
+            let old_len = out.len();
+            out.resize(old_len + (end - start) as usize, 0);
+            segment.read_exact_at(&mut out[old_len..], start)?;
+            if stop {
+                break;
+            }
+        }
+        Ok(FetchDataInfo {
+            records: Bytes::from(out),
+            log_start_offset: self.log_start_offset,
+        })
+    }
+
+    /// Index of the last segment whose base offset is `<= offset` (0 if none).
+    fn segment_index_for(&self, offset: i64) -> usize {
+        self.segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1)
+    }
+
+    /// First record with timestamp `>= target_ms` (ListOffsets by time).
+    pub fn fetch_offset_for_timestamp(
+        &self,
+        target_ms: i64,
+    ) -> Result<Option<TimestampAndOffset>, StorageError> {
+        // Like Kafka: the first segment whose largest timestamp reaches the target holds it.
+        let Some(segment) = self
+            .segments
+            .iter()
+            .find(|s| !s.is_empty() && s.max_timestamp_so_far >= target_ms)
+        else {
+            return Ok(None);
+        };
+        Ok(segment
+            .find_offset_by_timestamp(target_ms)?
+            .map(|(header, offset, timestamp)| TimestampAndOffset {
+                timestamp,
+                offset,
+                leader_epoch: (header.partition_leader_epoch >= 0)
+                    .then_some(header.partition_leader_epoch),
+            }))
+    }
+
+    /// The exact record carrying the largest timestamp (ListOffsets MAX_TIMESTAMP). The epoch
+    /// is the latest leader epoch, as Kafka answers.
+    pub fn offset_of_max_timestamp(&self) -> Result<Option<TimestampAndOffset>, StorageError> {
+        let mut best: Option<&LogSegment> = None;
+        for segment in self.segments.iter().filter(|s| !s.is_empty()) {
+            if best.is_none_or(|b| segment.max_timestamp_so_far > b.max_timestamp_so_far) {
+                best = Some(segment);
+            }
+        }
+        let Some(segment) = best else {
+            return Ok(None);
+        };
+        let target_offset = segment.offset_of_max_timestamp_so_far;
+        let Some((position, header)) = segment.find_batch_position(target_offset)? else {
+            return Ok(None);
+        };
+        let batch = segment.read_batch(position, &header)?;
+        let found = records::find_record_offset_with_timestamp(&batch, header.max_timestamp)
+            .map_err(|source| StorageError::CorruptLog {
+                path: segment.log_path().to_path_buf(),
+                position,
+                source,
+            })?;
+        Ok(found.map(|(offset, timestamp)| TimestampAndOffset {
+            timestamp,
+            offset,
+            leader_epoch: self.latest_epoch(),
+        }))
+    }
+
+    /// Removes every batch from the one containing `offset` onwards, like Kafka's
+    /// `truncateTo` (a follower truncating to the leader's log). Below the log start offset
+    /// the log is emptied and restarts at `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset < self.log_start_offset {
+            return self.truncate_fully_and_start_at(offset.max(0));
+        }
+        let keep = self.segment_index_for(offset) + 1;
+        self.delete_segments_from(keep)?;
+        let active = self.active_mut();
+        let position = match active.find_batch_position(offset)? {
+            Some((position, _)) => position,
+            None => active.size_bytes,
+        };
+        active.truncate_to_position(position)?;
+        active.persist(true)?;
+        self.after_truncation()
+    }
+
+    fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
+        self.delete_segments_from(0)?;
+        let now_ms = self.last_flush_ms;
+        self.segments.push(LogSegment::open(
+            &self.dir,
+            offset,
+            self.config.index_interval_bytes,
+            now_ms,
+        )?);
+        self.log_start_offset = offset;
+        self.after_truncation()
+    }
+
+    fn after_truncation(&mut self) -> Result<(), StorageError> {
+        let log_end_offset = self.log_end_offset();
+        if self.epoch_cache.truncate_from_end(log_end_offset) {
+            self.epoch_cache.persist()?;
+        }
+        self.high_watermark = self
+            .high_watermark
+            .clamp(self.log_start_offset, log_end_offset);
+        crate::sync_dir(&self.dir)
+    }
+
+    fn delete_segments_from(&mut self, first: usize) -> Result<(), StorageError> {
+        for segment in self.segments.drain(first..).rev() {
+            delete_segment_files(&segment)?;
+        }
+        Ok(())
+    }
+
+    /// Fsyncs the active segment and writes its indexes.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        let now_ms = self.last_flush_ms;
+        self.flush_at(now_ms)
+    }
+
+    fn flush_at(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        self.active_mut().persist(true)?;
+        self.unflushed_messages = 0;
+        self.last_flush_ms = now_ms;
+        Ok(())
+    }
+
+    /// Flushes and writes every segment's indexes, so the next open can trust them.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        for segment in &mut self.segments {
+            segment.persist(true)?;
+        }
+        self.epoch_cache.persist()?;
+        Ok(())
+    }
+
+    /// Removes the log directory and everything in it.
+    pub fn delete(self) -> Result<(), StorageError> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).map_err(io_error("remove dir", &dir))
+    }
+}
+
+/// Offsets and timestamps gathered while patching an append's batches.
+struct AppendSummary {
+    records_count: u64,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+}
+
+/// Patches base offsets (consecutive from `first_offset`) and leader epochs in place.
+fn assign_offsets(
+    records: &mut [u8],
+    first_offset: i64,
+    leader_epoch: i32,
+) -> Result<AppendSummary, StorageError> {
+    let mut ranges = Vec::new();
+    for item in BatchIter::new(records) {
+        let (header, range) = item?;
+        if header.last_offset_delta < 0 {
+            return Err(records::RecordError::InconsistentOffsetRange {
+                last_offset_delta: header.last_offset_delta,
+                records_count: header.records_count,
+            }
+            .into());
+        }
+        ranges.push((header, range));
+    }
+    let mut summary = AppendSummary {
+        records_count: 0,
+        max_timestamp: crate::segment::NO_TIMESTAMP,
+        offset_of_max_timestamp: -1,
+    };
+    let mut next_offset = first_offset;
+    for (header, range) in ranges {
+        let batch = &mut records[range];
+        records::set_base_offset(batch, next_offset);
+        records::set_partition_leader_epoch(batch, leader_epoch);
+        let last_offset = next_offset + i64::from(header.last_offset_delta);
+        if header.max_timestamp > summary.max_timestamp {
+            summary.max_timestamp = header.max_timestamp;
+            summary.offset_of_max_timestamp = last_offset;
+        }
+        summary.records_count += u64::from(header.last_offset_delta as u32) + 1;
+        next_offset = last_offset + 1;
+    }
+    Ok(summary)
+}
+
+/// Lists segment base offsets in `dir`, deleting stray files and orphan indexes.
+fn scan_dir(dir: &Path) -> Result<Vec<i64>, StorageError> {
+    let mut log_offsets = Vec::new();
+    let mut index_files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_error("list", dir))? {
+        let path = entry.map_err(io_error("list", dir))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if STRAY_SUFFIXES.iter().any(|suffix| name.ends_with(suffix)) {
+            tracing::info!(path = %path.display(), "deleting stray file");
+            remove_file_if_exists(&path)?;
+            continue;
+        }
+        let Some((stem, extension)) = name.split_once('.') else {
+            continue;
+        };
+        let base_offset = match stem.parse::<i64>() {
+            Ok(offset) if stem.len() == 20 && offset >= 0 => offset,
+            _ => continue,
+        };
+        match extension {
+            "log" => log_offsets.push(base_offset),
+            "index" | "timeindex" => index_files.push((base_offset, path)),
+            _ => {}
+        }
+    }
+    for (base_offset, path) in index_files {
+        if !log_offsets.contains(&base_offset) {
+            remove_file_if_exists(&path)?;
+        }
+    }
+    log_offsets.sort_unstable();
+    Ok(log_offsets)
+}
+
+/// Loads each segment's indexes, rescanning where they can't be trusted. After a crash the
+/// active segment is always rescanned; a corrupt non-active segment also drops every later
+/// segment, since offsets after the corruption can no longer be trusted to be contiguous.
+fn load_segments(
+    mut segments: Vec<LogSegment>,
+    had_clean_shutdown: bool,
+) -> Result<Vec<LogSegment>, StorageError> {
+    let mut index = 0;
+    while index < segments.len() {
+        let is_active = index + 1 == segments.len();
+        let segment = &mut segments[index];
+        let rescan = (is_active && !had_clean_shutdown) || !segment.load_indexes()?;
+        if rescan {
+            let outcome = segment.recover(true)?;
+            segment.persist(true)?;
+            if outcome.truncated_bytes > 0 && !is_active {
+                for later in segments.drain(index + 1..) {
+                    delete_segment_files(&later)?;
+                }
+            }
+        }
+        index += 1;
+    }
+    check_contiguous(&segments)?;
+    Ok(segments)
+}
+
+/// Segments must not overlap: each starts at or after the previous one ends.
+fn check_contiguous(segments: &[LogSegment]) -> Result<(), StorageError> {
+    for pair in segments.windows(2) {
+        if pair[0].next_offset > pair[1].base_offset {
+            return Err(StorageError::CorruptFile {
+                path: pair[1].log_path().to_path_buf(),
+                reason: format!(
+                    "segment overlaps the previous one, which ends at offset {}",
+                    pair[0].next_offset
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn delete_segment_files(segment: &LogSegment) -> Result<(), StorageError> {
+    remove_file_if_exists(segment.log_path())?;
+    remove_file_if_exists(segment.offset_index.path())?;
+    remove_file_if_exists(segment.time_index.path())
+}
+
+fn remove_file_if_exists(path: &Path) -> Result<(), StorageError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(io_error("remove", path)(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

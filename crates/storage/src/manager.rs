@@ -1,0 +1,306 @@
+//! `LogManager`: owns the data directory, its lock, the clean-shutdown marker and the
+//! broker-level metadata files.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::log::{Log, LogConfig};
+use crate::{io_error, sync_dir, write_atomically, StorageError};
+
+const LOCK_FILE_NAME: &str = ".lock";
+const CLEAN_SHUTDOWN_FILE_NAME: &str = ".kafka_cleanshutdown";
+const META_PROPERTIES_FILE_NAME: &str = "meta.properties";
+const TOPICS_FILE_NAME: &str = "topics.json";
+const DELETE_DIR_SUFFIX: &str = "-delete";
+
+/// A topic as persisted in `topics.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    pub name: String,
+    pub topic_id: uuid::Uuid,
+    pub partitions: i32,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// `meta.properties`, as Kafka writes it for a KRaft broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaProperties {
+    pub version: i32,
+    pub node_id: i32,
+    pub cluster_id: String,
+}
+
+#[derive(Debug)]
+pub struct LogManager {
+    data_dir: PathBuf,
+    /// Held open for its exclusive lock; released when the manager is dropped.
+    _lock_file: File,
+}
+
+impl LogManager {
+    /// Opens `data_dir`, locking it against other brokers. Returns whether the previous run
+    /// shut down cleanly; the marker is removed so that a crash from now on is detected.
+    pub fn open(data_dir: &Path) -> Result<(LogManager, bool), StorageError> {
+        std::fs::create_dir_all(data_dir).map_err(io_error("create dir", data_dir))?;
+        let lock_path = data_dir.join(LOCK_FILE_NAME);
+        let lock_file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_error("open", &lock_path))?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StorageError::DirectoryLocked {
+                    path: data_dir.to_path_buf(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(io_error("lock", &lock_path)(error))
+            }
+        }
+        let marker_path = data_dir.join(CLEAN_SHUTDOWN_FILE_NAME);
+        let had_clean_shutdown = marker_path.exists();
+        if had_clean_shutdown {
+            std::fs::remove_file(&marker_path).map_err(io_error("remove", &marker_path))?;
+            sync_dir(data_dir)?;
+        }
+        let manager = LogManager {
+            data_dir: data_dir.to_path_buf(),
+            _lock_file: lock_file,
+        };
+        manager.remove_deleted_logs()?;
+        Ok((manager, had_clean_shutdown))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Finishes deletions interrupted by a crash.
+    fn remove_deleted_logs(&self) -> Result<(), StorageError> {
+        let entries =
+            std::fs::read_dir(&self.data_dir).map_err(io_error("list", &self.data_dir))?;
+        for entry in entries {
+            let path = entry.map_err(io_error("list", &self.data_dir))?.path();
+            let is_deleted_log = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(DELETE_DIR_SUFFIX));
+            if is_deleted_log && path.is_dir() {
+                std::fs::remove_dir_all(&path).map_err(io_error("remove dir", &path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `meta.properties`, `None` if it does not exist yet.
+    pub fn read_meta_properties(&self) -> Result<Option<MetaProperties>, StorageError> {
+        let path = self.data_dir.join(META_PROPERTIES_FILE_NAME);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(io_error("read", &path)(error)),
+        };
+        parse_meta_properties(&text)
+            .map(Some)
+            .map_err(|reason| StorageError::CorruptFile { path, reason })
+    }
+
+    pub fn write_meta_properties(&self, meta: &MetaProperties) -> Result<(), StorageError> {
+        let text = format!(
+            "#\n#{}\nversion={}\nnode.id={}\ncluster.id={}\n",
+            "Written by fjord", meta.version, meta.node_id, meta.cluster_id
+        );
+        write_atomically(
+            &self.data_dir.join(META_PROPERTIES_FILE_NAME),
+            text.as_bytes(),
+        )
+    }
+
+    /// Topics from `topics.json`; empty if the file does not exist yet.
+    pub fn load_topics(&self) -> Result<Vec<TopicRecord>, StorageError> {
+        let path = self.data_dir.join(TOPICS_FILE_NAME);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(io_error("read", &path)(error)),
+        };
+        serde_json::from_slice(&bytes).map_err(|source| StorageError::Json { path, source })
+    }
+
+    /// Replaces `topics.json` atomically.
+    pub fn save_topics(&self, topics: &[TopicRecord]) -> Result<(), StorageError> {
+        let path = self.data_dir.join(TOPICS_FILE_NAME);
+        let json = serde_json::to_vec_pretty(topics).map_err(|source| StorageError::Json {
+            path: path.clone(),
+            source,
+        })?;
+        write_atomically(&path, &json)
+    }
+
+    fn log_dir(&self, topic: &str, partition: i32) -> Result<PathBuf, StorageError> {
+        validate_topic_name(topic)?;
+        if partition < 0 {
+            return Err(StorageError::InvalidTopicName {
+                name: format!("{topic}-{partition}"),
+            });
+        }
+        Ok(self.data_dir.join(format!("{topic}-{partition}")))
+    }
+
+    pub fn open_log(
+        &self,
+        topic: &str,
+        partition: i32,
+        config: LogConfig,
+        had_clean_shutdown: bool,
+        now_ms: i64,
+    ) -> Result<Log, StorageError> {
+        let dir = self.log_dir(topic, partition)?;
+        Log::open(&dir, config, had_clean_shutdown, now_ms)
+    }
+
+    /// Renames the log's directory out of the way first (so a crash mid-delete can't leave a
+    /// half-deleted log that looks live), then removes it.
+    pub fn delete_log(&self, log: Log) -> Result<(), StorageError> {
+        let dir = log.dir().to_path_buf();
+        drop(log);
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("log")
+            .to_owned();
+        let doomed = self.data_dir.join(format!(
+            "{name}.{}{DELETE_DIR_SUFFIX}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::rename(&dir, &doomed).map_err(io_error("rename", &dir))?;
+        sync_dir(&self.data_dir)?;
+        std::fs::remove_dir_all(&doomed).map_err(io_error("remove dir", &doomed))
+    }
+
+    /// Marks the shutdown clean; call after every log has been closed.
+    pub fn write_clean_shutdown_marker(&self) -> Result<(), StorageError> {
+        write_atomically(&self.data_dir.join(CLEAN_SHUTDOWN_FILE_NAME), b"")
+    }
+}
+
+/// Kafka's rule: 1-249 chars of `[a-zA-Z0-9._-]`, not `.` or `..`. It also keeps a topic
+/// name from escaping the data directory.
+fn validate_topic_name(name: &str) -> Result<(), StorageError> {
+    let valid = !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidTopicName {
+            name: name.to_owned(),
+        })
+    }
+}
+
+fn parse_meta_properties(text: &str) -> Result<MetaProperties, String> {
+    let mut properties = BTreeMap::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| format!("bad line {line:?}"))?;
+        properties.insert(key.trim(), value.trim());
+    }
+    let get = |key: &str| {
+        properties
+            .get(key)
+            .copied()
+            .ok_or_else(|| format!("missing {key}"))
+    };
+    Ok(MetaProperties {
+        version: get("version")?
+            .parse()
+            .map_err(|e| format!("bad version: {e}"))?,
+        node_id: get("node.id")?
+            .parse()
+            .map_err(|e| format!("bad node.id: {e}"))?,
+        cluster_id: get("cluster.id")?.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_marker_and_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let (manager, clean) = LogManager::open(dir.path()).unwrap();
+        assert!(!clean);
+        assert!(matches!(
+            LogManager::open(dir.path()),
+            Err(StorageError::DirectoryLocked { .. })
+        ));
+        assert_eq!(manager.read_meta_properties().unwrap(), None);
+        let meta = MetaProperties {
+            version: 1,
+            node_id: 3,
+            cluster_id: "abcDEF123".into(),
+        };
+        manager.write_meta_properties(&meta).unwrap();
+        assert_eq!(manager.read_meta_properties().unwrap(), Some(meta));
+
+        assert!(manager.load_topics().unwrap().is_empty());
+        let topics = vec![TopicRecord {
+            name: "orders".into(),
+            topic_id: uuid::Uuid::new_v4(),
+            partitions: 3,
+            configs: BTreeMap::from([("segment.bytes".into(), "1024".into())]),
+        }];
+        manager.save_topics(&topics).unwrap();
+        assert_eq!(manager.load_topics().unwrap(), topics);
+
+        manager.write_clean_shutdown_marker().unwrap();
+        drop(manager);
+        let (manager, clean) = LogManager::open(dir.path()).unwrap();
+        assert!(clean);
+        assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE_NAME).exists());
+        drop(manager);
+        let (_manager, clean) = LogManager::open(dir.path()).unwrap();
+        assert!(!clean, "marker is consumed on open");
+    }
+
+    #[test]
+    fn open_and_delete_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (manager, _) = LogManager::open(dir.path()).unwrap();
+        for bad in ["", ".", "..", "a/b", "../x", "with space"] {
+            assert!(matches!(
+                manager.open_log(bad, 0, LogConfig::default(), true, 0),
+                Err(StorageError::InvalidTopicName { .. })
+            ));
+        }
+        let log = manager
+            .open_log("t", 2, LogConfig::default(), true, 0)
+            .unwrap();
+        assert_eq!(log.dir(), dir.path().join("t-2"));
+        assert!(dir.path().join("t-2").is_dir());
+        manager.delete_log(log).unwrap();
+        assert!(!dir.path().join("t-2").exists());
+
+        // A deletion interrupted by a crash is finished on the next open.
+        std::fs::create_dir(dir.path().join("t-3.0123abcd-delete")).unwrap();
+        drop(manager);
+        let (_manager, _) = LogManager::open(dir.path()).unwrap();
+        assert!(!dir.path().join("t-3.0123abcd-delete").exists());
+    }
+}
