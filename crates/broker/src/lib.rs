@@ -90,7 +90,7 @@ impl Broker {
             RequestKind::Metadata(r) => ResponseKind::Metadata(apis::metadata::handle(self, version, &r)),
             RequestKind::Produce(r) => ResponseKind::Produce(apis::produce::handle(self, version, r)?),
             RequestKind::Fetch(r) => ResponseKind::Fetch(apis::fetch::handle(self, version, r).await),
-            RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(apis::list_offsets::handle(self, &r)),
+            RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(apis::list_offsets::handle(self, version, &r)),
             RequestKind::OffsetForLeaderEpoch(r) => {
                 ResponseKind::OffsetForLeaderEpoch(apis::offset_for_leader_epoch::handle(self, &r))
             }

@@ -19,10 +19,12 @@ const EARLIEST_TIMESTAMP: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 const EARLIEST_PENDING_UPLOAD_TIMESTAMP: i64 = -5;
+/// First version whose response carries the leader epoch.
+const LEADER_EPOCH_VERSION: i16 = 4;
 /// Kafka's "no such offset" answer.
 const UNKNOWN: i64 = -1;
 
-pub fn handle(broker: &Broker, request: &ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn handle(broker: &Broker, api_version: i16, request: &ListOffsetsRequest) -> ListOffsetsResponse {
     let manager = broker.replica_manager();
     let topics = request
         .topics
@@ -53,10 +55,12 @@ pub fn handle(broker: &Broker, request: &ListOffsetsRequest) -> ListOffsetsRespo
                                 offset: UNKNOWN,
                                 leader_epoch: None,
                             });
-                            response
-                                .with_timestamp(found.timestamp)
-                                .with_offset(found.offset)
-                                .with_leader_epoch(found.leader_epoch.unwrap_or(-1))
+                            let response = response.with_timestamp(found.timestamp).with_offset(found.offset);
+                            if api_version >= LEADER_EPOCH_VERSION {
+                                response.with_leader_epoch(found.leader_epoch.unwrap_or(-1))
+                            } else {
+                                response
+                            }
                         }
                         Err(PartitionError::Deleted) => failure(response, ResponseError::UnknownTopicOrPartition),
                         Err(PartitionError::Storage(err)) => {
