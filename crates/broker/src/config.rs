@@ -99,11 +99,14 @@ impl Settings<'_> {
         T::Err: std::fmt::Display,
     {
         let value = self.raw(key);
-        value.trim().parse::<T>().map_err(|err| BrokerError::InvalidConfig {
-            key: key.to_string(),
-            value: value.to_string(),
-            reason: err.to_string(),
-        })
+        value
+            .trim()
+            .parse::<T>()
+            .map_err(|err| BrokerError::InvalidConfig {
+                key: key.to_string(),
+                value: value.to_string(),
+                reason: err.to_string(),
+            })
     }
 
     fn positive<T>(&self, key: &str) -> Result<T, BrokerError>
@@ -153,7 +156,9 @@ fn split_host_port(key: &str, value: &str) -> Result<(String, i32), BrokerError>
         value: value.to_string(),
         reason: reason.to_string(),
     };
-    let (host, port) = value.rsplit_once(':').ok_or_else(|| invalid("expected HOST:PORT"))?;
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or_else(|| invalid("expected HOST:PORT"))?;
     let port: u16 = port.parse().map_err(|_| invalid("port must be 0-65535"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
@@ -165,7 +170,10 @@ fn split_host_port(key: &str, value: &str) -> Result<(String, i32), BrokerError>
 impl BrokerConfig {
     /// Validates a merged settings map. Keys must be canonical (see [`canonical_setting`]).
     pub fn from_settings(values: &BTreeMap<String, String>) -> Result<Self, BrokerError> {
-        if let Some(key) = values.keys().find(|key| !SETTINGS.iter().any(|spec| spec.key == key.as_str())) {
+        if let Some(key) = values
+            .keys()
+            .find(|key| !SETTINGS.iter().any(|spec| spec.key == key.as_str()))
+        {
             return Err(BrokerError::UnknownConfig { key: key.clone() });
         }
         let s = Settings { values };
@@ -175,7 +183,8 @@ impl BrokerConfig {
             "" => listen.clone(),
             other => other.to_string(),
         };
-        let (advertised_host, advertised_port) = split_host_port("advertised.listener", &advertised)?;
+        let (advertised_host, advertised_port) =
+            split_host_port("advertised.listener", &advertised)?;
         let node_id: i32 = s.parse("node.id")?;
         if node_id < 0 {
             return Err(BrokerError::InvalidConfig {
@@ -258,6 +267,9 @@ mod tests {
             canonical_setting("listeners", "PLAINTEXT://0.0.0.0:9093"),
             ("listen".to_string(), "0.0.0.0:9093".to_string())
         );
-        assert_eq!(canonical_setting("log.dirs", "/d"), ("data.dir".to_string(), "/d".to_string()));
+        assert_eq!(
+            canonical_setting("log.dirs", "/d"),
+            ("data.dir".to_string(), "/d".to_string())
+        );
     }
 }

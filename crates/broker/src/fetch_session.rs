@@ -61,7 +61,10 @@ pub struct FetchSession {
 
 impl FetchSession {
     pub fn get_mut(&mut self, key: &FetchKey) -> Option<&mut CachedPartition> {
-        self.partitions.iter_mut().find(|(k, _)| k == key).map(|(_, p)| p)
+        self.partitions
+            .iter_mut()
+            .find(|(k, _)| k == key)
+            .map(|(_, p)| p)
     }
 
     /// Adds or updates a partition from a request. Returns false if the session is full.
@@ -74,7 +77,8 @@ impl FetchSession {
         if self.partitions.len() >= SESSION_PARTITIONS_MAX {
             return false;
         }
-        self.partitions.push((key, CachedPartition::new(fetch_offset, partition_max_bytes)));
+        self.partitions
+            .push((key, CachedPartition::new(fetch_offset, partition_max_bytes)));
         true
     }
 
@@ -124,7 +128,12 @@ impl FetchSessionCache {
             return INVALID_SESSION_ID;
         }
         if self.sessions.len() >= self.slots_max {
-            if let Some(oldest) = self.sessions.values().min_by_key(|s| s.last_used_tick).map(|s| s.id) {
+            if let Some(oldest) = self
+                .sessions
+                .values()
+                .min_by_key(|s| s.last_used_tick)
+                .map(|s| s.id)
+            {
                 self.sessions.remove(&oldest);
             }
         }
@@ -145,7 +154,11 @@ impl FetchSessionCache {
     fn allocate_id(&mut self) -> i32 {
         loop {
             let id = self.next_id;
-            self.next_id = if self.next_id == i32::MAX { 1 } else { self.next_id + 1 };
+            self.next_id = if self.next_id == i32::MAX {
+                1
+            } else {
+                self.next_id + 1
+            };
             if !self.sessions.contains_key(&id) {
                 return id;
             }
@@ -154,7 +167,11 @@ impl FetchSessionCache {
 
     /// Looks up a session for an incremental fetch and checks its epoch; on success the epoch
     /// advances, so a replayed request is refused.
-    pub fn begin_incremental(&mut self, id: i32, epoch: i32) -> Result<&mut FetchSession, SessionError> {
+    pub fn begin_incremental(
+        &mut self,
+        id: i32,
+        epoch: i32,
+    ) -> Result<&mut FetchSession, SessionError> {
         self.tick += 1;
         let tick = self.tick;
         let session = self.sessions.get_mut(&id).ok_or(SessionError::NotFound)?;
@@ -193,9 +210,15 @@ mod tests {
         let id = cache.create(vec![(key(0), CachedPartition::new(0, 100))]);
         assert_ne!(id, INVALID_SESSION_ID);
         assert!(cache.begin_incremental(id, 1).is_ok());
-        assert_eq!(cache.begin_incremental(id, 1).err(), Some(SessionError::InvalidEpoch));
+        assert_eq!(
+            cache.begin_incremental(id, 1).err(),
+            Some(SessionError::InvalidEpoch)
+        );
         assert!(cache.begin_incremental(id, 2).is_ok());
-        assert_eq!(cache.begin_incremental(id + 1, 1).err(), Some(SessionError::NotFound));
+        assert_eq!(
+            cache.begin_incremental(id + 1, 1).err(),
+            Some(SessionError::NotFound)
+        );
     }
 
     #[test]
@@ -225,7 +248,14 @@ mod tests {
         let session = cache.get_mut(id).unwrap();
         assert!(session.upsert(key(1), 5, 1));
         assert!(session.upsert(key(0), 7, 1));
-        assert_eq!(session.partitions.iter().map(|(k, p)| (k.partition, p.fetch_offset)).collect::<Vec<_>>(), vec![(0, 7), (1, 5)]);
+        assert_eq!(
+            session
+                .partitions
+                .iter()
+                .map(|(k, p)| (k.partition, p.fetch_offset))
+                .collect::<Vec<_>>(),
+            vec![(0, 7), (1, 5)]
+        );
         session.forget(&key(0));
         assert_eq!(session.partitions.len(), 1);
     }

@@ -83,20 +83,40 @@ impl Broker {
     }
 
     /// Handles one decoded request. `None` means no response is sent (Produce with acks=0).
-    pub async fn handle(&self, header: &RequestHeader, request: RequestKind) -> Option<ResponseKind> {
+    pub async fn handle(
+        &self,
+        header: &RequestHeader,
+        request: RequestKind,
+    ) -> Option<ResponseKind> {
         let version = header.request_api_version;
         let response = match request {
-            RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(apis::api_versions::handle(version, &r)),
-            RequestKind::Metadata(r) => ResponseKind::Metadata(apis::metadata::handle(self, version, &r)),
-            RequestKind::Produce(r) => ResponseKind::Produce(apis::produce::handle(self, version, r)?),
-            RequestKind::Fetch(r) => ResponseKind::Fetch(apis::fetch::handle(self, version, r).await),
-            RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(apis::list_offsets::handle(self, version, &r)),
+            RequestKind::ApiVersions(r) => {
+                ResponseKind::ApiVersions(apis::api_versions::handle(version, &r))
+            }
+            RequestKind::Metadata(r) => {
+                ResponseKind::Metadata(apis::metadata::handle(self, version, &r))
+            }
+            RequestKind::Produce(r) => {
+                ResponseKind::Produce(apis::produce::handle(self, version, r)?)
+            }
+            RequestKind::Fetch(r) => {
+                ResponseKind::Fetch(apis::fetch::handle(self, version, r).await)
+            }
+            RequestKind::ListOffsets(r) => {
+                ResponseKind::ListOffsets(apis::list_offsets::handle(self, version, &r))
+            }
             RequestKind::OffsetForLeaderEpoch(r) => {
                 ResponseKind::OffsetForLeaderEpoch(apis::offset_for_leader_epoch::handle(self, &r))
             }
-            RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(apis::create_topics::handle(self, version, &r)),
-            RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(apis::delete_topics::handle(self, version, &r)),
-            RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(apis::describe_cluster::handle(self, &r)),
+            RequestKind::CreateTopics(r) => {
+                ResponseKind::CreateTopics(apis::create_topics::handle(self, version, &r))
+            }
+            RequestKind::DeleteTopics(r) => {
+                ResponseKind::DeleteTopics(apis::delete_topics::handle(self, version, &r))
+            }
+            RequestKind::DescribeCluster(r) => {
+                ResponseKind::DescribeCluster(apis::describe_cluster::handle(self, &r))
+            }
             other => {
                 // The connection layer checks `supports` first, so this is a broker bug.
                 tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a request that passed the version check");
@@ -151,7 +171,11 @@ fn new_cluster_id() -> String {
     (0..22)
         .map(|i| {
             let shift = 128i32 - 6 * (i + 1);
-            let index = if shift >= 0 { (bits >> shift) & 0x3f } else { (bits << (-shift)) & 0x3f };
+            let index = if shift >= 0 {
+                (bits >> shift) & 0x3f
+            } else {
+                (bits << (-shift)) & 0x3f
+            };
             ALPHABET[index as usize] as char
         })
         .collect()

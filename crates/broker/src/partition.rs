@@ -49,7 +49,10 @@ impl Partition {
         }
     }
 
-    fn with_log<T>(&self, f: impl FnOnce(&mut Log) -> Result<T, StorageError>) -> Result<T, PartitionError> {
+    fn with_log<T>(
+        &self,
+        f: impl FnOnce(&mut Log) -> Result<T, StorageError>,
+    ) -> Result<T, PartitionError> {
         let mut guard = self.log.lock();
         let log = guard.as_mut().ok_or(PartitionError::Deleted)?;
         Ok(f(log)?)
@@ -57,7 +60,11 @@ impl Partition {
 
     /// Appends validated batches as leader. On a single node the high watermark follows the log
     /// end offset at once: the in-sync replica set is this broker alone.
-    pub fn append_as_leader(&self, records: &mut [u8], now_ms: i64) -> Result<LogAppendInfo, PartitionError> {
+    pub fn append_as_leader(
+        &self,
+        records: &mut [u8],
+        now_ms: i64,
+    ) -> Result<LogAppendInfo, PartitionError> {
         let leader_epoch = self.leader_epoch;
         self.with_log(|log| {
             let info = log.append(records, leader_epoch, now_ms)?;
@@ -84,7 +91,10 @@ impl Partition {
         self.with_log(|log| Ok(offsets_of(log)))
     }
 
-    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<TimestampAndOffset>, PartitionError> {
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<TimestampAndOffset>, PartitionError> {
         self.with_log(|log| log.fetch_offset_for_timestamp(timestamp_ms))
     }
 

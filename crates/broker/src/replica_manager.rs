@@ -76,7 +76,10 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
             "Topic name is illegal, it can't be longer than {TOPIC_NAME_LENGTH_MAX} characters, topic name: {name}"
         ));
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
         return Err(format!(
             "Topic name {name} is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
         ));
@@ -87,7 +90,11 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 impl ReplicaManager {
     /// Opens every persisted topic's partitions (running log recovery where the last shutdown
     /// was not clean).
-    pub fn open(config: BrokerConfig, log_manager: LogManager, had_clean_shutdown: bool) -> Result<Self, BrokerError> {
+    pub fn open(
+        config: BrokerConfig,
+        log_manager: LogManager,
+        had_clean_shutdown: bool,
+    ) -> Result<Self, BrokerError> {
         let manager = Self {
             config,
             log_manager,
@@ -101,7 +108,11 @@ impl ReplicaManager {
             let topic = manager.open_topic(&record, had_clean_shutdown)?;
             table.insert(topic);
         }
-        info!(topics = table.by_name.len(), partitions = table.partitions_total, "loaded topics");
+        info!(
+            topics = table.by_name.len(),
+            partitions = table.partitions_total,
+            "loaded topics"
+        );
         *manager.topics.write() = table;
         Ok(manager)
     }
@@ -114,7 +125,11 @@ impl ReplicaManager {
         &self.log_manager
     }
 
-    fn open_topic(&self, record: &TopicRecord, had_clean_shutdown: bool) -> Result<Arc<Topic>, BrokerError> {
+    fn open_topic(
+        &self,
+        record: &TopicRecord,
+        had_clean_shutdown: bool,
+    ) -> Result<Arc<Topic>, BrokerError> {
         let name: Arc<str> = Arc::from(record.name.as_str());
         let mut partitions = Vec::with_capacity(record.partitions.max(0) as usize);
         for index in 0..record.partitions {
@@ -125,7 +140,12 @@ impl ReplicaManager {
                 had_clean_shutdown,
                 now_ms(),
             )?;
-            partitions.push(Arc::new(Partition::new(name.clone(), record.topic_id, index, log)));
+            partitions.push(Arc::new(Partition::new(
+                name.clone(),
+                record.topic_id,
+                index,
+                log,
+            )));
         }
         Ok(Arc::new(Topic {
             name,
@@ -145,7 +165,9 @@ impl ReplicaManager {
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         let topic = self.topic(topic)?;
-        usize::try_from(index).ok().and_then(|i| topic.partitions.get(i).cloned())
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| topic.partitions.get(i).cloned())
     }
 
     /// All topics, sorted by name.
@@ -157,7 +179,11 @@ impl ReplicaManager {
 
     /// Looks a topic up, creating it with the broker defaults if auto creation is on and the
     /// caller allows it (Kafka auto-creates on Metadata; Fjord also on Produce).
-    pub fn topic_or_auto_create(&self, name: &str, allow_auto_create: bool) -> Result<Option<Arc<Topic>>, CreateTopicError> {
+    pub fn topic_or_auto_create(
+        &self,
+        name: &str,
+        allow_auto_create: bool,
+    ) -> Result<Option<Arc<Topic>>, CreateTopicError> {
         if let Some(topic) = self.topic(name) {
             return Ok(Some(topic));
         }
@@ -214,7 +240,9 @@ impl ReplicaManager {
         // Persist first: a topic clients can see must survive a crash.
         let mut records: Vec<TopicRecord> = self.topics().iter().map(|t| topic_record(t)).collect();
         records.push(record.clone());
-        self.log_manager.save_topics(&records).map_err(BrokerError::from)?;
+        self.log_manager
+            .save_topics(&records)
+            .map_err(BrokerError::from)?;
         let topic = self.open_topic(&record, true)?;
         self.topics.write().insert(topic.clone());
         info!(topic = name, partitions, topic_id = %record.topic_id, "created topic");

@@ -32,35 +32,180 @@ struct TopicConfigSpec {
 const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 
 const TOPIC_CONFIGS: &[TopicConfigSpec] = &[
-    TopicConfigSpec { name: "segment.bytes", kind: Kind::Count, honoured: true, default: |c| c.log_segment_bytes.to_string() },
-    TopicConfigSpec { name: "segment.ms", kind: Kind::Count, honoured: true, default: |c| c.log_roll_ms.to_string() },
-    TopicConfigSpec { name: "index.interval.bytes", kind: Kind::Count, honoured: true, default: |c| c.log_index_interval_bytes.to_string() },
-    TopicConfigSpec { name: "flush.messages", kind: Kind::Count, honoured: true, default: |c| c.log_flush_interval_messages.to_string() },
-    TopicConfigSpec { name: "flush.ms", kind: Kind::Count, honoured: true, default: |c| c.log_flush_interval_ms.to_string() },
-    TopicConfigSpec { name: "max.message.bytes", kind: Kind::Count, honoured: true, default: |c| c.message_max_bytes.to_string() },
-    TopicConfigSpec { name: "cleanup.policy", kind: Kind::Text, honoured: false, default: |_| "delete".into() },
-    TopicConfigSpec { name: "compression.type", kind: Kind::Choice(COMPRESSION_TYPES), honoured: false, default: |_| "producer".into() },
-    TopicConfigSpec { name: "retention.ms", kind: Kind::Text, honoured: false, default: |_| "604800000".into() },
-    TopicConfigSpec { name: "retention.bytes", kind: Kind::Text, honoured: false, default: |_| "-1".into() },
-    TopicConfigSpec { name: "delete.retention.ms", kind: Kind::Count, honoured: false, default: |_| "86400000".into() },
-    TopicConfigSpec { name: "file.delete.delay.ms", kind: Kind::Count, honoured: false, default: |_| "60000".into() },
-    TopicConfigSpec { name: "min.cleanable.dirty.ratio", kind: Kind::Ratio, honoured: false, default: |_| "0.5".into() },
-    TopicConfigSpec { name: "min.compaction.lag.ms", kind: Kind::Count, honoured: false, default: |_| "0".into() },
-    TopicConfigSpec { name: "max.compaction.lag.ms", kind: Kind::Count, honoured: false, default: |_| "9223372036854775807".into() },
-    TopicConfigSpec { name: "min.insync.replicas", kind: Kind::Count, honoured: false, default: |_| "1".into() },
-    TopicConfigSpec { name: "unclean.leader.election.enable", kind: Kind::Bool, honoured: false, default: |_| "false".into() },
-    TopicConfigSpec { name: "message.timestamp.type", kind: Kind::Choice(&["CreateTime", "LogAppendTime"]), honoured: false, default: |_| "CreateTime".into() },
-    TopicConfigSpec { name: "message.timestamp.before.max.ms", kind: Kind::Count, honoured: false, default: |_| "9223372036854775807".into() },
-    TopicConfigSpec { name: "message.timestamp.after.max.ms", kind: Kind::Count, honoured: false, default: |_| "9223372036854775807".into() },
-    TopicConfigSpec { name: "message.downconversion.enable", kind: Kind::Bool, honoured: false, default: |_| "true".into() },
-    TopicConfigSpec { name: "preallocate", kind: Kind::Bool, honoured: false, default: |_| "false".into() },
-    TopicConfigSpec { name: "segment.index.bytes", kind: Kind::Count, honoured: false, default: |_| "10485760".into() },
-    TopicConfigSpec { name: "segment.jitter.ms", kind: Kind::Count, honoured: false, default: |_| "0".into() },
-    TopicConfigSpec { name: "local.retention.ms", kind: Kind::Text, honoured: false, default: |_| "-2".into() },
-    TopicConfigSpec { name: "local.retention.bytes", kind: Kind::Text, honoured: false, default: |_| "-2".into() },
-    TopicConfigSpec { name: "remote.storage.enable", kind: Kind::Bool, honoured: false, default: |_| "false".into() },
-    TopicConfigSpec { name: "leader.replication.throttled.replicas", kind: Kind::Text, honoured: false, default: |_| "".into() },
-    TopicConfigSpec { name: "follower.replication.throttled.replicas", kind: Kind::Text, honoured: false, default: |_| "".into() },
+    TopicConfigSpec {
+        name: "segment.bytes",
+        kind: Kind::Count,
+        honoured: true,
+        default: |c| c.log_segment_bytes.to_string(),
+    },
+    TopicConfigSpec {
+        name: "segment.ms",
+        kind: Kind::Count,
+        honoured: true,
+        default: |c| c.log_roll_ms.to_string(),
+    },
+    TopicConfigSpec {
+        name: "index.interval.bytes",
+        kind: Kind::Count,
+        honoured: true,
+        default: |c| c.log_index_interval_bytes.to_string(),
+    },
+    TopicConfigSpec {
+        name: "flush.messages",
+        kind: Kind::Count,
+        honoured: true,
+        default: |c| c.log_flush_interval_messages.to_string(),
+    },
+    TopicConfigSpec {
+        name: "flush.ms",
+        kind: Kind::Count,
+        honoured: true,
+        default: |c| c.log_flush_interval_ms.to_string(),
+    },
+    TopicConfigSpec {
+        name: "max.message.bytes",
+        kind: Kind::Count,
+        honoured: true,
+        default: |c| c.message_max_bytes.to_string(),
+    },
+    TopicConfigSpec {
+        name: "cleanup.policy",
+        kind: Kind::Text,
+        honoured: false,
+        default: |_| "delete".into(),
+    },
+    TopicConfigSpec {
+        name: "compression.type",
+        kind: Kind::Choice(COMPRESSION_TYPES),
+        honoured: false,
+        default: |_| "producer".into(),
+    },
+    TopicConfigSpec {
+        name: "retention.ms",
+        kind: Kind::Text,
+        honoured: false,
+        default: |_| "604800000".into(),
+    },
+    TopicConfigSpec {
+        name: "retention.bytes",
+        kind: Kind::Text,
+        honoured: false,
+        default: |_| "-1".into(),
+    },
+    TopicConfigSpec {
+        name: "delete.retention.ms",
+        kind: Kind::Count,
+        honoured: false,
+        default: |_| "86400000".into(),
+    },
+    TopicConfigSpec {
+        name: "file.delete.delay.ms",
+        kind: Kind::Count,
+        honoured: false,
+        default: |_| "60000".into(),
+    },
+    TopicConfigSpec {
+        name: "min.cleanable.dirty.ratio",
+        kind: Kind::Ratio,
+        honoured: false,
+        default: |_| "0.5".into(),
+    },
+    TopicConfigSpec {
+        name: "min.compaction.lag.ms",
+        kind: Kind::Count,
+        honoured: false,
+        default: |_| "0".into(),
+    },
+    TopicConfigSpec {
+        name: "max.compaction.lag.ms",
+        kind: Kind::Count,
+        honoured: false,
+        default: |_| "9223372036854775807".into(),
+    },
+    TopicConfigSpec {
+        name: "min.insync.replicas",
+        kind: Kind::Count,
+        honoured: false,
+        default: |_| "1".into(),
+    },
+    TopicConfigSpec {
+        name: "unclean.leader.election.enable",
+        kind: Kind::Bool,
+        honoured: false,
+        default: |_| "false".into(),
+    },
+    TopicConfigSpec {
+        name: "message.timestamp.type",
+        kind: Kind::Choice(&["CreateTime", "LogAppendTime"]),
+        honoured: false,
+        default: |_| "CreateTime".into(),
+    },
+    TopicConfigSpec {
+        name: "message.timestamp.before.max.ms",
+        kind: Kind::Count,
+        honoured: false,
+        default: |_| "9223372036854775807".into(),
+    },
+    TopicConfigSpec {
+        name: "message.timestamp.after.max.ms",
+        kind: Kind::Count,
+        honoured: false,
+        default: |_| "9223372036854775807".into(),
+    },
+    TopicConfigSpec {
+        name: "message.downconversion.enable",
+        kind: Kind::Bool,
+        honoured: false,
+        default: |_| "true".into(),
+    },
+    TopicConfigSpec {
+        name: "preallocate",
+        kind: Kind::Bool,
+        honoured: false,
+        default: |_| "false".into(),
+    },
+    TopicConfigSpec {
+        name: "segment.index.bytes",
+        kind: Kind::Count,
+        honoured: false,
+        default: |_| "10485760".into(),
+    },
+    TopicConfigSpec {
+        name: "segment.jitter.ms",
+        kind: Kind::Count,
+        honoured: false,
+        default: |_| "0".into(),
+    },
+    TopicConfigSpec {
+        name: "local.retention.ms",
+        kind: Kind::Text,
+        honoured: false,
+        default: |_| "-2".into(),
+    },
+    TopicConfigSpec {
+        name: "local.retention.bytes",
+        kind: Kind::Text,
+        honoured: false,
+        default: |_| "-2".into(),
+    },
+    TopicConfigSpec {
+        name: "remote.storage.enable",
+        kind: Kind::Bool,
+        honoured: false,
+        default: |_| "false".into(),
+    },
+    TopicConfigSpec {
+        name: "leader.replication.throttled.replicas",
+        kind: Kind::Text,
+        honoured: false,
+        default: |_| "".into(),
+    },
+    TopicConfigSpec {
+        name: "follower.replication.throttled.replicas",
+        kind: Kind::Text,
+        honoured: false,
+        default: |_| "".into(),
+    },
 ];
 
 fn spec(name: &str) -> Option<&'static TopicConfigSpec> {
@@ -78,12 +223,17 @@ fn validate_value(spec: &TopicConfigSpec, value: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("Invalid value {value} for configuration {}", spec.name))
+        Err(format!(
+            "Invalid value {value} for configuration {}",
+            spec.name
+        ))
     }
 }
 
 /// Checks the configs of a CreateTopics request; returns the ones to store (nulls dropped).
-pub fn validate_topic_configs(requested: &BTreeMap<String, Option<String>>) -> Result<BTreeMap<String, String>, String> {
+pub fn validate_topic_configs(
+    requested: &BTreeMap<String, Option<String>>,
+) -> Result<BTreeMap<String, String>, String> {
     let mut configs = BTreeMap::new();
     for (name, value) in requested {
         let spec = spec(name).ok_or_else(|| format!("Unknown topic config name: {name}"))?;
@@ -111,8 +261,16 @@ pub fn describe(configs: &BTreeMap<String, String>, broker: &BrokerConfig) -> Ve
     TOPIC_CONFIGS
         .iter()
         .map(|spec| match configs.get(spec.name) {
-            Some(value) => ConfigEntry { name: spec.name.into(), value: value.clone(), source: ConfigSource::DynamicTopic },
-            None => ConfigEntry { name: spec.name.into(), value: (spec.default)(broker), source: ConfigSource::Default },
+            Some(value) => ConfigEntry {
+                name: spec.name.into(),
+                value: value.clone(),
+                source: ConfigSource::DynamicTopic,
+            },
+            None => ConfigEntry {
+                name: spec.name.into(),
+                value: (spec.default)(broker),
+                source: ConfigSource::Default,
+            },
         })
         .collect()
 }
@@ -123,17 +281,33 @@ pub fn accepted_but_ignored() -> impl Iterator<Item = &'static str> {
 }
 
 fn number<T: std::str::FromStr>(configs: &BTreeMap<String, String>, name: &str, default: T) -> T {
-    configs.get(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+    configs
+        .get(name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The log settings of a topic: its own configs over the broker defaults.
-pub fn log_config(configs: &BTreeMap<String, String>, broker: &BrokerConfig) -> fjord_storage::LogConfig {
+pub fn log_config(
+    configs: &BTreeMap<String, String>,
+    broker: &BrokerConfig,
+) -> fjord_storage::LogConfig {
     let defaults = broker.log_config();
     fjord_storage::LogConfig {
         segment_bytes: number(configs, "segment.bytes", defaults.segment_bytes).max(1),
         segment_ms: number(configs, "segment.ms", defaults.segment_ms).max(1),
-        index_interval_bytes: number(configs, "index.interval.bytes", defaults.index_interval_bytes).max(1),
-        flush_interval_messages: number(configs, "flush.messages", defaults.flush_interval_messages).max(1),
+        index_interval_bytes: number(
+            configs,
+            "index.interval.bytes",
+            defaults.index_interval_bytes,
+        )
+        .max(1),
+        flush_interval_messages: number(
+            configs,
+            "flush.messages",
+            defaults.flush_interval_messages,
+        )
+        .max(1),
         flush_interval_ms: number(configs, "flush.ms", defaults.flush_interval_ms).max(1),
     }
 }
@@ -162,6 +336,9 @@ mod tests {
         assert_eq!(stored.len(), 1);
         let broker = BrokerConfig::default();
         assert_eq!(log_config(&stored, &broker).segment_bytes, 1_048_576);
-        assert_eq!(max_message_bytes(&stored, &broker), broker.message_max_bytes);
+        assert_eq!(
+            max_message_bytes(&stored, &broker),
+            broker.message_max_bytes
+        );
     }
 }

@@ -8,9 +8,13 @@ use fjord_broker::apis::SUPPORTED_APIS;
 use fjord_broker::{Broker, BrokerConfig};
 use fjord_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use fjord_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use fjord_protocol::kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use fjord_protocol::kafka_protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsTopic,
+};
 use fjord_protocol::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use fjord_protocol::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use fjord_protocol::kafka_protocol::messages::produce_request::{
+    PartitionProduceData, TopicProduceData,
+};
 use fjord_protocol::kafka_protocol::messages::*;
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::response::encode_response;
@@ -81,15 +85,22 @@ fn put_varint(buf: &mut BytesMut, value: i64) {
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 fn produce(broker: &Broker, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
-    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![
-        TopicProduceData::default().with_name(name(topic)).with_partition_data(vec![PartitionProduceData::default()
-            .with_index(partition)
-            .with_records(Some(records))]),
-    ]);
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
     match block_on(broker.handle(&header(ApiKey::Produce, 9), RequestKind::Produce(request))) {
         Some(ResponseKind::Produce(r)) => {
             let p = &r.responses[0].partition_responses[0];
@@ -112,32 +123,50 @@ fn every_response_encodes_at_every_advertised_version() {
                         .with_client_software_name(StrBytes::from_static_str("test"))
                         .with_client_software_version(StrBytes::from_static_str("1")),
                 ),
-                ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default().with_topics(None)),
+                ApiKey::Metadata => {
+                    RequestKind::Metadata(MetadataRequest::default().with_topics(None))
+                }
                 ApiKey::Produce => continue, // covered by produce tests; v13 needs topic ids
                 ApiKey::Fetch => RequestKind::Fetch(
-                    FetchRequest::default().with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
-                        .with_topic(name("t"))
-                        .with_topic_id(broker.replica_manager().topic("t").unwrap().id)
-                        .with_partitions(vec![FetchPartition::default().with_partition_max_bytes(1 << 20)])]),
+                    FetchRequest::default()
+                        .with_max_bytes(1 << 20)
+                        .with_topics(vec![FetchTopic::default()
+                            .with_topic(name("t"))
+                            .with_topic_id(broker.replica_manager().topic("t").unwrap().id)
+                            .with_partitions(vec![
+                                FetchPartition::default().with_partition_max_bytes(1 << 20)
+                            ])]),
                 ),
-                ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
+                ApiKey::ListOffsets => {
+                    RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
                     ListOffsetsTopic::default().with_name(name("t")).with_partitions(vec![
                         ListOffsetsPartition::default().with_timestamp(-1),
                         ListOffsetsPartition::default().with_partition_index(9).with_timestamp(-2),
                     ]),
-                ])),
-                ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
-                    CreatableTopic::default().with_name(name(&format!("c{version}"))).with_num_partitions(1).with_replication_factor(1),
-                ])),
-                ApiKey::DeleteTopics => RequestKind::DeleteTopics(
-                    DeleteTopicsRequest::default().with_topic_names(vec![name("missing")]).with_topics(Vec::new()),
+                ]))
+                }
+                ApiKey::CreateTopics => RequestKind::CreateTopics(
+                    CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+                        .with_name(name(&format!("c{version}")))
+                        .with_num_partitions(1)
+                        .with_replication_factor(1)]),
                 ),
-                ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default()),
-                ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default().with_endpoint_type(1)),
+                ApiKey::DeleteTopics => RequestKind::DeleteTopics(
+                    DeleteTopicsRequest::default()
+                        .with_topic_names(vec![name("missing")])
+                        .with_topics(Vec::new()),
+                ),
+                ApiKey::OffsetForLeaderEpoch => {
+                    RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default())
+                }
+                ApiKey::DescribeCluster => RequestKind::DescribeCluster(
+                    DescribeClusterRequest::default().with_endpoint_type(1),
+                ),
                 other => panic!("add {other:?} to this test"),
             };
             let response = block_on(broker.handle(&header(*api_key, version), request)).unwrap();
-            encode_response(*api_key, version, 7, &response).unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"));
+            encode_response(*api_key, version, 7, &response)
+                .unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"));
         }
     }
 }
@@ -148,10 +177,17 @@ fn produce_assigns_offsets_and_fetch_reads_them_back() {
     let broker = broker(dir.path(), &[]);
     assert_eq!(produce(&broker, "orders", 0, batch(2, b"a", 10)), (0, 0));
     assert_eq!(produce(&broker, "orders", 0, batch(3, b"b", 20)), (0, 2));
-    let fetch = FetchRequest::default().with_max_bytes(1 << 20).with_session_epoch(-1).with_topics(vec![FetchTopic::default()
-        .with_topic(name("orders"))
-        .with_partitions(vec![FetchPartition::default().with_fetch_offset(2).with_partition_max_bytes(1 << 20)])]);
-    let Some(ResponseKind::Fetch(response)) = block_on(broker.handle(&header(ApiKey::Fetch, 12), RequestKind::Fetch(fetch))) else {
+    let fetch = FetchRequest::default()
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name("orders"))
+            .with_partitions(vec![FetchPartition::default()
+                .with_fetch_offset(2)
+                .with_partition_max_bytes(1 << 20)])]);
+    let Some(ResponseKind::Fetch(response)) =
+        block_on(broker.handle(&header(ApiKey::Fetch, 12), RequestKind::Fetch(fetch)))
+    else {
         panic!("no fetch response");
     };
     let partition = &response.responses[0].partitions[0];
@@ -170,11 +206,26 @@ fn bad_batches_get_kafka_error_codes() {
     let mut corrupt = BytesMut::from(&batch(1, b"x", 0)[..]);
     let last = corrupt.len() - 2;
     corrupt[last] ^= 0xff;
-    assert_eq!(produce(&broker, "t", 0, corrupt.freeze()).0, ResponseError::CorruptMessage.code());
-    assert_eq!(produce(&broker, "t", 0, batch(1, &[0u8; 300], 0)).0, ResponseError::MessageTooLarge.code());
-    assert_eq!(produce(&broker, "t", 5, batch(1, b"x", 0)).0, ResponseError::UnknownTopicOrPartition.code());
-    assert_eq!(produce(&broker, "bad name", 0, batch(1, b"x", 0)).0, ResponseError::InvalidTopicException.code());
-    assert_eq!(produce(&broker, "t", 0, Bytes::new()).0, ResponseError::InvalidRecord.code());
+    assert_eq!(
+        produce(&broker, "t", 0, corrupt.freeze()).0,
+        ResponseError::CorruptMessage.code()
+    );
+    assert_eq!(
+        produce(&broker, "t", 0, batch(1, &[0u8; 300], 0)).0,
+        ResponseError::MessageTooLarge.code()
+    );
+    assert_eq!(
+        produce(&broker, "t", 5, batch(1, b"x", 0)).0,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    assert_eq!(
+        produce(&broker, "bad name", 0, batch(1, b"x", 0)).0,
+        ResponseError::InvalidTopicException.code()
+    );
+    assert_eq!(
+        produce(&broker, "t", 0, Bytes::new()).0,
+        ResponseError::InvalidRecord.code()
+    );
     // Nothing bad was stored: the next good batch still lands at offset 0.
     assert_eq!(produce(&broker, "t", 0, batch(1, b"x", 0)), (0, 0));
 }
@@ -183,14 +234,25 @@ fn bad_batches_get_kafka_error_codes() {
 fn auto_creation_can_be_disabled() {
     let dir = tempfile::tempdir().unwrap();
     let broker = broker(dir.path(), &[("auto.create.topics.enable", "false")]);
-    assert_eq!(produce(&broker, "nope", 0, batch(1, b"x", 0)).0, ResponseError::UnknownTopicOrPartition.code());
+    assert_eq!(
+        produce(&broker, "nope", 0, batch(1, b"x", 0)).0,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
     let request = MetadataRequest::default()
         .with_allow_auto_topic_creation(true)
-        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("nope")))]));
-    let Some(ResponseKind::Metadata(response)) = block_on(broker.handle(&header(ApiKey::Metadata, 12), RequestKind::Metadata(request))) else {
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name("nope")))
+        ]));
+    let Some(ResponseKind::Metadata(response)) = block_on(broker.handle(
+        &header(ApiKey::Metadata, 12),
+        RequestKind::Metadata(request),
+    )) else {
         panic!("no metadata response");
     };
-    assert_eq!(response.topics[0].error_code, ResponseError::UnknownTopicOrPartition.code());
+    assert_eq!(
+        response.topics[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
 }
 
 #[test]

@@ -42,7 +42,10 @@ pub fn peek_frame_size(buf: &[u8], size_bytes_max: usize) -> Result<Option<usize
 }
 
 /// Splits one complete frame (without its length prefix) off the front of `buf`.
-pub fn decode_frame(buf: &mut BytesMut, size_bytes_max: usize) -> Result<Option<Bytes>, FrameError> {
+pub fn decode_frame(
+    buf: &mut BytesMut,
+    size_bytes_max: usize,
+) -> Result<Option<Bytes>, FrameError> {
     let Some(size_bytes) = peek_frame_size(buf, size_bytes_max)? else {
         return Ok(None);
     };
@@ -86,7 +89,10 @@ mod tests {
             Err(FrameError::NegativeSize { size_bytes: -1 })
         );
         let mut buf = BytesMut::from(&101i32.to_be_bytes()[..]);
-        assert!(matches!(decode_frame(&mut buf, 100), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            decode_frame(&mut buf, 100),
+            Err(FrameError::TooLarge { .. })
+        ));
         let mut buf = BytesMut::from(&framed(&[7u8; 100])[..]);
         assert_eq!(decode_frame(&mut buf, 100).unwrap().unwrap().len(), 100);
     }

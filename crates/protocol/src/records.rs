@@ -538,12 +538,17 @@ fn visit_compressed_records<B>(
     let mut copy = batch.to_vec();
     set_base_offset(&mut copy, 0);
     let mut bytes = bytes::Bytes::from(copy);
-    let record_set =
-        kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).map_err(|error| {
-            RecordError::Decompression {
-                reason: error.to_string(),
-            }
-        })?;
+    // The third-party decoder does unchecked timestamp arithmetic; a hostile batch with a valid
+    // CRC must cost the lookup, not the broker.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
+    }))
+    .map_err(|_| RecordError::Decompression {
+        reason: "record decoder panicked".to_string(),
+    })?;
+    let record_set = decoded.map_err(|error| RecordError::Decompression {
+        reason: error.to_string(),
+    })?;
     for record in &record_set.records {
         let timestamp = if header.timestamp_type_is_log_append() {
             header.max_timestamp

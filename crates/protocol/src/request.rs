@@ -74,7 +74,9 @@ pub fn decode_header(frame: Bytes) -> Result<RequestFrame, RequestError> {
     })?;
     let header_version = api_key.request_header_version(prefix.api_version);
     let mut buf = frame;
-    let decoded = catch_unwind(AssertUnwindSafe(|| RequestHeader::decode(&mut buf, header_version)));
+    let decoded = catch_unwind(AssertUnwindSafe(|| {
+        RequestHeader::decode(&mut buf, header_version)
+    }));
     let malformed = |reason: String| RequestError::MalformedHeader {
         api_key,
         api_version: prefix.api_version,
@@ -109,7 +111,9 @@ pub fn decode_body(frame: &RequestFrame) -> Result<RequestKind, RequestError> {
         return Err(malformed("version outside the known range".to_string()));
     }
     let mut body = frame.body.clone();
-    match catch_unwind(AssertUnwindSafe(|| RequestKind::decode(frame.api_key, &mut body, api_version))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        RequestKind::decode(frame.api_key, &mut body, api_version)
+    })) {
         Ok(Ok(request)) => Ok(request),
         Ok(Err(err)) => Err(malformed(err.to_string())),
         Err(_) => Err(malformed("decoder panicked".to_string())),
@@ -121,13 +125,16 @@ pub fn encode_request(
     header: &RequestHeader,
     body: &RequestKind,
 ) -> Result<bytes::BytesMut, crate::response::EncodeError> {
-    use kafka_protocol::protocol::Encodable;
     use crate::response::EncodeError;
+    use kafka_protocol::protocol::Encodable;
     let api_key = ApiKey::try_from(header.request_api_key)
         .map_err(|()| EncodeError("unknown api key".to_string()))?;
     let mut buf = bytes::BytesMut::new();
     header
-        .encode(&mut buf, api_key.request_header_version(header.request_api_version))
+        .encode(
+            &mut buf,
+            api_key.request_header_version(header.request_api_version),
+        )
         .map_err(|err| EncodeError(err.to_string()))?;
     body.encode(&mut buf, header.request_api_version)
         .map_err(|err| EncodeError(err.to_string()))?;

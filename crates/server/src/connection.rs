@@ -43,7 +43,7 @@ enum Inbound {
     Request {
         header: RequestHeader,
         api_key: ApiKey,
-        request: RequestKind,
+        request: Box<RequestKind>,
         _memory: Option<OwnedSemaphorePermit>,
     },
     /// ApiVersions with a version this broker does not know: answered with v0 (KIP-511).
@@ -59,13 +59,25 @@ enum ReadEnd {
     Error(String),
 }
 
-pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, limits: ConnectionLimits, shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    limits: ConnectionLimits,
+    shutdown: watch::Receiver<bool>,
+) {
     if let Err(err) = stream.set_nodelay(true) {
         debug!(%peer, error = %err, "set_nodelay failed");
     }
     let (read_half, write_half) = stream.into_split();
     let (queue_tx, queue_rx) = mpsc::channel(limits.queued_requests_max);
-    let reader = tokio::spawn(read_requests(read_half, broker.clone(), limits, queue_tx, shutdown));
+    let reader = tokio::spawn(read_requests(
+        read_half,
+        broker.clone(),
+        limits,
+        queue_tx,
+        shutdown,
+    ));
     let written = process_requests(write_half, broker, queue_rx).await;
     // The processor ends when the reader closed the queue or a write failed; in the latter case
     // stop the reader too.
@@ -102,7 +114,12 @@ async fn read_requests(
             if permit.is_none() {
                 // Reserve memory for this frame before reading its body.
                 let wanted = size_bytes.clamp(1, limits.request_memory_bytes_max) as u32;
-                permit = match limits.request_memory.clone().acquire_many_owned(wanted).await {
+                permit = match limits
+                    .request_memory
+                    .clone()
+                    .acquire_many_owned(wanted)
+                    .await
+                {
                     Ok(p) => Some(p),
                     Err(_) => return ReadEnd::Shutdown,
                 };
@@ -116,7 +133,7 @@ async fn read_requests(
                 Ok((header, api_key, request)) => Inbound::Request {
                     header,
                     api_key,
-                    request,
+                    request: Box::new(request),
                     _memory: permit.take(),
                 },
                 Err(Rejection::UnsupportedApiVersions { correlation_id }) => {
@@ -151,7 +168,10 @@ enum Rejection {
 }
 
 /// Decodes one frame into a request the broker supports.
-fn decode(broker: &Broker, frame: Bytes) -> Result<(RequestHeader, ApiKey, RequestKind), Rejection> {
+fn decode(
+    broker: &Broker,
+    frame: Bytes,
+) -> Result<(RequestHeader, ApiKey, RequestKind), Rejection> {
     let prefix = peek_prefix(&frame).map_err(|err| Rejection::Close(err.to_string()))?;
     let api_key = ApiKey::try_from(prefix.api_key)
         .map_err(|()| Rejection::Close(format!("unknown api key {}", prefix.api_key)))?;
@@ -171,7 +191,11 @@ fn decode(broker: &Broker, frame: Bytes) -> Result<(RequestHeader, ApiKey, Reque
     Ok((request_frame.header, api_key, request))
 }
 
-async fn process_requests(mut socket: OwnedWriteHalf, broker: Arc<Broker>, mut queue: mpsc::Receiver<Inbound>) -> Result<(), String> {
+async fn process_requests(
+    mut socket: OwnedWriteHalf,
+    broker: Arc<Broker>,
+    mut queue: mpsc::Receiver<Inbound>,
+) -> Result<(), String> {
     while let Some(inbound) = queue.recv().await {
         let encoded = match inbound {
             Inbound::Request {
@@ -180,10 +204,15 @@ async fn process_requests(mut socket: OwnedWriteHalf, broker: Arc<Broker>, mut q
                 request,
                 _memory,
             } => {
-                let Some(response) = broker.handle(&header, request).await else {
+                let Some(response) = broker.handle(&header, *request).await else {
                     continue;
                 };
-                encode_response(api_key, header.request_api_version, header.correlation_id, &response)
+                encode_response(
+                    api_key,
+                    header.request_api_version,
+                    header.correlation_id,
+                    &response,
+                )
             }
             Inbound::UnsupportedApiVersions { correlation_id } => encode_response(
                 ApiKey::ApiVersions,
@@ -196,7 +225,10 @@ async fn process_requests(mut socket: OwnedWriteHalf, broker: Arc<Broker>, mut q
             tracing::error!(error = %err, "failed to encode a response");
             err.to_string()
         })?;
-        socket.write_all(&bytes).await.map_err(|err| err.to_string())?;
+        socket
+            .write_all(&bytes)
+            .await
+            .map_err(|err| err.to_string())?;
     }
     let _ = socket.shutdown().await;
     Ok(())

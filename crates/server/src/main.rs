@@ -62,7 +62,16 @@ fn settings_help() -> String {
         "Settings (Kafka names; set in the --config file, as FJORD_<KEY> environment variables with dots as underscores, or with --set):\n",
     );
     for spec in SETTINGS {
-        help.push_str(&format!("  {:<45} default {:<20} {}\n", spec.key, if spec.default.is_empty() { "\"\"" } else { spec.default }, spec.doc));
+        help.push_str(&format!(
+            "  {:<45} default {:<20} {}\n",
+            spec.key,
+            if spec.default.is_empty() {
+                "\"\""
+            } else {
+                spec.default
+            },
+            spec.doc
+        ));
     }
     help.push_str("\nPrecedence: defaults < --config file < FJORD_* environment < flags.\nSIGTERM or Ctrl-C: stop accepting, finish in-flight requests, flush and close logs, exit 0.\nLog level: RUST_LOG (default info), e.g. RUST_LOG=fjord=debug.\n");
     help
@@ -79,7 +88,10 @@ fn merged_settings(args: &ServeArgs) -> anyhow::Result<BTreeMap<String, String>>
         merged.insert(key, value);
     }
     let flags = [
-        ("data.dir", args.data_dir.as_ref().map(|d| d.display().to_string())),
+        (
+            "data.dir",
+            args.data_dir.as_ref().map(|d| d.display().to_string()),
+        ),
         ("listen", args.listen.clone()),
         ("advertised.listener", args.advertised_listener.clone()),
         ("node.id", args.node_id.map(|n| n.to_string())),
@@ -96,7 +108,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -114,9 +127,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         // Recover first, bind second: once the port accepts, the broker can serve.
-        let broker = Arc::new(
-            Broker::open(config.clone()).with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?,
-        );
+        let broker = Arc::new(Broker::open(config.clone()).with_context(|| {
+            format!("cannot open data directory {}", config.data_dir.display())
+        })?);
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -13,7 +13,11 @@ use tracing::{info, warn};
 
 use crate::connection::{self, ConnectionLimits};
 
-pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown_requested: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    shutdown_requested: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let config = broker.config().clone();
     // Semaphore permits are u32-sized per acquire; frames are capped far below that.
     let request_memory_bytes_max = config
@@ -60,12 +64,18 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown_requested:
             () = &mut shutdown_requested => break,
         }
     }
-    info!(connections = connections.len(), "shutting down: no longer accepting connections");
+    info!(
+        connections = connections.len(),
+        "shutting down: no longer accepting connections"
+    );
     drop(listener);
     shutdown_tx.send_replace(true);
     broker.begin_shutdown();
     let drain = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_millis(config.shutdown_timeout_ms), drain).await.is_err() {
+    if tokio::time::timeout(Duration::from_millis(config.shutdown_timeout_ms), drain)
+        .await
+        .is_err()
+    {
         warn!("connections did not finish within shutdown.timeout.ms; closing them");
         connections.shutdown().await;
     }

@@ -15,24 +15,38 @@ use fjord_broker::config::{canonical_setting, SETTINGS};
 
 /// The environment variable that sets `key`.
 pub fn env_var_name(key: &str) -> String {
-    format!("FJORD_{}", key.to_ascii_uppercase().replace(['.', '-'], "_"))
+    format!(
+        "FJORD_{}",
+        key.to_ascii_uppercase().replace(['.', '-'], "_")
+    )
 }
 
 /// Reads a TOML config file into dotted keys.
 pub fn read_config_file(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    let table: toml::Table = text.parse().with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
     let mut out = BTreeMap::new();
     flatten("", &toml::Value::Table(table), &mut out)
         .with_context(|| format!("in config file {}", path.display()))?;
     Ok(out)
 }
 
-fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) -> anyhow::Result<()> {
+fn flatten(
+    prefix: &str,
+    value: &toml::Value,
+    out: &mut BTreeMap<String, String>,
+) -> anyhow::Result<()> {
     let text = match value {
         toml::Value::Table(table) => {
             for (key, inner) in table {
-                let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                let key = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
                 flatten(&key, inner, out)?;
             }
             return Ok(());
@@ -42,7 +56,9 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>
         toml::Value::Float(f) => f.to_string(),
         toml::Value::Boolean(b) => b.to_string(),
         toml::Value::Datetime(d) => d.to_string(),
-        toml::Value::Array(_) => bail!("{prefix}: arrays are not supported, use a comma-separated string"),
+        toml::Value::Array(_) => {
+            bail!("{prefix}: arrays are not supported, use a comma-separated string")
+        }
     };
     let (key, text) = canonical_setting(prefix, &text);
     out.insert(key, text);
@@ -53,7 +69,9 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>
 pub fn from_environment(lookup: impl Fn(&str) -> Option<String>) -> BTreeMap<String, String> {
     SETTINGS
         .iter()
-        .filter_map(|spec| lookup(&env_var_name(spec.key)).map(|value| (spec.key.to_string(), value)))
+        .filter_map(|spec| {
+            lookup(&env_var_name(spec.key)).map(|value| (spec.key.to_string(), value))
+        })
         .collect()
 }
 
@@ -88,7 +106,8 @@ mod tests {
     #[test]
     fn environment_names_follow_the_keys() {
         assert_eq!(env_var_name("num.partitions"), "FJORD_NUM_PARTITIONS");
-        let settings = from_environment(|name| (name == "FJORD_DATA_DIR").then(|| "/x".to_string()));
+        let settings =
+            from_environment(|name| (name == "FJORD_DATA_DIR").then(|| "/x".to_string()));
         assert_eq!(settings.len(), 1);
         assert_eq!(settings["data.dir"], "/x");
     }
@@ -96,6 +115,9 @@ mod tests {
     #[test]
     fn assignments_need_an_equals_sign() {
         assert!(parse_assignment("num.partitions").is_err());
-        assert_eq!(parse_assignment("log.dirs=/d").unwrap(), ("data.dir".to_string(), "/d".to_string()));
+        assert_eq!(
+            parse_assignment("log.dirs=/d").unwrap(),
+            ("data.dir".to_string(), "/d".to_string())
+        );
     }
 }

@@ -32,7 +32,9 @@ fn is_valid_software_field(value: &str) -> bool {
     };
     first.is_ascii_alphanumeric()
         && last.is_ascii_alphanumeric()
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'.')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'.')
 }
 
 pub fn handle(api_version: i16, request: &ApiVersionsRequest) -> ApiVersionsResponse {

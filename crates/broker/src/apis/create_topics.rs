@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use fjord_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
-use fjord_protocol::kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use fjord_protocol::kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use fjord_protocol::kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ResponseError, VersionRange};
@@ -14,7 +16,11 @@ use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 2, max: 7 };
 
-pub fn handle(broker: &Broker, api_version: i16, request: &CreateTopicsRequest) -> CreateTopicsResponse {
+pub fn handle(
+    broker: &Broker,
+    api_version: i16,
+    request: &CreateTopicsRequest,
+) -> CreateTopicsResponse {
     let mut seen = std::collections::HashSet::new();
     let duplicates: std::collections::HashSet<String> = request
         .topics
@@ -28,7 +34,11 @@ pub fn handle(broker: &Broker, api_version: i16, request: &CreateTopicsRequest) 
         .map(|topic| {
             if duplicates.contains(topic.name.as_str()) {
                 // Kafka rejects every occurrence of a name listed twice.
-                return failure(topic, ResponseError::InvalidRequest, "Duplicate topic name.".to_string());
+                return failure(
+                    topic,
+                    ResponseError::InvalidRequest,
+                    "Duplicate topic name.".to_string(),
+                );
             }
             create_one(broker, api_version, topic, request.validate_only)
         })
@@ -45,7 +55,12 @@ fn failure(topic: &CreatableTopic, error: ResponseError, message: String) -> Cre
         .with_replication_factor(-1)
 }
 
-fn create_one(broker: &Broker, api_version: i16, topic: &CreatableTopic, validate_only: bool) -> CreatableTopicResult {
+fn create_one(
+    broker: &Broker,
+    api_version: i16,
+    topic: &CreatableTopic,
+    validate_only: bool,
+) -> CreatableTopicResult {
     let config = broker.config();
     let explicit_assignment = !topic.assignments.is_empty();
     if explicit_assignment && (topic.num_partitions != -1 || topic.replication_factor != -1) {
@@ -57,16 +72,31 @@ fn create_one(broker: &Broker, api_version: i16, topic: &CreatableTopic, validat
     }
     let partitions = if explicit_assignment {
         // Manual assignment: partitions must be 0..n and every replica must be this broker.
-        let mut indexes: Vec<i32> = topic.assignments.iter().map(|a| a.partition_index).collect();
+        let mut indexes: Vec<i32> = topic
+            .assignments
+            .iter()
+            .map(|a| a.partition_index)
+            .collect();
         indexes.sort_unstable();
         if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
-            return failure(topic, ResponseError::InvalidReplicaAssignment, "Partitions should be consecutive and start at 0.".into());
-        }
-        if topic.assignments.iter().any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != config.node_id) {
             return failure(
                 topic,
                 ResponseError::InvalidReplicaAssignment,
-                format!("Replica assignments may only name broker {} on this single-node cluster.", config.node_id),
+                "Partitions should be consecutive and start at 0.".into(),
+            );
+        }
+        if topic
+            .assignments
+            .iter()
+            .any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != config.node_id)
+        {
+            return failure(
+                topic,
+                ResponseError::InvalidReplicaAssignment,
+                format!(
+                    "Replica assignments may only name broker {} on this single-node cluster.",
+                    config.node_id
+                ),
             );
         }
         indexes.len() as i32
@@ -81,7 +111,11 @@ fn create_one(broker: &Broker, api_version: i16, topic: &CreatableTopic, validat
         topic.replication_factor
     };
     if !explicit_assignment && replication_factor <= 0 {
-        return failure(topic, ResponseError::InvalidReplicationFactor, "Replication factor must be larger than 0.".into());
+        return failure(
+            topic,
+            ResponseError::InvalidReplicationFactor,
+            "Replication factor must be larger than 0.".into(),
+        );
     }
     if replication_factor > 1 {
         return failure(
@@ -99,7 +133,10 @@ fn create_one(broker: &Broker, api_version: i16, topic: &CreatableTopic, validat
         Ok(configs) => configs,
         Err(message) => return failure(topic, ResponseError::InvalidConfig, message),
     };
-    match broker.replica_manager().create_topic(&topic.name, partitions, configs, validate_only) {
+    match broker
+        .replica_manager()
+        .create_topic(&topic.name, partitions, configs, validate_only)
+    {
         Ok(created) => {
             let mut result = CreatableTopicResult::default()
                 .with_name(topic.name.clone())
@@ -125,11 +162,17 @@ fn create_one(broker: &Broker, api_version: i16, topic: &CreatableTopic, validat
             }
             result
         }
-        Err(CreateTopicError::AlreadyExists(name)) => {
-            failure(topic, ResponseError::TopicAlreadyExists, format!("Topic '{name}' already exists."))
+        Err(CreateTopicError::AlreadyExists(name)) => failure(
+            topic,
+            ResponseError::TopicAlreadyExists,
+            format!("Topic '{name}' already exists."),
+        ),
+        Err(CreateTopicError::InvalidName(message)) => {
+            failure(topic, ResponseError::InvalidTopicException, message)
         }
-        Err(CreateTopicError::InvalidName(message)) => failure(topic, ResponseError::InvalidTopicException, message),
-        Err(CreateTopicError::InvalidPartitions(message)) => failure(topic, ResponseError::InvalidPartitions, message),
+        Err(CreateTopicError::InvalidPartitions(message)) => {
+            failure(topic, ResponseError::InvalidPartitions, message)
+        }
         Err(CreateTopicError::InvalidReplicationFactor(message)) => {
             failure(topic, ResponseError::InvalidReplicationFactor, message)
         }

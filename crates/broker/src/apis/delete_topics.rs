@@ -1,7 +1,9 @@
 //! DeleteTopics (key 20): by name (v1-v5) or by name or id (v6+).
 
 use fjord_protocol::kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use fjord_protocol::kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+use fjord_protocol::kafka_protocol::messages::{
+    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+};
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ResponseError, VersionRange};
 use uuid::Uuid;
@@ -10,11 +12,23 @@ use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 6 };
 
-pub fn handle(broker: &Broker, api_version: i16, request: &DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub fn handle(
+    broker: &Broker,
+    api_version: i16,
+    request: &DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
     let targets: Vec<(Option<TopicName>, Uuid)> = if api_version >= 6 {
-        request.topics.iter().map(|t| (t.name.clone(), t.topic_id)).collect()
+        request
+            .topics
+            .iter()
+            .map(|t| (t.name.clone(), t.topic_id))
+            .collect()
     } else {
-        request.topic_names.iter().map(|name| (Some(name.clone()), Uuid::nil())).collect()
+        request
+            .topic_names
+            .iter()
+            .map(|name| (Some(name.clone()), Uuid::nil()))
+            .collect()
     };
     let responses = targets
         .into_iter()
@@ -27,14 +41,21 @@ fn delete_one(broker: &Broker, name: Option<TopicName>, topic_id: Uuid) -> Delet
     let manager = broker.replica_manager();
     let (topic, missing) = match &name {
         Some(name) => (manager.topic(name), ResponseError::UnknownTopicOrPartition),
-        None => (manager.topic_by_id(&topic_id), ResponseError::UnknownTopicId),
+        None => (
+            manager.topic_by_id(&topic_id),
+            ResponseError::UnknownTopicId,
+        ),
     };
-    let result = DeletableTopicResult::default().with_name(name).with_topic_id(topic_id);
+    let result = DeletableTopicResult::default()
+        .with_name(name)
+        .with_topic_id(topic_id);
     let Some(topic) = topic else {
         return result.with_error_code(missing.code());
     };
     let result = result
-        .with_name(Some(TopicName(StrBytes::from_string(topic.name.to_string()))))
+        .with_name(Some(TopicName(StrBytes::from_string(
+            topic.name.to_string(),
+        ))))
         .with_topic_id(topic.id);
     match manager.delete_topic(&topic) {
         Ok(()) => result,

@@ -1,7 +1,9 @@
 //! DescribeCluster (key 60): brokers, controller and cluster id for admin clients.
 
 use fjord_protocol::kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use fjord_protocol::kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use fjord_protocol::kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse,
+};
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ResponseError, VersionRange};
 

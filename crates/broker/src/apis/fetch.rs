@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fjord_protocol::kafka_protocol::messages::fetch_request::FetchPartition;
-use fjord_protocol::kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use fjord_protocol::kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, PartitionData,
+};
 use fjord_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ResponseError, VersionRange};
@@ -86,11 +88,17 @@ pub async fn handle(broker: &Broker, api_version: i16, request: FetchRequest) ->
     };
     let (session_id, include) = finish_session(broker, &mode, &reads, &results);
     let responses = build_topics(api_version, read_committed, reads, results, &include);
-    FetchResponse::default().with_session_id(session_id).with_responses(responses)
+    FetchResponse::default()
+        .with_session_id(session_id)
+        .with_responses(responses)
 }
 
 /// Works out the partitions to read and the session they belong to.
-fn plan(broker: &Broker, api_version: i16, request: &FetchRequest) -> Result<(SessionMode, Vec<PlannedRead>), ResponseError> {
+fn plan(
+    broker: &Broker,
+    api_version: i16,
+    request: &FetchRequest,
+) -> Result<(SessionMode, Vec<PlannedRead>), ResponseError> {
     let requested: Vec<(FetchKey, &FetchPartition)> = request
         .topics
         .iter()
@@ -130,10 +138,12 @@ fn plan(broker: &Broker, api_version: i16, request: &FetchRequest) -> Result<(Se
     if session_id == INVALID_SESSION_ID {
         return Err(ResponseError::InvalidFetchSessionEpoch);
     }
-    let session = cache.begin_incremental(session_id, epoch).map_err(|err| match err {
-        SessionError::NotFound => ResponseError::FetchSessionIdNotFound,
-        SessionError::InvalidEpoch => ResponseError::InvalidFetchSessionEpoch,
-    })?;
+    let session = cache
+        .begin_incremental(session_id, epoch)
+        .map_err(|err| match err {
+            SessionError::NotFound => ResponseError::FetchSessionIdNotFound,
+            SessionError::InvalidEpoch => ResponseError::InvalidFetchSessionEpoch,
+        })?;
     for (key, p) in requested {
         if !session.upsert(key, p.fetch_offset, p.partition_max_bytes) {
             return Err(ResponseError::InvalidRequest);
@@ -166,7 +176,10 @@ fn plan(broker: &Broker, api_version: i16, request: &FetchRequest) -> Result<(Se
 fn resolve(broker: &Broker, api_version: i16, name: &TopicName, topic_id: Uuid) -> (String, Uuid) {
     let manager = broker.replica_manager();
     if api_version >= TOPIC_ID_VERSION {
-        let name = manager.topic_by_id(&topic_id).map(|t| t.name.to_string()).unwrap_or_default();
+        let name = manager
+            .topic_by_id(&topic_id)
+            .map(|t| t.name.to_string())
+            .unwrap_or_default();
         (name, topic_id)
     } else {
         let id = manager.topic(name).map(|t| t.id).unwrap_or_else(Uuid::nil);
@@ -193,7 +206,11 @@ impl ReadResult {
     }
 }
 
-fn read_all(broker: &Broker, reads: &[PlannedRead], max_bytes: usize) -> (Vec<ReadResult>, usize, bool) {
+fn read_all(
+    broker: &Broker,
+    reads: &[PlannedRead],
+    max_bytes: usize,
+) -> (Vec<ReadResult>, usize, bool) {
     let mut remaining_bytes = max_bytes;
     let mut bytes_read = 0usize;
     let mut any_error = false;
@@ -214,7 +231,12 @@ fn read_all(broker: &Broker, reads: &[PlannedRead], max_bytes: usize) -> (Vec<Re
     (results, bytes_read, any_error)
 }
 
-fn read_one(broker: &Broker, read: &PlannedRead, remaining_bytes: usize, min_one_batch: bool) -> ReadResult {
+fn read_one(
+    broker: &Broker,
+    read: &PlannedRead,
+    remaining_bytes: usize,
+    min_one_batch: bool,
+) -> ReadResult {
     let manager = broker.replica_manager();
     let unknown = if read.key.topic.is_empty() {
         ResponseError::UnknownTopicId
@@ -230,7 +252,9 @@ fn read_one(broker: &Broker, read: &PlannedRead, remaining_bytes: usize, min_one
     if read.current_leader_epoch >= 0 && read.current_leader_epoch < partition.leader_epoch {
         return ReadResult::failed(ResponseError::FencedLeaderEpoch, None);
     }
-    let limit = usize::try_from(read.partition_max_bytes.max(0)).unwrap_or(0).min(remaining_bytes);
+    let limit = usize::try_from(read.partition_max_bytes.max(0))
+        .unwrap_or(0)
+        .min(remaining_bytes);
     if limit == 0 && !min_one_batch {
         return match partition.offsets() {
             Ok(offsets) => ReadResult {
@@ -263,7 +287,12 @@ fn read_one(broker: &Broker, read: &PlannedRead, remaining_bytes: usize, min_one
 /// Creates or updates the session after the read. Returns the session id for the response
 /// and, per partition, whether the response carries it: everything for full fetches, only
 /// what changed (data, offsets, errors) for incremental ones.
-fn finish_session(broker: &Broker, mode: &SessionMode, reads: &[PlannedRead], results: &[ReadResult]) -> (i32, Vec<bool>) {
+fn finish_session(
+    broker: &Broker,
+    mode: &SessionMode,
+    reads: &[PlannedRead],
+    results: &[ReadResult],
+) -> (i32, Vec<bool>) {
     let remember = |cached: &mut CachedPartition, result: &ReadResult| {
         if let Some(offsets) = result.offsets {
             cached.last_high_watermark = offsets.high_watermark;
@@ -279,7 +308,8 @@ fn finish_session(broker: &Broker, mode: &SessionMode, reads: &[PlannedRead], re
                 .iter()
                 .zip(results)
                 .map(|(read, result)| {
-                    let mut cached = CachedPartition::new(read.fetch_offset, read.partition_max_bytes);
+                    let mut cached =
+                        CachedPartition::new(read.fetch_offset, read.partition_max_bytes);
                     remember(&mut cached, result);
                     (read.key.clone(), cached)
                 })
@@ -331,7 +361,11 @@ fn build_topics(
         });
         let partition = PartitionData::default()
             .with_partition_index(read.key.partition)
-            .with_error_code(if result.has_error { result.error.code() } else { 0 })
+            .with_error_code(if result.has_error {
+                result.error.code()
+            } else {
+                0
+            })
             .with_high_watermark(offsets.high_watermark)
             .with_last_stable_offset(offsets.high_watermark)
             .with_log_start_offset(offsets.log_start_offset)
@@ -345,7 +379,8 @@ fn build_topics(
                 if api_version >= TOPIC_ID_VERSION {
                     topic = topic.with_topic_id(read.key.topic_id);
                 } else {
-                    topic = topic.with_topic(TopicName(StrBytes::from_string(read.key.topic.clone())));
+                    topic =
+                        topic.with_topic(TopicName(StrBytes::from_string(read.key.topic.clone())));
                 }
                 topics.push(topic);
                 topics.len() - 1

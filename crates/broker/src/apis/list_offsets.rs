@@ -24,7 +24,11 @@ const LEADER_EPOCH_VERSION: i16 = 4;
 /// Kafka's "no such offset" answer.
 const UNKNOWN: i64 = -1;
 
-pub fn handle(broker: &Broker, api_version: i16, request: &ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn handle(
+    broker: &Broker,
+    api_version: i16,
+    request: &ListOffsetsRequest,
+) -> ListOffsetsResponse {
     let manager = broker.replica_manager();
     let topics = request
         .topics
@@ -78,7 +82,10 @@ pub fn handle(broker: &Broker, api_version: i16, request: &ListOffsetsRequest) -
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-fn failure(response: ListOffsetsPartitionResponse, error: ResponseError) -> ListOffsetsPartitionResponse {
+fn failure(
+    response: ListOffsetsPartitionResponse,
+    error: ResponseError,
+) -> ListOffsetsPartitionResponse {
     response
         .with_error_code(error.code())
         .with_timestamp(UNKNOWN)
@@ -86,13 +93,18 @@ fn failure(response: ListOffsetsPartitionResponse, error: ResponseError) -> List
         .with_leader_epoch(-1)
 }
 
-fn lookup(partition: &Partition, timestamp: i64) -> Result<Option<TimestampAndOffset>, PartitionError> {
+fn lookup(
+    partition: &Partition,
+    timestamp: i64,
+) -> Result<Option<TimestampAndOffset>, PartitionError> {
     let offsets = partition.offsets()?;
     let at = |offset: i64| -> Result<Option<TimestampAndOffset>, PartitionError> {
         Ok(Some(TimestampAndOffset {
             timestamp: UNKNOWN,
             offset,
-            leader_epoch: partition.epoch_for_offset(offset)?.or(Some(partition.leader_epoch)),
+            leader_epoch: partition
+                .epoch_for_offset(offset)?
+                .or(Some(partition.leader_epoch)),
         }))
     };
     match timestamp {

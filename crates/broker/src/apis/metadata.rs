@@ -6,7 +6,9 @@ use std::sync::Arc;
 use fjord_protocol::kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use fjord_protocol::kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use fjord_protocol::kafka_protocol::messages::{
+    BrokerId, MetadataRequest, MetadataResponse, TopicName,
+};
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ResponseError, VersionRange};
 use uuid::Uuid;
@@ -74,7 +76,12 @@ pub fn handle(broker: &Broker, api_version: i16, request: &MetadataRequest) -> M
         .with_topics(topics)
 }
 
-fn by_name(broker: &Broker, name: &TopicName, allow_auto_create: bool, operations: i32) -> MetadataResponseTopic {
+fn by_name(
+    broker: &Broker,
+    name: &TopicName,
+    allow_auto_create: bool,
+    operations: i32,
+) -> MetadataResponseTopic {
     let error = |code: ResponseError| {
         MetadataResponseTopic::default()
             .with_name(Some(name.clone()))
@@ -84,7 +91,10 @@ fn by_name(broker: &Broker, name: &TopicName, allow_auto_create: bool, operation
     if validate_topic_name(name).is_err() {
         return error(ResponseError::InvalidTopicException);
     }
-    match broker.replica_manager().topic_or_auto_create(name, allow_auto_create) {
+    match broker
+        .replica_manager()
+        .topic_or_auto_create(name, allow_auto_create)
+    {
         Ok(Some(topic)) => describe_topic(broker, &topic, operations),
         Ok(None) => error(ResponseError::UnknownTopicOrPartition),
         Err(CreateTopicError::InvalidName(_)) => error(ResponseError::InvalidTopicException),
@@ -120,7 +130,9 @@ fn describe_topic(broker: &Broker, topic: &Arc<Topic>, operations: i32) -> Metad
         })
         .collect();
     MetadataResponseTopic::default()
-        .with_name(Some(TopicName(StrBytes::from_string(topic.name.to_string()))))
+        .with_name(Some(TopicName(StrBytes::from_string(
+            topic.name.to_string(),
+        ))))
         .with_topic_id(topic.id)
         .with_partitions(partitions)
         .with_topic_authorized_operations(operations)

@@ -23,7 +23,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::ApiVersions, api_versions::VERSIONS),
     (ApiKey::CreateTopics, create_topics::VERSIONS),
     (ApiKey::DeleteTopics, delete_topics::VERSIONS),
-    (ApiKey::OffsetForLeaderEpoch, offset_for_leader_epoch::VERSIONS),
+    (
+        ApiKey::OffsetForLeaderEpoch,
+        offset_for_leader_epoch::VERSIONS,
+    ),
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
 ];
 
@@ -51,7 +54,10 @@ mod tests {
     fn advertised_versions_are_within_the_codec_range() {
         for (key, versions) in SUPPORTED_APIS {
             let known = key.valid_versions();
-            assert!(known.min <= versions.min && versions.max <= known.max, "{key:?}");
+            assert!(
+                known.min <= versions.min && versions.max <= known.max,
+                "{key:?}"
+            );
             assert!(versions.min <= versions.max, "{key:?}");
         }
     }

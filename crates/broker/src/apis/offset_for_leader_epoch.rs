@@ -4,7 +4,9 @@
 use fjord_protocol::kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
-use fjord_protocol::kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+use fjord_protocol::kafka_protocol::messages::{
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+};
 use fjord_protocol::{ResponseError, VersionRange};
 
 use crate::partition::PartitionError;
@@ -15,7 +17,10 @@ pub const VERSIONS: VersionRange = VersionRange { min: 2, max: 4 };
 const UNDEFINED_EPOCH: i32 = -1;
 const UNDEFINED_OFFSET: i64 = -1;
 
-pub fn handle(broker: &Broker, request: &OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+pub fn handle(
+    broker: &Broker,
+    request: &OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
     let manager = broker.replica_manager();
     let topics = request
         .topics
@@ -30,16 +35,21 @@ pub fn handle(broker: &Broker, request: &OffsetForLeaderEpochRequest) -> OffsetF
                         .with_leader_epoch(UNDEFINED_EPOCH)
                         .with_end_offset(UNDEFINED_OFFSET);
                     let Some(partition) = manager.partition(&topic.topic, p.partition) else {
-                        return response.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        return response
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     if p.current_leader_epoch > partition.leader_epoch {
                         return response.with_error_code(ResponseError::UnknownLeaderEpoch.code());
                     }
-                    if p.current_leader_epoch >= 0 && p.current_leader_epoch < partition.leader_epoch {
+                    if p.current_leader_epoch >= 0
+                        && p.current_leader_epoch < partition.leader_epoch
+                    {
                         return response.with_error_code(ResponseError::FencedLeaderEpoch.code());
                     }
                     match partition.end_offset_for_epoch(p.leader_epoch) {
-                        Ok(Some((epoch, end_offset))) => response.with_leader_epoch(epoch).with_end_offset(end_offset),
+                        Ok(Some((epoch, end_offset))) => response
+                            .with_leader_epoch(epoch)
+                            .with_end_offset(end_offset),
                         Ok(None) => response,
                         Err(PartitionError::Deleted) => {
                             response.with_error_code(ResponseError::UnknownTopicOrPartition.code())

@@ -6,7 +6,9 @@
 //! in-sync replica set is this broker), answered once the batch is in the log.
 
 use bytes::{Bytes, BytesMut};
-use fjord_protocol::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use fjord_protocol::kafka_protocol::messages::produce_request::{
+    PartitionProduceData, TopicProduceData,
+};
 use fjord_protocol::kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
@@ -25,7 +27,11 @@ pub const VERSIONS: VersionRange = VersionRange { min: 3, max: 13 };
 /// First version that names topics by id instead of by name.
 const TOPIC_ID_VERSION: i16 = 13;
 
-pub fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) -> Option<ProduceResponse> {
+pub fn handle(
+    broker: &Broker,
+    api_version: i16,
+    request: ProduceRequest,
+) -> Option<ProduceResponse> {
     let acks = request.acks;
     let acks_valid = matches!(acks, -1..=1);
     if request.transactional_id.is_some() && acks_valid {
@@ -38,7 +44,11 @@ pub fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) -> Opt
         let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
         for partition_data in topic_data.partition_data {
             let response = if !acks_valid {
-                error_response(partition_data.index, ResponseError::InvalidRequiredAcks, None)
+                error_response(
+                    partition_data.index,
+                    ResponseError::InvalidRequiredAcks,
+                    None,
+                )
             } else if request.transactional_id.is_some() {
                 error_response(
                     partition_data.index,
@@ -47,13 +57,16 @@ pub fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) -> Opt
                 )
             } else {
                 match &topic {
-                    Ok(topic) => produce_to_partition(broker, topic, partition_data, &mut appended_any),
+                    Ok(topic) => {
+                        produce_to_partition(broker, topic, partition_data, &mut appended_any)
+                    }
                     Err(code) => error_response(partition_data.index, *code, None),
                 }
             };
             partition_responses.push(response);
         }
-        let mut topic_response = TopicProduceResponse::default().with_partition_responses(partition_responses);
+        let mut topic_response =
+            TopicProduceResponse::default().with_partition_responses(partition_responses);
         if api_version >= TOPIC_ID_VERSION {
             topic_response = topic_response.with_topic_id(topic_data.topic_id);
         } else {
@@ -77,7 +90,9 @@ fn resolve_topic(
 ) -> Result<std::sync::Arc<Topic>, ResponseError> {
     let manager = broker.replica_manager();
     if api_version >= TOPIC_ID_VERSION {
-        return manager.topic_by_id(&topic_data.topic_id).ok_or(ResponseError::UnknownTopicId);
+        return manager
+            .topic_by_id(&topic_data.topic_id)
+            .ok_or(ResponseError::UnknownTopicId);
     }
     let name: &TopicName = &topic_data.name;
     if validate_topic_name(name).is_err() {
@@ -93,7 +108,11 @@ fn resolve_topic(
     }
 }
 
-fn error_response(index: i32, error: ResponseError, message: Option<String>) -> PartitionProduceResponse {
+fn error_response(
+    index: i32,
+    error: ResponseError,
+    message: Option<String>,
+) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
         .with_index(index)
         .with_error_code(error.code())
@@ -122,7 +141,10 @@ fn produce_to_partition(
     appended_any: &mut bool,
 ) -> PartitionProduceResponse {
     let index = data.index;
-    let Some(partition) = usize::try_from(index).ok().and_then(|i| topic.partitions.get(i)) else {
+    let Some(partition) = usize::try_from(index)
+        .ok()
+        .and_then(|i| topic.partitions.get(i))
+    else {
         return error_response(index, ResponseError::UnknownTopicOrPartition, None);
     };
     let records = data.records.unwrap_or_default();
@@ -147,7 +169,9 @@ fn produce_to_partition(
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(info.log_start_offset)
         }
-        Err(PartitionError::Deleted) => error_response(index, ResponseError::UnknownTopicOrPartition, None),
+        Err(PartitionError::Deleted) => {
+            error_response(index, ResponseError::UnknownTopicOrPartition, None)
+        }
         Err(PartitionError::Storage(err)) => {
             tracing::error!(topic = %topic.name, partition = index, error = %err, "append failed");
             error_response(index, ResponseError::KafkaStorageError, None)
@@ -157,35 +181,52 @@ fn produce_to_partition(
 
 /// Takes the request's bytes for in-place patching, copying only if they are shared.
 fn into_mut(records: Bytes) -> BytesMut {
-    records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]))
+    records
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]))
 }
 
 /// Produce v3+ carries exactly one v2 batch per partition (Kafka's `ProduceRequest.validateRecords`).
-fn validate_records(records: &[u8], max_message_bytes: usize) -> Result<(), (ResponseError, String)> {
+fn validate_records(
+    records: &[u8],
+    max_message_bytes: usize,
+) -> Result<(), (ResponseError, String)> {
     if records.is_empty() {
-        return Err((ResponseError::InvalidRecord, "Produce request must carry one record batch".into()));
+        return Err((
+            ResponseError::InvalidRecord,
+            "Produce request must carry one record batch".into(),
+        ));
     }
     let mut batches = 0usize;
     for batch in records::BatchIter::new(records) {
-        let (header, range) = batch.map_err(|err| (ResponseError::CorruptMessage, err.to_string()))?;
+        let (header, range) =
+            batch.map_err(|err| (ResponseError::CorruptMessage, err.to_string()))?;
         batches += 1;
         if batches > 1 {
             return Err((
                 ResponseError::InvalidRecord,
-                "Produce requests with version 3 and up may contain exactly one record batch".into(),
+                "Produce requests with version 3 and up may contain exactly one record batch"
+                    .into(),
             ));
         }
         if range.len() > max_message_bytes {
             return Err((
                 ResponseError::MessageTooLarge,
-                format!("The record batch of {} bytes exceeds max.message.bytes {max_message_bytes}", range.len()),
+                format!(
+                    "The record batch of {} bytes exceeds max.message.bytes {max_message_bytes}",
+                    range.len()
+                ),
             ));
         }
         if header.is_transactional() || header.is_control() {
-            return Err((ResponseError::InvalidRecord, "Transactional and control batches are not supported yet".into()));
+            return Err((
+                ResponseError::InvalidRecord,
+                "Transactional and control batches are not supported yet".into(),
+            ));
         }
         let batch_bytes = records.get(range).unwrap_or_default();
-        records::validate_batch(batch_bytes).map_err(|err| (record_error_code(&err), err.to_string()))?;
+        records::validate_batch(batch_bytes)
+            .map_err(|err| (record_error_code(&err), err.to_string()))?;
     }
     Ok(())
 }
