@@ -20,6 +20,7 @@ the report of every failing test.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -114,6 +115,7 @@ class BrokerProcess:
         self._log_file.flush()
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")
         env.update(self.env)
         self.proc = subprocess.Popen(
             self.command(), stdout=self._log_file, stderr=subprocess.STDOUT,
@@ -190,7 +192,8 @@ def broker_factory(tmp_path_factory, request):
 
     def make(settings: dict | None = None, extra_args: list[str] | None = None,
              env: dict | None = None, start: bool = True) -> BrokerProcess:
-        workdir = tmp_path_factory.mktemp(f"fjord-{request.node.name[:40]}")
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:40]
+        workdir = tmp_path_factory.mktemp(f"fjord-{safe}")
         b = BrokerProcess(binary, workdir, settings=settings, extra_args=extra_args, env=env)
         created.append(b)
         if start:

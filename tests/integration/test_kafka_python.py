@@ -10,7 +10,7 @@ kafka = pytest.importorskip("kafka")
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 from kafka.errors import TopicAlreadyExistsError  # noqa: E402
 
-from helpers import unique_topic  # noqa: E402
+from helpers import create_topic, unique_topic  # noqa: E402
 
 BASE_TS = 1_700_000_100_000
 
@@ -38,11 +38,18 @@ def _poll_n(c, n, timeout=20.0):
 
 
 def test_bootstrap_and_api_versions(broker):
+    """kafka-python 3 opens with ApiVersions v4; if that reply does not decode it cannot bootstrap."""
+    t = unique_topic("kp-boot")
+    create_topic(broker, t, partitions=2)
     c = _consumer(broker)
     try:
-        assert c.bootstrap_connected()
-        topics = c.topics()
-        assert isinstance(topics, set)
+        c.bootstrap(timeout_ms=15000)
+        brokers = c._client.cluster.brokers()
+        assert [(b.node_id, b.host, b.port) for b in brokers] == [(1, "127.0.0.1", broker.port)]
+        assert t in c.topics()
+        assert c.partitions_for_topic(t) == {0, 1}
+        version = c._client.check_version(timeout_ms=10000)
+        assert version is not None and tuple(version) >= (2, 8), version
     finally:
         c.close()
 

@@ -336,3 +336,19 @@ def test_broker_survives_after_all_abuse_and_real_client_works(broker):
     got = read_partition(broker, t, 0, 1)
     assert got[0].value() == b"b"
     assert_serving(broker)
+
+
+def test_batch_larger_than_segment_size(broker_factory):
+    """Kafka rejects a batch bigger than the segment size with RECORD_LIST_TOO_LARGE (18),
+    a non-retriable error (UnifiedLog.append -> RecordBatchTooLargeException)."""
+    b = broker_factory(settings={"log.segment.bytes": 4096})
+    t = unique_topic("segbig")
+    create_topic(b, t)
+    with kw.connect(b.port) as s:
+        s.sendall(kw.produce_v3(1, t, 0, kw.record_batch([(None, b"x" * 5000, [])], BASE_TS)))
+        _, res = kw.parse_produce_v3(kw.read_frame(s))
+        assert res[(t, 0)][0] == 18, f"expected RECORD_LIST_TOO_LARGE (18), got {res}"
+        # a batch that fits still works
+        s.sendall(kw.produce_v3(2, t, 0, kw.record_batch([(None, b"y" * 1000, [])], BASE_TS)))
+        _, res = kw.parse_produce_v3(kw.read_frame(s))
+        assert res[(t, 0)] == (0, 0), res
