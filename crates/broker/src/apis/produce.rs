@@ -16,6 +16,7 @@ use fjord_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse, 
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::records::{self, RecordError};
 use fjord_protocol::{ResponseError, VersionRange};
+use fjord_storage::StorageError;
 
 use crate::partition::PartitionError;
 use crate::replica_manager::{validate_topic_name, Topic};
@@ -171,6 +172,11 @@ fn produce_to_partition(
         }
         Err(PartitionError::Deleted) => {
             error_response(index, ResponseError::UnknownTopicOrPartition, None)
+        }
+        Err(PartitionError::Storage(err @ StorageError::RecordBatchTooLarge { .. })) => {
+            // Kafka: RecordBatchTooLargeException, a final error the producer must not retry.
+            tracing::debug!(topic = %topic.name, partition = index, error = %err, "rejected produce");
+            error_response(index, ResponseError::RecordListTooLarge, Some(err.to_string()))
         }
         Err(PartitionError::Storage(err)) => {
             tracing::error!(topic = %topic.name, partition = index, error = %err, "append failed");
