@@ -114,6 +114,10 @@ impl Partition {
         self.with_log(|log| log.flush())
     }
 
+    pub fn flush_if_due(&self, now_ms: i64) -> Result<bool, PartitionError> {
+        self.with_log(|log| log.flush_if_due(now_ms))
+    }
+
     /// Takes the log out, leaving the partition answering "deleted" from now on.
     pub fn take_log(&self) -> Option<Log> {
         self.log.lock().take()

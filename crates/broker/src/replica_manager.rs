@@ -274,6 +274,24 @@ impl ReplicaManager {
         Ok(())
     }
 
+    /// Flushes every log whose oldest unflushed message is older than its `flush.ms`
+    /// (Kafka's log flusher). Returns how many logs were flushed.
+    pub fn flush_due_logs(&self, now_ms: i64) -> usize {
+        let mut flushed = 0;
+        for topic in self.topics() {
+            for partition in &topic.partitions {
+                match partition.flush_if_due(now_ms) {
+                    Ok(true) => flushed += 1,
+                    Ok(false) | Err(crate::partition::PartitionError::Deleted) => {}
+                    Err(err) => {
+                        warn!(topic = %topic.name, partition = partition.index, error = %err, "scheduled flush failed")
+                    }
+                }
+            }
+        }
+        flushed
+    }
+
     /// Flushes and closes every log, then marks the shutdown clean so the next start skips
     /// recovery.
     pub fn shutdown(&self) -> Result<(), BrokerError> {

@@ -127,16 +127,16 @@ fn every_response_encodes_at_every_advertised_version() {
                     RequestKind::Metadata(MetadataRequest::default().with_topics(None))
                 }
                 ApiKey::Produce => continue, // covered by produce tests; v13 needs topic ids
-                ApiKey::Fetch => RequestKind::Fetch(
-                    FetchRequest::default()
-                        .with_max_bytes(1 << 20)
-                        .with_topics(vec![FetchTopic::default()
+                ApiKey::Fetch => {
+                    RequestKind::Fetch(FetchRequest::default().with_max_bytes(1 << 20).with_topics(
+                        vec![FetchTopic::default()
                             .with_topic(name("t"))
                             .with_topic_id(broker.replica_manager().topic("t").unwrap().id)
                             .with_partitions(vec![
                                 FetchPartition::default().with_partition_max_bytes(1 << 20)
-                            ])]),
-                ),
+                            ])],
+                    ))
+                }
                 ApiKey::ListOffsets => {
                     RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
                     ListOffsetsTopic::default().with_name(name("t")).with_partitions(vec![

@@ -34,6 +34,7 @@ pub async fn run(
     let connection_slots = Arc::new(Semaphore::new(config.max_connections));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let flusher = tokio::spawn(run_log_flusher(broker.clone(), shutdown_rx.clone()));
     tokio::pin!(shutdown_requested);
     loop {
         tokio::select! {
@@ -79,7 +80,37 @@ pub async fn run(
         warn!("connections did not finish within shutdown.timeout.ms; closing them");
         connections.shutdown().await;
     }
+    flusher.abort();
     broker.close()?;
     info!("logs flushed and closed; clean shutdown");
     Ok(())
+}
+
+/// How often the log flusher looks for logs whose `flush.ms` has passed.
+const LOG_FLUSH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Kafka's log flusher: flushes idle partitions whose unflushed data is older than `flush.ms`.
+/// Appends check the policy themselves; this covers partitions that stopped receiving data.
+async fn run_log_flusher(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(LOG_FLUSH_CHECK_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let broker = broker.clone();
+        // fsync blocks: keep it off the runtime's worker threads.
+        let flushed = tokio::task::spawn_blocking(move || {
+            broker
+                .replica_manager()
+                .flush_due_logs(fjord_broker::time::now_ms())
+        })
+        .await;
+        if let Ok(count) = flushed {
+            if count > 0 {
+                tracing::debug!(logs = count, "scheduled flush");
+            }
+        }
+    }
 }

@@ -445,6 +445,19 @@ impl Log {
         self.flush_at(now_ms)
     }
 
+    /// Flushes if unflushed messages are older than `flush_interval_ms` (Kafka's log flusher,
+    /// run periodically by the broker so an idle partition is flushed too). Returns whether it
+    /// flushed.
+    pub fn flush_if_due(&mut self, now_ms: i64) -> Result<bool, StorageError> {
+        if self.unflushed_messages == 0
+            || now_ms.saturating_sub(self.last_flush_ms) < self.config.flush_interval_ms
+        {
+            return Ok(false);
+        }
+        self.flush_at(now_ms)?;
+        Ok(true)
+    }
+
     fn flush_at(&mut self, now_ms: i64) -> Result<(), StorageError> {
         self.active_mut().persist(true)?;
         self.unflushed_messages = 0;

@@ -176,7 +176,11 @@ fn produce_to_partition(
         Err(PartitionError::Storage(err @ StorageError::RecordBatchTooLarge { .. })) => {
             // Kafka: RecordBatchTooLargeException, a final error the producer must not retry.
             tracing::debug!(topic = %topic.name, partition = index, error = %err, "rejected produce");
-            error_response(index, ResponseError::RecordListTooLarge, Some(err.to_string()))
+            error_response(
+                index,
+                ResponseError::RecordListTooLarge,
+                Some(err.to_string()),
+            )
         }
         Err(PartitionError::Storage(err)) => {
             tracing::error!(topic = %topic.name, partition = index, error = %err, "append failed");

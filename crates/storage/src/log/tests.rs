@@ -642,3 +642,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn flush_if_due_flushes_only_unflushed_data_past_flush_ms() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_interval_ms: 100,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir.path(), config, true, 0).unwrap();
+    assert!(!log.flush_if_due(1_000).unwrap(), "nothing unflushed yet");
+    let mut b = batch(2, 10);
+    log.append(&mut b, 0, 1_000).unwrap();
+    // The append itself flushed (1000 - 0 >= 100); nothing is pending afterwards.
+    assert!(!log.flush_if_due(5_000).unwrap());
+    let mut b = batch(1, 10);
+    log.append(&mut b, 0, 1_050).unwrap();
+    assert!(
+        !log.flush_if_due(1_099).unwrap(),
+        "not yet 100 ms since the last flush"
+    );
+    assert!(log.flush_if_due(1_100).unwrap());
+    assert!(!log.flush_if_due(1_200).unwrap(), "already flushed");
+}
