@@ -402,3 +402,84 @@ def test_fetch_size_limits(broker):
     assert [m.offset() for m in got] == list(range(len(msgs)))
     assert [m.key() for m in got] == [m["key"] for m in msgs]
     assert [m.value() for m in got] == [m["value"] for m in msgs]
+
+
+# ------------------------------------------------------- more admin semantics
+def test_create_topic_invalid_partitions_and_replication(broker):
+    a = admin(broker)
+    t0, t3 = unique_topic("p0"), unique_topic("rf3")
+    fs = a.create_topics([NewTopic(t0, num_partitions=0, replication_factor=1),
+                          NewTopic(t3, num_partitions=1, replication_factor=3)], operation_timeout=10)
+    with pytest.raises(KafkaException) as ei:
+        fs[t0].result(timeout=OP_TIMEOUT)
+    assert error_code_of(ei.value) == KafkaError.INVALID_PARTITIONS
+    with pytest.raises(KafkaException) as ei:
+        fs[t3].result(timeout=OP_TIMEOUT)
+    assert error_code_of(ei.value) == KafkaError.INVALID_REPLICATION_FACTOR
+    names = set(a.list_topics(timeout=OP_TIMEOUT).topics)
+    assert t0 not in names and t3 not in names
+
+
+def test_create_topic_validate_only(broker):
+    a = admin(broker)
+    t = unique_topic("vo")
+    fs = a.create_topics([NewTopic(t, num_partitions=2, replication_factor=1)], validate_only=True,
+                         operation_timeout=10)
+    assert fs[t].result(timeout=OP_TIMEOUT) is None
+    assert t not in a.list_topics(timeout=OP_TIMEOUT).topics
+
+
+def test_create_topic_default_partitions(broker_factory):
+    b = broker_factory(settings={"num.partitions": 4})
+    a = admin(b)
+    t = unique_topic("defp")
+    fs = a.create_topics([NewTopic(t)], operation_timeout=10)  # num_partitions=-1, rf=-1
+    assert fs[t].result(timeout=OP_TIMEOUT) is None
+    assert len(wait_for_topic(b, t, 4).partitions) == 4
+
+
+def test_delete_and_recreate_topic_starts_empty(broker):
+    from confluent_kafka import TopicCollection
+    t = unique_topic("recreate")
+    create_topic(broker, t, partitions=1)
+    a = admin(broker)
+    old_id = str(a.describe_topics(TopicCollection([t]))[t].result(timeout=OP_TIMEOUT).topic_id)
+    produce_all(producer(broker), t, [{"value": b"old-%d" % i, "timestamp": BASE_TS} for i in range(5)]) \
+        .assert_all_ok(5)
+    a.delete_topics([t], operation_timeout=10)[t].result(timeout=OP_TIMEOUT)
+    deadline = time.monotonic() + 10
+    while t in a.list_topics(timeout=OP_TIMEOUT).topics and time.monotonic() < deadline:
+        time.sleep(0.1)
+    create_topic(broker, t, partitions=2)
+    new_id = str(a.describe_topics(TopicCollection([t]))[t].result(timeout=OP_TIMEOUT).topic_id)
+    assert new_id != old_id, "re-created topic reuses the old topic id"
+    assert watermarks(broker, t, 0) == (0, 0), "re-created topic still has the old data"
+    log = produce_all(producer(broker), t, [{"value": b"new", "timestamp": BASE_TS}])
+    log.assert_all_ok(1)
+    assert log.reports[0][3] == 0
+    got = read_partition(broker, t, 0, 1)
+    assert got[0].value() == b"new"
+
+
+def test_offset_for_leader_epoch(broker):
+    """OffsetForLeaderEpoch v2 (raw) for the current leader epoch returns the log end offset."""
+    import kwire as kw
+    t = unique_topic("ofle")
+    create_topic(broker, t)
+    produce_all(producer(broker), t, [{"value": b"v%d" % i, "timestamp": BASE_TS} for i in range(7)]) \
+        .assert_all_ok(7)
+    a = admin(broker)
+    tp = TopicPartition(t, 0)
+    info = a.list_offsets({tp: OffsetSpec.latest()}, request_timeout=OP_TIMEOUT)[tp].result(timeout=OP_TIMEOUT)
+    assert info.offset == 7
+    epoch = info.leader_epoch
+    assert epoch is not None and epoch >= 0, f"ListOffsets returned leader epoch {epoch}"
+    body = (kw.i32(1) + kw.string(t) + kw.i32(1)
+            + kw.i32(0) + kw.i32(epoch) + kw.i32(epoch))  # partition, current_leader_epoch, leader_epoch
+    resp = kw.roundtrip(broker.port, kw.frame(kw.request_header_v1(23, 2, 77) + body))
+    r = kw.Reader(resp)
+    assert r.i32() == 77
+    r.i32()  # throttle
+    assert r.i32() == 1 and r.string() == t and r.i32() == 1
+    err, part, leader_epoch, end_offset = r.i16(), r.i32(), r.i32(), r.i64()
+    assert (err, part, leader_epoch, end_offset) == (0, 0, epoch, 7)

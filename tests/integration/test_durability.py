@@ -213,3 +213,54 @@ def test_restart_twice_with_empty_topic(broker):
     log = produce_all(p, t, [{"value": b"first", "timestamp": BASE_TS}], partition=1)
     log.assert_all_ok(1)
     assert log.reports[0][3] == 0
+
+
+def test_sigterm_with_active_clients(broker):
+    """SIGTERM while a consumer has a long-poll fetch parked and a producer is connected:
+    the broker must still exit 0 and keep everything that was acknowledged."""
+    t = unique_topic("termact")
+    create_topic(broker, t)
+    p = producer(broker, **{"linger.ms": 0})
+    produce_all(p, t, [{"value": b"v%d" % i, "timestamp": BASE_TS + i} for i in range(50)]).assert_all_ok(50)
+    c = consumer(broker, **{"fetch.wait.max.ms": 10000, "socket.timeout.ms": 30000})
+    try:
+        c.assign([TopicPartition(t, 0, 0)])
+        consume_n(c, 50)
+        c.poll(0.5)  # now parked at the log end
+        broker.stop()  # asserts exit code 0
+    finally:
+        c.close()
+    broker.start()
+    assert watermarks(broker, t) == (0, 50)
+
+
+def test_concurrent_producers_same_partition(broker):
+    t = unique_topic("conc")
+    create_topic(broker, t)
+    n_threads, per_thread = 4, 2000
+    errors = []
+
+    def run(k):
+        try:
+            p = producer(broker, **{"linger.ms": 1})
+            log = produce_all(p, t, ({"key": b"%d" % k, "value": b"%d:%d" % (k, i)} for i in range(per_thread)))
+            log.assert_all_ok(per_thread)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n_threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not errors, errors
+    total = n_threads * per_thread
+    assert watermarks(broker, t) == (0, total)
+    got = _consume_all(broker, t, 0, total)
+    assert [m.offset() for m in got[:total]] == list(range(total))
+    per_key = {}
+    for m in got[:total]:
+        k, i = m.value().split(b":")
+        assert m.key() == k
+        per_key.setdefault(int(k), []).append(int(i))
+    assert {k: v for k, v in per_key.items()} == {k: list(range(per_thread)) for k in range(n_threads)}
