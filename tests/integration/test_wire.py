@@ -352,3 +352,40 @@ def test_batch_larger_than_segment_size(broker_factory):
         s.sendall(kw.produce_v3(2, t, 0, kw.record_batch([(None, b"y" * 1000, [])], BASE_TS)))
         _, res = kw.parse_produce_v3(kw.read_frame(s))
         assert res[(t, 0)] == (0, 0), res
+
+
+def _patch_batch(batch: bytes, offset: int, new: bytes) -> bytes:
+    """Patch bytes after the CRC field and recompute the CRC so only semantics are wrong."""
+    b = bytearray(batch)
+    b[offset:offset + len(new)] = new
+    b[17:21] = kw.u32(kw.crc32c(bytes(b[21:])))
+    return bytes(b)
+
+
+@pytest.mark.parametrize("what", ["count_too_high", "count_too_low", "last_offset_delta", "magic1"])
+def test_raw_produce_inconsistent_batch(broker, what):
+    """Batches with a valid CRC but inconsistent contents must be rejected (Kafka:
+    CORRUPT_MESSAGE / INVALID_RECORD / UNSUPPORTED_FOR_MESSAGE_FORMAT) and must not be stored."""
+    t = unique_topic("incons")
+    create_topic(broker, t)
+    batch = kw.record_batch([(None, b"a", []), (None, b"b", [])], BASE_TS)
+    # offsets after the CRC: attributes 21, lastOffsetDelta 23, baseTs 27, maxTs 35,
+    # producerId 43, epoch 51, baseSeq 53, count 57, records 61
+    if what == "count_too_high":
+        bad = _patch_batch(batch, 57, kw.i32(3))
+    elif what == "count_too_low":
+        bad = _patch_batch(batch, 57, kw.i32(1))
+    elif what == "last_offset_delta":
+        bad = _patch_batch(batch, 23, kw.i32(5))
+    else:
+        b = bytearray(batch)
+        b[16] = 1  # magic 1 with v2 layout
+        bad = bytes(b)
+    with kw.connect(broker.port) as s:
+        s.sendall(kw.produce_v3(1, t, 0, bad))
+        _, res = kw.parse_produce_v3(kw.read_frame(s))
+        assert res[(t, 0)][0] in (2, 87, 43, 35), f"{what}: expected rejection, got {res}"
+        s.sendall(kw.produce_v3(2, t, 0, batch))
+        _, res = kw.parse_produce_v3(kw.read_frame(s))
+        assert res[(t, 0)] == (0, 0), f"{what}: rejected batch left a trace: {res}"
+    assert_serving(broker)
