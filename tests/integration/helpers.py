@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
@@ -9,6 +10,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 
 OP_TIMEOUT = 15.0
+
+# librdkafka logs go through Python logging (captured by pytest, shown for failing tests)
+# instead of raw stderr noise from clients that outlive their broker.
+RDKAFKA_LOGGER = logging.getLogger("rdkafka")
 
 
 def unique_topic(prefix: str = "t") -> str:
@@ -18,7 +23,7 @@ def unique_topic(prefix: str = "t") -> str:
 def admin(broker, **conf) -> AdminClient:
     c = {"bootstrap.servers": broker.bootstrap, "socket.timeout.ms": 10000}
     c.update(conf)
-    return AdminClient(c)
+    return AdminClient(c, logger=RDKAFKA_LOGGER)
 
 
 def producer(broker, **conf) -> Producer:
@@ -30,7 +35,7 @@ def producer(broker, **conf) -> Producer:
         "message.timeout.ms": 20000,
     }
     c.update(conf)
-    return Producer(c)
+    return Producer(c, logger=RDKAFKA_LOGGER)
 
 
 def consumer(broker, **conf) -> Consumer:
@@ -46,7 +51,7 @@ def consumer(broker, **conf) -> Consumer:
         "fetch.wait.max.ms": 100,
     }
     c.update(conf)
-    return Consumer(c)
+    return Consumer(c, logger=RDKAFKA_LOGGER)
 
 
 def create_topic(broker, topic: str, partitions: int = 1, config: dict | None = None) -> None:

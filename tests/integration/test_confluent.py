@@ -536,3 +536,14 @@ def test_topic_name_boundaries(broker):
     log = produce_all(producer(broker), "a" * 249, [{"value": b"long", "timestamp": BASE_TS}])
     log.assert_all_ok(1)
     assert read_partition(broker, "a" * 249, 0, 1)[0].value() == b"long"
+
+
+def test_topic_max_message_bytes_override(broker):
+    small, big = unique_topic("mmb-small"), unique_topic("mmb-default")
+    create_topic(broker, small, config={"max.message.bytes": "2000"})
+    create_topic(broker, big)
+    p = producer(broker, **{"linger.ms": 0, "retries": 0, "compression.type": "none"})
+    log = produce_all(p, small, [{"value": b"x" * 3000}])
+    assert len(log.errors) == 1 and log.errors[0][0].code() == KafkaError.MSG_SIZE_TOO_LARGE, log.reports
+    produce_all(p, small, [{"value": b"x" * 1000}]).assert_all_ok(1)
+    produce_all(p, big, [{"value": b"x" * 3000}]).assert_all_ok(1)
