@@ -506,8 +506,6 @@ def test_offsets_for_times_inside_compressed_batch(broker, codec):
     assert [m.value() for m in got] == [b"m%d" % i for i in range(21, 40)]
 
 
-@pytest.mark.xfail(reason="Fjord accepts message.timestamp.type=LogAppendTime but does not honour it yet "
-                          "(crates/broker/src/topic_config.rs: honoured: false)", strict=False)
 def test_log_append_time_topic(broker):
     from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
     t = unique_topic("lat")

@@ -41,8 +41,8 @@ impl Broker {
     /// Opens the data directory, recovers every log and loads the topics.
     pub fn open(config: BrokerConfig) -> Result<Self, BrokerError> {
         let (log_manager, had_clean_shutdown) = LogManager::open(&config.data_dir)?;
-        let cluster_id = ensure_meta_properties(&log_manager, config.node_id)?;
-        if !had_clean_shutdown {
+        let (cluster_id, formatted) = ensure_meta_properties(&log_manager, config.node_id)?;
+        if !had_clean_shutdown && !formatted {
             tracing::info!(data_dir = %config.data_dir.display(), "previous shutdown was not clean: recovering logs");
         }
         let fetch_sessions = Mutex::new(FetchSessionCache::new(config.fetch_session_cache_slots));
@@ -140,7 +140,11 @@ impl Broker {
 
 /// Reads `meta.properties`, or writes it with a new cluster id on first start. A data directory
 /// that belongs to another node id is refused, as Kafka does.
-fn ensure_meta_properties(log_manager: &LogManager, node_id: i32) -> Result<String, BrokerError> {
+/// Returns the cluster id and whether the directory was formatted just now.
+fn ensure_meta_properties(
+    log_manager: &LogManager,
+    node_id: i32,
+) -> Result<(String, bool), BrokerError> {
     if let Some(meta) = log_manager.read_meta_properties()? {
         if meta.node_id != node_id {
             return Err(BrokerError::InvalidConfig {
@@ -152,7 +156,7 @@ fn ensure_meta_properties(log_manager: &LogManager, node_id: i32) -> Result<Stri
                 ),
             });
         }
-        return Ok(meta.cluster_id);
+        return Ok((meta.cluster_id, false));
     }
     let cluster_id = new_cluster_id();
     log_manager.write_meta_properties(&fjord_storage::MetaProperties {
@@ -161,7 +165,7 @@ fn ensure_meta_properties(log_manager: &LogManager, node_id: i32) -> Result<Stri
         cluster_id: cluster_id.clone(),
     })?;
     tracing::info!(%cluster_id, "formatted a new data directory");
-    Ok(cluster_id)
+    Ok((cluster_id, true))
 }
 
 /// Kafka's cluster id format: a random UUID as 22 characters of URL-safe base64.

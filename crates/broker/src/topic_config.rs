@@ -137,7 +137,7 @@ const TOPIC_CONFIGS: &[TopicConfigSpec] = &[
     TopicConfigSpec {
         name: "message.timestamp.type",
         kind: Kind::Choice(&["CreateTime", "LogAppendTime"]),
-        honoured: false,
+        honoured: true,
         default: |_| "CreateTime".into(),
     },
     TopicConfigSpec {
@@ -310,6 +310,13 @@ pub fn log_config(
         .max(1),
         flush_interval_ms: number(configs, "flush.ms", defaults.flush_interval_ms).max(1),
     }
+}
+
+/// Whether the broker stamps batches with its own time (`message.timestamp.type=LogAppendTime`).
+pub fn uses_log_append_time(configs: &BTreeMap<String, String>) -> bool {
+    configs
+        .get("message.timestamp.type")
+        .is_some_and(|v| v == "LogAppendTime")
 }
 
 /// The largest batch a producer may append to a topic with these configs.

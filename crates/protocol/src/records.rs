@@ -363,6 +363,23 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
         .copy_from_slice(&epoch.to_be_bytes());
 }
 
+/// Attribute bit: the batch's timestamps are the broker's log append time.
+const TIMESTAMP_TYPE_LOG_APPEND_BIT: i16 = 0x08;
+
+/// Stamps a validated batch with the broker's log append time (topic config
+/// `message.timestamp.type=LogAppendTime`), as Kafka's `DefaultRecordBatch.setMaxTimestamp`:
+/// sets the timestamp-type attribute and the max timestamp, and recomputes the CRC, since both
+/// fields are covered by it. Records are untouched: readers take every record's timestamp from
+/// the batch's max timestamp when the attribute is set.
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    assert!(batch.len() >= RECORD_BATCH_HEADER_BYTES);
+    let attributes = read_i16(batch, ATTRIBUTES_AT) | TIMESTAMP_TYPE_LOG_APPEND_BIT;
+    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// The per-record fields needed for offset and timestamp lookups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct RecordInfo {
@@ -852,6 +869,21 @@ mod tests {
         let header = validate_batch(&batch).unwrap();
         assert_eq!(header.base_offset, 1 << 40);
         assert_eq!(header.partition_leader_epoch, 42);
+    }
+
+    #[test]
+    fn log_append_time_stamps_the_batch_and_keeps_it_valid() {
+        let mut batch = encode_batch(0, 1_000, 0, &simple_records(&[0, 5]));
+        set_log_append_time(&mut batch, 9_999);
+        let header = validate_batch(&batch).unwrap();
+        assert!(header.timestamp_type_is_log_append());
+        assert_eq!(header.max_timestamp, 9_999);
+        assert_eq!(header.base_timestamp, 1_000, "records are untouched");
+        // Every record now reads as the append time.
+        assert_eq!(
+            find_record_offset_at_or_after_timestamp(&batch, 9_999).unwrap(),
+            Some((0, 9_999))
+        );
     }
 
     #[test]

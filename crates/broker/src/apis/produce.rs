@@ -161,13 +161,21 @@ fn produce_to_partition(
         return response;
     }
     let mut buffer = into_mut(records);
-    match partition.append_as_leader(&mut buffer, now_ms()) {
+    let now_ms = now_ms();
+    let log_append_time_ms = if crate::topic_config::uses_log_append_time(&topic.configs) {
+        // Exactly one batch per partition (checked above), so one stamp covers the request.
+        records::set_log_append_time(&mut buffer, now_ms);
+        now_ms
+    } else {
+        -1
+    };
+    match partition.append_as_leader(&mut buffer, now_ms) {
         Ok(info) => {
             *appended_any = true;
             PartitionProduceResponse::default()
                 .with_index(index)
                 .with_base_offset(info.first_offset)
-                .with_log_append_time_ms(-1)
+                .with_log_append_time_ms(log_append_time_ms)
                 .with_log_start_offset(info.log_start_offset)
         }
         Err(PartitionError::Deleted) => {
