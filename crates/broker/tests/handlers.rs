@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use fjord_broker::apis::SUPPORTED_APIS;
 use fjord_broker::{Broker, BrokerConfig};
 use fjord_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -40,48 +40,13 @@ fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
-/// An uncompressed v2 batch with `count` records of `value`, CRC filled in.
+/// An uncompressed v2 batch with `count` records of `value`.
 fn batch(count: i32, value: &[u8], timestamp_ms: i64) -> Bytes {
-    let mut records = BytesMut::new();
-    for i in 0..count {
-        let mut body = BytesMut::new();
-        body.put_u8(0); // attributes
-        put_varint(&mut body, 0); // timestamp delta
-        put_varint(&mut body, i64::from(i)); // offset delta
-        put_varint(&mut body, -1); // null key
-        put_varint(&mut body, value.len() as i64);
-        body.put_slice(value);
-        put_varint(&mut body, 0); // headers
-        put_varint(&mut records, body.len() as i64);
-        records.put_slice(&body);
-    }
-    let mut b = BytesMut::new();
-    b.put_i64(0);
-    b.put_i32((49 + records.len()) as i32);
-    b.put_i32(-1);
-    b.put_i8(2);
-    b.put_u32(0); // crc, patched below
-    b.put_i16(0);
-    b.put_i32(count - 1);
-    b.put_i64(timestamp_ms);
-    b.put_i64(timestamp_ms);
-    b.put_i64(-1);
-    b.put_i16(-1);
-    b.put_i32(-1);
-    b.put_i32(count);
-    b.put_slice(&records);
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    b.freeze()
-}
-
-fn put_varint(buf: &mut BytesMut, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    while v >= 0x80 {
-        buf.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.put_u8(v as u8);
+    Bytes::from(fjord_protocol::batch_builder::encode_values(
+        timestamp_ms,
+        count as usize,
+        value,
+    ))
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {

@@ -625,19 +625,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn put_varint(out: &mut Vec<u8>, value: i64) {
-        let mut raw = ((value << 1) ^ (value >> 63)) as u64;
-        loop {
-            let byte = (raw & 0x7f) as u8;
-            raw >>= 7;
-            if raw == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-
     /// A test record: timestamp delta, key, value, headers.
     #[derive(Debug, Clone)]
     struct TestRecord {
@@ -647,60 +634,35 @@ mod tests {
         headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     }
 
-    fn put_bytes(out: &mut Vec<u8>, bytes: &Option<Vec<u8>>) {
-        match bytes {
-            None => put_varint(out, -1),
-            Some(b) => {
-                put_varint(out, b.len() as i64);
-                out.extend_from_slice(b);
-            }
-        }
-    }
-
-    /// Minimal uncompressed v2 encoder, independent of the code under test.
+    /// Encodes with the independent test encoder in `batch_builder`.
     fn encode_batch(
         base_offset: i64,
         base_timestamp: i64,
         attributes: i16,
         records: &[TestRecord],
     ) -> Vec<u8> {
-        let mut body = Vec::new();
-        for (i, r) in records.iter().enumerate() {
-            let mut rec = vec![0u8];
-            put_varint(&mut rec, r.timestamp_delta);
-            put_varint(&mut rec, i as i64);
-            put_bytes(&mut rec, &r.key);
-            put_bytes(&mut rec, &r.value);
-            put_varint(&mut rec, r.headers.len() as i64);
-            for (k, v) in &r.headers {
-                put_bytes(&mut rec, &Some(k.clone()));
-                put_bytes(&mut rec, v);
-            }
-            put_varint(&mut body, rec.len() as i64);
-            body.extend_from_slice(&rec);
-        }
-        let max_ts = records
+        use crate::batch_builder::{encode_uncompressed, Header, Record};
+        let headers: Vec<Vec<Header<'_>>> = records
             .iter()
-            .map(|r| base_timestamp + r.timestamp_delta)
-            .max()
-            .unwrap_or(base_timestamp);
-        let mut out = Vec::new();
-        out.extend_from_slice(&base_offset.to_be_bytes());
-        out.extend_from_slice(&((49 + body.len()) as i32).to_be_bytes());
-        out.extend_from_slice(&7i32.to_be_bytes());
-        out.push(2);
-        out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&attributes.to_be_bytes());
-        out.extend_from_slice(&((records.len() as i32) - 1).to_be_bytes());
-        out.extend_from_slice(&base_timestamp.to_be_bytes());
-        out.extend_from_slice(&max_ts.to_be_bytes());
-        out.extend_from_slice(&(-1i64).to_be_bytes());
-        out.extend_from_slice(&(-1i16).to_be_bytes());
-        out.extend_from_slice(&(-1i32).to_be_bytes());
-        out.extend_from_slice(&(records.len() as i32).to_be_bytes());
-        out.extend_from_slice(&body);
-        let crc = crc32c::crc32c(&out[21..]);
-        out[17..21].copy_from_slice(&crc.to_be_bytes());
+            .map(|r| {
+                r.headers
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_deref()))
+                    .collect()
+            })
+            .collect();
+        let built: Vec<Record<'_>> = records
+            .iter()
+            .zip(&headers)
+            .map(|(r, h)| Record {
+                timestamp_delta: r.timestamp_delta,
+                key: r.key.as_deref(),
+                value: r.value.as_deref(),
+                headers: h,
+            })
+            .collect();
+        let mut out = encode_uncompressed(base_offset, base_timestamp, attributes, &built);
+        set_partition_leader_epoch(&mut out, 7);
         out
     }
 

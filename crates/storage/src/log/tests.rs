@@ -3,51 +3,24 @@ use fjord_protocol::records::{validate_batch, RecordBatchHeader};
 use proptest::prelude::*;
 use std::os::unix::fs::FileExt;
 
-fn put_varint(out: &mut Vec<u8>, value: i64) {
-    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
-    loop {
-        let byte = (raw & 0x7f) as u8;
-        raw >>= 7;
-        if raw == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-/// An uncompressed v2 batch with `timestamps.len()` records of `value_bytes` each.
+/// An uncompressed v2 batch with `timestamps.len()` records of `value_bytes` each
+/// (record `i` holds bytes of value `i`).
 fn batch_with_timestamps(timestamps: &[i64], value_bytes: usize) -> Vec<u8> {
+    use fjord_protocol::batch_builder::{encode_uncompressed, Record};
     let base_ts = timestamps[0];
-    let mut body = Vec::new();
-    for (i, ts) in timestamps.iter().enumerate() {
-        let mut rec = vec![0u8];
-        put_varint(&mut rec, ts - base_ts);
-        put_varint(&mut rec, i as i64);
-        put_varint(&mut rec, -1);
-        put_varint(&mut rec, value_bytes as i64);
-        rec.extend(std::iter::repeat_n(i as u8, value_bytes));
-        put_varint(&mut rec, 0);
-        put_varint(&mut body, rec.len() as i64);
-        body.extend_from_slice(&rec);
-    }
-    let mut out = Vec::new();
-    out.extend_from_slice(&0i64.to_be_bytes());
-    out.extend_from_slice(&((49 + body.len()) as i32).to_be_bytes());
-    out.extend_from_slice(&(-1i32).to_be_bytes());
-    out.push(2);
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&0i16.to_be_bytes());
-    out.extend_from_slice(&((timestamps.len() as i32) - 1).to_be_bytes());
-    out.extend_from_slice(&base_ts.to_be_bytes());
-    out.extend_from_slice(&timestamps.iter().max().unwrap().to_be_bytes());
-    out.extend_from_slice(&(-1i64).to_be_bytes());
-    out.extend_from_slice(&(-1i16).to_be_bytes());
-    out.extend_from_slice(&(-1i32).to_be_bytes());
-    out.extend_from_slice(&(timestamps.len() as i32).to_be_bytes());
-    out.extend_from_slice(&body);
-    let crc = crc32c::crc32c(&out[21..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    let values: Vec<Vec<u8>> = (0..timestamps.len())
+        .map(|i| vec![i as u8; value_bytes])
+        .collect();
+    let records: Vec<Record<'_>> = timestamps
+        .iter()
+        .zip(&values)
+        .map(|(ts, value)| Record {
+            timestamp_delta: ts - base_ts,
+            value: Some(value),
+            ..Record::default()
+        })
+        .collect();
+    let out = encode_uncompressed(0, base_ts, 0, &records);
     validate_batch(&out).unwrap();
     out
 }
