@@ -30,6 +30,19 @@ pub use error::BrokerError;
 use fetch_session::FetchSessionCache;
 use replica_manager::ReplicaManager;
 
+/// What the connection does after a request was handled.
+// Returned once per request and consumed at once: boxing the response would only add an
+// allocation to every request.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Outcome {
+    Respond(ResponseKind),
+    /// Produce with acks=0 that succeeded: the client expects nothing.
+    NoResponse,
+    /// Close the connection, as Kafka does (e.g. a failed acks=0 produce).
+    CloseConnection(&'static str),
+}
+
 pub struct Broker {
     replica_manager: ReplicaManager,
     fetch_sessions: Mutex<FetchSessionCache>,
@@ -82,12 +95,8 @@ impl Broker {
         apis::is_supported(api_key, api_version)
     }
 
-    /// Handles one decoded request. `None` means no response is sent (Produce with acks=0).
-    pub async fn handle(
-        &self,
-        header: &RequestHeader,
-        request: RequestKind,
-    ) -> Option<ResponseKind> {
+    /// Handles one decoded request.
+    pub async fn handle(&self, header: &RequestHeader, request: RequestKind) -> Outcome {
         let version = header.request_api_version;
         let response = match request {
             RequestKind::ApiVersions(r) => {
@@ -97,7 +106,16 @@ impl Broker {
                 ResponseKind::Metadata(apis::metadata::handle(self, version, &r))
             }
             RequestKind::Produce(r) => {
-                ResponseKind::Produce(apis::produce::handle(self, version, r)?)
+                let acks = r.acks;
+                let response = apis::produce::handle(self, version, r);
+                if acks == 0 {
+                    return if apis::produce::any_error(&response) {
+                        Outcome::CloseConnection("a produce request with acks=0 failed")
+                    } else {
+                        Outcome::NoResponse
+                    };
+                }
+                ResponseKind::Produce(response)
             }
             RequestKind::Fetch(r) => {
                 ResponseKind::Fetch(apis::fetch::handle(self, version, r).await)
@@ -120,10 +138,10 @@ impl Broker {
             other => {
                 // The connection layer checks `supports` first, so this is a broker bug.
                 tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a request that passed the version check");
-                return None;
+                return Outcome::CloseConnection("no handler for this request");
             }
         };
-        Some(response)
+        Outcome::Respond(response)
     }
 
     /// Begins shutdown: parked fetches return, then logs are flushed and closed and the clean

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 use fjord_broker::apis::SUPPORTED_APIS;
-use fjord_broker::{Broker, BrokerConfig};
+use fjord_broker::{Broker, BrokerConfig, Outcome};
 use fjord_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use fjord_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use fjord_protocol::kafka_protocol::messages::list_offsets_request::{
@@ -67,7 +67,7 @@ fn produce(broker: &Broker, topic: &str, partition: i32, records: Bytes) -> (i16
                 .with_index(partition)
                 .with_records(Some(records))])]);
     match block_on(broker.handle(&header(ApiKey::Produce, 9), RequestKind::Produce(request))) {
-        Some(ResponseKind::Produce(r)) => {
+        Outcome::Respond(ResponseKind::Produce(r)) => {
             let p = &r.responses[0].partition_responses[0];
             (p.error_code, p.base_offset)
         }
@@ -129,7 +129,11 @@ fn every_response_encodes_at_every_advertised_version() {
                 ),
                 other => panic!("add {other:?} to this test"),
             };
-            let response = block_on(broker.handle(&header(*api_key, version), request)).unwrap();
+            let Outcome::Respond(response) =
+                block_on(broker.handle(&header(*api_key, version), request))
+            else {
+                panic!("{api_key:?} v{version}: no response");
+            };
             encode_response(*api_key, version, 7, &response)
                 .unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"));
         }
@@ -150,7 +154,7 @@ fn produce_assigns_offsets_and_fetch_reads_them_back() {
             .with_partitions(vec![FetchPartition::default()
                 .with_fetch_offset(2)
                 .with_partition_max_bytes(1 << 20)])]);
-    let Some(ResponseKind::Fetch(response)) =
+    let Outcome::Respond(ResponseKind::Fetch(response)) =
         block_on(broker.handle(&header(ApiKey::Fetch, 12), RequestKind::Fetch(fetch)))
     else {
         panic!("no fetch response");
@@ -208,7 +212,7 @@ fn auto_creation_can_be_disabled() {
         .with_topics(Some(vec![
             MetadataRequestTopic::default().with_name(Some(name("nope")))
         ]));
-    let Some(ResponseKind::Metadata(response)) = block_on(broker.handle(
+    let Outcome::Respond(ResponseKind::Metadata(response)) = block_on(broker.handle(
         &header(ApiKey::Metadata, 12),
         RequestKind::Metadata(request),
     )) else {
@@ -235,4 +239,31 @@ fn topics_and_data_survive_a_clean_restart() {
     assert_eq!(topic.id, topic_id);
     assert_eq!(topic.partitions.len(), 3);
     assert_eq!(produce(&broker, "keep", 2, batch(1, b"z", 5)), (0, 4));
+}
+
+#[test]
+fn acks_zero_sends_nothing_on_success_and_closes_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[]);
+    let request = |partition: i32| {
+        RequestKind::Produce(ProduceRequest::default().with_acks(0).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name("quiet"))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(batch(1, b"x", 0)))]),
+        ]))
+    };
+    let ok = block_on(broker.handle(&header(ApiKey::Produce, 9), request(0)));
+    assert!(matches!(ok, Outcome::NoResponse), "{ok:?}");
+    let failed = block_on(broker.handle(&header(ApiKey::Produce, 9), request(7)));
+    assert!(matches!(failed, Outcome::CloseConnection(_)), "{failed:?}");
+    // The successful one was stored.
+    let offsets = broker
+        .replica_manager()
+        .partition("quiet", 0)
+        .unwrap()
+        .offsets()
+        .unwrap();
+    assert_eq!(offsets.log_end_offset, 1);
 }

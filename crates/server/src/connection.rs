@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use fjord_broker::apis::api_versions;
-use fjord_broker::Broker;
+use fjord_broker::{Broker, Outcome};
 use fjord_protocol::frame::{decode_frame, peek_frame_size};
 use fjord_protocol::kafka_protocol::messages::RequestHeader;
 use fjord_protocol::request::{decode_body, decode_header, peek_prefix};
@@ -204,8 +204,10 @@ async fn process_requests(
                 request,
                 _memory,
             } => {
-                let Some(response) = broker.handle(&header, *request).await else {
-                    continue;
+                let response = match broker.handle(&header, *request).await {
+                    Outcome::Respond(response) => response,
+                    Outcome::NoResponse => continue,
+                    Outcome::CloseConnection(reason) => return Err(reason.to_string()),
                 };
                 encode_response(
                     api_key,

@@ -28,11 +28,9 @@ pub const VERSIONS: VersionRange = VersionRange { min: 3, max: 13 };
 /// First version that names topics by id instead of by name.
 const TOPIC_ID_VERSION: i16 = 13;
 
-pub fn handle(
-    broker: &Broker,
-    api_version: i16,
-    request: ProduceRequest,
-) -> Option<ProduceResponse> {
+/// Handles a produce request. The response is built for every acks value; for acks=0 the
+/// caller sends nothing, or closes the connection if a partition failed (see [`any_error`]).
+pub fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) -> ProduceResponse {
     let acks = request.acks;
     let acks_valid = matches!(acks, -1..=1);
     if request.transactional_id.is_some() && acks_valid {
@@ -78,10 +76,17 @@ pub fn handle(
     if appended_any {
         broker.replica_manager().data_arrived.notify_waiters();
     }
-    if acks == 0 {
-        return None;
-    }
-    Some(ProduceResponse::default().with_responses(responses))
+    ProduceResponse::default().with_responses(responses)
+}
+
+/// Whether any partition in the response failed. With acks=0 Kafka closes the connection in
+/// that case: it is the only way such a producer learns that something went wrong.
+pub fn any_error(response: &ProduceResponse) -> bool {
+    response
+        .responses
+        .iter()
+        .flat_map(|t| &t.partition_responses)
+        .any(|p| p.error_code != 0)
 }
 
 fn resolve_topic(
