@@ -105,6 +105,7 @@ fn merged_settings(args: &ServeArgs) -> anyhow::Result<BTreeMap<String, String>>
 }
 
 fn main() -> anyhow::Result<()> {
+    fjord_protocol::alloc::keep_freed_memory_for_reuse();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
