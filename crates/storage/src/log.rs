@@ -298,25 +298,32 @@ impl Log {
         let mut out = Vec::new();
         let first_segment = self.segment_index_for(fetch_offset);
         for segment in &self.segments[first_segment..] {
-            let Some((start, _)) = segment.find_batch_position(fetch_offset)? else {
+            let Some((start, first)) = segment.find_batch_position(fetch_offset)? else {
                 continue;
             };
-            let mut end = start;
-            let mut stop = false;
-            while let Some(header) = segment.read_header_at(end)? {
-                let size = header.total_size_bytes();
-                let taken = out.len() + (end - start) as usize;
-                let fits = taken + size <= max_bytes || (taken == 0 && min_one_batch);
-                if header.last_offset() >= max_offset_exclusive || !fits {
-                    stop = true;
-                    break;
-                }
-                end += size as u64;
+            if first.last_offset() >= max_offset_exclusive {
+                break;
             }
-            let old_len = out.len();
-            out.resize(old_len + (end - start) as usize, 0);
-            segment.read_exact_at(&mut out[old_len..], start)?;
-            if stop {
+            // One read of everything the byte budget allows from this segment, then trim to
+            // whole batches below the high watermark in memory: one syscall per segment
+            // instead of one per batch header.
+            let segment_left = segment.size_bytes - start;
+            let budget = max_bytes.saturating_sub(out.len()) as u64;
+            let must_take_first = out.is_empty() && min_one_batch;
+            let mut want = budget.min(segment_left);
+            if must_take_first {
+                want = want.max(first.total_size_bytes() as u64);
+            }
+            if want == 0 {
+                break;
+            }
+            let chunk_start = out.len();
+            out.resize(chunk_start + want as usize, 0);
+            segment.read_exact_at(&mut out[chunk_start..], start)?;
+            let kept = whole_batches_below(&out[chunk_start..], max_offset_exclusive);
+            out.truncate(chunk_start + kept);
+            if (kept as u64) < segment_left {
+                // Stopped inside this segment: by the byte budget or the high watermark.
                 break;
             }
         }
@@ -623,3 +630,17 @@ fn remove_file_if_exists(path: &Path) -> Result<(), StorageError> {
 
 #[cfg(test)]
 mod tests;
+
+/// Length of the prefix of `chunk` made of whole batches whose last offset is below
+/// `max_offset_exclusive`. A partial batch at the end (cut by the byte budget) is left out.
+fn whole_batches_below(chunk: &[u8], max_offset_exclusive: i64) -> usize {
+    let mut kept = 0;
+    for item in BatchIter::new(chunk) {
+        let Ok((header, range)) = item else { break };
+        if header.last_offset() >= max_offset_exclusive {
+            break;
+        }
+        kept = range.end;
+    }
+    kept
+}
