@@ -13,6 +13,25 @@ use crate::frame::LENGTH_PREFIX_BYTES;
 #[error("failed to encode message: {0}")]
 pub struct EncodeError(pub String);
 
+/// Room for headers and per-partition fields around the record data.
+const RESPONSE_OVERHEAD_BYTES: usize = 4096;
+
+/// A capacity that fits the encoded response, so a fetch response carrying megabytes of
+/// records is written into one allocation instead of growing (and copying) by doubling.
+fn size_hint_bytes(body: &ResponseKind) -> usize {
+    let records_bytes: usize = match body {
+        ResponseKind::Fetch(fetch) => fetch
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .filter_map(|p| p.records.as_ref())
+            .map(|r| r.len())
+            .sum(),
+        _ => 0,
+    };
+    records_bytes + RESPONSE_OVERHEAD_BYTES
+}
+
 /// Encodes a complete response frame: `[length][header][body]`.
 pub fn encode_response(
     api_key: ApiKey,
@@ -22,7 +41,7 @@ pub fn encode_response(
 ) -> Result<Bytes, EncodeError> {
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let header_version = api_key.response_header_version(api_version);
-    let mut buf = BytesMut::with_capacity(256);
+    let mut buf = BytesMut::with_capacity(size_hint_bytes(body));
     buf.put_i32(0); // patched below, once the size is known
     header
         .encode(&mut buf, header_version)
