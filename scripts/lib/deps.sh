@@ -42,6 +42,10 @@ ensure_system_tools() {
   have node || missing+=(nodejs)
   have npm || missing+=(npm)
   have kcat || have kafkacat || missing+=(kcat)
+  # cmake builds the librdkafka bundled by the rdkafka crate (crates/bench, fjord-bench)
+  have cmake || missing+=(cmake)
+  # librdkafka's CMake build enables libcurl when it finds the library, so it needs the headers
+  [[ -e /usr/include/x86_64-linux-gnu/curl/curl.h || -e /usr/include/curl/curl.h ]] || missing+=(libcurl4-openssl-dev)
   # pip may have to build nothing (all wheels), but ca-certificates is needed for HTTPS
   [[ -e /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
   if (( ${#missing[@]} )); then

@@ -1,0 +1,141 @@
+//! Workload definitions and the built-in presets (modelled on the OpenMessaging Benchmark
+//! Kafka workloads).
+
+use serde::Serialize;
+
+/// Default measured duration of a preset, in seconds.
+pub const FULL_DURATION_S: f64 = 30.0;
+/// Measured duration of a preset with `--quick`, in seconds.
+pub const QUICK_DURATION_S: f64 = 8.0;
+/// Default backlog of the `catchup` preset: 2 GiB.
+pub const FULL_BACKLOG_BYTES: u64 = 2 << 30;
+/// Backlog of the `catchup` preset with `--quick`: 256 MiB.
+pub const QUICK_BACKLOG_BYTES: u64 = 256 << 20;
+
+/// Everything that describes one load run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Workload {
+    /// Preset name, or `custom`.
+    pub name: String,
+    /// Partitions of the topic the run creates.
+    pub partitions: i32,
+    /// Payload size in bytes (at least 8: the send timestamp).
+    pub message_size: usize,
+    /// Producer `acks`: `0`, `1` or `all`.
+    pub acks: String,
+    /// Producer threads (one librdkafka producer each).
+    pub producers: usize,
+    /// Consumer threads (one librdkafka consumer each, partitions assigned round-robin).
+    pub consumers: usize,
+    /// Total target produce rate in MB/s (10^6 bytes); `None` = as fast as possible.
+    pub rate_mb_s: Option<f64>,
+    /// Producer `compression.type`.
+    pub compression: String,
+    /// Produce phase length in seconds (ignored for catch-up runs).
+    pub duration_s: f64,
+    /// Stop after this many messages in total (whichever of duration/messages comes first).
+    pub messages: Option<u64>,
+    /// Catch-up mode: pre-fill this many payload bytes with no consumer running, then
+    /// consume everything from the beginning as fast as possible.
+    pub backlog_bytes: Option<u64>,
+}
+
+/// Names of the presets, in suite order.
+pub const PRESETS: &[&str] = &[
+    "1p-100b",
+    "16p-1kb",
+    "16p-1kb-latency",
+    "16p-1kb-lz4",
+    "16p-1kb-zstd",
+    "1000p",
+    "catchup",
+];
+
+/// One-line description of each preset (for `fjord-bench list` and `--help`).
+pub fn describe(name: &str) -> &'static str {
+    match name {
+        "1p-100b" => "1 partition, 100 B, acks=1, 1 producer, 1 consumer, max rate",
+        "16p-1kb" => "16 partitions, 1 KiB, acks=all, 2 producers, 2 consumers, max rate",
+        "16p-1kb-latency" => "16p-1kb at a fixed 50 MB/s (latency at moderate load)",
+        "16p-1kb-lz4" => "16p-1kb with compression.type=lz4",
+        "16p-1kb-zstd" => "16p-1kb with compression.type=zstd",
+        "1000p" => "1,000 partitions, 100 B, acks=1, 1 producer, 1 consumer, max rate",
+        "catchup" => {
+            "16 partitions, 1 KiB: pre-fill a backlog (2 GiB, --quick 256 MiB), then consume it from the start"
+        }
+        _ => "",
+    }
+}
+
+/// The preset called `name`, at full or quick length; `None` if there is no such preset.
+pub fn preset(name: &str, quick: bool) -> Option<Workload> {
+    let duration_s = if quick {
+        QUICK_DURATION_S
+    } else {
+        FULL_DURATION_S
+    };
+    let base = |partitions: i32, message_size: usize, acks: &str, p: usize, c: usize| Workload {
+        name: name.to_string(),
+        partitions,
+        message_size,
+        acks: acks.to_string(),
+        producers: p,
+        consumers: c,
+        rate_mb_s: None,
+        compression: "none".to_string(),
+        duration_s,
+        messages: None,
+        backlog_bytes: None,
+    };
+    let w = match name {
+        "1p-100b" => base(1, 100, "1", 1, 1),
+        "16p-1kb" => base(16, 1024, "all", 2, 2),
+        "16p-1kb-latency" => Workload {
+            rate_mb_s: Some(50.0),
+            ..base(16, 1024, "all", 2, 2)
+        },
+        "16p-1kb-lz4" => Workload {
+            compression: "lz4".to_string(),
+            ..base(16, 1024, "all", 2, 2)
+        },
+        "16p-1kb-zstd" => Workload {
+            compression: "zstd".to_string(),
+            ..base(16, 1024, "all", 2, 2)
+        },
+        "1000p" => base(1000, 100, "1", 1, 1),
+        "catchup" => Workload {
+            backlog_bytes: Some(if quick {
+                QUICK_BACKLOG_BYTES
+            } else {
+                FULL_BACKLOG_BYTES
+            }),
+            ..base(16, 1024, "1", 2, 2)
+        },
+        _ => return None,
+    };
+    Some(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_resolves() {
+        for name in PRESETS {
+            let w = preset(name, true).expect("preset");
+            assert_eq!(w.name, *name);
+            assert!(w.message_size >= 8);
+            assert!(!describe(name).is_empty());
+        }
+        assert!(preset("nope", false).is_none());
+    }
+
+    #[test]
+    fn quick_is_shorter() {
+        let q = preset("catchup", true).expect("preset");
+        let f = preset("catchup", false).expect("preset");
+        assert!(q.backlog_bytes < f.backlog_bytes);
+        assert!(q.duration_s < f.duration_s);
+    }
+}
