@@ -160,9 +160,11 @@ def chart(res, path):
         pct = (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9"), ("max_ms", "max"))
         bw = 0.2
         for j, (k, label) in enumerate(pct):
-            vals = [(w.get(key) or {}).get(k, 0) or 0 for w in ws]
-            ax.bar([i + (j - 1.5) * bw for i in x], [max(v, 1e-3) for v in vals], bw, label=label)
+            # Missing percentiles (catch-up has no end-to-end latency) are left out, not drawn as 0.
+            vals = [(w.get(key) or {}).get(k) or float("nan") for w in ws]
+            ax.bar([i + (j - 1.5) * bw for i in x], vals, bw, label=label)
         ax.set_yscale("log")
+        ax.set_ylim(bottom=1)
         ax.set_title(title)
         ax.set_xticks(list(x))
         ax.set_xticklabels(names, rotation=30, ha="right")

@@ -35,6 +35,10 @@ use crate::workload::Workload;
 /// How long consumers may go without progress after the producers finished before the run
 /// gives up waiting for the remaining messages.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Head start of the consumers before the producers begin: connecting, metadata, ListOffsets
+/// and the first (long-polling) fetch take a few hundred ms, which would otherwise show up as
+/// end-to-end latency of the first messages (a client start-up artifact, not the broker's).
+const CONSUMER_HEAD_START: Duration = Duration::from_millis(1500);
 /// Size of the payload pool messages are cut from (see [`payload_pool`]).
 const POOL_BYTES: usize = 8 << 20;
 
@@ -515,7 +519,9 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunResult> {
     let mut consumers = if catchup {
         Vec::new()
     } else {
-        spawn_consumers(&shared)
+        let c = spawn_consumers(&shared);
+        thread::sleep(CONSUMER_HEAD_START);
+        c
     };
 
     let n = w.producers as u64;
