@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{io_error, write_atomically, StorageError};
+use crate::{io_error, write_replacing, StorageError};
 
 pub(crate) const CHECKPOINT_FILE_NAME: &str = "leader-epoch-checkpoint";
 const CHECKPOINT_VERSION: &str = "0";
@@ -18,6 +18,8 @@ pub(crate) struct LeaderEpochFileCache {
     path: PathBuf,
     /// Strictly increasing in both epoch and start offset.
     entries: Vec<EpochEntry>,
+    /// The checkpoint on disk was written without fsync since the last durable write.
+    dirty: bool,
 }
 
 impl LeaderEpochFileCache {
@@ -36,7 +38,11 @@ impl LeaderEpochFileCache {
                 reason,
             })?
         };
-        Ok(LeaderEpochFileCache { path, entries })
+        Ok(LeaderEpochFileCache {
+            path,
+            entries,
+            dirty: false,
+        })
     }
 
     #[cfg(test)]
@@ -114,12 +120,45 @@ impl LeaderEpochFileCache {
         count.checked_sub(1).map(|i| self.entries[i].epoch)
     }
 
-    pub fn persist(&self) -> Result<(), StorageError> {
+    /// Writes the checkpoint and fsyncs it.
+    pub fn persist(&mut self) -> Result<(), StorageError> {
+        write_replacing(&self.path, self.checkpoint_text().as_bytes(), true)?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Writes the checkpoint without fsync: used on the append path, where the batch that
+    /// started the epoch is not fsynced either. The next log flush, roll or close makes it
+    /// durable ([`Self::persist_if_dirty`]); after a power loss, recovery re-derives epochs from
+    /// the batches.
+    pub fn persist_lazily(&mut self) -> Result<(), StorageError> {
+        write_replacing(&self.path, self.checkpoint_text().as_bytes(), false)?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    pub fn persist_if_dirty(&mut self) -> Result<(), StorageError> {
+        if self.dirty {
+            self.persist()?;
+        }
+        Ok(())
+    }
+
+    /// An empty cache for `dir` (its checkpoint was unreadable and is being rebuilt).
+    pub fn empty(dir: &Path) -> Self {
+        LeaderEpochFileCache {
+            path: dir.join(CHECKPOINT_FILE_NAME),
+            entries: Vec::new(),
+            dirty: false,
+        }
+    }
+
+    fn checkpoint_text(&self) -> String {
         let mut text = format!("{CHECKPOINT_VERSION}\n{}\n", self.entries.len());
         for entry in &self.entries {
             text.push_str(&format!("{} {}\n", entry.epoch, entry.start_offset));
         }
-        write_atomically(&self.path, text.as_bytes())
+        text
     }
 }
 
@@ -226,7 +265,7 @@ mod tests {
 
     #[test]
     fn checkpoint_round_trip_in_kafka_format() {
-        let (dir, cache) = cache(&[(0, 0), (3, 42)]);
+        let (dir, mut cache) = cache(&[(0, 0), (3, 42)]);
         cache.persist().unwrap();
         let text = std::fs::read_to_string(dir.path().join(CHECKPOINT_FILE_NAME)).unwrap();
         assert_eq!(text, "0\n2\n0 0\n3 42\n");

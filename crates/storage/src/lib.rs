@@ -105,6 +105,17 @@ pub(crate) fn write_atomically(
     path: &std::path::Path,
     contents: &[u8],
 ) -> Result<(), StorageError> {
+    write_replacing(path, contents, true)
+}
+
+/// Replaces `path` with `contents` through a temp file and a rename, so a reader or a process
+/// crash sees the old or the new file, never a mix. With `durable`, the file and its directory
+/// are fsynced too (without it a power loss may leave the old file, an empty one, or none).
+pub(crate) fn write_replacing(
+    path: &std::path::Path,
+    contents: &[u8],
+    durable: bool,
+) -> Result<(), StorageError> {
     use std::io::Write;
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
@@ -112,10 +123,14 @@ pub(crate) fn write_atomically(
     let mut file = std::fs::File::create(&tmp_path).map_err(io_error("create", &tmp_path))?;
     file.write_all(contents)
         .map_err(io_error("write", &tmp_path))?;
-    file.sync_all().map_err(io_error("fsync", &tmp_path))?;
+    if durable {
+        file.sync_all().map_err(io_error("fsync", &tmp_path))?;
+    }
     std::fs::rename(&tmp_path, path).map_err(io_error("rename", path))?;
-    if let Some(parent) = path.parent() {
-        sync_dir(parent)?;
+    if durable {
+        if let Some(parent) = path.parent() {
+            sync_dir(parent)?;
+        }
     }
     Ok(())
 }

@@ -116,11 +116,16 @@ impl Log {
         }
         let segments = load_segments(segments, had_clean_shutdown)?;
         let log_start_offset = segments[0].base_offset;
-        let mut epoch_cache = LeaderEpochFileCache::load(dir)?;
         let log_end_offset = segments.last().map_or(0, |s| s.next_offset);
-        if epoch_cache.truncate_from_end(log_end_offset) {
-            epoch_cache.persist()?;
-        }
+        let epoch_cache = if had_clean_shutdown {
+            let mut cache = LeaderEpochFileCache::load(dir)?;
+            if cache.truncate_from_end(log_end_offset) {
+                cache.persist()?;
+            }
+            cache
+        } else {
+            recover_epoch_cache(dir, &segments, log_end_offset)?
+        };
         Ok(Log {
             dir: dir.to_path_buf(),
             config,
@@ -220,7 +225,9 @@ impl Log {
         }
         self.active_mut().append(records)?;
         if self.epoch_cache.assign(leader_epoch, first_offset) {
-            self.epoch_cache.persist()?;
+            // No fsync here: one per partition on its first append was the main cost of
+            // producing to many new partitions. Made durable with the next flush.
+            self.epoch_cache.persist_lazily()?;
         }
         self.unflushed_messages = self
             .unflushed_messages
@@ -258,6 +265,7 @@ impl Log {
     fn roll(&mut self, now_ms: i64) -> Result<(), StorageError> {
         let new_base_offset = self.log_end_offset();
         self.active_mut().persist(true)?;
+        self.epoch_cache.persist_if_dirty()?;
         let segment = LogSegment::open(
             &self.dir,
             new_base_offset,
@@ -467,6 +475,7 @@ impl Log {
 
     fn flush_at(&mut self, now_ms: i64) -> Result<(), StorageError> {
         self.active_mut().persist(true)?;
+        self.epoch_cache.persist_if_dirty()?;
         self.unflushed_messages = 0;
         self.last_flush_ms = now_ms;
         Ok(())
@@ -643,4 +652,41 @@ fn whole_batches_below(chunk: &[u8], max_offset_exclusive: i64) -> usize {
         kept = range.end;
     }
     kept
+}
+
+/// The leader epoch cache after an unclean shutdown. The checkpoint may be stale, missing or
+/// torn (it is written without fsync on the append path), so, like Kafka's segment recovery,
+/// epochs are re-derived from the batch headers: from every segment if the checkpoint is
+/// unreadable or empty, else from the active segment (the one recovery scanned).
+fn recover_epoch_cache(
+    dir: &Path,
+    segments: &[LogSegment],
+    log_end_offset: i64,
+) -> Result<LeaderEpochFileCache, StorageError> {
+    let (mut cache, rescan_all) = match LeaderEpochFileCache::load(dir) {
+        Ok(cache) => {
+            let empty = cache.latest_epoch().is_none();
+            (cache, empty)
+        }
+        Err(StorageError::CorruptFile { path, reason }) => {
+            tracing::warn!(path = %path.display(), %reason, "leader epoch checkpoint unreadable; rebuilding it from the log");
+            (LeaderEpochFileCache::empty(dir), true)
+        }
+        Err(other) => return Err(other),
+    };
+    cache.truncate_from_end(log_end_offset);
+    let first = if rescan_all {
+        0
+    } else {
+        segments.len().saturating_sub(1)
+    };
+    for segment in &segments[first..] {
+        let mut position = 0;
+        while let Some(header) = segment.read_header_at(position)? {
+            cache.assign(header.partition_leader_epoch, header.base_offset);
+            position += header.total_size_bytes() as u64;
+        }
+    }
+    cache.persist()?;
+    Ok(cache)
 }

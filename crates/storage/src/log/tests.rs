@@ -409,6 +409,44 @@ fn leader_epoch_cache() {
 }
 
 #[test]
+fn epoch_checkpoint_lost_or_torn_in_a_crash_is_rebuilt_from_the_batches() {
+    for damage in ["missing", "torn", "stale"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small_config(), false, 0).unwrap();
+        append_batches(&mut log, 12, 0); // spans several segments
+        let start_of_3 = log.log_end_offset();
+        append_batches(&mut log, 3, 3);
+        let checkpoint = dir.path().join("leader-epoch-checkpoint");
+        match damage {
+            "missing" => std::fs::remove_file(&checkpoint).unwrap(),
+            "torn" => std::fs::write(&checkpoint, "0\n2\n0 0\n3").unwrap(),
+            _ => {
+                // What a power loss can leave: a roll fsyncs the checkpoint, so only epochs
+                // that started in the active segment can be missing from it.
+                let active_base = log.active().base_offset;
+                let durable = if start_of_3 < active_base {
+                    format!("0\n2\n0 0\n3 {start_of_3}\n")
+                } else {
+                    "0\n1\n0 0\n".to_string()
+                };
+                std::fs::write(&checkpoint, durable).unwrap();
+            }
+        }
+        drop(log); // crash: no clean close
+        let log = Log::open(dir.path(), small_config(), false, 0).unwrap();
+        assert_eq!(log.latest_epoch(), Some(3), "{damage}");
+        assert_eq!(log.epoch_for_offset(0), Some(0), "{damage}");
+        assert_eq!(
+            log.end_offset_for_epoch(0),
+            Some((0, start_of_3)),
+            "{damage}"
+        );
+        let text = std::fs::read_to_string(&checkpoint).unwrap();
+        assert_eq!(text, format!("0\n2\n0 0\n3 {start_of_3}\n"), "{damage}");
+    }
+}
+
+#[test]
 fn truncate_to_mid_batch_and_across_segments() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), small_config(), false, 0).unwrap();
