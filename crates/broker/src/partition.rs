@@ -5,6 +5,7 @@
 //! when the topic is deleted, so requests holding an `Arc<Partition>` from before the deletion
 //! answer UNKNOWN_TOPIC_OR_PARTITION instead of touching a removed directory.
 
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use fjord_storage::{FetchDataInfo, Log, LogAppendInfo, StorageError, TimestampAndOffset};
@@ -20,6 +21,42 @@ pub struct Partition {
     pub index: i32,
     pub leader_epoch: i32,
     log: Mutex<Option<Log>>,
+    /// The log's offsets, republished after every change so that readers who only need them
+    /// (a fetch with nothing new to read, which is most partitions of a wide fetch) take no lock.
+    published: PublishedOffsets,
+}
+
+#[derive(Default)]
+struct PublishedOffsets {
+    log_start_offset: AtomicI64,
+    log_end_offset: AtomicI64,
+    /// Stored last with `Release`: a reader that sees a high watermark also sees the data
+    /// below it, which was written under the log lock before the store.
+    high_watermark: AtomicI64,
+    deleted: AtomicBool,
+}
+
+impl PublishedOffsets {
+    fn publish(&self, log: &Log) {
+        self.log_start_offset
+            .store(log.log_start_offset(), Ordering::Relaxed);
+        self.log_end_offset
+            .store(log.log_end_offset(), Ordering::Relaxed);
+        self.high_watermark
+            .store(log.high_watermark(), Ordering::Release);
+    }
+
+    fn load(&self) -> Option<PartitionOffsets> {
+        if self.deleted.load(Ordering::Acquire) {
+            return None;
+        }
+        let high_watermark = self.high_watermark.load(Ordering::Acquire);
+        Some(PartitionOffsets {
+            log_start_offset: self.log_start_offset.load(Ordering::Relaxed),
+            log_end_offset: self.log_end_offset.load(Ordering::Relaxed),
+            high_watermark,
+        })
+    }
 }
 
 /// Offsets a reader needs alongside the data.
@@ -45,6 +82,11 @@ impl Partition {
             topic_id,
             index,
             leader_epoch: INITIAL_LEADER_EPOCH,
+            published: {
+                let published = PublishedOffsets::default();
+                published.publish(&log);
+                published
+            },
             log: Mutex::new(Some(log)),
         }
     }
@@ -70,6 +112,7 @@ impl Partition {
             let info = log.append(records, leader_epoch, now_ms)?;
             let log_end_offset = log.log_end_offset();
             log.update_high_watermark(log_end_offset);
+            self.published.publish(log);
             Ok(info)
         })
     }
@@ -87,8 +130,9 @@ impl Partition {
         })
     }
 
+    /// The current offsets, without taking the log lock.
     pub fn offsets(&self) -> Result<PartitionOffsets, PartitionError> {
-        self.with_log(|log| Ok(offsets_of(log)))
+        self.published.load().ok_or(PartitionError::Deleted)
     }
 
     pub fn offset_for_timestamp(
@@ -120,7 +164,9 @@ impl Partition {
 
     /// Takes the log out, leaving the partition answering "deleted" from now on.
     pub fn take_log(&self) -> Option<Log> {
-        self.log.lock().take()
+        let mut guard = self.log.lock();
+        self.published.deleted.store(true, Ordering::Release);
+        guard.take()
     }
 }
 
