@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
+use fjord_protocol::ResponseError;
 use fjord_storage::{FetchDataInfo, Log, LogAppendInfo, StorageError, TimestampAndOffset};
 use parking_lot::Mutex;
 use uuid::Uuid;
@@ -130,6 +131,19 @@ impl Partition {
         })
     }
 
+    /// Kafka's leader epoch fencing for a request that names the epoch it believes current
+    /// (`current_leader_epoch`, -1 = not checked): newer than ours is UNKNOWN_LEADER_EPOCH (we
+    /// have not caught up), older is FENCED_LEADER_EPOCH (the client is behind).
+    pub fn check_leader_epoch(&self, current_leader_epoch: i32) -> Result<(), ResponseError> {
+        if current_leader_epoch > self.leader_epoch {
+            return Err(ResponseError::UnknownLeaderEpoch);
+        }
+        if current_leader_epoch >= 0 && current_leader_epoch < self.leader_epoch {
+            return Err(ResponseError::FencedLeaderEpoch);
+        }
+        Ok(())
+    }
+
     /// The current offsets, without taking the log lock.
     pub fn offsets(&self) -> Result<PartitionOffsets, PartitionError> {
         self.published.load().ok_or(PartitionError::Deleted)
@@ -175,5 +189,32 @@ fn offsets_of(log: &Log) -> PartitionOffsets {
         log_start_offset: log.log_start_offset(),
         log_end_offset: log.log_end_offset(),
         high_watermark: log.high_watermark(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leader_epoch_fencing_follows_kafka() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), fjord_storage::LogConfig::default(), true, 0).unwrap();
+        let mut partition = Partition::new(Arc::from("t"), Uuid::nil(), 0, log);
+        partition.leader_epoch = 5;
+        assert_eq!(
+            partition.check_leader_epoch(-1),
+            Ok(()),
+            "-1 means unchecked"
+        );
+        assert_eq!(partition.check_leader_epoch(5), Ok(()));
+        assert_eq!(
+            partition.check_leader_epoch(6),
+            Err(ResponseError::UnknownLeaderEpoch)
+        );
+        assert_eq!(
+            partition.check_leader_epoch(4),
+            Err(ResponseError::FencedLeaderEpoch)
+        );
     }
 }

@@ -246,11 +246,8 @@ fn read_one(
     let Some(partition) = manager.partition(&read.key.topic, read.key.partition) else {
         return ReadResult::failed(unknown, None);
     };
-    if read.current_leader_epoch > partition.leader_epoch {
-        return ReadResult::failed(ResponseError::UnknownLeaderEpoch, None);
-    }
-    if read.current_leader_epoch >= 0 && read.current_leader_epoch < partition.leader_epoch {
-        return ReadResult::failed(ResponseError::FencedLeaderEpoch, None);
+    if let Err(error) = partition.check_leader_epoch(read.current_leader_epoch) {
+        return ReadResult::failed(error, None);
     }
     let limit = usize::try_from(read.partition_max_bytes.max(0))
         .unwrap_or(0)

@@ -46,11 +46,8 @@ pub fn handle(
                     let Some(partition) = partition else {
                         return failure(response, ResponseError::UnknownTopicOrPartition);
                     };
-                    if p.current_leader_epoch > partition.leader_epoch {
-                        return failure(response, ResponseError::UnknownLeaderEpoch);
-                    }
-                    if p.current_leader_epoch >= 0 && p.current_leader_epoch < partition.leader_epoch {
-                        return failure(response, ResponseError::FencedLeaderEpoch);
+                    if let Err(error) = partition.check_leader_epoch(p.current_leader_epoch) {
+                        return failure(response, error);
                     }
                     match lookup(partition, p.timestamp) {
                         Ok(found) => {

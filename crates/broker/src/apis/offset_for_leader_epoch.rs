@@ -38,13 +38,8 @@ pub fn handle(
                         return response
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    if p.current_leader_epoch > partition.leader_epoch {
-                        return response.with_error_code(ResponseError::UnknownLeaderEpoch.code());
-                    }
-                    if p.current_leader_epoch >= 0
-                        && p.current_leader_epoch < partition.leader_epoch
-                    {
-                        return response.with_error_code(ResponseError::FencedLeaderEpoch.code());
+                    if let Err(error) = partition.check_leader_epoch(p.current_leader_epoch) {
+                        return response.with_error_code(error.code());
                     }
                     match partition.end_offset_for_epoch(p.leader_epoch) {
                         Ok(Some((epoch, end_offset))) => response
