@@ -61,6 +61,9 @@ def combine(args):
             cpu = broker.get("cpu_seconds")
             broker["gb_moved"] = moved / 1e9
             broker["cpu_seconds_per_gb"] = cpu / (moved / 1e9) if cpu is not None and moved else None
+            client_cpu = broker.get("client_cpu_seconds")
+            broker["client_cpu_seconds_per_gb"] = (
+                client_cpu / (moved / 1e9) if client_cpu is not None and moved else None)
             entry["ratios"] = {
                 "produce_vs_tcp_loopback": run["produce"]["mb_per_s"] / tcp if tcp else None,
                 "consume_vs_tcp_loopback": run["consume"]["mb_per_s"] / tcp if tcp else None,
@@ -87,13 +90,13 @@ def markdown(res):
              f"| sequential write, page cache ({b.get('file_bytes', 0) >> 20} MiB) | {fmt(b.get('file_write_page_cache_mb_s'), '.0f')} |",
              f"| sequential write + fdatasync | {fmt(b.get('file_write_fdatasync_mb_s'), '.0f')} |", "",
              "## Workloads", "",
-             "| workload | produce MB/s | produce msg/s | consume MB/s | e2e p50 / p99 / p99.9 / max | ack p50 / p99 / p99.9 | produce / TCP | consume / TCP | broker CPU s/GB | peak RSS MiB | RSS after MiB |",
-             "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|"]
+             "| workload | produce MB/s | produce msg/s | consume MB/s | e2e p50 / p99 / p99.9 / max | ack p50 / p99 / p99.9 | produce / TCP | consume / TCP | broker CPU s/GB | client CPU s/GB | peak RSS MiB | RSS after MiB |",
+             "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|"]
     notes = []
     for w in res["workloads"]:
         br = w.get("broker", {})
         if not w["ok"]:
-            lines.append(f"| {w['name']} | failed | | | | | | | | | |")
+            lines.append(f"| {w['name']} | failed | | | | | | | | | | |")
             continue
         p, c = w["produce"], w["consume"]
         e, a = w.get("e2e_latency_ms"), w.get("ack_latency_ms")
@@ -106,7 +109,8 @@ def markdown(res):
         lines.append(
             f"| {name} | {p['mb_per_s']:.1f} | {p['msgs_per_s']:,.0f} | {c['mb_per_s']:.1f} | {e_s} | {a_s} | "
             f"{fmt(r['produce_vs_tcp_loopback'], '.3f')} | {fmt(r['consume_vs_tcp_loopback'], '.3f')} | "
-            f"{fmt(br.get('cpu_seconds_per_gb'), '.1f')} | {fmt(hwm / 1024 if hwm else None, '.0f')} | "
+            f"{fmt(br.get('cpu_seconds_per_gb'), '.1f')} | {fmt(br.get('client_cpu_seconds_per_gb'), '.1f')} | "
+            f"{fmt(hwm / 1024 if hwm else None, '.0f')} | "
             f"{fmt(end / 1024 if end else None, '.0f')} |")
         for warning in w.get("warnings", []):
             notes.append(f"- {w['name']}: {warning}")
@@ -120,7 +124,9 @@ def markdown(res):
                          f"{idle['rss_after_kb'] / 1024:.1f} MiB after creating {idle['partitions']} idle partitions: "
                          f"{idle['rss_growth_per_partition_kb']:.1f} KiB per idle partition")
     lines += ["", "Ratios compare payload MB/s with the TCP loopback copy. Broker CPU s/GB = broker "
-              "utime+stime during the workload / (produced + consumed payload GB). Peak RSS is the broker's "
+              "utime+stime during the workload / (produced + consumed payload GB); client CPU s/GB is the same for "
+              "the fjord-bench process (producers and consumers), which shares the machine's CPUs with the broker. "
+              "Peak RSS is the broker's "
               "VmHWM (a fresh broker per workload).", ""]
     if notes:
         lines += ["## Notes", ""] + notes + [""]
