@@ -8,6 +8,7 @@
 //!   watermark, and read_committed gets an empty aborted-transactions list).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,7 +25,7 @@ use uuid::Uuid;
 use crate::fetch_session::{
     CachedPartition, FetchKey, SessionError, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID,
 };
-use crate::partition::{PartitionError, PartitionOffsets};
+use crate::partition::{Partition, PartitionError, PartitionOffsets};
 use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 18 };
@@ -68,6 +69,7 @@ pub async fn handle(broker: &Broker, api_version: i16, request: FetchRequest) ->
     let deadline = tokio::time::Instant::now() + max_wait;
     let read_committed = request.isolation_level == READ_COMMITTED;
 
+    let partitions = resolve_partitions(broker, &reads);
     let mut shutdown = broker.shutdown_signal();
     let results = loop {
         // Register for wake-ups before reading, so an append between the read and the wait
@@ -75,7 +77,7 @@ pub async fn handle(broker: &Broker, api_version: i16, request: FetchRequest) ->
         let notified = broker.replica_manager().data_arrived.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (results, bytes_read, any_error) = read_all(broker, &reads, max_bytes);
+        let (results, bytes_read, any_error) = read_all(&reads, &partitions, max_bytes);
         let satisfied = bytes_read >= min_bytes.max(1) || any_error || min_bytes == 0;
         if satisfied || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
             break results;
@@ -189,26 +191,42 @@ fn resolve(broker: &Broker, api_version: i16, name: &TopicName, topic_id: Uuid) 
 
 /// The outcome of reading one partition.
 struct ReadResult {
-    error: ResponseError,
-    has_error: bool,
+    error: Option<ResponseError>,
     offsets: Option<PartitionOffsets>,
     records: Bytes,
 }
 
 impl ReadResult {
+    fn data(offsets: PartitionOffsets, records: Bytes) -> Self {
+        Self {
+            error: None,
+            offsets: Some(offsets),
+            records,
+        }
+    }
+
     fn failed(error: ResponseError, offsets: Option<PartitionOffsets>) -> Self {
         Self {
-            error,
-            has_error: true,
+            error: Some(error),
             offsets,
             records: Bytes::new(),
         }
     }
 }
 
+/// The partitions a fetch reads, looked up once per request rather than on every wake-up.
+/// A partition deleted while the fetch waits answers through `PartitionError::Deleted`.
+fn resolve_partitions(broker: &Broker, reads: &[PlannedRead]) -> Vec<Option<Arc<Partition>>> {
+    let manager = broker.replica_manager();
+    reads
+        .iter()
+        .map(|read| manager.partition(&read.key.topic, read.key.partition))
+        .collect()
+}
+
 fn read_all(
-    broker: &Broker,
     reads: &[PlannedRead],
+    partitions: &[Option<Arc<Partition>>],
     max_bytes: usize,
 ) -> (Vec<ReadResult>, usize, bool) {
     let mut remaining_bytes = max_bytes;
@@ -217,14 +235,15 @@ fn read_all(
     let mut min_one_batch = true;
     let results = reads
         .iter()
-        .map(|read| {
-            let result = read_one(broker, read, remaining_bytes, min_one_batch);
+        .zip(partitions)
+        .map(|(read, partition)| {
+            let result = read_one(read, partition.as_deref(), remaining_bytes, min_one_batch);
             if !result.records.is_empty() {
                 min_one_batch = false;
                 bytes_read += result.records.len();
                 remaining_bytes = remaining_bytes.saturating_sub(result.records.len());
             }
-            any_error |= result.has_error;
+            any_error |= result.error.is_some();
             result
         })
         .collect();
@@ -232,18 +251,17 @@ fn read_all(
 }
 
 fn read_one(
-    broker: &Broker,
     read: &PlannedRead,
+    partition: Option<&Partition>,
     remaining_bytes: usize,
     min_one_batch: bool,
 ) -> ReadResult {
-    let manager = broker.replica_manager();
     let unknown = if read.key.topic.is_empty() {
         ResponseError::UnknownTopicId
     } else {
         ResponseError::UnknownTopicOrPartition
     };
-    let Some(partition) = manager.partition(&read.key.topic, read.key.partition) else {
+    let Some(partition) = partition else {
         return ReadResult::failed(unknown, None);
     };
     if let Err(error) = partition.check_leader_epoch(read.current_leader_epoch) {
@@ -254,12 +272,7 @@ fn read_one(
         .min(remaining_bytes);
     if limit == 0 && !min_one_batch {
         return match partition.offsets() {
-            Ok(offsets) => ReadResult {
-                error: ResponseError::UnknownServerError,
-                has_error: false,
-                offsets: Some(offsets),
-                records: Bytes::new(),
-            },
+            Ok(offsets) => ReadResult::data(offsets, Bytes::new()),
             Err(_) => ReadResult::failed(unknown, None),
         };
     }
@@ -269,21 +282,11 @@ fn read_one(
         if read.fetch_offset == offsets.high_watermark
             && read.fetch_offset >= offsets.log_start_offset
         {
-            return ReadResult {
-                error: ResponseError::UnknownServerError,
-                has_error: false,
-                offsets: Some(offsets),
-                records: Bytes::new(),
-            };
+            return ReadResult::data(offsets, Bytes::new());
         }
     }
     match partition.read(read.fetch_offset, limit, min_one_batch) {
-        Ok((data, offsets)) => ReadResult {
-            error: ResponseError::UnknownServerError,
-            has_error: false,
-            offsets: Some(offsets),
-            records: data.records,
-        },
+        Ok((data, offsets)) => ReadResult::data(offsets, data.records),
         Err(PartitionError::Storage(StorageError::OffsetOutOfRange { .. })) => {
             ReadResult::failed(ResponseError::OffsetOutOfRange, partition.offsets().ok())
         }
@@ -344,7 +347,7 @@ fn finish_session(
                             || o.log_start_offset != cached.last_log_start_offset
                     });
                     remember(cached, result);
-                    result.has_error || !result.records.is_empty() || offsets_changed
+                    result.error.is_some() || !result.records.is_empty() || offsets_changed
                 })
                 .collect();
             (*session_id, include)
@@ -372,11 +375,7 @@ fn build_topics(
         });
         let partition = PartitionData::default()
             .with_partition_index(read.key.partition)
-            .with_error_code(if result.has_error {
-                result.error.code()
-            } else {
-                0
-            })
+            .with_error_code(result.error.map_or(0, |e| e.code()))
             .with_high_watermark(offsets.high_watermark)
             .with_last_stable_offset(offsets.high_watermark)
             .with_log_start_offset(offsets.log_start_offset)

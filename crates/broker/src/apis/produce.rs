@@ -33,9 +33,6 @@ const TOPIC_ID_VERSION: i16 = 13;
 pub fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) -> ProduceResponse {
     let acks = request.acks;
     let acks_valid = matches!(acks, -1..=1);
-    if request.transactional_id.is_some() && acks_valid {
-        tracing::debug!("transactional produce rejected: transactions are not implemented");
-    }
     let mut responses = Vec::with_capacity(request.topic_data.len());
     let mut appended_any = false;
     for topic_data in request.topic_data {
