@@ -20,7 +20,7 @@ pub mod topic_config;
 
 use fjord_protocol::kafka_protocol::messages::RequestHeader;
 use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
-use fjord_storage::LogManager;
+use fjord_storage::{FileRecords, LogManager, StorageError};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -37,10 +37,36 @@ use replica_manager::ReplicaManager;
 #[derive(Debug)]
 pub enum Outcome {
     Respond(ResponseKind),
+    /// A response whose record fields hold `fjord_protocol::splice` placeholders for these
+    /// file ranges (placeholder `i` is element `i`): the connection splices them in, with
+    /// `sendfile` where it can. Only Fetch answers this way.
+    RespondWithFileRecords(ResponseKind, Vec<FileRecords>),
     /// Produce with acks=0 that succeeded: the client expects nothing.
     NoResponse,
     /// Close the connection, as Kafka does (e.g. a failed acks=0 produce).
     CloseConnection(&'static str),
+}
+
+impl Outcome {
+    /// The same outcome with file ranges read into the response: for transports that must
+    /// see the bytes, for the fallback when splicing is impossible, and for tests.
+    pub fn into_inline(self) -> Result<Outcome, StorageError> {
+        let Outcome::RespondWithFileRecords(mut body, file_records) = self else {
+            return Ok(self);
+        };
+        if let ResponseKind::Fetch(fetch) = &mut body {
+            for partition in fetch.responses.iter_mut().flat_map(|t| &mut t.partitions) {
+                let index = partition
+                    .records
+                    .as_deref()
+                    .and_then(fjord_protocol::splice::placeholder_index);
+                if let Some(records) = index.and_then(|i| file_records.get(i)) {
+                    partition.records = Some(records.read_to_bytes()?);
+                }
+            }
+        }
+        Ok(Outcome::Respond(body))
+    }
 }
 
 pub struct Broker {
@@ -118,7 +144,11 @@ impl Broker {
                 ResponseKind::Produce(response)
             }
             RequestKind::Fetch(r) => {
-                ResponseKind::Fetch(apis::fetch::handle(self, version, r).await)
+                let (response, file_records) = apis::fetch::handle(self, version, r).await;
+                return Outcome::RespondWithFileRecords(
+                    ResponseKind::Fetch(response),
+                    file_records,
+                );
             }
             RequestKind::ListOffsets(r) => {
                 ResponseKind::ListOffsets(apis::list_offsets::handle(self, version, &r))

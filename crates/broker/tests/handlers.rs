@@ -131,6 +131,8 @@ fn every_response_encodes_at_every_advertised_version() {
             };
             let Outcome::Respond(response) =
                 block_on(broker.handle(&header(*api_key, version), request))
+                    .into_inline()
+                    .unwrap()
             else {
                 panic!("{api_key:?} v{version}: no response");
             };
@@ -154,9 +156,12 @@ fn produce_assigns_offsets_and_fetch_reads_them_back() {
             .with_partitions(vec![FetchPartition::default()
                 .with_fetch_offset(2)
                 .with_partition_max_bytes(1 << 20)])]);
-    let Outcome::Respond(ResponseKind::Fetch(response)) =
-        block_on(broker.handle(&header(ApiKey::Fetch, 12), RequestKind::Fetch(fetch)))
-    else {
+    let outcome = block_on(broker.handle(&header(ApiKey::Fetch, 12), RequestKind::Fetch(fetch)));
+    assert!(
+        matches!(&outcome, Outcome::RespondWithFileRecords(_, files) if files.len() == 1),
+        "a fetch with data answers with a file range: {outcome:?}"
+    );
+    let Outcome::Respond(ResponseKind::Fetch(response)) = outcome.into_inline().unwrap() else {
         panic!("no fetch response");
     };
     let partition = &response.responses[0].partitions[0];

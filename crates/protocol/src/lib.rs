@@ -19,6 +19,7 @@ pub mod frame;
 pub mod records;
 pub mod request;
 pub mod response;
+pub mod splice;
 
 pub use kafka_protocol;
 pub use kafka_protocol::error::ResponseError;

@@ -20,12 +20,15 @@ use fjord_protocol::frame::{decode_frame, peek_frame_size};
 use fjord_protocol::kafka_protocol::messages::RequestHeader;
 use fjord_protocol::request::{decode_body, decode_header, peek_prefix};
 use fjord_protocol::response::encode_response;
+use fjord_protocol::splice::{encode_response_with_external, SpliceError};
 use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
+
+use crate::splice;
 
 /// Limits shared by every connection.
 #[derive(Clone)]
@@ -48,6 +51,58 @@ enum Inbound {
     },
     /// ApiVersions with a version this broker does not know: answered with v0 (KIP-511).
     UnsupportedApiVersions { correlation_id: i32 },
+}
+
+/// Sends what the handler decided; `Err` closes the connection.
+async fn write_outcome(
+    socket: &mut OwnedWriteHalf,
+    api_key: ApiKey,
+    api_version: i16,
+    correlation_id: i32,
+    outcome: Outcome,
+) -> Result<(), String> {
+    let encode_failed = |err: &dyn std::fmt::Display| {
+        tracing::error!(error = %err, ?api_key, api_version, "failed to encode a response");
+        err.to_string()
+    };
+    match outcome {
+        Outcome::Respond(body) => {
+            let bytes = encode_response(api_key, api_version, correlation_id, &body)
+                .map_err(|err| encode_failed(&err))?;
+            socket
+                .write_all(&bytes)
+                .await
+                .map_err(|err| err.to_string())
+        }
+        Outcome::RespondWithFileRecords(body, file_records) => {
+            let sizes: Vec<u64> = file_records.iter().map(|r| r.size_bytes()).collect();
+            match encode_response_with_external(api_key, api_version, correlation_id, &body, &sizes)
+            {
+                Ok(parts) => splice::write_frame_parts(socket, &parts, &file_records)
+                    .await
+                    .map_err(|err| err.to_string()),
+                Err(SpliceError::Placeholders) => {
+                    // A placeholder tag showed up where it should not (see `splice`): send
+                    // the records inline instead.
+                    warn!(?api_key, "response not spliceable; sending records inline");
+                    let outcome = Outcome::RespondWithFileRecords(body, file_records)
+                        .into_inline()
+                        .map_err(|err| err.to_string())?;
+                    Box::pin(write_outcome(
+                        socket,
+                        api_key,
+                        api_version,
+                        correlation_id,
+                        outcome,
+                    ))
+                    .await
+                }
+                Err(err) => Err(encode_failed(&err)),
+            }
+        }
+        Outcome::NoResponse => Ok(()),
+        Outcome::CloseConnection(reason) => Err(reason.to_string()),
+    }
 }
 
 /// Why the reader stopped.
@@ -197,40 +252,31 @@ async fn process_requests(
     mut queue: mpsc::Receiver<Inbound>,
 ) -> Result<(), String> {
     while let Some(inbound) = queue.recv().await {
-        let encoded = match inbound {
+        let (api_key, api_version, correlation_id, outcome) = match inbound {
             Inbound::Request {
                 header,
                 api_key,
                 request,
                 _memory,
             } => {
-                let response = match broker.handle(&header, *request).await {
-                    Outcome::Respond(response) => response,
-                    Outcome::NoResponse => continue,
-                    Outcome::CloseConnection(reason) => return Err(reason.to_string()),
-                };
-                encode_response(
+                let outcome = broker.handle(&header, *request).await;
+                (
                     api_key,
                     header.request_api_version,
                     header.correlation_id,
-                    &response,
+                    outcome,
                 )
             }
-            Inbound::UnsupportedApiVersions { correlation_id } => encode_response(
+            Inbound::UnsupportedApiVersions { correlation_id } => (
                 ApiKey::ApiVersions,
                 0,
                 correlation_id,
-                &ResponseKind::ApiVersions(api_versions::unsupported_version_response()),
+                Outcome::Respond(ResponseKind::ApiVersions(
+                    api_versions::unsupported_version_response(),
+                )),
             ),
         };
-        let bytes = encoded.map_err(|err| {
-            tracing::error!(error = %err, "failed to encode a response");
-            err.to_string()
-        })?;
-        socket
-            .write_all(&bytes)
-            .await
-            .map_err(|err| err.to_string())?;
+        write_outcome(&mut socket, api_key, api_version, correlation_id, outcome).await?;
     }
     let _ = socket.shutdown().await;
     Ok(())

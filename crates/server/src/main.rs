@@ -7,6 +7,7 @@
 mod connection;
 mod server;
 mod settings;
+mod splice;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -178,6 +178,19 @@ impl IndexFile<OffsetEntry> {
         }
     }
 
+    /// Position of the last indexed batch that starts at or before `position`, or 0. Entries
+    /// grow in position as in offset, so this is a binary search too; a forward walk of batch
+    /// headers from there finds the last batch boundary at or before `position`.
+    pub fn lookup_position(&self, position: u64) -> u32 {
+        let count = self
+            .entries
+            .partition_point(|e| u64::from(e.position) <= position);
+        match count {
+            0 => 0,
+            n => self.entries[n - 1].position,
+        }
+    }
+
     /// Entries must increase strictly in both offset and position and stay inside the log.
     pub fn is_plausible(&self, log_size_bytes: u64) -> bool {
         self.entries

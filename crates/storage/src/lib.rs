@@ -31,6 +31,7 @@
 //! corrupt batch, and its indexes rebuilt.
 
 mod epoch;
+mod file_records;
 mod index;
 mod log;
 mod manager;
@@ -39,6 +40,7 @@ mod segment;
 use std::io;
 use std::path::PathBuf;
 
+pub use file_records::FileRecords;
 pub use fjord_protocol::records::RecordError;
 pub use log::{FetchDataInfo, Log, LogAppendInfo, LogConfig, TimestampAndOffset};
 pub use manager::{LogManager, MetaProperties, TopicRecord};

@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use fjord_protocol::records::{self, BatchIter};
 
 use crate::epoch::LeaderEpochFileCache;
+use crate::file_records::FileRecords;
 use crate::segment::LogSegment;
 use crate::{io_error, StorageError};
 
@@ -47,10 +47,10 @@ pub struct LogAppendInfo {
     pub records_count: u64,
 }
 
-/// Result of a read: whole batches, possibly none.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Result of a read: a file range of whole batches, possibly empty.
+#[derive(Debug, Clone)]
 pub struct FetchDataInfo {
-    pub records: Bytes,
+    pub records: FileRecords,
     pub log_start_offset: i64,
 }
 
@@ -285,9 +285,11 @@ impl Log {
         Ok(())
     }
 
-    /// Reads whole batches starting with the one containing `fetch_offset`, up to `max_bytes`
-    /// (or one whole batch regardless when `min_one_batch`), never including a batch that
-    /// reaches `max_offset_exclusive` (the high watermark). May span segments.
+    /// The whole batches from the one containing `fetch_offset` up to `max_bytes` (or the
+    /// first whole batch regardless when `min_one_batch`, Kafka's KIP-74 rule), never a batch
+    /// that reaches `max_offset_exclusive` (the high watermark). Like Kafka's `Log.read` it
+    /// stays within one segment; the next read continues in the next one. The answer is a file
+    /// range, not bytes: the caller decides whether to `sendfile` it or read it.
     pub fn read(
         &self,
         fetch_offset: i64,
@@ -303,8 +305,8 @@ impl Log {
                 log_end_offset,
             });
         }
-        let mut out = Vec::new();
         let first_segment = self.segment_index_for(fetch_offset);
+        let mut records = FileRecords::empty();
         for segment in &self.segments[first_segment..] {
             let Some((start, first)) = segment.find_batch_position(fetch_offset)? else {
                 continue;
@@ -312,31 +314,33 @@ impl Log {
             if first.last_offset() >= max_offset_exclusive {
                 break;
             }
-            // One read of everything the byte budget allows from this segment, then trim to
-            // whole batches below the high watermark in memory: one syscall per segment
-            // instead of one per batch header.
-            let segment_left = segment.size_bytes - start;
-            let budget = max_bytes.saturating_sub(out.len()) as u64;
-            let must_take_first = out.is_empty() && min_one_batch;
-            let mut want = budget.min(segment_left);
-            if must_take_first {
-                want = want.max(first.total_size_bytes() as u64);
-            }
-            if want == 0 {
-                break;
-            }
-            let chunk_start = out.len();
-            out.resize(chunk_start + want as usize, 0);
-            segment.read_exact_at(&mut out[chunk_start..], start)?;
-            let kept = whole_batches_below(&out[chunk_start..], max_offset_exclusive);
-            out.truncate(chunk_start + kept);
-            if (kept as u64) < segment_left {
-                // Stopped inside this segment: by the byte budget or the high watermark.
-                break;
-            }
+            // Where the high watermark cuts this segment: it always falls on a batch boundary
+            // (followers append whole batches), so the batch that reaches it starts there.
+            let visible_end = if max_offset_exclusive >= segment.next_offset {
+                segment.size_bytes
+            } else {
+                match segment.find_batch_position(max_offset_exclusive)? {
+                    Some((position, _)) => position,
+                    None => segment.size_bytes,
+                }
+            };
+            let first_end = start + first.total_size_bytes() as u64;
+            let budget_end = start.saturating_add(max_bytes as u64);
+            let end = if budget_end >= visible_end {
+                visible_end
+            } else {
+                let boundary = segment.last_batch_boundary(start, budget_end)?;
+                if boundary == start && min_one_batch {
+                    first_end
+                } else {
+                    boundary
+                }
+            };
+            records = segment.slice(start, end);
+            break;
         }
         Ok(FetchDataInfo {
-            records: Bytes::from(out),
+            records,
             log_start_offset: self.log_start_offset,
         })
     }
@@ -639,20 +643,6 @@ fn remove_file_if_exists(path: &Path) -> Result<(), StorageError> {
 
 #[cfg(test)]
 mod tests;
-
-/// Length of the prefix of `chunk` made of whole batches whose last offset is below
-/// `max_offset_exclusive`. A partial batch at the end (cut by the byte budget) is left out.
-fn whole_batches_below(chunk: &[u8], max_offset_exclusive: i64) -> usize {
-    let mut kept = 0;
-    for item in BatchIter::new(chunk) {
-        let Ok((header, range)) = item else { break };
-        if header.last_offset() >= max_offset_exclusive {
-            break;
-        }
-        kept = range.end;
-    }
-    kept
-}
 
 /// The leader epoch cache after an unclean shutdown. The checkpoint may be stale, missing or
 /// torn (it is written without fsync on the append path), so, like Kafka's segment recovery,

@@ -3,9 +3,11 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use fjord_protocol::records::{self, RecordBatchHeader, RECORD_BATCH_HEADER_BYTES};
 
+use crate::file_records::FileRecords;
 use crate::index::{IndexFile, OffsetEntry, TimeEntry};
 use crate::{io_error, StorageError};
 
@@ -20,8 +22,10 @@ pub(crate) fn segment_file_name(base_offset: i64, suffix: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct LogSegment {
     pub base_offset: i64,
-    log_path: PathBuf,
-    file: File,
+    log_path: Arc<PathBuf>,
+    /// Shared with the `FileRecords` reads hand out, so a range stays readable while it is
+    /// being sent even if the segment is deleted meanwhile.
+    file: Arc<File>,
     pub size_bytes: u64,
     /// Offset after the last batch in this segment (== base_offset when empty).
     pub next_offset: i64,
@@ -61,12 +65,12 @@ impl LogSegment {
         let size_bytes = file.metadata().map_err(io_error("stat", &log_path))?.len();
         Ok(LogSegment {
             base_offset,
-            file,
+            file: Arc::new(file),
             size_bytes,
             next_offset: base_offset,
             offset_index: IndexFile::new_empty(dir.join(segment_file_name(base_offset, "index"))),
             time_index: IndexFile::new_empty(dir.join(segment_file_name(base_offset, "timeindex"))),
-            log_path,
+            log_path: Arc::new(log_path),
             bytes_since_last_index_entry: 0,
             index_interval_bytes,
             max_timestamp_so_far: NO_TIMESTAMP,
@@ -243,7 +247,7 @@ impl LogSegment {
         let start = self.size_bytes;
         self.file
             .write_all_at(records, start)
-            .map_err(io_error("write", &self.log_path))?;
+            .map_err(io_error("write", self.log_path.as_path()))?;
         self.size_bytes += records.len() as u64;
         for item in records::BatchIter::new(records) {
             // The caller validated these bytes; a failure here is a bug, not bad input.
@@ -263,7 +267,7 @@ impl LogSegment {
     fn truncate_file(&mut self, position: u64) -> Result<(), StorageError> {
         self.file
             .set_len(position)
-            .map_err(io_error("truncate", &self.log_path))?;
+            .map_err(io_error("truncate", self.log_path.as_path()))?;
         self.size_bytes = position;
         Ok(())
     }
@@ -271,7 +275,7 @@ impl LogSegment {
     pub fn read_exact_at(&self, buf: &mut [u8], position: u64) -> Result<(), StorageError> {
         self.file
             .read_exact_at(buf, position)
-            .map_err(io_error("read", &self.log_path))
+            .map_err(io_error("read", self.log_path.as_path()))
     }
 
     /// The header of the batch at `position`; `None` at the end of the segment. A header that
@@ -281,7 +285,7 @@ impl LogSegment {
             return Ok(None);
         }
         let corrupt = |source| StorageError::CorruptLog {
-            path: self.log_path.clone(),
+            path: self.log_path.to_path_buf(),
             position,
             source,
         };
@@ -313,6 +317,33 @@ impl LogSegment {
         Ok(None)
     }
 
+    /// End of the last whole batch that starts at or after `start` and ends at or before
+    /// `limit` (`start` if the first batch is already longer). The offset index gets within
+    /// `index_interval_bytes` of the answer; batch headers are walked from there.
+    pub fn last_batch_boundary(&self, start: u64, limit: u64) -> Result<u64, StorageError> {
+        let limit = limit.min(self.size_bytes);
+        let mut position = u64::from(self.offset_index.lookup_position(limit)).max(start);
+        while let Some(header) = self.read_header_at(position)? {
+            let end = position + header.total_size_bytes() as u64;
+            if end > limit {
+                break;
+            }
+            position = end;
+        }
+        Ok(position)
+    }
+
+    /// The byte range `[start, end)` of this segment's file, without reading it.
+    pub fn slice(&self, start: u64, end: u64) -> FileRecords {
+        debug_assert!(start <= end && end <= self.size_bytes);
+        FileRecords::new(
+            Arc::clone(&self.file),
+            Arc::clone(&self.log_path),
+            start,
+            end.saturating_sub(start),
+        )
+    }
+
     /// Reads the whole batch described by `header` at `position`.
     pub fn read_batch(
         &self,
@@ -340,7 +371,7 @@ impl LogSegment {
                 let batch = self.read_batch(position, &header)?;
                 let found = records::find_record_offset_at_or_after_timestamp(&batch, target_ms)
                     .map_err(|source| StorageError::CorruptLog {
-                        path: self.log_path.clone(),
+                        path: self.log_path.to_path_buf(),
                         position,
                         source,
                     })?;
@@ -362,7 +393,7 @@ impl LogSegment {
         if fsync {
             self.file
                 .sync_all()
-                .map_err(io_error("fsync", &self.log_path))?;
+                .map_err(io_error("fsync", self.log_path.as_path()))?;
         }
         Ok(())
     }

@@ -11,15 +11,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use fjord_protocol::kafka_protocol::messages::fetch_request::FetchPartition;
 use fjord_protocol::kafka_protocol::messages::fetch_response::{
     FetchableTopicResponse, PartitionData,
 };
 use fjord_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
+use fjord_protocol::splice::placeholder;
 use fjord_protocol::{ResponseError, VersionRange};
-use fjord_storage::StorageError;
+use fjord_storage::{FileRecords, StorageError};
 use uuid::Uuid;
 
 use crate::fetch_session::{
@@ -54,11 +54,20 @@ enum SessionMode {
     Incremental { session_id: i32 },
 }
 
-pub async fn handle(broker: &Broker, api_version: i16, request: FetchRequest) -> FetchResponse {
+/// The response carries a [`placeholder`] for each partition's records; the returned file
+/// ranges (placeholder `i` is `file_records[i]`) are spliced in when the response is written.
+pub async fn handle(
+    broker: &Broker,
+    api_version: i16,
+    request: FetchRequest,
+) -> (FetchResponse, Vec<FileRecords>) {
     let (mode, reads) = match plan(broker, api_version, &request) {
         Ok(planned) => planned,
         Err(error) => {
-            return FetchResponse::default().with_error_code(error.code());
+            return (
+                FetchResponse::default().with_error_code(error.code()),
+                Vec::new(),
+            );
         }
     };
     let max_bytes = usize::try_from(request.max_bytes.max(0))
@@ -89,10 +98,12 @@ pub async fn handle(broker: &Broker, api_version: i16, request: FetchRequest) ->
         }
     };
     let (session_id, include) = finish_session(broker, &mode, &reads, &results);
-    let responses = build_topics(api_version, read_committed, reads, results, &include);
-    FetchResponse::default()
+    let (responses, file_records) =
+        build_topics(api_version, read_committed, reads, results, &include);
+    let response = FetchResponse::default()
         .with_session_id(session_id)
-        .with_responses(responses)
+        .with_responses(responses);
+    (response, file_records)
 }
 
 /// Works out the partitions to read and the session they belong to.
@@ -193,11 +204,11 @@ fn resolve(broker: &Broker, api_version: i16, name: &TopicName, topic_id: Uuid) 
 struct ReadResult {
     error: Option<ResponseError>,
     offsets: Option<PartitionOffsets>,
-    records: Bytes,
+    records: FileRecords,
 }
 
 impl ReadResult {
-    fn data(offsets: PartitionOffsets, records: Bytes) -> Self {
+    fn data(offsets: PartitionOffsets, records: FileRecords) -> Self {
         Self {
             error: None,
             offsets: Some(offsets),
@@ -209,7 +220,7 @@ impl ReadResult {
         Self {
             error: Some(error),
             offsets,
-            records: Bytes::new(),
+            records: FileRecords::empty(),
         }
     }
 }
@@ -239,9 +250,10 @@ fn read_all(
         .map(|(read, partition)| {
             let result = read_one(read, partition.as_deref(), remaining_bytes, min_one_batch);
             if !result.records.is_empty() {
+                let size_bytes = usize::try_from(result.records.size_bytes()).unwrap_or(usize::MAX);
                 min_one_batch = false;
-                bytes_read += result.records.len();
-                remaining_bytes = remaining_bytes.saturating_sub(result.records.len());
+                bytes_read = bytes_read.saturating_add(size_bytes);
+                remaining_bytes = remaining_bytes.saturating_sub(size_bytes);
             }
             any_error |= result.error.is_some();
             result
@@ -272,7 +284,7 @@ fn read_one(
         .min(remaining_bytes);
     if limit == 0 && !min_one_batch {
         return match partition.offsets() {
-            Ok(offsets) => ReadResult::data(offsets, Bytes::new()),
+            Ok(offsets) => ReadResult::data(offsets, FileRecords::empty()),
             Err(_) => ReadResult::failed(unknown, None),
         };
     }
@@ -282,7 +294,7 @@ fn read_one(
         if read.fetch_offset == offsets.high_watermark
             && read.fetch_offset >= offsets.log_start_offset
         {
-            return ReadResult::data(offsets, Bytes::new());
+            return ReadResult::data(offsets, FileRecords::empty());
         }
     }
     match partition.read(read.fetch_offset, limit, min_one_batch) {
@@ -361,8 +373,9 @@ fn build_topics(
     reads: Vec<PlannedRead>,
     results: Vec<ReadResult>,
     include: &[bool],
-) -> Vec<FetchableTopicResponse> {
+) -> (Vec<FetchableTopicResponse>, Vec<FileRecords>) {
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut file_records = Vec::new();
     let mut topic_index: HashMap<(String, Uuid), usize> = HashMap::new();
     for ((read, result), included) in reads.into_iter().zip(results).zip(include) {
         if !included {
@@ -381,7 +394,12 @@ fn build_topics(
             .with_log_start_offset(offsets.log_start_offset)
             .with_aborted_transactions(read_committed.then(Vec::new))
             .with_preferred_read_replica(BrokerId(-1))
-            .with_records(Some(result.records));
+            .with_records(Some(if result.records.is_empty() {
+                Default::default()
+            } else {
+                file_records.push(result.records);
+                placeholder(file_records.len() - 1)
+            }));
         let slot = *topic_index
             .entry((read.key.topic.clone(), read.key.topic_id))
             .or_insert_with(|| {
@@ -397,5 +415,5 @@ fn build_topics(
             });
         topics[slot].partitions.push(partition);
     }
-    topics
+    (topics, file_records)
 }

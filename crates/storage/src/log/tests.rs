@@ -92,16 +92,49 @@ fn append_read_round_trip_across_rolls() {
     );
     let all: Vec<u8> = stored.concat();
     assert_eq!(log.size_bytes(), all.len() as u64);
-    // Reading from any offset returns the batch containing it and everything after.
+    // Reading from any offset returns the batch containing it and everything after, one
+    // segment per read, as a consumer sees it.
     let mut batch_start = 0;
     for b in &stored {
         let header = RecordBatchHeader::parse(b).unwrap();
         for offset in header.base_offset..=header.last_offset() {
             let data = log.read(offset, usize::MAX, i64::MAX, false).unwrap();
-            assert_eq!(&data.records[..], &all[batch_start..], "offset {offset}");
             assert_eq!(data.log_start_offset, 0);
+            let first = bytes_of(&data);
+            assert!(
+                first.len() >= b.len() && first.len() <= all.len() - batch_start,
+                "offset {offset}"
+            );
+            assert_eq!(
+                read_through(&log, offset),
+                &all[batch_start..],
+                "offset {offset}"
+            );
         }
         batch_start += b.len();
+    }
+}
+
+fn bytes_of(data: &FetchDataInfo) -> Vec<u8> {
+    data.records.read_to_bytes().unwrap().to_vec()
+}
+
+/// Everything from the batch containing `offset` to the log end, read the way a consumer
+/// does: one read per segment, each continuing after the last batch of the previous one.
+fn read_through(log: &Log, mut offset: i64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let data = bytes_of(&log.read(offset, usize::MAX, i64::MAX, false).unwrap());
+        if data.is_empty() {
+            return out;
+        }
+        let mut next = offset;
+        for item in BatchIter::new(&data) {
+            let (header, _) = item.unwrap();
+            next = header.next_offset();
+        }
+        out.extend_from_slice(&data);
+        offset = next;
     }
 }
 
@@ -116,16 +149,16 @@ fn read_limits() {
     let empty = log.read(0, first - 1, leo, false).unwrap();
     assert!(empty.records.is_empty());
     let one = log.read(0, first - 1, leo, true).unwrap();
-    assert_eq!(&one.records[..], &stored[0][..]);
+    assert_eq!(bytes_of(&one), stored[0]);
     let one = log.read(0, 1, leo, true).unwrap();
-    assert_eq!(&one.records[..], &stored[0][..]);
+    assert_eq!(bytes_of(&one), stored[0]);
     let two = log.read(0, first + stored[1].len() + stored[2].len() - 1, leo, false);
-    assert_eq!(two.unwrap().records, stored[..2].concat());
+    assert_eq!(bytes_of(&two.unwrap()), stored[..2].concat());
 
     // The high watermark caps the read at a batch boundary.
     let hw = RecordBatchHeader::parse(&stored[3]).unwrap().base_offset;
     let capped = log.read(0, usize::MAX, hw, true).unwrap();
-    assert_eq!(capped.records, stored[..3].concat());
+    assert_eq!(bytes_of(&capped), stored[..3].concat());
     assert!(log
         .read(hw, usize::MAX, hw, true)
         .unwrap()
@@ -237,10 +270,7 @@ fn timestamp_lookups() {
 }
 
 fn all_records(log: &Log) -> Vec<u8> {
-    log.read(log.log_start_offset(), usize::MAX, i64::MAX, true)
-        .unwrap()
-        .records
-        .to_vec()
+    read_through(log, log.log_start_offset())
 }
 
 #[test]
@@ -566,7 +596,7 @@ fn check(log: &Log, model: &Model) {
     for b in &model.batches {
         let header = RecordBatchHeader::parse(b).unwrap();
         let read = log.read(header.last_offset(), 1, i64::MAX, true).unwrap();
-        assert_eq!(&read.records[..], &b[..]);
+        assert_eq!(bytes_of(&read), b[..]);
     }
 }
 
@@ -675,4 +705,40 @@ fn flush_if_due_flushes_only_unflushed_data_past_flush_ms() {
     );
     assert!(log.flush_if_due(1_100).unwrap());
     assert!(!log.flush_if_due(1_200).unwrap(), "already flushed");
+}
+
+proptest! {
+    /// Any byte budget yields the longest run of whole batches that fits it (or the first
+    /// batch alone when it does not fit and `min_one_batch`), within the segment of the
+    /// fetch offset: the offset index shortcut must never cut a batch or skip one.
+    #[test]
+    fn read_budget_yields_longest_whole_batch_prefix(
+        count in 1usize..60,
+        index_interval_bytes in 1u64..400,
+        start_index in 0usize..60,
+        max_bytes in 0usize..3_000,
+        min_one_batch in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { segment_bytes: 2_000, index_interval_bytes, ..LogConfig::default() };
+        let mut log = Log::open(dir.path(), config, false, 0).unwrap();
+        let stored = append_batches(&mut log, count, 0);
+        let start_index = start_index % count;
+        let start = RecordBatchHeader::parse(&stored[start_index]).unwrap();
+        let segment_rest = bytes_of(&log.read(start.base_offset, usize::MAX, i64::MAX, false).unwrap());
+        let got = bytes_of(&log.read(start.base_offset, max_bytes, i64::MAX, min_one_batch).unwrap());
+        let mut expected = Vec::new();
+        for item in BatchIter::new(&segment_rest) {
+            let (_, range) = item.unwrap();
+            let batch = &segment_rest[range];
+            if expected.len() + batch.len() > max_bytes {
+                if expected.is_empty() && min_one_batch {
+                    expected.extend_from_slice(batch);
+                }
+                break;
+            }
+            expected.extend_from_slice(batch);
+        }
+        prop_assert_eq!(got, expected);
+    }
 }
