@@ -109,8 +109,25 @@ impl Partition {
         now_ms: i64,
     ) -> Result<LogAppendInfo, PartitionError> {
         let leader_epoch = self.leader_epoch;
+        self.append_with(|log| log.append(records, leader_epoch, now_ms))
+    }
+
+    /// Appends one validated batch without modifying its bytes (see `Log::append_batch`).
+    pub fn append_batch_as_leader(
+        &self,
+        batch: &[u8],
+        now_ms: i64,
+    ) -> Result<LogAppendInfo, PartitionError> {
+        let leader_epoch = self.leader_epoch;
+        self.append_with(|log| log.append_batch(batch, leader_epoch, now_ms))
+    }
+
+    fn append_with(
+        &self,
+        append: impl FnOnce(&mut Log) -> Result<LogAppendInfo, StorageError>,
+    ) -> Result<LogAppendInfo, PartitionError> {
         self.with_log(|log| {
-            let info = log.append(records, leader_epoch, now_ms)?;
+            let info = append(log)?;
             let log_end_offset = log.log_end_offset();
             log.update_high_watermark(log_end_offset);
             self.published.publish(log);

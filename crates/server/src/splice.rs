@@ -2,8 +2,9 @@
 //! `write_all`, file ranges with `sendfile(2)` straight from the page cache to the socket, so
 //! fetched records are never copied through user space (Kafka's `FileRecords.writeTo`).
 //!
-//! The socket is corked (`TCP_CORK`) for the whole frame so the small inline pieces between
-//! record sets do not go out as tiny segments, and uncorked at the end to flush.
+//! No `TCP_CORK` around the frame: measured on loopback it cost both the broker and the client
+//! more CPU than the small segments it saves (draining 1.1 GB with kcat: broker 0.51 vs
+//! 0.44 CPU-s, kcat 2.07 vs 1.85 CPU-s, corked vs not).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -18,22 +19,6 @@ use tokio::net::TcpStream;
 const SENDFILE_CHUNK_BYTES_MAX: u64 = 4 << 20;
 
 pub async fn write_frame_parts(
-    socket: &mut OwnedWriteHalf,
-    parts: &[FramePart],
-    file_records: &[FileRecords],
-) -> io::Result<()> {
-    let corked = parts.len() > 1 && set_cork(socket.as_ref(), true).is_ok();
-    let result = write_parts(socket, parts, file_records).await;
-    if corked {
-        // Uncorking flushes what is still held back.
-        let uncorked = set_cork(socket.as_ref(), false);
-        result?;
-        return uncorked;
-    }
-    result
-}
-
-async fn write_parts(
     socket: &mut OwnedWriteHalf,
     parts: &[FramePart],
     file_records: &[FileRecords],
@@ -91,23 +76,4 @@ fn sendfile(socket: RawFd, file: BorrowedFd<'_>, position: u64, len: usize) -> i
         return Err(io::Error::last_os_error());
     }
     Ok(sent as usize)
-}
-
-fn set_cork(stream: &TcpStream, on: bool) -> io::Result<()> {
-    let value: libc::c_int = i32::from(on);
-    // SAFETY: the descriptor is a live TCP socket and `value` outlives the call; the length
-    // passed is the size of the int it points to.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_CORK,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }

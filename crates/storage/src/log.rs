@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fjord_protocol::records::{self, BatchIter};
+use fjord_protocol::records::{self, BatchIter, RecordBatchHeader, RECORD_BATCH_HEADER_BYTES};
 
 use crate::epoch::LeaderEpochFileCache;
 use crate::file_records::FileRecords;
@@ -200,15 +200,69 @@ impl Log {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<LogAppendInfo, StorageError> {
+        self.check_append_size(records.len())?;
         let first_offset = self.log_end_offset();
+        let (summary, batches) = assign_offsets(records, first_offset, leader_epoch)?;
+        self.append_assigned(&[records], &batches, summary, leader_epoch, now_ms)
+    }
+
+    /// Appends one validated batch without modifying (or copying) it: the base offset and
+    /// partition leader epoch are patched in a copy of its header, and header and body go to
+    /// the file in one `pwritev`. The produce path uses this; the request's bytes are shared.
+    pub fn append_batch(
+        &mut self,
+        batch: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<LogAppendInfo, StorageError> {
+        self.check_append_size(batch.len())?;
+        let mut header = RecordBatchHeader::parse(batch)?;
+        if header.total_size_bytes() != batch.len() || header.last_offset_delta < 0 {
+            return Err(records::RecordError::InconsistentOffsetRange {
+                last_offset_delta: header.last_offset_delta,
+                records_count: header.records_count,
+            }
+            .into());
+        }
+        let first_offset = self.log_end_offset();
+        let mut head = [0u8; RECORD_BATCH_HEADER_BYTES];
+        head.copy_from_slice(&batch[..RECORD_BATCH_HEADER_BYTES]);
+        records::set_base_offset(&mut head, first_offset);
+        records::set_partition_leader_epoch(&mut head, leader_epoch);
+        header.base_offset = first_offset;
+        header.partition_leader_epoch = leader_epoch;
+        let mut summary = AppendSummary::empty();
+        summary.add(&header);
+        self.append_assigned(
+            &[&head, &batch[RECORD_BATCH_HEADER_BYTES..]],
+            &[(header, 0)],
+            summary,
+            leader_epoch,
+            now_ms,
+        )
+    }
+
+    fn check_append_size(&self, size_bytes: usize) -> Result<(), StorageError> {
         let segment_bytes = self.config.segment_bytes.min(SEGMENT_BYTES_MAX);
-        if records.len() as u64 > segment_bytes {
+        if size_bytes as u64 > segment_bytes {
             return Err(StorageError::RecordBatchTooLarge {
-                size_bytes: records.len(),
+                size_bytes,
                 segment_bytes,
             });
         }
-        let summary = assign_offsets(records, first_offset, leader_epoch)?;
+        Ok(())
+    }
+
+    /// The common tail of both appends: roll if needed, write, index, epoch, flush policy.
+    fn append_assigned(
+        &mut self,
+        parts: &[&[u8]],
+        batches: &[(RecordBatchHeader, u64)],
+        summary: AppendSummary,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<LogAppendInfo, StorageError> {
+        let first_offset = self.log_end_offset();
         if summary.records_count == 0 {
             return Ok(LogAppendInfo {
                 first_offset,
@@ -219,11 +273,12 @@ impl Log {
                 records_count: 0,
             });
         }
+        let size_bytes: u64 = parts.iter().map(|p| p.len() as u64).sum();
         let last_offset = first_offset + summary.records_count as i64 - 1;
-        if self.should_roll(records.len() as u64, last_offset, now_ms) {
+        if self.should_roll(size_bytes, last_offset, now_ms) {
             self.roll(now_ms)?;
         }
-        self.active_mut().append(records)?;
+        self.active_mut().append(parts, batches)?;
         if self.epoch_cache.assign(leader_epoch, first_offset) {
             // No fsync here: one per partition on its first append was the main cost of
             // producing to many new partitions. Made durable with the next flush.
@@ -509,12 +564,33 @@ struct AppendSummary {
     offset_of_max_timestamp: i64,
 }
 
-/// Patches base offsets (consecutive from `first_offset`) and leader epochs in place.
+impl AppendSummary {
+    fn empty() -> Self {
+        AppendSummary {
+            records_count: 0,
+            max_timestamp: crate::segment::NO_TIMESTAMP,
+            offset_of_max_timestamp: -1,
+        }
+    }
+
+    /// Accounts for one batch whose base offset is already assigned.
+    fn add(&mut self, header: &RecordBatchHeader) {
+        let last_offset = header.last_offset();
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.offset_of_max_timestamp = last_offset;
+        }
+        self.records_count += u64::from(header.last_offset_delta as u32) + 1;
+    }
+}
+
+/// Patches base offsets (consecutive from `first_offset`) and leader epochs in place; returns
+/// the patched headers with their positions in `records`.
 fn assign_offsets(
     records: &mut [u8],
     first_offset: i64,
     leader_epoch: i32,
-) -> Result<AppendSummary, StorageError> {
+) -> Result<(AppendSummary, Vec<(RecordBatchHeader, u64)>), StorageError> {
     let mut ranges = Vec::new();
     for item in BatchIter::new(records) {
         let (header, range) = item?;
@@ -527,25 +603,21 @@ fn assign_offsets(
         }
         ranges.push((header, range));
     }
-    let mut summary = AppendSummary {
-        records_count: 0,
-        max_timestamp: crate::segment::NO_TIMESTAMP,
-        offset_of_max_timestamp: -1,
-    };
+    let mut summary = AppendSummary::empty();
+    let mut batches = Vec::with_capacity(ranges.len());
     let mut next_offset = first_offset;
-    for (header, range) in ranges {
+    for (mut header, range) in ranges {
+        let position = range.start as u64;
         let batch = &mut records[range];
         records::set_base_offset(batch, next_offset);
         records::set_partition_leader_epoch(batch, leader_epoch);
-        let last_offset = next_offset + i64::from(header.last_offset_delta);
-        if header.max_timestamp > summary.max_timestamp {
-            summary.max_timestamp = header.max_timestamp;
-            summary.offset_of_max_timestamp = last_offset;
-        }
-        summary.records_count += u64::from(header.last_offset_delta as u32) + 1;
-        next_offset = last_offset + 1;
+        header.base_offset = next_offset;
+        header.partition_leader_epoch = leader_epoch;
+        summary.add(&header);
+        next_offset = header.last_offset() + 1;
+        batches.push((header, position));
     }
-    Ok(summary)
+    Ok((summary, batches))
 }
 
 /// Lists segment base offsets in `dir`, deleting stray files and orphan indexes.

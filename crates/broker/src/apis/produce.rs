@@ -162,16 +162,20 @@ fn produce_to_partition(
         }
         return response;
     }
-    let mut buffer = into_mut(records);
     let now_ms = now_ms();
-    let log_append_time_ms = if crate::topic_config::uses_log_append_time(&topic.configs) {
-        // Exactly one batch per partition (checked above), so one stamp covers the request.
-        records::set_log_append_time(&mut buffer, now_ms);
-        now_ms
-    } else {
-        -1
-    };
-    match partition.append_as_leader(&mut buffer, now_ms) {
+    let (appended, log_append_time_ms) =
+        if crate::topic_config::uses_log_append_time(&topic.configs) {
+            // The stamp changes CRC-covered fields, so this path edits (a copy of) the batch.
+            // Exactly one batch per partition (checked above): one stamp covers the request.
+            let mut buffer = into_mut(records);
+            records::set_log_append_time(&mut buffer, now_ms);
+            (partition.append_as_leader(&mut buffer, now_ms), now_ms)
+        } else {
+            // The request's bytes go to the file as they are; only a copy of the header is
+            // patched. No copy of the records.
+            (partition.append_batch_as_leader(&records, now_ms), -1)
+        };
+    match appended {
         Ok(info) => {
             *appended_any = true;
             PartitionProduceResponse::default()
