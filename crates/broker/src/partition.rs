@@ -193,6 +193,18 @@ impl Partition {
         self.with_log(|log| log.flush_if_due(now_ms))
     }
 
+    /// Fsyncs segments sealed since the last call, without holding the log lock during the
+    /// fsync (appends continue), then moves the log's recovery point. Returns whether there
+    /// was anything to sync.
+    pub fn sync_sealed_segments(&self) -> Result<bool, PartitionError> {
+        let Some(sync) = self.with_log(|log| Ok(log.sealed_segments_to_sync()))? else {
+            return Ok(false);
+        };
+        sync.run()?;
+        self.with_log(|log| log.mark_synced(&sync))?;
+        Ok(true)
+    }
+
     /// Takes the log out, leaving the partition answering "deleted" from now on.
     pub fn take_log(&self) -> Option<Log> {
         let mut guard = self.log.lock();

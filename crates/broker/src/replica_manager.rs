@@ -274,12 +274,18 @@ impl ReplicaManager {
         Ok(())
     }
 
-    /// Flushes every log whose oldest unflushed message is older than its `flush.ms`
-    /// (Kafka's log flusher). Returns how many logs were flushed.
+    /// Fsyncs segments sealed by a roll since the last run (in the background, as Kafka
+    /// schedules the flush on roll) and flushes every log whose oldest unflushed message is
+    /// older than its `flush.ms` (Kafka's log flusher). Returns how many logs were flushed.
     pub fn flush_due_logs(&self, now_ms: i64) -> usize {
         let mut flushed = 0;
         for topic in self.topics() {
             for partition in &topic.partitions {
+                if let Err(err) = partition.sync_sealed_segments() {
+                    if !matches!(err, crate::partition::PartitionError::Deleted) {
+                        warn!(topic = %topic.name, partition = partition.index, error = %err, "syncing sealed segments failed");
+                    }
+                }
                 match partition.flush_if_due(now_ms) {
                     Ok(true) => flushed += 1,
                     Ok(false) | Err(crate::partition::PartitionError::Deleted) => {}

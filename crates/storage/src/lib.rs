@@ -18,6 +18,7 @@
 //!     00000000000000000000.timeindex  TimeIndex: 12-byte entries (max timestamp so far i64,
 //!                                     relative offset u32)
 //!     leader-epoch-checkpoint         "0\n{count}\n{epoch} {start_offset}\n..."
+//!     recovery-point-offset-checkpoint  "0\n{offset}\n": everything below is fsynced
 //!   {topic}-{partition}.{uuid}-delete/  a log being deleted (removed on next start)
 //! ```
 //!
@@ -26,8 +27,9 @@
 //! base offset. Index entries point at the start of a batch and name that batch's last offset.
 //!
 //! Indexes are kept in memory and written out when a segment rolls, on flush and on close.
-//! After a crash the active segment (and any segment whose index is missing or implausible)
-//! is rescanned batch by batch, checking lengths and CRCs, truncated at the first torn or
+//! After a crash every segment ending above the recovery point (always the active one; also
+//! sealed segments the background sync had not reached) and any segment whose index is
+//! missing or implausible is rescanned batch by batch, checking lengths and CRCs, truncated at the first torn or
 //! corrupt batch, and its indexes rebuilt.
 
 mod epoch;

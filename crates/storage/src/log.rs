@@ -1,6 +1,8 @@
 //! `Log`: one partition's ordered list of segments, plus its leader epoch cache.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use fjord_protocol::records::{self, BatchIter, RecordBatchHeader, RECORD_BATCH_HEADER_BYTES};
 
@@ -69,6 +71,11 @@ const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
 /// Leftovers of interrupted compaction or deletion in Kafka; we have no use for them.
 const STRAY_SUFFIXES: [&str; 4] = [".cleaned", ".swap", ".deleted", ".tmp"];
 
+/// Per-log file holding the recovery point: every offset below it is on disk (fsynced).
+/// Kafka keeps one `recovery-point-offset-checkpoint` per data dir; one per log fits our
+/// layout (like `leader-epoch-checkpoint`) and needs no cross-partition coordination.
+pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
+
 /// One partition's log.
 #[derive(Debug)]
 pub struct Log {
@@ -81,6 +88,42 @@ pub struct Log {
     epoch_cache: LeaderEpochFileCache,
     unflushed_messages: u64,
     last_flush_ms: i64,
+    /// Everything below this offset is fsynced (Kafka's recovery point). After a crash,
+    /// recovery rescans the segments from the one holding it.
+    recovery_point: i64,
+    /// Bumped by every truncation, so a background sync that started before one cannot move
+    /// the recovery point over data written after it.
+    truncations: u64,
+}
+
+/// Sealed segments waiting for their fsync, taken from the log under its lock and run
+/// without it (see [`Log::sealed_segments_to_sync`]).
+#[derive(Debug)]
+pub struct SegmentSync {
+    files: Vec<(Arc<File>, PathBuf)>,
+    index_paths: Vec<PathBuf>,
+    dir: PathBuf,
+    recovery_point: i64,
+    truncations: u64,
+}
+
+impl SegmentSync {
+    /// Fsyncs the sealed segments, their indexes and the directory. Takes no lock: the log
+    /// keeps appending meanwhile.
+    pub fn run(&self) -> Result<(), StorageError> {
+        for (file, path) in &self.files {
+            file.sync_all().map_err(io_error("fsync", path))?;
+        }
+        for path in &self.index_paths {
+            match File::open(path) {
+                Ok(file) => file.sync_all().map_err(io_error("fsync", path))?,
+                // Not written yet or removed meanwhile: a rebuilt index is always possible.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(io_error("open", path)(err)),
+            }
+        }
+        crate::sync_dir(&self.dir)
+    }
 }
 
 impl Log {
@@ -114,7 +157,13 @@ impl Log {
                 now_ms,
             )?);
         }
-        let segments = load_segments(segments, had_clean_shutdown)?;
+        // Without a trustworthy recovery point every segment is rescanned (slow, but safe).
+        let recovery_point = if had_clean_shutdown {
+            i64::MAX
+        } else {
+            read_recovery_point(dir).unwrap_or(i64::MIN)
+        };
+        let (segments, first_rescanned) = load_segments(segments, recovery_point)?;
         let log_start_offset = segments[0].base_offset;
         let log_end_offset = segments.last().map_or(0, |s| s.next_offset);
         let epoch_cache = if had_clean_shutdown {
@@ -124,8 +173,10 @@ impl Log {
             }
             cache
         } else {
-            recover_epoch_cache(dir, &segments, log_end_offset)?
+            recover_epoch_cache(dir, &segments, first_rescanned, log_end_offset)?
         };
+        // Everything is on disk now: clean shutdown fsynced it, recovery fsynced what it scanned.
+        write_recovery_point(dir, log_end_offset)?;
         Ok(Log {
             dir: dir.to_path_buf(),
             config,
@@ -135,6 +186,8 @@ impl Log {
             epoch_cache,
             unflushed_messages: 0,
             last_flush_ms: now_ms,
+            recovery_point: log_end_offset,
+            truncations: 0,
         })
     }
 
@@ -315,12 +368,14 @@ impl Log {
             || !active.can_hold_offset(last_offset)
     }
 
-    /// Seals the active segment (indexes written, everything fsynced) and starts a new one at
-    /// the log end offset.
+    /// Seals the active segment (indexes written) and starts a new one at the log end offset.
+    /// Nothing is fsynced here: that would stall every produce to this partition behind the
+    /// whole segment's write-back. The broker's flusher syncs sealed segments in the
+    /// background ([`Log::sealed_segments_to_sync`]), as Kafka schedules its flush on roll;
+    /// until it has, the recovery point stays below them and a crash rescans them.
     fn roll(&mut self, now_ms: i64) -> Result<(), StorageError> {
         let new_base_offset = self.log_end_offset();
-        self.active_mut().persist(true)?;
-        self.epoch_cache.persist_if_dirty()?;
+        self.active_mut().persist(false)?;
         let segment = LogSegment::open(
             &self.dir,
             new_base_offset,
@@ -335,9 +390,68 @@ impl Log {
             });
         }
         self.segments.push(segment);
-        crate::sync_dir(&self.dir)?;
         tracing::debug!(dir = %self.dir.display(), new_base_offset, "rolled log segment");
         Ok(())
+    }
+
+    /// The sealed segments not yet known to be on disk, for [`SegmentSync::run`] outside the
+    /// log's lock; then [`Log::mark_synced`] moves the recovery point. `None` if all are.
+    pub fn sealed_segments_to_sync(&self) -> Option<SegmentSync> {
+        let active_base_offset = self.active().base_offset;
+        if self.recovery_point >= active_base_offset {
+            return None;
+        }
+        let sealed = &self.segments[..self.segments.len() - 1];
+        let pending: Vec<&LogSegment> = sealed
+            .iter()
+            .filter(|s| s.next_offset > self.recovery_point)
+            .collect();
+        Some(SegmentSync {
+            files: pending
+                .iter()
+                .map(|s| (s.shared_file(), s.log_path().to_path_buf()))
+                .collect(),
+            index_paths: pending
+                .iter()
+                .flat_map(|s| {
+                    [
+                        s.offset_index.path().to_path_buf(),
+                        s.time_index.path().to_path_buf(),
+                    ]
+                })
+                // The epoch checkpoint is written lazily (no fsync) on append; once the recovery
+                // point passes these segments, recovery no longer re-derives their epochs.
+                .chain([self.dir.join(crate::epoch::CHECKPOINT_FILE_NAME)])
+                .collect(),
+            dir: self.dir.clone(),
+            recovery_point: active_base_offset,
+            truncations: self.truncations,
+        })
+    }
+
+    /// Records that `sync` completed: its segments are on disk.
+    pub fn mark_synced(&mut self, sync: &SegmentSync) -> Result<(), StorageError> {
+        if sync.truncations != self.truncations || sync.recovery_point <= self.recovery_point {
+            return Ok(());
+        }
+        self.set_recovery_point(sync.recovery_point)
+    }
+
+    /// Base offsets of the segments, oldest first (the last is the active segment).
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.iter().map(|s| s.base_offset).collect()
+    }
+
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    /// Moves the recovery point and records it. The file is replaced without fsync: if the
+    /// write is lost the older, lower value stays, which only means more rescanning.
+    fn set_recovery_point(&mut self, offset: i64) -> Result<(), StorageError> {
+        debug_assert!(offset <= self.log_end_offset());
+        self.recovery_point = offset;
+        write_recovery_point(&self.dir, offset)
     }
 
     /// The whole batches from the one containing `fetch_offset` up to `max_bytes` (or the
@@ -497,6 +611,10 @@ impl Log {
 
     fn after_truncation(&mut self) -> Result<(), StorageError> {
         let log_end_offset = self.log_end_offset();
+        self.truncations += 1;
+        if self.recovery_point > log_end_offset {
+            self.set_recovery_point(log_end_offset)?;
+        }
         if self.epoch_cache.truncate_from_end(log_end_offset) {
             self.epoch_cache.persist()?;
         }
@@ -533,11 +651,16 @@ impl Log {
     }
 
     fn flush_at(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        if let Some(sync) = self.sealed_segments_to_sync() {
+            sync.run()?;
+        }
         self.active_mut().persist(true)?;
         self.epoch_cache.persist_if_dirty()?;
+        crate::sync_dir(&self.dir)?;
         self.unflushed_messages = 0;
         self.last_flush_ms = now_ms;
-        Ok(())
+        let log_end_offset = self.log_end_offset();
+        self.set_recovery_point(log_end_offset)
     }
 
     /// Flushes and writes every segment's indexes, so the next open can trust them.
@@ -546,7 +669,9 @@ impl Log {
             segment.persist(true)?;
         }
         self.epoch_cache.persist()?;
-        Ok(())
+        crate::sync_dir(&self.dir)?;
+        let log_end_offset = self.log_end_offset();
+        self.set_recovery_point(log_end_offset)
     }
 
     /// Removes the log directory and everything in it.
@@ -655,20 +780,27 @@ fn scan_dir(dir: &Path) -> Result<Vec<i64>, StorageError> {
     log_offsets.sort_unstable();
     Ok(log_offsets)
 }
-
-/// Loads each segment's indexes, rescanning where they can't be trusted. After a crash the
-/// active segment is always rescanned; a corrupt non-active segment also drops every later
-/// segment, since offsets after the corruption can no longer be trusted to be contiguous.
+/// Loads every segment's indexes, rescanning (and truncating at the first bad batch) each
+/// segment that may hold data not known to be on disk: those ending above `recovery_point`
+/// (`i64::MAX` after a clean shutdown: none), and any whose indexes are missing or implausible.
+/// Returns the segments and the index of the first one rescanned for the recovery point.
 fn load_segments(
     mut segments: Vec<LogSegment>,
-    had_clean_shutdown: bool,
-) -> Result<Vec<LogSegment>, StorageError> {
+    recovery_point: i64,
+) -> Result<(Vec<LogSegment>, Option<usize>), StorageError> {
     let mut index = 0;
+    let mut first_rescanned = None;
     while index < segments.len() {
         let is_active = index + 1 == segments.len();
+        // A segment ends where the next begins; the active one's end is unknown until scanned.
+        let may_hold_unsynced = recovery_point != i64::MAX
+            && (is_active || segments[index + 1].base_offset > recovery_point);
         let segment = &mut segments[index];
-        let rescan = (is_active && !had_clean_shutdown) || !segment.load_indexes()?;
-        if rescan {
+        // Indexes are only worth loading where the data is trusted.
+        if may_hold_unsynced || !segment.load_indexes()? {
+            if may_hold_unsynced {
+                first_rescanned.get_or_insert(index);
+            }
             let outcome = segment.recover(true)?;
             segment.persist(true)?;
             if outcome.truncated_bytes > 0 && !is_active {
@@ -680,7 +812,22 @@ fn load_segments(
         index += 1;
     }
     check_contiguous(&segments)?;
-    Ok(segments)
+    Ok((segments, first_rescanned))
+}
+
+fn read_recovery_point(dir: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string(dir.join(RECOVERY_POINT_FILE)).ok()?;
+    let mut lines = text.lines();
+    (lines.next()? == "0").then_some(())?;
+    lines.next()?.trim().parse().ok()
+}
+
+fn write_recovery_point(dir: &Path, offset: i64) -> Result<(), StorageError> {
+    crate::write_replacing(
+        &dir.join(RECOVERY_POINT_FILE),
+        format!("0\n{offset}\n").as_bytes(),
+        false,
+    )
 }
 
 /// Segments must not overlap: each starts at or after the previous one ends.
@@ -723,6 +870,7 @@ mod tests;
 fn recover_epoch_cache(
     dir: &Path,
     segments: &[LogSegment],
+    first_rescanned: Option<usize>,
     log_end_offset: i64,
 ) -> Result<LeaderEpochFileCache, StorageError> {
     let (mut cache, rescan_all) = match LeaderEpochFileCache::load(dir) {
@@ -740,7 +888,7 @@ fn recover_epoch_cache(
     let first = if rescan_all {
         0
     } else {
-        segments.len().saturating_sub(1)
+        first_rescanned.unwrap_or(segments.len().saturating_sub(1))
     };
     for segment in &segments[first..] {
         let mut position = 0;

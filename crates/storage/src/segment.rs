@@ -79,6 +79,11 @@ impl LogSegment {
         })
     }
 
+    /// The segment's file handle, for fsync outside the log's lock.
+    pub fn shared_file(&self) -> Arc<File> {
+        Arc::clone(&self.file)
+    }
+
     pub fn log_path(&self) -> &Path {
         &self.log_path
     }
@@ -127,7 +132,10 @@ impl LogSegment {
         self.bytes_since_last_index_entry = 0;
         while position < self.size_bytes {
             match self.read_header_at(position) {
-                Ok(Some(header)) if header.base_offset >= self.next_offset => {
+                // A corrupt header may claim a negative offset range: rebuild, never trust it.
+                Ok(Some(header))
+                    if header.base_offset >= self.next_offset && header.last_offset_delta >= 0 =>
+                {
                     self.next_offset = header.next_offset();
                     self.track_max_timestamp(&header);
                     position += header.total_size_bytes() as u64;

@@ -772,3 +772,66 @@ proptest! {
         prop_assert_eq!(reopened.log_end_offset(), b.log_end_offset());
     }
 }
+
+/// Rolling does not fsync; until the background sync has run, a crash rescans the sealed
+/// segments above the recovery point too, so damage there is cut off like in the active one.
+#[test]
+fn unsynced_sealed_segments_are_rescanned_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), false, 0).unwrap();
+    let stored = append_batches(&mut log, 30, 0);
+    assert!(log_files(dir.path()).len() >= 3, "must roll");
+    assert_eq!(log.recovery_point(), 0);
+    drop(log); // crash: nothing was synced
+
+    // Damage the last batch of the first (sealed) segment.
+    let first_segment = &log_files(dir.path())[0];
+    let len = std::fs::metadata(first_segment).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(first_segment)
+        .unwrap();
+    file.write_all_at(&[0xff], len - 1).unwrap();
+
+    let log = Log::open(dir.path(), small_config(), false, 0).unwrap();
+    let kept = all_records(&log);
+    assert!(
+        kept.len() < len as usize,
+        "the damaged batch and everything after it are gone"
+    );
+    let expected: Vec<u8> = stored.concat()[..kept.len()].to_vec();
+    assert_eq!(kept, expected, "what is left is an intact prefix");
+    assert_eq!(log.recovery_point(), log.log_end_offset());
+}
+
+#[test]
+fn background_sync_moves_the_recovery_point_unless_a_truncation_intervened() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), false, 0).unwrap();
+    append_batches(&mut log, 30, 0);
+    let sync = log
+        .sealed_segments_to_sync()
+        .expect("sealed segments to sync");
+    sync.run().unwrap();
+    log.mark_synced(&sync).unwrap();
+    let active_base = *log.segment_base_offsets().last().unwrap();
+    assert_eq!(log.recovery_point(), active_base);
+    assert!(log.sealed_segments_to_sync().is_none());
+    let on_disk = std::fs::read_to_string(dir.path().join(RECOVERY_POINT_FILE)).unwrap();
+    assert_eq!(on_disk, format!("0\n{active_base}\n"));
+
+    append_batches(&mut log, 30, 0);
+    let sync = log.sealed_segments_to_sync().unwrap();
+    log.truncate_to(active_base - 1).unwrap();
+    let truncated_to = log.log_end_offset();
+    assert!(truncated_to < active_base);
+    assert_eq!(log.recovery_point(), truncated_to);
+    append_batches(&mut log, 30, 0);
+    sync.run().unwrap();
+    log.mark_synced(&sync).unwrap();
+    assert_eq!(
+        log.recovery_point(),
+        truncated_to,
+        "stale sync must not count"
+    );
+}
