@@ -92,6 +92,9 @@ struct RunArgs {
     /// Producer compression.type [custom default: none].
     #[arg(long, value_parser = ["none", "gzip", "snappy", "lz4", "zstd"])]
     compression: Option<String>,
+    /// Producer linger.ms [presets: 5, or 1 for 16p-1kb-latency; custom default: 5].
+    #[arg(long)]
+    linger_ms: Option<u32>,
     /// Produce phase length in seconds [default: 30, or 8 with --quick].
     #[arg(long, short = 'd')]
     duration: Option<f64>,
@@ -181,6 +184,7 @@ fn build_workload(a: &RunArgs) -> Result<Workload> {
             consumers: 1,
             rate_mb_s: None,
             compression: "none".to_string(),
+            linger_ms: 5,
             duration_s: if a.quick {
                 workload::QUICK_DURATION_S
             } else {
@@ -213,6 +217,9 @@ fn build_workload(a: &RunArgs) -> Result<Workload> {
     }
     if let Some(v) = &a.compression {
         w.compression = v.clone();
+    }
+    if let Some(v) = a.linger_ms {
+        w.linger_ms = v;
     }
     if let Some(v) = a.duration {
         if v <= 0.0 {

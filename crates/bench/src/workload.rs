@@ -31,6 +31,9 @@ pub struct Workload {
     pub rate_mb_s: Option<f64>,
     /// Producer `compression.type`.
     pub compression: String,
+    /// Producer `linger.ms`: 5 for throughput runs (fuller batches), 1 for the latency run,
+    /// as in the OpenMessaging Benchmark's Kafka driver configs.
+    pub linger_ms: u32,
     /// Produce phase length in seconds (ignored for catch-up runs).
     pub duration_s: f64,
     /// Stop after this many messages in total (whichever of duration/messages comes first).
@@ -83,6 +86,7 @@ pub fn preset(name: &str, quick: bool) -> Option<Workload> {
         consumers: c,
         rate_mb_s: None,
         compression: "none".to_string(),
+        linger_ms: 5,
         duration_s,
         messages: None,
         backlog_bytes: None,
@@ -92,6 +96,7 @@ pub fn preset(name: &str, quick: bool) -> Option<Workload> {
         "16p-1kb" => base(16, 1024, "all", 2, 2),
         "16p-1kb-latency" => Workload {
             rate_mb_s: Some(50.0),
+            linger_ms: 1,
             ..base(16, 1024, "all", 2, 2)
         },
         "16p-1kb-lz4" => Workload {
