@@ -1,10 +1,13 @@
 //! # fjord
 //!
-//! One binary: `fjord serve` runs a Kafka-compatible broker. Settings use Kafka's names and
+//! One binary: `fjord serve` runs a Kafka-compatible broker; `fjord group` administers consumer
+//! groups on it (or on any Kafka). Settings use Kafka's names and
 //! come from defaults, a TOML file, `FJORD_*` environment variables and flags, in that order of
 //! precedence (see `fjord serve --help`).
 
+mod admin;
 mod connection;
+mod group_cli;
 mod server;
 mod settings;
 mod splice;
@@ -34,6 +37,9 @@ enum Command {
     /// Run a broker. Any Kafka client can connect to it unchanged.
     #[command(after_long_help = settings_help())]
     Serve(ServeArgs),
+    /// Consumer groups on any Kafka-compatible broker: list, describe (with lag), delete,
+    /// reset-offsets (dry run unless --execute)
+    Group(group_cli::GroupArgs),
 }
 
 #[derive(clap::Args)]
@@ -117,6 +123,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Group(args) => group_cli::run(args),
     }
 }
 

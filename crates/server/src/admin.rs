@@ -1,0 +1,203 @@
+//! A small blocking Kafka client for the CLI's admin commands (`fjord group ...`). It speaks
+//! to any Kafka-compatible broker: versions are negotiated with ApiVersions, and group
+//! requests go to the group's coordinator found with FindCoordinator.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use fjord_protocol::kafka_protocol::messages::{
+    ApiVersionsRequest, FindCoordinatorRequest, RequestHeader,
+};
+use fjord_protocol::kafka_protocol::protocol::StrBytes;
+use fjord_protocol::request::encode_request;
+use fjord_protocol::response::decode_response;
+use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
+
+/// Largest response the CLI accepts: a describe of thousands of partitions fits easily.
+const RESPONSE_SIZE_BYTES_MAX: usize = 256 << 20;
+const CLIENT_ID: &str = "fjord-cli";
+
+pub struct AdminClient {
+    stream: TcpStream,
+    address: String,
+    timeout: Duration,
+    next_correlation_id: i32,
+    /// Broker's supported range per API.
+    versions: HashMap<i16, (i16, i16)>,
+}
+
+impl AdminClient {
+    pub fn connect(address: &str, timeout: Duration) -> Result<Self> {
+        let socket_address = address
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve {address}"))?
+            .next()
+            .ok_or_else(|| anyhow!("{address} resolves to no address"))?;
+        let stream = TcpStream::connect_timeout(&socket_address, timeout)
+            .with_context(|| format!("cannot connect to {address}"))?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.set_nodelay(true)?;
+        let mut client = AdminClient {
+            stream,
+            address: address.to_string(),
+            timeout,
+            next_correlation_id: 1,
+            versions: HashMap::new(),
+        };
+        client.negotiate_versions()?;
+        Ok(client)
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn negotiate_versions(&mut self) -> Result<()> {
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("fjord-cli"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let ResponseKind::ApiVersions(response) =
+            self.round_trip(ApiKey::ApiVersions, 3, RequestKind::ApiVersions(request))?
+        else {
+            bail!("unexpected answer to ApiVersions");
+        };
+        check(response.error_code, "ApiVersions")?;
+        self.versions = response
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
+        Ok(())
+    }
+
+    /// Sends `request` at the highest version both sides support, up to `max_version`.
+    pub fn send(
+        &mut self,
+        api_key: ApiKey,
+        max_version: i16,
+        request: RequestKind,
+    ) -> Result<ResponseKind> {
+        let (broker_min, broker_max) = self
+            .versions
+            .get(&(api_key as i16))
+            .copied()
+            .ok_or_else(|| anyhow!("{} does not support {api_key:?}", self.address))?;
+        let version = max_version.min(broker_max);
+        if version < broker_min {
+            bail!(
+                "{} supports {api_key:?} v{broker_min}-v{broker_max}, this tool v{max_version} at most",
+                self.address
+            );
+        }
+        self.round_trip(api_key, version, request)
+    }
+
+    /// The version `send` would use for `api_key`.
+    pub fn version_for(&self, api_key: ApiKey, max_version: i16) -> i16 {
+        self.versions
+            .get(&(api_key as i16))
+            .map_or(max_version, |(_, broker_max)| max_version.min(*broker_max))
+    }
+
+    fn round_trip(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: RequestKind,
+    ) -> Result<ResponseKind> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+        let body = encode_request(&header, &request).map_err(|e| anyhow!("{e}"))?;
+        let size = i32::try_from(body.len()).context("request too large")?;
+        let mut frame = Vec::with_capacity(body.len() + 4);
+        frame.extend_from_slice(&size.to_be_bytes());
+        frame.extend_from_slice(&body);
+        self.stream
+            .write_all(&frame)
+            .with_context(|| format!("sending {api_key:?} to {}", self.address))?;
+        let mut size = [0u8; 4];
+        self.stream
+            .read_exact(&mut size)
+            .with_context(|| format!("reading the {api_key:?} response from {}", self.address))?;
+        let size = usize::try_from(i32::from_be_bytes(size))
+            .ok()
+            .filter(|n| *n <= RESPONSE_SIZE_BYTES_MAX)
+            .ok_or_else(|| anyhow!("bad response size from {}", self.address))?;
+        let mut payload = vec![0u8; size];
+        self.stream.read_exact(&mut payload)?;
+        let (response_header, response) =
+            decode_response(api_key, version, Bytes::from(payload)).map_err(|e| anyhow!("{e}"))?;
+        if response_header.correlation_id != correlation_id {
+            bail!(
+                "response out of order from {} (correlation id {} instead of {correlation_id})",
+                self.address,
+                response_header.correlation_id
+            );
+        }
+        Ok(response)
+    }
+
+    /// A client connected to `group`'s coordinator (this one if it is the coordinator).
+    pub fn coordinator_for(&mut self, group: &str) -> Result<CoordinatorClient<'_>> {
+        let request = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(group.to_string()))
+            .with_key_type(0);
+        let ResponseKind::FindCoordinator(response) = self.send(
+            ApiKey::FindCoordinator,
+            3,
+            RequestKind::FindCoordinator(request),
+        )?
+        else {
+            bail!("unexpected answer to FindCoordinator");
+        };
+        check(response.error_code, "FindCoordinator")?;
+        let address = format!("{}:{}", response.host, response.port);
+        if address == self.address {
+            return Ok(CoordinatorClient::Same(self));
+        }
+        Ok(CoordinatorClient::Other(Box::new(AdminClient::connect(
+            &address,
+            self.timeout,
+        )?)))
+    }
+}
+
+/// The coordinator connection: the bootstrap one, or another broker's.
+pub enum CoordinatorClient<'a> {
+    Same(&'a mut AdminClient),
+    Other(Box<AdminClient>),
+}
+
+impl CoordinatorClient<'_> {
+    pub fn client(&mut self) -> &mut AdminClient {
+        match self {
+            CoordinatorClient::Same(c) => c,
+            CoordinatorClient::Other(c) => c,
+        }
+    }
+}
+
+/// `Ok` for error code 0, else the Kafka error's name.
+pub fn check(error_code: i16, what: &str) -> Result<()> {
+    if error_code == 0 {
+        return Ok(());
+    }
+    Err(anyhow!("{what} failed: {}", error_name(error_code)))
+}
+
+pub fn error_name(error_code: i16) -> String {
+    match ResponseError::try_from_code(error_code) {
+        Some(error) => format!("{error:?} ({error_code})"),
+        None => format!("error code {error_code}"),
+    }
+}
