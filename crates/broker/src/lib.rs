@@ -13,6 +13,7 @@ pub mod apis;
 pub mod config;
 pub mod error;
 pub mod fetch_session;
+pub mod group_coordinator;
 pub mod partition;
 pub mod replica_manager;
 pub mod time;
