@@ -78,7 +78,7 @@ pub async fn serve(
         queue_tx,
         shutdown,
     ));
-    let written = process_requests(write_half, broker, queue_rx).await;
+    let written = process_requests(write_half, broker, queue_rx, peer).await;
     // The processor ends when the reader closed the queue or a write failed; in the latter case
     // stop the reader too.
     reader.abort();
@@ -195,6 +195,7 @@ async fn process_requests(
     mut socket: OwnedWriteHalf,
     broker: Arc<Broker>,
     mut queue: mpsc::Receiver<Inbound>,
+    peer: SocketAddr,
 ) -> Result<(), String> {
     while let Some(inbound) = queue.recv().await {
         let encoded = match inbound {
@@ -204,7 +205,7 @@ async fn process_requests(
                 request,
                 _memory,
             } => {
-                let response = match broker.handle(&header, *request).await {
+                let response = match broker.handle_from(Some(peer.ip()), &header, *request).await {
                     Outcome::Respond(response) => response,
                     Outcome::NoResponse => continue,
                     Outcome::CloseConnection(reason) => return Err(reason.to_string()),
