@@ -39,6 +39,14 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "max.incremental.fetch.session.cache.slots", default: "1000", doc: "Fetch sessions (KIP-227) kept at once." },
     SettingSpec { key: "connections.max.idle.ms", default: "600000", doc: "Close connections idle this long." },
     SettingSpec { key: "shutdown.timeout.ms", default: "30000", doc: "On SIGTERM, how long in-flight requests may take before the broker exits anyway." },
+    SettingSpec { key: "group.initial.rebalance.delay.ms", default: "3000", doc: "How long the first rebalance of an empty group waits for more members to join (extended per new member, up to the rebalance timeout)." },
+    SettingSpec { key: "group.min.session.timeout.ms", default: "6000", doc: "Smallest session.timeout.ms a group member may ask for (INVALID_SESSION_TIMEOUT below)." },
+    SettingSpec { key: "group.max.session.timeout.ms", default: "1800000", doc: "Largest session.timeout.ms a group member may ask for (INVALID_SESSION_TIMEOUT above)." },
+    SettingSpec { key: "group.max.size", default: "1000", doc: "Members per consumer group (GROUP_MAX_SIZE_REACHED above). Kafka's default is unbounded; Fjord bounds it so one group's metadata record stays far below message.max.bytes." },
+    SettingSpec { key: "offsets.topic.num.partitions", default: "50", doc: "Partitions of __consumer_offsets, created on first use; a group's coordinator partition is abs(groupId.hashCode) % this." },
+    SettingSpec { key: "offsets.retention.minutes", default: "10080", doc: "Committed offsets of a group that has been empty this long (or of a standalone consumer, since its last commit) are deleted." },
+    SettingSpec { key: "offsets.retention.check.interval.ms", default: "600000", doc: "How often expired offsets and empty groups without offsets are looked for." },
+    SettingSpec { key: "offset.metadata.max.bytes", default: "4096", doc: "Largest metadata string an offset commit may carry (OFFSET_METADATA_TOO_LARGE above)." },
 ];
 
 /// The validated configuration.
@@ -66,6 +74,14 @@ pub struct BrokerConfig {
     pub fetch_session_cache_slots: usize,
     pub connections_max_idle_ms: u64,
     pub shutdown_timeout_ms: u64,
+    pub group_initial_rebalance_delay_ms: i32,
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    pub group_max_size: usize,
+    pub offsets_topic_num_partitions: i32,
+    pub offsets_retention_ms: i64,
+    pub offsets_retention_check_interval_ms: i64,
+    pub offset_metadata_max_bytes: usize,
 }
 
 impl Default for BrokerConfig {
@@ -193,6 +209,24 @@ impl BrokerConfig {
                 reason: "must be >= 0".into(),
             });
         }
+        let group_min_session_timeout_ms: i32 = s.positive("group.min.session.timeout.ms")?;
+        let group_max_session_timeout_ms: i32 = s.positive("group.max.session.timeout.ms")?;
+        if group_max_session_timeout_ms < group_min_session_timeout_ms {
+            return Err(BrokerError::InvalidConfig {
+                key: "group.max.session.timeout.ms".into(),
+                value: group_max_session_timeout_ms.to_string(),
+                reason: "must not be below group.min.session.timeout.ms".into(),
+            });
+        }
+        let group_initial_rebalance_delay_ms: i32 = s.parse("group.initial.rebalance.delay.ms")?;
+        if group_initial_rebalance_delay_ms < 0 {
+            return Err(BrokerError::InvalidConfig {
+                key: "group.initial.rebalance.delay.ms".into(),
+                value: group_initial_rebalance_delay_ms.to_string(),
+                reason: "must be >= 0".into(),
+            });
+        }
+        let offsets_retention_minutes: i64 = s.positive("offsets.retention.minutes")?;
         Ok(Self {
             node_id,
             data_dir: PathBuf::from(s.raw("data.dir")),
@@ -216,6 +250,16 @@ impl BrokerConfig {
             fetch_session_cache_slots: s.parse("max.incremental.fetch.session.cache.slots")?,
             connections_max_idle_ms: s.positive("connections.max.idle.ms")?,
             shutdown_timeout_ms: s.positive("shutdown.timeout.ms")?,
+            group_initial_rebalance_delay_ms,
+            group_min_session_timeout_ms,
+            group_max_session_timeout_ms,
+            group_max_size: s.positive("group.max.size")?,
+            offsets_topic_num_partitions: s.positive("offsets.topic.num.partitions")?,
+            // Minutes to milliseconds without overflow for absurd values.
+            offsets_retention_ms: offsets_retention_minutes.saturating_mul(60_000),
+            offsets_retention_check_interval_ms: s
+                .positive("offsets.retention.check.interval.ms")?,
+            offset_metadata_max_bytes: s.parse("offset.metadata.max.bytes")?,
         })
     }
 
@@ -243,6 +287,39 @@ mod tests {
         assert_eq!(config.message_max_bytes, 1_048_588);
         assert!(config.auto_create_topics_enable);
         assert_eq!(config.num_partitions, 1);
+        assert_eq!(config.group_initial_rebalance_delay_ms, 3000);
+        assert_eq!(config.group_min_session_timeout_ms, 6000);
+        assert_eq!(config.group_max_session_timeout_ms, 1_800_000);
+        assert_eq!(config.offsets_topic_num_partitions, 50);
+        assert_eq!(config.offsets_retention_ms, 10080 * 60_000);
+    }
+
+    #[test]
+    fn group_session_timeout_bounds_must_be_ordered() {
+        let mut values = BTreeMap::new();
+        values.insert(
+            "group.min.session.timeout.ms".to_string(),
+            "10000".to_string(),
+        );
+        values.insert(
+            "group.max.session.timeout.ms".to_string(),
+            "9000".to_string(),
+        );
+        assert!(matches!(
+            BrokerConfig::from_settings(&values),
+            Err(BrokerError::InvalidConfig { .. })
+        ));
+        let mut values = BTreeMap::new();
+        values.insert(
+            "group.initial.rebalance.delay.ms".to_string(),
+            "0".to_string(),
+        );
+        assert_eq!(
+            BrokerConfig::from_settings(&values)
+                .unwrap()
+                .group_initial_rebalance_delay_ms,
+            0
+        );
     }
 
     #[test]

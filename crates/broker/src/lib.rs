@@ -2,7 +2,8 @@
 //!
 //! The layer between the wire (`fjord-protocol`) and the disk (`fjord-storage`). It owns the
 //! topics and partitions this node hosts ([`replica_manager`]), the fetch sessions
-//! ([`fetch_session`]), and one handler per Kafka API ([`apis`]). It opens no sockets: the
+//! ([`fetch_session`]), the consumer groups and committed offsets ([`group_coordinator`]), and
+//! one handler per Kafka API ([`apis`]). It opens no sockets: the
 //! server crate reads frames, calls [`Broker::handle`] with a decoded request, and writes what
 //! comes back.
 //!
@@ -21,6 +22,9 @@ pub mod topic_config;
 
 use fjord_protocol::kafka_protocol::messages::RequestHeader;
 use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use fjord_storage::{FileRecords, LogManager, StorageError};
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -29,6 +33,7 @@ pub use config::BrokerConfig;
 pub use error::BrokerError;
 
 use fetch_session::FetchSessionCache;
+use group_coordinator::{GroupCoordinator, RequestContext};
 use replica_manager::ReplicaManager;
 
 /// What the connection does after a request was handled.
@@ -71,7 +76,8 @@ impl Outcome {
 }
 
 pub struct Broker {
-    replica_manager: ReplicaManager,
+    replica_manager: Arc<ReplicaManager>,
+    group_coordinator: GroupCoordinator,
     fetch_sessions: Mutex<FetchSessionCache>,
     cluster_id: String,
     shutdown: watch::Sender<bool>,
@@ -86,10 +92,17 @@ impl Broker {
             tracing::info!(data_dir = %config.data_dir.display(), "previous shutdown was not clean: recovering logs");
         }
         let fetch_sessions = Mutex::new(FetchSessionCache::new(config.fetch_session_cache_slots));
-        let replica_manager = ReplicaManager::open(config, log_manager, had_clean_shutdown)?;
+        let replica_manager = Arc::new(ReplicaManager::open(
+            config.clone(),
+            log_manager,
+            had_clean_shutdown,
+        )?);
+        let group_coordinator =
+            GroupCoordinator::open(&config, replica_manager.clone(), time::now_ms())?;
         let (shutdown, _) = watch::channel(false);
         Ok(Self {
             replica_manager,
+            group_coordinator,
             fetch_sessions,
             cluster_id,
             shutdown,
@@ -108,6 +121,10 @@ impl Broker {
         &self.replica_manager
     }
 
+    pub fn group_coordinator(&self) -> &GroupCoordinator {
+        &self.group_coordinator
+    }
+
     pub fn fetch_sessions(&self) -> &Mutex<FetchSessionCache> {
         &self.fetch_sessions
     }
@@ -124,7 +141,27 @@ impl Broker {
 
     /// Handles one decoded request.
     pub async fn handle(&self, header: &RequestHeader, request: RequestKind) -> Outcome {
+        self.handle_from(None, header, request).await
+    }
+
+    /// Handles one decoded request from `peer` (shown as the client host of group members).
+    pub async fn handle_from(
+        &self,
+        peer: Option<IpAddr>,
+        header: &RequestHeader,
+        request: RequestKind,
+    ) -> Outcome {
         let version = header.request_api_version;
+        let ctx = || RequestContext {
+            api_version: version,
+            client_id: header
+                .client_id
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+            // Kafka's InetAddress.toString() form.
+            client_host: peer.map(|ip| format!("/{ip}")).unwrap_or_default(),
+        };
         let response = match request {
             RequestKind::ApiVersions(r) => {
                 ResponseKind::ApiVersions(apis::api_versions::handle(version, &r))
@@ -166,6 +203,37 @@ impl Broker {
             RequestKind::DescribeCluster(r) => {
                 ResponseKind::DescribeCluster(apis::describe_cluster::handle(self, &r))
             }
+            RequestKind::FindCoordinator(r) => {
+                ResponseKind::FindCoordinator(apis::find_coordinator::handle(self, version, &r))
+            }
+            RequestKind::JoinGroup(r) => {
+                ResponseKind::JoinGroup(apis::join_group::handle(self, &ctx(), &r).await)
+            }
+            RequestKind::SyncGroup(r) => {
+                ResponseKind::SyncGroup(apis::sync_group::handle(self, version, &r).await)
+            }
+            RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(apis::heartbeat::handle(self, &r)),
+            RequestKind::LeaveGroup(r) => {
+                ResponseKind::LeaveGroup(apis::leave_group::handle(self, version, r))
+            }
+            RequestKind::OffsetCommit(r) => {
+                ResponseKind::OffsetCommit(apis::offset_commit::handle(self, version, &r))
+            }
+            RequestKind::OffsetFetch(r) => {
+                ResponseKind::OffsetFetch(apis::offset_fetch::handle(self, version, &r))
+            }
+            RequestKind::OffsetDelete(r) => {
+                ResponseKind::OffsetDelete(apis::offset_delete::handle(self, &r))
+            }
+            RequestKind::DescribeGroups(r) => {
+                ResponseKind::DescribeGroups(apis::describe_groups::handle(self, version, &r))
+            }
+            RequestKind::ListGroups(r) => {
+                ResponseKind::ListGroups(apis::list_groups::handle(self, version, &r))
+            }
+            RequestKind::DeleteGroups(r) => {
+                ResponseKind::DeleteGroups(apis::delete_groups::handle(self, &r))
+            }
             other => {
                 // The connection layer checks `supports` first, so this is a broker bug.
                 tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a request that passed the version check");
@@ -178,6 +246,7 @@ impl Broker {
     /// Begins shutdown: parked fetches return, then logs are flushed and closed and the clean
     /// shutdown marker is written. Call once no request is in flight.
     pub fn begin_shutdown(&self) {
+        self.group_coordinator.shutdown();
         self.shutdown.send_replace(true);
     }
 

@@ -18,6 +18,17 @@ use crate::error::BrokerError;
 use crate::partition::Partition;
 use crate::time::now_ms;
 
+/// The group coordinator's internal topic (Kafka's `GROUP_METADATA_TOPIC_NAME`).
+pub const GROUP_METADATA_TOPIC_NAME: &str = "__consumer_offsets";
+/// Kafka's `offsets.topic.segment.bytes` default: small segments, so compaction (a later issue)
+/// can clean them early.
+const OFFSETS_TOPIC_SEGMENT_BYTES: &str = "104857600";
+
+/// Topics the broker manages itself (Kafka's `Topic.isInternal`).
+pub fn is_internal_topic(name: &str) -> bool {
+    name == GROUP_METADATA_TOPIC_NAME
+}
+
 /// Kafka's limit on topic name length.
 pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
 /// Upper bound on partitions across all topics: a CreateTopics request cannot make the broker
@@ -187,6 +198,11 @@ impl ReplicaManager {
         if let Some(topic) = self.topic(name) {
             return Ok(Some(topic));
         }
+        if is_internal_topic(name) {
+            // As Kafka: internal topics are created on demand with their own settings,
+            // whatever auto.create.topics.enable says.
+            return self.offsets_topic_or_create().map(Some);
+        }
         if !(allow_auto_create && self.config.auto_create_topics_enable) {
             return Ok(None);
         }
@@ -194,6 +210,34 @@ impl ReplicaManager {
             Ok(topic) => Ok(Some(topic)),
             // Lost a race with another creator: fine, use theirs.
             Err(CreateTopicError::AlreadyExists(_)) => Ok(self.topic(name)),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// `__consumer_offsets`, created on first use with `offsets.topic.num.partitions`
+    /// partitions, compaction and 100 MiB segments (Kafka's defaults for it).
+    pub fn offsets_topic_or_create(&self) -> Result<Arc<Topic>, CreateTopicError> {
+        if let Some(topic) = self.topic(GROUP_METADATA_TOPIC_NAME) {
+            return Ok(topic);
+        }
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            (
+                "segment.bytes".to_string(),
+                OFFSETS_TOPIC_SEGMENT_BYTES.to_string(),
+            ),
+            ("compression.type".to_string(), "producer".to_string()),
+        ]);
+        match self.create_topic(
+            GROUP_METADATA_TOPIC_NAME,
+            self.config.offsets_topic_num_partitions,
+            configs,
+            false,
+        ) {
+            Ok(topic) => Ok(topic),
+            Err(CreateTopicError::AlreadyExists(_)) => self
+                .topic(GROUP_METADATA_TOPIC_NAME)
+                .ok_or_else(|| CreateTopicError::AlreadyExists(GROUP_METADATA_TOPIC_NAME.into())),
             Err(err) => Err(err),
         }
     }

@@ -8,13 +8,25 @@ use fjord_broker::apis::SUPPORTED_APIS;
 use fjord_broker::{Broker, BrokerConfig, Outcome};
 use fjord_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use fjord_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use fjord_protocol::kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use fjord_protocol::kafka_protocol::messages::leave_group_request::MemberIdentity;
 use fjord_protocol::kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsTopic,
 };
 use fjord_protocol::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use fjord_protocol::kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use fjord_protocol::kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use fjord_protocol::kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic,
+};
 use fjord_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
+use fjord_protocol::kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use fjord_protocol::kafka_protocol::messages::*;
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::response::encode_response;
@@ -75,10 +87,49 @@ fn produce(broker: &Broker, topic: &str, partition: i32, records: Bytes) -> (i16
     }
 }
 
+/// A static member of a new group `group` (JoinGroup v9; with no initial delay the join
+/// completes at once); returns its member id and generation.
+fn join_static(broker: &Broker, group: &str) -> (String, i32) {
+    let request = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_group_instance_id(Some(StrBytes::from_static_str("inst")))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(Bytes::from_static(b"subscription"))]);
+    let Outcome::Respond(ResponseKind::JoinGroup(response)) = block_on(broker.handle(
+        &header(ApiKey::JoinGroup, 9),
+        RequestKind::JoinGroup(request),
+    )) else {
+        panic!("no join response");
+    };
+    assert_eq!(response.error_code, 0, "{response:?}");
+    (response.member_id.to_string(), response.generation_id)
+}
+
+fn sync_request(group: &str, member_id: &str, generation: i32) -> SyncGroupRequest {
+    SyncGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+        .with_group_instance_id(Some(StrBytes::from_static_str("inst")))
+        .with_generation_id(generation)
+        .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+        .with_protocol_name(Some(StrBytes::from_static_str("range")))
+        .with_assignments(vec![SyncGroupRequestAssignment::default()
+            .with_member_id(StrBytes::from_string(member_id.to_string()))
+            .with_assignment(Bytes::from_static(b"assignment"))])
+}
+
+fn group_id(s: &str) -> GroupId {
+    GroupId(StrBytes::from_string(s.to_string()))
+}
+
 #[test]
 fn every_response_encodes_at_every_advertised_version() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = broker(dir.path(), &[]);
+    let broker = broker(dir.path(), &[("group.initial.rebalance.delay.ms", "0")]);
     assert_eq!(produce(&broker, "t", 0, batch(3, b"v", 1_000)).0, 0);
     for (api_key, versions) in SUPPORTED_APIS {
         for version in versions.min..=versions.max {
@@ -126,6 +177,154 @@ fn every_response_encodes_at_every_advertised_version() {
                 }
                 ApiKey::DescribeCluster => RequestKind::DescribeCluster(
                     DescribeClusterRequest::default().with_endpoint_type(1),
+                ),
+                ApiKey::FindCoordinator => RequestKind::FindCoordinator(
+                    FindCoordinatorRequest::default()
+                        .with_key(StrBytes::from_static_str("g"))
+                        .with_coordinator_keys(if version >= 4 {
+                            vec![
+                                StrBytes::from_static_str("g"),
+                                StrBytes::from_static_str("h"),
+                            ]
+                        } else {
+                            Vec::new()
+                        })
+                        .with_key_type(if version % 2 == 0 { 0 } else { 1 }),
+                ),
+                ApiKey::JoinGroup => {
+                    // A dynamic member's two answers (MEMBER_ID_REQUIRED, then the leader's
+                    // full response) or, from v5, a static member's leader response (members
+                    // carry instance ids). No initial delay: the join phase completes at once.
+                    let group = format!("enc-join-{version}");
+                    let join = |member_id: &str| {
+                        JoinGroupRequest::default()
+                            .with_group_id(group_id(&group))
+                            .with_member_id(StrBytes::from_string(member_id.to_string()))
+                            .with_group_instance_id(
+                                (version >= 5).then(|| StrBytes::from_static_str("inst")),
+                            )
+                            .with_session_timeout_ms(10_000)
+                            .with_rebalance_timeout_ms(10_000)
+                            .with_protocol_type(StrBytes::from_static_str("consumer"))
+                            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                                .with_name(StrBytes::from_static_str("range"))])
+                    };
+                    if version >= 5 {
+                        RequestKind::JoinGroup(join(""))
+                    } else {
+                        let Outcome::Respond(first) = block_on(broker.handle(
+                            &header(ApiKey::JoinGroup, version),
+                            RequestKind::JoinGroup(join("")),
+                        )) else {
+                            panic!("no join response");
+                        };
+                        encode_response(*api_key, version, 7, &first)
+                            .unwrap_or_else(|e| panic!("JoinGroup v{version}: {e}"));
+                        let ResponseKind::JoinGroup(first) = first else {
+                            panic!("not a join response")
+                        };
+                        assert_eq!(first.error_code, ResponseError::MemberIdRequired.code());
+                        RequestKind::JoinGroup(join(first.member_id.as_str()))
+                    }
+                }
+                ApiKey::SyncGroup => {
+                    let group = format!("enc-sync-{version}");
+                    let (member_id, generation) = join_static(&broker, &group);
+                    RequestKind::SyncGroup(sync_request(&group, &member_id, generation))
+                }
+                ApiKey::Heartbeat => {
+                    let group = format!("enc-sync-{version}");
+                    RequestKind::Heartbeat(
+                        HeartbeatRequest::default()
+                            .with_group_id(group_id(&group))
+                            .with_member_id(StrBytes::from_static_str("stranger"))
+                            .with_generation_id(1),
+                    )
+                }
+                ApiKey::LeaveGroup => RequestKind::LeaveGroup(
+                    LeaveGroupRequest::default()
+                        .with_group_id(group_id("enc-join-9"))
+                        .with_member_id(StrBytes::from_static_str("stranger"))
+                        .with_members(if version >= 3 {
+                            vec![
+                                MemberIdentity::default()
+                                    .with_member_id(StrBytes::from_static_str("stranger")),
+                                MemberIdentity::default().with_group_instance_id(Some(
+                                    StrBytes::from_static_str("nobody"),
+                                )),
+                            ]
+                        } else {
+                            Vec::new()
+                        }),
+                ),
+                ApiKey::OffsetCommit => RequestKind::OffsetCommit(
+                    OffsetCommitRequest::default()
+                        .with_group_id(group_id("enc-commit"))
+                        .with_generation_id_or_member_epoch(-1)
+                        .with_retention_time_ms(-1)
+                        .with_topics(vec![OffsetCommitRequestTopic::default()
+                            .with_name(name("t"))
+                            .with_partitions(vec![
+                                OffsetCommitRequestPartition::default()
+                                    .with_committed_offset(2)
+                                    .with_committed_leader_epoch(if version >= 6 { 0 } else { -1 }),
+                                OffsetCommitRequestPartition::default().with_partition_index(9),
+                            ])]),
+                ),
+                ApiKey::OffsetFetch => RequestKind::OffsetFetch(if version >= 8 {
+                    OffsetFetchRequest::default().with_groups(vec![
+                        OffsetFetchRequestGroup::default()
+                            .with_group_id(group_id("enc-commit"))
+                            .with_topics(None),
+                        OffsetFetchRequestGroup::default()
+                            .with_group_id(group_id(""))
+                            .with_topics(Some(Vec::new())),
+                    ])
+                } else {
+                    OffsetFetchRequest::default()
+                        .with_group_id(group_id("enc-commit"))
+                        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                            .with_name(name("t"))
+                            .with_partition_indexes(vec![0, 1])]))
+                }),
+                ApiKey::OffsetDelete => RequestKind::OffsetDelete(
+                    OffsetDeleteRequest::default()
+                        .with_group_id(group_id("enc-commit"))
+                        .with_topics(vec![OffsetDeleteRequestTopic::default()
+                            .with_name(name("t"))
+                            .with_partitions(vec![
+                                OffsetDeleteRequestPartition::default(),
+                                OffsetDeleteRequestPartition::default().with_partition_index(9),
+                            ])]),
+                ),
+                ApiKey::DescribeGroups => RequestKind::DescribeGroups(
+                    DescribeGroupsRequest::default()
+                        .with_groups(vec![
+                            group_id("enc-sync-5"),
+                            group_id("enc-join-9"),
+                            group_id("missing"),
+                        ])
+                        .with_include_authorized_operations(version >= 3),
+                ),
+                ApiKey::ListGroups => RequestKind::ListGroups(
+                    ListGroupsRequest::default()
+                        .with_states_filter(if version >= 4 {
+                            vec![
+                                StrBytes::from_static_str("stable"),
+                                StrBytes::from_static_str("Empty"),
+                            ]
+                        } else {
+                            Vec::new()
+                        })
+                        .with_types_filter(if version >= 5 {
+                            vec![StrBytes::from_static_str("Classic")]
+                        } else {
+                            Vec::new()
+                        }),
+                ),
+                ApiKey::DeleteGroups => RequestKind::DeleteGroups(
+                    DeleteGroupsRequest::default()
+                        .with_groups_names(vec![group_id("enc-commit"), group_id("missing")]),
                 ),
                 other => panic!("add {other:?} to this test"),
             };

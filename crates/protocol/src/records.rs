@@ -445,6 +445,23 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
+    /// Reads a varint-length-prefixed field; -1 is null.
+    fn read_sized(&mut self) -> Result<Option<&'a [u8]>, RecordError> {
+        let length = self.read_varint()?;
+        match length {
+            -1 => Ok(None),
+            n if n < 0 => Err(Self::malformed("negative field length")),
+            n if n as usize > self.remaining() => {
+                Err(Self::malformed("field runs past end of record"))
+            }
+            n => {
+                let start = self.position;
+                self.position += n as usize;
+                Ok(Some(&self.buf[start..self.position]))
+            }
+        }
+    }
+
     /// Skips a varint-length-prefixed field; -1 means null when `nullable`.
     fn skip_sized(&mut self, nullable: bool) -> Result<(), RecordError> {
         let length = self.read_varint()?;
@@ -583,6 +600,70 @@ fn visit_compressed_records<B>(
     Ok(None)
 }
 
+/// Calls `visit(offset, key, value)` for every record of one whole batch, decompressing if
+/// needed. For readers of internal topics (the group coordinator replaying
+/// `__consumer_offsets`), not for the produce or fetch paths.
+pub fn for_each_key_value(
+    batch: &[u8],
+    mut visit: impl FnMut(i64, Option<&[u8]>, Option<&[u8]>),
+) -> Result<(), RecordError> {
+    let header = RecordBatchHeader::parse(batch)?;
+    let size = header.total_size_bytes();
+    let batch = batch.get(..size).ok_or(RecordError::Truncated {
+        needed_bytes: size,
+        available_bytes: batch.len(),
+    })?;
+    if header.compression()? != Compression::None {
+        let mut copy = batch.to_vec();
+        set_base_offset(&mut copy, 0);
+        let mut bytes = bytes::Bytes::from(copy);
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
+        }))
+        .map_err(|_| RecordError::Decompression {
+            reason: "record decoder panicked".to_string(),
+        })?
+        .map_err(|error| RecordError::Decompression {
+            reason: error.to_string(),
+        })?;
+        for record in &decoded.records {
+            visit(
+                header.base_offset.saturating_add(record.offset),
+                record.key.as_deref(),
+                record.value.as_deref(),
+            );
+        }
+        return Ok(());
+    }
+    let mut cursor = Cursor {
+        buf: &batch[RECORD_BATCH_HEADER_BYTES..],
+        position: 0,
+    };
+    for _ in 0..header.records_count.max(0) {
+        let length = cursor.read_varint()?;
+        if length < 0 || length as usize > cursor.remaining() {
+            return Err(Cursor::malformed("record length out of range"));
+        }
+        let end = cursor.position + length as usize;
+        let mut record = Cursor {
+            buf: &cursor.buf[..end],
+            position: cursor.position,
+        };
+        let _attributes = record.read_u8()?;
+        let _timestamp_delta = record.read_varlong()?;
+        let offset_delta = record.read_varint()?;
+        let key = record.read_sized()?;
+        let value = record.read_sized()?;
+        cursor.position = end;
+        visit(
+            header.base_offset.saturating_add(i64::from(offset_delta)),
+            key,
+            value,
+        );
+    }
+    Ok(())
+}
+
 /// First record in `batch` whose timestamp is `>= target_ms`, as `(offset, timestamp)`.
 ///
 /// Like Kafka's `FileRecords.searchForTimestamp` within one batch. May decompress.
@@ -714,6 +795,42 @@ mod tests {
         )
         .unwrap();
         buf.to_vec()
+    }
+
+    #[test]
+    fn key_values_are_read_back_with_their_offsets() {
+        use crate::batch_builder::{encode_uncompressed, Record};
+        let batch = encode_uncompressed(
+            40,
+            0,
+            0,
+            &[
+                Record {
+                    key: Some(b"k1"),
+                    value: Some(b"v1"),
+                    ..Record::default()
+                },
+                Record {
+                    key: Some(b"k2"),
+                    value: None,
+                    ..Record::default()
+                },
+            ],
+        );
+        let mut seen = Vec::new();
+        for_each_key_value(&batch, |offset, key, value| {
+            seen.push((offset, key.map(<[u8]>::to_vec), value.map(<[u8]>::to_vec)));
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                (40, Some(b"k1".to_vec()), Some(b"v1".to_vec())),
+                (41, Some(b"k2".to_vec()), None),
+            ]
+        );
+        // A truncated batch is an error, not a panic.
+        assert!(for_each_key_value(&batch[..batch.len() - 3], |_, _, _| {}).is_err());
     }
 
     #[test]

@@ -133,7 +133,7 @@ pub async fn serve(
         queue_tx,
         shutdown,
     ));
-    let written = process_requests(write_half, broker, queue_rx).await;
+    let written = process_requests(write_half, broker, queue_rx, peer).await;
     // The processor ends when the reader closed the queue or a write failed; in the latter case
     // stop the reader too.
     reader.abort();
@@ -250,6 +250,7 @@ async fn process_requests(
     mut socket: OwnedWriteHalf,
     broker: Arc<Broker>,
     mut queue: mpsc::Receiver<Inbound>,
+    peer: SocketAddr,
 ) -> Result<(), String> {
     while let Some(inbound) = queue.recv().await {
         let (api_key, api_version, correlation_id, outcome) = match inbound {
@@ -259,7 +260,7 @@ async fn process_requests(
                 request,
                 _memory,
             } => {
-                let outcome = broker.handle(&header, *request).await;
+                let outcome = broker.handle_from(Some(peer.ip()), &header, *request).await;
                 (
                     api_key,
                     header.request_api_version,

@@ -35,6 +35,12 @@ pub async fn run(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let flusher = tokio::spawn(run_log_flusher(broker.clone(), shutdown_rx.clone()));
+    // Group sessions, rebalance deadlines and offset expiration.
+    let group_timers = {
+        let broker = broker.clone();
+        let shutdown = broker.shutdown_signal();
+        tokio::spawn(async move { broker.group_coordinator().run_timers(shutdown).await })
+    };
     tokio::pin!(shutdown_requested);
     loop {
         tokio::select! {
@@ -81,6 +87,7 @@ pub async fn run(
         connections.shutdown().await;
     }
     flusher.abort();
+    group_timers.abort();
     broker.close()?;
     info!("logs flushed and closed; clean shutdown");
     Ok(())

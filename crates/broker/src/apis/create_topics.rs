@@ -10,7 +10,7 @@ use fjord_protocol::kafka_protocol::messages::{CreateTopicsRequest, CreateTopics
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ResponseError, VersionRange};
 
-use crate::replica_manager::CreateTopicError;
+use crate::replica_manager::{is_internal_topic, CreateTopicError};
 use crate::topic_config::{validate_topic_configs, ConfigSource};
 use crate::Broker;
 
@@ -38,6 +38,14 @@ pub fn handle(
                     topic,
                     ResponseError::InvalidRequest,
                     "Duplicate topic name.".to_string(),
+                );
+            }
+            if is_internal_topic(&topic.name) {
+                // The group coordinator creates it, with its own partition count and configs.
+                return failure(
+                    topic,
+                    ResponseError::InvalidRequest,
+                    format!("Creation of internal topic {} is prohibited: the broker creates it on first use.", topic.name.as_str()),
                 );
             }
             create_one(broker, api_version, topic, request.validate_only)

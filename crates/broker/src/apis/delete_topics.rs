@@ -8,6 +8,7 @@ use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ResponseError, VersionRange};
 use uuid::Uuid;
 
+use crate::replica_manager::is_internal_topic;
 use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 6 };
@@ -57,8 +58,24 @@ fn delete_one(broker: &Broker, name: Option<TopicName>, topic_id: Uuid) -> Delet
             topic.name.to_string(),
         ))))
         .with_topic_id(topic.id);
+    if is_internal_topic(&topic.name) {
+        // Deleting it would lose every group and committed offset (Kafka allows it; Fjord
+        // does not).
+        return result
+            .with_error_code(ResponseError::InvalidRequest.code())
+            .with_error_message(Some(StrBytes::from_string(format!(
+                "Deletion of internal topic {} is prohibited.",
+                topic.name
+            ))));
+    }
     match manager.delete_topic(&topic) {
-        Ok(()) => result,
+        Ok(()) => {
+            // Kafka's onPartitionsDeleted: committed offsets of the topic go too.
+            broker
+                .group_coordinator()
+                .on_topic_deleted(&topic.name, crate::time::now_ms());
+            result
+        }
         Err(err) => {
             tracing::warn!(topic = %topic.name, error = %err, "delete topic failed");
             result

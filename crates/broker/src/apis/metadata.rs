@@ -14,7 +14,7 @@ use fjord_protocol::{ResponseError, VersionRange};
 use uuid::Uuid;
 
 use super::AUTHORIZED_OPERATIONS_OMITTED;
-use crate::replica_manager::{validate_topic_name, CreateTopicError, Topic};
+use crate::replica_manager::{is_internal_topic, validate_topic_name, CreateTopicError, Topic};
 use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 13 };
@@ -134,6 +134,7 @@ fn describe_topic(broker: &Broker, topic: &Arc<Topic>, operations: i32) -> Metad
             topic.name.to_string(),
         ))))
         .with_topic_id(topic.id)
+        .with_is_internal(is_internal_topic(&topic.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(operations)
 }

@@ -19,7 +19,7 @@ use fjord_protocol::{ResponseError, VersionRange};
 use fjord_storage::StorageError;
 
 use crate::partition::PartitionError;
-use crate::replica_manager::{validate_topic_name, Topic};
+use crate::replica_manager::{is_internal_topic, validate_topic_name, Topic};
 use crate::time::now_ms;
 use crate::Broker;
 
@@ -93,12 +93,17 @@ fn resolve_topic(
 ) -> Result<std::sync::Arc<Topic>, ResponseError> {
     let manager = broker.replica_manager();
     if api_version >= TOPIC_ID_VERSION {
-        return manager
+        let topic = manager
             .topic_by_id(&topic_data.topic_id)
-            .ok_or(ResponseError::UnknownTopicId);
+            .ok_or(ResponseError::UnknownTopicId)?;
+        if is_internal_topic(&topic.name) {
+            return Err(ResponseError::InvalidTopicException);
+        }
+        return Ok(topic);
     }
     let name: &TopicName = &topic_data.name;
-    if validate_topic_name(name).is_err() {
+    // Kafka: "Cannot append to internal topic"; only the group coordinator writes there.
+    if validate_topic_name(name).is_err() || is_internal_topic(name) {
         return Err(ResponseError::InvalidTopicException);
     }
     match manager.topic_or_auto_create(name, true) {

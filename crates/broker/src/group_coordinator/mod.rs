@@ -1,4 +1,782 @@
-//! Group coordination (KIP-848 consumer groups so far; the classic protocol joins it).
+//! The group coordinator: consumer groups (classic JoinGroup/SyncGroup protocol) and committed
+//! offsets, persisted in `__consumer_offsets` (Kafka's `GroupCoordinatorService`).
+//!
+//! Layout follows Kafka's new coordinator (KIP-848 era):
+//!
+//! - [`GroupCoordinator`] routes each group to a shard: `partition_for(group_id)`, Kafka's
+//!   `Utils.abs(groupId.hashCode) % offsets.topic.num.partitions`. On a single node every
+//!   shard is local; replication can later move shards with their partition's leadership.
+//! - [`shard::GroupCoordinatorShard`] owns one partition's groups
+//!   ([`group_metadata_manager::GroupMetadataManager`], classic groups in [`classic_group`])
+//!   and offsets ([`offsets::OffsetMetadataManager`]), its timers ([`timer`]), and appends its
+//!   records ([`persistence`], Kafka's byte layout) to its partition.
+//! - At start-up every partition of `__consumer_offsets` is replayed into its shard.
+//!
+//! JoinGroup and SyncGroup are long polls: the shard parks a `oneshot::Sender` in the member
+//! and the handler awaits the receiver outside the shard's lock. Timers (sessions, join and
+//! sync deadlines, the initial rebalance delay, offset expiration) run in [`run_timers`], a task
+//! the server spawns, and after every operation on the shard it touched. Time is passed in as
+//! milliseconds, so tests drive it.
 
 pub mod assignor;
+pub mod classic_group;
 pub mod consumer_group;
+pub mod group_metadata_manager;
+pub mod offsets;
+pub mod persistence;
+pub mod shard;
+pub mod timer;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fjord_protocol::kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use fjord_protocol::kafka_protocol::messages::list_groups_response::ListedGroup;
+use fjord_protocol::kafka_protocol::messages::offset_commit_response::OffsetCommitResponseTopic;
+use fjord_protocol::kafka_protocol::messages::{
+    GroupId, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
+    OffsetCommitRequest, SyncGroupRequest, SyncGroupResponse,
+};
+use fjord_protocol::kafka_protocol::protocol::StrBytes;
+use fjord_protocol::records::BatchIter;
+use fjord_protocol::ResponseError;
+use parking_lot::Mutex;
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+use crate::partition::{Partition, PartitionError};
+use crate::replica_manager::{ReplicaManager, GROUP_METADATA_TOPIC_NAME};
+use crate::time::now_ms;
+use classic_group::Protocol;
+use group_metadata_manager::JoinRequest;
+use persistence::CoordinatorRecord;
+use shard::{FetchedOffset, GroupCoordinatorShard};
+
+/// Groups hosted across all shards. Kafka has no such limit; each group costs memory and
+/// timers, and a client can create groups at will (a JoinGroup or a manual commit).
+pub const GROUPS_COUNT_MAX: usize = 100_000;
+/// Protocol metadata a member may send in one JoinGroup, summed over its protocols (a
+/// consumer's subscription, per assignor). Kafka bounds it only by the request size.
+pub const MEMBER_PROTOCOL_METADATA_BYTES_MAX: usize = 1024 * 1024;
+/// Protocols (assignors) one member may list.
+pub const PROTOCOLS_PER_MEMBER_MAX: usize = 64;
+/// Assignment bytes the leader may give one member.
+pub const MEMBER_ASSIGNMENT_BYTES_MAX: usize = 1024 * 1024;
+/// How long a new member's JoinGroup may stay parked before the member is dropped (Kafka's
+/// `group.classic.new.member.join.timeout.ms` default).
+pub const NEW_MEMBER_JOIN_TIMEOUT_MS: i64 = 5 * 60 * 1000;
+/// Timer tasks one poll of one shard runs at most.
+pub const TIMER_TASKS_PER_POLL_MAX: usize = 100_000;
+/// Bytes read per call when replaying `__consumer_offsets` at start-up.
+const LOAD_READ_BYTES: usize = 4 * 1024 * 1024;
+/// The timer task sleeps at most this long between checks, so a missed wake-up costs at most
+/// this much delay.
+const TIMER_IDLE_SLEEP_MS: i64 = 1_000;
+
+/// The coordinator's settings, from the broker config.
+#[derive(Debug, Clone)]
+pub struct GroupCoordinatorConfig {
+    pub initial_rebalance_delay_ms: i32,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub group_max_size: usize,
+    pub offsets_retention_ms: i64,
+    pub offsets_retention_check_interval_ms: i64,
+    pub offset_metadata_max_bytes: usize,
+    pub new_member_join_timeout_ms: i64,
+    /// Largest record batch the coordinator writes for one operation (`message.max.bytes`).
+    pub batch_bytes_max: usize,
+    pub groups_count_max: usize,
+}
+
+impl GroupCoordinatorConfig {
+    pub fn from_broker(config: &BrokerConfig) -> Self {
+        Self {
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            min_session_timeout_ms: config.group_min_session_timeout_ms,
+            max_session_timeout_ms: config.group_max_session_timeout_ms,
+            group_max_size: config.group_max_size,
+            offsets_retention_ms: config.offsets_retention_ms,
+            offsets_retention_check_interval_ms: config.offsets_retention_check_interval_ms,
+            offset_metadata_max_bytes: config.offset_metadata_max_bytes,
+            new_member_join_timeout_ms: NEW_MEMBER_JOIN_TIMEOUT_MS,
+            batch_bytes_max: config.message_max_bytes,
+            groups_count_max: GROUPS_COUNT_MAX,
+        }
+    }
+}
+
+/// Who sent a request, for member ids and DescribeGroups.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    pub api_version: i16,
+    pub client_id: String,
+    /// Kafka's format: "/" and the IP address.
+    pub client_host: String,
+}
+
+/// Why a coordinator write failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppendError {
+    #[error("record batch of {size_bytes} bytes exceeds {limit_bytes} bytes")]
+    TooLarge {
+        size_bytes: usize,
+        limit_bytes: usize,
+    },
+    #[error("__consumer_offsets is not available: {0}")]
+    Unavailable(String),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// Where a shard's records go: a partition of `__consumer_offsets` (or, in tests, memory).
+pub trait CoordinatorLog: Send + Sync {
+    /// Appends `records` as one batch to `partition`; returns once they are in the log (the
+    /// same durability as a produce with acks=all on this single node).
+    fn append(
+        &self,
+        partition: i32,
+        records: &[CoordinatorRecord],
+        now_ms: i64,
+    ) -> Result<(), AppendError>;
+}
+
+/// The broker-wide count of groups, bounded by `GROUPS_COUNT_MAX`.
+#[derive(Debug)]
+pub struct GroupsCount {
+    count: AtomicUsize,
+    max: usize,
+}
+
+impl GroupsCount {
+    pub fn new(max: usize) -> Self {
+        Self {
+            count: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    pub fn get(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Counts one more group unless the limit is reached.
+    pub fn try_add(&self) -> bool {
+        self.count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Counts a group loaded from the log: the log is the truth, even above the limit.
+    pub fn add_unbounded(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn remove(&self) {
+        let _ = self
+            .count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+}
+
+/// Java's `String.hashCode`: over UTF-16 code units, `h = 31 * h + c`, wrapping.
+pub fn java_string_hash_code(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// Kafka's `Utils.abs(groupId.hashCode) % partitions`: the `__consumer_offsets` partition, and
+/// so the shard, of a group. (`Utils.abs` maps `i32::MIN` to 0.)
+pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
+    let hash = java_string_hash_code(group_id);
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs % partitions.max(1)
+}
+
+/// Appends coordinator records to `__consumer_offsets` through the normal log append path,
+/// creating the topic on first use.
+pub struct OffsetsTopicLog {
+    replica_manager: Arc<ReplicaManager>,
+    batch_bytes_max: usize,
+}
+
+impl OffsetsTopicLog {
+    pub fn new(replica_manager: Arc<ReplicaManager>, batch_bytes_max: usize) -> Self {
+        Self {
+            replica_manager,
+            batch_bytes_max,
+        }
+    }
+}
+
+impl CoordinatorLog for OffsetsTopicLog {
+    fn append(
+        &self,
+        partition: i32,
+        records: &[CoordinatorRecord],
+        now_ms: i64,
+    ) -> Result<(), AppendError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut batch = persistence::encode_batch(records, now_ms);
+        if batch.len() > self.batch_bytes_max {
+            return Err(AppendError::TooLarge {
+                size_bytes: batch.len(),
+                limit_bytes: self.batch_bytes_max,
+            });
+        }
+        let topic = self
+            .replica_manager
+            .offsets_topic_or_create()
+            .map_err(|err| AppendError::Unavailable(err.to_string()))?;
+        let target = usize::try_from(partition)
+            .ok()
+            .and_then(|i| topic.partitions.get(i))
+            .ok_or_else(|| {
+                AppendError::Unavailable(format!("partition {partition} does not exist"))
+            })?;
+        target
+            .append_as_leader(&mut batch, now_ms)
+            .map_err(|err| match err {
+                PartitionError::Deleted => AppendError::Unavailable(err.to_string()),
+                PartitionError::Storage(fjord_storage::StorageError::RecordBatchTooLarge {
+                    size_bytes,
+                    segment_bytes,
+                }) => AppendError::TooLarge {
+                    size_bytes,
+                    limit_bytes: usize::try_from(segment_bytes).unwrap_or(usize::MAX),
+                },
+                PartitionError::Storage(err) => AppendError::Storage(err.to_string()),
+            })?;
+        // Readers of __consumer_offsets (tools) long-poll like any consumer.
+        self.replica_manager.data_arrived.notify_waiters();
+        Ok(())
+    }
+}
+
+pub struct GroupCoordinator {
+    config: Arc<GroupCoordinatorConfig>,
+    shards: Vec<Mutex<GroupCoordinatorShard>>,
+    groups_count: Arc<GroupsCount>,
+    /// Wakes [`run_timers`] when an operation scheduled a deadline earlier than the one it
+    /// sleeps towards.
+    timers_changed: Notify,
+    /// The deadline the timer task sleeps towards (i64::MAX when it is not sleeping on one).
+    timer_wake_ms: AtomicI64,
+    active: AtomicBool,
+}
+
+impl GroupCoordinator {
+    /// Opens the coordinator of this broker: one shard per `__consumer_offsets` partition
+    /// (the topic's actual count if it exists, so replayed records stay with their shard), each
+    /// loaded from its partition.
+    pub fn open(
+        config: &BrokerConfig,
+        replica_manager: Arc<ReplicaManager>,
+        now_ms: i64,
+    ) -> Result<Self, BrokerError> {
+        let coordinator_config = GroupCoordinatorConfig::from_broker(config);
+        let existing = replica_manager.topic(GROUP_METADATA_TOPIC_NAME);
+        let partitions = match &existing {
+            Some(topic) => {
+                let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+                if count != config.offsets_topic_num_partitions {
+                    warn!(existing = count, configured = config.offsets_topic_num_partitions,
+                        "__consumer_offsets exists with a different partition count; using the existing one");
+                }
+                count
+            }
+            None => config.offsets_topic_num_partitions,
+        };
+        let log: Arc<dyn CoordinatorLog> = Arc::new(OffsetsTopicLog::new(
+            replica_manager.clone(),
+            coordinator_config.batch_bytes_max,
+        ));
+        let coordinator = Self::with_log(coordinator_config, log, partitions, now_ms);
+        if let Some(topic) = existing {
+            let started = std::time::Instant::now();
+            for (shard, partition) in coordinator.shards.iter().zip(&topic.partitions) {
+                load_partition(partition, &mut shard.lock(), now_ms)?;
+            }
+            info!(
+                groups = coordinator.groups_count.get(),
+                partitions,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "loaded consumer groups and offsets from __consumer_offsets"
+            );
+        }
+        for shard in &coordinator.shards {
+            shard.lock().on_loaded(now_ms);
+        }
+        Ok(coordinator)
+    }
+
+    /// A coordinator writing to `log` (tests use an in-memory log).
+    pub fn with_log(
+        config: GroupCoordinatorConfig,
+        log: Arc<dyn CoordinatorLog>,
+        partitions: i32,
+        now_ms: i64,
+    ) -> Self {
+        let config = Arc::new(config);
+        let groups_count = Arc::new(GroupsCount::new(config.groups_count_max));
+        let shards = (0..partitions.max(1))
+            .map(|partition| {
+                Mutex::new(GroupCoordinatorShard::new(
+                    config.clone(),
+                    log.clone(),
+                    partition,
+                    groups_count.clone(),
+                    now_ms,
+                ))
+            })
+            .collect();
+        Self {
+            config,
+            shards,
+            groups_count,
+            timers_changed: Notify::new(),
+            timer_wake_ms: AtomicI64::new(i64::MAX),
+            active: AtomicBool::new(true),
+        }
+    }
+
+    pub fn config(&self) -> &GroupCoordinatorConfig {
+        &self.config
+    }
+
+    pub fn partitions(&self) -> i32 {
+        self.shards.len() as i32
+    }
+
+    pub fn partition_for(&self, group_id: &str) -> i32 {
+        partition_for(group_id, self.partitions())
+    }
+
+    pub fn groups_count(&self) -> usize {
+        self.groups_count.get()
+    }
+
+    fn shard(&self, group_id: &str) -> &Mutex<GroupCoordinatorShard> {
+        &self.shards[self.partition_for(group_id) as usize]
+    }
+
+    /// Runs `f` on the group's shard, then the shard's due timers, then wakes the timer task
+    /// if `f` scheduled something earlier than it expects.
+    fn with_shard<T>(
+        &self,
+        group_id: &str,
+        now_ms: i64,
+        f: impl FnOnce(&mut GroupCoordinatorShard) -> T,
+    ) -> T {
+        let (result, next) = {
+            let mut shard = self.shard(group_id).lock();
+            let result = f(&mut shard);
+            shard.poll_timers(now_ms);
+            (result, shard.next_deadline_ms())
+        };
+        if next.is_some_and(|next| next < self.timer_wake_ms.load(Ordering::Acquire)) {
+            self.timers_changed.notify_one();
+        }
+        result
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    // ------------------------------------------------------------------------ timers
+
+    /// The earliest timer deadline of any shard.
+    pub fn next_deadline_ms(&self) -> Option<i64> {
+        self.shards
+            .iter()
+            .filter_map(|shard| shard.lock().next_deadline_ms())
+            .min()
+    }
+
+    /// Runs every timer due at `now_ms` (session expiry, join/sync deadlines, initial
+    /// rebalance delay, offset expiration).
+    pub fn poll_timers(&self, now_ms: i64) {
+        for shard in &self.shards {
+            let mut shard = shard.lock();
+            if shard.next_deadline_ms().is_some_and(|d| d <= now_ms) {
+                shard.poll_timers(now_ms);
+            }
+        }
+    }
+
+    /// The coordinator's timer loop, until `shutdown` flips: sleeps until the next deadline or
+    /// until an operation schedules an earlier one.
+    pub async fn run_timers(&self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let notified = self.timers_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = now_ms();
+            self.poll_timers(now);
+            let wake_ms = self
+                .next_deadline_ms()
+                .unwrap_or(i64::MAX)
+                .min(now.saturating_add(TIMER_IDLE_SLEEP_MS));
+            self.timer_wake_ms.store(wake_ms, Ordering::Release);
+            let sleep_ms = wake_ms.saturating_sub(now_ms()).max(0) as u64;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
+                _ = &mut notified => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// Broker shutdown: parked JoinGroup/SyncGroup requests are answered NOT_COORDINATOR (as
+    /// Kafka does when a shard is unloaded; clients look for the coordinator again), and new
+    /// requests get COORDINATOR_NOT_AVAILABLE.
+    pub fn shutdown(&self) {
+        self.active.store(false, Ordering::Release);
+        for shard in &self.shards {
+            shard
+                .lock()
+                .complete_all_futures(ResponseError::NotCoordinator);
+        }
+    }
+
+    // ------------------------------------------------------------------------ membership
+
+    /// JoinGroup: validated here (group id, session timeout, sizes), then the group's shard;
+    /// waits for the join phase to complete.
+    pub async fn join_group(
+        &self,
+        ctx: &RequestContext,
+        request: &JoinGroupRequest,
+        now_ms: i64,
+    ) -> JoinGroupResponse {
+        let member_id = request.member_id.to_string();
+        let error = |code: ResponseError| {
+            JoinGroupResponse::default()
+                .with_error_code(code.code())
+                .with_member_id(StrBytes::from_string(member_id.clone()))
+        };
+        if !self.is_active() {
+            return error(ResponseError::CoordinatorNotAvailable);
+        }
+        if request.group_id.is_empty() {
+            return error(ResponseError::InvalidGroupId);
+        }
+        if request.session_timeout_ms < self.config.min_session_timeout_ms
+            || request.session_timeout_ms > self.config.max_session_timeout_ms
+        {
+            return error(ResponseError::InvalidSessionTimeout);
+        }
+        let metadata_bytes: usize = request.protocols.iter().map(|p| p.metadata.len()).sum();
+        if request.protocols.len() > PROTOCOLS_PER_MEMBER_MAX
+            || metadata_bytes > MEMBER_PROTOCOL_METADATA_BYTES_MAX
+        {
+            warn!(
+                group = request.group_id.as_str(),
+                protocols = request.protocols.len(),
+                metadata_bytes,
+                "JoinGroup refused: protocol metadata above the limits"
+            );
+            return error(ResponseError::InvalidRequest);
+        }
+        let join = JoinRequest {
+            group_id: request.group_id.to_string(),
+            member_id: member_id.clone(),
+            group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
+            protocol_type: request.protocol_type.to_string(),
+            protocols: request
+                .protocols
+                .iter()
+                .map(|p| Protocol {
+                    name: p.name.to_string(),
+                    metadata: p.metadata.clone(),
+                })
+                .collect(),
+            session_timeout_ms: request.session_timeout_ms,
+            rebalance_timeout_ms: request.rebalance_timeout_ms,
+            reason: request.reason.as_ref().map(|s| s.to_string()),
+        };
+        let rx = self.with_shard(&join.group_id.clone(), now_ms, |shard| {
+            shard.join_group(ctx, join, now_ms)
+        });
+        // The sender is dropped only if the group vanished with the request parked.
+        rx.await
+            .unwrap_or_else(|_| error(ResponseError::CoordinatorNotAvailable))
+    }
+
+    /// SyncGroup: a follower's waits for the leader's assignment.
+    pub async fn sync_group(&self, request: &SyncGroupRequest, now_ms: i64) -> SyncGroupResponse {
+        let error = |code: ResponseError| SyncGroupResponse::default().with_error_code(code.code());
+        if !self.is_active() {
+            return error(ResponseError::CoordinatorNotAvailable);
+        }
+        if request.group_id.is_empty() {
+            return error(ResponseError::InvalidGroupId);
+        }
+        let rx = self.with_shard(request.group_id.as_str(), now_ms, |shard| {
+            shard.sync_group(request, now_ms)
+        });
+        rx.await
+            .unwrap_or_else(|_| error(ResponseError::CoordinatorNotAvailable))
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+        now_ms: i64,
+    ) -> Result<(), ResponseError> {
+        if !self.is_active() {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        self.with_shard(group_id, now_ms, |shard| {
+            shard.heartbeat(
+                group_id,
+                member_id,
+                group_instance_id,
+                generation_id,
+                now_ms,
+            )
+        })
+    }
+
+    pub fn leave_group(&self, request: &LeaveGroupRequest, now_ms: i64) -> LeaveGroupResponse {
+        let error =
+            |code: ResponseError| LeaveGroupResponse::default().with_error_code(code.code());
+        if !self.is_active() {
+            return error(ResponseError::CoordinatorNotAvailable);
+        }
+        if request.group_id.is_empty() {
+            return error(ResponseError::InvalidGroupId);
+        }
+        self.with_shard(request.group_id.as_str(), now_ms, |shard| {
+            shard.leave_group(request, now_ms)
+        })
+    }
+
+    // ------------------------------------------------------------------------ offsets
+
+    /// OffsetCommit for partitions that exist (the handler answered the others).
+    pub fn commit_offsets(
+        &self,
+        request: &OffsetCommitRequest,
+        api_version: i16,
+        now_ms: i64,
+    ) -> Result<Vec<OffsetCommitResponseTopic>, ResponseError> {
+        if !self.is_active() {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if request.group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        Ok(self.with_shard(request.group_id.as_str(), now_ms, |shard| {
+            shard.commit_offsets(request, api_version, now_ms)
+        }))
+    }
+
+    /// OffsetFetch of one group. With no transactions yet there are never pending offsets, so
+    /// `require_stable` needs nothing extra.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<&[(String, Vec<i32>)]>,
+    ) -> Result<Vec<(String, Vec<FetchedOffset>)>, ResponseError> {
+        if !self.is_active() {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        Ok(self.shard(group_id).lock().fetch_offsets(group_id, topics))
+    }
+
+    #[allow(clippy::type_complexity)]
+    pub fn delete_offsets(
+        &self,
+        group_id: &str,
+        topics: &[(String, Vec<i32>)],
+        now_ms: i64,
+    ) -> Result<Vec<(String, Vec<(i32, Option<ResponseError>)>)>, ResponseError> {
+        if !self.is_active() {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        self.with_shard(group_id, now_ms, |shard| {
+            shard.delete_offsets(group_id, topics, now_ms)
+        })
+    }
+
+    /// Drops every committed offset of a deleted topic.
+    pub fn on_topic_deleted(&self, topic: &str, now_ms: i64) {
+        for shard in &self.shards {
+            shard.lock().on_topic_deleted(topic, now_ms);
+        }
+    }
+
+    // ------------------------------------------------------------------------ admin
+
+    /// DescribeGroups: `None` for a group this coordinator does not know.
+    pub fn describe_group(&self, group_id: &str) -> Result<Option<DescribedGroup>, ResponseError> {
+        if !self.is_active() {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        Ok(self.shard(group_id).lock().describe_group(group_id))
+    }
+
+    /// ListGroups across all shards, sorted by group id. Filters are case-insensitive.
+    pub fn list_groups(
+        &self,
+        states: &[String],
+        types: &[String],
+    ) -> Result<Vec<ListedGroup>, ResponseError> {
+        if !self.is_active() {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        let states: HashSet<String> = states
+            .iter()
+            .map(|s| s.trim().to_ascii_lowercase())
+            .collect();
+        let types: HashSet<String> = types.iter().map(|s| s.to_ascii_lowercase()).collect();
+        let mut groups: Vec<ListedGroup> = self
+            .shards
+            .iter()
+            .flat_map(|shard| shard.lock().list_groups(&states, &types))
+            .collect();
+        groups.sort_by(|a, b| a.group_id.as_str().cmp(b.group_id.as_str()));
+        Ok(groups)
+    }
+
+    /// DeleteGroups: each group's error, or `None` when deleted.
+    pub fn delete_groups(
+        &self,
+        group_ids: &[String],
+        now_ms: i64,
+    ) -> Vec<(String, Option<ResponseError>)> {
+        if !self.is_active() {
+            return group_ids
+                .iter()
+                .map(|g| (g.clone(), Some(ResponseError::CoordinatorNotAvailable)))
+                .collect();
+        }
+        let mut by_shard: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        for group_id in group_ids {
+            by_shard
+                .entry(self.partition_for(group_id))
+                .or_default()
+                .push(group_id.clone());
+        }
+        let mut results: Vec<(String, Option<ResponseError>)> = Vec::with_capacity(group_ids.len());
+        for (partition, ids) in by_shard {
+            let mut shard = self.shards[partition as usize].lock();
+            results.extend(shard.delete_groups(&ids, now_ms));
+        }
+        // Answer in request order.
+        group_ids
+            .iter()
+            .map(|g| {
+                let error = results.iter().find(|(id, _)| id == g).and_then(|(_, e)| *e);
+                (g.clone(), error)
+            })
+            .collect()
+    }
+}
+
+/// Replays one `__consumer_offsets` partition into its shard. Undecodable records are logged
+/// and skipped: the rest of the partition is still served.
+fn load_partition(
+    partition: &Partition,
+    shard: &mut GroupCoordinatorShard,
+    now_ms: i64,
+) -> Result<(), BrokerError> {
+    let offsets = match partition.offsets() {
+        Ok(offsets) => offsets,
+        Err(_) => return Ok(()),
+    };
+    let mut position = offsets.log_start_offset;
+    let mut records_loaded = 0usize;
+    let mut skipped = 0usize;
+    while position < offsets.high_watermark {
+        let data = match partition.read(position, LOAD_READ_BYTES, true) {
+            Ok((data, _)) => data,
+            Err(PartitionError::Deleted) => return Ok(()),
+            Err(PartitionError::Storage(err)) => return Err(err.into()),
+        };
+        if data.records.is_empty() {
+            break;
+        }
+        // Reads hand out file ranges (for sendfile); replay needs the bytes.
+        let records = data.records.read_to_bytes()?;
+        let mut next = position;
+        for batch in BatchIter::new(&records) {
+            let Ok((header, range)) = batch else {
+                warn!(partition = partition.index, offset = next, "unreadable batch in __consumer_offsets; stopping the load of this partition here");
+                return Ok(());
+            };
+            next = header.next_offset();
+            if header.is_control() {
+                continue;
+            }
+            let bytes: Bytes = records.slice(range);
+            let result = fjord_protocol::records::for_each_key_value(
+                &bytes,
+                |offset, key, value| match persistence::decode_record(key, value) {
+                    Ok(record) => {
+                        shard.replay(&record, now_ms);
+                        records_loaded += 1;
+                    }
+                    Err(err) => {
+                        skipped += 1;
+                        warn!(partition = partition.index, offset, error = %err, "skipped a __consumer_offsets record");
+                    }
+                },
+            );
+            if let Err(err) = result {
+                warn!(partition = partition.index, offset = header.base_offset, error = %err, "skipped an unreadable __consumer_offsets batch");
+            }
+        }
+        if next <= position {
+            break;
+        }
+        position = next;
+    }
+    if records_loaded > 0 || skipped > 0 {
+        info!(
+            partition = partition.index,
+            records = records_loaded,
+            skipped,
+            "replayed __consumer_offsets partition"
+        );
+    }
+    Ok(())
+}
+
+/// The group ids of a DescribeGroups/DeleteGroups request as strings.
+pub fn group_ids(ids: &[GroupId]) -> Vec<String> {
+    ids.iter().map(|g| g.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests;

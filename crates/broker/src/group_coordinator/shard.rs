@@ -1,0 +1,683 @@
+//! One coordinator shard: the groups and offsets of one `__consumer_offsets` partition
+//! (Kafka's `GroupCoordinatorShard`). Everything a shard does is serialised by its lock in
+//! [`super::GroupCoordinator`]; its records go to its own partition, in the order its state
+//! changed, so replaying the partition rebuilds the shard.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use fjord_protocol::kafka_protocol::messages::describe_groups_response::{
+    DescribedGroup, DescribedGroupMember,
+};
+use fjord_protocol::kafka_protocol::messages::list_groups_response::ListedGroup;
+use fjord_protocol::kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use fjord_protocol::kafka_protocol::messages::{
+    GroupId, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, OffsetCommitRequest,
+    SyncGroupRequest, SyncGroupResponse,
+};
+use fjord_protocol::kafka_protocol::protocol::StrBytes;
+use fjord_protocol::ResponseError;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use super::classic_group::{ClassicGroup, ClassicGroupState};
+use super::group_metadata_manager::{Group, GroupMetadataManager, JoinRequest};
+use super::offsets::{OffsetAndMetadata, OffsetExpiration, OffsetMetadataManager};
+use super::persistence::CoordinatorRecord;
+use super::timer::{TimerKey, TimerTask};
+use super::{
+    AppendError, CoordinatorLog, GroupCoordinatorConfig, GroupsCount, RequestContext,
+    TIMER_TASKS_PER_POLL_MAX,
+};
+
+/// One partition's committed offset as OffsetFetch reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedOffset {
+    pub partition: i32,
+    /// -1 when nothing is committed.
+    pub committed_offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+}
+
+/// Kafka's error mapping for a failed offset commit append.
+fn offset_commit_append_error(error: &AppendError) -> ResponseError {
+    match error {
+        AppendError::TooLarge { .. } => ResponseError::InvalidCommitOffsetSize,
+        AppendError::Unavailable(_) => ResponseError::CoordinatorNotAvailable,
+        AppendError::Storage(_) => ResponseError::NotCoordinator,
+    }
+}
+
+/// Kafka's error mapping for other coordinator writes (tombstones).
+fn write_append_error(error: &AppendError) -> ResponseError {
+    match error {
+        AppendError::TooLarge { .. } => ResponseError::UnknownServerError,
+        AppendError::Unavailable(_) => ResponseError::CoordinatorNotAvailable,
+        AppendError::Storage(_) => ResponseError::NotCoordinator,
+    }
+}
+
+/// Kafka's `ClassicGroup.validateOffsetCommit` (non-transactional).
+fn validate_offset_commit(
+    group: &ClassicGroup,
+    member_id: &str,
+    group_instance_id: Option<&str>,
+    generation_id: i32,
+) -> Result<(), ResponseError> {
+    if group.is_in_state(ClassicGroupState::Dead) {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    }
+    if generation_id < 0 && group.is_in_state(ClassicGroupState::Empty) {
+        // An admin tool or a consumer with manual assignment: allowed while nobody uses
+        // the group's membership.
+        return Ok(());
+    }
+    if generation_id >= 0 || !member_id.is_empty() || group_instance_id.is_some() {
+        group.validate_member(member_id, group_instance_id, "offset-commit")?;
+        if generation_id != group.generation_id() {
+            return Err(ResponseError::IllegalGeneration);
+        }
+    } else if !group.is_in_state(ClassicGroupState::Empty) {
+        return Err(ResponseError::UnknownMemberId);
+    }
+    if group.is_in_state(ClassicGroupState::CompletingRebalance) {
+        // The member has its new generation but not its assignment yet.
+        return Err(ResponseError::RebalanceInProgress);
+    }
+    Ok(())
+}
+
+/// From when the group's offsets expire, if they can (Kafka's
+/// `ClassicGroup.offsetExpirationCondition`).
+fn offset_expiration(group: &ClassicGroup) -> Option<OffsetExpiration> {
+    match group.protocol_type() {
+        None => Some(OffsetExpiration::SinceCommit),
+        Some(_) if group.is_in_state(ClassicGroupState::Empty) => {
+            Some(OffsetExpiration::SinceGroupEmpty {
+                state_timestamp_ms: group.state_timestamp_ms(),
+            })
+        }
+        Some(_)
+            if group.uses_consumer_protocol()
+                && group.subscribed_topics().is_some()
+                && group.is_in_state(ClassicGroupState::Stable) =>
+        {
+            Some(OffsetExpiration::SinceCommit)
+        }
+        Some(_) => None,
+    }
+}
+
+pub struct GroupCoordinatorShard {
+    partition: i32,
+    config: Arc<GroupCoordinatorConfig>,
+    log: Arc<dyn CoordinatorLog>,
+    groups: GroupMetadataManager,
+    offsets: OffsetMetadataManager,
+}
+
+impl GroupCoordinatorShard {
+    pub fn new(
+        config: Arc<GroupCoordinatorConfig>,
+        log: Arc<dyn CoordinatorLog>,
+        partition: i32,
+        groups_count: Arc<GroupsCount>,
+        now_ms: i64,
+    ) -> Self {
+        let mut groups =
+            GroupMetadataManager::new(config.clone(), log.clone(), partition, groups_count);
+        groups.timer_mut().schedule(
+            TimerKey::GroupMetadataExpiration,
+            now_ms.saturating_add(config.offsets_retention_check_interval_ms),
+            TimerTask::CleanupGroupMetadata,
+        );
+        Self {
+            partition,
+            config,
+            log,
+            groups,
+            offsets: OffsetMetadataManager::default(),
+        }
+    }
+
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    pub fn groups(&self) -> &GroupMetadataManager {
+        &self.groups
+    }
+
+    pub fn offsets(&self) -> &OffsetMetadataManager {
+        &self.offsets
+    }
+
+    // ------------------------------------------------------------------------ load
+
+    /// Applies one record read back from the shard's partition.
+    pub fn replay(&mut self, record: &CoordinatorRecord, now_ms: i64) {
+        match record {
+            CoordinatorRecord::OffsetCommit {
+                group,
+                topic,
+                partition,
+                value,
+            } => {
+                if value.is_some() {
+                    // Offsets without group metadata belong to a simple (standalone) group.
+                    self.groups.ensure_group_for_replay(group, now_ms);
+                }
+                self.offsets
+                    .replay(group, topic, *partition, value.as_ref());
+            }
+            CoordinatorRecord::GroupMetadata { group, value } => {
+                self.groups.replay_group_metadata(group, value.as_ref());
+            }
+        }
+    }
+
+    pub fn on_loaded(&mut self, now_ms: i64) {
+        self.groups.on_loaded(now_ms);
+    }
+
+    // ------------------------------------------------------------------------ timers
+
+    pub fn next_deadline_ms(&self) -> Option<i64> {
+        self.groups.next_deadline_ms()
+    }
+
+    /// Runs every timer task due at `now_ms`. Bounded, so a task that keeps rescheduling
+    /// itself for "now" cannot hold the shard forever.
+    pub fn poll_timers(&mut self, now_ms: i64) {
+        for _ in 0..TIMER_TASKS_PER_POLL_MAX {
+            let Some((key, task)) = self.groups.timer_mut().pop_due(now_ms) else {
+                return;
+            };
+            match task {
+                TimerTask::CleanupGroupMetadata => self.cleanup_group_metadata(now_ms),
+                task => self.groups.run_timer(key, task, now_ms),
+            }
+        }
+        warn!(
+            partition = self.partition,
+            "timer tasks left over after the per-poll limit"
+        );
+    }
+
+    // ------------------------------------------------------------------------ membership
+
+    pub fn join_group(
+        &mut self,
+        ctx: &RequestContext,
+        request: JoinRequest,
+        now_ms: i64,
+    ) -> oneshot::Receiver<JoinGroupResponse> {
+        self.groups.join_group(ctx, request, now_ms)
+    }
+
+    pub fn sync_group(
+        &mut self,
+        request: &SyncGroupRequest,
+        now_ms: i64,
+    ) -> oneshot::Receiver<SyncGroupResponse> {
+        self.groups.sync_group(request, now_ms)
+    }
+
+    pub fn heartbeat(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+        now_ms: i64,
+    ) -> Result<(), ResponseError> {
+        self.groups.heartbeat(
+            group_id,
+            member_id,
+            group_instance_id,
+            generation_id,
+            now_ms,
+        )
+    }
+
+    pub fn leave_group(&mut self, request: &LeaveGroupRequest, now_ms: i64) -> LeaveGroupResponse {
+        self.groups.leave_group(request, now_ms)
+    }
+
+    pub fn complete_all_futures(&mut self, error: ResponseError) {
+        self.groups.complete_all_futures(error);
+    }
+
+    // ------------------------------------------------------------------------ offsets
+
+    /// Kafka's `OffsetMetadataManager.commitOffset`. The request holds only partitions that
+    /// exist (the handler answered the others). Acknowledged once the records are in the log.
+    pub fn commit_offsets(
+        &mut self,
+        request: &OffsetCommitRequest,
+        api_version: i16,
+        now_ms: i64,
+    ) -> Vec<OffsetCommitResponseTopic> {
+        let group_id = request.group_id.as_str();
+        let member_id = request.member_id.as_str();
+        let instance_id = request.group_instance_id.as_ref().map(|s| s.as_str());
+        let generation_id = request.generation_id_or_member_epoch;
+        let all_failed = |error: ResponseError| -> Vec<OffsetCommitResponseTopic> {
+            request
+                .topics
+                .iter()
+                .map(|t| {
+                    OffsetCommitResponseTopic::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    OffsetCommitResponsePartition::default()
+                                        .with_partition_index(p.partition_index)
+                                        .with_error_code(error.code())
+                                })
+                                .collect(),
+                        )
+                })
+                .collect()
+        };
+        let validation = match self.groups.classic_group(group_id) {
+            Some(group) => validate_offset_commit(group, member_id, instance_id, generation_id),
+            None if generation_id < 0 => {
+                info!(
+                    group = group_id,
+                    "creating a simple consumer group for a manual offset commit"
+                );
+                self.groups
+                    .get_or_create_classic_group(group_id, now_ms)
+                    .map(|_| ())
+            }
+            // v9 answers GROUP_ID_NOT_FOUND, older versions ILLEGAL_GENERATION (as Kafka).
+            None if api_version >= 9 => Err(ResponseError::GroupIdNotFound),
+            None => Err(ResponseError::IllegalGeneration),
+        };
+        if let Err(error) = validation {
+            return all_failed(error);
+        }
+        if !member_id.is_empty() {
+            self.groups
+                .touch_member_session(group_id, member_id, now_ms);
+        }
+        let expire_timestamp_ms = (request.retention_time_ms != -1)
+            .then(|| now_ms.saturating_add(request.retention_time_ms));
+        let mut records = Vec::new();
+        let mut response = Vec::with_capacity(request.topics.len());
+        for topic in &request.topics {
+            let mut partitions = Vec::with_capacity(topic.partitions.len());
+            for p in &topic.partitions {
+                let metadata = p
+                    .committed_metadata
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default();
+                let error = if metadata.len() > self.config.offset_metadata_max_bytes {
+                    ResponseError::OffsetMetadataTooLarge.code()
+                } else {
+                    let offset = OffsetAndMetadata {
+                        committed_offset: p.committed_offset,
+                        leader_epoch: (p.committed_leader_epoch >= 0)
+                            .then_some(p.committed_leader_epoch),
+                        metadata,
+                        commit_timestamp_ms: now_ms,
+                        expire_timestamp_ms,
+                    };
+                    records.push(CoordinatorRecord::OffsetCommit {
+                        group: group_id.to_string(),
+                        topic: topic.name.to_string(),
+                        partition: p.partition_index,
+                        value: Some(offset.to_record()),
+                    });
+                    0
+                };
+                partitions.push(
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error),
+                );
+            }
+            response.push(
+                OffsetCommitResponseTopic::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions),
+            );
+        }
+        if records.is_empty() {
+            return response;
+        }
+        match self.log.append(self.partition, &records, now_ms) {
+            Ok(()) => {
+                for record in &records {
+                    self.replay(record, now_ms);
+                }
+                response
+            }
+            Err(err) => {
+                warn!(group = group_id, error = %err, "offset commit could not be written");
+                all_failed(offset_commit_append_error(&err))
+            }
+        }
+    }
+
+    /// Committed offsets of `topics` (`None`: every committed offset of the group). An unknown
+    /// group has no offsets: -1 for requested partitions, nothing otherwise.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<&[(String, Vec<i32>)]>,
+    ) -> Vec<(String, Vec<FetchedOffset>)> {
+        let known = matches!(
+            self.groups.group(group_id),
+            Some(Group::Classic(g)) if !g.is_in_state(ClassicGroupState::Dead)
+        );
+        let fetched = |offset: Option<&OffsetAndMetadata>, partition: i32| match offset {
+            Some(o) => FetchedOffset {
+                partition,
+                committed_offset: o.committed_offset,
+                leader_epoch: o.leader_epoch.unwrap_or(-1),
+                metadata: o.metadata.clone(),
+            },
+            None => FetchedOffset {
+                partition,
+                committed_offset: -1,
+                leader_epoch: -1,
+                metadata: String::new(),
+            },
+        };
+        match topics {
+            Some(topics) => topics
+                .iter()
+                .map(|(topic, partitions)| {
+                    let offsets = partitions
+                        .iter()
+                        .map(|p| {
+                            let offset = known
+                                .then(|| self.offsets.get(group_id, topic, *p))
+                                .flatten();
+                            fetched(offset, *p)
+                        })
+                        .collect();
+                    (topic.clone(), offsets)
+                })
+                .collect(),
+            None if !known => Vec::new(),
+            None => self
+                .offsets
+                .group_offsets(group_id)
+                .map(|topics| {
+                    topics
+                        .iter()
+                        .map(|(topic, partitions)| {
+                            let offsets = partitions
+                                .iter()
+                                .map(|(p, offset)| fetched(Some(offset), *p))
+                                .collect();
+                            (topic.clone(), offsets)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Kafka's `OffsetMetadataManager.deleteOffsets`: per topic, GROUP_SUBSCRIBED_TO_TOPIC
+    /// while the group consumes it, otherwise tombstones for the committed partitions.
+    #[allow(clippy::type_complexity)]
+    pub fn delete_offsets(
+        &mut self,
+        group_id: &str,
+        topics: &[(String, Vec<i32>)],
+        now_ms: i64,
+    ) -> Result<Vec<(String, Vec<(i32, Option<ResponseError>)>)>, ResponseError> {
+        let Some(Group::Classic(group)) = self.groups.group(group_id) else {
+            return Err(ResponseError::GroupIdNotFound);
+        };
+        match group.state() {
+            ClassicGroupState::Dead => return Err(ResponseError::GroupIdNotFound),
+            ClassicGroupState::Stable
+            | ClassicGroupState::PreparingRebalance
+            | ClassicGroupState::CompletingRebalance
+                if !group.uses_consumer_protocol() =>
+            {
+                return Err(ResponseError::NonEmptyGroup)
+            }
+            _ => {}
+        }
+        let mut records = Vec::new();
+        let mut results = Vec::with_capacity(topics.len());
+        for (topic, partitions) in topics {
+            let subscribed = group.is_subscribed_to_topic(topic);
+            let mut outcome = Vec::with_capacity(partitions.len());
+            for partition in partitions {
+                if subscribed {
+                    outcome.push((*partition, Some(ResponseError::GroupSubscribedToTopic)));
+                    continue;
+                }
+                if self.offsets.get(group_id, topic, *partition).is_some() {
+                    records.push(CoordinatorRecord::OffsetCommit {
+                        group: group_id.to_string(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                        value: None,
+                    });
+                }
+                outcome.push((*partition, None));
+            }
+            results.push((topic.clone(), outcome));
+        }
+        if !records.is_empty() {
+            self.log
+                .append(self.partition, &records, now_ms)
+                .map_err(|err| write_append_error(&err))?;
+            for record in &records {
+                self.replay(record, now_ms);
+            }
+        }
+        Ok(results)
+    }
+
+    // ------------------------------------------------------------------------ admin
+
+    /// Kafka's `GroupMetadataManager.describeGroups` for one group; `None` if unknown.
+    pub fn describe_group(&self, group_id: &str) -> Option<DescribedGroup> {
+        let Group::Classic(group) = self.groups.group(group_id)?;
+        let stable_protocol = group
+            .is_in_state(ClassicGroupState::Stable)
+            .then(|| group.protocol_name().unwrap_or_default());
+        let members = group
+            .members()
+            .map(|m| {
+                let described = DescribedGroupMember::default()
+                    .with_member_id(StrBytes::from_string(m.member_id.clone()))
+                    .with_group_instance_id(m.group_instance_id.clone().map(StrBytes::from_string))
+                    .with_client_id(StrBytes::from_string(m.client_id.clone()))
+                    .with_client_host(StrBytes::from_string(m.client_host.clone()));
+                match stable_protocol {
+                    // Metadata and assignment only once they are settled.
+                    Some(protocol) => described
+                        .with_member_metadata(m.metadata(protocol).cloned().unwrap_or_default())
+                        .with_member_assignment(m.assignment.clone()),
+                    None => described,
+                }
+            })
+            .collect();
+        Some(
+            DescribedGroup::default()
+                .with_group_id(GroupId(StrBytes::from_string(group_id.to_string())))
+                .with_group_state(StrBytes::from_static_str(group.state().name()))
+                .with_protocol_type(StrBytes::from_string(
+                    group.protocol_type().unwrap_or_default().to_string(),
+                ))
+                .with_protocol_data(StrBytes::from_string(
+                    stable_protocol.unwrap_or_default().to_string(),
+                ))
+                .with_members(members),
+        )
+    }
+
+    /// Groups matching the (lower-case) state and type filters; empty filters match all.
+    pub fn list_groups(
+        &self,
+        states: &HashSet<String>,
+        types: &HashSet<String>,
+    ) -> Vec<ListedGroup> {
+        self.groups
+            .groups()
+            .filter(|(_, group)| {
+                (states.is_empty() || states.contains(&group.state_name().to_ascii_lowercase()))
+                    && (types.is_empty() || types.contains(group.type_name()))
+            })
+            .map(|(group_id, group)| {
+                ListedGroup::default()
+                    .with_group_id(GroupId(StrBytes::from_string(group_id.clone())))
+                    .with_protocol_type(StrBytes::from_string(group.protocol_type().to_string()))
+                    .with_group_state(StrBytes::from_static_str(group.state_name()))
+                    .with_group_type(StrBytes::from_static_str(group.type_name()))
+            })
+            .collect()
+    }
+
+    /// Kafka's `GroupCoordinatorShard.deleteGroups`: Empty groups only; tombstones for their
+    /// offsets and metadata, written in one batch.
+    pub fn delete_groups(
+        &mut self,
+        group_ids: &[String],
+        now_ms: i64,
+    ) -> Vec<(String, Option<ResponseError>)> {
+        let mut records = Vec::new();
+        let mut results: Vec<(String, Option<ResponseError>)> = Vec::with_capacity(group_ids.len());
+        let mut deleted = Vec::new();
+        for group_id in group_ids {
+            let validation = match self.groups.group(group_id) {
+                None => Err(ResponseError::GroupIdNotFound),
+                Some(Group::Classic(g)) => match g.state() {
+                    ClassicGroupState::Dead => Err(ResponseError::GroupIdNotFound),
+                    ClassicGroupState::Empty => Ok(()),
+                    _ => Err(ResponseError::NonEmptyGroup),
+                },
+            };
+            if validation.is_ok() && !deleted.contains(group_id) {
+                self.offsets.delete_all_offsets(group_id, &mut records);
+                records.push(CoordinatorRecord::GroupMetadata {
+                    group: group_id.clone(),
+                    value: None,
+                });
+                deleted.push(group_id.clone());
+            }
+            results.push((group_id.clone(), validation.err()));
+        }
+        if records.is_empty() {
+            return results;
+        }
+        if let Err(err) = self.log.append(self.partition, &records, now_ms) {
+            warn!(groups = ?deleted, error = %err, "group deletion could not be written");
+            let error = write_append_error(&err);
+            for (group_id, result) in &mut results {
+                if deleted.contains(group_id) {
+                    *result = Some(error);
+                }
+            }
+            return results;
+        }
+        for record in &records {
+            self.apply_tombstone(record);
+        }
+        info!(groups = ?deleted, "deleted groups");
+        results
+    }
+
+    /// Tombstones for the offsets of a deleted topic (Kafka's `onPartitionsDeleted`).
+    pub fn on_topic_deleted(&mut self, topic: &str, now_ms: i64) {
+        let mut records = Vec::new();
+        self.offsets.on_topic_deleted(topic, &mut records);
+        if records.is_empty() {
+            return;
+        }
+        match self.log.append(self.partition, &records, now_ms) {
+            Ok(()) => {
+                for record in &records {
+                    self.apply_tombstone(record);
+                }
+            }
+            Err(err) => {
+                warn!(topic, error = %err, "could not delete the offsets of a deleted topic")
+            }
+        }
+    }
+
+    fn apply_tombstone(&mut self, record: &CoordinatorRecord) {
+        match record {
+            CoordinatorRecord::OffsetCommit {
+                group,
+                topic,
+                partition,
+                value: None,
+            } => self.offsets.replay(group, topic, *partition, None),
+            CoordinatorRecord::GroupMetadata { group, value: None } => {
+                self.groups.remove_group(group)
+            }
+            other => warn!(?other, "not a tombstone"),
+        }
+    }
+
+    /// Kafka's `cleanupGroupMetadata`: expired offsets go, and so do Empty groups left without
+    /// offsets. Runs every `offsets.retention.check.interval.ms`.
+    fn cleanup_group_metadata(&mut self, now_ms: i64) {
+        let retention_ms = self.config.offsets_retention_ms;
+        let mut records = Vec::new();
+        for group_id in self.groups.group_ids() {
+            let Some(Group::Classic(group)) = self.groups.group(&group_id) else {
+                continue;
+            };
+            let all_expired = self.offsets.cleanup_expired_offsets(
+                &group_id,
+                offset_expiration(group),
+                |topic| group.is_subscribed_to_topic(topic),
+                now_ms,
+                retention_ms,
+                &mut records,
+            );
+            // A group with a member id handed out (MEMBER_ID_REQUIRED) is about to be joined.
+            if all_expired
+                && group.is_in_state(ClassicGroupState::Empty)
+                && group.num_pending_join_members() == 0
+            {
+                records.push(CoordinatorRecord::GroupMetadata {
+                    group: group_id,
+                    value: None,
+                });
+            }
+        }
+        self.groups.timer_mut().schedule(
+            TimerKey::GroupMetadataExpiration,
+            now_ms.saturating_add(self.config.offsets_retention_check_interval_ms),
+            TimerTask::CleanupGroupMetadata,
+        );
+        if records.is_empty() {
+            return;
+        }
+        match self.log.append(self.partition, &records, now_ms) {
+            Ok(()) => {
+                for record in &records {
+                    self.apply_tombstone(record);
+                }
+                info!(
+                    partition = self.partition,
+                    tombstones = records.len(),
+                    "expired offsets and empty groups"
+                );
+            }
+            Err(err) => {
+                warn!(partition = self.partition, error = %err, "offset expiration could not be written")
+            }
+        }
+    }
+}
