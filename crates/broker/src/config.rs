@@ -43,6 +43,9 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "group.min.session.timeout.ms", default: "6000", doc: "Smallest session.timeout.ms a group member may ask for (INVALID_SESSION_TIMEOUT below)." },
     SettingSpec { key: "group.max.session.timeout.ms", default: "1800000", doc: "Largest session.timeout.ms a group member may ask for (INVALID_SESSION_TIMEOUT above)." },
     SettingSpec { key: "group.max.size", default: "1000", doc: "Members per consumer group (GROUP_MAX_SIZE_REACHED above). Kafka's default is unbounded; Fjord bounds it so one group's metadata record stays far below message.max.bytes." },
+    SettingSpec { key: "group.consumer.heartbeat.interval.ms", default: "5000", doc: "KIP-848 consumer groups: how often members heartbeat (told in every ConsumerGroupHeartbeat response)." },
+    SettingSpec { key: "group.consumer.session.timeout.ms", default: "45000", doc: "KIP-848 consumer groups: a member that has not heartbeated for this long is removed and its partitions reassigned." },
+    SettingSpec { key: "group.consumer.assignor", default: "uniform", doc: "KIP-848 consumer groups: server-side assignor when members name none (uniform or range; Kafka: first of group.consumer.assignors)." },
     SettingSpec { key: "offsets.topic.num.partitions", default: "50", doc: "Partitions of __consumer_offsets, created on first use; a group's coordinator partition is abs(groupId.hashCode) % this." },
     SettingSpec { key: "offsets.retention.minutes", default: "10080", doc: "Committed offsets of a group that has been empty this long (or of a standalone consumer, since its last commit) are deleted." },
     SettingSpec { key: "offsets.retention.check.interval.ms", default: "600000", doc: "How often expired offsets and empty groups without offsets are looked for." },
@@ -78,6 +81,9 @@ pub struct BrokerConfig {
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
     pub group_max_size: usize,
+    pub group_consumer_heartbeat_interval_ms: i32,
+    pub group_consumer_session_timeout_ms: i32,
+    pub group_consumer_assignor: String,
     pub offsets_topic_num_partitions: i32,
     pub offsets_retention_ms: i64,
     pub offsets_retention_check_interval_ms: i64,
@@ -254,6 +260,20 @@ impl BrokerConfig {
             group_min_session_timeout_ms,
             group_max_session_timeout_ms,
             group_max_size: s.positive("group.max.size")?,
+            group_consumer_heartbeat_interval_ms: s
+                .positive("group.consumer.heartbeat.interval.ms")?,
+            group_consumer_session_timeout_ms: s.positive("group.consumer.session.timeout.ms")?,
+            group_consumer_assignor: {
+                let name: String = s.parse("group.consumer.assignor")?;
+                if !crate::group_coordinator::assignor::ASSIGNORS.contains(&name.as_str()) {
+                    return Err(BrokerError::InvalidConfig {
+                        key: "group.consumer.assignor".into(),
+                        value: name,
+                        reason: "must be uniform or range".into(),
+                    });
+                }
+                name
+            },
             offsets_topic_num_partitions: s.positive("offsets.topic.num.partitions")?,
             // Minutes to milliseconds without overflow for absurd values.
             offsets_retention_ms: offsets_retention_minutes.saturating_mul(60_000),

@@ -213,6 +213,12 @@ impl Broker {
                 ResponseKind::SyncGroup(apis::sync_group::handle(self, version, &r).await)
             }
             RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(apis::heartbeat::handle(self, &r)),
+            RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
+                apis::consumer_group_heartbeat::handle(self, &ctx(), &r),
+            ),
+            RequestKind::ConsumerGroupDescribe(r) => {
+                ResponseKind::ConsumerGroupDescribe(apis::consumer_group_describe::handle(self, &r))
+            }
             RequestKind::LeaveGroup(r) => {
                 ResponseKind::LeaveGroup(apis::leave_group::handle(self, version, r))
             }

@@ -326,6 +326,21 @@ fn every_response_encodes_at_every_advertised_version() {
                     DeleteGroupsRequest::default()
                         .with_groups_names(vec![group_id("enc-commit"), group_id("missing")]),
                 ),
+                ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
+                    ConsumerGroupHeartbeatRequest::default()
+                        .with_group_id(group_id(&format!("enc-848-{version}")))
+                        .with_member_id(StrBytes::from_string(format!("m-{version}")))
+                        .with_member_epoch(0)
+                        .with_rebalance_timeout_ms(30_000)
+                        .with_subscribed_topic_names(Some(vec![name("orders")]))
+                        .with_topic_partitions(Some(Vec::new())),
+                ),
+                ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
+                    ConsumerGroupDescribeRequest::default().with_group_ids(vec![
+                        group_id(&format!("enc-848-{version}")),
+                        group_id("missing"),
+                    ]),
+                ),
                 other => panic!("add {other:?} to this test"),
             };
             let Outcome::Respond(response) =

@@ -97,6 +97,11 @@ impl AdminClient {
         self.round_trip(api_key, version, request)
     }
 
+    /// Whether the broker implements `api_key` at all.
+    pub fn supports(&self, api_key: ApiKey) -> bool {
+        self.versions.contains_key(&(api_key as i16))
+    }
+
     /// The version `send` would use for `api_key`.
     pub fn version_for(&self, api_key: ApiKey, max_version: i16) -> i16 {
         self.versions

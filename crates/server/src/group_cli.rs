@@ -17,8 +17,9 @@ use fjord_protocol::kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use fjord_protocol::kafka_protocol::messages::{
-    BrokerId, DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    BrokerId, ConsumerGroupDescribeRequest, DeleteGroupsRequest, DescribeGroupsRequest, GroupId,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, TopicName,
 };
 use fjord_protocol::kafka_protocol::protocol::{Decodable, StrBytes};
 use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
@@ -179,6 +180,9 @@ struct GroupDescription {
 }
 
 fn describe_group(client: &mut AdminClient, group: &str) -> Result<GroupDescription> {
+    if let Some(description) = describe_consumer_group(client, group)? {
+        return Ok(description);
+    }
     let request = DescribeGroupsRequest::default()
         .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
     let ResponseKind::DescribeGroups(response) = client.send(
@@ -217,6 +221,59 @@ fn describe_group(client: &mut AdminClient, group: &str) -> Result<GroupDescript
         members: described.members.len(),
         owners,
     })
+}
+
+/// A KIP-848 group through ConsumerGroupDescribe; `None` if the broker lacks the API or the
+/// group is not a consumer-protocol group (then DescribeGroups knows it).
+fn describe_consumer_group(
+    client: &mut AdminClient,
+    group: &str,
+) -> Result<Option<GroupDescription>> {
+    if !client.supports(ApiKey::ConsumerGroupDescribe) {
+        return Ok(None);
+    }
+    let request = ConsumerGroupDescribeRequest::default()
+        .with_group_ids(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+    let ResponseKind::ConsumerGroupDescribe(response) = client.send(
+        ApiKey::ConsumerGroupDescribe,
+        1,
+        RequestKind::ConsumerGroupDescribe(request),
+    )?
+    else {
+        bail!("unexpected answer to ConsumerGroupDescribe");
+    };
+    let Some(described) = response.groups.into_iter().next() else {
+        return Ok(None);
+    };
+    if described.error_code != 0 {
+        return Ok(None);
+    }
+    let mut owners = BTreeMap::new();
+    for member in &described.members {
+        for tp in &member.assignment.topic_partitions {
+            for p in &tp.partitions {
+                owners.insert(
+                    (tp.topic_name.to_string(), *p),
+                    (
+                        member.member_id.to_string(),
+                        member.client_host.to_string(),
+                        member.client_id.to_string(),
+                    ),
+                );
+            }
+        }
+    }
+    Ok(Some(GroupDescription {
+        state: described.group_state.to_string(),
+        protocol_type: "consumer".to_string(),
+        protocol: format!(
+            "{} (server-side, epoch {})",
+            described.assignor_name.as_str(),
+            described.group_epoch
+        ),
+        members: described.members.len(),
+        owners,
+    }))
 }
 
 /// The partitions in a consumer member's assignment (Kafka's ConsumerProtocolAssignment:

@@ -324,11 +324,13 @@ impl ConsumerGroup {
             .collect()
     }
 
-    /// Checks an OffsetCommit (v9+: member id and member epoch) from a member of this group.
+    /// Checks an OffsetCommit from a member of this group: v9+ carry the member epoch; older
+    /// versions cannot, so members must not use them (Kafka: UNSUPPORTED_VERSION).
     pub fn validate_offset_commit(
         &self,
         member_id: &str,
         member_epoch: i32,
+        api_version: i16,
     ) -> Result<(), ResponseError> {
         if member_id.is_empty() && member_epoch < 0 {
             // Admin tools commit for an empty group with no member and epoch -1.
@@ -342,6 +344,9 @@ impl ConsumerGroup {
             .members
             .get(member_id)
             .ok_or(ResponseError::UnknownMemberId)?;
+        if api_version < 9 {
+            return Err(ResponseError::UnsupportedVersion);
+        }
         if member_epoch != member.member_epoch {
             return Err(ResponseError::StaleMemberEpoch);
         }
@@ -639,17 +644,20 @@ mod tests {
             beat(&mut group, "zz", 3, &owned),
             Err(ResponseError::UnknownMemberId)
         );
-        assert_eq!(group.validate_offset_commit("a", out.member_epoch), Ok(()));
         assert_eq!(
-            group.validate_offset_commit("a", out.member_epoch - 1),
+            group.validate_offset_commit("a", out.member_epoch, 9),
+            Ok(())
+        );
+        assert_eq!(
+            group.validate_offset_commit("a", out.member_epoch - 1, 9),
             Err(ResponseError::StaleMemberEpoch)
         );
         assert_eq!(
-            group.validate_offset_commit("", -1),
+            group.validate_offset_commit("", -1, 9),
             Err(ResponseError::UnknownMemberId)
         );
         assert_eq!(
-            group.validate_offset_commit("x", 1),
+            group.validate_offset_commit("x", 1, 9),
             Err(ResponseError::UnknownMemberId)
         );
     }

@@ -21,6 +21,7 @@
 pub mod assignor;
 pub mod classic_group;
 pub mod consumer_group;
+pub mod consumer_groups;
 pub mod group_metadata_manager;
 pub mod offsets;
 pub mod persistence;
@@ -33,12 +34,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use fjord_protocol::kafka_protocol::messages::consumer_group_describe_response;
 use fjord_protocol::kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use fjord_protocol::kafka_protocol::messages::list_groups_response::ListedGroup;
 use fjord_protocol::kafka_protocol::messages::offset_commit_response::OffsetCommitResponseTopic;
 use fjord_protocol::kafka_protocol::messages::{
-    GroupId, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
-    OffsetCommitRequest, SyncGroupRequest, SyncGroupResponse,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, OffsetCommitRequest,
+    SyncGroupRequest, SyncGroupResponse,
 };
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::records::BatchIter;
@@ -92,6 +95,9 @@ pub struct GroupCoordinatorConfig {
     /// Largest record batch the coordinator writes for one operation (`message.max.bytes`).
     pub batch_bytes_max: usize,
     pub groups_count_max: usize,
+    pub consumer_heartbeat_interval_ms: i32,
+    pub consumer_session_timeout_ms: i32,
+    pub consumer_assignor: String,
 }
 
 impl GroupCoordinatorConfig {
@@ -107,6 +113,9 @@ impl GroupCoordinatorConfig {
             new_member_join_timeout_ms: NEW_MEMBER_JOIN_TIMEOUT_MS,
             batch_bytes_max: config.message_max_bytes,
             groups_count_max: GROUPS_COUNT_MAX,
+            consumer_heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
+            consumer_session_timeout_ms: config.group_consumer_session_timeout_ms,
+            consumer_assignor: config.group_consumer_assignor.clone(),
         }
     }
 }
@@ -639,6 +648,53 @@ impl GroupCoordinator {
     // ------------------------------------------------------------------------ admin
 
     /// DescribeGroups: `None` for a group this coordinator does not know.
+    /// ConsumerGroupHeartbeat (KIP-848).
+    pub fn consumer_group_heartbeat(
+        &self,
+        ctx: &RequestContext,
+        request: &ConsumerGroupHeartbeatRequest,
+        topic_metadata: &dyn Fn(&str) -> Option<assignor::TopicMetadata>,
+        now_ms: i64,
+    ) -> ConsumerGroupHeartbeatResponse {
+        let interval_ms = self.config.consumer_heartbeat_interval_ms;
+        let error = if !self.is_active() {
+            Some(ResponseError::CoordinatorNotAvailable)
+        } else if request.group_id.is_empty() {
+            Some(ResponseError::InvalidGroupId)
+        } else {
+            None
+        };
+        if let Some(error) = error {
+            return ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(error.code())
+                .with_heartbeat_interval_ms(interval_ms);
+        }
+        self.with_shard(request.group_id.as_str(), now_ms, |shard| {
+            shard.consumer_group_heartbeat(ctx, request, topic_metadata, now_ms)
+        })
+    }
+
+    /// ConsumerGroupDescribe (KIP-848): one entry per requested group.
+    pub fn consumer_group_describe(
+        &self,
+        group_ids: &[String],
+        topic_name: &dyn Fn(&uuid::Uuid) -> Option<String>,
+    ) -> Vec<consumer_group_describe_response::DescribedGroup> {
+        group_ids
+            .iter()
+            .map(|group_id| {
+                if !self.is_active() {
+                    return consumer_group_describe_response::DescribedGroup::default()
+                        .with_group_id(GroupId(StrBytes::from_string(group_id.clone())))
+                        .with_error_code(ResponseError::CoordinatorNotAvailable.code());
+                }
+                self.shard(group_id)
+                    .lock()
+                    .consumer_group_describe(group_id, topic_name)
+            })
+            .collect()
+    }
+
     pub fn describe_group(&self, group_id: &str) -> Result<Option<DescribedGroup>, ResponseError> {
         if !self.is_active() {
             return Err(ResponseError::CoordinatorNotAvailable);

@@ -3,7 +3,7 @@
 //! [`super::GroupCoordinator`]; its records go to its own partition, in the order its state
 //! changed, so replaying the partition rebuilds the shard.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use fjord_protocol::kafka_protocol::messages::describe_groups_response::{
@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::classic_group::{ClassicGroup, ClassicGroupState};
+use super::consumer_group::ConsumerGroup;
 use super::group_metadata_manager::{Group, GroupMetadataManager, JoinRequest};
 use super::offsets::{OffsetAndMetadata, OffsetExpiration, OffsetMetadataManager};
 use super::persistence::CoordinatorRecord;
@@ -117,6 +118,8 @@ pub struct GroupCoordinatorShard {
     log: Arc<dyn CoordinatorLog>,
     groups: GroupMetadataManager,
     offsets: OffsetMetadataManager,
+    /// KIP-848 groups (see `consumer_groups.rs`); a group id is either here or classic.
+    pub(super) consumer_groups: BTreeMap<String, ConsumerGroup>,
 }
 
 impl GroupCoordinatorShard {
@@ -140,7 +143,12 @@ impl GroupCoordinatorShard {
             log,
             groups,
             offsets: OffsetMetadataManager::default(),
+            consumer_groups: BTreeMap::new(),
         }
+    }
+
+    pub(super) fn config(&self) -> &GroupCoordinatorConfig {
+        &self.config
     }
 
     pub fn partition(&self) -> i32 {
@@ -192,6 +200,7 @@ impl GroupCoordinatorShard {
     /// Runs every timer task due at `now_ms`. Bounded, so a task that keeps rescheduling
     /// itself for "now" cannot hold the shard forever.
     pub fn poll_timers(&mut self, now_ms: i64) {
+        self.expire_consumer_group_members(now_ms);
         for _ in 0..TIMER_TASKS_PER_POLL_MAX {
             let Some((key, task)) = self.groups.timer_mut().pop_due(now_ms) else {
                 return;
@@ -285,7 +294,11 @@ impl GroupCoordinatorShard {
                 })
                 .collect()
         };
+        let consumer_group = self.consumer_groups.get(group_id);
         let validation = match self.groups.classic_group(group_id) {
+            _ if consumer_group.is_some() => consumer_group.map_or(Ok(()), |g| {
+                g.validate_offset_commit(member_id, generation_id, api_version)
+            }),
             Some(group) => validate_offset_commit(group, member_id, instance_id, generation_id),
             None if generation_id < 0 => {
                 info!(
@@ -374,10 +387,11 @@ impl GroupCoordinatorShard {
         group_id: &str,
         topics: Option<&[(String, Vec<i32>)]>,
     ) -> Vec<(String, Vec<FetchedOffset>)> {
-        let known = matches!(
-            self.groups.group(group_id),
-            Some(Group::Classic(g)) if !g.is_in_state(ClassicGroupState::Dead)
-        );
+        let known = self.consumer_groups.contains_key(group_id)
+            || matches!(
+                self.groups.group(group_id),
+                Some(Group::Classic(g)) if !g.is_in_state(ClassicGroupState::Dead)
+            );
         let fetched = |offset: Option<&OffsetAndMetadata>, partition: i32| match offset {
             Some(o) => FetchedOffset {
                 partition,
@@ -535,6 +549,7 @@ impl GroupCoordinatorShard {
                 (states.is_empty() || states.contains(&group.state_name().to_ascii_lowercase()))
                     && (types.is_empty() || types.contains(group.type_name()))
             })
+            .filter(|(group_id, _)| !self.consumer_groups.contains_key(*group_id))
             .map(|(group_id, group)| {
                 ListedGroup::default()
                     .with_group_id(GroupId(StrBytes::from_string(group_id.clone())))
@@ -542,6 +557,7 @@ impl GroupCoordinatorShard {
                     .with_group_state(StrBytes::from_static_str(group.state_name()))
                     .with_group_type(StrBytes::from_static_str(group.type_name()))
             })
+            .chain(self.list_consumer_groups(states, types))
             .collect()
     }
 
@@ -556,6 +572,21 @@ impl GroupCoordinatorShard {
         let mut results: Vec<(String, Option<ResponseError>)> = Vec::with_capacity(group_ids.len());
         let mut deleted = Vec::new();
         for group_id in group_ids {
+            if let Some(group) = self.consumer_groups.get(group_id) {
+                // KIP-848 membership is not persisted: deleting is dropping it and its offsets.
+                let validation = if group.members.is_empty() {
+                    Ok(())
+                } else {
+                    Err(ResponseError::NonEmptyGroup)
+                };
+                if validation.is_ok() && !deleted.contains(group_id) {
+                    self.offsets.delete_all_offsets(group_id, &mut records);
+                    deleted.push(group_id.clone());
+                    self.consumer_groups.remove(group_id);
+                }
+                results.push((group_id.clone(), validation.err()));
+                continue;
+            }
             let validation = match self.groups.group(group_id) {
                 None => Err(ResponseError::GroupIdNotFound),
                 Some(Group::Classic(g)) => match g.state() {
