@@ -53,6 +53,9 @@ fn config() -> GroupCoordinatorConfig {
         new_member_join_timeout_ms: NEW_MEMBER_JOIN_TIMEOUT_MS,
         batch_bytes_max: 1 << 20,
         groups_count_max: 100,
+        consumer_heartbeat_interval_ms: 500,
+        consumer_session_timeout_ms: 6_000,
+        consumer_assignor: "uniform".to_string(),
     }
 }
 
@@ -825,4 +828,106 @@ fn shutdown_answers_parked_requests_with_not_coordinator() {
         answered(&mut join).unwrap().error_code,
         ResponseError::NotCoordinator.code()
     );
+}
+
+// ---------------------------------------------------------------- KIP-848 consumer groups
+
+mod consumer_protocol {
+    use super::*;
+    use crate::group_coordinator::assignor::TopicMetadata;
+    use fjord_protocol::kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    use fjord_protocol::kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use fjord_protocol::kafka_protocol::messages::{
+        ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId,
+        OffsetCommitRequest, TopicName,
+    };
+    use fjord_protocol::kafka_protocol::protocol::StrBytes;
+
+    const TOPIC_ID: uuid::Uuid = uuid::Uuid::from_u128(42);
+
+    fn topics(name: &str) -> Option<TopicMetadata> {
+        (name == "t").then(|| TopicMetadata {
+            id: TOPIC_ID,
+            name: "t".into(),
+            partitions: 4,
+        })
+    }
+
+    fn heartbeat(
+        h: &mut Harness,
+        member: &str,
+        epoch: i32,
+        owned: Option<Vec<i32>>,
+    ) -> ConsumerGroupHeartbeatResponse {
+        let request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("cg")))
+            .with_member_id(StrBytes::from_string(member.to_string()))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(
+                (epoch == 0).then(|| vec![TopicName(StrBytes::from_static_str("t"))]),
+            )
+            .with_topic_partitions(owned.map(|ps| {
+                vec![TopicPartitions::default()
+                    .with_topic_id(TOPIC_ID)
+                    .with_partitions(ps)]
+            }));
+        let now = h.now;
+        h.shard
+            .consumer_group_heartbeat(&ctx(1), &request, &topics, now)
+    }
+
+    fn commit(h: &mut Harness, member: &str, epoch: i32) -> i16 {
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("cg")))
+            .with_member_id(StrBytes::from_string(member.to_string()))
+            .with_generation_id_or_member_epoch(epoch)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(5)])]);
+        let now = h.now;
+        h.shard.commit_offsets(&request, 9, now)[0].partitions[0].error_code
+    }
+
+    #[test]
+    fn members_get_epochs_commits_are_fenced_and_silent_members_expire() {
+        let mut h = Harness::new();
+        let a = heartbeat(&mut h, "a", 0, Some(vec![]));
+        assert_eq!(a.error_code, 0);
+        assert_eq!(a.member_epoch, 1);
+        let owned: Vec<i32> = a.assignment.unwrap().topic_partitions[0].partitions.clone();
+        assert_eq!(owned, vec![0, 1, 2, 3]);
+        assert_eq!(commit(&mut h, "a", 1), 0);
+        assert_eq!(
+            commit(&mut h, "a", 0),
+            ResponseError::StaleMemberEpoch.code()
+        );
+        assert_eq!(
+            commit(&mut h, "nobody", 1),
+            ResponseError::UnknownMemberId.code()
+        );
+        assert_eq!(
+            heartbeat(&mut h, "a", 7, None).error_code,
+            ResponseError::FencedMemberEpoch.code()
+        );
+
+        let b = heartbeat(&mut h, "b", 0, Some(vec![]));
+        assert_eq!(b.error_code, 0);
+        // `a` keeps heartbeating, `b` goes silent: after the session timeout `a` gets all.
+        for _ in 0..14 {
+            h.advance(500);
+            let epoch = h.shard.consumer_groups["cg"].members["a"].member_epoch;
+            let beat = heartbeat(&mut h, "a", epoch, None);
+            assert_eq!(beat.error_code, 0);
+        }
+        assert!(!h.shard.consumer_groups["cg"].members.contains_key("b"));
+        assert_eq!(
+            heartbeat(&mut h, "b", b.member_epoch, None).error_code,
+            ResponseError::UnknownMemberId.code()
+        );
+    }
 }
