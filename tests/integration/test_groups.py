@@ -200,6 +200,7 @@ def test_static_member_restart_keeps_its_partitions_without_a_rebalance(gbroker)
         assert is_split(before, 6)
         calls_before = list(assigned_calls)
         old_member_ids = {m.group_instance_id: m.member_id for m in describe(gbroker, group).members}
+        generation_before = _current_generation(gbroker.port, group, consumers[1].memberid())
         # A static member does not send LeaveGroup on close: a restart within the session
         # timeout takes its place again.
         consumers[0].close()
@@ -212,6 +213,7 @@ def test_static_member_restart_keeps_its_partitions_without_a_rebalance(gbroker)
         after = [frozenset(tp.partition for tp in c.assignment()) for c in consumers]
         assert after == before
         assert assigned_calls[1:] == calls_before[1:], "the other members went through a rebalance"
+        assert _current_generation(gbroker.port, group, consumers[1].memberid()) == generation_before
         members = {m.group_instance_id: m.member_id for m in describe(gbroker, group).members}
         assert members["instance-0"] != old_member_ids["instance-0"], "the restart has a new member id"
         assert members["instance-1"] == old_member_ids["instance-1"]
@@ -480,7 +482,18 @@ def _heartbeat_v0(port: int, group: str, generation: int, member_id: str) -> int
     return r.i16()
 
 
-MEMBER_ID_REQUIRED, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID = 79, 22, 25
+MEMBER_ID_REQUIRED, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS = 79, 22, 25, 27
+
+
+def _current_generation(port: int, group: str, member_id: str) -> int:
+    """The group's generation, found by heartbeating as `member_id` with each candidate: only
+    the current one is not ILLEGAL_GENERATION. (A heartbeat just renews the session.)"""
+    for generation in range(100):
+        error = _heartbeat_v0(port, group, generation, member_id)
+        if error in (0, REBALANCE_IN_PROGRESS):
+            return generation
+        assert error == ILLEGAL_GENERATION, error
+    raise AssertionError("no generation below 100 accepted")
 
 
 def test_bad_member_ids_and_generations_get_kafka_error_codes(gbroker):
