@@ -494,6 +494,30 @@ fn protocol_type_and_protocols_must_be_compatible() {
 }
 
 #[test]
+fn a_refused_first_join_does_not_leave_a_group_behind() {
+    let mut h = Harness::new();
+    let mut refused = h.join(
+        JoinRequest {
+            protocols: Vec::new(),
+            ..join_request("", None)
+        },
+        5,
+    );
+    assert_eq!(
+        answered(&mut refused).unwrap().error_code,
+        ResponseError::InconsistentGroupProtocol.code()
+    );
+    assert!(h.shard.groups().group("g").is_none());
+    // MEMBER_ID_REQUIRED keeps it: the member is about to come back.
+    let mut first = h.join(join_request("", None), 5);
+    assert_eq!(
+        answered(&mut first).unwrap().error_code,
+        ResponseError::MemberIdRequired.code()
+    );
+    assert!(h.shard.groups().group("g").is_some());
+}
+
+#[test]
 fn group_max_size_is_enforced() {
     let mut h = Harness::with_config(GroupCoordinatorConfig {
         group_max_size: 2,
