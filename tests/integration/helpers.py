@@ -41,8 +41,8 @@ def producer(broker, **conf) -> Producer:
 def consumer(broker, **conf) -> Consumer:
     c = {
         "bootstrap.servers": broker.bootstrap,
-        # group.id is mandatory in confluent-kafka but never used: Fjord has no
-        # group coordinator yet, all consumers use manual assign().
+        # group.id is mandatory in confluent-kafka; these consumers use manual assign()
+        # and never commit, so the group stays unused (test_groups.py covers groups).
         "group.id": "fjord-tests-unused",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,

@@ -146,3 +146,81 @@ test('producer none + gzip with keys and headers, then offsets', { skip }, async
   byTs = await admin.fetchTopicOffsetsByTimestamp(DATA_TOPIC, BASE_TS + 1000000);
   assert.deepEqual(byTs, [{ partition: 0, offset: '25' }]);
 });
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(cond, timeoutMs, what) {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what()}`);
+    await sleep(100);
+  }
+}
+
+test('consumer group: three members split six partitions, a leaver\'s partitions move, offsets committed', { skip }, async () => {
+  const topic = `${prefix}-group`;
+  const groupId = `${prefix}-g`;
+  assert.equal(await admin.createTopics({
+    topics: [{ topic, numPartitions: 6, replicationFactor: 1 }],
+    waitForLeaders: true,
+  }), true);
+  const producer = kafka.producer({
+    allowAutoTopicCreation: false,
+    createPartitioner: Partitioners.DefaultPartitioner,
+  });
+  await producer.connect();
+  try {
+    for (let p = 0; p < 6; p++) {
+      const messages = Array.from({ length: 10 }, (_, i) => ({ partition: p, value: `${p}:${i}` }));
+      await producer.send({ topic, acks: -1, messages });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+
+  const assignments = new Map(); // member index -> its partitions after its last rebalance
+  const seen = new Set();
+  const consumers = [];
+  // A disjoint assignment of all six partitions, every member with some.
+  const split = (members) => {
+    const all = members.flatMap((i) => assignments.get(i) || []);
+    return members.every((i) => (assignments.get(i) || []).length > 0)
+      && all.length === 6 && new Set(all).size === 6;
+  };
+  const describe = () => JSON.stringify([...assignments.entries()]);
+  try {
+    for (let i = 0; i < 3; i++) {
+      const c = kafka.consumer({
+        groupId, sessionTimeout: 10000, rebalanceTimeout: 10000, heartbeatInterval: 300, maxWaitTimeInMs: 100,
+      });
+      c.on(c.events.GROUP_JOIN, (e) => {
+        assignments.set(i, [...(e.payload.memberAssignment[topic] || [])].sort((a, b) => a - b));
+      });
+      await c.connect();
+      await c.subscribe({ topic, fromBeginning: true });
+      await c.run({ eachMessage: async ({ partition, message }) => { seen.add(`${partition}:${message.offset}`); } });
+      consumers.push(c);
+    }
+    await waitFor(() => split([0, 1, 2]), 60000, () => `three-way split, have ${describe()}`);
+
+    await consumers[0].disconnect();
+    assignments.delete(0);
+    await waitFor(() => split([1, 2]), 60000, () => `two-way split after a leave, have ${describe()}`);
+    await waitFor(() => seen.size === 60, 60000, () => `all 60 messages, have ${seen.size}`);
+  } finally {
+    for (const c of consumers) await c.disconnect();
+  }
+
+  // kafkajs commits what it processed: every partition is committed at its end.
+  const committed = await admin.fetchOffsets({ groupId, topics: [topic] });
+  assert.deepEqual(
+    committed[0].partitions.map((p) => [p.partition, p.offset]).sort((a, b) => a[0] - b[0]),
+    [0, 1, 2, 3, 4, 5].map((p) => [p, '10']),
+  );
+  const described = await admin.describeGroups([groupId]);
+  assert.equal(described.groups[0].state, 'Empty');
+  assert.equal(described.groups[0].protocolType, 'consumer');
+  assert.ok((await admin.listGroups()).groups.some((g) => g.groupId === groupId));
+  await admin.deleteGroups([groupId]);
+  assert.ok(!(await admin.listGroups()).groups.some((g) => g.groupId === groupId));
+});

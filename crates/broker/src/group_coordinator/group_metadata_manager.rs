@@ -385,7 +385,9 @@ impl GroupMetadataManager {
     ) -> oneshot::Receiver<JoinGroupResponse> {
         let (tx, rx) = oneshot::channel();
         let is_unknown_member = request.member_id.is_empty();
-        if !self.groups.contains_key(&request.group_id) && !is_unknown_member {
+        let group_id = request.group_id.clone();
+        let is_new_group = !self.groups.contains_key(&group_id);
+        if is_new_group && !is_unknown_member {
             // A member id for a group that does not exist: the member must start over.
             let _ = tx.send(join_error(
                 &request.member_id,
@@ -415,6 +417,13 @@ impl GroupMetadataManager {
             join_new_member(&mut ops, ctx, request, group, tx);
         } else {
             join_existing_member(&mut ops, ctx, request, group, tx);
+        }
+        // A refused first join (bad protocol, full group) leaves nothing worth keeping: drop the
+        // group at once, so failed joins cannot use up the broker's group count.
+        let abandoned = matches!(groups.get(&group_id), Some(Group::Classic(g))
+            if is_new_group && g.num_members() == 0 && g.num_pending_join_members() == 0);
+        if abandoned {
+            self.remove_group(&group_id);
         }
         rx
     }

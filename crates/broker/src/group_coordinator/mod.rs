@@ -434,6 +434,10 @@ impl GroupCoordinator {
             let notified = self.timers_changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            // Until the next wake-up time is published, any new deadline must wake us: an
+            // operation between our look at the shards and the store below would otherwise
+            // compare against a stale time and not notify.
+            self.timer_wake_ms.store(i64::MAX, Ordering::Release);
             let now = now_ms();
             self.poll_timers(now);
             let wake_ms = self

@@ -497,6 +497,30 @@ fn protocol_type_and_protocols_must_be_compatible() {
 }
 
 #[test]
+fn a_refused_first_join_does_not_leave_a_group_behind() {
+    let mut h = Harness::new();
+    let mut refused = h.join(
+        JoinRequest {
+            protocols: Vec::new(),
+            ..join_request("", None)
+        },
+        5,
+    );
+    assert_eq!(
+        answered(&mut refused).unwrap().error_code,
+        ResponseError::InconsistentGroupProtocol.code()
+    );
+    assert!(h.shard.groups().group("g").is_none());
+    // MEMBER_ID_REQUIRED keeps it: the member is about to come back.
+    let mut first = h.join(join_request("", None), 5);
+    assert_eq!(
+        answered(&mut first).unwrap().error_code,
+        ResponseError::MemberIdRequired.code()
+    );
+    assert!(h.shard.groups().group("g").is_some());
+}
+
+#[test]
 fn group_max_size_is_enforced() {
     let mut h = Harness::with_config(GroupCoordinatorConfig {
         group_max_size: 2,
@@ -930,4 +954,52 @@ mod consumer_protocol {
             ResponseError::UnknownMemberId.code()
         );
     }
+}
+
+/// The broker's timer task, not a test's hand, ends the initial rebalance delay.
+#[test]
+fn the_timer_task_runs_due_timers() {
+    use fjord_protocol::kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let coordinator = Arc::new(GroupCoordinator::with_log(
+            GroupCoordinatorConfig {
+                initial_rebalance_delay_ms: 20,
+                ..config()
+            },
+            Arc::new(MemoryLog::default()),
+            3,
+            now_ms(),
+        ));
+        let (stop, stopped) = watch::channel(false);
+        let driver = tokio::spawn({
+            let coordinator = coordinator.clone();
+            async move { coordinator.run_timers(stopped).await }
+        });
+        // A static member joins at once (no MEMBER_ID_REQUIRED); only the delay holds it.
+        let request = JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_group_instance_id(Some(StrBytes::from_static_str("i")))
+            .with_session_timeout_ms(SESSION_MS)
+            .with_rebalance_timeout_ms(REBALANCE_MS)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![
+                JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range"))
+            ]);
+        // A generous bound that only turns a hang into a failure; nothing is timed.
+        let response = tokio::time::timeout(
+            Duration::from_secs(60),
+            coordinator.join_group(&ctx(9), &request, now_ms()),
+        )
+        .await
+        .expect("the timer task completed the join phase");
+        assert_eq!(response.error_code, 0);
+        assert_eq!(response.generation_id, 1);
+        stop.send_replace(true);
+        driver.await.unwrap();
+    });
 }
