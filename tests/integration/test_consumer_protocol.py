@@ -64,10 +64,14 @@ def test_three_members_share_six_partitions_and_read_everything_once(broker_fact
     broker = broker_factory(settings=SETTINGS)
     topic, group = unique_topic("k848"), unique_topic("g848")
     create_topic(broker, topic, partitions=PARTITIONS)
-    fill(broker, topic)
     consumers = [member(broker, group) for _ in range(3)]
     for c in consumers:
         c.subscribe([topic])
+    # Nothing is committed until the end, so a partition that moved while being read would be
+    # read again from the start by its new owner: let the group settle first, then produce.
+    assert poll_until(consumers, lambda: sorted(map(len, assignments(consumers))) == [2, 2, 2],
+                      60), assignments(consumers)
+    fill(broker, topic)
     seen = {}
 
     def record(c, m):

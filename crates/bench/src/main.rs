@@ -49,7 +49,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run one workload (a preset, or custom flags) and report throughput and latency.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Measure TCP loopback and sequential file write throughput (physical limits).
     Baseline(BaselineArgs),
     /// List the workload presets.
@@ -156,7 +156,7 @@ struct CreateTopicArgs {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => cmd_run(args),
+        Command::Run(args) => cmd_run(*args),
         Command::Baseline(args) => cmd_baseline(args),
         Command::List => {
             for name in PRESETS {
