@@ -202,3 +202,30 @@ def test_a_group_with_classic_members_refuses_consumer_protocol_members(broker_f
             newcomer.close()
     finally:
         classic.close()
+
+
+def test_members_rejoin_and_resume_from_commits_after_a_broker_crash(broker_factory):
+    broker = broker_factory(settings=SETTINGS)
+    topic, group = unique_topic("k848"), unique_topic("g848")
+    create_topic(broker, topic, partitions=PARTITIONS)
+    consumer = member(broker, group)
+    consumer.subscribe([topic])
+    try:
+        assert poll_until([consumer], lambda: len(consumer.assignment()) == PARTITIONS, 30)
+        fill(broker, topic)
+        first = []
+        assert poll_until([consumer], lambda: len(first) == MESSAGES, 30,
+                          lambda c, m: first.append((m.partition(), m.offset())))
+        consumer.commit(asynchronous=False)
+        broker.kill9()
+        broker.restart()
+        fill(broker, topic)  # a second batch after the crash
+        second = []
+        assert poll_until([consumer], lambda: len(second) >= MESSAGES, 60,
+                          lambda c, m: second.append((m.partition(), m.offset()))), len(second)
+        # Resumed from the commits: only the new records, each once.
+        assert len(second) == len(set(second)) == MESSAGES
+        assert min(offset for _, offset in second) == MESSAGES // PARTITIONS
+        assert len(consumer.assignment()) == PARTITIONS
+    finally:
+        consumer.close()
