@@ -687,6 +687,31 @@ impl GroupCoordinatorShard {
                 });
             }
         }
+        // KIP-848 groups (Kafka's `ConsumerGroup.offsetExpirationCondition`): offsets of topics
+        // no member subscribes to expire from their commit; an empty group whose offsets are
+        // all gone is dropped (its membership was never persisted, so no tombstone).
+        let mut drop_consumer_groups = Vec::new();
+        for (group_id, group) in &self.consumer_groups {
+            let subscribed: HashSet<&str> = group
+                .members
+                .values()
+                .flat_map(|m| m.subscribed_topic_names.iter().map(String::as_str))
+                .collect();
+            let all_expired = self.offsets.cleanup_expired_offsets(
+                group_id,
+                Some(OffsetExpiration::SinceCommit),
+                |topic| subscribed.contains(topic),
+                now_ms,
+                retention_ms,
+                &mut records,
+            );
+            if all_expired && group.members.is_empty() {
+                drop_consumer_groups.push(group_id.clone());
+            }
+        }
+        for group_id in drop_consumer_groups {
+            self.consumer_groups.remove(&group_id);
+        }
         self.groups.timer_mut().schedule(
             TimerKey::GroupMetadataExpiration,
             now_ms.saturating_add(self.config.offsets_retention_check_interval_ms),

@@ -954,6 +954,19 @@ mod consumer_protocol {
             ResponseError::UnknownMemberId.code()
         );
     }
+
+    #[test]
+    fn an_empty_consumer_group_s_offsets_expire_and_the_group_goes() {
+        let mut h = Harness::new();
+        let a = heartbeat(&mut h, "a", 0, Some(vec![]));
+        assert_eq!(commit(&mut h, "a", a.member_epoch), 0);
+        assert_eq!(heartbeat(&mut h, "a", -1, None).error_code, 0);
+        assert!(h.shard.offsets().has_offsets("cg"));
+        // The retention check runs every offsets.retention.check.interval.ms.
+        h.advance(600_001);
+        assert!(!h.shard.offsets().has_offsets("cg"));
+        assert!(!h.shard.consumer_groups.contains_key("cg"));
+    }
 }
 
 /// The broker's timer task, not a test's hand, ends the initial rebalance delay.
