@@ -7,6 +7,11 @@ Measures, per run, with N members of a new group on a new topic:
 
     .venv/bin/python scripts/group_latency.py --bootstrap 127.0.0.1:9092 [--runs 5]
         [--members 3] [--partitions 6] [--strategy range] [--heartbeat-ms 3000]
+        [--group-protocol consumer]
+
+With --group-protocol consumer the members use KIP-848 (the broker assigns; its
+group.consumer.heartbeat.interval.ms, 5 s by default, plays the heartbeat's part and
+--strategy/--heartbeat-ms do not apply).
 
 The group's first assignment includes the broker's group.initial.rebalance.delay.ms (3 s by
 default, extended once when several members arrive during it, as in Kafka); the time after a
@@ -44,6 +49,7 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--strategy", default="range")
     ap.add_argument("--heartbeat-ms", type=int, default=3000, help="librdkafka default: 3000")
+    ap.add_argument("--group-protocol", choices=["classic", "consumer"], default="classic")
     args = ap.parse_args()
 
     admin = AdminClient({"bootstrap.servers": args.bootstrap})
@@ -52,11 +58,13 @@ def main() -> None:
     first, leave = [], []
     for _ in range(args.runs):
         group = f"latency-{uuid.uuid4().hex[:8]}"
-        consumers = [Consumer({
-            "bootstrap.servers": args.bootstrap, "group.id": group,
-            "partition.assignment.strategy": args.strategy,
-            "heartbeat.interval.ms": args.heartbeat_ms, "session.timeout.ms": 45000,
-        }) for _ in range(args.members)]
+        if args.group_protocol == "consumer":
+            conf = {"group.protocol": "consumer"}
+        else:
+            conf = {"partition.assignment.strategy": args.strategy,
+                    "heartbeat.interval.ms": args.heartbeat_ms, "session.timeout.ms": 45000}
+        consumers = [Consumer({"bootstrap.servers": args.bootstrap, "group.id": group, **conf})
+                     for _ in range(args.members)]
         for c in consumers:
             c.subscribe([topic])
         first.append(split(consumers, args.partitions, 120))
@@ -65,8 +73,9 @@ def main() -> None:
         for c in consumers[1:]:
             c.close()
     fmt = lambda xs: f"median {statistics.median(xs):.2f}s (min {min(xs):.2f}, max {max(xs):.2f})"
-    print(f"{args.members} members, {args.partitions} partitions, {args.strategy}, "
-          f"heartbeat.interval.ms={args.heartbeat_ms}, {args.runs} runs")
+    how = ("KIP-848 consumer protocol" if args.group_protocol == "consumer"
+           else f"{args.strategy}, heartbeat.interval.ms={args.heartbeat_ms}")
+    print(f"{args.members} members, {args.partitions} partitions, {how}, {args.runs} runs")
     print(f"  first assignment: {fmt(first)}")
     print(f"  after leave:      {fmt(leave)}")
 
