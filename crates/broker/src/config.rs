@@ -27,6 +27,9 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "auto.create.topics.enable", default: "true", doc: "Create unknown topics on Metadata and Produce requests." },
     SettingSpec { key: "log.segment.bytes", default: "1073741824", doc: "Roll the active segment once it reaches this size." },
     SettingSpec { key: "log.roll.ms", default: "604800000", doc: "Roll the active segment once it is this old (Kafka: log.roll.ms / log.roll.hours)." },
+    SettingSpec { key: "log.retention.ms", default: "604800000", doc: "Default retention.ms: delete closed segments whose newest record is older than this (-1: keep forever; Kafka: log.retention.ms/minutes/hours)." },
+    SettingSpec { key: "log.retention.bytes", default: "-1", doc: "Default retention.bytes: delete closed segments from the head while a partition stays at least this large without them (-1: no limit)." },
+    SettingSpec { key: "log.retention.check.interval.ms", default: "300000", doc: "How often logs are checked for segments to delete by retention or log start offset." },
     SettingSpec { key: "log.index.interval.bytes", default: "4096", doc: "Bytes of log between two offset index entries." },
     SettingSpec { key: "log.flush.interval.messages", default: "9223372036854775807", doc: "fsync after this many messages (default: leave it to the page cache, like Kafka)." },
     SettingSpec { key: "log.flush.interval.ms", default: "9223372036854775807", doc: "fsync when the oldest unflushed message is this old." },
@@ -64,6 +67,9 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     pub auto_create_topics_enable: bool,
     pub log_segment_bytes: u64,
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    pub log_retention_check_interval_ms: i64,
     pub log_roll_ms: i64,
     pub log_index_interval_bytes: u64,
     pub log_flush_interval_messages: u64,
@@ -142,6 +148,19 @@ impl Settings<'_> {
                 key: key.to_string(),
                 value: self.raw(key).to_string(),
                 reason: "must be greater than zero".to_string(),
+            });
+        }
+        Ok(value)
+    }
+
+    /// A limit where -1 means "none" (retention).
+    fn at_least_minus_one(&self, key: &str) -> Result<i64, BrokerError> {
+        let value: i64 = self.parse(key)?;
+        if value < -1 {
+            return Err(BrokerError::InvalidConfig {
+                key: key.to_string(),
+                value: self.raw(key).to_string(),
+                reason: "must be -1 (no limit) or more".to_string(),
             });
         }
         Ok(value)
@@ -243,6 +262,9 @@ impl BrokerConfig {
             default_replication_factor: s.positive("default.replication.factor")?,
             auto_create_topics_enable: s.parse("auto.create.topics.enable")?,
             log_segment_bytes: s.positive("log.segment.bytes")?,
+            log_retention_ms: s.at_least_minus_one("log.retention.ms")?,
+            log_retention_bytes: s.at_least_minus_one("log.retention.bytes")?,
+            log_retention_check_interval_ms: s.positive("log.retention.check.interval.ms")?,
             log_roll_ms: s.positive("log.roll.ms")?,
             log_index_interval_bytes: s.positive("log.index.interval.bytes")?,
             log_flush_interval_messages: s.positive("log.flush.interval.messages")?,
@@ -291,6 +313,8 @@ impl BrokerConfig {
             index_interval_bytes: self.log_index_interval_bytes,
             flush_interval_messages: self.log_flush_interval_messages,
             flush_interval_ms: self.log_flush_interval_ms,
+            retention_ms: self.log_retention_ms,
+            retention_bytes: self.log_retention_bytes,
         }
     }
 }

@@ -205,6 +205,33 @@ impl Partition {
         Ok(true)
     }
 
+    /// Retention: deletes expired, oversized or DeleteRecords-ed head segments (see
+    /// `Log::delete_retained_segments`) and republishes the log start offset.
+    pub fn delete_retained_segments(&self, now_ms: i64) -> Result<usize, PartitionError> {
+        self.with_log(|log| {
+            let deleted = log.delete_retained_segments(now_ms)?;
+            if deleted > 0 {
+                self.published.publish(log);
+            }
+            Ok(deleted)
+        })
+    }
+
+    /// DeleteRecords: `offset` -1 means the high watermark. Returns the new low watermark
+    /// (log start offset).
+    pub fn delete_records_before(&self, offset: i64, now_ms: i64) -> Result<i64, PartitionError> {
+        self.with_log(|log| {
+            let target = if offset == -1 {
+                log.high_watermark()
+            } else {
+                offset
+            };
+            let low_watermark = log.delete_records_before(target, now_ms)?;
+            self.published.publish(log);
+            Ok(low_watermark)
+        })
+    }
+
     /// Takes the log out, leaving the partition answering "deleted" from now on.
     pub fn take_log(&self) -> Option<Log> {
         let mut guard = self.log.lock();

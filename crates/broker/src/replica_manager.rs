@@ -318,6 +318,24 @@ impl ReplicaManager {
         Ok(())
     }
 
+    /// Applies retention to every log (Kafka's `LogManager.cleanupLogs`, run every
+    /// `log.retention.check.interval.ms`). Returns how many segments were deleted.
+    pub fn enforce_retention(&self, now_ms: i64) -> usize {
+        let mut deleted = 0;
+        for topic in self.topics() {
+            for partition in &topic.partitions {
+                match partition.delete_retained_segments(now_ms) {
+                    Ok(n) => deleted += n,
+                    Err(crate::partition::PartitionError::Deleted) => {}
+                    Err(err) => {
+                        warn!(topic = %topic.name, partition = partition.index, error = %err, "retention failed")
+                    }
+                }
+            }
+        }
+        deleted
+    }
+
     /// Fsyncs segments sealed by a roll since the last run (in the background, as Kafka
     /// schedules the flush on roll) and flushes every log whose oldest unflushed message is
     /// older than its `flush.ms` (Kafka's log flusher). Returns how many logs were flushed.

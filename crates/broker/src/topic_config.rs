@@ -18,6 +18,8 @@ enum Kind {
     Choice(&'static [&'static str]),
     /// A ratio in [0, 1].
     Ratio,
+    /// An integer, -1 meaning "no limit" (retention).
+    LimitOrUnlimited,
     /// Any string (lists, free text).
     Text,
 }
@@ -82,15 +84,15 @@ const TOPIC_CONFIGS: &[TopicConfigSpec] = &[
     },
     TopicConfigSpec {
         name: "retention.ms",
-        kind: Kind::Text,
-        honoured: false,
-        default: |_| "604800000".into(),
+        kind: Kind::LimitOrUnlimited,
+        honoured: true,
+        default: |c| c.log_retention_ms.to_string(),
     },
     TopicConfigSpec {
         name: "retention.bytes",
-        kind: Kind::Text,
-        honoured: false,
-        default: |_| "-1".into(),
+        kind: Kind::LimitOrUnlimited,
+        honoured: true,
+        default: |c| c.log_retention_bytes.to_string(),
     },
     TopicConfigSpec {
         name: "delete.retention.ms",
@@ -218,6 +220,7 @@ fn validate_value(spec: &TopicConfigSpec, value: &str) -> Result<(), String> {
         Kind::Bool => value == "true" || value == "false",
         Kind::Choice(words) => words.contains(&value),
         Kind::Ratio => value.parse::<f64>().is_ok_and(|r| (0.0..=1.0).contains(&r)),
+        Kind::LimitOrUnlimited => value.parse::<i64>().is_ok_and(|n| n >= -1),
         Kind::Text => true,
     };
     if ok {
@@ -309,7 +312,26 @@ pub fn log_config(
         )
         .max(1),
         flush_interval_ms: number(configs, "flush.ms", defaults.flush_interval_ms).max(1),
+        // Time and size retention apply only with the `delete` cleanup policy; a compacted
+        // topic (`__consumer_offsets`) keeps its segments until the cleaner handles them.
+        retention_ms: if deletes(configs) {
+            number(configs, "retention.ms", defaults.retention_ms)
+        } else {
+            -1
+        },
+        retention_bytes: if deletes(configs) {
+            number(configs, "retention.bytes", defaults.retention_bytes)
+        } else {
+            -1
+        },
     }
+}
+
+/// Whether `cleanup.policy` includes `delete` (the default).
+fn deletes(configs: &BTreeMap<String, String>) -> bool {
+    configs
+        .get("cleanup.policy")
+        .is_none_or(|policy| policy.split(',').any(|p| p.trim() == "delete"))
 }
 
 /// Whether the broker stamps batches with its own time (`message.timestamp.type=LogAppendTime`).

@@ -326,6 +326,17 @@ fn every_response_encodes_at_every_advertised_version() {
                     DeleteGroupsRequest::default()
                         .with_groups_names(vec![group_id("enc-commit"), group_id("missing")]),
                 ),
+                ApiKey::DeleteRecords => {
+                    RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![
+                        delete_records_request::DeleteRecordsTopic::default()
+                            .with_name(name("orders"))
+                            .with_partitions(vec![
+                                delete_records_request::DeleteRecordsPartition::default()
+                                    .with_partition_index(0)
+                                    .with_offset(0),
+                            ]),
+                    ]))
+                }
                 ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
                     ConsumerGroupHeartbeatRequest::default()
                         .with_group_id(group_id(&format!("enc-848-{version}")))

@@ -96,27 +96,44 @@ pub async fn run(
 /// How often the log flusher looks for logs whose `flush.ms` has passed.
 const LOG_FLUSH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Kafka's log flusher: flushes idle partitions whose unflushed data is older than `flush.ms`.
-/// Appends check the policy themselves; this covers partitions that stopped receiving data.
+/// Kafka's log flusher: flushes idle partitions whose unflushed data is older than `flush.ms`
+/// (appends check the policy themselves; this covers partitions that stopped receiving data)
+/// and fsyncs sealed segments. Every `log.retention.check.interval.ms` it also applies
+/// retention (Kafka's `LogManager.cleanupLogs`).
 async fn run_log_flusher(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(LOG_FLUSH_CHECK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let retention_interval_ms = broker.config().log_retention_check_interval_ms;
+    let mut next_retention_ms = fjord_broker::time::now_ms().saturating_add(retention_interval_ms);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.changed() => return,
         }
+        let now_ms = fjord_broker::time::now_ms();
+        let retention_due = now_ms >= next_retention_ms;
+        if retention_due {
+            next_retention_ms = now_ms.saturating_add(retention_interval_ms);
+        }
         let broker = broker.clone();
-        // fsync blocks: keep it off the runtime's worker threads.
-        let flushed = tokio::task::spawn_blocking(move || {
-            broker
-                .replica_manager()
-                .flush_due_logs(fjord_broker::time::now_ms())
+        // fsync and file deletion block: keep them off the runtime's worker threads.
+        let done = tokio::task::spawn_blocking(move || {
+            let manager = broker.replica_manager();
+            let flushed = manager.flush_due_logs(now_ms);
+            let deleted = if retention_due {
+                manager.enforce_retention(now_ms)
+            } else {
+                0
+            };
+            (flushed, deleted)
         })
         .await;
-        if let Ok(count) = flushed {
-            if count > 0 {
-                tracing::debug!(logs = count, "scheduled flush");
+        if let Ok((flushed, deleted)) = done {
+            if flushed > 0 {
+                tracing::debug!(logs = flushed, "scheduled flush");
+            }
+            if deleted > 0 {
+                tracing::info!(segments = deleted, "retention deleted log segments");
             }
         }
     }

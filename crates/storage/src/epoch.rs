@@ -95,6 +95,27 @@ impl LeaderEpochFileCache {
         before != self.entries.len()
     }
 
+    /// Kafka's `truncateFromStart`: the log now starts at `start_offset`, so the epoch that
+    /// covers it starts there and older epochs go.
+    pub fn truncate_from_start(&mut self, start_offset: i64) -> bool {
+        let covering = self
+            .entries
+            .partition_point(|e| e.start_offset <= start_offset);
+        if covering == 0 {
+            return false;
+        }
+        let mut changed = false;
+        if covering > 1 {
+            self.entries.drain(..covering - 1);
+            changed = true;
+        }
+        if self.entries[0].start_offset < start_offset {
+            self.entries[0].start_offset = start_offset;
+            changed = true;
+        }
+        changed
+    }
+
     /// Kafka's `endOffsetFor` (KIP-101/279): the largest epoch `<= requested` and the start
     /// offset of the next higher epoch, or the log end offset for the latest epoch.
     pub fn end_offset_for(&self, requested_epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {

@@ -24,6 +24,12 @@ pub struct LogConfig {
     pub flush_interval_messages: u64,
     /// `flush.ms`: fsync when the last flush is older than this (`i64::MAX` = never).
     pub flush_interval_ms: i64,
+    /// `retention.ms`: sealed segments whose newest record is older than this are deleted
+    /// (-1 = keep forever).
+    pub retention_ms: i64,
+    /// `retention.bytes`: sealed segments are deleted from the head while the log stays at
+    /// least this large without them (-1 = no size limit).
+    pub retention_bytes: i64,
 }
 
 impl Default for LogConfig {
@@ -34,6 +40,8 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             flush_interval_messages: u64::MAX,
             flush_interval_ms: i64::MAX,
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_bytes: -1,
         }
     }
 }
@@ -75,6 +83,10 @@ const STRAY_SUFFIXES: [&str; 4] = [".cleaned", ".swap", ".deleted", ".tmp"];
 /// Kafka keeps one `recovery-point-offset-checkpoint` per data dir; one per log fits our
 /// layout (like `leader-epoch-checkpoint`) and needs no cross-partition coordination.
 pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
+
+/// Per-log file holding the log start offset when it is inside the first segment (after
+/// DeleteRecords); Kafka's `log-start-offset-checkpoint`, kept per log like the recovery point.
+pub(crate) const LOG_START_OFFSET_FILE: &str = "log-start-offset-checkpoint";
 
 /// One partition's log.
 #[derive(Debug)]
@@ -161,11 +173,14 @@ impl Log {
         let recovery_point = if had_clean_shutdown {
             i64::MAX
         } else {
-            read_recovery_point(dir).unwrap_or(i64::MIN)
+            read_checkpoint(dir, RECOVERY_POINT_FILE).unwrap_or(i64::MIN)
         };
         let (segments, first_rescanned) = load_segments(segments, recovery_point)?;
-        let log_start_offset = segments[0].base_offset;
         let log_end_offset = segments.last().map_or(0, |s| s.next_offset);
+        let log_start_offset = read_checkpoint(dir, LOG_START_OFFSET_FILE)
+            .filter(|offset| *offset <= log_end_offset)
+            .unwrap_or(i64::MIN)
+            .max(segments[0].base_offset);
         let epoch_cache = if had_clean_shutdown {
             let mut cache = LeaderEpochFileCache::load(dir)?;
             if cache.truncate_from_end(log_end_offset) {
@@ -435,6 +450,85 @@ impl Log {
             return Ok(());
         }
         self.set_recovery_point(sync.recovery_point)
+    }
+
+    /// Kafka's `deleteOldSegments` for `cleanup.policy=delete`: deletes sealed segments from
+    /// the head while they are entirely below the log start offset, older than
+    /// `retention.ms` (by their newest record's timestamp) or beyond `retention.bytes`, and only
+    /// below the high watermark. The active segment is never deleted (it rolls by
+    /// `segment.ms`/`segment.bytes` first). A reader holding a `FileRecords` of a deleted
+    /// segment still reads it: the file lives until its last handle closes. Returns how many
+    /// segments were deleted.
+    pub fn delete_retained_segments(&mut self, now_ms: i64) -> Result<usize, StorageError> {
+        let mut deleted = 0;
+        let mut size_bytes = self.size_bytes();
+        while self.segments.len() > 1 {
+            let head = &self.segments[0];
+            if head.next_offset > self.high_watermark {
+                break;
+            }
+            let below_start = head.next_offset <= self.log_start_offset;
+            let newest_ms = if head.max_timestamp_so_far >= 0 {
+                head.max_timestamp_so_far
+            } else {
+                head.created_ms
+            };
+            let expired = self.config.retention_ms >= 0
+                && now_ms.saturating_sub(newest_ms) > self.config.retention_ms;
+            let oversized = self.config.retention_bytes >= 0
+                && size_bytes.saturating_sub(head.size_bytes) >= self.config.retention_bytes as u64;
+            if !(below_start || expired || oversized) {
+                break;
+            }
+            let segment = self.segments.remove(0);
+            size_bytes -= segment.size_bytes;
+            delete_segment_files(&segment)?;
+            tracing::info!(dir = %self.dir.display(), base_offset = segment.base_offset,
+                reason = if below_start { "log start offset" } else if expired { "retention.ms" } else { "retention.bytes" },
+                "deleted log segment");
+            deleted += 1;
+        }
+        if deleted > 0 {
+            let first_base_offset = self.segments[0].base_offset;
+            self.advance_log_start_offset(first_base_offset)?;
+        }
+        Ok(deleted)
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (at most the high watermark) and
+    /// deletes the segments entirely below it. Returns the new log start offset.
+    pub fn delete_records_before(&mut self, offset: i64, now_ms: i64) -> Result<i64, StorageError> {
+        if offset > self.high_watermark || offset < 0 {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: self.log_end_offset(),
+            });
+        }
+        if offset > self.log_start_offset {
+            self.advance_log_start_offset(offset)?;
+            self.delete_retained_segments(now_ms)?;
+        }
+        Ok(self.log_start_offset)
+    }
+
+    fn advance_log_start_offset(&mut self, offset: i64) -> Result<(), StorageError> {
+        if offset <= self.log_start_offset {
+            return Ok(());
+        }
+        self.log_start_offset = offset;
+        if self.epoch_cache.truncate_from_start(offset) {
+            self.epoch_cache.persist_lazily()?;
+        }
+        if self.recovery_point < offset {
+            self.set_recovery_point(offset.min(self.log_end_offset()))?;
+        }
+        // Durable: a log start offset that went backwards after a crash would resurrect
+        // records a DeleteRecords removed.
+        crate::write_atomically(
+            &self.dir.join(LOG_START_OFFSET_FILE),
+            format!("0\n{offset}\n").as_bytes(),
+        )
     }
 
     /// Base offsets of the segments, oldest first (the last is the active segment).
@@ -815,8 +909,9 @@ fn load_segments(
     Ok((segments, first_rescanned))
 }
 
-fn read_recovery_point(dir: &Path) -> Option<i64> {
-    let text = std::fs::read_to_string(dir.join(RECOVERY_POINT_FILE)).ok()?;
+/// A one-offset checkpoint file ("0\n{offset}\n"); `None` if missing or unreadable.
+fn read_checkpoint(dir: &Path, file_name: &str) -> Option<i64> {
+    let text = std::fs::read_to_string(dir.join(file_name)).ok()?;
     let mut lines = text.lines();
     (lines.next()? == "0").then_some(())?;
     lines.next()?.trim().parse().ok()

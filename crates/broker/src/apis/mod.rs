@@ -9,6 +9,7 @@ pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_groups;
@@ -41,6 +42,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[
         offset_for_leader_epoch::VERSIONS,
     ),
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
+    (ApiKey::DeleteRecords, delete_records::VERSIONS),
     (
         ApiKey::ConsumerGroupHeartbeat,
         consumer_group_heartbeat::VERSIONS,

@@ -835,3 +835,99 @@ fn background_sync_moves_the_recovery_point_unless_a_truncation_intervened() {
         "stale sync must not count"
     );
 }
+
+fn retention_config(retention_ms: i64, retention_bytes: i64) -> LogConfig {
+    LogConfig {
+        retention_ms,
+        retention_bytes,
+        ..small_config()
+    }
+}
+
+#[test]
+fn retention_by_size_deletes_head_segments_and_moves_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), retention_config(-1, 2_500), false, 0).unwrap();
+    append_batches(&mut log, 60, 0);
+    let leo = log.log_end_offset();
+    log.update_high_watermark(leo);
+    let segments_before = log.segment_base_offsets().len();
+    assert!(segments_before > 4);
+    let deleted = log.delete_retained_segments(0).unwrap();
+    assert!(deleted > 0);
+    assert!(log.size_bytes() >= 2_500, "never below retention.bytes");
+    let first = log.segment_base_offsets()[0];
+    assert_eq!(log.log_start_offset(), first);
+    assert!(
+        log.size_bytes() - segment_size(&log, 0) < 2_500,
+        "deleted as much as allowed"
+    );
+    assert!(matches!(
+        log.read(first - 1, 100, i64::MAX, true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(log_files(dir.path()).len(), segments_before - deleted);
+    // Nothing more to delete: idempotent.
+    assert_eq!(log.delete_retained_segments(0).unwrap(), 0);
+}
+
+fn segment_size(log: &Log, index: usize) -> u64 {
+    let offsets = log.segment_base_offsets();
+    let start = offsets[index];
+    let data = log.read(start, usize::MAX, i64::MAX, false).unwrap();
+    data.records.size_bytes()
+}
+
+#[test]
+fn retention_by_time_uses_the_newest_record_and_keeps_the_active_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    // Batches carry timestamps around 1_000 ms.
+    let mut log = Log::open(dir.path(), retention_config(10_000, -1), false, 0).unwrap();
+    append_batches(&mut log, 30, 0);
+    let leo = log.log_end_offset();
+    log.update_high_watermark(leo);
+    assert_eq!(
+        log.delete_retained_segments(5_000).unwrap(),
+        0,
+        "not expired yet"
+    );
+    let deleted = log.delete_retained_segments(1_000_000).unwrap();
+    assert_eq!(
+        log.segment_base_offsets().len(),
+        1,
+        "all sealed segments expired"
+    );
+    assert!(deleted > 0);
+    assert_eq!(log.log_end_offset(), leo, "the active segment stays");
+    assert_eq!(log.log_start_offset(), log.segment_base_offsets()[0]);
+}
+
+#[test]
+fn delete_records_moves_the_log_start_durably_and_respects_the_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), retention_config(-1, -1), false, 0).unwrap();
+    append_batches(&mut log, 30, 0);
+    let leo = log.log_end_offset();
+    log.update_high_watermark(leo - 5);
+    assert!(
+        log.delete_records_before(leo, 0).is_err(),
+        "beyond the high watermark"
+    );
+    let target = leo / 2;
+    assert_eq!(log.delete_records_before(target, 0).unwrap(), target);
+    assert_eq!(log.log_start_offset(), target);
+    assert!(log.segment_base_offsets()[0] <= target);
+    assert!(matches!(
+        log.read(target - 1, 100, i64::MAX, true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    // Going backwards is a no-op.
+    assert_eq!(log.delete_records_before(1, 0).unwrap(), target);
+    drop(log); // crash
+    let log = Log::open(dir.path(), retention_config(-1, -1), false, 0).unwrap();
+    assert_eq!(log.log_start_offset(), target, "survives a crash");
+    log.close().unwrap();
+    let log = Log::open(dir.path(), retention_config(-1, -1), true, 0).unwrap();
+    assert_eq!(log.log_start_offset(), target, "survives a clean restart");
+    assert_eq!(log.epoch_for_offset(target), Some(0));
+}

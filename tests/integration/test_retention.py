@@ -1,0 +1,108 @@
+"""Retention (time, size) and DeleteRecords against the real broker, with confluent-kafka."""
+
+import time
+
+from confluent_kafka import TopicPartition
+
+from helpers import admin, consumer, create_topic, producer, unique_topic
+
+# Check retention every second; topics roll small segments so retention has closed ones.
+SETTINGS = {"log.retention.check.interval.ms": 1000}
+SMALL_SEGMENTS = {"segment.bytes": "20000"}
+
+
+def produce(broker, topic, count, timestamp_ms=None, size=1000):
+    p = producer(broker, **{"linger.ms": 0, "batch.num.messages": 1})
+    for i in range(count):
+        kwargs = {"timestamp": timestamp_ms} if timestamp_ms else {}
+        p.produce(topic, value=b"%08d" % i + b"x" * (size - 8), partition=0, **kwargs)
+        p.poll(0)
+    assert p.flush(30) == 0
+
+
+def watermarks(broker, topic):
+    c = consumer(broker)
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    finally:
+        c.close()
+
+
+def wait_for(predicate, timeout_s=20):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    return predicate()
+
+
+def first_offset_read(broker, topic):
+    c = consumer(broker)
+    try:
+        c.assign([TopicPartition(topic, 0, -2)])  # OFFSET_BEGINNING
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            m = c.poll(0.2)
+            if m is not None and not m.error():
+                return m.offset()
+        return None
+    finally:
+        c.close()
+
+
+def test_retention_by_size_deletes_old_segments(broker_factory):
+    broker = broker_factory(settings=SETTINGS)
+    topic = unique_topic("ret-size")
+    create_topic(broker, topic, config={**SMALL_SEGMENTS, "retention.bytes": "50000"})
+    produce(broker, topic, 200)  # about 200 KB in 20 KB segments
+    low, high = wait_for(lambda: (lambda w: w if w[0] > 0 else None)(watermarks(broker, topic)))
+    assert high == 200
+    # At least retention.bytes is kept, whole segments are dropped from the head.
+    assert 0 < low <= 200 - 50
+    assert first_offset_read(broker, topic) == low
+    broker.restart()
+    assert watermarks(broker, topic)[0] >= low
+
+
+def test_retention_by_time_uses_record_timestamps(broker_factory):
+    broker = broker_factory(settings=SETTINGS)
+    topic = unique_topic("ret-time")
+    create_topic(broker, topic, config={**SMALL_SEGMENTS, "retention.ms": "60000"})
+    hour_ago_ms = int(time.time() * 1000) - 3_600_000
+    produce(broker, topic, 100, timestamp_ms=hour_ago_ms)  # old records
+    produce(broker, topic, 30)  # fresh ones
+    low, high = wait_for(lambda: (lambda w: w if w[0] > 0 else None)(watermarks(broker, topic)))
+    assert high == 130
+    assert 0 < low <= 100, "only segments of old records go"
+    # A topic without retention.ms override keeps the 7-day default: nothing deleted.
+    keep = unique_topic("ret-keep")
+    create_topic(broker, keep, config=SMALL_SEGMENTS)
+    produce(broker, keep, 100, timestamp_ms=int(time.time() * 1000) - 3_600_000)
+    time.sleep(2.5)
+    assert watermarks(broker, keep) == (0, 100)
+
+
+def test_delete_records_moves_the_low_watermark_durably(broker_factory):
+    broker = broker_factory(settings=SETTINGS)
+    topic = unique_topic("delrec")
+    create_topic(broker, topic, config=SMALL_SEGMENTS)
+    produce(broker, topic, 100)
+    a = admin(broker)
+    result = a.delete_records([TopicPartition(topic, 0, 42)])
+    deleted = result[TopicPartition(topic, 0, 42)].result(timeout=10)
+    assert deleted.low_watermark == 42
+    assert watermarks(broker, topic) == (42, 100)
+    assert first_offset_read(broker, topic) == 42
+    # Beyond the high watermark: OFFSET_OUT_OF_RANGE.
+    bad = a.delete_records([TopicPartition(topic, 0, 500)])
+    try:
+        bad[TopicPartition(topic, 0, 500)].result(timeout=10)
+        raise AssertionError("deleting beyond the high watermark must fail")
+    except Exception as e:  # KafkaException(OFFSET_OUT_OF_RANGE)
+        assert "OFFSET_OUT_OF_RANGE" in str(e) or "out of range" in str(e).lower(), e
+    broker.kill9()
+    broker.restart()
+    assert watermarks(broker, topic) == (42, 100)
+    assert first_offset_read(broker, topic) == 42
