@@ -19,6 +19,7 @@
 //!                                     relative offset u32)
 //!     leader-epoch-checkpoint         "0\n{count}\n{epoch} {start_offset}\n..."
 //!     recovery-point-offset-checkpoint  "0\n{offset}\n": everything below is fsynced
+//!     log-start-offset-checkpoint  "0\n{offset}\n": log start inside the first segment (DeleteRecords)
 //!   {topic}-{partition}.{uuid}-delete/  a log being deleted (removed on next start)
 //! ```
 //!
