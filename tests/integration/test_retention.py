@@ -106,3 +106,43 @@ def test_delete_records_moves_the_low_watermark_durably(broker_factory):
     broker.restart()
     assert watermarks(broker, topic) == (42, 100)
     assert first_offset_read(broker, topic) == 42
+
+
+def test_create_partitions_grows_topics_and_survives_restart(broker_factory):
+    from confluent_kafka.admin import NewPartitions
+
+    broker = broker_factory(settings=SETTINGS)
+    topic = unique_topic("grow")
+    create_topic(broker, topic, partitions=2)
+    a = admin(broker)
+    a.create_partitions([NewPartitions(topic, 5)])[topic].result(timeout=10)
+    assert len(a.list_topics(topic, timeout=10).topics[topic].partitions) == 5
+    p = producer(broker)
+    p.produce(topic, value=b"in a new partition", partition=4)
+    assert p.flush(10) == 0
+    # Shrinking or staying put is refused with INVALID_PARTITIONS and Kafka's message.
+    for count, message in [(3, "which is higher than the requested 3"),
+                           (5, "already has 5 partitions")]:
+        try:
+            a.create_partitions([NewPartitions(topic, count)])[topic].result(timeout=10)
+            raise AssertionError(f"{count} partitions must be refused")
+        except Exception as e:
+            assert "INVALID_PARTITIONS" in str(e) and message in str(e), e
+    try:
+        a.create_partitions([NewPartitions("no-such-topic", 3)])["no-such-topic"].result(timeout=10)
+        raise AssertionError("unknown topic must be refused")
+    except Exception as e:
+        assert "UNKNOWN_TOPIC_OR_PART" in str(e), e
+    broker.kill9()
+    broker.restart()
+    a = admin(broker)
+    assert len(a.list_topics(topic, timeout=10).topics[topic].partitions) == 5
+    assert watermarks_of(broker, topic, 4) == (0, 1)
+
+
+def watermarks_of(broker, topic, partition):
+    c = consumer(broker)
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+    finally:
+        c.close()

@@ -213,6 +213,9 @@ impl Broker {
                 ResponseKind::SyncGroup(apis::sync_group::handle(self, version, &r).await)
             }
             RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(apis::heartbeat::handle(self, &r)),
+            RequestKind::CreatePartitions(r) => {
+                ResponseKind::CreatePartitions(apis::create_partitions::handle(self, &r))
+            }
             RequestKind::DeleteRecords(r) => {
                 ResponseKind::DeleteRecords(apis::delete_records::handle(self, &r))
             }

@@ -64,6 +64,19 @@ pub enum CreateTopicError {
     Broker(#[from] BrokerError),
 }
 
+/// Why partitions could not be added, in Kafka's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum CreatePartitionsError {
+    #[error("This server does not host topic '{0}'.")]
+    UnknownTopic(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
 pub struct ReplicaManager {
     config: BrokerConfig,
     log_manager: LogManager,
@@ -291,6 +304,94 @@ impl ReplicaManager {
         self.topics.write().insert(topic.clone());
         info!(topic = name, partitions, topic_id = %record.topic_id, "created topic");
         Ok(topic)
+    }
+
+    /// CreatePartitions: grows `name` to `count` partitions (never shrinks, as Kafka). The new
+    /// count is persisted before the new partitions are served.
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), CreatePartitionsError> {
+        let _admin = self.admin_lock.lock();
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| CreatePartitionsError::UnknownTopic(name.to_string()))?;
+        if name == GROUP_METADATA_TOPIC_NAME {
+            // Groups are routed by hash modulo this topic's partition count.
+            return Err(CreatePartitionsError::InvalidRequest(format!(
+                "The number of partitions of {GROUP_METADATA_TOPIC_NAME} cannot change."
+            )));
+        }
+        let current = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        if count == current {
+            return Err(CreatePartitionsError::InvalidPartitions(format!(
+                "Topic already has {current} partitions."
+            )));
+        }
+        if count < current {
+            return Err(CreatePartitionsError::InvalidPartitions(format!(
+                "Topic currently has {current} partitions, which is higher than the requested {count}."
+            )));
+        }
+        let added = (count - current) as usize;
+        if self.topics.read().partitions_total + added > PARTITIONS_TOTAL_MAX {
+            return Err(CreatePartitionsError::InvalidPartitions(format!(
+                "Adding {added} partitions would exceed this broker's limit of {PARTITIONS_TOTAL_MAX} partitions."
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let mut record = topic_record(&topic);
+        record.partitions = count;
+        let records: Vec<TopicRecord> = self
+            .topics()
+            .iter()
+            .map(|t| {
+                if t.id == topic.id {
+                    record.clone()
+                } else {
+                    topic_record(t)
+                }
+            })
+            .collect();
+        self.log_manager
+            .save_topics(&records)
+            .map_err(BrokerError::from)?;
+        let mut partitions = topic.partitions.clone();
+        for index in current..count {
+            let log = self
+                .log_manager
+                .open_log(
+                    &record.name,
+                    index,
+                    crate::topic_config::log_config(&record.configs, &self.config),
+                    true,
+                    now_ms(),
+                )
+                .map_err(BrokerError::from)?;
+            partitions.push(Arc::new(Partition::new(
+                topic.name.clone(),
+                topic.id,
+                index,
+                log,
+            )));
+        }
+        let grown = Arc::new(Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions,
+            configs: topic.configs.clone(),
+        });
+        {
+            let mut table = self.topics.write();
+            table.remove(&topic);
+            table.insert(grown);
+        }
+        info!(topic = name, from = current, to = count, "added partitions");
+        Ok(())
     }
 
     /// Deletes a topic: it disappears from the table and the persisted list, then its logs are

@@ -326,6 +326,15 @@ fn every_response_encodes_at_every_advertised_version() {
                     DeleteGroupsRequest::default()
                         .with_groups_names(vec![group_id("enc-commit"), group_id("missing")]),
                 ),
+                ApiKey::CreatePartitions => RequestKind::CreatePartitions(
+                    CreatePartitionsRequest::default()
+                        .with_validate_only(true)
+                        .with_topics(vec![
+                            create_partitions_request::CreatePartitionsTopic::default()
+                                .with_name(name("orders"))
+                                .with_count(1),
+                        ]),
+                ),
                 ApiKey::DeleteRecords => {
                     RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![
                         delete_records_request::DeleteRecordsTopic::default()

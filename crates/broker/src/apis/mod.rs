@@ -7,6 +7,7 @@ use fjord_protocol::{ApiKey, VersionRange};
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
+pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_records;
@@ -43,6 +44,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[
     ),
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
     (ApiKey::DeleteRecords, delete_records::VERSIONS),
+    (ApiKey::CreatePartitions, create_partitions::VERSIONS),
     (
         ApiKey::ConsumerGroupHeartbeat,
         consumer_group_heartbeat::VERSIONS,
