@@ -146,3 +146,28 @@ def watermarks_of(broker, topic, partition):
         return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
     finally:
         c.close()
+
+
+def test_describe_log_dirs_reports_partition_sizes(broker_factory):
+    from kafka import KafkaAdminClient
+
+    broker = broker_factory(settings=SETTINGS)
+    topic = unique_topic("logdirs")
+    create_topic(broker, topic, partitions=2)
+    produce(broker, topic, 50, size=1000)  # partition 0 only
+    client = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        result = client.describe_log_dirs({topic: [0, 1]})
+    finally:
+        client.close()
+    # kafka-python: [{"broker": id, "log_dirs": [{"log_dir", "topics": [...], ...}]}]
+    (entry,) = result
+    (log_dir,) = entry["log_dirs"]
+    assert log_dir["error_code"] == 0
+    assert log_dir["log_dir"] == str(broker.data_dir.resolve())
+    assert log_dir["total_bytes"] >= log_dir["usable_bytes"] > 0
+    sizes = {p["partition_index"]: p["partition_size"]
+             for t in log_dir["topics"] if t["name"] == topic for p in t["partitions"]}
+    text = repr(result)
+    assert sizes.get(1) == 0, (sizes, text[:2000])
+    assert sizes.get(0, 0) > 50 * 1000, (sizes, text[:2000])

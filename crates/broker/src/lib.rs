@@ -213,6 +213,9 @@ impl Broker {
                 ResponseKind::SyncGroup(apis::sync_group::handle(self, version, &r).await)
             }
             RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(apis::heartbeat::handle(self, &r)),
+            RequestKind::DescribeLogDirs(r) => {
+                ResponseKind::DescribeLogDirs(apis::describe_log_dirs::handle(self, &r))
+            }
             RequestKind::CreatePartitions(r) => {
                 ResponseKind::CreatePartitions(apis::create_partitions::handle(self, &r))
             }

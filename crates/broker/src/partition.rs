@@ -232,6 +232,11 @@ impl Partition {
         })
     }
 
+    /// Bytes of log on disk (DescribeLogDirs).
+    pub fn size_bytes(&self) -> Result<u64, PartitionError> {
+        self.with_log(|log| Ok(log.size_bytes()))
+    }
+
     /// Takes the log out, leaving the partition answering "deleted" from now on.
     pub fn take_log(&self) -> Option<Log> {
         let mut guard = self.log.lock();

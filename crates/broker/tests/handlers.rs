@@ -326,6 +326,9 @@ fn every_response_encodes_at_every_advertised_version() {
                     DeleteGroupsRequest::default()
                         .with_groups_names(vec![group_id("enc-commit"), group_id("missing")]),
                 ),
+                ApiKey::DescribeLogDirs => {
+                    RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default())
+                }
                 ApiKey::CreatePartitions => RequestKind::CreatePartitions(
                     CreatePartitionsRequest::default()
                         .with_validate_only(true)

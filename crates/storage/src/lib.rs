@@ -145,3 +145,23 @@ pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<(), StorageError> {
     let handle = std::fs::File::open(dir).map_err(io_error("open dir", dir))?;
     handle.sync_all().map_err(io_error("fsync dir", dir))
 }
+
+/// Total and usable bytes of the file system holding `path` (`statvfs`), for DescribeLogDirs.
+pub fn filesystem_space_bytes(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c_path` is a valid NUL-terminated string and `stat` points to writable memory
+    // of the right type; statvfs fills it entirely when it returns 0.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so the struct is initialised.
+    let stat = unsafe { stat.assume_init() };
+    let block = stat.f_frsize as u64;
+    Some((
+        (stat.f_blocks as u64).saturating_mul(block),
+        (stat.f_bavail as u64).saturating_mul(block),
+    ))
+}
