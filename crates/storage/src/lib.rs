@@ -159,9 +159,10 @@ pub fn filesystem_space_bytes(path: &std::path::Path) -> Option<(u64, u64)> {
     }
     // SAFETY: statvfs returned 0, so the struct is initialised.
     let stat = unsafe { stat.assume_init() };
-    let block = stat.f_frsize as u64;
+    // `u64::from`: these are u32 or u64 depending on the platform's libc.
+    let block = u64::from(stat.f_frsize);
     Some((
-        (stat.f_blocks as u64).saturating_mul(block),
-        (stat.f_bavail as u64).saturating_mul(block),
+        u64::from(stat.f_blocks).saturating_mul(block),
+        u64::from(stat.f_bavail).saturating_mul(block),
     ))
 }
