@@ -159,8 +159,10 @@ pub fn filesystem_space_bytes(path: &std::path::Path) -> Option<(u64, u64)> {
     }
     // SAFETY: statvfs returned 0, so the struct is initialised.
     let stat = unsafe { stat.assume_init() };
-    // `u64::from`: these are u32 or u64 depending on the platform's libc.
+    // These are u32 or u64 depending on the platform's libc; u64 on the 64-bit Linux we build.
+    #[allow(clippy::useless_conversion)]
     let block = u64::from(stat.f_frsize);
+    #[allow(clippy::useless_conversion)]
     Some((
         u64::from(stat.f_blocks).saturating_mul(block),
         u64::from(stat.f_bavail).saturating_mul(block),
