@@ -58,6 +58,9 @@ pub const SETTINGS: &[SettingSpec] = &[
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
+    /// The settings given explicitly (file, environment, flags), by Kafka name: what
+    /// DescribeConfigs reports as STATIC_BROKER_CONFIG rather than DEFAULT_CONFIG.
+    pub explicit_settings: BTreeMap<String, String>,
     pub node_id: i32,
     pub data_dir: PathBuf,
     pub listen: String,
@@ -217,6 +220,7 @@ impl BrokerConfig {
         {
             return Err(BrokerError::UnknownConfig { key: key.clone() });
         }
+        let explicit_settings = values.clone();
         let s = Settings { values };
         let listen = s.raw("listen").to_string();
         split_host_port("listen", &listen)?;
@@ -253,6 +257,7 @@ impl BrokerConfig {
         }
         let offsets_retention_minutes: i64 = s.positive("offsets.retention.minutes")?;
         Ok(Self {
+            explicit_settings,
             node_id,
             data_dir: PathBuf::from(s.raw("data.dir")),
             listen,

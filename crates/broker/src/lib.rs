@@ -213,6 +213,15 @@ impl Broker {
                 ResponseKind::SyncGroup(apis::sync_group::handle(self, version, &r).await)
             }
             RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(apis::heartbeat::handle(self, &r)),
+            RequestKind::DescribeConfigs(r) => {
+                ResponseKind::DescribeConfigs(apis::describe_configs::handle(self, &r))
+            }
+            RequestKind::AlterConfigs(r) => {
+                ResponseKind::AlterConfigs(apis::alter_configs::handle(self, &r))
+            }
+            RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+                apis::incremental_alter_configs::handle(self, &r),
+            ),
             RequestKind::DescribeLogDirs(r) => {
                 ResponseKind::DescribeLogDirs(apis::describe_log_dirs::handle(self, &r))
             }

@@ -232,6 +232,14 @@ impl Partition {
         })
     }
 
+    /// New topic configs take effect on the live log.
+    pub fn set_log_config(&self, config: fjord_storage::LogConfig) -> Result<(), PartitionError> {
+        self.with_log(|log| {
+            log.set_config(config);
+            Ok(())
+        })
+    }
+
     /// Bytes of log on disk (DescribeLogDirs).
     pub fn size_bytes(&self) -> Result<u64, PartitionError> {
         self.with_log(|log| Ok(log.size_bytes()))

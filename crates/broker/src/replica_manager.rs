@@ -394,6 +394,57 @@ impl ReplicaManager {
         Ok(())
     }
 
+    /// AlterConfigs / IncrementalAlterConfigs on a topic: `configs` (already validated) replace
+    /// the topic's overrides, are persisted, then take effect on every partition's log.
+    pub fn alter_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), CreatePartitionsError> {
+        let _admin = self.admin_lock.lock();
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| CreatePartitionsError::UnknownTopic(name.to_string()))?;
+        let mut record = topic_record(&topic);
+        record.configs = configs.clone();
+        let records: Vec<TopicRecord> = self
+            .topics()
+            .iter()
+            .map(|t| {
+                if t.id == topic.id {
+                    record.clone()
+                } else {
+                    topic_record(t)
+                }
+            })
+            .collect();
+        self.log_manager
+            .save_topics(&records)
+            .map_err(BrokerError::from)?;
+        let log_config = crate::topic_config::log_config(&configs, &self.config);
+        for partition in &topic.partitions {
+            match partition.set_log_config(log_config.clone()) {
+                Ok(()) | Err(crate::partition::PartitionError::Deleted) => {}
+                Err(err) => {
+                    warn!(topic = name, error = %err, "could not apply configs to a partition")
+                }
+            }
+        }
+        let altered = Arc::new(Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions: topic.partitions.clone(),
+            configs,
+        });
+        {
+            let mut table = self.topics.write();
+            table.remove(&topic);
+            table.insert(altered);
+        }
+        info!(topic = name, "altered topic configs");
+        Ok(())
+    }
+
     /// Deletes a topic: it disappears from the table and the persisted list, then its logs are
     /// removed from disk.
     pub fn delete_topic(&self, topic: &Arc<Topic>) -> Result<(), BrokerError> {

@@ -346,6 +346,48 @@ pub fn max_message_bytes(configs: &BTreeMap<String, String>, broker: &BrokerConf
     number(configs, "max.message.bytes", broker.message_max_bytes)
 }
 
+/// The broker setting a topic config falls back to (its synonym in DescribeConfigs).
+pub fn broker_synonym(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "segment.bytes" => "log.segment.bytes",
+        "segment.ms" => "log.roll.ms",
+        "index.interval.bytes" => "log.index.interval.bytes",
+        "flush.messages" => "log.flush.interval.messages",
+        "flush.ms" => "log.flush.interval.ms",
+        "retention.ms" => "log.retention.ms",
+        "retention.bytes" => "log.retention.bytes",
+        "max.message.bytes" => "message.max.bytes",
+        _ => return None,
+    })
+}
+
+/// Kafka's `ConfigType` code for DescribeConfigs v3+ (BOOLEAN 1, STRING 2, LONG 5, DOUBLE 6,
+/// LIST 7).
+pub fn config_type(name: &str) -> i8 {
+    match spec(name).map(|s| s.kind) {
+        Some(Kind::Bool) => 1,
+        Some(Kind::Count) | Some(Kind::LimitOrUnlimited) => 5,
+        Some(Kind::Ratio) => 6,
+        _ if is_list(name) => 7,
+        _ => 2,
+    }
+}
+
+/// Configs whose values are comma-separated lists (IncrementalAlterConfigs APPEND/SUBTRACT).
+pub fn is_list(name: &str) -> bool {
+    matches!(
+        name,
+        "cleanup.policy"
+            | "leader.replication.throttled.replicas"
+            | "follower.replication.throttled.replicas"
+    )
+}
+
+/// Whether Fjord knows `name` as a topic config.
+pub fn is_known(name: &str) -> bool {
+    spec(name).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

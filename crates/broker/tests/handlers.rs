@@ -326,6 +326,50 @@ fn every_response_encodes_at_every_advertised_version() {
                     DeleteGroupsRequest::default()
                         .with_groups_names(vec![group_id("enc-commit"), group_id("missing")]),
                 ),
+                ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(
+                    DescribeConfigsRequest::default()
+                        .with_include_synonyms(true)
+                        .with_include_documentation(true)
+                        .with_resources(vec![
+                            describe_configs_request::DescribeConfigsResource::default()
+                                .with_resource_type(2)
+                                .with_resource_name(StrBytes::from_static_str("orders")),
+                            describe_configs_request::DescribeConfigsResource::default()
+                                .with_resource_type(4)
+                                .with_resource_name(StrBytes::from_static_str("1")),
+                            describe_configs_request::DescribeConfigsResource::default()
+                                .with_resource_type(2)
+                                .with_resource_name(StrBytes::from_static_str("missing")),
+                        ]),
+                ),
+                ApiKey::AlterConfigs => RequestKind::AlterConfigs(
+                    AlterConfigsRequest::default()
+                        .with_validate_only(true)
+                        .with_resources(vec![
+                            alter_configs_request::AlterConfigsResource::default()
+                                .with_resource_type(2)
+                                .with_resource_name(StrBytes::from_static_str("orders"))
+                                .with_configs(vec![
+                                    alter_configs_request::AlterableConfig::default()
+                                        .with_name(StrBytes::from_static_str("retention.ms"))
+                                        .with_value(Some(StrBytes::from_static_str("1000"))),
+                                ]),
+                        ]),
+                ),
+                ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(
+                    IncrementalAlterConfigsRequest::default()
+                        .with_validate_only(true)
+                        .with_resources(vec![
+                            incremental_alter_configs_request::AlterConfigsResource::default()
+                                .with_resource_type(2)
+                                .with_resource_name(StrBytes::from_static_str("orders"))
+                                .with_configs(vec![
+                                    incremental_alter_configs_request::AlterableConfig::default()
+                                        .with_name(StrBytes::from_static_str("nope"))
+                                        .with_value(Some(StrBytes::from_static_str("1"))),
+                                ]),
+                        ]),
+                ),
                 ApiKey::DescribeLogDirs => {
                     RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default())
                 }

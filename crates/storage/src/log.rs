@@ -531,6 +531,11 @@ impl Log {
         )
     }
 
+    /// Applies changed topic configs (AlterConfigs) from the next append or retention run.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
     /// Base offsets of the segments, oldest first (the last is the active segment).
     pub fn segment_base_offsets(&self) -> Vec<i64> {
         self.segments.iter().map(|s| s.base_offset).collect()
