@@ -11,6 +11,7 @@ mod group_cli;
 mod server;
 mod settings;
 mod splice;
+mod topic_cli;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,6 +41,11 @@ enum Command {
     /// Consumer groups on any Kafka-compatible broker: list, describe (with lag), delete,
     /// reset-offsets (dry run unless --execute)
     Group(group_cli::GroupArgs),
+    /// Topics on any Kafka-compatible broker: list, create, describe (offsets and configs),
+    /// alter-config, delete
+    Topic(topic_cli::TopicArgs),
+    /// Broker settings and topic configs with their sources: describe, alter
+    Config(topic_cli::ConfigArgs),
 }
 
 #[derive(clap::Args)]
@@ -121,10 +127,18 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
-        Command::Serve(args) => serve(args),
+    let admin_result = match cli.command {
+        Command::Serve(args) => return serve(args),
         Command::Group(args) => group_cli::run(args),
+        Command::Topic(args) => topic_cli::run_topic(args),
+        Command::Config(args) => topic_cli::run_config(args),
+    };
+    // Admin commands report failures as one line (with causes), not a backtrace.
+    if let Err(err) = admin_result {
+        eprintln!("Error: {err:#}");
+        std::process::exit(1);
     }
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
