@@ -88,3 +88,19 @@ def test_altered_retention_takes_effect_without_a_restart(broker_factory):
     incremental(admin(broker), topic, ("retention.bytes", "50000", AlterConfigOpType.SET))
     low, high = wait_for(lambda: (lambda w: w if w[0] > 0 else None)(watermarks(broker, topic)))
     assert 0 < low < high == 200
+
+
+def test_compacted_topics_refuse_records_without_keys(broker):
+    from helpers import producer
+
+    topic = unique_topic("compacted")
+    create_topic(broker, topic, config={"cleanup.policy": "compact"})
+    for compression in ["none", "lz4", "zstd"]:
+        results = []
+        p = producer(broker, **{"compression.type": compression, "retries": 0})
+        p.produce(topic, key=b"k", value=b"keyed", on_delivery=lambda e, m: results.append(e))
+        assert p.flush(10) == 0
+        p.produce(topic, value=b"no key", on_delivery=lambda e, m: results.append(e))
+        assert p.flush(10) == 0
+        assert results[0] is None, results
+        assert results[1] is not None and "INVALID_RECORD" in str(results[1].name()), results

@@ -327,6 +327,13 @@ pub fn log_config(
     }
 }
 
+/// Whether `cleanup.policy` includes `compact`: every record must then have a key.
+pub fn is_compacted(configs: &BTreeMap<String, String>) -> bool {
+    configs
+        .get("cleanup.policy")
+        .is_some_and(|policy| policy.split(',').any(|p| p.trim() == "compact"))
+}
+
 /// Whether `cleanup.policy` includes `delete` (the default).
 fn deletes(configs: &BTreeMap<String, String>) -> bool {
     configs

@@ -167,6 +167,18 @@ fn produce_to_partition(
         }
         return response;
     }
+    if crate::topic_config::is_compacted(&topic.configs) {
+        if let Err((error, message)) = check_keys(&records, &topic.name, index) {
+            tracing::debug!(topic = %topic.name, partition = index, %message, "rejected produce");
+            let mut response = error_response(index, error, Some(message.clone()));
+            if error == ResponseError::InvalidRecord {
+                response = response.with_record_errors(vec![BatchIndexAndErrorMessage::default()
+                    .with_batch_index(0)
+                    .with_batch_index_error_message(Some(StrBytes::from_string(message)))]);
+            }
+            return response;
+        }
+    }
     let now_ms = now_ms();
     let (appended, log_append_time_ms) =
         if crate::topic_config::uses_log_append_time(&topic.configs) {
@@ -206,6 +218,27 @@ fn produce_to_partition(
             error_response(index, ResponseError::KafkaStorageError, None)
         }
     }
+}
+
+/// A compacted topic keeps the latest record per key, so every record needs one (Kafka's
+/// `LogValidator` check). Decompresses compressed batches: the one produce-path feature that
+/// needs the records themselves. Control batches (transaction markers) carry no user keys.
+fn check_keys(records: &[u8], topic: &str, partition: i32) -> Result<(), (ResponseError, String)> {
+    let header = records::RecordBatchHeader::parse(records)
+        .map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
+    if header.is_control() {
+        return Ok(());
+    }
+    let mut keyless = false;
+    records::for_each_key_value(records, |_, key, _| keyless |= key.is_none())
+        .map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
+    if keyless {
+        return Err((
+            ResponseError::InvalidRecord,
+            format!("Compacted topic cannot accept message without key in topic partition {topic}-{partition}."),
+        ));
+    }
+    Ok(())
 }
 
 /// Takes the request's bytes for in-place patching, copying only if they are shared.
