@@ -15,6 +15,7 @@
 
 pub mod alloc;
 pub mod batch_builder;
+pub mod decompress;
 pub mod frame;
 pub mod records;
 pub mod request;

@@ -560,49 +560,24 @@ fn find_record<B>(
     }
 }
 
-/// Slow path for compressed batches: let kafka-protocol decompress and decode them.
-/// Only used by ListOffsets-by-timestamp, which is not a hot path.
+/// Slow path for compressed batches: decompress the record section (with an output bound, see
+/// `decompress`) and walk it like an uncompressed one. Not a produce or fetch path.
 fn visit_compressed_records<B>(
     batch: &[u8],
     header: &RecordBatchHeader,
-    mut visit: impl FnMut(RecordInfo) -> std::ops::ControlFlow<B>,
+    visit: impl FnMut(RecordInfo) -> std::ops::ControlFlow<B>,
 ) -> Result<Option<B>, RecordError> {
-    // Decode with a zero base offset: the decoder adds offset deltas without overflow checks,
-    // and the base offset is not covered by the CRC, so it could be anything.
-    let mut copy = batch.to_vec();
-    set_base_offset(&mut copy, 0);
-    let mut bytes = bytes::Bytes::from(copy);
-    // The third-party decoder does unchecked timestamp arithmetic; a hostile batch with a valid
-    // CRC must cost the lookup, not the broker.
-    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
-    }))
-    .map_err(|_| RecordError::Decompression {
-        reason: "record decoder panicked".to_string(),
-    })?;
-    let record_set = decoded.map_err(|error| RecordError::Decompression {
-        reason: error.to_string(),
-    })?;
-    for record in &record_set.records {
-        let timestamp = if header.timestamp_type_is_log_append() {
-            header.max_timestamp
-        } else {
-            record.timestamp
-        };
-        let info = RecordInfo {
-            offset: header.base_offset.saturating_add(record.offset),
-            timestamp,
-        };
-        if let std::ops::ControlFlow::Break(found) = visit(info) {
-            return Ok(Some(found));
-        }
-    }
-    Ok(None)
+    let section = crate::decompress::decompress_bounded(
+        header.compression()?,
+        &batch[RECORD_BATCH_HEADER_BYTES..],
+        crate::decompress::DECOMPRESSED_BYTES_MAX,
+    )?;
+    walk_uncompressed_records(&section, header, visit)
 }
 
 /// Calls `visit(offset, key, value)` for every record of one whole batch, decompressing if
-/// needed. For readers of internal topics (the group coordinator replaying
-/// `__consumer_offsets`), not for the produce or fetch paths.
+/// needed (with an output bound, see `decompress`). For readers of internal topics (the group
+/// coordinator replaying `__consumer_offsets`) and the key check on compacted topics.
 pub fn for_each_key_value(
     batch: &[u8],
     mut visit: impl FnMut(i64, Option<&[u8]>, Option<&[u8]>),
@@ -613,30 +588,20 @@ pub fn for_each_key_value(
         needed_bytes: size,
         available_bytes: batch.len(),
     })?;
-    if header.compression()? != Compression::None {
-        let mut copy = batch.to_vec();
-        set_base_offset(&mut copy, 0);
-        let mut bytes = bytes::Bytes::from(copy);
-        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
-        }))
-        .map_err(|_| RecordError::Decompression {
-            reason: "record decoder panicked".to_string(),
-        })?
-        .map_err(|error| RecordError::Decompression {
-            reason: error.to_string(),
-        })?;
-        for record in &decoded.records {
-            visit(
-                header.base_offset.saturating_add(record.offset),
-                record.key.as_deref(),
-                record.value.as_deref(),
-            );
-        }
-        return Ok(());
-    }
+    let codec = header.compression()?;
+    let decompressed;
+    let section: &[u8] = if codec == Compression::None {
+        &batch[RECORD_BATCH_HEADER_BYTES..]
+    } else {
+        decompressed = crate::decompress::decompress_bounded(
+            codec,
+            &batch[RECORD_BATCH_HEADER_BYTES..],
+            crate::decompress::DECOMPRESSED_BYTES_MAX,
+        )?;
+        &decompressed
+    };
     let mut cursor = Cursor {
-        buf: &batch[RECORD_BATCH_HEADER_BYTES..],
+        buf: section,
         position: 0,
     };
     for _ in 0..header.records_count.max(0) {
