@@ -1,6 +1,8 @@
 //! Arbitrary bytes as v2 record batches: `RecordBatchHeader::parse`, `validate_batch`,
 //! `BatchIter`, and the ListOffsets lookups `find_record_offset_at_or_after_timestamp` /
-//! `find_record_offset_with_timestamp` (which decompress compressed batches). When the input
+//! `find_record_offset_with_timestamp` and `for_each_key_value` (which decompress compressed
+//! batches, with an output bound), and `decompress_bounded` on the raw input for every codec.
+//! When the input
 //! validates, the produce path is exercised too: patching base offset and leader epoch must keep
 //! it valid. Must never panic, abort or run out of memory.
 #![no_main]
@@ -25,6 +27,8 @@ fn targets(batch: &[u8], header: Option<&RecordBatchHeader>) -> Vec<i64> {
 
 /// The lookups on one slice, with the invariants their results must satisfy.
 fn lookups(batch: &[u8]) {
+    let mut visited = 0usize;
+    let _ = records::for_each_key_value(batch, |_, _, _| visited += 1);
     let header = RecordBatchHeader::parse(batch).ok();
     let uncompressed = header.is_some_and(|h| h.compression() == Ok(Compression::None));
     for target in targets(batch, header.as_ref()) {
@@ -49,6 +53,11 @@ fn lookups(batch: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     let parsed = RecordBatchHeader::parse(data);
+    for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        if let Ok(out) = fjord_protocol::decompress::decompress_bounded(codec, data, 1 << 20) {
+            assert!(out.len() <= 1 << 20);
+        }
+    }
 
     // Every batch the iterator yields is a well-formed slice of the input.
     let mut iter = BatchIter::new(data);
