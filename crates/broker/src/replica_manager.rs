@@ -346,20 +346,7 @@ impl ReplicaManager {
         }
         let mut record = topic_record(&topic);
         record.partitions = count;
-        let records: Vec<TopicRecord> = self
-            .topics()
-            .iter()
-            .map(|t| {
-                if t.id == topic.id {
-                    record.clone()
-                } else {
-                    topic_record(t)
-                }
-            })
-            .collect();
-        self.log_manager
-            .save_topics(&records)
-            .map_err(BrokerError::from)?;
+        self.save_topic_record(&record)?;
         let mut partitions = topic.partitions.clone();
         for index in current..count {
             let log = self
@@ -379,17 +366,7 @@ impl ReplicaManager {
                 log,
             )));
         }
-        let grown = Arc::new(Topic {
-            name: topic.name.clone(),
-            id: topic.id,
-            partitions,
-            configs: topic.configs.clone(),
-        });
-        {
-            let mut table = self.topics.write();
-            table.remove(&topic);
-            table.insert(grown);
-        }
+        self.replace_topic(&topic, partitions, topic.configs.clone());
         info!(topic = name, from = current, to = count, "added partitions");
         Ok(())
     }
@@ -407,20 +384,7 @@ impl ReplicaManager {
             .ok_or_else(|| CreatePartitionsError::UnknownTopic(name.to_string()))?;
         let mut record = topic_record(&topic);
         record.configs = configs.clone();
-        let records: Vec<TopicRecord> = self
-            .topics()
-            .iter()
-            .map(|t| {
-                if t.id == topic.id {
-                    record.clone()
-                } else {
-                    topic_record(t)
-                }
-            })
-            .collect();
-        self.log_manager
-            .save_topics(&records)
-            .map_err(BrokerError::from)?;
+        self.save_topic_record(&record)?;
         let log_config = crate::topic_config::log_config(&configs, &self.config);
         for partition in &topic.partitions {
             match partition.set_log_config(log_config.clone()) {
@@ -430,19 +394,45 @@ impl ReplicaManager {
                 }
             }
         }
-        let altered = Arc::new(Topic {
-            name: topic.name.clone(),
-            id: topic.id,
-            partitions: topic.partitions.clone(),
-            configs,
-        });
-        {
-            let mut table = self.topics.write();
-            table.remove(&topic);
-            table.insert(altered);
-        }
+        self.replace_topic(&topic, topic.partitions.clone(), configs);
         info!(topic = name, "altered topic configs");
         Ok(())
+    }
+
+    /// Persists `topics.json` with `record` in place of the topic of the same id (callers hold
+    /// the admin lock).
+    fn save_topic_record(&self, record: &TopicRecord) -> Result<(), BrokerError> {
+        let records: Vec<TopicRecord> = self
+            .topics()
+            .iter()
+            .map(|t| {
+                if t.id == record.topic_id {
+                    record.clone()
+                } else {
+                    topic_record(t)
+                }
+            })
+            .collect();
+        Ok(self.log_manager.save_topics(&records)?)
+    }
+
+    /// Serves `topic` with new partitions or configs from now on (callers hold the admin lock
+    /// and persisted the change first).
+    fn replace_topic(
+        &self,
+        topic: &Arc<Topic>,
+        partitions: Vec<Arc<Partition>>,
+        configs: BTreeMap<String, String>,
+    ) {
+        let replacement = Arc::new(Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions,
+            configs,
+        });
+        let mut table = self.topics.write();
+        table.remove(topic);
+        table.insert(replacement);
     }
 
     /// Deletes a topic: it disappears from the table and the persisted list, then its logs are

@@ -21,6 +21,32 @@ use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
 const RESPONSE_SIZE_BYTES_MAX: usize = 256 << 20;
 const CLIENT_ID: &str = "fjord-cli";
 
+/// Where the admin commands connect (`fjord group|topic|config`), as Kafka's tools take it.
+#[derive(clap::Args)]
+pub struct ConnectArgs {
+    /// Broker to bootstrap from (Kafka tools: --bootstrap-server)
+    #[arg(
+        long,
+        global = true,
+        value_name = "HOST:PORT",
+        env = "FJORD_BOOTSTRAP",
+        default_value = "127.0.0.1:9092"
+    )]
+    bootstrap_server: String,
+    /// Request timeout in milliseconds
+    #[arg(long, global = true, value_name = "MS", default_value_t = 30_000)]
+    timeout_ms: u64,
+}
+
+impl ConnectArgs {
+    pub fn connect(&self) -> Result<AdminClient> {
+        AdminClient::connect(
+            &self.bootstrap_server,
+            Duration::from_millis(self.timeout_ms),
+        )
+    }
+}
+
 pub struct AdminClient {
     stream: TcpStream,
     address: String,

@@ -3,7 +3,6 @@
 //! reset-offsets, which is a dry run unless `--execute` is given).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Buf;
@@ -24,22 +23,12 @@ use fjord_protocol::kafka_protocol::messages::{
 use fjord_protocol::kafka_protocol::protocol::{Decodable, StrBytes};
 use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
 
-use crate::admin::{check, error_name, AdminClient};
+use crate::admin::{check, error_name, AdminClient, ConnectArgs};
 
 #[derive(Args)]
 pub struct GroupArgs {
-    /// Broker to bootstrap from (Kafka tools: --bootstrap-server)
-    #[arg(
-        long,
-        global = true,
-        value_name = "HOST:PORT",
-        env = "FJORD_BOOTSTRAP",
-        default_value = "127.0.0.1:9092"
-    )]
-    bootstrap_server: String,
-    /// Request timeout in milliseconds
-    #[arg(long, global = true, value_name = "MS", default_value_t = 30_000)]
-    timeout_ms: u64,
+    #[command(flatten)]
+    connect: ConnectArgs,
     #[command(subcommand)]
     command: GroupCommand,
 }
@@ -115,8 +104,7 @@ struct ResetTarget {
 }
 
 pub fn run(args: GroupArgs) -> Result<()> {
-    let timeout = Duration::from_millis(args.timeout_ms);
-    let mut client = AdminClient::connect(&args.bootstrap_server, timeout)?;
+    let mut client = args.connect.connect()?;
     match args.command {
         GroupCommand::List { states } => list(&mut client, &states),
         GroupCommand::Describe { groups } => {

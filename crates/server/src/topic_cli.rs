@@ -2,7 +2,6 @@
 //! Kafka-compatible broker (like `kafka-topics.sh` and `kafka-configs.sh`).
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -25,7 +24,7 @@ use fjord_protocol::kafka_protocol::messages::{
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
 
-use crate::admin::{check, error_name, AdminClient};
+use crate::admin::{check, error_name, AdminClient, ConnectArgs};
 use crate::group_cli::print_table;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -40,31 +39,6 @@ const SOURCE_NAMES: &[&str] = &[
     "default",
     "broker logger",
 ];
-
-#[derive(Args)]
-pub struct ConnectArgs {
-    /// Broker to bootstrap from (Kafka tools: --bootstrap-server)
-    #[arg(
-        long,
-        global = true,
-        value_name = "HOST:PORT",
-        env = "FJORD_BOOTSTRAP",
-        default_value = "127.0.0.1:9092"
-    )]
-    bootstrap_server: String,
-    /// Request timeout in milliseconds
-    #[arg(long, global = true, value_name = "MS", default_value_t = 30_000)]
-    timeout_ms: u64,
-}
-
-impl ConnectArgs {
-    fn connect(&self) -> Result<AdminClient> {
-        AdminClient::connect(
-            &self.bootstrap_server,
-            Duration::from_millis(self.timeout_ms),
-        )
-    }
-}
 
 #[derive(Args)]
 pub struct TopicArgs {

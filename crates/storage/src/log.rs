@@ -190,8 +190,12 @@ impl Log {
         } else {
             recover_epoch_cache(dir, &segments, first_rescanned, log_end_offset)?
         };
-        // Everything is on disk now: clean shutdown fsynced it, recovery fsynced what it scanned.
-        write_recovery_point(dir, log_end_offset)?;
+        // Everything is on disk now: clean shutdown fsynced it (and `close` recorded the
+        // recovery point), recovery fsynced what it scanned and records it here. A clean start
+        // writes nothing: one file write per partition would slow every start-up.
+        if !had_clean_shutdown {
+            write_recovery_point(dir, log_end_offset)?;
+        }
         Ok(Log {
             dir: dir.to_path_buf(),
             config,
