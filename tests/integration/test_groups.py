@@ -402,6 +402,12 @@ def test_kafka_python_group_splits_and_rebalances(gbroker):
                               auto_offset_reset="earliest", enable_auto_commit=False,
                               session_timeout_ms=6000, heartbeat_interval_ms=300,
                               client_id=f"kpy-{i}")
+            # Load the topic's metadata before the first poll joins the group. Without it a
+            # leader elected on its first poll can assign from empty metadata ("No partition
+            # metadata for topic"); in CI that once left kafka-python's leader silent until
+            # its session expired (a client-side race, cf. KAFKA-3949).
+            if c.partitions_for_topic(topic) != set(range(6)):
+                raise AssertionError(f"kpy-{i}: no metadata for {topic}")
             seen[i] = set()
             while not stop.is_set() and i not in closing:
                 for records in c.poll(timeout_ms=100).values():
