@@ -30,6 +30,16 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "log.retention.ms", default: "604800000", doc: "Default retention.ms: delete closed segments whose newest record is older than this (-1: keep forever; Kafka: log.retention.ms/minutes/hours)." },
     SettingSpec { key: "log.retention.bytes", default: "-1", doc: "Default retention.bytes: delete closed segments from the head while a partition stays at least this large without them (-1: no limit)." },
     SettingSpec { key: "log.retention.check.interval.ms", default: "300000", doc: "How often logs are checked for segments to delete by retention or log start offset." },
+    SettingSpec { key: "log.cleanup.policy", default: "delete", doc: "Default cleanup.policy: delete (retention), compact (keep the latest record per key) or compact,delete." },
+    SettingSpec { key: "log.cleaner.enable", default: "true", doc: "Run the log cleaner, which compacts topics whose cleanup.policy contains compact (__consumer_offsets among them)." },
+    SettingSpec { key: "log.cleaner.dedupe.buffer.size", default: "134217728", doc: "Memory the log cleaner's offset map (24 bytes per distinct key) may use; a dirty section with more keys is cleaned over several passes." },
+    SettingSpec { key: "log.cleaner.io.max.bytes.per.second", default: "1.7976931348623157E308", doc: "Bytes per second the log cleaner may read plus write (default: unlimited)." },
+    SettingSpec { key: "log.cleaner.io.buffer.size", default: "524288", doc: "Size of the log cleaner's read buffer (grown to hold one batch if a batch is larger)." },
+    SettingSpec { key: "log.cleaner.backoff.ms", default: "15000", doc: "How long the log cleaner sleeps when no log needs cleaning." },
+    SettingSpec { key: "log.cleaner.min.cleanable.ratio", default: "0.5", doc: "Default min.cleanable.dirty.ratio: clean a log once its uncleaned part is this share of it." },
+    SettingSpec { key: "log.cleaner.delete.retention.ms", default: "86400000", doc: "Default delete.retention.ms: how long tombstones stay in a compacted log." },
+    SettingSpec { key: "log.cleaner.min.compaction.lag.ms", default: "0", doc: "Default min.compaction.lag.ms: records younger than this are never compacted." },
+    SettingSpec { key: "log.cleaner.max.compaction.lag.ms", default: "9223372036854775807", doc: "Default max.compaction.lag.ms: a log holding uncleaned records older than this is cleaned whatever its dirty ratio." },
     SettingSpec { key: "log.index.interval.bytes", default: "4096", doc: "Bytes of log between two offset index entries." },
     SettingSpec { key: "log.flush.interval.messages", default: "9223372036854775807", doc: "fsync after this many messages (default: leave it to the page cache, like Kafka)." },
     SettingSpec { key: "log.flush.interval.ms", default: "9223372036854775807", doc: "fsync when the oldest unflushed message is this old." },
@@ -75,6 +85,16 @@ pub struct BrokerConfig {
     pub log_retention_check_interval_ms: i64,
     pub log_roll_ms: i64,
     pub log_index_interval_bytes: u64,
+    pub log_cleanup_policy: String,
+    pub log_cleaner_enable: bool,
+    pub log_cleaner_dedupe_buffer_size: u64,
+    pub log_cleaner_io_max_bytes_per_second: f64,
+    pub log_cleaner_io_buffer_size: usize,
+    pub log_cleaner_backoff_ms: u64,
+    pub log_cleaner_min_cleanable_ratio: f64,
+    pub log_cleaner_delete_retention_ms: i64,
+    pub log_cleaner_min_compaction_lag_ms: i64,
+    pub log_cleaner_max_compaction_lag_ms: i64,
     pub log_flush_interval_messages: u64,
     pub log_flush_interval_ms: i64,
     pub message_max_bytes: usize,
@@ -154,6 +174,40 @@ impl Settings<'_> {
             });
         }
         Ok(value)
+    }
+
+    fn non_negative(&self, key: &str) -> Result<i64, BrokerError> {
+        let value: i64 = self.parse(key)?;
+        if value < 0 {
+            return Err(self.invalid(key, "must be >= 0"));
+        }
+        Ok(value)
+    }
+
+    fn ratio(&self, key: &str) -> Result<f64, BrokerError> {
+        let value: f64 = self.parse(key)?;
+        if !(0.0..=1.0).contains(&value) {
+            return Err(self.invalid(key, "must be between 0 and 1"));
+        }
+        Ok(value)
+    }
+
+    /// `delete`, `compact` or both, comma-separated.
+    fn cleanup_policy(&self, key: &str) -> Result<String, BrokerError> {
+        let value = self.raw(key).trim();
+        let words: Vec<&str> = value.split(',').map(str::trim).collect();
+        if words.is_empty() || words.iter().any(|w| *w != "delete" && *w != "compact") {
+            return Err(self.invalid(key, "must be delete, compact or compact,delete"));
+        }
+        Ok(words.join(","))
+    }
+
+    fn invalid(&self, key: &str, reason: &str) -> BrokerError {
+        BrokerError::InvalidConfig {
+            key: key.to_string(),
+            value: self.raw(key).to_string(),
+            reason: reason.to_string(),
+        }
     }
 
     /// A limit where -1 means "none" (retention).
@@ -272,6 +326,19 @@ impl BrokerConfig {
             log_retention_check_interval_ms: s.positive("log.retention.check.interval.ms")?,
             log_roll_ms: s.positive("log.roll.ms")?,
             log_index_interval_bytes: s.positive("log.index.interval.bytes")?,
+            log_cleanup_policy: s.cleanup_policy("log.cleanup.policy")?,
+            log_cleaner_enable: s.parse("log.cleaner.enable")?,
+            log_cleaner_dedupe_buffer_size: s.positive("log.cleaner.dedupe.buffer.size")?,
+            log_cleaner_io_max_bytes_per_second: s
+                .positive("log.cleaner.io.max.bytes.per.second")?,
+            log_cleaner_io_buffer_size: s.positive("log.cleaner.io.buffer.size")?,
+            log_cleaner_backoff_ms: s.positive("log.cleaner.backoff.ms")?,
+            log_cleaner_min_cleanable_ratio: s.ratio("log.cleaner.min.cleanable.ratio")?,
+            log_cleaner_delete_retention_ms: s.non_negative("log.cleaner.delete.retention.ms")?,
+            log_cleaner_min_compaction_lag_ms: s
+                .non_negative("log.cleaner.min.compaction.lag.ms")?,
+            log_cleaner_max_compaction_lag_ms: s
+                .positive("log.cleaner.max.compaction.lag.ms")?,
             log_flush_interval_messages: s.positive("log.flush.interval.messages")?,
             log_flush_interval_ms: s.positive("log.flush.interval.ms")?,
             message_max_bytes: s.positive("message.max.bytes")?,
@@ -320,6 +387,11 @@ impl BrokerConfig {
             flush_interval_ms: self.log_flush_interval_ms,
             retention_ms: self.log_retention_ms,
             retention_bytes: self.log_retention_bytes,
+            compact: self.log_cleanup_policy.split(',').any(|p| p == "compact"),
+            min_cleanable_dirty_ratio: self.log_cleaner_min_cleanable_ratio,
+            delete_retention_ms: self.log_cleaner_delete_retention_ms,
+            min_compaction_lag_ms: self.log_cleaner_min_compaction_lag_ms,
+            max_compaction_lag_ms: self.log_cleaner_max_compaction_lag_ms,
         }
     }
 }

@@ -22,6 +22,8 @@ enum Kind {
     LimitOrUnlimited,
     /// Any string (lists, free text).
     Text,
+    /// `cleanup.policy`: a non-empty list of `delete` and `compact`.
+    CleanupPolicy,
 }
 
 struct TopicConfigSpec {
@@ -72,9 +74,9 @@ const TOPIC_CONFIGS: &[TopicConfigSpec] = &[
     },
     TopicConfigSpec {
         name: "cleanup.policy",
-        kind: Kind::Text,
-        honoured: false,
-        default: |_| "delete".into(),
+        kind: Kind::CleanupPolicy,
+        honoured: true,
+        default: |c| c.log_cleanup_policy.clone(),
     },
     TopicConfigSpec {
         name: "compression.type",
@@ -97,8 +99,8 @@ const TOPIC_CONFIGS: &[TopicConfigSpec] = &[
     TopicConfigSpec {
         name: "delete.retention.ms",
         kind: Kind::Count,
-        honoured: false,
-        default: |_| "86400000".into(),
+        honoured: true,
+        default: |c| c.log_cleaner_delete_retention_ms.to_string(),
     },
     TopicConfigSpec {
         name: "file.delete.delay.ms",
@@ -109,20 +111,20 @@ const TOPIC_CONFIGS: &[TopicConfigSpec] = &[
     TopicConfigSpec {
         name: "min.cleanable.dirty.ratio",
         kind: Kind::Ratio,
-        honoured: false,
-        default: |_| "0.5".into(),
+        honoured: true,
+        default: |c| c.log_cleaner_min_cleanable_ratio.to_string(),
     },
     TopicConfigSpec {
         name: "min.compaction.lag.ms",
         kind: Kind::Count,
-        honoured: false,
-        default: |_| "0".into(),
+        honoured: true,
+        default: |c| c.log_cleaner_min_compaction_lag_ms.to_string(),
     },
     TopicConfigSpec {
         name: "max.compaction.lag.ms",
         kind: Kind::Count,
-        honoured: false,
-        default: |_| "9223372036854775807".into(),
+        honoured: true,
+        default: |c| c.log_cleaner_max_compaction_lag_ms.to_string(),
     },
     TopicConfigSpec {
         name: "min.insync.replicas",
@@ -222,6 +224,9 @@ fn validate_value(spec: &TopicConfigSpec, value: &str) -> Result<(), String> {
         Kind::Ratio => value.parse::<f64>().is_ok_and(|r| (0.0..=1.0).contains(&r)),
         Kind::LimitOrUnlimited => value.parse::<i64>().is_ok_and(|n| n >= -1),
         Kind::Text => true,
+        Kind::CleanupPolicy => value
+            .split(',')
+            .all(|word| matches!(word.trim(), "delete" | "compact")),
     };
     if ok {
         Ok(())
@@ -314,31 +319,55 @@ pub fn log_config(
         flush_interval_ms: number(configs, "flush.ms", defaults.flush_interval_ms).max(1),
         // Time and size retention apply only with the `delete` cleanup policy; a compacted
         // topic (`__consumer_offsets`) keeps its segments until the cleaner handles them.
-        retention_ms: if deletes(configs) {
+        retention_ms: if deletes(configs, broker) {
             number(configs, "retention.ms", defaults.retention_ms)
         } else {
             -1
         },
-        retention_bytes: if deletes(configs) {
+        retention_bytes: if deletes(configs, broker) {
             number(configs, "retention.bytes", defaults.retention_bytes)
         } else {
             -1
         },
+        compact: is_compacted(configs, broker),
+        min_cleanable_dirty_ratio: number(
+            configs,
+            "min.cleanable.dirty.ratio",
+            defaults.min_cleanable_dirty_ratio,
+        ),
+        delete_retention_ms: number(configs, "delete.retention.ms", defaults.delete_retention_ms),
+        min_compaction_lag_ms: number(
+            configs,
+            "min.compaction.lag.ms",
+            defaults.min_compaction_lag_ms,
+        ),
+        max_compaction_lag_ms: number(
+            configs,
+            "max.compaction.lag.ms",
+            defaults.max_compaction_lag_ms,
+        )
+        .max(1),
     }
 }
 
-/// Whether `cleanup.policy` includes `compact`: every record must then have a key.
-pub fn is_compacted(configs: &BTreeMap<String, String>) -> bool {
+/// The topic's `cleanup.policy` words, falling back to `log.cleanup.policy`.
+fn cleanup_policy_has(configs: &BTreeMap<String, String>, broker: &BrokerConfig, word: &str) -> bool {
     configs
         .get("cleanup.policy")
-        .is_some_and(|policy| policy.split(',').any(|p| p.trim() == "compact"))
+        .unwrap_or(&broker.log_cleanup_policy)
+        .split(',')
+        .any(|p| p.trim() == word)
 }
 
-/// Whether `cleanup.policy` includes `delete` (the default).
-fn deletes(configs: &BTreeMap<String, String>) -> bool {
-    configs
-        .get("cleanup.policy")
-        .is_none_or(|policy| policy.split(',').any(|p| p.trim() == "delete"))
+/// Whether `cleanup.policy` includes `compact`: every record must then have a key, and the log
+/// cleaner keeps the latest record per key.
+pub fn is_compacted(configs: &BTreeMap<String, String>, broker: &BrokerConfig) -> bool {
+    cleanup_policy_has(configs, broker, "compact")
+}
+
+/// Whether `cleanup.policy` includes `delete` (the default): time and size retention apply.
+fn deletes(configs: &BTreeMap<String, String>, broker: &BrokerConfig) -> bool {
+    cleanup_policy_has(configs, broker, "delete")
 }
 
 /// Whether the broker stamps batches with its own time (`message.timestamp.type=LogAppendTime`).
@@ -364,6 +393,11 @@ pub fn broker_synonym(name: &str) -> Option<&'static str> {
         "retention.ms" => "log.retention.ms",
         "retention.bytes" => "log.retention.bytes",
         "max.message.bytes" => "message.max.bytes",
+        "cleanup.policy" => "log.cleanup.policy",
+        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
+        "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
+        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
+        "max.compaction.lag.ms" => "log.cleaner.max.compaction.lag.ms",
         _ => return None,
     })
 }

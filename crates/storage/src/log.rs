@@ -12,7 +12,7 @@ use crate::segment::LogSegment;
 use crate::{io_error, StorageError};
 
 /// Per-log settings, named and defaulted like Kafka's topic configs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll when the active segment would exceed this.
     pub segment_bytes: u64,
@@ -30,6 +30,16 @@ pub struct LogConfig {
     /// `retention.bytes`: sealed segments are deleted from the head while the log stays at
     /// least this large without them (-1 = no size limit).
     pub retention_bytes: i64,
+    /// `cleanup.policy` contains `compact`: the log cleaner keeps the latest record per key.
+    pub compact: bool,
+    /// `min.cleanable.dirty.ratio`: clean once the uncleaned part is this share of the log.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `delete.retention.ms`: how long a tombstone (null value) stays readable.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: records younger than this are never compacted.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a record older than this is cleaned whatever the dirty ratio.
+    pub max_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -42,6 +52,11 @@ impl Default for LogConfig {
             flush_interval_ms: i64::MAX,
             retention_ms: 7 * 24 * 60 * 60 * 1000,
             retention_bytes: -1,
+            compact: false,
+            min_cleanable_dirty_ratio: 0.5,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }

@@ -167,7 +167,7 @@ fn produce_to_partition(
         }
         return response;
     }
-    if crate::topic_config::is_compacted(&topic.configs) {
+    if crate::topic_config::is_compacted(&topic.configs, broker.config()) {
         if let Err((error, message)) = check_keys(&records, &topic.name, index) {
             tracing::debug!(topic = %topic.name, partition = index, %message, "rejected produce");
             let mut response = error_response(index, error, Some(message.clone()));
