@@ -15,7 +15,9 @@
 
 pub mod alloc;
 pub mod batch_builder;
+pub mod compress;
 pub mod decompress;
+pub mod filter;
 pub mod frame;
 pub mod records;
 pub mod request;

@@ -380,11 +380,45 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// The per-record fields needed for offset and timestamp lookups.
+/// A copy of `original`'s header over a new record section (compressed as the attributes
+/// say), with the batch length, record count and max timestamp set and the CRC recomputed.
+/// Base offset, last offset delta, base timestamp, producer fields and attributes stay, as in
+/// Kafka's `MemoryRecords.filterTo` for v2 batches: the last offset delta keeps the producer's
+/// last sequence meaningful, the base timestamp keeps the records' deltas valid.
+///
+/// # Panics
+/// If `original` is shorter than a batch header; callers pass batches they already parsed.
+pub fn rebuild_batch(
+    original: &[u8],
+    section: &[u8],
+    records_count: i32,
+    max_timestamp: i64,
+) -> Vec<u8> {
+    assert!(original.len() >= RECORD_BATCH_HEADER_BYTES);
+    let mut batch = Vec::with_capacity(RECORD_BATCH_HEADER_BYTES + section.len());
+    batch.extend_from_slice(&original[..RECORD_BATCH_HEADER_BYTES]);
+    batch.extend_from_slice(section);
+    let batch_length = (batch.len() - LOG_OVERHEAD_BYTES) as i32;
+    batch[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
+    batch[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&records_count.to_be_bytes());
+    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+/// One parsed record of a batch: what offset and timestamp lookups and the log cleaner need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct RecordInfo {
-    offset: i64,
-    timestamp: i64,
+pub struct RecordInfo<'a> {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    /// `None` is a tombstone on a compacted topic.
+    pub value: Option<&'a [u8]>,
+    /// The whole record as stored, length prefix included (its deltas are relative to the
+    /// batch's base offset and base timestamp, so it can be copied into a batch with the same
+    /// bases unchanged).
+    pub bytes: &'a [u8],
 }
 
 /// A bounds-checked cursor over record bytes; every read fails cleanly instead of panicking.
@@ -474,10 +508,11 @@ impl<'a> Cursor<'a> {
 }
 
 /// Parses one record (length prefix included) and checks its fields fill it exactly.
-fn read_record(
-    cursor: &mut Cursor<'_>,
+fn read_record<'a>(
+    cursor: &mut Cursor<'a>,
     header: &RecordBatchHeader,
-) -> Result<RecordInfo, RecordError> {
+) -> Result<RecordInfo<'a>, RecordError> {
+    let start = cursor.position;
     let length = cursor.read_varint()?;
     if length < 0 || length as usize > cursor.remaining() {
         return Err(Cursor::malformed("record length out of range"));
@@ -490,8 +525,8 @@ fn read_record(
     let _attributes = record.read_u8()?;
     let timestamp_delta = record.read_varlong()?;
     let offset_delta = record.read_varint()?;
-    record.skip_sized(true)?; // key
-    record.skip_sized(true)?; // value
+    let key = record.read_sized()?;
+    let value = record.read_sized()?;
     let header_count = record.read_varint()?;
     if header_count < 0 {
         return Err(Cursor::malformed("negative header count"));
@@ -515,7 +550,24 @@ fn read_record(
     Ok(RecordInfo {
         offset: header.base_offset.saturating_add(i64::from(offset_delta)),
         timestamp,
+        key,
+        value,
+        bytes: &cursor.buf[start..end],
     })
+}
+
+/// Calls `visit` on every record of an uncompressed record section (the bytes after a batch
+/// header, decompressed if the batch was compressed), checking that they fill it exactly.
+pub fn for_each_record(
+    section: &[u8],
+    header: &RecordBatchHeader,
+    mut visit: impl FnMut(RecordInfo<'_>),
+) -> Result<(), RecordError> {
+    walk_uncompressed_records::<()>(section, header, |info| {
+        visit(info);
+        std::ops::ControlFlow::Continue(())
+    })?;
+    Ok(())
 }
 
 /// Walks the `recordsCount` records of an uncompressed batch, calling `visit` on each, and
@@ -523,7 +575,7 @@ fn read_record(
 fn walk_uncompressed_records<B>(
     records: &[u8],
     header: &RecordBatchHeader,
-    mut visit: impl FnMut(RecordInfo) -> std::ops::ControlFlow<B>,
+    mut visit: impl FnMut(RecordInfo<'_>) -> std::ops::ControlFlow<B>,
 ) -> Result<Option<B>, RecordError> {
     let mut cursor = Cursor {
         buf: records,
@@ -544,7 +596,7 @@ fn walk_uncompressed_records<B>(
 /// Visits every record of one whole batch, decompressing if needed, until `visit` breaks.
 fn find_record<B>(
     batch: &[u8],
-    visit: impl FnMut(RecordInfo) -> std::ops::ControlFlow<B>,
+    visit: impl FnMut(RecordInfo<'_>) -> std::ops::ControlFlow<B>,
 ) -> Result<Option<B>, RecordError> {
     let header = RecordBatchHeader::parse(batch)?;
     let size = header.total_size_bytes();
@@ -565,7 +617,7 @@ fn find_record<B>(
 fn visit_compressed_records<B>(
     batch: &[u8],
     header: &RecordBatchHeader,
-    visit: impl FnMut(RecordInfo) -> std::ops::ControlFlow<B>,
+    visit: impl FnMut(RecordInfo<'_>) -> std::ops::ControlFlow<B>,
 ) -> Result<Option<B>, RecordError> {
     let section = crate::decompress::decompress_bounded(
         header.compression()?,
