@@ -594,7 +594,7 @@ fn walk_uncompressed_records<B>(
 }
 
 /// Visits every record of one whole batch, decompressing if needed, until `visit` breaks.
-fn find_record<B>(
+pub fn find_record<B>(
     batch: &[u8],
     visit: impl FnMut(RecordInfo<'_>) -> std::ops::ControlFlow<B>,
 ) -> Result<Option<B>, RecordError> {

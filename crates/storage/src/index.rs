@@ -92,6 +92,11 @@ impl<E: IndexEntry> IndexFile<E> {
         &self.path
     }
 
+    /// Points the index at its file's new name after a rename (the log cleaner's swap).
+    pub fn set_path(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
     pub fn max_entries() -> usize {
         INDEX_FILE_BYTES_MAX / E::ENTRY_BYTES
     }

@@ -33,6 +33,7 @@
 //! missing or implausible is rescanned batch by batch, checking lengths and CRCs, truncated at the first torn or
 //! corrupt batch, and its indexes rebuilt.
 
+pub mod cleaner;
 mod epoch;
 mod file_records;
 mod index;
@@ -43,6 +44,7 @@ mod segment;
 use std::io;
 use std::path::PathBuf;
 
+pub use cleaner::{CleanedLog, CleanerConfig, CleanerStats, LogToClean, Throttler};
 pub use file_records::FileRecords;
 pub use fjord_protocol::records::RecordError;
 pub use log::{FetchDataInfo, Log, LogAppendInfo, LogConfig, TimestampAndOffset};

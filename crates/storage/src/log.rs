@@ -121,6 +121,8 @@ pub struct Log {
     /// Bumped by every truncation, so a background sync that started before one cannot move
     /// the recovery point over data written after it.
     truncations: u64,
+    /// The log cleaner's first dirty offset: everything below was compacted by an earlier pass.
+    cleaner_checkpoint: i64,
 }
 
 /// Sealed segments waiting for their fsync, taken from the log under its lock and run
@@ -166,6 +168,7 @@ impl Log {
         now_ms: i64,
     ) -> Result<Log, StorageError> {
         std::fs::create_dir_all(dir).map_err(io_error("create dir", dir))?;
+        crate::cleaner::complete_interrupted_swap(dir)?;
         let base_offsets = scan_dir(dir)?;
         let mut segments = Vec::with_capacity(base_offsets.len().max(1));
         for base_offset in base_offsets {
@@ -222,6 +225,8 @@ impl Log {
             last_flush_ms: now_ms,
             recovery_point: log_end_offset,
             truncations: 0,
+            cleaner_checkpoint: read_checkpoint(dir, crate::cleaner::CLEANER_CHECKPOINT_FILE)
+                .unwrap_or(0),
         })
     }
 
@@ -739,6 +744,8 @@ impl Log {
         self.high_watermark = self
             .high_watermark
             .clamp(self.log_start_offset, log_end_offset);
+        // Kafka's `LogCleanerManager.maybeTruncateCheckpoint`: what is gone is not clean.
+        self.cleaner_checkpoint = self.cleaner_checkpoint.min(log_end_offset);
         crate::sync_dir(&self.dir)
     }
 
@@ -979,6 +986,7 @@ fn remove_file_if_exists(path: &Path) -> Result<(), StorageError> {
     }
 }
 
+mod cleaning;
 #[cfg(test)]
 mod tests;
 

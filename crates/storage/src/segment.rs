@@ -54,7 +54,20 @@ impl LogSegment {
         index_interval_bytes: u64,
         now_ms: i64,
     ) -> Result<Self, StorageError> {
-        let log_path = dir.join(segment_file_name(base_offset, "log"));
+        Self::open_with_suffix(dir, base_offset, "", index_interval_bytes, now_ms)
+    }
+
+    /// Like [`LogSegment::open`] for files named with an extra suffix (`.cleaned`: the log
+    /// cleaner's output before the swap).
+    pub fn open_with_suffix(
+        dir: &Path,
+        base_offset: i64,
+        suffix: &str,
+        index_interval_bytes: u64,
+        now_ms: i64,
+    ) -> Result<Self, StorageError> {
+        let name = |kind: &str| dir.join(segment_file_name(base_offset, kind) + suffix);
+        let log_path = name("log");
         let file = OpenOptions::new()
             .create(true)
             .read(true)
@@ -68,8 +81,8 @@ impl LogSegment {
             file: Arc::new(file),
             size_bytes,
             next_offset: base_offset,
-            offset_index: IndexFile::new_empty(dir.join(segment_file_name(base_offset, "index"))),
-            time_index: IndexFile::new_empty(dir.join(segment_file_name(base_offset, "timeindex"))),
+            offset_index: IndexFile::new_empty(name("index")),
+            time_index: IndexFile::new_empty(name("timeindex")),
             log_path: Arc::new(log_path),
             bytes_since_last_index_entry: 0,
             index_interval_bytes,
@@ -77,6 +90,32 @@ impl LogSegment {
             offset_of_max_timestamp_so_far: base_offset,
             created_ms: now_ms,
         })
+    }
+
+    /// Renames the segment's three files from `old_suffix` to `new_suffix` (Kafka's
+    /// `LogSegment.changeFileSuffixes`). Open handles follow the rename.
+    pub fn change_file_suffix(&mut self, old_suffix: &str, new_suffix: &str) -> Result<(), StorageError> {
+        // A missing index file is fine (indexes are rebuilt when missing); the log is not.
+        let renamed = |path: &Path, required: bool| -> Result<PathBuf, StorageError> {
+            let name = path.to_string_lossy();
+            let stem = name.strip_suffix(old_suffix).ok_or_else(|| StorageError::CorruptFile {
+                path: path.to_path_buf(),
+                reason: format!("expected the suffix {old_suffix:?}"),
+            })?;
+            let new_path = PathBuf::from(format!("{stem}{new_suffix}"));
+            match std::fs::rename(path, &new_path) {
+                Ok(()) => Ok(new_path),
+                Err(err) if !required && err.kind() == std::io::ErrorKind::NotFound => Ok(new_path),
+                Err(err) => Err(io_error("rename", path)(err)),
+            }
+        };
+        let log_path = renamed(&self.log_path, true)?;
+        self.log_path = Arc::new(log_path);
+        let index_path = renamed(self.offset_index.path(), false)?;
+        self.offset_index.set_path(index_path);
+        let time_index_path = renamed(self.time_index.path(), false)?;
+        self.time_index.set_path(time_index_path);
+        Ok(())
     }
 
     /// The segment's file handle, for fsync outside the log's lock.
