@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod fetch_session;
 pub mod group_coordinator;
+pub mod log_cleaner;
 pub mod partition;
 pub mod replica_manager;
 pub mod time;

@@ -240,6 +240,21 @@ impl Partition {
         })
     }
 
+    /// Log cleaner, first locked step: what a pass would clean, if this log is due.
+    pub fn log_to_clean(&self, now_ms: i64) -> Result<Option<fjord_storage::LogToClean>, PartitionError> {
+        self.with_log(|log| log.log_to_clean(now_ms))
+    }
+
+    /// Log cleaner, last locked step: swaps a finished pass in (`None` if the log changed
+    /// meanwhile and the pass was dropped). Offsets do not move: compaction only removes
+    /// records below the high watermark.
+    pub fn swap_cleaned(
+        &self,
+        cleaned: fjord_storage::CleanedLog,
+    ) -> Result<Option<fjord_storage::CleanerStats>, PartitionError> {
+        self.with_log(|log| log.swap_cleaned(cleaned))
+    }
+
     /// Bytes of log on disk (DescribeLogDirs).
     pub fn size_bytes(&self) -> Result<u64, PartitionError> {
         self.with_log(|log| Ok(log.size_bytes()))

@@ -2,6 +2,7 @@
 //! and on shutdown stops accepting, lets every connection finish the requests it has read,
 //! then closes the broker's logs.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,8 @@ pub async fn run(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let flusher = tokio::spawn(run_log_flusher(broker.clone(), shutdown_rx.clone()));
+    let cleaner_stop = Arc::new(AtomicBool::new(false));
+    let cleaner = start_log_cleaner(broker.clone(), cleaner_stop.clone())?;
     // Group sessions, rebalance deadlines and offset expiration.
     let group_timers = {
         let broker = broker.clone();
@@ -88,9 +91,51 @@ pub async fn run(
     }
     flusher.abort();
     group_timers.abort();
+    cleaner_stop.store(true, Ordering::Relaxed);
+    if let Some(cleaner) = cleaner {
+        // A pass in progress stops at its next read; its output is left as strays.
+        let _ = tokio::task::spawn_blocking(move || cleaner.join()).await;
+    }
     broker.close()?;
     info!("logs flushed and closed; clean shutdown");
     Ok(())
+}
+
+/// How often a sleeping log cleaner checks for shutdown.
+const LOG_CLEANER_STOP_CHECK: Duration = Duration::from_millis(50);
+
+/// Starts the log cleaner thread (Kafka's `LogCleaner`, one thread) unless
+/// `log.cleaner.enable=false`. It compacts the dirtiest due log, and sleeps
+/// `log.cleaner.backoff.ms` when none is due. A thread, not a task: a pass is long blocking I/O.
+fn start_log_cleaner(
+    broker: Arc<Broker>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
+    if !broker.config().log_cleaner_enable {
+        info!("log cleaner disabled (log.cleaner.enable=false)");
+        return Ok(None);
+    }
+    let handle = std::thread::Builder::new()
+        .name("log-cleaner".into())
+        .spawn(move || {
+            let cleaner = fjord_broker::log_cleaner::cleaner_config(broker.config());
+            let backoff = Duration::from_millis(broker.config().log_cleaner_backoff_ms);
+            while !stop.load(Ordering::Relaxed) {
+                let now_ms = fjord_broker::time::now_ms();
+                if broker
+                    .replica_manager()
+                    .clean_dirtiest_log(&cleaner, now_ms, &stop)
+                    .is_some()
+                {
+                    continue;
+                }
+                let idle_until = std::time::Instant::now() + backoff;
+                while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < idle_until {
+                    std::thread::sleep(LOG_CLEANER_STOP_CHECK.min(backoff));
+                }
+            }
+        })?;
+    Ok(Some(handle))
 }
 
 /// How often the log flusher looks for logs whose `flush.ms` has passed.

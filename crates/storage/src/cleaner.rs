@@ -155,6 +155,8 @@ pub struct Throttler {
     bytes_per_second: f64,
     started: Instant,
     bytes: std::cell::Cell<u64>,
+    /// Set at shutdown: the pass stops at its next read and leaves only strays behind.
+    cancelled: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Throttler {
@@ -163,6 +165,26 @@ impl Throttler {
             bytes_per_second,
             started: Instant::now(),
             bytes: std::cell::Cell::new(0),
+            cancelled: None,
+        }
+    }
+
+    /// A throttler whose pass stops (with an `Interrupted` error) once `cancelled` is set.
+    pub fn with_cancel(bytes_per_second: f64, cancelled: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        Throttler {
+            cancelled: Some(cancelled),
+            ..Throttler::new(bytes_per_second)
+        }
+    }
+
+    fn check_cancelled(&self, path: &Path) -> Result<(), StorageError> {
+        match &self.cancelled {
+            Some(flag) if flag.load(std::sync::atomic::Ordering::Relaxed) => Err(StorageError::Io {
+                operation: "clean",
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::Interrupted, "log cleaning cancelled"),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -533,6 +555,7 @@ fn for_each_batch(
     let mut buffer = vec![0u8; config.io_buffer_size_bytes.max(records::RECORD_BATCH_HEADER_BYTES)];
     let mut position = 0u64;
     while position < segment.size_bytes {
+        throttler.check_cancelled(&segment.path)?;
         let want = (segment.size_bytes - position).min(buffer.len() as u64) as usize;
         segment
             .file
