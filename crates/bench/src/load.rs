@@ -54,6 +54,11 @@ pub struct RunOptions {
     /// Per-producer cap on payload bytes sent but not yet acknowledged (0 = only librdkafka's
     /// own queue limit).
     pub max_in_flight_bytes: u64,
+    /// Key every message with one of this many keys (`key-<n>`, uniformly at random), as a
+    /// compacted topic needs; `None` sends keyless messages.
+    pub keys: Option<u64>,
+    /// Topic configs for the topic the run creates (e.g. `cleanup.policy=compact`).
+    pub topic_configs: Vec<(String, String)>,
 }
 
 /// The result of one run, as printed by `--json`.
@@ -204,6 +209,7 @@ pub fn create_topic(
     topic: &str,
     partitions: i32,
     allow_existing: bool,
+    configs: &[(String, String)],
 ) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -214,7 +220,10 @@ pub fn create_topic(
         .enable_all()
         .build()
         .context("creating a tokio runtime")?;
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (name, value) in configs {
+        new_topic = new_topic.set(name, value);
+    }
     let opts = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(60)))
         .request_timeout(Some(Duration::from_secs(60)));
@@ -279,6 +288,8 @@ struct Budget {
     rate_msgs: Option<f64>,
     /// Most payload bytes sent but not yet acknowledged (0 = no limit).
     max_in_flight: u64,
+    /// Number of distinct keys, if messages are keyed.
+    keys: Option<u64>,
 }
 
 fn producer_thread(
@@ -338,7 +349,13 @@ fn producer_thread(
         let n = size.min(pool.len());
         buf[..n].copy_from_slice(&pool[off..off + n]);
         buf[..8].copy_from_slice(&now_ns().to_le_bytes());
-        let mut record: BaseRecord<'_, (), [u8]> = BaseRecord::to(&topic).payload(&buf[..]);
+        let key = budget
+            .keys
+            .map(|keys| format!("key-{}", (rng >> 7) % keys.max(1)));
+        let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(&topic).payload(&buf[..]);
+        if let Some(key) = &key {
+            record = record.key(key.as_str());
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -478,7 +495,13 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunResult> {
         .clone()
         .unwrap_or_else(|| format!("fjord-bench-{}-{}", w.name, started_at_unix_ms));
     let t = Instant::now();
-    create_topic(&opts.bootstrap, &topic, w.partitions, opts.topic.is_some())?;
+    create_topic(
+        &opts.bootstrap,
+        &topic,
+        w.partitions,
+        opts.topic.is_some(),
+        &opts.topic_configs,
+    )?;
     let topic_create_secs = t.elapsed().as_secs_f64();
     eprintln!(
         "fjord-bench: workload {} on {} topic {} ({} partitions, created in {:.2} s)",
@@ -539,6 +562,7 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunResult> {
                     .rate_mb_s
                     .map(|r| r * 1e6 / w.message_size as f64 / n as f64),
                 max_in_flight: opts.max_in_flight_bytes,
+                keys: opts.keys,
             };
             let (cfg, topic, shared, pool) = (
                 producer_config(&opts.bootstrap, w),

@@ -119,6 +119,13 @@ struct RunArgs {
     /// No per-second progress lines on stderr.
     #[arg(long)]
     no_progress: bool,
+    /// Key messages with one of N keys (uniform), e.g. for a compacted topic; default: no keys.
+    #[arg(long, value_name = "N")]
+    keys: Option<u64>,
+    /// Config of the topic the run creates, NAME=VALUE; repeatable
+    /// (e.g. --topic-config cleanup.policy=compact --topic-config segment.bytes=8388608).
+    #[arg(long, value_name = "NAME=VALUE")]
+    topic_config: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -165,7 +172,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::CreateTopic(a) => {
-            load::create_topic(&a.bootstrap, &a.topic, a.partitions, false)?;
+            load::create_topic(&a.bootstrap, &a.topic, a.partitions, false, &[])?;
             eprintln!("created {} with {} partitions", a.topic, a.partitions);
             Ok(())
         }
@@ -243,6 +250,16 @@ fn cmd_run(a: RunArgs) -> Result<()> {
         topic: a.topic.clone(),
         progress: !a.no_progress,
         max_in_flight_bytes: a.max_in_flight_mib << 20,
+        keys: a.keys,
+        topic_configs: a
+            .topic_config
+            .iter()
+            .map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .with_context(|| format!("--topic-config {kv}: expected NAME=VALUE"))
+            })
+            .collect::<Result<_>>()?,
     };
     let r = load::run(&w, &opts)?;
     let table = render_table(&r);

@@ -337,8 +337,7 @@ impl BrokerConfig {
             log_cleaner_delete_retention_ms: s.non_negative("log.cleaner.delete.retention.ms")?,
             log_cleaner_min_compaction_lag_ms: s
                 .non_negative("log.cleaner.min.compaction.lag.ms")?,
-            log_cleaner_max_compaction_lag_ms: s
-                .positive("log.cleaner.max.compaction.lag.ms")?,
+            log_cleaner_max_compaction_lag_ms: s.positive("log.cleaner.max.compaction.lag.ms")?,
             log_flush_interval_messages: s.positive("log.flush.interval.messages")?,
             log_flush_interval_ms: s.positive("log.flush.interval.ms")?,
             message_max_bytes: s.positive("message.max.bytes")?,

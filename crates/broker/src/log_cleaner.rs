@@ -46,7 +46,8 @@ impl ReplicaManager {
         cancelled: &Arc<AtomicBool>,
     ) -> Option<CleanedPartition> {
         let (partition, task) = self.dirtiest_log(now_ms)?;
-        let throttler = Throttler::with_cancel(cleaner.io_max_bytes_per_second, Arc::clone(cancelled));
+        let throttler =
+            Throttler::with_cancel(cleaner.io_max_bytes_per_second, Arc::clone(cancelled));
         let cleaned = match clean(&task, cleaner, now_ms, &throttler) {
             Ok(cleaned) => cleaned,
             Err(err) => {

@@ -241,7 +241,10 @@ impl Partition {
     }
 
     /// Log cleaner, first locked step: what a pass would clean, if this log is due.
-    pub fn log_to_clean(&self, now_ms: i64) -> Result<Option<fjord_storage::LogToClean>, PartitionError> {
+    pub fn log_to_clean(
+        &self,
+        now_ms: i64,
+    ) -> Result<Option<fjord_storage::LogToClean>, PartitionError> {
         self.with_log(|log| log.log_to_clean(now_ms))
     }
 

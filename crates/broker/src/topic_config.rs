@@ -351,7 +351,11 @@ pub fn log_config(
 }
 
 /// The topic's `cleanup.policy` words, falling back to `log.cleanup.policy`.
-fn cleanup_policy_has(configs: &BTreeMap<String, String>, broker: &BrokerConfig, word: &str) -> bool {
+fn cleanup_policy_has(
+    configs: &BTreeMap<String, String>,
+    broker: &BrokerConfig,
+    word: &str,
+) -> bool {
     configs
         .get("cleanup.policy")
         .unwrap_or(&broker.log_cleanup_policy)

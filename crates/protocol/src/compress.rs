@@ -67,7 +67,9 @@ mod tests {
 
     #[test]
     fn every_codec_round_trips_through_the_decompressor() {
-        let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_be_bytes()).collect();
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_be_bytes())
+            .collect();
         for codec in [
             Compression::None,
             Compression::Gzip,

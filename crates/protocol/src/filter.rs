@@ -90,7 +90,10 @@ mod tests {
     };
     use proptest::prelude::*;
 
-    fn encode(codec: KafkaCompression, records: &[(Option<Vec<u8>>, Option<Vec<u8>>, i64)]) -> Vec<u8> {
+    fn encode(
+        codec: KafkaCompression,
+        records: &[(Option<Vec<u8>>, Option<Vec<u8>>, i64)],
+    ) -> Vec<u8> {
         let records: Vec<Record> = records
             .iter()
             .enumerate()
@@ -134,9 +137,18 @@ mod tests {
 
     #[test]
     fn keeping_all_or_nothing_is_reported_without_rebuilding() {
-        let batch = encode(KafkaCompression::None, &[(Some(b"k".to_vec()), Some(b"v".to_vec()), 5)]);
-        assert_eq!(filter_batch(&batch, |_| true).unwrap(), FilteredBatch::Unchanged);
-        assert_eq!(filter_batch(&batch, |_| false).unwrap(), FilteredBatch::Removed);
+        let batch = encode(
+            KafkaCompression::None,
+            &[(Some(b"k".to_vec()), Some(b"v".to_vec()), 5)],
+        );
+        assert_eq!(
+            filter_batch(&batch, |_| true).unwrap(),
+            FilteredBatch::Unchanged
+        );
+        assert_eq!(
+            filter_batch(&batch, |_| false).unwrap(),
+            FilteredBatch::Removed
+        );
     }
 
     proptest! {

@@ -170,7 +170,10 @@ impl Throttler {
     }
 
     /// A throttler whose pass stops (with an `Interrupted` error) once `cancelled` is set.
-    pub fn with_cancel(bytes_per_second: f64, cancelled: Arc<std::sync::atomic::AtomicBool>) -> Self {
+    pub fn with_cancel(
+        bytes_per_second: f64,
+        cancelled: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
         Throttler {
             cancelled: Some(cancelled),
             ..Throttler::new(bytes_per_second)
@@ -179,11 +182,16 @@ impl Throttler {
 
     fn check_cancelled(&self, path: &Path) -> Result<(), StorageError> {
         match &self.cancelled {
-            Some(flag) if flag.load(std::sync::atomic::Ordering::Relaxed) => Err(StorageError::Io {
-                operation: "clean",
-                path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::Interrupted, "log cleaning cancelled"),
-            }),
+            Some(flag) if flag.load(std::sync::atomic::Ordering::Relaxed) => {
+                Err(StorageError::Io {
+                    operation: "clean",
+                    path: path.to_path_buf(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::Interrupted,
+                        "log cleaning cancelled",
+                    ),
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -285,10 +293,19 @@ impl CleanedLog {
         }
     }
 
+    /// Removes this pass's output without swapping it in (benchmarks repeat a pass).
+    #[doc(hidden)]
+    pub fn discard_for_bench(self) {
+        self.discard();
+    }
+
     /// Writes only the swap manifest, as a crash right after that step would leave things.
     #[doc(hidden)]
     pub fn write_swap_manifest_for_test(&self) -> Result<(), StorageError> {
-        crate::write_atomically(&self.dir.join(SWAP_MANIFEST_FILE), self.swap_manifest().encode().as_bytes())
+        crate::write_atomically(
+            &self.dir.join(SWAP_MANIFEST_FILE),
+            self.swap_manifest().encode().as_bytes(),
+        )
     }
 
     /// Removes the new files of a pass that will not be swapped in.
@@ -341,7 +358,9 @@ pub fn clean(
     let mut new_segments = Vec::new();
     let result = (|| {
         for group in group_segments(&to_rewrite, task.config.segment_bytes) {
-            let segment = rewrite_group(task, config, &group, &map, map_end, now_ms, throttler, &mut stats)?;
+            let segment = rewrite_group(
+                task, config, &group, &map, map_end, now_ms, throttler, &mut stats,
+            )?;
             new_segments.push(segment);
         }
         Ok::<(), StorageError>(())
@@ -413,7 +432,10 @@ fn build_offset_map(
 
 /// Consecutive segments whose bytes fit one new segment and whose offsets fit its index
 /// (Kafka's `groupSegmentsBySize`).
-fn group_segments<'a>(segments: &[&'a SegmentRef], segment_bytes_max: u64) -> Vec<Vec<&'a SegmentRef>> {
+fn group_segments<'a>(
+    segments: &[&'a SegmentRef],
+    segment_bytes_max: u64,
+) -> Vec<Vec<&'a SegmentRef>> {
     let size_max = segment_bytes_max.min(i32::MAX as u64);
     let mut groups: Vec<Vec<&SegmentRef>> = Vec::new();
     for segment in segments {
@@ -461,7 +483,8 @@ fn rewrite_group(
                 pending.push(batch.to_vec(), *header);
                 return Ok(true);
             }
-            let tombstone_expired = now_ms.saturating_sub(header.max_timestamp) > delete_retention_ms;
+            let tombstone_expired =
+                now_ms.saturating_sub(header.max_timestamp) > delete_retention_ms;
             let mut tombstones_removed = 0u64;
             let filtered = filter_batch(batch, |record| {
                 let Some(key) = record.key else {
@@ -470,7 +493,8 @@ fn rewrite_group(
                 if map.get(key).is_some_and(|latest| record.offset < latest) {
                     return false;
                 }
-                let removable_tombstone = record.value.is_none() && record.offset < map_end && tombstone_expired;
+                let removable_tombstone =
+                    record.value.is_none() && record.offset < map_end && tombstone_expired;
                 tombstones_removed += u64::from(removable_tombstone);
                 !removable_tombstone
             })
@@ -482,9 +506,10 @@ fn rewrite_group(
                     stats.records_removed += u64::try_from(header.records_count).unwrap_or(0);
                 }
                 FilteredBatch::Rebuilt(rebuilt) => {
-                    let new_header =
-                        RecordBatchHeader::parse(&rebuilt).map_err(|source| corrupt(segment, source))?;
-                    stats.records_removed += u64::try_from(header.records_count - new_header.records_count).unwrap_or(0);
+                    let new_header = RecordBatchHeader::parse(&rebuilt)
+                        .map_err(|source| corrupt(segment, source))?;
+                    stats.records_removed +=
+                        u64::try_from(header.records_count - new_header.records_count).unwrap_or(0);
                     pending.push(rebuilt, new_header);
                 }
             }
@@ -552,7 +577,12 @@ fn for_each_batch(
     mut visit: impl FnMut(&RecordBatchHeader, &[u8]) -> Result<bool, StorageError>,
 ) -> Result<u64, StorageError> {
     let mut bytes_read = 0u64;
-    let mut buffer = vec![0u8; config.io_buffer_size_bytes.max(records::RECORD_BATCH_HEADER_BYTES)];
+    let mut buffer = vec![
+        0u8;
+        config
+            .io_buffer_size_bytes
+            .max(records::RECORD_BATCH_HEADER_BYTES)
+    ];
     let mut position = 0u64;
     while position < segment.size_bytes {
         throttler.check_cancelled(&segment.path)?;
@@ -572,7 +602,9 @@ fn for_each_batch(
                         return Ok(bytes_read);
                     }
                 }
-                Err(err) if err.is_truncated() && position + (want as u64) < segment.size_bytes => break,
+                Err(err) if err.is_truncated() && position + (want as u64) < segment.size_bytes => {
+                    break
+                }
                 Err(source) => {
                     return Err(StorageError::CorruptLog {
                         path: segment.path.to_path_buf(),
@@ -585,10 +617,12 @@ fn for_each_batch(
         if consumed == 0 {
             // One batch is larger than the buffer: grow it to that batch (bounded by the
             // segment, which is bounded by segment.bytes).
-            let header = RecordBatchHeader::parse(&buffer[..want]).map_err(|source| StorageError::CorruptLog {
-                path: segment.path.to_path_buf(),
-                position,
-                source,
+            let header = RecordBatchHeader::parse(&buffer[..want]).map_err(|source| {
+                StorageError::CorruptLog {
+                    path: segment.path.to_path_buf(),
+                    position,
+                    source,
+                }
             })?;
             let needed = header.total_size_bytes();
             if needed as u64 > segment.size_bytes - position {
@@ -650,7 +684,10 @@ impl SwapManifest {
         let first_replaced_offset = lines.next()?.parse().ok()?;
         let replaced_end_offset = lines.next()?.parse().ok()?;
         let count: usize = lines.next()?.parse().ok()?;
-        let new_base_offsets: Vec<i64> = lines.take(count).map(|l| l.parse().ok()).collect::<Option<_>>()?;
+        let new_base_offsets: Vec<i64> = lines
+            .take(count)
+            .map(|l| l.parse().ok())
+            .collect::<Option<_>>()?;
         (new_base_offsets.len() == count).then_some(SwapManifest {
             first_replaced_offset,
             replaced_end_offset,
@@ -674,7 +711,9 @@ impl SwapManifest {
             if !matches!(extension, "log" | "index" | "timeindex") || stem.len() != 20 {
                 continue;
             }
-            let Ok(base) = stem.parse::<i64>() else { continue };
+            let Ok(base) = stem.parse::<i64>() else {
+                continue;
+            };
             let replaced = base >= self.first_replaced_offset && base < self.replaced_end_offset;
             if replaced && !self.new_base_offsets.contains(&base) {
                 std::fs::remove_file(&path).map_err(io_error("remove", &path))?;
@@ -683,7 +722,8 @@ impl SwapManifest {
         for base in &self.new_base_offsets {
             for kind in ["log", "index", "timeindex"] {
                 let final_path = dir.join(crate::segment::segment_file_name(*base, kind));
-                let cleaned_path = PathBuf::from(format!("{}{CLEANED_SUFFIX}", final_path.display()));
+                let cleaned_path =
+                    PathBuf::from(format!("{}{CLEANED_SUFFIX}", final_path.display()));
                 match std::fs::rename(&cleaned_path, &final_path) {
                     Ok(()) => {}
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}

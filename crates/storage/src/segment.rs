@@ -94,14 +94,20 @@ impl LogSegment {
 
     /// Renames the segment's three files from `old_suffix` to `new_suffix` (Kafka's
     /// `LogSegment.changeFileSuffixes`). Open handles follow the rename.
-    pub fn change_file_suffix(&mut self, old_suffix: &str, new_suffix: &str) -> Result<(), StorageError> {
+    pub fn change_file_suffix(
+        &mut self,
+        old_suffix: &str,
+        new_suffix: &str,
+    ) -> Result<(), StorageError> {
         // A missing index file is fine (indexes are rebuilt when missing); the log is not.
         let renamed = |path: &Path, required: bool| -> Result<PathBuf, StorageError> {
             let name = path.to_string_lossy();
-            let stem = name.strip_suffix(old_suffix).ok_or_else(|| StorageError::CorruptFile {
-                path: path.to_path_buf(),
-                reason: format!("expected the suffix {old_suffix:?}"),
-            })?;
+            let stem = name
+                .strip_suffix(old_suffix)
+                .ok_or_else(|| StorageError::CorruptFile {
+                    path: path.to_path_buf(),
+                    reason: format!("expected the suffix {old_suffix:?}"),
+                })?;
             let new_path = PathBuf::from(format!("{stem}{new_suffix}"));
             match std::fs::rename(path, &new_path) {
                 Ok(()) => Ok(new_path),

@@ -21,10 +21,17 @@ const NOW_MS: i64 = 10_000_000;
 #[derive(Debug, Clone)]
 enum Op {
     /// Records as (key id, value: None = tombstone), one batch.
-    Append { records: Vec<(u8, Option<u8>)>, codec: usize },
+    Append {
+        records: Vec<(u8, Option<u8>)>,
+        codec: usize,
+    },
     /// A cleaner pass whose offset map holds about this many keys.
-    Clean { map_keys: u64 },
-    Reopen { crash: bool },
+    Clean {
+        map_keys: u64,
+    },
+    Reopen {
+        crash: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -148,7 +155,11 @@ fn check(log: &Log, appended: &[Entry], tombstones_expire: bool) -> Result<(), T
         last_below.insert(&entry.1, entry.0);
     }
     for entry in present.iter().filter(|e| e.0 < checkpoint) {
-        prop_assert_eq!(last_below[entry.1.as_slice()], entry.0, "superseded record kept");
+        prop_assert_eq!(
+            last_below[entry.1.as_slice()],
+            entry.0,
+            "superseded record kept"
+        );
     }
     Ok(())
 }
@@ -180,7 +191,8 @@ fn run(ops: &[Op], tombstones_expire: bool, dir: &Path) -> Result<(), TestCaseEr
                         io_max_bytes_per_second: f64::MAX,
                         io_buffer_size_bytes: 256,
                     };
-                    let cleaned = clean(&task, &cleaner, NOW_MS, &Throttler::new(f64::MAX)).unwrap();
+                    let cleaned =
+                        clean(&task, &cleaner, NOW_MS, &Throttler::new(f64::MAX)).unwrap();
                     prop_assert!(current.swap_cleaned(cleaned).unwrap().is_some());
                 }
             }
@@ -191,7 +203,8 @@ fn run(ops: &[Op], tombstones_expire: bool, dir: &Path) -> Result<(), TestCaseEr
                 } else {
                     old.close().unwrap();
                 }
-                let mut reopened = Log::open(dir, config(delete_retention_ms), !crash, NOW_MS).unwrap();
+                let mut reopened =
+                    Log::open(dir, config(delete_retention_ms), !crash, NOW_MS).unwrap();
                 let end = reopened.log_end_offset();
                 reopened.update_high_watermark(end);
                 log = Some(reopened);
@@ -224,20 +237,37 @@ fn many_updates_of_three_keys_compact_to_three_records_plus_the_active_segment()
         let records = [(i % 3, Some(i))];
         let mut batch = encode(&records, usize::from(i % 5), NOW_MS - 1_000);
         let info = log.append(&mut batch, 0, NOW_MS).unwrap();
-        appended.push((info.first_offset, vec![b'k', i % 3], Some(vec![i; 1 + usize::from(i % 40)])));
+        appended.push((
+            info.first_offset,
+            vec![b'k', i % 3],
+            Some(vec![i; 1 + usize::from(i % 40)]),
+        ));
     }
     let end = log.log_end_offset();
     log.update_high_watermark(end);
     let size_before = log.size_bytes();
     let task = log.log_to_clean(NOW_MS).unwrap().expect("dirty log");
-    let cleaned = clean(&task, &CleanerConfig::default(), NOW_MS, &Throttler::new(f64::MAX)).unwrap();
+    let cleaned = clean(
+        &task,
+        &CleanerConfig::default(),
+        NOW_MS,
+        &Throttler::new(f64::MAX),
+    )
+    .unwrap();
     let stats = log.swap_cleaned(cleaned).unwrap().expect("swapped");
     assert!(stats.records_removed > 150, "{stats:?}");
     let active_base = *log.segment_base_offsets().last().unwrap();
     let present = read_all(&log);
     let below_active = present.iter().filter(|e| e.0 < active_base).count();
-    assert!(below_active <= 3, "{below_active} records below the active segment");
-    assert!(log.size_bytes() < size_before / 2, "{} of {size_before} bytes left", log.size_bytes());
+    assert!(
+        below_active <= 3,
+        "{below_active} records below the active segment"
+    );
+    assert!(
+        log.size_bytes() < size_before / 2,
+        "{} of {size_before} bytes left",
+        log.size_bytes()
+    );
     check(&log, &appended, true).unwrap();
     // Nothing new: no second pass is due.
     assert!(log.log_to_clean(NOW_MS).unwrap().is_none());
@@ -262,7 +292,13 @@ fn a_crash_before_or_after_the_swap_manifest_leaves_a_whole_log() {
         log.update_high_watermark(end);
         let before = read_all(&log);
         let task = log.log_to_clean(NOW_MS).unwrap().unwrap();
-        let cleaned = clean(&task, &CleanerConfig::default(), NOW_MS, &Throttler::new(f64::MAX)).unwrap();
+        let cleaned = clean(
+            &task,
+            &CleanerConfig::default(),
+            NOW_MS,
+            &Throttler::new(f64::MAX),
+        )
+        .unwrap();
         if manifest_written {
             cleaned.write_swap_manifest_for_test().unwrap();
         }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::{delete_segment_files, Log};
 use crate::cleaner::{
-    CleanedLog, CleanerStats, LogToClean, SegmentRef, CLEANED_SUFFIX,
-    CLEANER_CHECKPOINT_FILE, SWAP_MANIFEST_FILE,
+    CleanedLog, CleanerStats, LogToClean, SegmentRef, CLEANED_SUFFIX, CLEANER_CHECKPOINT_FILE,
+    SWAP_MANIFEST_FILE,
 };
 use crate::StorageError;
 
@@ -110,7 +110,10 @@ impl Log {
         } = cleaned;
         debug_assert_eq!(dir, self.dir);
         // From here on a crash completes the swap at the next start.
-        crate::write_atomically(&self.dir.join(SWAP_MANIFEST_FILE), manifest.encode().as_bytes())?;
+        crate::write_atomically(
+            &self.dir.join(SWAP_MANIFEST_FILE),
+            manifest.encode().as_bytes(),
+        )?;
         let new_bases: HashSet<i64> = manifest.new_base_offsets.iter().copied().collect();
         let old: Vec<_> = self.segments.drain(start..start + replaced.len()).collect();
         for segment in &old {
@@ -124,8 +127,7 @@ impl Log {
         }
         crate::sync_dir(&self.dir)?;
         let manifest_path = self.dir.join(SWAP_MANIFEST_FILE);
-        std::fs::remove_file(&manifest_path)
-            .map_err(crate::io_error("remove", &manifest_path))?;
+        std::fs::remove_file(&manifest_path).map_err(crate::io_error("remove", &manifest_path))?;
         crate::sync_dir(&self.dir)?;
         self.segments.splice(start..start, new_segments);
         self.cleaner_checkpoint = next_dirty_offset;
@@ -150,12 +152,11 @@ impl Log {
         if end >= self.segments.len() {
             return None; // would include the active segment
         }
-        let unchanged = self.segments[start..end]
-            .iter()
-            .zip(&cleaned.replaced)
-            .all(|(segment, (base, file))| {
+        let unchanged = self.segments[start..end].iter().zip(&cleaned.replaced).all(
+            |(segment, (base, file))| {
                 segment.base_offset == *base && Arc::ptr_eq(&segment.shared_file(), file)
-            });
+            },
+        );
         unchanged.then_some(start)
     }
 }
