@@ -56,7 +56,11 @@ impl ReplicaManager {
                 return None;
             }
         };
-        match partition.swap_cleaned(cleaned) {
+        let swap_started = std::time::Instant::now();
+        let swapped = partition.swap_cleaned(cleaned);
+        // The swap is the only part of a pass that holds the partition lock.
+        let swap_ms = swap_started.elapsed().as_secs_f64() * 1e3;
+        match swapped {
             Ok(Some(stats)) => {
                 let seconds = stats.elapsed.as_secs_f64().max(1e-6);
                 info!(
@@ -69,6 +73,7 @@ impl ReplicaManager {
                     tombstones_removed = stats.tombstones_removed,
                     keys = stats.keys_in_map,
                     segments = stats.segments_replaced,
+                    swap_ms,
                     "cleaned log"
                 );
                 Some(CleanedPartition {

@@ -310,6 +310,12 @@ impl CleanedLog {
 
     /// Removes the new files of a pass that will not be swapped in.
     pub(crate) fn discard(self) {
+        let prepared = self.dir.join(PREPARED_MANIFEST_FILE);
+        if let Err(err) = std::fs::remove_file(&prepared) {
+            if err.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %prepared.display(), %err, "could not remove cleaner output");
+            }
+        }
         for segment in &self.new_segments {
             for path in [
                 segment.log_path(),
@@ -379,6 +385,12 @@ pub fn clean(
         stats,
     };
     if let Err(err) = result {
+        cleaned.discard();
+        return Err(err);
+    }
+    // The manifest's bytes are fsynced here, outside the partition lock; the swap only renames
+    // the file into place (one directory fsync under the lock instead of two fsyncs).
+    if let Err(err) = write_prepared_manifest(&cleaned) {
         cleaned.discard();
         return Err(err);
     }
@@ -656,6 +668,18 @@ fn remove_stale_output(dir: &Path, base_offset: i64) -> Result<(), StorageError>
     Ok(())
 }
 
+/// The manifest of a finished pass, written and fsynced under a temporary name.
+pub(crate) const PREPARED_MANIFEST_FILE: &str = "cleaner-swap.prepared";
+
+fn write_prepared_manifest(cleaned: &CleanedLog) -> Result<(), StorageError> {
+    use std::io::Write;
+    let path = cleaned.dir.join(PREPARED_MANIFEST_FILE);
+    let mut file = File::create(&path).map_err(io_error("create", &path))?;
+    file.write_all(cleaned.swap_manifest().encode().as_bytes())
+        .map_err(io_error("write", &path))?;
+    file.sync_all().map_err(io_error("fsync", &path))
+}
+
 /// The swap manifest's contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SwapManifest {
@@ -732,9 +756,20 @@ impl SwapManifest {
             }
         }
         crate::sync_dir(dir)?;
-        let manifest = dir.join(SWAP_MANIFEST_FILE);
-        std::fs::remove_file(&manifest).map_err(io_error("remove", &manifest))?;
-        crate::sync_dir(dir)
+        remove_manifest(dir)
+    }
+}
+
+/// Removes the manifest of a completed swap. Not fsynced: a manifest that comes back after a
+/// crash is harmless, because completing it again finds every segment in its range already
+/// named in it (later passes only name new segments after existing ones, rolls start above
+/// the range).
+pub(crate) fn remove_manifest(dir: &Path) -> Result<(), StorageError> {
+    let manifest = dir.join(SWAP_MANIFEST_FILE);
+    match std::fs::remove_file(&manifest) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(io_error("remove", &manifest)(err)),
     }
 }
 

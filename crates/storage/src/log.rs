@@ -91,8 +91,9 @@ pub struct TimestampAndOffset {
 /// `segment.bytes` is an int for the same reason).
 const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
 
-/// Leftovers of interrupted compaction or deletion in Kafka; we have no use for them.
-const STRAY_SUFFIXES: [&str; 4] = [".cleaned", ".swap", ".deleted", ".tmp"];
+/// Leftovers of an interrupted cleaner pass (`.cleaned` output, its `.prepared` manifest) or
+/// file replacement; a committed swap is completed from its manifest before the scan.
+const STRAY_SUFFIXES: [&str; 5] = [".cleaned", ".prepared", ".swap", ".deleted", ".tmp"];
 
 /// Per-log file holding the recovery point: every offset below it is on disk (fsynced).
 /// Kafka keeps one `recovery-point-offset-checkpoint` per data dir; one per log fits our

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::{delete_segment_files, Log};
 use crate::cleaner::{
-    CleanedLog, CleanerStats, LogToClean, SegmentRef, CLEANED_SUFFIX, CLEANER_CHECKPOINT_FILE,
-    SWAP_MANIFEST_FILE,
+    remove_manifest, CleanedLog, CleanerStats, LogToClean, SegmentRef, CLEANED_SUFFIX,
+    CLEANER_CHECKPOINT_FILE, PREPARED_MANIFEST_FILE, SWAP_MANIFEST_FILE,
 };
 use crate::StorageError;
 
@@ -109,11 +109,13 @@ impl Log {
             ..
         } = cleaned;
         debug_assert_eq!(dir, self.dir);
-        // From here on a crash completes the swap at the next start.
-        crate::write_atomically(
-            &self.dir.join(SWAP_MANIFEST_FILE),
-            manifest.encode().as_bytes(),
-        )?;
+        // From here on a crash completes the swap at the next start (the manifest's bytes were
+        // fsynced by the pass; renaming it into place and fsyncing the directory commits it).
+        let manifest_path = self.dir.join(SWAP_MANIFEST_FILE);
+        let prepared_path = self.dir.join(PREPARED_MANIFEST_FILE);
+        std::fs::rename(&prepared_path, &manifest_path)
+            .map_err(crate::io_error("rename", &prepared_path))?;
+        crate::sync_dir(&self.dir)?;
         let new_bases: HashSet<i64> = manifest.new_base_offsets.iter().copied().collect();
         let old: Vec<_> = self.segments.drain(start..start + replaced.len()).collect();
         for segment in &old {
@@ -126,9 +128,7 @@ impl Log {
             segment.change_file_suffix(CLEANED_SUFFIX, "")?;
         }
         crate::sync_dir(&self.dir)?;
-        let manifest_path = self.dir.join(SWAP_MANIFEST_FILE);
-        std::fs::remove_file(&manifest_path).map_err(crate::io_error("remove", &manifest_path))?;
-        crate::sync_dir(&self.dir)?;
+        remove_manifest(&self.dir)?;
         self.segments.splice(start..start, new_segments);
         self.cleaner_checkpoint = next_dirty_offset;
         // Losing this write only means cleaning the same section again.
