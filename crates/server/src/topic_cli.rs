@@ -480,7 +480,13 @@ fn alter(
                 .map_or(String::new(), |m| format!(": {}", m.as_str()))
         );
     }
-    println!("Altered configs of {name}.");
+    if resource_type == RESOURCE_BROKER && name.is_empty() {
+        println!("Altered the cluster-wide broker defaults.");
+    } else if resource_type == RESOURCE_BROKER {
+        println!("Altered configs of broker {name}.");
+    } else {
+        println!("Altered configs of {name}.");
+    }
     Ok(())
 }
 
