@@ -322,3 +322,27 @@ def test_legacy_alter_configs_replaces_a_brokers_dynamic_set(broker_factory):
     assert (configs["log.roll.ms"].value, configs["log.roll.ms"].source) == (
         "900000", DYNAMIC_BROKER)
     assert configs["log.retention.bytes"].value == "999999"
+
+
+def test_max_connections_is_dynamic(broker_factory):
+    import kwire
+
+    broker = broker_factory()
+    fjord(broker, "config", "alter", "--broker", "1", "--set", "max.connections=2")
+    first = kwire.connect(broker.port)
+    second = kwire.connect(broker.port)
+    try:
+        for sock in (first, second):
+            sock.sendall(kwire.api_versions_v0(1))
+            assert kwire.parse_api_versions_v0(kwire.read_frame(sock))[1] == kwire.NONE
+        # A third connection is over the limit: closed at accept.
+        third = kwire.connect(broker.port)
+        with third:
+            kwire.wait_closed(third)
+    finally:
+        second.close()
+    # Back under the limit: the CLI gets in again and raises it.
+    time.sleep(0.2)
+    fjord(broker, "config", "alter", "--broker", "1", "--delete", "max.connections")
+    first.close()
+    kwire.api_versions_ok(broker.port)
