@@ -641,11 +641,14 @@ fn describe_configs(
     response.results.into_iter().next().unwrap()
 }
 
-/// (value, source, synonyms as (name, value, source)) of one config.
+/// A synonym as (name, value, source).
+type Synonym = (String, String, i8);
+
+/// (value, source, synonyms) of one config.
 fn config_entry(
     result: &describe_configs_response::DescribeConfigsResult,
     name: &str,
-) -> Option<(String, i8, Vec<(String, String, i8)>)> {
+) -> Option<(String, i8, Vec<Synonym>)> {
     let entry = result.configs.iter().find(|c| c.name.as_str() == name)?;
     Some((
         entry
@@ -668,7 +671,7 @@ fn config_entry(
     ))
 }
 
-fn syn(name: &str, value: &str, source: i8) -> (String, String, i8) {
+fn syn(name: &str, value: &str, source: i8) -> Synonym {
     (name.to_string(), value.to_string(), source)
 }
 
