@@ -40,3 +40,31 @@ def test_config_describe_shows_broker_settings_with_sources(broker):
     assert rows.get("listen") == "broker", out  # "static broker": given on the command line
     _, out, _ = fjord(broker, "config", "describe")
     assert "log.retention.ms" in out and "default" in out, out
+
+
+def test_config_alter_dynamic_broker_settings(broker):
+    fjord(broker, "config", "alter", "--broker-defaults", "--set", "log.retention.ms=7200000")
+    fjord(broker, "config", "alter", "--broker", "1", "--set", "log.retention.bytes=1000000",
+          "--set", "log.roll.ms=600000")
+    _, out, _ = fjord(broker, "config", "describe", "--broker", "1", "--changed")
+    rows = {r[0]: (r[1], r[2]) for r in (line.split(None, 2) for line in out.splitlines()[1:])
+            if len(r) == 3}
+    assert rows["log.retention.ms"] == ("7200000", "dynamic default broker"), out
+    assert rows["log.retention.bytes"] == ("1000000", "dynamic broker"), out
+    _, out, _ = fjord(broker, "config", "describe", "--broker-defaults")
+    assert "log.retention.ms" in out and "log.retention.bytes" not in out, out
+    # Without --broker: the broker connected to.
+    _, out, _ = fjord(broker, "config", "describe", "--changed")
+    assert "dynamic broker" in out, out
+    fjord(broker, "config", "alter", "--broker", "1", "--delete", "log.roll.ms")
+    _, out, _ = fjord(broker, "config", "describe", "--broker", "1", "--changed")
+    assert "log.roll.ms" not in out, out
+    code, _, err = fjord(broker, "config", "alter", "--broker", "1", "--set", "node.id=2",
+                         check=False)
+    assert code == 1 and "InvalidRequest" in err and "Cannot update these configs dynamically" \
+        in err, err
+    code, _, err = fjord(broker, "config", "alter", "--broker-defaults", "--set",
+                         "log.retention.ms=soon", check=False)
+    assert code == 1 and "InvalidConfig" in err, err
+    code, _, err = fjord(broker, "config", "alter", "--set", "log.retention.ms=1", check=False)
+    assert code != 0, err  # --broker N or --broker-defaults is required

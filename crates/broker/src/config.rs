@@ -3,6 +3,9 @@
 //! [`BrokerConfig::from_settings`] takes the merged key/value map (defaults < config file <
 //! `FJORD_*` environment < command-line flags, merged by the binary) and validates every key.
 //! Unknown keys are rejected so a typo never silently falls back to a default.
+//!
+//! Dynamic broker configs (see [`crate::dynamic_config`]) sit on top of those static settings:
+//! [`BrokerConfig::with_dynamic`] merges them and validates the result with the same rules.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -65,12 +68,44 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "offset.metadata.max.bytes", default: "4096", doc: "Largest metadata string an offset commit may carry (OFFSET_METADATA_TOO_LARGE above)." },
 ];
 
+/// Where a config's value comes from, numbered as Kafka's `ConfigSource` in DescribeConfigs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A topic's own override (DYNAMIC_TOPIC_CONFIG).
+    DynamicTopic,
+    /// This broker's dynamic config (DYNAMIC_BROKER_CONFIG).
+    DynamicBroker,
+    /// The cluster-wide dynamic default (DYNAMIC_DEFAULT_BROKER_CONFIG).
+    DynamicDefaultBroker,
+    /// Given in the config file, environment or flags (STATIC_BROKER_CONFIG).
+    StaticBroker,
+    /// Built-in default (DEFAULT_CONFIG).
+    Default,
+}
+
+impl ConfigSource {
+    /// Kafka's wire number for this source.
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigSource::DynamicTopic => 1,
+            ConfigSource::DynamicBroker => 2,
+            ConfigSource::DynamicDefaultBroker => 3,
+            ConfigSource::StaticBroker => 4,
+            ConfigSource::Default => 5,
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     /// The settings given explicitly (file, environment, flags), by Kafka name: what
     /// DescribeConfigs reports as STATIC_BROKER_CONFIG rather than DEFAULT_CONFIG.
     pub explicit_settings: BTreeMap<String, String>,
+    /// Dynamic cluster-wide defaults (DYNAMIC_DEFAULT_BROKER_CONFIG), over the static settings.
+    pub dynamic_default_settings: BTreeMap<String, String>,
+    /// Dynamic settings of this broker (DYNAMIC_BROKER_CONFIG), over everything else.
+    pub dynamic_broker_settings: BTreeMap<String, String>,
     pub node_id: i32,
     pub data_dir: PathBuf,
     pub listen: String,
@@ -312,6 +347,8 @@ impl BrokerConfig {
         let offsets_retention_minutes: i64 = s.positive("offsets.retention.minutes")?;
         Ok(Self {
             explicit_settings,
+            dynamic_default_settings: BTreeMap::new(),
+            dynamic_broker_settings: BTreeMap::new(),
             node_id,
             data_dir: PathBuf::from(s.raw("data.dir")),
             listen,
@@ -374,6 +411,48 @@ impl BrokerConfig {
                 .positive("offsets.retention.check.interval.ms")?,
             offset_metadata_max_bytes: s.parse("offset.metadata.max.bytes")?,
         })
+    }
+
+    /// This configuration's static settings with the given dynamic configs on top (per-broker
+    /// over cluster default over static), validated as a whole by [`Self::from_settings`].
+    /// Replaces any dynamic configs `self` had.
+    pub fn with_dynamic(
+        &self,
+        dynamic_default: BTreeMap<String, String>,
+        dynamic_broker: BTreeMap<String, String>,
+    ) -> Result<Self, BrokerError> {
+        let mut merged = self.explicit_settings.clone();
+        merged.extend(dynamic_default.iter().map(|(k, v)| (k.clone(), v.clone())));
+        merged.extend(dynamic_broker.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut config = Self::from_settings(&merged)?;
+        config.explicit_settings = self.explicit_settings.clone();
+        config.dynamic_default_settings = dynamic_default;
+        config.dynamic_broker_settings = dynamic_broker;
+        Ok(config)
+    }
+
+    /// Where `key`'s value may come from, highest precedence first, as Kafka lists synonyms:
+    /// DYNAMIC_BROKER_CONFIG, DYNAMIC_DEFAULT_BROKER_CONFIG, STATIC_BROKER_CONFIG,
+    /// DEFAULT_CONFIG, each only where it is set. The first one is the effective value.
+    pub fn setting_sources(&self, key: &str) -> Vec<(ConfigSource, String)> {
+        let mut sources = Vec::with_capacity(2);
+        let levels = [
+            (ConfigSource::DynamicBroker, &self.dynamic_broker_settings),
+            (
+                ConfigSource::DynamicDefaultBroker,
+                &self.dynamic_default_settings,
+            ),
+            (ConfigSource::StaticBroker, &self.explicit_settings),
+        ];
+        for (source, values) in levels {
+            if let Some(value) = values.get(key) {
+                sources.push((source, value.clone()));
+            }
+        }
+        if let Some(spec) = SETTINGS.iter().find(|spec| spec.key == key) {
+            sources.push((ConfigSource::Default, spec.default.to_string()));
+        }
+        sources
     }
 
     /// The per-log settings new partitions get.

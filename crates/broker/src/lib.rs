@@ -12,6 +12,7 @@
 
 pub mod apis;
 pub mod config;
+pub mod dynamic_config;
 pub mod error;
 pub mod fetch_session;
 pub mod group_coordinator;
@@ -92,6 +93,9 @@ impl Broker {
         if !had_clean_shutdown && !formatted {
             tracing::info!(data_dir = %config.data_dir.display(), "previous shutdown was not clean: recovering logs");
         }
+        // Dynamic broker configs apply before any log opens.
+        let config =
+            dynamic_config::effective_at_start(config, log_manager.load_dynamic_broker_configs()?);
         let fetch_sessions = Mutex::new(FetchSessionCache::new(config.fetch_session_cache_slots));
         let replica_manager = Arc::new(ReplicaManager::open(
             config.clone(),
@@ -110,7 +114,9 @@ impl Broker {
         })
     }
 
-    pub fn config(&self) -> &BrokerConfig {
+    /// The effective configuration: static settings with the dynamic broker configs on top.
+    /// It can change between two calls (dynamic broker configs); take it once per request.
+    pub fn config(&self) -> Arc<BrokerConfig> {
         self.replica_manager.config()
     }
 

@@ -78,7 +78,9 @@ pub enum CreatePartitionsError {
 }
 
 pub struct ReplicaManager {
-    config: BrokerConfig,
+    /// The effective configuration (static settings plus dynamic broker configs), swapped as a
+    /// whole when a dynamic config changes (see `alter_broker_config`).
+    config: RwLock<Arc<BrokerConfig>>,
     log_manager: LogManager,
     topics: RwLock<TopicTable>,
     /// Serialises topic creation and deletion (disk work) without blocking readers of the table.
@@ -120,7 +122,7 @@ impl ReplicaManager {
         had_clean_shutdown: bool,
     ) -> Result<Self, BrokerError> {
         let manager = Self {
-            config,
+            config: RwLock::new(Arc::new(config)),
             log_manager,
             topics: RwLock::new(TopicTable::default()),
             admin_lock: Mutex::new(()),
@@ -141,8 +143,10 @@ impl ReplicaManager {
         Ok(manager)
     }
 
-    pub fn config(&self) -> &BrokerConfig {
-        &self.config
+    /// The current effective configuration. Cheap (a read lock and a reference count); take
+    /// it once per request rather than per partition.
+    pub fn config(&self) -> Arc<BrokerConfig> {
+        self.config.read().clone()
     }
 
     pub fn log_manager(&self) -> &LogManager {
@@ -160,7 +164,7 @@ impl ReplicaManager {
             let log = self.log_manager.open_log(
                 &record.name,
                 index,
-                crate::topic_config::log_config(&record.configs, &self.config),
+                crate::topic_config::log_config(&record.configs, &self.config()),
                 had_clean_shutdown,
                 now_ms(),
             )?;
@@ -216,10 +220,11 @@ impl ReplicaManager {
             // whatever auto.create.topics.enable says.
             return self.offsets_topic_or_create().map(Some);
         }
-        if !(allow_auto_create && self.config.auto_create_topics_enable) {
+        let config = self.config();
+        if !(allow_auto_create && config.auto_create_topics_enable) {
             return Ok(None);
         }
-        match self.create_topic(name, self.config.num_partitions, BTreeMap::new(), false) {
+        match self.create_topic(name, config.num_partitions, BTreeMap::new(), false) {
             Ok(topic) => Ok(Some(topic)),
             // Lost a race with another creator: fine, use theirs.
             Err(CreateTopicError::AlreadyExists(_)) => Ok(self.topic(name)),
@@ -243,7 +248,7 @@ impl ReplicaManager {
         ]);
         match self.create_topic(
             GROUP_METADATA_TOPIC_NAME,
-            self.config.offsets_topic_num_partitions,
+            self.config().offsets_topic_num_partitions,
             configs,
             false,
         ) {
@@ -354,7 +359,7 @@ impl ReplicaManager {
                 .open_log(
                     &record.name,
                     index,
-                    crate::topic_config::log_config(&record.configs, &self.config),
+                    crate::topic_config::log_config(&record.configs, &self.config()),
                     true,
                     now_ms(),
                 )
@@ -385,7 +390,7 @@ impl ReplicaManager {
         let mut record = topic_record(&topic);
         record.configs = configs.clone();
         self.save_topic_record(&record)?;
-        let log_config = crate::topic_config::log_config(&configs, &self.config);
+        let log_config = crate::topic_config::log_config(&configs, &self.config());
         for partition in &topic.partitions {
             match partition.set_log_config(log_config.clone()) {
                 Ok(()) | Err(crate::partition::PartitionError::Deleted) => {}
@@ -548,6 +553,56 @@ impl TopicTable {
             self.partitions_total -= topic.partitions.len();
         }
         self.by_id.remove(&topic.id);
+    }
+}
+
+/// Dynamic broker configs: swapping the effective configuration and re-applying it to the logs.
+impl ReplicaManager {
+    /// Changes the effective broker configuration: `change` gets the current one and returns
+    /// the new one (`None`: nothing to do, e.g. validate-only). The new dynamic configs are
+    /// persisted first, then the configuration is swapped and every log gets its new settings.
+    /// Runs under the admin lock, so concurrent changes, topic creation and topic config
+    /// changes never apply a stale broker configuration.
+    pub fn alter_broker_config<E: From<BrokerError>>(
+        &self,
+        change: impl FnOnce(&BrokerConfig) -> Result<Option<BrokerConfig>, E>,
+    ) -> Result<(), E> {
+        let _admin = self.admin_lock.lock();
+        let current = self.config();
+        let Some(new) = change(&current)? else {
+            return Ok(());
+        };
+        self.log_manager
+            .save_dynamic_broker_configs(&fjord_storage::DynamicBrokerConfigs {
+                cluster_default: new.dynamic_default_settings.clone(),
+                broker: new.dynamic_broker_settings.clone(),
+            })
+            .map_err(BrokerError::from)?;
+        *self.config.write() = Arc::new(new);
+        let logs = self.reapply_log_configs();
+        info!(logs, "applied dynamic broker configs");
+        Ok(())
+    }
+
+    /// Gives every partition's log the settings its topic has under the current broker
+    /// configuration (its own overrides over the broker's `log.*` settings). Returns how many
+    /// logs were updated. Callers hold the admin lock.
+    fn reapply_log_configs(&self) -> usize {
+        let config = self.config();
+        let mut updated = 0;
+        for topic in self.topics() {
+            let log_config = crate::topic_config::log_config(&topic.configs, &config);
+            for partition in &topic.partitions {
+                match partition.set_log_config(log_config.clone()) {
+                    Ok(()) => updated += 1,
+                    Err(crate::partition::PartitionError::Deleted) => {}
+                    Err(err) => {
+                        warn!(topic = %topic.name, partition = partition.index, error = %err, "could not apply broker configs to a partition")
+                    }
+                }
+            }
+        }
+        updated
     }
 }
 

@@ -252,11 +252,7 @@ pub fn validate_topic_configs(
     Ok(configs)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigSource {
-    DynamicTopic,
-    Default,
-}
+pub use crate::config::ConfigSource;
 
 pub struct ConfigEntry {
     pub name: String,
@@ -264,7 +260,9 @@ pub struct ConfigEntry {
     pub source: ConfigSource,
 }
 
-/// Every known topic config with its effective value and where the value comes from.
+/// Every known topic config with its effective value and where the value comes from: the
+/// topic's override, else the level its broker setting (see [`broker_synonym`]) comes from
+/// (dynamic per-broker, dynamic cluster default, static, default), as Kafka reports it.
 pub fn describe(configs: &BTreeMap<String, String>, broker: &BrokerConfig) -> Vec<ConfigEntry> {
     TOPIC_CONFIGS
         .iter()
@@ -277,7 +275,9 @@ pub fn describe(configs: &BTreeMap<String, String>, broker: &BrokerConfig) -> Ve
             None => ConfigEntry {
                 name: spec.name.into(),
                 value: (spec.default)(broker),
-                source: ConfigSource::Default,
+                source: broker_synonym(spec.name)
+                    .and_then(|key| broker.setting_sources(key).first().map(|(s, _)| *s))
+                    .unwrap_or(ConfigSource::Default),
             },
         })
         .collect()

@@ -338,6 +338,9 @@ fn every_response_encodes_at_every_advertised_version() {
                                 .with_resource_type(4)
                                 .with_resource_name(StrBytes::from_static_str("1")),
                             describe_configs_request::DescribeConfigsResource::default()
+                                .with_resource_type(4)
+                                .with_resource_name(StrBytes::from_static_str("")),
+                            describe_configs_request::DescribeConfigsResource::default()
                                 .with_resource_type(2)
                                 .with_resource_name(StrBytes::from_static_str("missing")),
                         ]),
@@ -354,6 +357,14 @@ fn every_response_encodes_at_every_advertised_version() {
                                         .with_name(StrBytes::from_static_str("retention.ms"))
                                         .with_value(Some(StrBytes::from_static_str("1000"))),
                                 ]),
+                            alter_configs_request::AlterConfigsResource::default()
+                                .with_resource_type(4)
+                                .with_resource_name(StrBytes::from_static_str("1"))
+                                .with_configs(vec![
+                                    alter_configs_request::AlterableConfig::default()
+                                        .with_name(StrBytes::from_static_str("node.id"))
+                                        .with_value(Some(StrBytes::from_static_str("2"))),
+                                ]),
                         ]),
                 ),
                 ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(
@@ -367,6 +378,14 @@ fn every_response_encodes_at_every_advertised_version() {
                                     incremental_alter_configs_request::AlterableConfig::default()
                                         .with_name(StrBytes::from_static_str("nope"))
                                         .with_value(Some(StrBytes::from_static_str("1"))),
+                                ]),
+                            incremental_alter_configs_request::AlterConfigsResource::default()
+                                .with_resource_type(4)
+                                .with_resource_name(StrBytes::from_static_str(""))
+                                .with_configs(vec![
+                                    incremental_alter_configs_request::AlterableConfig::default()
+                                        .with_name(StrBytes::from_static_str("log.retention.ms"))
+                                        .with_value(Some(StrBytes::from_static_str("1000"))),
                                 ]),
                         ]),
                 ),
@@ -552,4 +571,375 @@ fn acks_zero_sends_nothing_on_success_and_closes_on_error() {
         .offsets()
         .unwrap();
     assert_eq!(offsets.log_end_offset, 1);
+}
+
+const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_TOPIC: i8 = 2;
+
+/// IncrementalAlterConfigs on one resource; the error code and message.
+fn incremental_alter(
+    broker: &Broker,
+    resource_type: i8,
+    resource_name: &str,
+    ops: &[(&str, Option<&str>, i8)],
+    validate_only: bool,
+) -> (i16, Option<String>) {
+    let request = IncrementalAlterConfigsRequest::default()
+        .with_validate_only(validate_only)
+        .with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(StrBytes::from_string(resource_name.to_string()))
+                .with_configs(
+                    ops.iter()
+                        .map(|(name, value, op)| {
+                            incremental_alter_configs_request::AlterableConfig::default()
+                                .with_name(StrBytes::from_string(name.to_string()))
+                                .with_value(value.map(|v| StrBytes::from_string(v.to_string())))
+                                .with_config_operation(*op)
+                        })
+                        .collect(),
+                ),
+        ]);
+    let Outcome::Respond(ResponseKind::IncrementalAlterConfigs(response)) =
+        block_on(broker.handle(
+            &header(ApiKey::IncrementalAlterConfigs, 1),
+            RequestKind::IncrementalAlterConfigs(request),
+        ))
+    else {
+        panic!("no IncrementalAlterConfigs response");
+    };
+    let result = &response.responses[0];
+    (
+        result.error_code,
+        result
+            .error_message
+            .as_ref()
+            .map(|m| m.to_string())
+            .filter(|m| !m.is_empty()),
+    )
+}
+
+fn describe_configs(
+    broker: &Broker,
+    resource_type: i8,
+    resource_name: &str,
+) -> describe_configs_response::DescribeConfigsResult {
+    let request = DescribeConfigsRequest::default()
+        .with_include_synonyms(true)
+        .with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(StrBytes::from_string(resource_name.to_string())),
+        ]);
+    let Outcome::Respond(ResponseKind::DescribeConfigs(response)) = block_on(broker.handle(
+        &header(ApiKey::DescribeConfigs, 4),
+        RequestKind::DescribeConfigs(request),
+    )) else {
+        panic!("no DescribeConfigs response");
+    };
+    response.results.into_iter().next().unwrap()
+}
+
+/// A synonym as (name, value, source).
+type Synonym = (String, String, i8);
+
+/// (value, source, synonyms) of one config.
+fn config_entry(
+    result: &describe_configs_response::DescribeConfigsResult,
+    name: &str,
+) -> Option<(String, i8, Vec<Synonym>)> {
+    let entry = result.configs.iter().find(|c| c.name.as_str() == name)?;
+    Some((
+        entry
+            .value
+            .as_ref()
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        entry.config_source,
+        entry
+            .synonyms
+            .iter()
+            .map(|s| {
+                (
+                    s.name.to_string(),
+                    s.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                    s.source,
+                )
+            })
+            .collect(),
+    ))
+}
+
+fn syn(name: &str, value: &str, source: i8) -> Synonym {
+    (name.to_string(), value.to_string(), source)
+}
+
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+const APPEND: i8 = 2;
+
+#[test]
+fn dynamic_broker_configs_have_kafka_sources_and_precedence() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[("log.retention.ms", "100000")]);
+    assert_eq!(produce(&broker, "inherits", 0, batch(1, b"x", 0)).0, 0);
+
+    // Cluster-wide default.
+    let set_default = [("log.retention.ms", Some("200000"), SET)];
+    assert_eq!(
+        incremental_alter(&broker, RESOURCE_BROKER, "", &set_default, false),
+        (0, None)
+    );
+    assert_eq!(broker.config().log_retention_ms, 200_000);
+    let topic = describe_configs(&broker, RESOURCE_TOPIC, "inherits");
+    assert_eq!(
+        config_entry(&topic, "retention.ms").unwrap(),
+        (
+            "200000".to_string(),
+            3,
+            vec![
+                syn("log.retention.ms", "200000", 3),
+                syn("log.retention.ms", "100000", 4),
+                syn("log.retention.ms", "604800000", 5),
+            ]
+        )
+    );
+    // The "" resource lists only the dynamic defaults.
+    let defaults = describe_configs(&broker, RESOURCE_BROKER, "");
+    assert_eq!(defaults.error_code, 0);
+    assert_eq!(defaults.configs.len(), 1);
+    assert_eq!(
+        config_entry(&defaults, "log.retention.ms").unwrap(),
+        (
+            "200000".to_string(),
+            3,
+            vec![syn("log.retention.ms", "200000", 3)]
+        )
+    );
+
+    // Per broker, over the default.
+    let set_broker = [("log.retention.ms", Some("300000"), SET)];
+    assert_eq!(
+        incremental_alter(&broker, RESOURCE_BROKER, "1", &set_broker, false),
+        (0, None)
+    );
+    let described = describe_configs(&broker, RESOURCE_BROKER, "1");
+    let (value, source, synonyms) = config_entry(&described, "log.retention.ms").unwrap();
+    assert_eq!((value.as_str(), source), ("300000", 2));
+    assert_eq!(
+        synonyms.iter().map(|s| s.2).collect::<Vec<_>>(),
+        vec![2, 3, 4, 5]
+    );
+    let entry = described
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "log.retention.ms")
+        .unwrap();
+    assert!(!entry.read_only);
+    let node_id = described
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "node.id")
+        .unwrap();
+    assert!(node_id.read_only);
+    let topic = describe_configs(&broker, RESOURCE_TOPIC, "inherits");
+    assert_eq!(config_entry(&topic, "retention.ms").unwrap().1, 2);
+
+    // A topic override still wins, with the broker levels as its synonyms.
+    let override_ = [("retention.ms", Some("5000"), SET)];
+    assert_eq!(
+        incremental_alter(&broker, RESOURCE_TOPIC, "inherits", &override_, false).0,
+        0
+    );
+    let topic = describe_configs(&broker, RESOURCE_TOPIC, "inherits");
+    let (value, source, synonyms) = config_entry(&topic, "retention.ms").unwrap();
+    assert_eq!((value.as_str(), source), ("5000", 1));
+    assert_eq!(
+        synonyms.iter().map(|s| s.2).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+
+    // DELETE falls back one level at a time.
+    let delete = [("log.retention.ms", None, DELETE)];
+    assert_eq!(
+        incremental_alter(&broker, RESOURCE_BROKER, "1", &delete, false),
+        (0, None)
+    );
+    assert_eq!(broker.config().log_retention_ms, 200_000);
+    assert_eq!(
+        incremental_alter(&broker, RESOURCE_BROKER, "", &delete, false),
+        (0, None)
+    );
+    assert_eq!(broker.config().log_retention_ms, 100_000);
+    let described = describe_configs(&broker, RESOURCE_BROKER, "1");
+    assert_eq!(config_entry(&described, "log.retention.ms").unwrap().1, 4);
+}
+
+#[test]
+fn dynamic_broker_configs_are_validated_like_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[]);
+    let alter = |name: &str, ops: &[(&str, Option<&str>, i8)]| {
+        incremental_alter(&broker, RESOURCE_BROKER, name, ops, false)
+    };
+    let (code, message) = alter("1", &[("node.id", Some("2"), SET)]);
+    assert_eq!(code, ResponseError::InvalidRequest.code());
+    assert_eq!(
+        message.unwrap(),
+        "Cannot update these configs dynamically: Set(node.id)"
+    );
+    let (code, message) = alter("", &[("listeners", Some("PLAINTEXT://:1"), SET)]);
+    assert_eq!(code, ResponseError::InvalidRequest.code());
+    assert!(message.unwrap().contains("Set(listeners)"));
+    let (code, message) = alter("1", &[("no.such.setting", Some("1"), SET)]);
+    assert_eq!(code, ResponseError::InvalidConfig.code());
+    assert!(message.unwrap().contains("no.such.setting"));
+    let (code, message) = alter("1", &[("log.retention.ms", Some("soon"), SET)]);
+    assert_eq!(code, ResponseError::InvalidConfig.code());
+    let message = message.unwrap();
+    assert!(
+        message.contains("log.retention.ms") && message.contains("soon"),
+        "{message}"
+    );
+    let (code, _) = alter("1", &[("log.cleanup.policy", Some("shred"), SET)]);
+    assert_eq!(code, ResponseError::InvalidConfig.code());
+    // Another broker's id, or not an id at all.
+    let (code, message) = alter("2", &[("log.retention.ms", Some("1"), SET)]);
+    assert_eq!(code, ResponseError::InvalidRequest.code());
+    assert_eq!(
+        message.unwrap(),
+        "Unexpected broker id, expected 1, but received 2"
+    );
+    assert_eq!(
+        alter("one", &[("log.retention.ms", Some("1"), SET)]).0,
+        ResponseError::InvalidRequest.code()
+    );
+    assert_eq!(
+        describe_configs(&broker, RESOURCE_BROKER, "2").error_code,
+        ResponseError::InvalidRequest.code()
+    );
+    // Duplicates and append on a non-list setting.
+    assert_eq!(
+        alter(
+            "1",
+            &[
+                ("log.retention.ms", Some("1"), SET),
+                ("log.retention.ms", Some("2"), SET)
+            ]
+        )
+        .0,
+        ResponseError::InvalidRequest.code()
+    );
+    assert_eq!(
+        alter("1", &[("log.retention.ms", Some("1"), APPEND)]).0,
+        ResponseError::InvalidConfig.code()
+    );
+    // validate_only changes nothing.
+    assert_eq!(
+        incremental_alter(
+            &broker,
+            RESOURCE_BROKER,
+            "1",
+            &[("log.retention.ms", Some("1234"), SET)],
+            true
+        ),
+        (0, None)
+    );
+    assert_eq!(broker.config().log_retention_ms, 604_800_000);
+    assert!(broker.config().dynamic_broker_settings.is_empty());
+    // Nothing was written either.
+    assert!(!dir.path().join("broker-configs.json").exists());
+}
+
+#[test]
+fn dynamic_broker_configs_apply_live_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let broker = broker(dir.path(), &[]);
+        assert_eq!(produce(&broker, "live", 0, batch(1, &[1u8; 300], 0)).0, 0);
+        // message.max.bytes applies to the next produce.
+        let small = [("message.max.bytes", Some("200"), SET)];
+        assert_eq!(
+            incremental_alter(&broker, RESOURCE_BROKER, "", &small, false),
+            (0, None)
+        );
+        assert_eq!(
+            produce(&broker, "live", 0, batch(1, &[1u8; 300], 0)).0,
+            ResponseError::MessageTooLarge.code()
+        );
+        // Segment size and retention reach the open logs: small segments roll, then
+        // retention by size deletes the oldest ones without a restart.
+        let ops = [
+            ("log.segment.bytes", Some("1000"), SET),
+            ("log.retention.bytes", Some("2000"), SET),
+        ];
+        assert_eq!(
+            incremental_alter(&broker, RESOURCE_BROKER, "1", &ops, false),
+            (0, None)
+        );
+        // Deleting at the per-broker level leaves the cluster default in force.
+        let delete = [("message.max.bytes", None, DELETE)];
+        assert_eq!(
+            incremental_alter(&broker, RESOURCE_BROKER, "1", &delete, false),
+            (0, None)
+        );
+        assert_eq!(broker.config().message_max_bytes, 200);
+        assert_eq!(
+            incremental_alter(&broker, RESOURCE_BROKER, "", &delete, false),
+            (0, None)
+        );
+        assert_eq!(broker.config().message_max_bytes, 1_048_588);
+        for _ in 0..20 {
+            assert_eq!(produce(&broker, "live", 0, batch(1, &[2u8; 300], 0)).0, 0);
+        }
+        let deleted = broker
+            .replica_manager()
+            .enforce_retention(fjord_broker::time::now_ms());
+        assert!(deleted > 0);
+        let partition = broker.replica_manager().partition("live", 0).unwrap();
+        assert!(partition.offsets().unwrap().log_start_offset > 0);
+        // APPEND to a list setting starts from Kafka's default ("delete").
+        let append = [("log.cleanup.policy", Some("compact"), APPEND)];
+        assert_eq!(
+            incremental_alter(&broker, RESOURCE_BROKER, "", &append, false),
+            (0, None)
+        );
+        assert_eq!(broker.config().log_cleanup_policy, "delete,compact");
+        broker.close().unwrap();
+    }
+    let broker = broker(dir.path(), &[]);
+    let config = broker.config();
+    assert_eq!(config.log_segment_bytes, 1000);
+    assert_eq!(config.log_retention_bytes, 2000);
+    assert_eq!(config.log_cleanup_policy, "delete,compact");
+    let described = describe_configs(&broker, RESOURCE_BROKER, "1");
+    assert_eq!(config_entry(&described, "log.segment.bytes").unwrap().1, 2);
+    assert_eq!(config_entry(&described, "log.cleanup.policy").unwrap().1, 3);
+
+    // Legacy AlterConfigs replaces a level's whole set.
+    let request = AlterConfigsRequest::default().with_resources(vec![
+        alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(RESOURCE_BROKER)
+            .with_resource_name(StrBytes::from_static_str("1"))
+            .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("log.roll.ms"))
+                .with_value(Some(StrBytes::from_static_str("60000")))]),
+    ]);
+    let Outcome::Respond(ResponseKind::AlterConfigs(response)) = block_on(broker.handle(
+        &header(ApiKey::AlterConfigs, 2),
+        RequestKind::AlterConfigs(request),
+    )) else {
+        panic!("no AlterConfigs response");
+    };
+    assert_eq!(response.responses[0].error_code, 0);
+    let config = broker.config();
+    assert_eq!(config.log_roll_ms, 60_000);
+    assert_eq!(config.log_segment_bytes, 1 << 30);
+    assert_eq!(
+        config.dynamic_broker_settings.keys().collect::<Vec<_>>(),
+        vec!["log.roll.ms"]
+    );
+    // The cluster default level was not touched.
+    assert_eq!(config.log_cleanup_policy, "delete,compact");
 }

@@ -1,6 +1,7 @@
 //! A small blocking Kafka client for the CLI's admin commands (`fjord group ...`). It speaks
-//! to any Kafka-compatible broker: versions are negotiated with ApiVersions, and group
-//! requests go to the group's coordinator found with FindCoordinator.
+//! to any Kafka-compatible broker: versions are negotiated with ApiVersions, group requests go
+//! to the group's coordinator found with FindCoordinator, and a broker's configs to that
+//! broker, found with Metadata.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -10,7 +11,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use fjord_protocol::kafka_protocol::messages::{
-    ApiVersionsRequest, FindCoordinatorRequest, RequestHeader,
+    ApiVersionsRequest, FindCoordinatorRequest, MetadataRequest, RequestHeader,
 };
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::request::encode_request;
@@ -193,6 +194,59 @@ impl AdminClient {
         };
         check(response.error_code, "FindCoordinator")?;
         let address = format!("{}:{}", response.host, response.port);
+        if address == self.address {
+            return Ok(CoordinatorClient::Same(self));
+        }
+        Ok(CoordinatorClient::Other(Box::new(AdminClient::connect(
+            &address,
+            self.timeout,
+        )?)))
+    }
+}
+
+impl AdminClient {
+    /// The brokers of the cluster (node id, HOST:PORT), from Metadata.
+    fn brokers(&mut self) -> Result<Vec<(i32, String)>> {
+        let request = MetadataRequest::default()
+            .with_topics(Some(Vec::new()))
+            .with_allow_auto_topic_creation(false);
+        let ResponseKind::Metadata(response) =
+            self.send(ApiKey::Metadata, 12, RequestKind::Metadata(request))?
+        else {
+            bail!("unexpected answer to Metadata");
+        };
+        Ok(response
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+            .collect())
+    }
+
+    /// The node id of the broker this client is connected to: the one advertising the
+    /// address we connected to, or the only one.
+    pub fn connected_broker_id(&mut self) -> Result<i32> {
+        let brokers = self.brokers()?;
+        if let Some((id, _)) = brokers.iter().find(|(_, a)| *a == self.address) {
+            return Ok(*id);
+        }
+        match brokers.as_slice() {
+            [(id, _)] => Ok(*id),
+            _ => bail!(
+                "{} is not among the advertised brokers; name one with --broker",
+                self.address
+            ),
+        }
+    }
+
+    /// A client connected to broker `node_id` (this one if it is that broker): requests about
+    /// a broker's own configs must go to it, as Kafka's admin client sends them.
+    pub fn broker_client(&mut self, node_id: i32) -> Result<CoordinatorClient<'_>> {
+        let brokers = self.brokers()?;
+        let address = brokers
+            .iter()
+            .find(|(id, _)| *id == node_id)
+            .map(|(_, a)| a.clone())
+            .ok_or_else(|| anyhow!("no broker with id {node_id} in the cluster metadata"))?;
         if address == self.address {
             return Ok(CoordinatorClient::Same(self));
         }

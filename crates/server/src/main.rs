@@ -76,17 +76,22 @@ fn settings_help() -> String {
     );
     for spec in SETTINGS {
         help.push_str(&format!(
-            "  {:<45} default {:<20} {}\n",
+            "  {:<45} default {:<20} {}{}\n",
             spec.key,
             if spec.default.is_empty() {
                 "\"\""
             } else {
                 spec.default
             },
-            spec.doc
+            spec.doc,
+            if fjord_broker::dynamic_config::is_dynamic(spec.key) {
+                " [dynamic]"
+            } else {
+                ""
+            }
         ));
     }
-    help.push_str("\nPrecedence: defaults < --config file < FJORD_* environment < flags.\nSIGTERM or Ctrl-C: stop accepting, finish in-flight requests, flush and close logs, exit 0.\nLog level: RUST_LOG (default info), e.g. RUST_LOG=fjord=debug.\n");
+    help.push_str("\nPrecedence: defaults < --config file < FJORD_* environment < flags < dynamic broker configs.\n[dynamic]: can also be changed while running (fjord config alter --broker N | --broker-defaults), kept in broker-configs.json in the data dir.\nSIGTERM or Ctrl-C: stop accepting, finish in-flight requests, flush and close logs, exit 0.\nLog level: RUST_LOG (default info), e.g. RUST_LOG=fjord=debug.\n");
     help
 }
 

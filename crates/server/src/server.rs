@@ -2,7 +2,7 @@
 //! and on shutdown stops accepting, lets every connection finish the requests it has read,
 //! then closes the broker's logs.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ pub async fn run(
         request_memory: Arc::new(Semaphore::new(request_memory_bytes_max)),
         request_memory_bytes_max,
     };
-    let connection_slots = Arc::new(Semaphore::new(config.max_connections));
+    let open_connections = Arc::new(AtomicUsize::new(0));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let flusher = tokio::spawn(run_log_flusher(broker.clone(), shutdown_rx.clone()));
@@ -57,8 +57,11 @@ pub async fn run(
                         continue;
                     }
                 };
-                let Ok(slot) = connection_slots.clone().try_acquire_owned() else {
-                    warn!(%peer, max_connections = config.max_connections, "connection limit reached, closing new connection");
+                // max.connections is a dynamic broker config: read at every accept. Lowering
+                // it closes no open connection (as in Kafka); new ones wait until below it.
+                let max_connections = broker.config().max_connections;
+                let Some(slot) = ConnectionSlot::take(&open_connections, max_connections) else {
+                    warn!(%peer, max_connections, "connection limit reached, closing new connection");
                     drop(stream);
                     continue;
                 };
@@ -118,9 +121,11 @@ fn start_log_cleaner(
     let handle = std::thread::Builder::new()
         .name("log-cleaner".into())
         .spawn(move || {
-            let cleaner = fjord_broker::log_cleaner::cleaner_config(broker.config());
-            let backoff = Duration::from_millis(broker.config().log_cleaner_backoff_ms);
             while !stop.load(Ordering::Relaxed) {
+                // Read per pass: the cleaner settings are dynamic broker configs.
+                let config = broker.config();
+                let cleaner = fjord_broker::log_cleaner::cleaner_config(&config);
+                let backoff = Duration::from_millis(config.log_cleaner_backoff_ms);
                 let now_ms = fjord_broker::time::now_ms();
                 if broker
                     .replica_manager()
@@ -181,5 +186,26 @@ async fn run_log_flusher(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool
                 tracing::info!(segments = deleted, "retention deleted log segments");
             }
         }
+    }
+}
+
+/// One of the `max.connections` connections, given back when dropped.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl ConnectionSlot {
+    /// A slot if fewer than `max` connections are open. Only the accept loop takes slots, so
+    /// the check and the increment cannot race with another taker.
+    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        if open.load(Ordering::Acquire) >= max {
+            return None;
+        }
+        open.fetch_add(1, Ordering::AcqRel);
+        Some(Self(open.clone()))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -97,23 +97,31 @@ pub struct ConfigArgs {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Show a broker's settings with their sources (or a topic's configs with --topic)
+    /// Show a broker's settings with their sources (or the cluster-wide dynamic defaults with
+    /// --broker-defaults, or a topic's configs with --topic)
     Describe {
         /// Broker id [default: the broker connected to]
         #[arg(long)]
         broker: Option<i32>,
-        /// Describe this topic's configs instead
+        /// The dynamic cluster-wide broker defaults (Kafka: --entity-default)
         #[arg(long, conflicts_with = "broker")]
+        broker_defaults: bool,
+        /// Describe this topic's configs instead
+        #[arg(long, conflicts_with_all = ["broker", "broker_defaults"])]
         topic: Option<String>,
         /// Only settings that are not at their default
         #[arg(long)]
         changed: bool,
     },
-    /// Change a broker's dynamic settings (Fjord: not supported yet; works against Kafka)
+    /// Change dynamic broker settings of one broker (--broker N) or the cluster-wide defaults
+    /// (--broker-defaults): --set KEY=VALUE and --delete KEY (back to the level below)
     Alter {
         /// Broker id
-        #[arg(long)]
-        broker: i32,
+        #[arg(long, required_unless_present = "broker_defaults")]
+        broker: Option<i32>,
+        /// The cluster-wide defaults every broker falls back to (Kafka: --entity-default)
+        #[arg(long, conflicts_with = "broker")]
+        broker_defaults: bool,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         #[arg(long = "delete", value_name = "KEY")]
@@ -144,26 +152,41 @@ pub fn run_config(args: ConfigArgs) -> Result<()> {
     match args.command {
         ConfigCommand::Describe {
             broker,
+            broker_defaults,
             topic,
             changed,
-        } => match topic {
-            Some(topic) => describe_configs(&mut client, RESOURCE_TOPIC, &topic, changed),
-            None => {
-                let id = broker.map_or_else(String::new, |b| b.to_string());
-                describe_configs(&mut client, RESOURCE_BROKER, &id, changed)
+        } => {
+            if let Some(topic) = topic {
+                return describe_configs(&mut client, RESOURCE_TOPIC, &topic, changed);
             }
-        },
+            if broker_defaults {
+                return describe_configs(&mut client, RESOURCE_BROKER, "", changed);
+            }
+            let id = match broker {
+                Some(id) => id,
+                None => client.connected_broker_id()?,
+            };
+            let mut node = client.broker_client(id)?;
+            describe_configs(node.client(), RESOURCE_BROKER, &id.to_string(), changed)
+        }
         ConfigCommand::Alter {
             broker,
+            broker_defaults,
             set,
             delete,
-        } => alter(
-            &mut client,
-            RESOURCE_BROKER,
-            &broker.to_string(),
-            &set,
-            &delete,
-        ),
+        } => match broker {
+            Some(id) if !broker_defaults => {
+                let mut node = client.broker_client(id)?;
+                alter(
+                    node.client(),
+                    RESOURCE_BROKER,
+                    &id.to_string(),
+                    &set,
+                    &delete,
+                )
+            }
+            _ => alter(&mut client, RESOURCE_BROKER, "", &set, &delete),
+        },
     }
 }
 
@@ -457,7 +480,13 @@ fn alter(
                 .map_or(String::new(), |m| format!(": {}", m.as_str()))
         );
     }
-    println!("Altered configs of {name}.");
+    if resource_type == RESOURCE_BROKER && name.is_empty() {
+        println!("Altered the cluster-wide broker defaults.");
+    } else if resource_type == RESOURCE_BROKER {
+        println!("Altered configs of broker {name}.");
+    } else {
+        println!("Altered configs of {name}.");
+    }
     Ok(())
 }
 

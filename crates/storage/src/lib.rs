@@ -10,6 +10,7 @@
 //!   .kafka_cleanshutdown         present only between a clean shutdown and the next start
 //!   meta.properties              version=1, node.id, cluster.id
 //!   topics.json                  topic names, ids, partition counts and configs
+//!   broker-configs.json          dynamic broker configs (cluster default and this broker's)
 //!   {topic}-{partition}/         one directory per partition log
 //!     00000000000000000000.log        segment: v2 record batches exactly as on the wire,
 //!                                     base offset and partition leader epoch patched
@@ -33,6 +34,7 @@
 //! missing or implausible is rescanned batch by batch, checking lengths and CRCs, truncated at the first torn or
 //! corrupt batch, and its indexes rebuilt.
 
+mod broker_configs;
 pub mod cleaner;
 mod epoch;
 mod file_records;
@@ -44,6 +46,7 @@ mod segment;
 use std::io;
 use std::path::PathBuf;
 
+pub use broker_configs::DynamicBrokerConfigs;
 pub use cleaner::{CleanedLog, CleanerConfig, CleanerStats, LogToClean, Throttler};
 pub use file_records::FileRecords;
 pub use fjord_protocol::records::RecordError;

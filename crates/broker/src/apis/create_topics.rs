@@ -11,7 +11,7 @@ use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ResponseError, VersionRange};
 
 use crate::replica_manager::{is_internal_topic, CreateTopicError};
-use crate::topic_config::{validate_topic_configs, ConfigSource};
+use crate::topic_config::validate_topic_configs;
 use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 2, max: 7 };
@@ -154,16 +154,13 @@ fn create_one(
                 result = result.with_topic_id(created.id);
             }
             if api_version >= 5 {
-                let described = crate::topic_config::describe(&created.configs, broker.config())
+                let described = crate::topic_config::describe(&created.configs, &broker.config())
                     .into_iter()
                     .map(|entry| {
                         CreatableTopicConfigs::default()
                             .with_name(StrBytes::from_string(entry.name))
                             .with_value(Some(StrBytes::from_string(entry.value)))
-                            .with_config_source(match entry.source {
-                                ConfigSource::DynamicTopic => 1,
-                                ConfigSource::Default => 5,
-                            })
+                            .with_config_source(entry.source.code())
                     })
                     .collect();
                 result = result.with_configs(Some(described));

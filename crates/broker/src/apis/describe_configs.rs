@@ -1,7 +1,11 @@
 //! DescribeConfigs (key 32), v1-v4: topic configs (effective value, source, synonyms, type,
-//! documentation) and this broker's settings. Sources as Kafka numbers them: DYNAMIC_TOPIC (1)
-//! for topic overrides, STATIC_BROKER (4) for settings given in the file/environment/flags,
-//! DEFAULT (5) otherwise. Broker settings are read-only (no dynamic broker configs yet).
+//! documentation) and broker settings, as Kafka's `ConfigHelper` answers them. Sources as Kafka
+//! numbers them: DYNAMIC_TOPIC (1) for topic overrides, DYNAMIC_BROKER (2) and
+//! DYNAMIC_DEFAULT_BROKER (3) for dynamic broker configs, STATIC_BROKER (4) for settings given
+//! in the file/environment/flags, DEFAULT (5) otherwise. Synonyms come highest precedence first.
+//!
+//! A BROKER resource named by this broker's id describes every setting (read-only unless it
+//! is dynamic); the resource "" describes only the dynamic cluster-wide defaults that are set.
 
 use fjord_protocol::kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
@@ -10,17 +14,15 @@ use fjord_protocol::kafka_protocol::messages::{DescribeConfigsRequest, DescribeC
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ResponseError, VersionRange};
 
-use crate::config::SETTINGS;
-use crate::topic_config::{self, ConfigSource};
+use crate::config::{BrokerConfig, ConfigSource, SETTINGS};
+use crate::dynamic_config;
+use crate::topic_config;
 use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 4 };
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
-const SOURCE_DYNAMIC_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
 const TYPE_STRING: i8 = 2;
 
 pub fn handle(broker: &Broker, request: &DescribeConfigsRequest) -> DescribeConfigsResponse {
@@ -28,9 +30,11 @@ pub fn handle(broker: &Broker, request: &DescribeConfigsRequest) -> DescribeConf
         .resources
         .iter()
         .map(|resource| {
+            // As Kafka: null or an empty list means every config.
             let keys: Option<Vec<String>> = resource
                 .configuration_keys
                 .as_ref()
+                .filter(|k| !k.is_empty())
                 .map(|k| k.iter().map(|s| s.to_string()).collect());
             let wanted = |name: &str| keys.as_ref().is_none_or(|k| k.iter().any(|x| x == name));
             let result = DescribeConfigsResult::default()
@@ -91,49 +95,70 @@ fn describe_topic(
         )
     })?;
     let config = broker.config();
-    Ok(topic_config::describe(&topic.configs, config)
+    Ok(topic_config::describe(&topic.configs, &config)
         .into_iter()
         .filter(|entry| wanted(&entry.name))
         .map(|entry| {
-            let synonym = topic_config::broker_synonym(&entry.name);
-            let broker_value = synonym.map(|key| {
-                let explicit = config.explicit_settings.get(key);
-                let value = explicit.cloned().unwrap_or_else(|| setting_default(key));
-                (
-                    key,
-                    value,
-                    if explicit.is_some() {
-                        SOURCE_STATIC_BROKER
-                    } else {
-                        SOURCE_DEFAULT
-                    },
-                )
-            });
-            let source = match entry.source {
-                ConfigSource::DynamicTopic => SOURCE_DYNAMIC_TOPIC,
-                ConfigSource::Default => broker_value.as_ref().map_or(SOURCE_DEFAULT, |b| b.2),
-            };
             let mut synonyms = Vec::new();
             if include_synonyms {
-                if matches!(entry.source, ConfigSource::DynamicTopic) {
+                // Kafka's order: the topic override, then its broker setting at every level
+                // where that is set (dynamic per-broker, dynamic default, static, default).
+                if entry.source == ConfigSource::DynamicTopic {
                     synonyms.push(synonym_entry(
                         &entry.name,
                         &entry.value,
-                        SOURCE_DYNAMIC_TOPIC,
+                        ConfigSource::DynamicTopic,
                     ));
                 }
-                if let Some((key, value, source)) = &broker_value {
-                    synonyms.push(synonym_entry(key, value, *source));
+                if let Some(key) = topic_config::broker_synonym(&entry.name) {
+                    for (source, value) in config.setting_sources(key) {
+                        synonyms.push(synonym_entry(key, &value, source));
+                    }
                 }
             }
             DescribeConfigsResourceResult::default()
                 .with_name(StrBytes::from_string(entry.name.clone()))
                 .with_value(Some(StrBytes::from_string(entry.value)))
-                .with_config_source(source)
+                .with_config_source(entry.source.code())
                 .with_synonyms(synonyms)
                 .with_config_type(topic_config::config_type(&entry.name))
         })
         .collect())
+}
+
+/// Which broker configs a BROKER resource name selects.
+enum BrokerResource {
+    /// "": the dynamic cluster-wide defaults.
+    ClusterDefault,
+    /// This broker's id: all of its settings.
+    ThisBroker,
+}
+
+/// Kafka's `ConfigHelper` checks: a name that is not an integer, or the id of another broker,
+/// is INVALID_REQUEST (the request must go to the broker it names).
+fn broker_resource(
+    config: &BrokerConfig,
+    resource_name: &str,
+) -> Result<BrokerResource, (ResponseError, String)> {
+    if resource_name.is_empty() {
+        return Ok(BrokerResource::ClusterDefault);
+    }
+    let id: i32 = resource_name.parse().map_err(|_| {
+        (
+            ResponseError::InvalidRequest,
+            format!("Broker id must be an integer, but it is: {resource_name}"),
+        )
+    })?;
+    if id != config.node_id {
+        return Err((
+            ResponseError::InvalidRequest,
+            format!(
+                "Unexpected broker id, expected {} or empty string, but received {resource_name}",
+                config.node_id
+            ),
+        ));
+    }
+    Ok(BrokerResource::ThisBroker)
 }
 
 fn describe_broker(
@@ -143,55 +168,42 @@ fn describe_broker(
     wanted: &dyn Fn(&str) -> bool,
 ) -> Described {
     let config = broker.config();
-    if !resource_name.is_empty() && resource_name != config.node_id.to_string() {
-        return Err((
-            ResponseError::InvalidRequest,
-            format!(
-                "Unexpected broker id, expected {} or empty string, but received {resource_name}",
-                config.node_id
-            ),
-        ));
-    }
+    let resource = broker_resource(&config, resource_name)?;
     Ok(SETTINGS
         .iter()
         .filter(|spec| wanted(spec.key))
-        .map(|spec| {
-            let explicit = config.explicit_settings.get(spec.key);
-            let value = explicit
-                .cloned()
-                .unwrap_or_else(|| spec.default.to_string());
-            let source = if explicit.is_some() {
-                SOURCE_STATIC_BROKER
-            } else {
-                SOURCE_DEFAULT
-            };
+        .filter_map(|spec| {
+            let mut sources = config.setting_sources(spec.key);
+            if let BrokerResource::ClusterDefault = resource {
+                // Only the cluster-wide dynamic level, and only where it is set.
+                sources.retain(|(source, _)| *source == ConfigSource::DynamicDefaultBroker);
+            }
+            let (source, value) = sources.first().cloned()?;
             let synonyms = if include_synonyms {
-                vec![synonym_entry(spec.key, &value, source)]
+                sources
+                    .iter()
+                    .map(|(source, value)| synonym_entry(spec.key, value, *source))
+                    .collect()
             } else {
                 Vec::new()
             };
-            DescribeConfigsResourceResult::default()
-                .with_name(StrBytes::from_static_str(spec.key))
-                .with_value(Some(StrBytes::from_string(value)))
-                .with_read_only(true)
-                .with_config_source(source)
-                .with_synonyms(synonyms)
-                .with_config_type(TYPE_STRING)
-                .with_documentation(Some(StrBytes::from_static_str(spec.doc)))
+            Some(
+                DescribeConfigsResourceResult::default()
+                    .with_name(StrBytes::from_static_str(spec.key))
+                    .with_value(Some(StrBytes::from_string(value)))
+                    .with_read_only(!dynamic_config::is_dynamic(spec.key))
+                    .with_config_source(source.code())
+                    .with_synonyms(synonyms)
+                    .with_config_type(TYPE_STRING)
+                    .with_documentation(Some(StrBytes::from_static_str(spec.doc))),
+            )
         })
         .collect())
 }
 
-fn synonym_entry(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
+fn synonym_entry(name: &str, value: &str, source: ConfigSource) -> DescribeConfigsSynonym {
     DescribeConfigsSynonym::default()
         .with_name(StrBytes::from_string(name.to_string()))
         .with_value(Some(StrBytes::from_string(value.to_string())))
-        .with_source(source)
-}
-
-fn setting_default(key: &str) -> String {
-    SETTINGS
-        .iter()
-        .find(|s| s.key == key)
-        .map_or_else(String::new, |s| s.default.to_string())
+        .with_source(source.code())
 }

@@ -35,6 +35,8 @@ pub fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) -> Pro
     let acks_valid = matches!(acks, -1..=1);
     let mut responses = Vec::with_capacity(request.topic_data.len());
     let mut appended_any = false;
+    // Once per request: dynamic broker configs may swap it at any time.
+    let config = broker.config();
     for topic_data in request.topic_data {
         let topic = resolve_topic(broker, api_version, &topic_data);
         let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
@@ -54,7 +56,7 @@ pub fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) -> Pro
             } else {
                 match &topic {
                     Ok(topic) => {
-                        produce_to_partition(broker, topic, partition_data, &mut appended_any)
+                        produce_to_partition(&config, topic, partition_data, &mut appended_any)
                     }
                     Err(code) => error_response(partition_data.index, *code, None),
                 }
@@ -143,7 +145,7 @@ fn record_error_code(err: &RecordError) -> ResponseError {
 }
 
 fn produce_to_partition(
-    broker: &Broker,
+    config: &crate::BrokerConfig,
     topic: &Topic,
     data: PartitionProduceData,
     appended_any: &mut bool,
@@ -156,7 +158,7 @@ fn produce_to_partition(
         return error_response(index, ResponseError::UnknownTopicOrPartition, None);
     };
     let records = data.records.unwrap_or_default();
-    let max_message_bytes = crate::topic_config::max_message_bytes(&topic.configs, broker.config());
+    let max_message_bytes = crate::topic_config::max_message_bytes(&topic.configs, config);
     if let Err((error, message)) = validate_records(&records, max_message_bytes) {
         tracing::debug!(topic = %topic.name, partition = index, %message, "rejected produce");
         let mut response = error_response(index, error, Some(message.clone()));
@@ -167,7 +169,7 @@ fn produce_to_partition(
         }
         return response;
     }
-    if crate::topic_config::is_compacted(&topic.configs, broker.config()) {
+    if crate::topic_config::is_compacted(&topic.configs, config) {
         if let Err((error, message)) = check_keys(&records, &topic.name, index) {
             tracing::debug!(topic = %topic.name, partition = index, %message, "rejected produce");
             let mut response = error_response(index, error, Some(message.clone()));
