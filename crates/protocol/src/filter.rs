@@ -90,10 +90,10 @@ mod tests {
     };
     use proptest::prelude::*;
 
-    fn encode(
-        codec: KafkaCompression,
-        records: &[(Option<Vec<u8>>, Option<Vec<u8>>, i64)],
-    ) -> Vec<u8> {
+    /// Key, value, timestamp.
+    type TestRecord = (Option<Vec<u8>>, Option<Vec<u8>>, i64);
+
+    fn encode(codec: KafkaCompression, records: &[TestRecord]) -> Vec<u8> {
         let records: Vec<Record> = records
             .iter()
             .enumerate()

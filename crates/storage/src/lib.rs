@@ -21,6 +21,9 @@
 //!     leader-epoch-checkpoint         "0\n{count}\n{epoch} {start_offset}\n..."
 //!     recovery-point-offset-checkpoint  "0\n{offset}\n": everything below is fsynced
 //!     log-start-offset-checkpoint  "0\n{offset}\n": log start inside the first segment (DeleteRecords)
+//!     cleaner-offset-checkpoint    "0\n{offset}\n": compacted logs: the cleaner's first dirty offset
+//!     cleaner-swap                 only during a cleaner swap: replaced range and new segments
+//!     *.cleaned, cleaner-swap.prepared  a cleaner pass's output before its swap (strays at start)
 //!   {topic}-{partition}.{uuid}-delete/  a log being deleted (removed on next start)
 //! ```
 //!
