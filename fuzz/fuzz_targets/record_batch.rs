@@ -1,12 +1,14 @@
 //! Arbitrary bytes as v2 record batches: `RecordBatchHeader::parse`, `validate_batch`,
 //! `BatchIter`, and the ListOffsets lookups `find_record_offset_at_or_after_timestamp` /
-//! `find_record_offset_with_timestamp` and `for_each_key_value` (which decompress compressed
-//! batches, with an output bound), and `decompress_bounded` on the raw input for every codec.
+//! `find_record_offset_with_timestamp`, `for_each_key_value` and the log cleaner's
+//! `filter_batch` (which decompress compressed batches, with an output bound; the filter also
+//! re-compresses), and `decompress_bounded` on the raw input for every codec.
 //! When the input
 //! validates, the produce path is exercised too: patching base offset and leader epoch must keep
 //! it valid. Must never panic, abort or run out of memory.
 #![no_main]
 
+use fjord_protocol::filter::{filter_batch, FilteredBatch};
 use fjord_protocol::records::{self, BatchIter, Compression, RecordBatchHeader};
 use libfuzzer_sys::fuzz_target;
 
@@ -29,6 +31,14 @@ fn targets(batch: &[u8], header: Option<&RecordBatchHeader>) -> Vec<i64> {
 fn lookups(batch: &[u8]) {
     let mut visited = 0usize;
     let _ = records::for_each_key_value(batch, |_, _, _| visited += 1);
+    // The log cleaner's filter: a rebuilt batch must be whole, valid and keep its base offset.
+    if let Ok(FilteredBatch::Rebuilt(rebuilt)) = filter_batch(batch, |r| r.offset % 2 == 0) {
+        let h = RecordBatchHeader::parse(&rebuilt).expect("rebuilt header parses");
+        assert_eq!(h.total_size_bytes(), rebuilt.len());
+        records::verify_crc(&rebuilt, &h).expect("rebuilt CRC");
+        let original = RecordBatchHeader::parse(batch).expect("filtered input parses");
+        assert_eq!((h.base_offset, h.last_offset_delta), (original.base_offset, original.last_offset_delta));
+    }
     let header = RecordBatchHeader::parse(batch).ok();
     let uncompressed = header.is_some_and(|h| h.compression() == Ok(Compression::None));
     for target in targets(batch, header.as_ref()) {
