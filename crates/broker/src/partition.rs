@@ -255,7 +255,13 @@ impl Partition {
         &self,
         cleaned: fjord_storage::CleanedLog,
     ) -> Result<Option<fjord_storage::CleanerStats>, PartitionError> {
-        self.with_log(|log| log.swap_cleaned(cleaned))
+        let Some((stats, committed)) = self.with_log(|log| log.swap_cleaned(cleaned))? else {
+            return Ok(None);
+        };
+        // The directory fsync that makes the swap durable runs without the lock: appends and
+        // reads carry on (a crash before it redoes the swap from its manifest).
+        committed.finish()?;
+        Ok(Some(stats))
     }
 
     /// Bytes of log on disk (DescribeLogDirs).

@@ -53,7 +53,7 @@ pub use broker_configs::DynamicBrokerConfigs;
 pub use cleaner::{CleanedLog, CleanerConfig, CleanerStats, LogToClean, Throttler};
 pub use file_records::FileRecords;
 pub use fjord_protocol::records::RecordError;
-pub use log::{FetchDataInfo, Log, LogAppendInfo, LogConfig, TimestampAndOffset};
+pub use log::{FetchDataInfo, Log, LogAppendInfo, LogConfig, SwapCommitted, TimestampAndOffset};
 pub use manager::{LogManager, MetaProperties, TopicRecord};
 
 /// Everything that can go wrong in storage.

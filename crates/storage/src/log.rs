@@ -988,6 +988,7 @@ fn remove_file_if_exists(path: &Path) -> Result<(), StorageError> {
 }
 
 mod cleaning;
+pub use cleaning::SwapCommitted;
 #[cfg(test)]
 mod tests;
 

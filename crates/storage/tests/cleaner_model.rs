@@ -25,9 +25,11 @@ enum Op {
         records: Vec<(u8, Option<u8>)>,
         codec: usize,
     },
-    /// A cleaner pass whose offset map holds about this many keys.
+    /// A cleaner pass whose offset map holds about this many keys; without `finish`, the
+    /// lock-free tail of the swap never runs (as if the broker died right after the swap).
     Clean {
         map_keys: u64,
+        finish: bool,
     },
     Reopen {
         crash: bool,
@@ -38,7 +40,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (proptest::collection::vec((0u8..12, proptest::option::weighted(0.8, any::<u8>())), 1..8), 0usize..5)
             .prop_map(|(records, codec)| Op::Append { records, codec }),
-        2 => (1u64..40).prop_map(|map_keys| Op::Clean { map_keys }),
+        2 => (1u64..40, proptest::bool::weighted(0.8))
+            .prop_map(|(map_keys, finish)| Op::Clean { map_keys, finish }),
         1 => any::<bool>().prop_map(|crash| Op::Reopen { crash }),
     ]
 }
@@ -184,7 +187,7 @@ fn run(ops: &[Op], tombstones_expire: bool, dir: &Path) -> Result<(), TestCaseEr
                 let end = current.log_end_offset();
                 current.update_high_watermark(end);
             }
-            Op::Clean { map_keys } => {
+            Op::Clean { map_keys, finish } => {
                 if let Some(task) = current.log_to_clean(NOW_MS).unwrap() {
                     let cleaner = CleanerConfig {
                         dedupe_buffer_size_bytes: map_keys * 25 * 2,
@@ -193,7 +196,10 @@ fn run(ops: &[Op], tombstones_expire: bool, dir: &Path) -> Result<(), TestCaseEr
                     };
                     let cleaned =
                         clean(&task, &cleaner, NOW_MS, &Throttler::new(f64::MAX)).unwrap();
-                    prop_assert!(current.swap_cleaned(cleaned).unwrap().is_some());
+                    let (_, committed) = current.swap_cleaned(cleaned).unwrap().expect("swapped");
+                    if *finish {
+                        committed.finish().unwrap();
+                    }
                 }
             }
             Op::Reopen { crash } => {
@@ -254,7 +260,8 @@ fn many_updates_of_three_keys_compact_to_three_records_plus_the_active_segment()
         &Throttler::new(f64::MAX),
     )
     .unwrap();
-    let stats = log.swap_cleaned(cleaned).unwrap().expect("swapped");
+    let (stats, committed) = log.swap_cleaned(cleaned).unwrap().expect("swapped");
+    committed.finish().unwrap();
     assert!(stats.records_removed > 150, "{stats:?}");
     let active_base = *log.segment_base_offsets().last().unwrap();
     let present = read_all(&log);

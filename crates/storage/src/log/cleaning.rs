@@ -11,6 +11,21 @@ use crate::cleaner::{
 };
 use crate::StorageError;
 
+/// The tail of a swap that needs no lock: until it runs, the committed manifest makes the next
+/// start redo the (idempotent) swap, so it may run after the log's lock is released.
+#[derive(Debug)]
+#[must_use = "finish() makes the swap durable and removes its manifest"]
+pub struct SwapCommitted {
+    dir: std::path::PathBuf,
+}
+
+impl SwapCommitted {
+    pub fn finish(self) -> Result<(), StorageError> {
+        crate::sync_dir(&self.dir)?;
+        remove_manifest(&self.dir)
+    }
+}
+
 impl Log {
     /// The log cleaner's first dirty offset.
     pub fn cleaner_checkpoint(&self) -> i64 {
@@ -90,10 +105,13 @@ impl Log {
     /// Swaps a finished pass in, unless the log changed under it (retention deleted or a
     /// truncation rewrote one of the cleaned segments): then the pass is dropped and `None`
     /// returned. See [`crate::cleaner`] for the crash-safe order.
+    ///
+    /// The returned [`SwapCommitted`] must then be finished, preferably after releasing the
+    /// log's lock: it makes the renames durable and removes the manifest.
     pub fn swap_cleaned(
         &mut self,
         cleaned: CleanedLog,
-    ) -> Result<Option<CleanerStats>, StorageError> {
+    ) -> Result<Option<(CleanerStats, SwapCommitted)>, StorageError> {
         let Some(start) = self.replaced_range_start(&cleaned) else {
             tracing::info!(dir = %self.dir.display(), "log changed during cleaning; dropping the pass");
             cleaned.discard();
@@ -117,8 +135,10 @@ impl Log {
             .map_err(crate::io_error("rename", &prepared_path))?;
         crate::sync_dir(&self.dir)?;
         let new_bases: HashSet<i64> = manifest.new_base_offsets.iter().copied().collect();
-        let old: Vec<_> = self.segments.drain(start..start + replaced.len()).collect();
-        for segment in &old {
+        let end = start + replaced.len();
+        // The in-memory list changes only once every file is in place: if a step fails, the
+        // old segments stay (their open files still read) and the next start completes the swap.
+        for segment in &self.segments[start..end] {
             // A same-named new segment replaces the old files by rename below.
             if !new_bases.contains(&segment.base_offset) {
                 delete_segment_files(segment)?;
@@ -127,9 +147,7 @@ impl Log {
         for segment in &mut new_segments {
             segment.change_file_suffix(CLEANED_SUFFIX, "")?;
         }
-        crate::sync_dir(&self.dir)?;
-        remove_manifest(&self.dir)?;
-        self.segments.splice(start..start, new_segments);
+        self.segments.splice(start..end, new_segments);
         self.cleaner_checkpoint = next_dirty_offset;
         // Losing this write only means cleaning the same section again.
         crate::write_replacing(
@@ -137,7 +155,12 @@ impl Log {
             format!("0\n{next_dirty_offset}\n").as_bytes(),
             false,
         )?;
-        Ok(Some(stats))
+        Ok(Some((
+            stats,
+            SwapCommitted {
+                dir: self.dir.clone(),
+            },
+        )))
     }
 
     /// Where the cleaned segments sit in the log now, if they are all still there, unchanged
