@@ -5,11 +5,7 @@
 //! because the base offset and base timestamp do not change) into a new batch, compressed with
 //! the batch's own codec.
 
-use crate::decompress::{decompress_bounded, DECOMPRESSED_BYTES_MAX};
-use crate::records::{
-    for_each_record, rebuild_batch, Compression, RecordBatchHeader, RecordError, RecordInfo,
-    RECORD_BATCH_HEADER_BYTES,
-};
+use crate::records::{for_each_record, rebuild_batch, record_section, RecordError, RecordInfo};
 
 /// What filtering a batch produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,29 +24,12 @@ pub fn filter_batch(
     batch: &[u8],
     mut keep: impl FnMut(&RecordInfo<'_>) -> bool,
 ) -> Result<FilteredBatch, RecordError> {
-    let header = RecordBatchHeader::parse(batch)?;
-    let size = header.total_size_bytes();
-    let batch = batch.get(..size).ok_or(RecordError::Truncated {
-        needed_bytes: size,
-        available_bytes: batch.len(),
-    })?;
-    let codec = header.compression()?;
-    let decompressed;
-    let section: &[u8] = if codec == Compression::None {
-        &batch[RECORD_BATCH_HEADER_BYTES..]
-    } else {
-        decompressed = decompress_bounded(
-            codec,
-            &batch[RECORD_BATCH_HEADER_BYTES..],
-            DECOMPRESSED_BYTES_MAX,
-        )?;
-        &decompressed
-    };
+    let (header, section) = record_section(batch)?;
     let mut kept = Vec::new();
     let mut kept_count = 0i32;
     let mut removed_any = false;
     let mut max_timestamp = i64::MIN;
-    for_each_record(section, &header, |record| {
+    for_each_record(&section, &header, |record| {
         if keep(&record) {
             kept.extend_from_slice(record.bytes);
             kept_count += 1;
@@ -70,7 +49,7 @@ pub fn filter_batch(
     if header.timestamp_type_is_log_append() {
         max_timestamp = header.max_timestamp;
     }
-    let section = crate::compress::compress(codec, &kept)?;
+    let section = crate::compress::compress(header.compression()?, &kept)?;
     Ok(FilteredBatch::Rebuilt(rebuild_batch(
         batch,
         &section,
@@ -82,7 +61,7 @@ pub fn filter_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{for_each_key_value, verify_crc};
+    use crate::records::{for_each_key_value, verify_crc, RecordBatchHeader};
     use bytes::Bytes;
     use kafka_protocol::records::{
         Compression as KafkaCompression, Record, RecordBatchDecoder, RecordBatchEncoder,

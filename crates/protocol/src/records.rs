@@ -593,38 +593,37 @@ fn walk_uncompressed_records<B>(
     Ok(None)
 }
 
-/// Visits every record of one whole batch, decompressing if needed, until `visit` breaks.
-pub fn find_record<B>(
+/// The header and the uncompressed record section of one whole batch: the bytes after the
+/// header, decompressed (with the output bound, see `decompress`) if the batch is compressed.
+/// Not a produce or fetch path.
+pub fn record_section(
     batch: &[u8],
-    visit: impl FnMut(RecordInfo<'_>) -> std::ops::ControlFlow<B>,
-) -> Result<Option<B>, RecordError> {
+) -> Result<(RecordBatchHeader, std::borrow::Cow<'_, [u8]>), RecordError> {
     let header = RecordBatchHeader::parse(batch)?;
     let size = header.total_size_bytes();
     let batch = batch.get(..size).ok_or(RecordError::Truncated {
         needed_bytes: size,
         available_bytes: batch.len(),
     })?;
-    match header.compression()? {
-        Compression::None => {
-            walk_uncompressed_records(&batch[RECORD_BATCH_HEADER_BYTES..], &header, visit)
-        }
-        _ => visit_compressed_records(batch, &header, visit),
-    }
+    let records = &batch[RECORD_BATCH_HEADER_BYTES..];
+    let section = match header.compression()? {
+        Compression::None => std::borrow::Cow::Borrowed(records),
+        codec => std::borrow::Cow::Owned(crate::decompress::decompress_bounded(
+            codec,
+            records,
+            crate::decompress::DECOMPRESSED_BYTES_MAX,
+        )?),
+    };
+    Ok((header, section))
 }
 
-/// Slow path for compressed batches: decompress the record section (with an output bound, see
-/// `decompress`) and walk it like an uncompressed one. Not a produce or fetch path.
-fn visit_compressed_records<B>(
+/// Visits every record of one whole batch, decompressing if needed, until `visit` breaks.
+pub fn find_record<B>(
     batch: &[u8],
-    header: &RecordBatchHeader,
     visit: impl FnMut(RecordInfo<'_>) -> std::ops::ControlFlow<B>,
 ) -> Result<Option<B>, RecordError> {
-    let section = crate::decompress::decompress_bounded(
-        header.compression()?,
-        &batch[RECORD_BATCH_HEADER_BYTES..],
-        crate::decompress::DECOMPRESSED_BYTES_MAX,
-    )?;
-    walk_uncompressed_records(&section, header, visit)
+    let (header, section) = record_section(batch)?;
+    walk_uncompressed_records(&section, &header, visit)
 }
 
 /// Calls `visit(offset, key, value)` for every record of one whole batch, decompressing if
@@ -634,26 +633,9 @@ pub fn for_each_key_value(
     batch: &[u8],
     mut visit: impl FnMut(i64, Option<&[u8]>, Option<&[u8]>),
 ) -> Result<(), RecordError> {
-    let header = RecordBatchHeader::parse(batch)?;
-    let size = header.total_size_bytes();
-    let batch = batch.get(..size).ok_or(RecordError::Truncated {
-        needed_bytes: size,
-        available_bytes: batch.len(),
-    })?;
-    let codec = header.compression()?;
-    let decompressed;
-    let section: &[u8] = if codec == Compression::None {
-        &batch[RECORD_BATCH_HEADER_BYTES..]
-    } else {
-        decompressed = crate::decompress::decompress_bounded(
-            codec,
-            &batch[RECORD_BATCH_HEADER_BYTES..],
-            crate::decompress::DECOMPRESSED_BYTES_MAX,
-        )?;
-        &decompressed
-    };
+    let (header, section) = record_section(batch)?;
     let mut cursor = Cursor {
-        buf: section,
+        buf: &section,
         position: 0,
     };
     for _ in 0..header.records_count.max(0) {

@@ -42,7 +42,7 @@ use fjord_protocol::records::{self, RecordBatchHeader, RecordError};
 
 use crate::log::LogConfig;
 use crate::segment::LogSegment;
-use crate::{io_error, StorageError};
+use crate::{io_error, remove_file_if_exists, StorageError};
 
 /// Suffix of the cleaner's new segment files before the swap.
 pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
@@ -311,22 +311,16 @@ impl CleanedLog {
     /// Removes the new files of a pass that will not be swapped in.
     pub(crate) fn discard(self) {
         let prepared = self.dir.join(PREPARED_MANIFEST_FILE);
-        if let Err(err) = std::fs::remove_file(&prepared) {
-            if err.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %prepared.display(), %err, "could not remove cleaner output");
-            }
-        }
-        for segment in &self.new_segments {
-            for path in [
+        let outputs = self.new_segments.iter().flat_map(|segment| {
+            [
                 segment.log_path(),
                 segment.offset_index.path(),
                 segment.time_index.path(),
-            ] {
-                if let Err(err) = std::fs::remove_file(path) {
-                    if err.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(path = %path.display(), %err, "could not remove cleaner output");
-                    }
-                }
+            ]
+        });
+        for path in std::iter::once(prepared.as_path()).chain(outputs) {
+            if let Err(err) = remove_file_if_exists(path) {
+                tracing::warn!(%err, "could not remove cleaner output");
             }
         }
     }
@@ -659,11 +653,7 @@ fn for_each_batch(
 fn remove_stale_output(dir: &Path, base_offset: i64) -> Result<(), StorageError> {
     for kind in ["log", "index", "timeindex"] {
         let path = dir.join(crate::segment::segment_file_name(base_offset, kind) + CLEANED_SUFFIX);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(io_error("remove", &path)(err)),
-        }
+        remove_file_if_exists(&path)?;
     }
     Ok(())
 }
@@ -765,12 +755,7 @@ impl SwapManifest {
 /// named in it (later passes only name new segments after existing ones, rolls start above
 /// the range).
 pub(crate) fn remove_manifest(dir: &Path) -> Result<(), StorageError> {
-    let manifest = dir.join(SWAP_MANIFEST_FILE);
-    match std::fs::remove_file(&manifest) {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(io_error("remove", &manifest)(err)),
-    }
+    remove_file_if_exists(&dir.join(SWAP_MANIFEST_FILE))
 }
 
 /// At log open, before the directory is scanned: finishes a swap a crash interrupted.

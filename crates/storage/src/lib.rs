@@ -148,6 +148,15 @@ pub(crate) fn write_replacing(
     Ok(())
 }
 
+/// Deletes `path`; a file that is already gone is fine.
+pub(crate) fn remove_file_if_exists(path: &std::path::Path) -> Result<(), StorageError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(io_error("remove", path)(error)),
+    }
+}
+
 /// Fsyncs a directory so that creates, renames and deletes in it are durable.
 pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<(), StorageError> {
     let handle = std::fs::File::open(dir).map_err(io_error("open dir", dir))?;

@@ -9,7 +9,7 @@ use fjord_protocol::records::{self, BatchIter, RecordBatchHeader, RECORD_BATCH_H
 use crate::epoch::LeaderEpochFileCache;
 use crate::file_records::FileRecords;
 use crate::segment::LogSegment;
-use crate::{io_error, StorageError};
+use crate::{io_error, remove_file_if_exists, StorageError};
 
 /// Per-log settings, named and defaulted like Kafka's topic configs.
 #[derive(Debug, Clone, PartialEq)]
@@ -977,14 +977,6 @@ fn delete_segment_files(segment: &LogSegment) -> Result<(), StorageError> {
     remove_file_if_exists(segment.log_path())?;
     remove_file_if_exists(segment.offset_index.path())?;
     remove_file_if_exists(segment.time_index.path())
-}
-
-fn remove_file_if_exists(path: &Path) -> Result<(), StorageError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(io_error("remove", path)(error)),
-    }
 }
 
 mod cleaning;
