@@ -40,6 +40,29 @@ fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     }
 }
 
+/// The producer fields of a batch header (Kafka's idempotent and transactional producers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerFields {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// Sequence number of the first record (-1 = none, as coordinators and markers write).
+    pub base_sequence: i32,
+}
+
+impl ProducerFields {
+    /// What a producer without idempotence sends: all -1.
+    pub const NONE: ProducerFields = ProducerFields {
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+    };
+}
+
+/// Attribute bit 4: the batch belongs to a transaction.
+pub const TRANSACTIONAL_ATTRIBUTE: i16 = 1 << 4;
+/// Attribute bit 5: a control batch (transaction marker).
+pub const CONTROL_ATTRIBUTE: i16 = 1 << 5;
+
 /// Encodes one uncompressed batch with a correct CRC. `attributes` bits 0-2 (the codec) should
 /// be 0; bit 3 marks LogAppendTime. Partition leader epoch and producer fields are -1, as a
 /// producer without idempotence sends them.
@@ -47,6 +70,24 @@ pub fn encode_uncompressed(
     base_offset: i64,
     base_timestamp: i64,
     attributes: i16,
+    records: &[Record<'_>],
+) -> Vec<u8> {
+    encode_uncompressed_with_producer(
+        base_offset,
+        base_timestamp,
+        attributes,
+        ProducerFields::NONE,
+        records,
+    )
+}
+
+/// [`encode_uncompressed`] with producer id, epoch and base sequence set; `attributes` may
+/// carry [`TRANSACTIONAL_ATTRIBUTE`] and [`CONTROL_ATTRIBUTE`].
+pub fn encode_uncompressed_with_producer(
+    base_offset: i64,
+    base_timestamp: i64,
+    attributes: i16,
+    producer: ProducerFields,
     records: &[Record<'_>],
 ) -> Vec<u8> {
     let mut body = Vec::new();
@@ -79,9 +120,9 @@ pub fn encode_uncompressed(
     out.extend_from_slice(&((records.len() as i32) - 1).to_be_bytes());
     out.extend_from_slice(&base_timestamp.to_be_bytes());
     out.extend_from_slice(&max_timestamp.to_be_bytes());
-    out.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-    out.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-    out.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    out.extend_from_slice(&producer.producer_id.to_be_bytes());
+    out.extend_from_slice(&producer.producer_epoch.to_be_bytes());
+    out.extend_from_slice(&producer.base_sequence.to_be_bytes());
     out.extend_from_slice(&(records.len() as i32).to_be_bytes());
     out.extend_from_slice(&body);
     let crc = crc32c::crc32c(&out[21..]);

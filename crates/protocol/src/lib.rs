@@ -9,6 +9,7 @@
 //! - [`response`]: response header and body encoding, length prefix included.
 //! - [`records`]: v2 record batches kept as bytes: header parsing, validation (CRC-32C, magic,
 //!   lengths), and in-place patching of the base offset and partition leader epoch.
+//! - [`control`]: control batches (transaction markers): encode and read.
 //! - [`batch_builder`]: a small encoder of uncompressed batches for tests, fuzz seeds and tools.
 //! - [`alloc`]: a global-allocator wrapper that keeps a hostile length field from aborting
 //!   the process (see its docs for why).
@@ -16,6 +17,7 @@
 pub mod alloc;
 pub mod batch_builder;
 pub mod compress;
+pub mod control;
 pub mod decompress;
 pub mod filter;
 pub mod frame;
