@@ -94,10 +94,15 @@ class BrokerProcess:
             str(self.binary), "serve",
             "--data-dir", str(self.data_dir),
             "--listen", f"127.0.0.1:{self.port}",
-            "--advertised-listener", f"127.0.0.1:{self.port}",
+            # settings={"advertised.listener": "127.0.0.1:<proxy port>"} puts a proxy
+            # (faultproxy.py) in front: flags beat --set, so it must go in the flag.
+            "--advertised-listener", str(self.settings.get("advertised.listener",
+                                                           f"127.0.0.1:{self.port}")),
             "--node-id", "1",
         ]
         for key, value in self.settings.items():
+            if key == "advertised.listener":
+                continue
             if isinstance(value, bool):
                 value = "true" if value else "false"
             cmd += ["--set", f"{key}={value}"]
