@@ -9,6 +9,8 @@ Fixtures
 ``broker``          a running broker with default settings (function scope)
 ``broker_factory``  ``broker_factory(settings={"message.max.bytes": 100000}, ...)``
                     starts additional brokers with Kafka-named ``--set`` settings
+``proxied_broker``  ``(broker, proxy)``: a broker behind a ``faultproxy.FaultProxy`` that it
+                    advertises (clients bootstrap at ``proxy.address``)
 
 The broker object exposes ``.bootstrap``, ``.port``, ``.data_dir``,
 ``.stop()`` (SIGTERM, waits, asserts exit code 0), ``.kill9()``,
@@ -31,6 +33,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from faultproxy import FaultProxy  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 30.0
@@ -230,6 +234,19 @@ def broker_factory(tmp_path_factory, request):
 @pytest.fixture
 def broker(broker_factory) -> BrokerProcess:
     return broker_factory()
+
+
+@pytest.fixture
+def proxied_broker(broker_factory):
+    """(broker, proxy): the broker advertises the proxy, so clients bootstrapped at the proxy
+    never talk to the broker directly.  Tests that need the truth read at ``broker.bootstrap``."""
+    proxy = FaultProxy(seed=1)
+    b = broker_factory(settings={"advertised.listener": proxy.address}, start=False)
+    proxy.upstream_port = b.port
+    b.start()
+    proxy.start()
+    yield b, proxy
+    proxy.close()
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

@@ -14,24 +14,10 @@ import pytest
 from confluent_kafka import Producer
 
 import kwire
-from faultproxy import FaultProxy
 from helpers import RDKAFKA_LOGGER, create_topic, read_partition, unique_topic, watermarks
 from txnhelpers import read_all, values
 
 BASE_TS = 1_700_000_900_000
-
-
-@pytest.fixture
-def proxied_broker(broker_factory):
-    """(broker, proxy): the broker advertises the proxy, so clients bootstrapped at the proxy
-    never talk to the broker directly.  Tests that need the truth read at ``broker.bootstrap``."""
-    proxy = FaultProxy(seed=1)
-    b = broker_factory(settings={"advertised.listener": proxy.address}, start=False)
-    proxy.upstream_port = b.port
-    b.start()
-    proxy.start()
-    yield b, proxy
-    proxy.close()
 
 
 def _idempotent_producer(bootstrap, **conf):

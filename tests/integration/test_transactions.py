@@ -298,3 +298,54 @@ def test_describe_and_list_transactions_and_producers(broker):
         assert "TransactionalIdNotFound" in type(ei.value).__name__, repr(ei.value)
     finally:
         kp.close()
+
+
+def test_lost_coordinator_and_produce_responses_are_retried_safely(proxied_broker):
+    """The proxy drops the connection after the broker handled AddPartitionsToTxn, a
+    transactional Produce, AddOffsetsToTxn/TxnOffsetCommit and EndTxn, before the client saw the
+    answer; the client retries each, and the result is still each record exactly once and the
+    offsets committed once."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    import kwire
+    from helpers import RDKAFKA_LOGGER
+
+    b, proxy = proxied_broker
+    t = unique_topic("txlost")
+    src = unique_topic("txsrc")
+    create_topic(b, t, partitions=2)
+    create_topic(b, src, partitions=1)
+    group = unique_topic("txgroup")
+    p = txn_producer(proxy.address, unique_topic("lost"), **{"retry.backoff.ms": 50,
+                                                             "reconnect.backoff.ms": 50})
+    from confluent_kafka import Consumer
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        for txn in range(3):
+            proxy.drop_response(kwire.ADD_PARTITIONS_TO_TXN, nth={1})
+            proxy.drop_response(kwire.PRODUCE, nth={2})
+            proxy.drop_response(25, nth={1})   # AddOffsetsToTxn
+            proxy.drop_response(28, nth={1})   # TxnOffsetCommit
+            proxy.drop_response(kwire.END_TXN, nth={1})
+            p.begin_transaction()
+            recs = [(q, b"r%d-%d-%d" % (txn, q, i)) for i in range(4) for q in range(2)]
+            for q, v in recs:
+                p.produce(t, partition=q, value=v)
+                p.flush(30)  # one produce request per record, so the 2nd one's ack is lost
+            p.send_offsets_to_transaction([TopicPartition(src, 0, 10 * (txn + 1))],
+                                          c.consumer_group_metadata(), 30)
+            p.commit_transaction(30)
+            proxy.clear_rules()
+    finally:
+        c.close()
+    lost = proxy.count("drop_response")
+    assert lost >= 12, f"only {lost} responses were lost: the faults were not exercised"
+    expected = {q: [b"r%d-%d-%d" % (txn, q, i) for txn in range(3) for i in range(4)] for q in range(2)}
+    assert values(read_all(b.bootstrap, t, 2, "read_committed")) == expected
+    assert values(read_all(b.bootstrap, t, 2, "read_uncommitted")) == expected
+    a = AdminClient({"bootstrap.servers": b.bootstrap}, logger=RDKAFKA_LOGGER)
+    res = a.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, [TopicPartition(src, 0)])], require_stable=True)
+    got = res[group].result(timeout=15).topic_partitions
+    assert [(tp.topic, tp.partition, tp.offset) for tp in got] == [(src, 0, 30)]
