@@ -253,6 +253,9 @@ impl Broker {
             RequestKind::OffsetFetch(r) => {
                 ResponseKind::OffsetFetch(apis::offset_fetch::handle(self, version, &r))
             }
+            RequestKind::TxnOffsetCommit(r) => {
+                ResponseKind::TxnOffsetCommit(apis::txn_offset_commit::handle(self, version, &r))
+            }
             RequestKind::OffsetDelete(r) => {
                 ResponseKind::OffsetDelete(apis::offset_delete::handle(self, &r))
             }

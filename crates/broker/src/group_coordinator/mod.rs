@@ -103,6 +103,8 @@ pub struct GroupCoordinatorConfig {
     /// Largest record batch the coordinator writes for one operation (`message.max.bytes`).
     pub batch_bytes_max: usize,
     pub groups_count_max: usize,
+    /// Offsets pending in transactions per shard (`PENDING_TRANSACTIONAL_OFFSETS_MAX`).
+    pub pending_transactional_offsets_max: usize,
     pub consumer_heartbeat_interval_ms: i32,
     pub consumer_session_timeout_ms: i32,
     pub consumer_assignor: String,
@@ -121,6 +123,7 @@ impl GroupCoordinatorConfig {
             new_member_join_timeout_ms: NEW_MEMBER_JOIN_TIMEOUT_MS,
             batch_bytes_max: config.message_max_bytes,
             groups_count_max: GROUPS_COUNT_MAX,
+            pending_transactional_offsets_max: PENDING_TRANSACTIONAL_OFFSETS_MAX,
             consumer_heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
             consumer_session_timeout_ms: config.group_consumer_session_timeout_ms,
             consumer_assignor: config.group_consumer_assignor.clone(),

@@ -33,7 +33,7 @@ use super::persistence::CoordinatorRecord;
 use super::timer::{TimerKey, TimerTask};
 use super::{
     AppendError, CoordinatorLog, GroupCoordinatorConfig, GroupsCount, RequestContext,
-    TransactionalProducer, PENDING_TRANSACTIONAL_OFFSETS_MAX, TIMER_TASKS_PER_POLL_MAX,
+    TransactionalProducer, TIMER_TASKS_PER_POLL_MAX,
 };
 
 /// One partition's committed offset as OffsetFetch reports it.
@@ -551,13 +551,14 @@ impl GroupCoordinatorShard {
             return response;
         }
         let pending = self.offsets.pending_count();
-        if pending.saturating_add(records.len()) > PENDING_TRANSACTIONAL_OFFSETS_MAX {
+        let limit = self.config.pending_transactional_offsets_max;
+        if pending.saturating_add(records.len()) > limit {
             warn!(
                 partition = self.partition,
                 group = group_id,
                 pending,
                 offsets = records.len(),
-                limit = PENDING_TRANSACTIONAL_OFFSETS_MAX,
+                limit,
                 "transactional offset commit refused: too many offsets pending in transactions"
             );
             return all_failed(ResponseError::CoordinatorNotAvailable);

@@ -19,25 +19,131 @@ const REBALANCE_MS: i32 = 30_000;
 const DELAY_MS: i32 = 3_000;
 const START_MS: i64 = 1_000_000;
 
+/// One batch of the in-memory log: records (transactional with a producer) or a marker.
+#[derive(Debug, Clone)]
+enum MemoryBatch {
+    Records {
+        base_offset: i64,
+        producer: Option<TransactionalProducer>,
+        records: Vec<CoordinatorRecord>,
+    },
+    Marker {
+        offset: i64,
+        producer: TransactionalProducer,
+        commit: bool,
+    },
+}
+
 #[derive(Default)]
 struct MemoryLog {
-    batches: Mutex<Vec<Vec<CoordinatorRecord>>>,
+    batches: Mutex<Vec<MemoryBatch>>,
     fail: AtomicBool,
+    /// Refuses transactional batches with this error (a fenced producer epoch).
+    reject_transactional: Mutex<Option<ResponseError>>,
 }
 
 impl CoordinatorLog for MemoryLog {
-    fn append(&self, _: i32, records: &[CoordinatorRecord], _: i64) -> Result<(), AppendError> {
+    fn append_batch(
+        &self,
+        _: i32,
+        records: &[CoordinatorRecord],
+        producer: Option<TransactionalProducer>,
+        _: i64,
+    ) -> Result<i64, AppendError> {
         if self.fail.load(Ordering::Relaxed) {
             return Err(AppendError::Storage("disk on fire".into()));
         }
-        self.batches.lock().push(records.to_vec());
-        Ok(())
+        if let (Some(_), Some(error)) = (producer, *self.reject_transactional.lock()) {
+            return Err(AppendError::Rejected(error));
+        }
+        let mut batches = self.batches.lock();
+        let base_offset = Self::log_end_offset(&batches);
+        batches.push(MemoryBatch::Records {
+            base_offset,
+            producer,
+            records: records.to_vec(),
+        });
+        Ok(base_offset)
     }
 }
 
 impl MemoryLog {
+    fn log_end_offset(batches: &[MemoryBatch]) -> i64 {
+        match batches.last() {
+            None => 0,
+            Some(MemoryBatch::Records {
+                base_offset,
+                records,
+                ..
+            }) => base_offset + records.len() as i64,
+            Some(MemoryBatch::Marker { offset, .. }) => offset + 1,
+        }
+    }
+
     fn records(&self) -> Vec<CoordinatorRecord> {
-        self.batches.lock().iter().flatten().cloned().collect()
+        self.batches
+            .lock()
+            .iter()
+            .flat_map(|batch| match batch {
+                MemoryBatch::Records { records, .. } => records.clone(),
+                MemoryBatch::Marker { .. } => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// What the transaction marker writer appends when the producer's transaction ends.
+    fn write_marker(&self, producer_id: i64, producer_epoch: i16, commit: bool) {
+        let mut batches = self.batches.lock();
+        let offset = Self::log_end_offset(&batches);
+        batches.push(MemoryBatch::Marker {
+            offset,
+            producer: TransactionalProducer {
+                producer_id,
+                producer_epoch,
+            },
+            commit,
+        });
+    }
+
+    /// The log as the partition would hold it: real batches (plain, transactional, control)
+    /// with their offsets.
+    fn to_bytes(&self) -> Bytes {
+        let mut out = Vec::new();
+        for batch in self.batches.lock().iter() {
+            let (base_offset, mut bytes) = match batch {
+                MemoryBatch::Records {
+                    base_offset,
+                    producer,
+                    records,
+                } => (
+                    *base_offset,
+                    persistence::encode_batch_with_producer(
+                        records,
+                        producer.map(|p| (p.producer_id, p.producer_epoch)),
+                        START_MS,
+                    ),
+                ),
+                MemoryBatch::Marker {
+                    offset,
+                    producer,
+                    commit,
+                } => (
+                    *offset,
+                    fjord_protocol::control::encode_end_txn_marker(
+                        producer.producer_id,
+                        producer.producer_epoch,
+                        fjord_protocol::control::EndTxnMarker {
+                            commit: *commit,
+                            coordinator_epoch: 0,
+                        },
+                        START_MS,
+                    ),
+                ),
+            };
+            fjord_protocol::records::set_base_offset(&mut bytes, base_offset);
+            out.extend_from_slice(&bytes);
+        }
+        Bytes::from(out)
     }
 }
 
@@ -53,6 +159,7 @@ fn config() -> GroupCoordinatorConfig {
         new_member_join_timeout_ms: NEW_MEMBER_JOIN_TIMEOUT_MS,
         batch_bytes_max: 1 << 20,
         groups_count_max: 100,
+        pending_transactional_offsets_max: 4,
         consumer_heartbeat_interval_ms: 500,
         consumer_session_timeout_ms: 6_000,
         consumer_assignor: "uniform".to_string(),
@@ -715,9 +822,11 @@ fn replaying_the_log_restores_groups_and_offsets() {
     let (leader, follower) = h.stable_pair();
     assert_eq!(h.commit(&leader, 1, 42, 8), 0);
     let mut restored = Harness::new();
-    for record in h.log.records() {
-        restored.shard.replay(&record, restored.now);
-    }
+    let bytes = h.log.to_bytes();
+    let mut stats = ReplayStats::default();
+    let next = replay_batches(&mut restored.shard, &bytes, 0, restored.now, &mut stats);
+    assert_eq!(next, Some(h.log.records().len() as i64));
+    assert_eq!(stats.records, h.log.records().len());
     restored.shard.on_loaded(restored.now);
     assert_eq!(restored.committed(), Some(42));
     let offset = restored.shard.offsets().get("g", "t", 0).unwrap();
