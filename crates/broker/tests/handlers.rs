@@ -287,6 +287,22 @@ fn every_response_encodes_at_every_advertised_version() {
                             .with_name(name("t"))
                             .with_partition_indexes(vec![0, 1])]))
                 }),
+                ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(
+                    TxnOffsetCommitRequest::default()
+                        .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                        .with_group_id(group_id("enc-txn"))
+                        .with_producer_id(ProducerId(1))
+                        .with_generation_id(-1)
+                        .with_topics(vec![txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                            .with_name(name("t"))
+                            .with_partitions(vec![
+                                txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                    .with_committed_offset(2)
+                                    .with_committed_metadata(Some(StrBytes::from_static_str("m"))),
+                                txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                    .with_partition_index(9),
+                            ])]),
+                ),
                 ApiKey::OffsetDelete => RequestKind::OffsetDelete(
                     OffsetDeleteRequest::default()
                         .with_group_id(group_id("enc-commit"))

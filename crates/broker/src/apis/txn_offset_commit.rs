@@ -123,8 +123,7 @@ fn commit(
         return Err(ResponseError::InvalidProducerIdMapping);
     }
     let offsets_partition = coordinator.offsets_partition(request.group_id.as_str());
-    if let Err(error) =
-        verify_transaction(broker, request, api_version, offsets_partition, now_ms)
+    if let Err(error) = verify_transaction(broker, request, api_version, offsets_partition, now_ms)
     {
         debug!(
             transactional_id = request.transactional_id.as_str(),

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use fjord_protocol::control::ControlRecord;
 use fjord_protocol::kafka_protocol::messages::consumer_group_describe_response;
 use fjord_protocol::kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use fjord_protocol::kafka_protocol::messages::list_groups_response::ListedGroup;
@@ -45,7 +46,6 @@ use fjord_protocol::kafka_protocol::messages::{
     SyncGroupRequest, SyncGroupResponse, TxnOffsetCommitRequest,
 };
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
-use fjord_protocol::control::ControlRecord;
 use fjord_protocol::records::BatchIter;
 use fjord_protocol::ResponseError;
 use parking_lot::Mutex;

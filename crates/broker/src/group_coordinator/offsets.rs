@@ -128,7 +128,10 @@ impl OffsetMetadataManager {
                     .or_default()
                     .entry(topic.to_string())
                     .or_default()
-                    .insert(partition, OffsetAndMetadata::from_record(record_offset, value));
+                    .insert(
+                        partition,
+                        OffsetAndMetadata::from_record(record_offset, value),
+                    );
                 if previous.is_none() {
                     self.offsets_count += 1;
                 }
@@ -146,7 +149,10 @@ impl OffsetMetadataManager {
                     .or_default()
                     .entry(topic.to_string())
                     .or_default()
-                    .insert(partition, OffsetAndMetadata::from_record(record_offset, value));
+                    .insert(
+                        partition,
+                        OffsetAndMetadata::from_record(record_offset, value),
+                    );
                 if previous.is_none() {
                     self.pending_count += 1;
                 }
@@ -209,7 +215,11 @@ impl OffsetMetadataManager {
             .sum();
         self.pending_count = self.pending_count.saturating_sub(count);
         if !commit {
-            debug!(producer_id, offsets = count, "aborted transactional offsets");
+            debug!(
+                producer_id,
+                offsets = count,
+                "aborted transactional offsets"
+            );
             return Vec::new();
         }
         let mut changed = Vec::new();
@@ -256,7 +266,11 @@ impl OffsetMetadataManager {
                 changed.push(group);
             }
         }
-        debug!(producer_id, offsets = count, "committed transactional offsets");
+        debug!(
+            producer_id,
+            offsets = count,
+            "committed transactional offsets"
+        );
         changed
     }
 
@@ -502,13 +516,22 @@ mod tests {
         assert!(offsets.get("g", "t", 1).is_none());
         assert!(offsets.has_pending("g", "t", 0) && offsets.has_pending("g", "t", 2));
         assert!(!offsets.has_pending("g", "t", 3) && !offsets.has_pending("h", "t", 0));
-        assert_eq!(offsets.pending(7, "g", "t", 1).unwrap().committed_offset, 11);
+        assert_eq!(
+            offsets.pending(7, "g", "t", 1).unwrap().committed_offset,
+            11
+        );
 
-        assert_eq!(offsets.replay_end_transaction(7, true), vec!["g".to_string()]);
+        assert_eq!(
+            offsets.replay_end_transaction(7, true),
+            vec!["g".to_string()]
+        );
         assert_eq!(offsets.get("g", "t", 0).unwrap().committed_offset, 10);
         assert_eq!(offsets.get("g", "t", 1).unwrap().committed_offset, 11);
         assert_eq!(offsets.offsets_count(), 2);
-        assert!(offsets.has_open_transactions("g"), "producer 8 is still open");
+        assert!(
+            offsets.has_open_transactions("g"),
+            "producer 8 is still open"
+        );
 
         assert!(offsets.replay_end_transaction(8, false).is_empty());
         assert!(offsets.get("g", "t", 2).is_none());
@@ -544,7 +567,11 @@ mod tests {
         offsets.replay(2, Some(7), "g", "t", 1, Some(&value(3, 0)));
         offsets.replay(3, Some(8), "g", "t", 1, Some(&value(4, 0)));
         let mut records = Vec::new();
-        assert_eq!(offsets.delete_all_offsets("g", &mut records), 2, "one per partition");
+        assert_eq!(
+            offsets.delete_all_offsets("g", &mut records),
+            2,
+            "one per partition"
+        );
         let mut deleted = Vec::new();
         offsets.on_topic_deleted("t", &mut deleted);
         assert_eq!(deleted, records);

@@ -428,7 +428,10 @@ impl GroupCoordinatorShard {
         if records.is_empty() {
             return response;
         }
-        match self.log.append_batch(self.partition, &records, None, now_ms) {
+        match self
+            .log
+            .append_batch(self.partition, &records, None, now_ms)
+        {
             Ok(base_offset) => {
                 for (offset, record) in (base_offset..).zip(&records) {
                     self.replay(offset, None, record, now_ms);

@@ -1387,7 +1387,10 @@ mod transactional {
         assert_eq!(stats.markers, 2);
         assert_eq!(stats.skipped, 0);
         assert_eq!(fetch_all(&restored, false), fetch_all(&h, false));
-        assert_eq!(fetch_all(&restored, false), vec![(0, 2, None), (1, 11, None)]);
+        assert_eq!(
+            fetch_all(&restored, false),
+            vec![(0, 2, None), (1, 11, None)]
+        );
         assert_eq!(
             fetch(&restored, &[0, 2, 3], true),
             vec![(-1, UNSTABLE), (-1, None), (-1, UNSTABLE)]
@@ -1436,8 +1439,14 @@ mod transactional {
             h.shard.delete_groups(&["g".to_string()], now),
             vec![("g".to_string(), None)]
         );
-        assert!(h.log.records().iter().any(|r| matches!(r,
-            CoordinatorRecord::OffsetCommit { partition: 2, value: None, .. })));
+        assert!(h.log.records().iter().any(|r| matches!(
+            r,
+            CoordinatorRecord::OffsetCommit {
+                partition: 2,
+                value: None,
+                ..
+            }
+        )));
         assert_eq!(h.shard.offsets().pending_count(), 0);
         end_txn(&mut h, 9, true);
         assert!(!h.shard.offsets().has_offsets("g"));
@@ -1470,7 +1479,11 @@ mod transactional {
         assert_eq!(offset(true), (10, None));
         assert_eq!(
             coordinator
-                .commit_transactional_offsets(&request.clone().with_group_id(GroupId::default()), 5, START_MS)
+                .commit_transactional_offsets(
+                    &request.clone().with_group_id(GroupId::default()),
+                    5,
+                    START_MS
+                )
                 .unwrap_err(),
             ResponseError::InvalidGroupId
         );
