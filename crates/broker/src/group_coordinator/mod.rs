@@ -277,6 +277,10 @@ impl CoordinatorLog for OffsetsTopicLog {
         producer: Option<TransactionalProducer>,
         now_ms: i64,
     ) -> Result<i64, AppendError> {
+        if records.is_empty() {
+            // A batch needs a record; callers never ask for an empty one.
+            return Err(AppendError::Storage("no records to append".to_string()));
+        }
         let mut batch = persistence::encode_batch_with_producer(
             records,
             producer.map(|p| (p.producer_id, p.producer_epoch)),

@@ -242,11 +242,11 @@ impl GroupCoordinatorShard {
                 self.groups.ensure_group_for_replay(&group, now_ms);
             }
         }
-        info!(
+        debug!(
             partition = self.partition,
             producer_id,
             result = if commit { "COMMIT" } else { "ABORT" },
-            "completed transactional offsets"
+            "transaction completed"
         );
     }
 
