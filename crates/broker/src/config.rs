@@ -430,7 +430,8 @@ impl BrokerConfig {
             transaction_max_timeout_ms: s.positive("transaction.max.timeout.ms")?,
             transaction_state_log_num_partitions: s
                 .positive("transaction.state.log.num.partitions")?,
-            transaction_state_log_segment_bytes: s.positive("transaction.state.log.segment.bytes")?,
+            transaction_state_log_segment_bytes: s
+                .positive("transaction.state.log.segment.bytes")?,
             transaction_abort_timed_out_transaction_cleanup_interval_ms: s
                 .positive("transaction.abort.timed.out.transaction.cleanup.interval.ms")?,
             transaction_remove_expired_transaction_cleanup_interval_ms: s

@@ -292,6 +292,27 @@ impl Broker {
             RequestKind::DeleteGroups(r) => {
                 ResponseKind::DeleteGroups(apis::delete_groups::handle(self, &r))
             }
+            RequestKind::InitProducerId(r) => {
+                ResponseKind::InitProducerId(apis::init_producer_id::handle(self, version, &r))
+            }
+            RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
+                apis::add_partitions_to_txn::handle(self, version, &r),
+            ),
+            RequestKind::AddOffsetsToTxn(r) => {
+                ResponseKind::AddOffsetsToTxn(apis::add_offsets_to_txn::handle(self, version, &r))
+            }
+            RequestKind::EndTxn(r) => {
+                ResponseKind::EndTxn(apis::end_txn::handle(self, version, &r))
+            }
+            RequestKind::WriteTxnMarkers(r) => {
+                ResponseKind::WriteTxnMarkers(apis::write_txn_markers::handle(self, &r))
+            }
+            RequestKind::DescribeTransactions(r) => {
+                ResponseKind::DescribeTransactions(apis::describe_transactions::handle(self, &r))
+            }
+            RequestKind::ListTransactions(r) => {
+                ResponseKind::ListTransactions(apis::list_transactions::handle(self, version, &r))
+            }
             other => {
                 // The connection layer checks `supports` first, so this is a broker bug.
                 tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a request that passed the version check");

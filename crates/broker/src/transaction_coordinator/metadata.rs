@@ -117,7 +117,9 @@ impl TransactionState {
     pub fn is_expiration_allowed(self) -> bool {
         matches!(
             self,
-            TransactionState::Empty | TransactionState::CompleteCommit | TransactionState::CompleteAbort
+            TransactionState::Empty
+                | TransactionState::CompleteCommit
+                | TransactionState::CompleteAbort
         )
     }
 
@@ -212,7 +214,12 @@ pub struct TransactionMetadata {
 impl TransactionMetadata {
     /// A transactional id seen for the first time, with a fresh producer id (epoch -1 until
     /// the first InitProducerId transition completes).
-    pub fn new(transactional_id: String, producer_id: i64, txn_timeout_ms: i32, now_ms: i64) -> Self {
+    pub fn new(
+        transactional_id: String,
+        producer_id: i64,
+        txn_timeout_ms: i32,
+        now_ms: i64,
+    ) -> Self {
         Self {
             transactional_id,
             producer_id,
@@ -258,7 +265,9 @@ impl TransactionMetadata {
     fn has_pending_transaction(&self) -> bool {
         matches!(
             self.state,
-            TransactionState::Ongoing | TransactionState::PrepareAbort | TransactionState::PrepareCommit
+            TransactionState::Ongoing
+                | TransactionState::PrepareAbort
+                | TransactionState::PrepareCommit
         )
     }
 
@@ -453,7 +462,9 @@ impl TransactionMetadata {
     ) -> Result<TxnTransitMetadata, IllegalTransition> {
         if !matches!(
             self.state,
-            TransactionState::Empty | TransactionState::CompleteCommit | TransactionState::CompleteAbort
+            TransactionState::Empty
+                | TransactionState::CompleteCommit
+                | TransactionState::CompleteAbort
         ) || !state.is_prepare()
         {
             return Err(self.illegal(state, "not an empty transaction"));
@@ -491,7 +502,11 @@ impl TransactionMetadata {
             return Err(self.illegal(TransactionState::PrepareAbort, "fencing needs Ongoing"));
         }
         let (epoch, last, next_producer_id) = if self.producer_epoch <= i16::MAX - 2 {
-            (self.producer_epoch + 2, self.producer_epoch + 1, NO_PRODUCER_ID)
+            (
+                self.producer_epoch + 2,
+                self.producer_epoch + 1,
+                NO_PRODUCER_ID,
+            )
         } else {
             match new_producer_id() {
                 Ok(id) => (i16::MAX, self.producer_epoch, id),
@@ -577,7 +592,8 @@ impl TransactionMetadata {
         let fence = to == PrepareAbort
             && self.state == Ongoing
             && (transit.producer_epoch > self.producer_epoch.saturating_add(1)
-                || transit.next_producer_id != NO_PRODUCER_ID && transit.producer_epoch == i16::MAX);
+                || transit.next_producer_id != NO_PRODUCER_ID
+                    && transit.producer_epoch == i16::MAX);
         if !to.valid_previous_states().contains(&self.state) && !empty_end {
             return Err(self.illegal(to, "not a valid previous state"));
         }
@@ -613,7 +629,10 @@ impl TransactionMetadata {
                 self.topic_partitions = transit.topic_partitions.clone();
             }
             PrepareAbort | PrepareCommit => {
-                let epoch_ok = if fence || empty_end || supports_epoch_bump(transit.client_transaction_version) {
+                let epoch_ok = if fence
+                    || empty_end
+                    || supports_epoch_bump(transit.client_transaction_version)
+                {
                     transit.producer_epoch > self.producer_epoch
                         || transit.next_producer_id != NO_PRODUCER_ID
                 } else {
@@ -683,7 +702,10 @@ mod tests {
     #[test]
     fn a_tv1_transaction_walks_kafkas_states() {
         let mut md = TransactionMetadata::new("t".into(), 5, 1000, 0);
-        let t = md.prepare_increment_producer_epoch(1000, None, 1).unwrap().unwrap();
+        let t = md
+            .prepare_increment_producer_epoch(1000, None, 1)
+            .unwrap()
+            .unwrap();
         md.complete_transition_to(&t).unwrap();
         assert_eq!((md.state, md.producer_epoch), (Empty, 0));
         let t = md
@@ -691,7 +713,9 @@ mod tests {
             .unwrap();
         md.complete_transition_to(&t).unwrap();
         assert_eq!((md.state, md.txn_start_timestamp), (Ongoing, 2));
-        let t = md.prepare_abort_or_commit(PrepareCommit, TV_0, -1, 3).unwrap();
+        let t = md
+            .prepare_abort_or_commit(PrepareCommit, TV_0, -1, 3)
+            .unwrap();
         md.complete_transition_to(&t).unwrap();
         assert_eq!((md.state, md.producer_epoch), (PrepareCommit, 0));
         let t = md.prepare_complete(4).unwrap();
@@ -699,7 +723,9 @@ mod tests {
         assert_eq!(md.state, CompleteCommit);
         assert!(md.topic_partitions.is_empty());
         // Illegal: commit again without a transaction.
-        assert!(md.prepare_abort_or_commit(PrepareCommit, TV_0, -1, 5).is_err());
+        assert!(md
+            .prepare_abort_or_commit(PrepareCommit, TV_0, -1, 5)
+            .is_err());
     }
 
     #[test]
@@ -709,7 +735,9 @@ mod tests {
         md.state = Ongoing;
         md.topic_partitions.insert(tp("a", 0));
         md.txn_start_timestamp = 1;
-        let t = md.prepare_abort_or_commit(PrepareAbort, TV_2, 6, 3).unwrap();
+        let t = md
+            .prepare_abort_or_commit(PrepareAbort, TV_2, 6, 3)
+            .unwrap();
         md.complete_transition_to(&t).unwrap();
         assert_eq!((md.producer_epoch, md.next_producer_id), (i16::MAX - 1, 6));
         let t = md.prepare_complete(4).unwrap();

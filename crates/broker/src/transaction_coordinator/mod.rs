@@ -33,9 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fjord_protocol::kafka_protocol::messages::describe_transactions_response::{
-    self, TopicData,
-};
+use fjord_protocol::kafka_protocol::messages::describe_transactions_response::{self, TopicData};
 use fjord_protocol::kafka_protocol::messages::list_transactions_response;
 use fjord_protocol::kafka_protocol::messages::{
     ListTransactionsResponse, ProducerId, TopicName, TransactionalId,
@@ -485,8 +483,12 @@ impl TransactionCoordinator {
                         .transactions
                         .get_mut(transactional_id)
                         .ok_or(ResponseError::UnknownServerError)?;
-                    self.state
-                        .append_transition(partition, &mut slot.metadata, &transit, now_ms)?;
+                    self.state.append_transition(
+                        partition,
+                        &mut slot.metadata,
+                        &transit,
+                        now_ms,
+                    )?;
                     info!(
                         transactional_id,
                         producer_epoch = slot.metadata.producer_epoch,
@@ -767,7 +769,8 @@ impl TransactionCoordinator {
             && md.previous_producer_id == producer_id
             && producer_epoch == i16::MAX - 1
             && md.producer_epoch == 0;
-        let retry_on_epoch_bump = is_v2 && i32::from(md.producer_epoch) == i32::from(producer_epoch) + 1;
+        let retry_on_epoch_bump =
+            is_v2 && i32::from(md.producer_epoch) == i32::from(producer_epoch) + 1;
         let valid_epoch = if is_v2 {
             match md.state {
                 Ongoing | Empty | Dead | PrepareEpochFence => producer_epoch == md.producer_epoch,
@@ -810,9 +813,14 @@ impl TransactionCoordinator {
                 if entry.markers_in_flight {
                     return Err(ResponseError::ConcurrentTransactions);
                 }
-                md.prepare_abort_or_commit(target, client_transaction_version, next_producer_id()?, now_ms)
-                    .map(EndStep::Transit)
-                    .map_err(illegal)
+                md.prepare_abort_or_commit(
+                    target,
+                    client_transaction_version,
+                    next_producer_id()?,
+                    now_ms,
+                )
+                .map(EndStep::Transit)
+                .map_err(illegal)
             }
             CompleteCommit | CompleteAbort
                 if (retry_on_epoch_bump || retry_on_overflow) && is_v2 =>
@@ -846,6 +854,27 @@ impl TransactionCoordinator {
 
     fn marker_writer(&self) -> Arc<dyn TxnMarkerWriter> {
         self.marker_writer.read().clone()
+    }
+
+    /// Writes markers through the current marker writer (the WriteTxnMarkers handler).
+    pub fn write_markers(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        partitions: &[(String, i32)],
+    ) -> Vec<((String, i32), Result<(), ResponseError>)> {
+        if partitions.is_empty() {
+            return Vec::new();
+        }
+        self.marker_writer().write_markers(
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+            commit,
+            partitions,
+        )
     }
 
     /// Writes a transaction's markers (no lock held), then, if every partition has its
@@ -888,13 +917,23 @@ impl TransactionCoordinator {
                     | ResponseError::InvalidProducerEpoch
                     | ResponseError::TransactionCoordinatorFenced),
                 ) => {
-                    warn!(transactional_id = job.transactional_id.as_str(), topic = tp.0.as_str(),
-                        partition = tp.1, ?error, "transaction marker dropped");
+                    warn!(
+                        transactional_id = job.transactional_id.as_str(),
+                        topic = tp.0.as_str(),
+                        partition = tp.1,
+                        ?error,
+                        "transaction marker dropped"
+                    );
                     md.topic_partitions.remove(&tp);
                 }
                 Err(error) => {
-                    debug!(transactional_id = job.transactional_id.as_str(), topic = tp.0.as_str(),
-                        partition = tp.1, ?error, "transaction marker failed; will retry");
+                    debug!(
+                        transactional_id = job.transactional_id.as_str(),
+                        topic = tp.0.as_str(),
+                        partition = tp.1,
+                        ?error,
+                        "transaction marker failed; will retry"
+                    );
                     failed = true;
                 }
             }
@@ -1005,7 +1044,11 @@ impl TransactionCoordinator {
         {
             Ok(Ok(transit)) => transit,
             Ok(Err(error)) => {
-                warn!(transactional_id, ?error, "cannot abort a timed out transaction");
+                warn!(
+                    transactional_id,
+                    ?error,
+                    "cannot abort a timed out transaction"
+                );
                 return None;
             }
             Err(err) => {
@@ -1027,7 +1070,11 @@ impl TransactionCoordinator {
                 take_marker_job(entry)
             }
             Err(error) => {
-                warn!(transactional_id, ?error, "cannot abort a timed out transaction");
+                warn!(
+                    transactional_id,
+                    ?error,
+                    "cannot abort a timed out transaction"
+                );
                 None
             }
         }

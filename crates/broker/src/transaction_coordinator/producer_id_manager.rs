@@ -36,7 +36,8 @@ impl FileProducerIdBlockStore {
 
 impl ProducerIdBlockStore for FileProducerIdBlockStore {
     fn load(&self) -> Result<Option<i64>, String> {
-        fjord_storage::producer_ids::load_producer_id_block(&self.data_dir).map_err(|e| e.to_string())
+        fjord_storage::producer_ids::load_producer_id_block(&self.data_dir)
+            .map_err(|e| e.to_string())
     }
 
     fn save(&self, next_producer_id: i64) -> Result<(), String> {
@@ -153,7 +154,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(FileProducerIdBlockStore::new(dir.path()));
         let manager = ProducerIdManager::with_block_size(store.clone(), 10).unwrap();
-        let first: Vec<i64> = (0..15).map(|_| manager.generate_producer_id().unwrap()).collect();
+        let first: Vec<i64> = (0..15)
+            .map(|_| manager.generate_producer_id().unwrap())
+            .collect();
         assert_eq!(first, (0..15).collect::<Vec<_>>());
         // "Crash": a new manager over the same file starts past the persisted block.
         drop(manager);
@@ -172,7 +175,9 @@ mod tests {
             manager.generate_producer_id(),
             Err(ProducerIdError::Storage(_))
         ));
-        store.fail.store(false, std::sync::atomic::Ordering::Relaxed);
+        store
+            .fail
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(manager.generate_producer_id().unwrap(), 0);
         assert_eq!(*store.next.lock(), Some(10));
     }

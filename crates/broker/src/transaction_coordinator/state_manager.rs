@@ -306,17 +306,17 @@ impl TransactionStateManager {
                 }
                 let bytes: Bytes = records.slice(range);
                 let mut decoded = Vec::new();
-                let result = fjord_protocol::records::for_each_key_value(
-                    &bytes,
-                    |offset, key, value| match transaction_log::decode_record(key, value) {
-                        Ok(record) => decoded.push(record),
-                        Err(err) => {
-                            skipped += 1;
-                            warn!(partition = partition.index, offset, error = %err,
+                let result =
+                    fjord_protocol::records::for_each_key_value(&bytes, |offset, key, value| {
+                        match transaction_log::decode_record(key, value) {
+                            Ok(record) => decoded.push(record),
+                            Err(err) => {
+                                skipped += 1;
+                                warn!(partition = partition.index, offset, error = %err,
                                 "skipped a __transaction_state record");
+                            }
                         }
-                    },
-                );
+                    });
                 if let Err(err) = result {
                     warn!(partition = partition.index, offset = header.base_offset, error = %err,
                         "skipped an unreadable __transaction_state batch");

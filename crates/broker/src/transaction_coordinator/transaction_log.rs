@@ -377,8 +377,8 @@ pub fn decode_value(buf: &[u8]) -> Result<TransactionLogValue, TransactionLogErr
     let producer_epoch = r.i16()?;
     let transaction_timeout_ms = r.i32()?;
     let status = r.i8()?;
-    let state =
-        TransactionState::from_id(status).ok_or_else(|| r.malformed("unknown transaction status"))?;
+    let state = TransactionState::from_id(status)
+        .ok_or_else(|| r.malformed("unknown transaction status"))?;
     let mut partitions = BTreeSet::new();
     // A topic entry takes at least 3 bytes (flexible: 1 + 1 + 1).
     if let Some(topics) = r.array_length(3)? {
@@ -459,7 +459,11 @@ mod tests {
             partitions: if state == TransactionState::Empty {
                 BTreeSet::new()
             } else {
-                BTreeSet::from([("a".to_string(), 0), ("a".to_string(), 2), ("b".to_string(), 1)])
+                BTreeSet::from([
+                    ("a".to_string(), 0),
+                    ("a".to_string(), 2),
+                    ("b".to_string(), 1),
+                ])
             },
             last_update_timestamp_ms: 1_000,
             start_timestamp_ms: 900,
