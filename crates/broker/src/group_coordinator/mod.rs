@@ -257,7 +257,7 @@ impl CoordinatorLog for OffsetsTopicLog {
                 AppendError::Unavailable(format!("partition {partition} does not exist"))
             })?;
         target
-            .append_as_leader(&mut batch, now_ms)
+            .append_as_leader(&mut batch, now_ms, fjord_storage::AppendOrigin::Coordinator)
             .map_err(|err| match err {
                 PartitionError::Deleted => AppendError::Unavailable(err.to_string()),
                 PartitionError::Storage(fjord_storage::StorageError::RecordBatchTooLarge {
@@ -779,7 +779,12 @@ fn load_partition(
     let mut records_loaded = 0usize;
     let mut skipped = 0usize;
     while position < offsets.high_watermark {
-        let data = match partition.read(position, LOAD_READ_BYTES, true) {
+        let data = match partition.read(
+            position,
+            LOAD_READ_BYTES,
+            true,
+            crate::partition::Isolation::ReadUncommitted,
+        ) {
             Ok((data, _)) => data,
             Err(PartitionError::Deleted) => return Ok(()),
             Err(PartitionError::Storage(err)) => return Err(err.into()),
