@@ -1143,7 +1143,11 @@ impl Log {
                 self.segments[0].base_offset
             }
         };
-        self.replay_producer_state(replay_from)
+        self.replay_producer_state(replay_from)?;
+        // Replayed markers are below the high watermark: their transactions are stable.
+        self.producer_state
+            .on_high_watermark_updated(self.high_watermark);
+        Ok(())
     }
 
     /// Applies every batch from `from_offset` to the log end to the producer state, as a
@@ -1429,6 +1433,8 @@ mod cleaning;
 pub use cleaning::SwapCommitted;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;
 
 /// The leader epoch cache after an unclean shutdown. The checkpoint may be stale, missing or
 /// torn (it is written without fsync on the append path), so, like Kafka's segment recovery,

@@ -356,9 +356,12 @@ impl ProducerAppendInfo {
         } else {
             NO_SEQUENCE
         };
-        if self.current.producer_epoch == NO_PRODUCER_EPOCH
-            || in_sequence(current_last_seq, first_seq)
-        {
+        // Kafka accepts any sequence when there is no state at all; we refused that case
+        // above (UNKNOWN_PRODUCER_ID), so only a batch with epoch -1 gets here without state.
+        // Later batches of the same append must follow the earlier ones.
+        let no_state =
+            self.current.producer_epoch == NO_PRODUCER_EPOCH && self.updated.batches.is_empty();
+        if no_state || in_sequence(current_last_seq, first_seq) {
             return Ok(());
         }
         Err(ProducerStateError::OutOfOrderSequence {
