@@ -512,10 +512,12 @@ impl ProducerStateManager {
         self.unreplicated_txns.clear();
     }
 
+    #[cfg(test)]
     pub fn entry(&self, producer_id: i64) -> Option<&ProducerStateEntry> {
         self.producers.get(&producer_id)
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.producers.len()
     }

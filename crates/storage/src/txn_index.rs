@@ -157,6 +157,7 @@ impl TransactionIndex {
         self.path = path;
     }
 
+    #[cfg(test)]
     pub fn entries(&self) -> &[AbortedTxn] {
         &self.entries
     }
