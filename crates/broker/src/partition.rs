@@ -338,6 +338,77 @@ mod tests {
     use super::*;
 
     #[test]
+    fn transactions_publish_the_lso_and_read_committed_stops_there() {
+        use fjord_protocol::batch_builder::{
+            encode_uncompressed_with_producer, ProducerFields, Record, TRANSACTIONAL_ATTRIBUTE,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), fjord_storage::LogConfig::default(), true, 0).unwrap();
+        let partition = Partition::new(Arc::from("t"), Uuid::nil(), 0, log);
+        let batch = |producer_id: i64, transactional: bool| {
+            encode_uncompressed_with_producer(
+                0,
+                1_000,
+                if transactional {
+                    TRANSACTIONAL_ATTRIBUTE
+                } else {
+                    0
+                },
+                ProducerFields {
+                    producer_id,
+                    producer_epoch: 0,
+                    base_sequence: 0,
+                },
+                &[Record {
+                    value: Some(b"v"),
+                    ..Record::default()
+                }],
+            )
+        };
+        partition
+            .append_batch_as_leader(&batch(1, false), 0)
+            .unwrap();
+        let txn = partition
+            .append_batch_as_leader(&batch(2, true), 0)
+            .unwrap();
+        let retry = partition
+            .append_batch_as_leader(&batch(2, true), 0)
+            .unwrap();
+        assert!(retry.duplicate);
+        assert_eq!(retry.first_offset, txn.first_offset);
+        let offsets = partition.offsets().unwrap();
+        assert_eq!((offsets.high_watermark, offsets.last_stable_offset), (2, 1));
+        let (data, read_offsets) = partition
+            .read(0, usize::MAX, true, Isolation::ReadCommitted)
+            .unwrap();
+        assert_eq!(read_offsets, offsets);
+        assert_eq!(data.aborted_transactions, Some(vec![]));
+        let (all, _) = partition
+            .read(0, usize::MAX, true, Isolation::ReadUncommitted)
+            .unwrap();
+        assert!(all.records.size_bytes() > data.records.size_bytes());
+        let marker = EndTxnMarker {
+            commit: false,
+            coordinator_epoch: 0,
+        };
+        partition.append_end_txn_marker(2, 0, marker, 0).unwrap();
+        let offsets = partition.offsets().unwrap();
+        assert_eq!((offsets.high_watermark, offsets.last_stable_offset), (3, 3));
+        let (data, _) = partition
+            .read(0, usize::MAX, true, Isolation::ReadCommitted)
+            .unwrap();
+        assert_eq!(data.aborted_transactions.map(|a| a.len()), Some(1));
+        assert_eq!(partition.active_producers().unwrap().len(), 2);
+        assert_eq!(partition.remove_expired_producers(i64::MAX, 1).unwrap(), 2);
+        // The coordinator's transactional writes (offset commits) carry no sequence checks.
+        let mut stale = batch(2, true);
+        fjord_protocol::records::set_base_offset(&mut stale, 0);
+        assert!(partition
+            .append_as_leader(&mut stale, 0, AppendOrigin::Coordinator)
+            .is_ok());
+    }
+
+    #[test]
     fn leader_epoch_fencing_follows_kafka() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(dir.path(), fjord_storage::LogConfig::default(), true, 0).unwrap();
