@@ -1,7 +1,7 @@
 //! The locked steps of a log cleaner pass (see [`crate::cleaner`]): choosing what to clean and
 //! swapping the cleaned segments in.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{delete_segment_files, Log};
@@ -91,11 +91,10 @@ impl Log {
         };
         let cleanable_start = cleanable.first().map_or(0, |s| s.base_offset);
         let cleanable_end = cleanable.last().map_or(0, |s| s.next_offset);
-        let aborted_txns = self.collect_aborted_transactions(cleanable_start, cleanable_end);
-        let task = LogToClean {
+        let mut task = LogToClean {
             dir: self.dir.clone(),
-            aborted_txns,
-            last_records_of_producers: self.producer_state.last_records(),
+            aborted_txns: Vec::new(),
+            last_records_of_producers: HashMap::new(),
             segments: cleanable,
             first_dirty_offset,
             truncations: self.truncations,
@@ -107,6 +106,9 @@ impl Log {
         if !forced_by_max_lag && task.dirty_ratio() < self.config.min_cleanable_dirty_ratio {
             return Ok(None);
         }
+        // Only for a pass that will run: the broker asks every compacted log often.
+        task.aborted_txns = self.collect_aborted_transactions(cleanable_start, cleanable_end);
+        task.last_records_of_producers = self.producer_state.last_records();
         Ok(Some(task))
     }
 
