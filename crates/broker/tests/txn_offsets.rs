@@ -153,7 +153,9 @@ fn transactional_offsets_are_pending_until_the_marker_and_survive_a_restart() {
         }
         // The records are one transactional batch per commit, with the producer's id and epoch.
         let partition = offsets_partition(&broker);
-        let (data, _) = partition.read(0, 1 << 20, true).unwrap();
+        let (data, _) = partition
+            .read(0, 1 << 20, true, fjord_storage::Isolation::ReadUncommitted)
+            .unwrap();
         let bytes = data.records.read_to_bytes().unwrap();
         let headers: Vec<_> = BatchIter::new(&bytes).map(|b| b.unwrap().0).collect();
         assert_eq!(headers.len(), 3);
@@ -175,17 +177,17 @@ fn transactional_offsets_are_pending_until_the_marker_and_survive_a_restart() {
         assert_eq!(fetch(&broker, 8, false), (-1, 0));
 
         // The transaction marker writer: COMMIT marker appended, then the coordinator told.
-        // INTEGRATION: after the storage merge this append takes the marker's append origin.
-        let mut marker = fjord_protocol::control::encode_end_txn_marker(
-            100,
-            EPOCH,
-            fjord_protocol::control::EndTxnMarker {
-                commit: true,
-                coordinator_epoch: 0,
-            },
-            1_000,
-        );
-        partition.append_as_leader(&mut marker, 1_000).unwrap();
+        partition
+            .append_end_txn_marker(
+                100,
+                EPOCH,
+                fjord_protocol::control::EndTxnMarker {
+                    commit: true,
+                    coordinator_epoch: 0,
+                },
+                1_000,
+            )
+            .unwrap();
         broker
             .group_coordinator()
             .complete_transaction(partition.index, 100, true, 1_000);

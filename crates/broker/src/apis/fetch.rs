@@ -297,7 +297,12 @@ fn read_one(
             return ReadResult::data(offsets, FileRecords::empty());
         }
     }
-    match partition.read(read.fetch_offset, limit, min_one_batch) {
+    match partition.read(
+        read.fetch_offset,
+        limit,
+        min_one_batch,
+        crate::partition::Isolation::ReadUncommitted,
+    ) {
         Ok((data, offsets)) => ReadResult::data(offsets, data.records),
         Err(PartitionError::Storage(StorageError::OffsetOutOfRange { .. })) => {
             ReadResult::failed(ResponseError::OffsetOutOfRange, partition.offsets().ok())
@@ -385,6 +390,7 @@ fn build_topics(
             log_start_offset: -1,
             log_end_offset: -1,
             high_watermark: -1,
+            last_stable_offset: -1,
         });
         let partition = PartitionData::default()
             .with_partition_index(read.key.partition)

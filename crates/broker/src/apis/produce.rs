@@ -188,7 +188,14 @@ fn produce_to_partition(
             // Exactly one batch per partition (checked above): one stamp covers the request.
             let mut buffer = into_mut(records);
             records::set_log_append_time(&mut buffer, now_ms);
-            (partition.append_as_leader(&mut buffer, now_ms), now_ms)
+            (
+                partition.append_as_leader(
+                    &mut buffer,
+                    now_ms,
+                    fjord_storage::AppendOrigin::Client,
+                ),
+                now_ms,
+            )
         } else {
             // The request's bytes go to the file as they are; only a copy of the header is
             // patched. No copy of the records.

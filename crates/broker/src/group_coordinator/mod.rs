@@ -302,12 +302,10 @@ impl CoordinatorLog for OffsetsTopicLog {
             .ok_or_else(|| {
                 AppendError::Unavailable(format!("partition {partition} does not exist"))
             })?;
-        // INTEGRATION: with the storage helper's producer state this becomes
-        // `append_as_leader(&mut batch, now_ms, AppendOrigin::Coordinator)`: a transactional
-        // batch is checked against the producer's epoch (its fencing errors map to
-        // `AppendError::Rejected`) and opens the producer's transaction in the partition.
+        // Coordinator origin: a transactional batch is checked against the producer's epoch
+        // only (no sequences) and opens the producer's transaction in the partition.
         let info = target
-            .append_as_leader(&mut batch, now_ms)
+            .append_as_leader(&mut batch, now_ms, fjord_storage::AppendOrigin::Coordinator)
             .map_err(|err| match err {
                 PartitionError::Deleted => AppendError::Unavailable(err.to_string()),
                 PartitionError::Storage(fjord_storage::StorageError::RecordBatchTooLarge {
@@ -317,6 +315,17 @@ impl CoordinatorLog for OffsetsTopicLog {
                     size_bytes,
                     limit_bytes: usize::try_from(segment_bytes).unwrap_or(usize::MAX),
                 },
+                PartitionError::Storage(fjord_storage::StorageError::Producer(err)) => {
+                    AppendError::Rejected(match err {
+                        fjord_storage::ProducerStateError::InvalidProducerEpoch { .. } => {
+                            ResponseError::ProducerFenced
+                        }
+                        fjord_storage::ProducerStateError::InvalidTxnState { .. } => {
+                            ResponseError::InvalidTxnState
+                        }
+                        _ => ResponseError::InvalidProducerEpoch,
+                    })
+                }
                 PartitionError::Storage(err) => AppendError::Storage(err.to_string()),
             })?;
         // Readers of __consumer_offsets (tools) long-poll like any consumer.
@@ -889,7 +898,12 @@ fn load_partition(
     let mut position = offsets.log_start_offset;
     let mut stats = ReplayStats::default();
     while position < offsets.high_watermark {
-        let data = match partition.read(position, LOAD_READ_BYTES, true) {
+        let data = match partition.read(
+            position,
+            LOAD_READ_BYTES,
+            true,
+            crate::partition::Isolation::ReadUncommitted,
+        ) {
             Ok((data, _)) => data,
             Err(PartitionError::Deleted) => return Ok(()),
             Err(PartitionError::Storage(err)) => return Err(err.into()),

@@ -50,7 +50,7 @@ impl PartitionMarkerWriter {
             },
             now,
         );
-        match target.append_as_leader(&mut batch, now) {
+        match target.append_as_leader(&mut batch, now, fjord_storage::AppendOrigin::Coordinator) {
             Ok(_) => Ok(()),
             Err(PartitionError::Deleted) => Err(ResponseError::UnknownTopicOrPartition),
             Err(PartitionError::Storage(err)) => {

@@ -200,9 +200,8 @@ impl TransactionStateLog for TransactionStateTopicLog {
             .ok_or_else(|| {
                 TxnAppendError::Unavailable(format!("partition {partition} does not exist"))
             })?;
-        // At integration: `append_as_leader(&mut batch, now_ms, AppendOrigin::Coordinator)`.
         target
-            .append_as_leader(&mut batch, now_ms)
+            .append_as_leader(&mut batch, now_ms, fjord_storage::AppendOrigin::Coordinator)
             .map_err(|err| match err {
                 PartitionError::Deleted => TxnAppendError::Unavailable(err.to_string()),
                 PartitionError::Storage(fjord_storage::StorageError::RecordBatchTooLarge {

@@ -284,7 +284,12 @@ impl TransactionStateManager {
         let mut loaded = 0usize;
         let mut skipped = 0usize;
         while position < offsets.high_watermark {
-            let data = match partition.read(position, LOAD_READ_BYTES, true) {
+            let data = match partition.read(
+                position,
+                LOAD_READ_BYTES,
+                true,
+                fjord_storage::Isolation::ReadUncommitted,
+            ) {
                 Ok((data, _)) => data,
                 Err(PartitionError::Deleted) => return Ok(()),
                 Err(PartitionError::Storage(err)) => return Err(err.into()),
