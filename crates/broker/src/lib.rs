@@ -232,6 +232,9 @@ impl Broker {
             RequestKind::DescribeLogDirs(r) => {
                 ResponseKind::DescribeLogDirs(apis::describe_log_dirs::handle(self, &r))
             }
+            RequestKind::DescribeProducers(r) => {
+                ResponseKind::DescribeProducers(apis::describe_producers::handle(self, &r))
+            }
             RequestKind::CreatePartitions(r) => {
                 ResponseKind::CreatePartitions(apis::create_partitions::handle(self, &r))
             }
