@@ -20,6 +20,7 @@ pub mod log_cleaner;
 pub mod partition;
 pub mod replica_manager;
 pub mod time;
+pub mod txn_markers;
 pub mod topic_config;
 
 use fjord_protocol::kafka_protocol::messages::RequestHeader;
