@@ -14,9 +14,9 @@ use fjord_protocol::control::EndTxnMarker;
 use fjord_protocol::ResponseError;
 use fjord_storage::{ProducerStateError, StorageError};
 
-use crate::group_coordinator::{GroupCoordinator, GROUP_METADATA_TOPIC_NAME};
+use crate::group_coordinator::GroupCoordinator;
 use crate::partition::PartitionError;
-use crate::replica_manager::ReplicaManager;
+use crate::replica_manager::{ReplicaManager, GROUP_METADATA_TOPIC_NAME};
 use crate::time::now_ms;
 use crate::transaction_coordinator::TxnMarkerWriter;
 
