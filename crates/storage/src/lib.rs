@@ -44,6 +44,7 @@ mod file_records;
 mod index;
 mod log;
 mod manager;
+pub mod producer_ids;
 mod segment;
 
 use std::io;
