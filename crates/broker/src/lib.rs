@@ -21,6 +21,7 @@ pub mod log_cleaner;
 pub mod partition;
 pub mod replica_manager;
 pub mod time;
+pub mod txn_markers;
 pub mod topic_config;
 pub mod transaction_coordinator;
 
@@ -82,7 +83,7 @@ impl Outcome {
 
 pub struct Broker {
     replica_manager: Arc<ReplicaManager>,
-    group_coordinator: GroupCoordinator,
+    group_coordinator: Arc<GroupCoordinator>,
     transaction_coordinator: TransactionCoordinator,
     fetch_sessions: Mutex<FetchSessionCache>,
     cluster_id: String,
@@ -106,14 +107,15 @@ impl Broker {
             log_manager,
             had_clean_shutdown,
         )?);
-        let group_coordinator =
-            GroupCoordinator::open(&config, replica_manager.clone(), time::now_ms())?;
-        // Markers go straight to this broker's partitions; `set_txn_marker_writer` replaces
-        // the writer.
+        let group_coordinator = Arc::new(GroupCoordinator::open(
+            &config,
+            replica_manager.clone(),
+            time::now_ms(),
+        )?);
+        // Every partition leader is this broker: markers go straight to its partitions (and
+        // transactional offsets to its group coordinator); `set_txn_marker_writer` replaces it.
         let marker_writer: Arc<dyn TxnMarkerWriter> = Arc::new(
-            transaction_coordinator::marker_writer::PartitionMarkerWriter::new(
-                replica_manager.clone(),
-            ),
+            txn_markers::LocalTxnMarkerWriter::new(replica_manager.clone(), group_coordinator.clone()),
         );
         let transaction_coordinator = TransactionCoordinator::open(
             &config,
@@ -258,6 +260,9 @@ impl Broker {
             ),
             RequestKind::DescribeLogDirs(r) => {
                 ResponseKind::DescribeLogDirs(apis::describe_log_dirs::handle(self, &r))
+            }
+            RequestKind::DescribeProducers(r) => {
+                ResponseKind::DescribeProducers(apis::describe_producers::handle(self, &r))
             }
             RequestKind::CreatePartitions(r) => {
                 ResponseKind::CreatePartitions(apis::create_partitions::handle(self, &r))

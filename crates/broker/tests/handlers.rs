@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use fjord_broker::apis::SUPPORTED_APIS;
 use fjord_broker::{Broker, BrokerConfig, Outcome};
 use fjord_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
+use fjord_protocol::kafka_protocol::messages::describe_producers_request::TopicRequest as DescribeProducersTopicRequest;
 use fjord_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use fjord_protocol::kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use fjord_protocol::kafka_protocol::messages::leave_group_request::MemberIdentity;
@@ -484,6 +485,13 @@ fn every_response_encodes_at_every_advertised_version() {
                     ConsumerGroupDescribeRequest::default().with_group_ids(vec![
                         group_id(&format!("enc-848-{version}")),
                         group_id("missing"),
+                    ]),
+                ),
+                ApiKey::DescribeProducers => RequestKind::DescribeProducers(
+                    DescribeProducersRequest::default().with_topics(vec![
+                        DescribeProducersTopicRequest::default()
+                            .with_name(name("t"))
+                            .with_partition_indexes(vec![0, 9]),
                     ]),
                 ),
                 ApiKey::InitProducerId => RequestKind::InitProducerId(

@@ -338,6 +338,7 @@ impl ProducerAppendInfo {
                 }
                 // No state at all (never seen, expired or evicted): Kafka since KIP-360 (2.5)
                 // accepts any sequence, so a producer whose batches retention removed goes on.
+            }
             return Ok(());
         }
         let current_last_seq = if !self.updated.batches.is_empty() {

@@ -19,6 +19,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod describe_transactions;
 pub mod end_txn;
 pub mod fetch;
@@ -58,6 +59,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DeleteRecords, delete_records::VERSIONS),
     (ApiKey::CreatePartitions, create_partitions::VERSIONS),
     (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
+    (ApiKey::DescribeProducers, describe_producers::VERSIONS),
     (ApiKey::DescribeConfigs, describe_configs::VERSIONS),
     (ApiKey::AlterConfigs, alter_configs::VERSIONS),
     (

@@ -11,8 +11,8 @@
 //! - [`metadata`] is the state machine (`TransactionMetadata`, Kafka's legal transitions),
 //!   [`transaction_log`] the record codec, [`producer_id_manager`] the producer id blocks.
 //! - Markers are written through a [`TxnMarkerWriter`] taken at construction (replaceable
-//!   with [`TransactionCoordinator::set_marker_writer`]); [`marker_writer::PartitionMarkerWriter`]
-//!   appends control batches to this broker's partitions.
+//!   with [`TransactionCoordinator::set_marker_writer`]); `crate::txn_markers::LocalTxnMarkerWriter`
+//!   appends them to this broker's partitions and completes transactional offset commits.
 //!
 //! Concurrency: a shard's mutex is held from the checks through the append to the update of
 //! memory, never while markers are written (the writer takes partition locks and the group
@@ -22,7 +22,6 @@
 //!
 //! [`run_timers`]: TransactionCoordinator::run_timers
 
-pub mod marker_writer;
 pub mod metadata;
 pub mod producer_id_manager;
 pub mod state_manager;
