@@ -44,6 +44,11 @@ pub async fn run(
         let shutdown = broker.shutdown_signal();
         tokio::spawn(async move { broker.group_coordinator().run_timers(shutdown).await })
     };
+    let transaction_timers = {
+        let broker = broker.clone();
+        let shutdown = broker.shutdown_signal();
+        tokio::spawn(async move { broker.transaction_coordinator().run_timers(shutdown).await })
+    };
     tokio::pin!(shutdown_requested);
     loop {
         tokio::select! {
@@ -94,6 +99,7 @@ pub async fn run(
     }
     flusher.abort();
     group_timers.abort();
+    transaction_timers.abort();
     cleaner_stop.store(true, Ordering::Relaxed);
     if let Some(cleaner) = cleaner {
         // A pass in progress stops at its next read; its output is left as strays.
