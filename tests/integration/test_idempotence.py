@@ -32,6 +32,8 @@ def _idempotent_producer(bootstrap, **conf):
         "reconnect.backoff.ms": 50,
         "reconnect.backoff.max.ms": 500,
         "message.timeout.ms": 90000,
+        # no re-bootstrap when the only broker connection drops (see test_transactions.py)
+        "metadata.recovery.strategy": "none",
     }
     c.update(conf)
     return Producer(c, logger=RDKAFKA_LOGGER)

