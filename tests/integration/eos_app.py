@@ -7,7 +7,8 @@ Reads INPUT_TOPIC with isolation.level=read_committed in consumer group GROUP (s
 so a restarted instance takes its place at once), and for every polled batch of up to BATCH
 records runs one transaction: produce b"out:" + value to the same partition of OUTPUT_TOPIC,
 send_offsets_to_transaction, commit.  Prints "COMMITTED <records in this txn> <total>" after
-each commit.  Any error is fatal for the process (the test restarts it); a fenced instance
+each commit; with EOS_APP_PAUSE_S set it flushes the produced records, prints "INTXN <n>" and
+sleeps that long before committing.  Any error is fatal for the process (the test restarts it); a fenced instance
 prints "FENCED" and exits 3.
 """
 
@@ -44,7 +45,9 @@ def main():
             for m in msgs:
                 p.produce(out_topic, partition=m.partition(), key=m.key(), value=b"out:" + m.value())
             if pause:
-                time.sleep(pause)  # widen the window for a kill inside a transaction
+                p.flush(30)  # the records are in the output log, uncommitted
+                print(f"INTXN {len(msgs)}", flush=True)
+                time.sleep(pause)  # a window for a kill inside the transaction
             positions = [tp for tp in c.position(c.assignment()) if tp.offset >= 0]
             p.send_offsets_to_transaction(positions, c.consumer_group_metadata(), 30)
             p.commit_transaction(30)
