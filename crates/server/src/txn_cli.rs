@@ -76,6 +76,7 @@ enum TxnCommand {
     /// Show the active producers of a topic's partitions as their leader (or --broker-id) keeps
     /// them (DescribeProducers): epoch, last sequence and timestamp, and the first offset of an
     /// open transaction
+    #[command(visible_alias = "describe-producers")]
     #[command(after_help = columns_help(PRODUCERS_HEADERS, "One row per producer and partition; CurrentTransactionStartOffset is `-` when the producer has no open transaction. Exits non-zero if a partition could not be described."))]
     Producers(ProducersArgs),
 }
@@ -646,6 +647,14 @@ mod tests {
                 broker_id: None,
             }
         );
+        // Kafka's name for it works too.
+        assert!(matches!(
+            parse(&["describe-producers", "--topic", "t", "--broker-id", "1"]),
+            Ok(TxnCommand::Producers(ProducersArgs {
+                broker_id: Some(1),
+                ..
+            }))
+        ));
     }
 
     #[test]
