@@ -138,6 +138,7 @@ def test_open_transaction_then_commit(broker):
     assert listed(broker, transactional_id, "--state", "Ongoing") is None
     d = described(broker, transactional_id)
     assert d["TransactionState"] == "CompleteCommit", d
+    assert d["TransactionDurationMs"] == "-", d
     assert d["TopicPartitions"] == "-", d
     for r in producer_rows(broker, topic):
         assert r["ProducerId"] == producer_id

@@ -71,7 +71,7 @@ enum TxnCommand {
     /// Describe transactional ids at their coordinator (FindCoordinator, DescribeTransactions):
     /// producer id and epoch, state, timeout, start time and duration of the current
     /// transaction, and the partitions in it
-    #[command(after_help = columns_help(DESCRIBE_HEADERS, "One row per transactional id; TransactionDurationMs is now minus the start time; `-` when no transaction is open. Exits non-zero if an id could not be described (TransactionalIdNotFound, no coordinator, ...)."))]
+    #[command(after_help = columns_help(DESCRIBE_HEADERS, "One row per transactional id; TransactionDurationMs is now minus the start time while a transaction is open (Ongoing, Prepare*), `-` otherwise. Exits non-zero if an id could not be described (TransactionalIdNotFound, no coordinator, ...)."))]
     Describe(DescribeArgs),
     /// Show the active producers of a topic's partitions as their leader (or --broker-id) keeps
     /// them (DescribeProducers): epoch, last sequence and timestamp, and the first offset of an
@@ -258,18 +258,29 @@ fn topic_partitions(topics: &[TopicData]) -> String {
         .join(",")
 }
 
-/// A DescribeTransactions answer as a table row; `now_ms` gives the duration of an open
-/// transaction (start time -1 means none is open).
+/// Whether a transaction is open in this state (Kafka's TransactionState names): only then
+/// does it have a duration.
+fn is_open(state: &str) -> bool {
+    matches!(
+        state,
+        "Ongoing" | "PrepareCommit" | "PrepareAbort" | "PrepareEpochFence"
+    )
+}
+
+/// A DescribeTransactions answer as a table row. The start time is the coordinator's (-1:
+/// none); the duration is `now_ms` minus it while a transaction is open. Kafka's tool also
+/// shows a duration for a completed transaction, which only measures time since it began.
 fn describe_row(coordinator: i32, state: &TransactionState, now_ms: i64) -> Vec<String> {
-    let (start, duration) = if state.transaction_start_time_ms >= 0 {
-        (
-            state.transaction_start_time_ms.to_string(),
-            now_ms
-                .saturating_sub(state.transaction_start_time_ms)
-                .to_string(),
-        )
+    let started = state.transaction_start_time_ms;
+    let start = if started >= 0 {
+        started.to_string()
     } else {
-        ("-".to_string(), "-".to_string())
+        "-".to_string()
+    };
+    let duration = if started >= 0 && is_open(state.transaction_state.as_str()) {
+        now_ms.saturating_sub(started).max(0).to_string()
+    } else {
+        "-".to_string()
     };
     vec![
         coordinator.to_string(),
@@ -787,6 +798,12 @@ mod tests {
         let row = describe_row(1, &state, 3_500);
         assert_eq!(row[4], "CompleteCommit");
         assert_eq!(row[6..], ["-", "-", "-"]);
+        // A completed transaction keeps its start time but has no duration.
+        let completed = state.with_transaction_start_time_ms(1_000);
+        assert_eq!(describe_row(1, &completed, 3_500)[6..], ["1000", "-", "-"]);
+        let preparing =
+            completed.with_transaction_state(StrBytes::from_static_str("PrepareCommit"));
+        assert_eq!(describe_row(1, &preparing, 3_500)[6..8], ["1000", "2500"]);
     }
 
     #[test]
