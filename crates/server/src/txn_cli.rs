@@ -67,6 +67,7 @@ pub struct TxnArgs {
 enum TxnCommand {
     /// List the transactions of every broker in the cluster (ListTransactions): transactional
     /// id, coordinator, producer id and state
+    #[command(after_help = columns_help(LIST_HEADERS, "One row per transaction, sorted by transactional id. Exits non-zero if a broker could not answer (the other brokers' rows are still shown)."))]
     List(ListArgs),
     /// Describe transactional ids at their coordinator (FindCoordinator, DescribeTransactions):
     /// producer id and epoch, state, timeout, start time and duration of the current
@@ -81,13 +82,9 @@ enum TxnCommand {
     Producers(ProducersArgs),
 }
 
-fn columns_help(headers: &[&str], rows: &str) -> String {
-    format!(
-        "Output columns: {}\n{}{}",
-        headers.join(" "),
-        &rows[..1].to_uppercase(),
-        &rows[1..]
-    )
+/// The `--help` epilogue of a subcommand: its table's columns, then `notes`.
+fn columns_help(headers: &[&str], notes: &str) -> String {
+    format!("Output columns: {}\n{notes}", headers.join(" "))
 }
 
 #[derive(Args, Debug, PartialEq)]
@@ -213,9 +210,9 @@ fn list_on(
 }
 
 fn list(client: &mut AdminClient, args: &ListArgs) -> Result<()> {
-    let mut brokers = client.cluster_brokers()?;
+    let brokers = client.cluster_brokers()?;
     if brokers.is_empty() {
-        brokers.push((client.connected_broker_id()?, client.address().to_string()));
+        bail!("{} named no brokers in Metadata", client.address());
     }
     let mut rows = Vec::new();
     let mut failed = 0;
@@ -687,6 +684,11 @@ mod tests {
         command.clone().debug_assert();
         for sub in command.get_subcommands() {
             assert!(sub.get_about().is_some(), "{} has no help", sub.get_name());
+            assert!(
+                sub.get_name() == "help" || sub.get_after_help().is_some(),
+                "{} does not name its output columns",
+                sub.get_name()
+            );
             for arg in sub.get_arguments() {
                 if arg.get_id() == "help" {
                     continue;
