@@ -66,6 +66,14 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "offsets.retention.minutes", default: "10080", doc: "Committed offsets of a group that has been empty this long (or of a standalone consumer, since its last commit) are deleted." },
     SettingSpec { key: "offsets.retention.check.interval.ms", default: "600000", doc: "How often expired offsets and empty groups without offsets are looked for." },
     SettingSpec { key: "offset.metadata.max.bytes", default: "4096", doc: "Largest metadata string an offset commit may carry (OFFSET_METADATA_TOO_LARGE above)." },
+    SettingSpec { key: "transactional.id.expiration.ms", default: "604800000", doc: "A transactional id whose transaction state has not changed for this long (and has no ongoing transaction) is expired: its state is deleted from __transaction_state." },
+    SettingSpec { key: "transaction.max.timeout.ms", default: "900000", doc: "Largest transaction timeout a producer may ask for in InitProducerId (INVALID_TRANSACTION_TIMEOUT above)." },
+    SettingSpec { key: "transaction.state.log.num.partitions", default: "50", doc: "Partitions of __transaction_state, created on first use; a transactional id's coordinator partition is abs(transactionalId.hashCode) % this." },
+    SettingSpec { key: "transaction.state.log.segment.bytes", default: "104857600", doc: "segment.bytes of __transaction_state (small segments so compaction can clean them early)." },
+    SettingSpec { key: "transaction.abort.timed.out.transaction.cleanup.interval.ms", default: "10000", doc: "How often ongoing transactions older than their timeout are looked for and aborted (their producer is fenced)." },
+    SettingSpec { key: "transaction.remove.expired.transaction.cleanup.interval.ms", default: "3600000", doc: "How often transactional ids idle longer than transactional.id.expiration.ms are looked for and expired." },
+    SettingSpec { key: "producer.id.expiration.ms", default: "86400000", doc: "A partition forgets an idempotent producer's state (sequence numbers) this long after the producer's last write, unless a transaction of it is open." },
+    SettingSpec { key: "producer.id.expiration.check.interval.ms", default: "600000", doc: "How often partitions look for producer state older than producer.id.expiration.ms." },
 ];
 
 /// Where a config's value comes from, numbered as Kafka's `ConfigSource` in DescribeConfigs.
@@ -152,6 +160,14 @@ pub struct BrokerConfig {
     pub offsets_retention_ms: i64,
     pub offsets_retention_check_interval_ms: i64,
     pub offset_metadata_max_bytes: usize,
+    pub transactional_id_expiration_ms: i64,
+    pub transaction_max_timeout_ms: i32,
+    pub transaction_state_log_num_partitions: i32,
+    pub transaction_state_log_segment_bytes: u64,
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: i64,
+    pub transaction_remove_expired_transaction_cleanup_interval_ms: i64,
+    pub producer_id_expiration_ms: i64,
+    pub producer_id_expiration_check_interval_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -410,6 +426,19 @@ impl BrokerConfig {
             offsets_retention_check_interval_ms: s
                 .positive("offsets.retention.check.interval.ms")?,
             offset_metadata_max_bytes: s.parse("offset.metadata.max.bytes")?,
+            transactional_id_expiration_ms: s.positive("transactional.id.expiration.ms")?,
+            transaction_max_timeout_ms: s.positive("transaction.max.timeout.ms")?,
+            transaction_state_log_num_partitions: s
+                .positive("transaction.state.log.num.partitions")?,
+            transaction_state_log_segment_bytes: s
+                .positive("transaction.state.log.segment.bytes")?,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: s
+                .positive("transaction.abort.timed.out.transaction.cleanup.interval.ms")?,
+            transaction_remove_expired_transaction_cleanup_interval_ms: s
+                .positive("transaction.remove.expired.transaction.cleanup.interval.ms")?,
+            producer_id_expiration_ms: s.positive("producer.id.expiration.ms")?,
+            producer_id_expiration_check_interval_ms: s
+                .positive("producer.id.expiration.check.interval.ms")?,
         })
     }
 
@@ -491,6 +520,20 @@ mod tests {
         assert_eq!(config.group_max_session_timeout_ms, 1_800_000);
         assert_eq!(config.offsets_topic_num_partitions, 50);
         assert_eq!(config.offsets_retention_ms, 10080 * 60_000);
+        assert_eq!(config.transactional_id_expiration_ms, 604_800_000);
+        assert_eq!(config.transaction_max_timeout_ms, 900_000);
+        assert_eq!(config.transaction_state_log_num_partitions, 50);
+        assert_eq!(config.transaction_state_log_segment_bytes, 104_857_600);
+        assert_eq!(
+            config.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+            10_000
+        );
+        assert_eq!(
+            config.transaction_remove_expired_transaction_cleanup_interval_ms,
+            3_600_000
+        );
+        assert_eq!(config.producer_id_expiration_ms, 86_400_000);
+        assert_eq!(config.producer_id_expiration_check_interval_ms, 600_000);
     }
 
     #[test]

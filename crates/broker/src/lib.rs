@@ -2,7 +2,8 @@
 //!
 //! The layer between the wire (`fjord-protocol`) and the disk (`fjord-storage`). It owns the
 //! topics and partitions this node hosts ([`replica_manager`]), the fetch sessions
-//! ([`fetch_session`]), the consumer groups and committed offsets ([`group_coordinator`]), and
+//! ([`fetch_session`]), the consumer groups and committed offsets ([`group_coordinator`]),
+//! producer ids and transactions ([`transaction_coordinator`]), and
 //! one handler per Kafka API ([`apis`]). It opens no sockets: the
 //! server crate reads frames, calls [`Broker::handle`] with a decoded request, and writes what
 //! comes back.
@@ -21,6 +22,8 @@ pub mod partition;
 pub mod replica_manager;
 pub mod time;
 pub mod topic_config;
+pub mod transaction_coordinator;
+pub mod txn_markers;
 
 use fjord_protocol::kafka_protocol::messages::RequestHeader;
 use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
@@ -37,6 +40,7 @@ pub use error::BrokerError;
 use fetch_session::FetchSessionCache;
 use group_coordinator::{GroupCoordinator, RequestContext};
 use replica_manager::ReplicaManager;
+use transaction_coordinator::{TransactionCoordinator, TxnMarkerWriter};
 
 /// What the connection does after a request was handled.
 // Returned once per request and consumed at once: boxing the response would only add an
@@ -79,7 +83,8 @@ impl Outcome {
 
 pub struct Broker {
     replica_manager: Arc<ReplicaManager>,
-    group_coordinator: GroupCoordinator,
+    group_coordinator: Arc<GroupCoordinator>,
+    transaction_coordinator: TransactionCoordinator,
     fetch_sessions: Mutex<FetchSessionCache>,
     cluster_id: String,
     shutdown: watch::Sender<bool>,
@@ -102,12 +107,29 @@ impl Broker {
             log_manager,
             had_clean_shutdown,
         )?);
-        let group_coordinator =
-            GroupCoordinator::open(&config, replica_manager.clone(), time::now_ms())?;
+        let group_coordinator = Arc::new(GroupCoordinator::open(
+            &config,
+            replica_manager.clone(),
+            time::now_ms(),
+        )?);
+        // Every partition leader is this broker: markers go straight to its partitions (and
+        // transactional offsets to its group coordinator); `set_txn_marker_writer` replaces it.
+        let marker_writer: Arc<dyn TxnMarkerWriter> =
+            Arc::new(txn_markers::LocalTxnMarkerWriter::new(
+                replica_manager.clone(),
+                group_coordinator.clone(),
+            ));
+        let transaction_coordinator = TransactionCoordinator::open(
+            &config,
+            replica_manager.clone(),
+            marker_writer,
+            time::now_ms(),
+        )?;
         let (shutdown, _) = watch::channel(false);
         Ok(Self {
             replica_manager,
             group_coordinator,
+            transaction_coordinator,
             fetch_sessions,
             cluster_id,
             shutdown,
@@ -130,6 +152,15 @@ impl Broker {
 
     pub fn group_coordinator(&self) -> &GroupCoordinator {
         &self.group_coordinator
+    }
+
+    pub fn transaction_coordinator(&self) -> &TransactionCoordinator {
+        &self.transaction_coordinator
+    }
+
+    /// Replaces the transaction coordinator's marker writer.
+    pub fn set_txn_marker_writer(&self, writer: Arc<dyn TxnMarkerWriter>) {
+        self.transaction_coordinator.set_marker_writer(writer);
     }
 
     pub fn fetch_sessions(&self) -> &Mutex<FetchSessionCache> {
@@ -232,6 +263,9 @@ impl Broker {
             RequestKind::DescribeLogDirs(r) => {
                 ResponseKind::DescribeLogDirs(apis::describe_log_dirs::handle(self, &r))
             }
+            RequestKind::DescribeProducers(r) => {
+                ResponseKind::DescribeProducers(apis::describe_producers::handle(self, &r))
+            }
             RequestKind::CreatePartitions(r) => {
                 ResponseKind::CreatePartitions(apis::create_partitions::handle(self, &r))
             }
@@ -253,6 +287,9 @@ impl Broker {
             RequestKind::OffsetFetch(r) => {
                 ResponseKind::OffsetFetch(apis::offset_fetch::handle(self, version, &r))
             }
+            RequestKind::TxnOffsetCommit(r) => {
+                ResponseKind::TxnOffsetCommit(apis::txn_offset_commit::handle(self, version, &r))
+            }
             RequestKind::OffsetDelete(r) => {
                 ResponseKind::OffsetDelete(apis::offset_delete::handle(self, &r))
             }
@@ -264,6 +301,27 @@ impl Broker {
             }
             RequestKind::DeleteGroups(r) => {
                 ResponseKind::DeleteGroups(apis::delete_groups::handle(self, &r))
+            }
+            RequestKind::InitProducerId(r) => {
+                ResponseKind::InitProducerId(apis::init_producer_id::handle(self, version, &r))
+            }
+            RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
+                apis::add_partitions_to_txn::handle(self, version, &r),
+            ),
+            RequestKind::AddOffsetsToTxn(r) => {
+                ResponseKind::AddOffsetsToTxn(apis::add_offsets_to_txn::handle(self, version, &r))
+            }
+            RequestKind::EndTxn(r) => {
+                ResponseKind::EndTxn(apis::end_txn::handle(self, version, &r))
+            }
+            RequestKind::WriteTxnMarkers(r) => {
+                ResponseKind::WriteTxnMarkers(apis::write_txn_markers::handle(self, &r))
+            }
+            RequestKind::DescribeTransactions(r) => {
+                ResponseKind::DescribeTransactions(apis::describe_transactions::handle(self, &r))
+            }
+            RequestKind::ListTransactions(r) => {
+                ResponseKind::ListTransactions(apis::list_transactions::handle(self, version, &r))
             }
             other => {
                 // The connection layer checks `supports` first, so this is a broker bug.
@@ -278,6 +336,7 @@ impl Broker {
     /// shutdown marker is written. Call once no request is in flight.
     pub fn begin_shutdown(&self) {
         self.group_coordinator.shutdown();
+        self.transaction_coordinator.shutdown();
         self.shutdown.send_replace(true);
     }
 

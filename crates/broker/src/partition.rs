@@ -8,8 +8,13 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
+use fjord_protocol::control::EndTxnMarker;
 use fjord_protocol::ResponseError;
-use fjord_storage::{FetchDataInfo, Log, LogAppendInfo, StorageError, TimestampAndOffset};
+pub use fjord_storage::Isolation;
+use fjord_storage::{
+    ActiveProducer, AppendOrigin, FetchDataInfo, Log, LogAppendInfo, StorageError,
+    TimestampAndOffset,
+};
 use parking_lot::Mutex;
 use uuid::Uuid;
 
@@ -34,6 +39,8 @@ struct PublishedOffsets {
     /// Stored last with `Release`: a reader that sees a high watermark also sees the data
     /// below it, which was written under the log lock before the store.
     high_watermark: AtomicI64,
+    /// Stored before the high watermark; at most the high watermark it is published with.
+    last_stable_offset: AtomicI64,
     deleted: AtomicBool,
 }
 
@@ -43,6 +50,8 @@ impl PublishedOffsets {
             .store(log.log_start_offset(), Ordering::Relaxed);
         self.log_end_offset
             .store(log.log_end_offset(), Ordering::Relaxed);
+        self.last_stable_offset
+            .store(log.last_stable_offset(), Ordering::Relaxed);
         self.high_watermark
             .store(log.high_watermark(), Ordering::Release);
     }
@@ -56,6 +65,7 @@ impl PublishedOffsets {
             log_start_offset: self.log_start_offset.load(Ordering::Relaxed),
             log_end_offset: self.log_end_offset.load(Ordering::Relaxed),
             high_watermark,
+            last_stable_offset: self.last_stable_offset.load(Ordering::Relaxed),
         })
     }
 }
@@ -66,6 +76,8 @@ pub struct PartitionOffsets {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub high_watermark: i64,
+    /// `read_committed` consumers read below this (Kafka's last stable offset).
+    pub last_stable_offset: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,25 +113,57 @@ impl Partition {
         Ok(f(log)?)
     }
 
-    /// Appends validated batches as leader. On a single node the high watermark follows the log
-    /// end offset at once: the in-sync replica set is this broker alone.
+    /// Appends validated batches as leader, checked against the producer state as `origin`
+    /// demands (`Coordinator` for the group coordinator's writes). On a single node the high
+    /// watermark follows the log end offset at once: the in-sync replica set is this broker
+    /// alone.
     pub fn append_as_leader(
         &self,
         records: &mut [u8],
         now_ms: i64,
+        origin: AppendOrigin,
     ) -> Result<LogAppendInfo, PartitionError> {
         let leader_epoch = self.leader_epoch;
-        self.append_with(|log| log.append(records, leader_epoch, now_ms))
+        self.append_with(|log| log.append(records, leader_epoch, now_ms, origin))
     }
 
-    /// Appends one validated batch without modifying its bytes (see `Log::append_batch`).
+    /// Appends one validated client batch without modifying its bytes (see
+    /// `Log::append_batch`). A duplicate answers the original offsets with `duplicate` set.
     pub fn append_batch_as_leader(
         &self,
         batch: &[u8],
         now_ms: i64,
     ) -> Result<LogAppendInfo, PartitionError> {
         let leader_epoch = self.leader_epoch;
-        self.append_with(|log| log.append_batch(batch, leader_epoch, now_ms))
+        self.append_with(|log| log.append_batch(batch, leader_epoch, now_ms, AppendOrigin::Client))
+    }
+
+    /// Writes a transaction marker (WriteTxnMarkers; see `Log::append_end_txn_marker`).
+    pub fn append_end_txn_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: EndTxnMarker,
+        now_ms: i64,
+    ) -> Result<LogAppendInfo, PartitionError> {
+        let leader_epoch = self.leader_epoch;
+        self.append_with(|log| {
+            log.append_end_txn_marker(producer_id, producer_epoch, marker, leader_epoch, now_ms)
+        })
+    }
+
+    /// The producers this partition tracks (DescribeProducers).
+    pub fn active_producers(&self) -> Result<Vec<ActiveProducer>, PartitionError> {
+        self.with_log(|log| Ok(log.active_producers()))
+    }
+
+    /// Forgets idle producers (`producer.id.expiration.ms`); the broker calls it periodically.
+    pub fn remove_expired_producers(
+        &self,
+        now_ms: i64,
+        producer_id_expiration_ms: i64,
+    ) -> Result<usize, PartitionError> {
+        self.with_log(|log| Ok(log.remove_expired_producers(now_ms, producer_id_expiration_ms)))
     }
 
     fn append_with(
@@ -135,15 +179,18 @@ impl Partition {
         })
     }
 
+    /// Reads below the high watermark (`ReadUncommitted`) or the last stable offset
+    /// (`ReadCommitted`, with the aborted transactions of the returned data).
     pub fn read(
         &self,
         fetch_offset: i64,
         max_bytes: usize,
         min_one_batch: bool,
+        isolation: Isolation,
     ) -> Result<(FetchDataInfo, PartitionOffsets), PartitionError> {
         self.with_log(|log| {
-            let high_watermark = log.high_watermark();
-            let data = log.read(fetch_offset, max_bytes, high_watermark, min_one_batch)?;
+            let data =
+                log.read_with_isolation(fetch_offset, max_bytes, min_one_batch, isolation)?;
             Ok((data, offsets_of(log)))
         })
     }
@@ -282,12 +329,84 @@ fn offsets_of(log: &Log) -> PartitionOffsets {
         log_start_offset: log.log_start_offset(),
         log_end_offset: log.log_end_offset(),
         high_watermark: log.high_watermark(),
+        last_stable_offset: log.last_stable_offset(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transactions_publish_the_lso_and_read_committed_stops_there() {
+        use fjord_protocol::batch_builder::{
+            encode_uncompressed_with_producer, ProducerFields, Record, TRANSACTIONAL_ATTRIBUTE,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), fjord_storage::LogConfig::default(), true, 0).unwrap();
+        let partition = Partition::new(Arc::from("t"), Uuid::nil(), 0, log);
+        let batch = |producer_id: i64, transactional: bool| {
+            encode_uncompressed_with_producer(
+                0,
+                1_000,
+                if transactional {
+                    TRANSACTIONAL_ATTRIBUTE
+                } else {
+                    0
+                },
+                ProducerFields {
+                    producer_id,
+                    producer_epoch: 0,
+                    base_sequence: 0,
+                },
+                &[Record {
+                    value: Some(b"v"),
+                    ..Record::default()
+                }],
+            )
+        };
+        partition
+            .append_batch_as_leader(&batch(1, false), 0)
+            .unwrap();
+        let txn = partition
+            .append_batch_as_leader(&batch(2, true), 0)
+            .unwrap();
+        let retry = partition
+            .append_batch_as_leader(&batch(2, true), 0)
+            .unwrap();
+        assert!(retry.duplicate);
+        assert_eq!(retry.first_offset, txn.first_offset);
+        let offsets = partition.offsets().unwrap();
+        assert_eq!((offsets.high_watermark, offsets.last_stable_offset), (2, 1));
+        let (data, read_offsets) = partition
+            .read(0, usize::MAX, true, Isolation::ReadCommitted)
+            .unwrap();
+        assert_eq!(read_offsets, offsets);
+        assert_eq!(data.aborted_transactions, Some(vec![]));
+        let (all, _) = partition
+            .read(0, usize::MAX, true, Isolation::ReadUncommitted)
+            .unwrap();
+        assert!(all.records.size_bytes() > data.records.size_bytes());
+        let marker = EndTxnMarker {
+            commit: false,
+            coordinator_epoch: 0,
+        };
+        partition.append_end_txn_marker(2, 0, marker, 0).unwrap();
+        let offsets = partition.offsets().unwrap();
+        assert_eq!((offsets.high_watermark, offsets.last_stable_offset), (3, 3));
+        let (data, _) = partition
+            .read(0, usize::MAX, true, Isolation::ReadCommitted)
+            .unwrap();
+        assert_eq!(data.aborted_transactions.map(|a| a.len()), Some(1));
+        assert_eq!(partition.active_producers().unwrap().len(), 2);
+        assert_eq!(partition.remove_expired_producers(i64::MAX, 1).unwrap(), 2);
+        // The coordinator's transactional writes (offset commits) carry no sequence checks.
+        let mut stale = batch(2, true);
+        fjord_protocol::records::set_base_offset(&mut stale, 0);
+        assert!(partition
+            .append_as_leader(&mut stale, 0, AppendOrigin::Coordinator)
+            .is_ok());
+    }
 
     #[test]
     fn leader_epoch_fencing_follows_kafka() {

@@ -24,9 +24,12 @@ pub const GROUP_METADATA_TOPIC_NAME: &str = "__consumer_offsets";
 /// can clean them early.
 const OFFSETS_TOPIC_SEGMENT_BYTES: &str = "104857600";
 
+/// The transaction coordinator's internal topic (Kafka's `TRANSACTION_STATE_TOPIC_NAME`).
+pub const TRANSACTION_STATE_TOPIC_NAME: &str = "__transaction_state";
+
 /// Topics the broker manages itself (Kafka's `Topic.isInternal`).
 pub fn is_internal_topic(name: &str) -> bool {
-    name == GROUP_METADATA_TOPIC_NAME
+    name == GROUP_METADATA_TOPIC_NAME || name == TRANSACTION_STATE_TOPIC_NAME
 }
 
 /// Kafka's limit on topic name length.
@@ -218,6 +221,9 @@ impl ReplicaManager {
         if is_internal_topic(name) {
             // As Kafka: internal topics are created on demand with their own settings,
             // whatever auto.create.topics.enable says.
+            if name == TRANSACTION_STATE_TOPIC_NAME {
+                return self.transaction_state_topic_or_create().map(Some);
+            }
             return self.offsets_topic_or_create().map(Some);
         }
         let config = self.config();
@@ -256,6 +262,38 @@ impl ReplicaManager {
             Err(CreateTopicError::AlreadyExists(_)) => self
                 .topic(GROUP_METADATA_TOPIC_NAME)
                 .ok_or_else(|| CreateTopicError::AlreadyExists(GROUP_METADATA_TOPIC_NAME.into())),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// `__transaction_state`, created on first use with `transaction.state.log.num.partitions`
+    /// partitions, compaction and `transaction.state.log.segment.bytes` segments (Kafka's
+    /// `TransactionStateManager.transactionTopicConfigs`).
+    pub fn transaction_state_topic_or_create(&self) -> Result<Arc<Topic>, CreateTopicError> {
+        if let Some(topic) = self.topic(TRANSACTION_STATE_TOPIC_NAME) {
+            return Ok(topic);
+        }
+        let config = self.config();
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            (
+                "segment.bytes".to_string(),
+                config.transaction_state_log_segment_bytes.to_string(),
+            ),
+            ("compression.type".to_string(), "producer".to_string()),
+        ]);
+        match self.create_topic(
+            TRANSACTION_STATE_TOPIC_NAME,
+            config.transaction_state_log_num_partitions,
+            configs,
+            false,
+        ) {
+            Ok(topic) => Ok(topic),
+            Err(CreateTopicError::AlreadyExists(_)) => {
+                self.topic(TRANSACTION_STATE_TOPIC_NAME).ok_or_else(|| {
+                    CreateTopicError::AlreadyExists(TRANSACTION_STATE_TOPIC_NAME.into())
+                })
+            }
             Err(err) => Err(err),
         }
     }
@@ -323,10 +361,10 @@ impl ReplicaManager {
         let topic = self
             .topic(name)
             .ok_or_else(|| CreatePartitionsError::UnknownTopic(name.to_string()))?;
-        if name == GROUP_METADATA_TOPIC_NAME {
-            // Groups are routed by hash modulo this topic's partition count.
+        if name == GROUP_METADATA_TOPIC_NAME || name == TRANSACTION_STATE_TOPIC_NAME {
+            // Groups and transactional ids are routed by hash modulo this topic's partition count.
             return Err(CreatePartitionsError::InvalidRequest(format!(
-                "The number of partitions of {GROUP_METADATA_TOPIC_NAME} cannot change."
+                "The number of partitions of {name} cannot change."
             )));
         }
         let current = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
@@ -481,6 +519,26 @@ impl ReplicaManager {
             }
         }
         deleted
+    }
+
+    /// Forgets idempotent producers idle longer than `producer.id.expiration.ms` that have no
+    /// open transaction (Kafka's `removeExpiredProducers`, run every
+    /// `producer.id.expiration.check.interval.ms`). Returns how many were removed.
+    pub fn remove_expired_producers(&self, now_ms: i64) -> usize {
+        let expiration_ms = self.config().producer_id_expiration_ms;
+        let mut removed = 0;
+        for topic in self.topics() {
+            for partition in &topic.partitions {
+                match partition.remove_expired_producers(now_ms, expiration_ms) {
+                    Ok(n) => removed += n,
+                    Err(crate::partition::PartitionError::Deleted) => {}
+                    Err(err) => {
+                        warn!(topic = %topic.name, partition = partition.index, error = %err, "producer expiration failed")
+                    }
+                }
+            }
+        }
+        removed
     }
 
     /// Fsyncs segments sealed by a roll since the last run (in the background, as Kafka

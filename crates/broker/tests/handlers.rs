@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use fjord_broker::apis::SUPPORTED_APIS;
 use fjord_broker::{Broker, BrokerConfig, Outcome};
 use fjord_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
+use fjord_protocol::kafka_protocol::messages::describe_producers_request::TopicRequest as DescribeProducersTopicRequest;
 use fjord_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use fjord_protocol::kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use fjord_protocol::kafka_protocol::messages::leave_group_request::MemberIdentity;
@@ -124,6 +125,49 @@ fn sync_request(group: &str, member_id: &str, generation: i32) -> SyncGroupReque
 
 fn group_id(s: &str) -> GroupId {
     GroupId(StrBytes::from_string(s.to_string()))
+}
+
+/// InitProducerId v5 for a transactional id: its producer id and epoch.
+fn init_txn(broker: &Broker, transactional_id: &str) -> (i64, i16) {
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_string(
+            transactional_id.to_string(),
+        ))))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let Outcome::Respond(ResponseKind::InitProducerId(response)) = block_on(broker.handle(
+        &header(ApiKey::InitProducerId, 5),
+        RequestKind::InitProducerId(request),
+    )) else {
+        panic!("no InitProducerId response");
+    };
+    assert_eq!(response.error_code, 0, "{response:?}");
+    (response.producer_id.0, response.producer_epoch)
+}
+
+/// AddPartitionsToTxn v3 of partition t-0.
+fn add_txn_partition(broker: &Broker, transactional_id: &str, pid: i64, epoch: i16) {
+    let request = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_string(
+            transactional_id.to_string(),
+        )))
+        .with_v3_and_below_producer_id(ProducerId(pid))
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(vec![
+            add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                .with_name(name("t"))
+                .with_partitions(vec![0]),
+        ]);
+    let Outcome::Respond(ResponseKind::AddPartitionsToTxn(response)) = block_on(broker.handle(
+        &header(ApiKey::AddPartitionsToTxn, 3),
+        RequestKind::AddPartitionsToTxn(request),
+    )) else {
+        panic!("no AddPartitionsToTxn response");
+    };
+    let code =
+        response.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code;
+    assert_eq!(code, 0, "{response:?}");
 }
 
 #[test]
@@ -287,6 +331,22 @@ fn every_response_encodes_at_every_advertised_version() {
                             .with_name(name("t"))
                             .with_partition_indexes(vec![0, 1])]))
                 }),
+                ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(
+                    TxnOffsetCommitRequest::default()
+                        .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                        .with_group_id(group_id("enc-txn"))
+                        .with_producer_id(ProducerId(1))
+                        .with_generation_id(-1)
+                        .with_topics(vec![txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                            .with_name(name("t"))
+                            .with_partitions(vec![
+                                txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                    .with_committed_offset(2)
+                                    .with_committed_metadata(Some(StrBytes::from_static_str("m"))),
+                                txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                    .with_partition_index(9),
+                            ])]),
+                ),
                 ApiKey::OffsetDelete => RequestKind::OffsetDelete(
                     OffsetDeleteRequest::default()
                         .with_group_id(group_id("enc-commit"))
@@ -426,6 +486,125 @@ fn every_response_encodes_at_every_advertised_version() {
                         group_id(&format!("enc-848-{version}")),
                         group_id("missing"),
                     ]),
+                ),
+                ApiKey::DescribeProducers => RequestKind::DescribeProducers(
+                    DescribeProducersRequest::default().with_topics(vec![
+                        DescribeProducersTopicRequest::default()
+                            .with_name(name("t"))
+                            .with_partition_indexes(vec![0, 9]),
+                    ]),
+                ),
+                ApiKey::InitProducerId => RequestKind::InitProducerId(
+                    InitProducerIdRequest::default()
+                        .with_transactional_id(Some(TransactionalId(StrBytes::from_string(
+                            format!("enc-txn-{version}"),
+                        ))))
+                        .with_transaction_timeout_ms(60_000)
+                        .with_producer_id(ProducerId(-1))
+                        .with_producer_epoch(-1),
+                ),
+                ApiKey::AddPartitionsToTxn => {
+                    // Also an error response first: an unknown producer id mapping.
+                    let txn = format!("enc-txn-{}", version.min(5));
+                    let (pid, epoch) = init_txn(&broker, &txn);
+                    let topics = vec![
+                        add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                            .with_name(name("t"))
+                            .with_partitions(vec![0]),
+                    ];
+                    if version < 4 {
+                        RequestKind::AddPartitionsToTxn(
+                            AddPartitionsToTxnRequest::default()
+                                .with_v3_and_below_transactional_id(TransactionalId(
+                                    StrBytes::from_string(txn),
+                                ))
+                                .with_v3_and_below_producer_id(ProducerId(pid))
+                                .with_v3_and_below_producer_epoch(epoch)
+                                .with_v3_and_below_topics(topics),
+                        )
+                    } else {
+                        RequestKind::AddPartitionsToTxn(AddPartitionsToTxnRequest::default().with_transactions(vec![
+                            add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                                .with_transactional_id(TransactionalId(StrBytes::from_string(txn)))
+                                .with_producer_id(ProducerId(pid))
+                                .with_producer_epoch(epoch)
+                                .with_topics(topics.clone()),
+                            add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                                .with_transactional_id(TransactionalId(StrBytes::from_static_str("nobody")))
+                                .with_verify_only(true)
+                                .with_topics(topics),
+                        ]))
+                    }
+                }
+                ApiKey::AddOffsetsToTxn => {
+                    let txn = format!("enc-offsets-{version}");
+                    let (pid, epoch) = init_txn(&broker, &txn);
+                    RequestKind::AddOffsetsToTxn(
+                        AddOffsetsToTxnRequest::default()
+                            .with_transactional_id(TransactionalId(StrBytes::from_string(txn)))
+                            .with_producer_id(ProducerId(pid))
+                            .with_producer_epoch(epoch)
+                            .with_group_id(group_id("enc-group")),
+                    )
+                }
+                ApiKey::EndTxn => {
+                    let txn = format!("enc-end-{version}");
+                    let (pid, epoch) = init_txn(&broker, &txn);
+                    // An error (nothing to commit) then a real commit.
+                    let bad = RequestKind::EndTxn(
+                        EndTxnRequest::default()
+                            .with_transactional_id(TransactionalId(StrBytes::from_string(
+                                txn.clone(),
+                            )))
+                            .with_producer_id(ProducerId(pid + 1000))
+                            .with_producer_epoch(epoch)
+                            .with_committed(true),
+                    );
+                    let Outcome::Respond(first) =
+                        block_on(broker.handle(&header(ApiKey::EndTxn, version), bad))
+                    else {
+                        panic!("no EndTxn response");
+                    };
+                    encode_response(*api_key, version, 7, &first)
+                        .unwrap_or_else(|e| panic!("EndTxn v{version}: {e}"));
+                    add_txn_partition(&broker, &txn, pid, epoch);
+                    RequestKind::EndTxn(
+                        EndTxnRequest::default()
+                            .with_transactional_id(TransactionalId(StrBytes::from_string(txn)))
+                            .with_producer_id(ProducerId(pid))
+                            .with_producer_epoch(epoch)
+                            .with_committed(true),
+                    )
+                }
+                ApiKey::WriteTxnMarkers => RequestKind::WriteTxnMarkers(
+                    WriteTxnMarkersRequest::default().with_markers(vec![
+                        write_txn_markers_request::WritableTxnMarker::default()
+                            .with_producer_id(ProducerId(999_999))
+                            .with_producer_epoch(0)
+                            .with_transaction_result(false)
+                            .with_topics(vec![
+                                write_txn_markers_request::WritableTxnMarkerTopic::default()
+                                    .with_name(name("t"))
+                                    .with_partition_indexes(vec![0, 9]),
+                            ]),
+                    ]),
+                ),
+                ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
+                    DescribeTransactionsRequest::default().with_transactional_ids(vec![
+                        TransactionalId(StrBytes::from_static_str("enc-txn-1")),
+                        TransactionalId(StrBytes::from_static_str("missing")),
+                    ]),
+                ),
+                ApiKey::ListTransactions => RequestKind::ListTransactions(
+                    ListTransactionsRequest::default()
+                        .with_state_filters(vec![
+                            StrBytes::from_static_str("Ongoing"),
+                            StrBytes::from_static_str("Bogus"),
+                        ])
+                        .with_duration_filter(if version >= 1 { 0 } else { -1 })
+                        .with_transactional_id_pattern(
+                            (version >= 2).then(|| StrBytes::from_static_str("enc-.*")),
+                        ),
                 ),
                 other => panic!("add {other:?} to this test"),
             };

@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fjord_protocol::batch_builder::{encode_uncompressed, Record};
 use fjord_storage::cleaner::clean;
-use fjord_storage::{CleanerConfig, Log, LogConfig, Throttler};
+use fjord_storage::{AppendOrigin, CleanerConfig, Log, LogConfig, Throttler};
 
 const NOW_MS: i64 = 1_700_000_000_000;
 const LOG_BYTES: u64 = 64 << 20;
@@ -41,7 +41,8 @@ fn compacted_log(dir: &std::path::Path) -> Log {
             })
             .collect();
         let mut batch = encode_uncompressed(0, NOW_MS - 60_000, 0, &records);
-        log.append(&mut batch, 0, NOW_MS).expect("append");
+        log.append(&mut batch, 0, NOW_MS, AppendOrigin::Client)
+            .expect("append");
         n += RECORDS_PER_BATCH;
     }
     let end = log.log_end_offset();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fjord_protocol::batch_builder;
-use fjord_storage::{Log, LogConfig};
+use fjord_storage::{AppendOrigin, Log, LogConfig};
 use tempfile::TempDir;
 
 const KIB: usize = 1024;
@@ -52,7 +52,8 @@ fn filled_log(total_bytes: usize, batch_bytes: usize, segment_bytes: u64) -> (Te
     let per_batch = records_for(batch_bytes) as i64;
     while log.size_bytes() < total_bytes as u64 {
         let mut batch = batch_of_about(batch_bytes, NOW_MS + log.log_end_offset());
-        log.append(&mut batch, LEADER_EPOCH, NOW_MS).unwrap();
+        log.append(&mut batch, LEADER_EPOCH, NOW_MS, AppendOrigin::Client)
+            .unwrap();
     }
     assert_eq!(log.log_end_offset() % per_batch, 0);
     (dir, log)
@@ -91,8 +92,13 @@ fn bench_append(c: &mut Criterion) {
                 }
                 let start = Instant::now();
                 black_box(
-                    log.append(black_box(&mut batch), LEADER_EPOCH, NOW_MS)
-                        .unwrap(),
+                    log.append(
+                        black_box(&mut batch),
+                        LEADER_EPOCH,
+                        NOW_MS,
+                        AppendOrigin::Client,
+                    )
+                    .unwrap(),
                 );
                 elapsed += start.elapsed();
             }

@@ -26,8 +26,17 @@
 //! records were all removed, which a swap file's own offsets cannot name.
 //!
 //! Offsets are preserved: a rebuilt batch keeps its base offset and last offset delta, so the
-//! log has gaps but no renumbering. Control batches (transaction markers) are kept as they are:
-//! removing markers of finished transactions belongs with transactions.
+//! log has gaps but no renumbering.
+//!
+//! Transactions (Kafka's `CleanedTransactionMetadata`): nothing at or above the first unstable
+//! offset is cleaned. Records of aborted transactions never enter the offset map and their
+//! batches are dropped; control batches never enter the map. A marker stays while its
+//! transaction still had data in the pass (an ABORT then keeps its transaction index entry in
+//! the new segment); once the data is gone it is removed when older than
+//! `delete.retention.ms` (by its timestamp: Kafka counts from when it first became removable,
+//! which needs a delete horizon stamped into the batch). The last batch of each producer the
+//! partition tracks is kept whole (Kafka keeps its header only), so its sequence and epoch
+//! survive a log replay.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -37,12 +46,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::{HashSet, VecDeque};
+
+use fjord_protocol::control::{self, ControlRecord};
 use fjord_protocol::filter::{filter_batch, FilteredBatch};
 use fjord_protocol::records::{self, RecordBatchHeader, RecordError};
 
 use crate::log::LogConfig;
 use crate::segment::LogSegment;
+use crate::txn_index::AbortedTxn;
 use crate::{io_error, remove_file_if_exists, StorageError};
+
+/// The files of a segment, by extension.
+const SEGMENT_FILE_KINDS: [&str; 4] = ["log", "index", "timeindex", "txnindex"];
 
 /// Suffix of the cleaner's new segment files before the swap.
 pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
@@ -230,6 +246,10 @@ pub struct LogToClean {
     pub(crate) first_dirty_offset: i64,
     pub(crate) truncations: u64,
     pub(crate) config: LogConfig,
+    /// Aborted transactions overlapping the cleanable segments.
+    pub(crate) aborted_txns: Vec<AbortedTxn>,
+    /// Per tracked producer: the last offset of its last data batch (if any) and its epoch.
+    pub(crate) last_records_of_producers: HashMap<i64, (Option<i64>, i16)>,
     /// Bytes already cleaned (below the first dirty offset) among `segments`.
     pub clean_bytes: u64,
     /// Bytes not yet cleaned among `segments`.
@@ -316,6 +336,7 @@ impl CleanedLog {
                 segment.log_path(),
                 segment.offset_index.path(),
                 segment.time_index.path(),
+                segment.txn_index.path(),
             ]
         });
         for path in std::iter::once(prepared.as_path()).chain(outputs) {
@@ -346,6 +367,9 @@ pub fn clean(
         usize::try_from(dirty_span).unwrap_or(usize::MAX),
     );
     let map_end = build_offset_map(task, config, &mut map, throttler, &mut stats)?;
+    // One view of the transactions over the whole rewrite: a transaction's data and its
+    // marker may be in different groups.
+    let mut txns = TxnCleaning::new(&task.aborted_txns, i64::MIN);
     stats.keys_in_map = map.len();
 
     // Every segment starting below the map's end is rewritten; later ones wait for a pass
@@ -359,7 +383,7 @@ pub fn clean(
     let result = (|| {
         for group in group_segments(&to_rewrite, task.config.segment_bytes) {
             let segment = rewrite_group(
-                task, config, &group, &map, map_end, now_ms, throttler, &mut stats,
+                task, config, &group, &map, &mut txns, map_end, now_ms, throttler, &mut stats,
             )?;
             new_segments.push(segment);
         }
@@ -406,11 +430,19 @@ fn build_offset_map(
 ) -> Result<i64, StorageError> {
     let first_dirty = task.first_dirty_offset;
     let mut map_end = first_dirty;
+    let mut txns = TxnCleaning::new(&task.aborted_txns, first_dirty);
     for segment in task.segments.iter().filter(|s| s.next_offset > first_dirty) {
         let mut full_at = None;
         stats.bytes_read += for_each_batch(segment, config, throttler, |header, batch| {
-            if header.last_offset() < first_dirty || header.is_control() {
+            if header.last_offset() < first_dirty {
                 return Ok(true);
+            }
+            if header.is_control() {
+                txns.on_control_batch_read(header, control_record(batch));
+                return Ok(true);
+            }
+            if txns.on_batch_read(header) {
+                return Ok(true); // aborted: its keys must not shadow committed records
             }
             let stopped = records::find_record(batch, |record| {
                 if record.offset < first_dirty {
@@ -465,6 +497,7 @@ fn rewrite_group(
     config: &CleanerConfig,
     group: &[&SegmentRef],
     map: &OffsetMap,
+    txns: &mut TxnCleaning,
     map_end: i64,
     now_ms: i64,
     throttler: &Throttler,
@@ -484,9 +517,39 @@ fn rewrite_group(
     for segment in group {
         let mut bytes_written = 0u64;
         let bytes_read = for_each_batch(segment, config, throttler, |header, batch| {
-            stats.records_read += u64::try_from(header.records_count).unwrap_or(0);
+            let records_count = u64::try_from(header.records_count).unwrap_or(0);
+            stats.records_read += records_count;
+            let last_record = (header.producer_id >= 0)
+                .then(|| task.last_records_of_producers.get(&header.producer_id))
+                .flatten();
             if header.is_control() {
+                let (removable, index_entry) =
+                    txns.on_control_batch_read(header, control_record(batch));
+                if let Some(entry) = index_entry {
+                    output.txn_index.append(entry)?;
+                }
+                // The marker carrying a producer's latest epoch stays (fencing after replay).
+                let producers_last = last_record.is_some_and(|(last_data_offset, epoch)| {
+                    last_data_offset.is_none() && *epoch == header.producer_epoch
+                });
+                let expired = now_ms.saturating_sub(header.max_timestamp) > delete_retention_ms;
+                if removable && expired && !producers_last {
+                    stats.records_removed += records_count;
+                } else {
+                    pending.push(batch.to_vec(), *header);
+                }
+                return Ok(true);
+            }
+            let aborted = txns.on_batch_read(header);
+            if last_record.is_some_and(|(last_data_offset, _)| {
+                *last_data_offset == Some(header.last_offset())
+            }) {
+                // A producer's last batch keeps its sequence numbers in the log.
                 pending.push(batch.to_vec(), *header);
+                return Ok(true);
+            }
+            if aborted {
+                stats.records_removed += records_count;
                 return Ok(true);
             }
             let tombstone_expired =
@@ -530,6 +593,9 @@ fn rewrite_group(
         stats.bytes_written += bytes_written;
     }
     stats.bytes_written += pending.flush_into(&mut output)?;
+    // Always a transaction index file, even empty: the swap renames it over a same-named old
+    // segment's index, which must not survive with entries of data that is gone.
+    output.txn_index.create_file()?;
     output.persist(true)?;
     Ok(output)
 }
@@ -563,6 +629,105 @@ impl PendingWrites {
         self.batches.clear();
         self.bytes = 0;
         Ok(position)
+    }
+}
+
+/// The control record of a control batch; an unreadable one counts as an unknown type (the
+/// batch is then kept).
+fn control_record(batch: &[u8]) -> Option<ControlRecord> {
+    match control::read_control_record(batch) {
+        Ok(record) => record,
+        Err(error) => {
+            tracing::warn!(%error, "unreadable control batch kept by the cleaner");
+            Some(ControlRecord::Other { control_type: -1 })
+        }
+    }
+}
+
+/// What the cleaner knows of transactions while it walks the log in offset order (Kafka's
+/// `CleanedTransactionMetadata`).
+#[derive(Debug)]
+struct TxnCleaning {
+    /// Aborted transactions not reached yet, by first offset.
+    aborted: VecDeque<AbortedTxn>,
+    /// Aborted transactions reached but whose marker is still ahead, by producer id, with
+    /// whether any of their batches was seen in this pass.
+    ongoing_aborted: HashMap<i64, (AbortedTxn, bool)>,
+    /// Producers whose committed (or not yet known aborted) transaction had batches in this
+    /// pass, until their marker.
+    ongoing_committed: HashSet<i64>,
+}
+
+impl TxnCleaning {
+    /// Tracks the aborted transactions whose marker is at or after `start_offset`.
+    fn new(aborted: &[AbortedTxn], start_offset: i64) -> Self {
+        let mut aborted: Vec<AbortedTxn> = aborted
+            .iter()
+            .filter(|txn| txn.last_offset >= start_offset)
+            .copied()
+            .collect();
+        aborted.sort_by_key(|txn| txn.first_offset);
+        TxnCleaning {
+            aborted: aborted.into(),
+            ongoing_aborted: HashMap::new(),
+            ongoing_committed: HashSet::new(),
+        }
+    }
+
+    fn consume_up_to(&mut self, offset: i64) {
+        while self
+            .aborted
+            .front()
+            .is_some_and(|txn| txn.first_offset <= offset)
+        {
+            if let Some(txn) = self.aborted.pop_front() {
+                self.ongoing_aborted
+                    .entry(txn.producer_id)
+                    .or_insert((txn, false));
+            }
+        }
+    }
+
+    /// A data batch: true if it belongs to an aborted transaction.
+    fn on_batch_read(&mut self, header: &RecordBatchHeader) -> bool {
+        self.consume_up_to(header.last_offset());
+        if !header.is_transactional() {
+            return false;
+        }
+        match self.ongoing_aborted.get_mut(&header.producer_id) {
+            Some((_, seen)) => {
+                *seen = true;
+                true
+            }
+            None => {
+                self.ongoing_committed.insert(header.producer_id);
+                false
+            }
+        }
+    }
+
+    /// A control batch: whether it may be removed (its transaction has no data left in this
+    /// pass), and the transaction index entry to keep for an ABORT whose data was seen.
+    fn on_control_batch_read(
+        &mut self,
+        header: &RecordBatchHeader,
+        record: Option<ControlRecord>,
+    ) -> (bool, Option<AbortedTxn>) {
+        self.consume_up_to(header.last_offset());
+        match record {
+            Some(ControlRecord::EndTxn(marker)) if !marker.commit => {
+                match self.ongoing_aborted.remove(&header.producer_id) {
+                    Some((txn, true)) => (false, Some(txn)),
+                    _ => (true, None),
+                }
+            }
+            Some(ControlRecord::EndTxn(_)) => {
+                (!self.ongoing_committed.remove(&header.producer_id), None)
+            }
+            // Kafka: an empty control batch was cleaned already.
+            None => (true, None),
+            Some(ControlRecord::Other { .. }) => (false, None),
+        }
     }
 }
 
@@ -651,7 +816,7 @@ fn for_each_batch(
 
 /// Deletes `.cleaned` files left for `base_offset` by an earlier pass that failed.
 fn remove_stale_output(dir: &Path, base_offset: i64) -> Result<(), StorageError> {
-    for kind in ["log", "index", "timeindex"] {
+    for kind in SEGMENT_FILE_KINDS {
         let path = dir.join(crate::segment::segment_file_name(base_offset, kind) + CLEANED_SUFFIX);
         remove_file_if_exists(&path)?;
     }
@@ -722,7 +887,7 @@ impl SwapManifest {
             let Some((stem, extension)) = name.split_once('.') else {
                 continue;
             };
-            if !matches!(extension, "log" | "index" | "timeindex") || stem.len() != 20 {
+            if !SEGMENT_FILE_KINDS.contains(&extension) || stem.len() != 20 {
                 continue;
             }
             let Ok(base) = stem.parse::<i64>() else {
@@ -734,7 +899,7 @@ impl SwapManifest {
             }
         }
         for base in &self.new_base_offsets {
-            for kind in ["log", "index", "timeindex"] {
+            for kind in SEGMENT_FILE_KINDS {
                 let final_path = dir.join(crate::segment::segment_file_name(*base, kind));
                 let cleaned_path =
                     PathBuf::from(format!("{}{CLEANED_SUFFIX}", final_path.display()));

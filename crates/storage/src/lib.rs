@@ -18,6 +18,11 @@
 //!                                     file position u32), one per `index_interval_bytes`
 //!     00000000000000000000.timeindex  TimeIndex: 12-byte entries (max timestamp so far i64,
 //!                                     relative offset u32)
+//!     00000000000000000000.txnindex   TransactionIndex: aborted transactions whose ABORT marker
+//!                                     is in this segment, Kafka's 34-byte entries (created with
+//!                                     the first entry)
+//!     00000000000000000100.snapshot   producer state as of offset 100 (written at each roll and
+//!                                     at close; see `producer_state`)
 //!     leader-epoch-checkpoint         "0\n{count}\n{epoch} {start_offset}\n..."
 //!     recovery-point-offset-checkpoint  "0\n{offset}\n": everything below is fsynced
 //!     log-start-offset-checkpoint  "0\n{offset}\n": log start inside the first segment (DeleteRecords)
@@ -44,7 +49,10 @@ mod file_records;
 mod index;
 mod log;
 mod manager;
+pub mod producer_ids;
+mod producer_state;
 mod segment;
+mod txn_index;
 
 use std::io;
 use std::path::PathBuf;
@@ -53,8 +61,15 @@ pub use broker_configs::DynamicBrokerConfigs;
 pub use cleaner::{CleanedLog, CleanerConfig, CleanerStats, LogToClean, Throttler};
 pub use file_records::FileRecords;
 pub use fjord_protocol::records::RecordError;
-pub use log::{FetchDataInfo, Log, LogAppendInfo, LogConfig, SwapCommitted, TimestampAndOffset};
+pub use log::{
+    FetchDataInfo, Isolation, Log, LogAppendInfo, LogConfig, SwapCommitted, TimestampAndOffset,
+};
 pub use manager::{LogManager, MetaProperties, TopicRecord};
+pub use producer_state::{
+    ActiveProducer, AppendOrigin, ProducerStateError, MAX_PRODUCERS_PER_PARTITION,
+    NUM_BATCHES_TO_RETAIN,
+};
+pub use txn_index::AbortedTxn;
 
 /// Everything that can go wrong in storage.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +113,9 @@ pub enum StorageError {
         #[source]
         source: serde_json::Error,
     },
+    /// The producer state refused an append (idempotence, fencing, transactions).
+    #[error(transparent)]
+    Producer(#[from] ProducerStateError),
 }
 
 /// Wraps an `io::Error` with what we were doing and to which file.

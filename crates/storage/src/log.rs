@@ -1,14 +1,21 @@
 //! `Log`: one partition's ordered list of segments, plus its leader epoch cache.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use fjord_protocol::control::{self, ControlRecord, EndTxnMarker};
 use fjord_protocol::records::{self, BatchIter, RecordBatchHeader, RECORD_BATCH_HEADER_BYTES};
 
 use crate::epoch::LeaderEpochFileCache;
 use crate::file_records::FileRecords;
+use crate::producer_state::{
+    ActiveProducer, AppendOrigin, BatchMetadata, ProducerBatch, ProducerStateManager,
+    ProducerUpdate,
+};
 use crate::segment::LogSegment;
+use crate::txn_index::AbortedTxn;
 use crate::{io_error, remove_file_if_exists, StorageError};
 
 /// Per-log settings, named and defaulted like Kafka's topic configs.
@@ -70,6 +77,11 @@ pub struct LogAppendInfo {
     pub offset_of_max_timestamp: i64,
     pub log_start_offset: i64,
     pub records_count: u64,
+    /// A client's retry of a batch already in the log (same producer, epoch and sequence
+    /// range as one of its last five): nothing was written, and `first_offset`/`last_offset`
+    /// are those the batch got the first time (Kafka answers such a retry with its original
+    /// base offset and no error).
+    pub duplicate: bool,
 }
 
 /// Result of a read: a file range of whole batches, possibly empty.
@@ -77,6 +89,19 @@ pub struct LogAppendInfo {
 pub struct FetchDataInfo {
     pub records: FileRecords,
     pub log_start_offset: i64,
+    /// `read_committed` reads: the aborted transactions overlapping the returned data, for the
+    /// consumer to drop their records. `None` for `read_uncommitted`.
+    pub aborted_transactions: Option<Vec<AbortedTxn>>,
+}
+
+/// A fetch's isolation level (Kafka's `IsolationLevel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Everything below the high watermark.
+    #[default]
+    ReadUncommitted,
+    /// Only below the last stable offset, with the aborted transactions of what is returned.
+    ReadCommitted,
 }
 
 /// A ListOffsets answer.
@@ -124,6 +149,10 @@ pub struct Log {
     truncations: u64,
     /// The log cleaner's first dirty offset: everything below was compacted by an earlier pass.
     cleaner_checkpoint: i64,
+    /// Idempotent and transactional producers: sequences, epochs, ongoing transactions.
+    producer_state: ProducerStateManager,
+    /// Offsets of the producer snapshot files on disk.
+    snapshots: BTreeSet<i64>,
 }
 
 /// Sealed segments waiting for their fsync, taken from the log under its lock and run
@@ -215,7 +244,13 @@ impl Log {
         if !had_clean_shutdown {
             write_recovery_point(dir, log_end_offset)?;
         }
-        Ok(Log {
+        // Producer state comes from a snapshot no later than the first rescanned segment
+        // (whose transaction index recovery emptied) and a replay of the log after it.
+        let snapshot_at_most = match first_rescanned {
+            Some(index) if !had_clean_shutdown => segments[index].base_offset,
+            _ => log_end_offset,
+        };
+        let mut log = Log {
             dir: dir.to_path_buf(),
             config,
             segments,
@@ -228,7 +263,14 @@ impl Log {
             truncations: 0,
             cleaner_checkpoint: read_checkpoint(dir, crate::cleaner::CLEANER_CHECKPOINT_FILE)
                 .unwrap_or(0),
-        })
+            producer_state: ProducerStateManager::default(),
+            snapshots: crate::producer_state::list_snapshots(dir)?
+                .into_iter()
+                .collect(),
+        };
+        log.load_producer_state(snapshot_at_most)?;
+        log.prune_snapshots()?;
+        Ok(log)
     }
 
     pub fn dir(&self) -> &Path {
@@ -250,6 +292,8 @@ impl Log {
     /// Sets the high watermark, clamped to `[log_start_offset, log_end_offset]`.
     pub fn update_high_watermark(&mut self, offset: i64) {
         self.high_watermark = offset.clamp(self.log_start_offset, self.log_end_offset());
+        self.producer_state
+            .on_high_watermark_updated(self.high_watermark);
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -287,26 +331,43 @@ impl Log {
     /// Appends `records` (one or more batches the caller validated with
     /// `records::validate_batch`), assigning offsets from the log end offset by patching each
     /// batch's base offset and partition leader epoch in place.
+    ///
+    /// Batches with a producer id are checked against the producer state first (see
+    /// [`AppendOrigin`]); if any is refused nothing is written. A client's retry of a batch
+    /// already in the log writes nothing and answers with the original offsets
+    /// ([`LogAppendInfo::duplicate`]).
     pub fn append(
         &mut self,
         records: &mut [u8],
         leader_epoch: i32,
         now_ms: i64,
+        origin: AppendOrigin,
     ) -> Result<LogAppendInfo, StorageError> {
         self.check_append_size(records.len())?;
         let first_offset = self.log_end_offset();
         let (summary, batches) = assign_offsets(records, first_offset, leader_epoch)?;
-        self.append_assigned(&[records], &batches, summary, leader_epoch, now_ms)
+        let producer_batches = producer_batches(&batches, |position, size| {
+            &records[position..position + size]
+        })?;
+        let update = match self.analyze_producers(&producer_batches, origin)? {
+            Ok(update) => update,
+            Err(duplicate) => return Ok(duplicate),
+        };
+        let info = self.append_assigned(&[records], &batches, summary, leader_epoch, now_ms)?;
+        self.apply_producer_update(update)?;
+        Ok(info)
     }
 
     /// Appends one validated batch without modifying (or copying) it: the base offset and
     /// partition leader epoch are patched in a copy of its header, and header and body go to
     /// the file in one `pwritev`. The produce path uses this; the request's bytes are shared.
+    /// Producer state is checked as for [`Log::append`].
     pub fn append_batch(
         &mut self,
         batch: &[u8],
         leader_epoch: i32,
         now_ms: i64,
+        origin: AppendOrigin,
     ) -> Result<LogAppendInfo, StorageError> {
         self.check_append_size(batch.len())?;
         let mut header = RecordBatchHeader::parse(batch)?;
@@ -324,15 +385,145 @@ impl Log {
         records::set_partition_leader_epoch(&mut head, leader_epoch);
         header.base_offset = first_offset;
         header.partition_leader_epoch = leader_epoch;
+        let producer_batches = producer_batches(&[(header, 0)], |_, _| batch)?;
+        let update = match self.analyze_producers(&producer_batches, origin)? {
+            Ok(update) => update,
+            Err(duplicate) => return Ok(duplicate),
+        };
         let mut summary = AppendSummary::empty();
         summary.add(&header);
-        self.append_assigned(
+        let info = self.append_assigned(
             &[&head, &batch[RECORD_BATCH_HEADER_BYTES..]],
             &[(header, 0)],
             summary,
             leader_epoch,
             now_ms,
-        )
+        )?;
+        self.apply_producer_update(update)?;
+        Ok(info)
+    }
+
+    /// Writes a transaction marker (COMMIT or ABORT) for `producer_id`, as the transaction
+    /// coordinator asks (WriteTxnMarkers), and completes the producer's transaction on this
+    /// partition if one is ongoing. A marker whose producer epoch is older than the
+    /// producer's is refused (INVALID_PRODUCER_EPOCH), as is one from an older coordinator
+    /// (TRANSACTION_COORDINATOR_FENCED). An ABORT adds the transaction to the transaction
+    /// index; a marker for a producer without a transaction here is written all the same.
+    pub fn append_end_txn_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: EndTxnMarker,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<LogAppendInfo, StorageError> {
+        let batch = control::encode_end_txn_marker(producer_id, producer_epoch, marker, now_ms);
+        self.append_batch(&batch, leader_epoch, now_ms, AppendOrigin::Coordinator)
+    }
+
+    /// Checks an append against the producer state: `Ok(Ok(update))` to write and then apply,
+    /// `Ok(Err(info))` for a duplicate (answer `info`, write nothing).
+    fn analyze_producers(
+        &self,
+        batches: &[ProducerBatch],
+        origin: AppendOrigin,
+    ) -> Result<Result<ProducerUpdate, LogAppendInfo>, StorageError> {
+        if batches.is_empty() {
+            return Ok(Ok(ProducerUpdate::default()));
+        }
+        match self.producer_state.analyze(batches, origin)? {
+            crate::producer_state::Analysis::Update(update) => Ok(Ok(update)),
+            crate::producer_state::Analysis::Duplicate(original) => {
+                Ok(Err(self.duplicate_append_info(original)))
+            }
+        }
+    }
+
+    fn duplicate_append_info(&self, original: BatchMetadata) -> LogAppendInfo {
+        LogAppendInfo {
+            first_offset: original.first_offset(),
+            last_offset: original.last_offset,
+            max_timestamp: original.timestamp,
+            offset_of_max_timestamp: original.last_offset,
+            log_start_offset: self.log_start_offset,
+            records_count: 0,
+            duplicate: true,
+        }
+    }
+
+    /// Applies a written append to the producer state; aborted transactions go to the
+    /// transaction index of the segment holding their marker (the active one).
+    fn apply_producer_update(&mut self, update: ProducerUpdate) -> Result<(), StorageError> {
+        if update.is_empty() {
+            return Ok(());
+        }
+        for (txn, last_stable_offset) in self.producer_state.apply(update) {
+            if !txn.is_aborted {
+                continue;
+            }
+            let index = self.segment_index_for(txn.last_offset);
+            self.segments[index].txn_index.append(AbortedTxn {
+                producer_id: txn.producer_id,
+                first_offset: txn.first_offset,
+                last_offset: txn.last_offset,
+                last_stable_offset,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Kafka's first unstable offset: where the earliest transaction that is ongoing (or
+    /// whose marker is above the high watermark) starts, never below the log start offset.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producer_state
+            .first_unstable_offset()
+            .map(|offset| offset.max(self.log_start_offset))
+    }
+
+    /// The last stable offset: `read_committed` consumers read below it. The first unstable
+    /// offset if there is one below the high watermark, else the high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        match self.first_unstable_offset() {
+            Some(offset) if offset < self.high_watermark => offset,
+            _ => self.high_watermark,
+        }
+    }
+
+    /// Aborted transactions overlapping `[start_offset, upper_bound_offset)`: marker at or
+    /// after `start_offset`, first offset below `upper_bound_offset` (Kafka's
+    /// `collectAbortedTransactions`). Searches from the segment holding `start_offset` on
+    /// (an entry lives with its marker, which may be segments after the transaction's data),
+    /// until an entry's last stable offset shows that no later one can overlap.
+    pub fn collect_aborted_transactions(
+        &self,
+        start_offset: i64,
+        upper_bound_offset: i64,
+    ) -> Vec<AbortedTxn> {
+        let mut aborted = Vec::new();
+        for segment in &self.segments[self.segment_index_for(start_offset)..] {
+            let found = segment.txn_index.collect(start_offset, upper_bound_offset);
+            aborted.extend(found.aborted);
+            if found.complete {
+                break;
+            }
+        }
+        aborted
+    }
+
+    /// The producers this partition tracks, by producer id (DescribeProducers).
+    pub fn active_producers(&self) -> Vec<ActiveProducer> {
+        self.producer_state.active_producers()
+    }
+
+    /// Kafka's `producer.id.expiration.ms`: forgets producers without an ongoing transaction
+    /// whose last write is at least `producer_id_expiration_ms` old. Returns how many.
+    pub fn remove_expired_producers(
+        &mut self,
+        now_ms: i64,
+        producer_id_expiration_ms: i64,
+    ) -> usize {
+        self.producer_state
+            .remove_expired(now_ms, producer_id_expiration_ms)
     }
 
     fn check_append_size(&self, size_bytes: usize) -> Result<(), StorageError> {
@@ -364,6 +555,7 @@ impl Log {
                 offset_of_max_timestamp: -1,
                 log_start_offset: self.log_start_offset,
                 records_count: 0,
+                duplicate: false,
             });
         }
         let size_bytes: u64 = parts.iter().map(|p| p.len() as u64).sum();
@@ -392,6 +584,7 @@ impl Log {
             offset_of_max_timestamp: summary.offset_of_max_timestamp,
             log_start_offset: self.log_start_offset,
             records_count: summary.records_count,
+            duplicate: false,
         })
     }
 
@@ -430,6 +623,11 @@ impl Log {
             });
         }
         self.segments.push(segment);
+        // The producer state as of the new segment's start (this append is applied after
+        // its write), so that opening the log replays at most the segments after it. Not
+        // fsynced here: the background segment sync does, with the sealed segment.
+        self.write_snapshot(new_base_offset, false)?;
+        self.prune_snapshots()?;
         tracing::debug!(dir = %self.dir.display(), new_base_offset, "rolled log segment");
         Ok(())
     }
@@ -457,8 +655,15 @@ impl Log {
                     [
                         s.offset_index.path().to_path_buf(),
                         s.time_index.path().to_path_buf(),
+                        s.txn_index.path().to_path_buf(),
                     ]
                 })
+                // The producer snapshots written at these segments' rolls.
+                .chain(
+                    self.snapshots
+                        .range(self.recovery_point.saturating_add(1)..=active_base_offset)
+                        .map(|offset| crate::producer_state::snapshot_path(&self.dir, *offset)),
+                )
                 // The epoch checkpoint is written lazily (no fsync) on append; once the recovery
                 // point passes these segments, recovery no longer re-derives their epochs.
                 .chain([self.dir.join(crate::epoch::CHECKPOINT_FILE_NAME)])
@@ -474,7 +679,8 @@ impl Log {
         if sync.truncations != self.truncations || sync.recovery_point <= self.recovery_point {
             return Ok(());
         }
-        self.set_recovery_point(sync.recovery_point)
+        self.set_recovery_point(sync.recovery_point)?;
+        self.prune_snapshots()
     }
 
     /// Kafka's `deleteOldSegments` for `cleanup.policy=delete`: deletes sealed segments from
@@ -516,6 +722,7 @@ impl Log {
         if deleted > 0 {
             let first_base_offset = self.segments[0].base_offset;
             self.advance_log_start_offset(first_base_offset)?;
+            self.prune_snapshots()?;
         }
         Ok(deleted)
     }
@@ -590,6 +797,49 @@ impl Log {
         max_offset_exclusive: i64,
         min_one_batch: bool,
     ) -> Result<FetchDataInfo, StorageError> {
+        self.read_range(fetch_offset, max_bytes, max_offset_exclusive, min_one_batch)
+            .map(|(data, _)| data)
+    }
+
+    /// A fetch at an isolation level: `ReadUncommitted` reads below the high watermark,
+    /// `ReadCommitted` below the last stable offset and also reports the aborted
+    /// transactions overlapping `[fetch_offset, end of the returned data)` (Kafka's
+    /// `addAbortedTransactions`: the end is the offset of the batch after the returned ones,
+    /// or the next segment's base offset).
+    pub fn read_with_isolation(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        isolation: Isolation,
+    ) -> Result<FetchDataInfo, StorageError> {
+        match isolation {
+            Isolation::ReadUncommitted => {
+                self.read(fetch_offset, max_bytes, self.high_watermark, min_one_batch)
+            }
+            Isolation::ReadCommitted => {
+                let last_stable_offset = self.last_stable_offset();
+                let (mut data, upper_bound_offset) =
+                    self.read_range(fetch_offset, max_bytes, last_stable_offset, min_one_batch)?;
+                let aborted = if data.records.is_empty() {
+                    Vec::new()
+                } else {
+                    self.collect_aborted_transactions(fetch_offset, upper_bound_offset)
+                };
+                data.aborted_transactions = Some(aborted);
+                Ok(data)
+            }
+        }
+    }
+
+    /// [`Log::read`], plus the offset just after the returned data.
+    fn read_range(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        max_offset_exclusive: i64,
+        min_one_batch: bool,
+    ) -> Result<(FetchDataInfo, i64), StorageError> {
         let log_end_offset = self.log_end_offset();
         if fetch_offset < self.log_start_offset || fetch_offset > log_end_offset {
             return Err(StorageError::OffsetOutOfRange {
@@ -600,7 +850,8 @@ impl Log {
         }
         let first_segment = self.segment_index_for(fetch_offset);
         let mut records = FileRecords::empty();
-        for segment in &self.segments[first_segment..] {
+        let mut upper_bound_offset = fetch_offset;
+        for (index, segment) in self.segments.iter().enumerate().skip(first_segment) {
             let Some((start, first)) = segment.find_batch_position(fetch_offset)? else {
                 continue;
             };
@@ -630,12 +881,21 @@ impl Log {
                 }
             };
             records = segment.slice(start, end);
+            upper_bound_offset = match segment.read_header_at(end)? {
+                Some(next) => next.base_offset,
+                None => self
+                    .segments
+                    .get(index + 1)
+                    .map_or(log_end_offset, |s| s.base_offset),
+            };
             break;
         }
-        Ok(FetchDataInfo {
+        let data = FetchDataInfo {
             records,
             log_start_offset: self.log_start_offset,
-        })
+            aborted_transactions: None,
+        };
+        Ok((data, upper_bound_offset))
     }
 
     /// Index of the last segment whose base offset is `<= offset` (0 if none).
@@ -717,11 +977,20 @@ impl Log {
         };
         active.truncate_to_position(position)?;
         active.persist(true)?;
-        self.after_truncation()
+        self.after_truncation()?;
+        // Kafka's `truncateAndReload`: the state of the remaining log, from the newest
+        // snapshot at or below its end.
+        let log_end_offset = self.log_end_offset();
+        self.load_producer_state(log_end_offset)?;
+        self.prune_snapshots()
     }
 
     fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
         self.delete_segments_from(0)?;
+        self.producer_state.clear();
+        for snapshot in std::mem::take(&mut self.snapshots) {
+            remove_file_if_exists(&crate::producer_state::snapshot_path(&self.dir, snapshot))?;
+        }
         let now_ms = self.last_flush_ms;
         self.segments.push(LogSegment::open(
             &self.dir,
@@ -745,6 +1014,8 @@ impl Log {
         self.high_watermark = self
             .high_watermark
             .clamp(self.log_start_offset, log_end_offset);
+        self.producer_state
+            .on_high_watermark_updated(self.high_watermark);
         // Kafka's `LogCleanerManager.maybeTruncateCheckpoint`: what is gone is not clean.
         self.cleaner_checkpoint = self.cleaner_checkpoint.min(log_end_offset);
         crate::sync_dir(&self.dir)
@@ -786,18 +1057,156 @@ impl Log {
         self.unflushed_messages = 0;
         self.last_flush_ms = now_ms;
         let log_end_offset = self.log_end_offset();
-        self.set_recovery_point(log_end_offset)
+        self.set_recovery_point(log_end_offset)?;
+        self.prune_snapshots()
     }
 
-    /// Flushes and writes every segment's indexes, so the next open can trust them.
+    /// Flushes and writes every segment's indexes and a producer snapshot at the log end
+    /// offset, so the next open can trust them and replays nothing.
     pub fn close(mut self) -> Result<(), StorageError> {
         for segment in &mut self.segments {
             segment.persist(true)?;
         }
+        let log_end_offset = self.log_end_offset();
+        self.write_snapshot(log_end_offset, true)?;
         self.epoch_cache.persist()?;
         crate::sync_dir(&self.dir)?;
         let log_end_offset = self.log_end_offset();
         self.set_recovery_point(log_end_offset)
+    }
+
+    /// Writes the producer snapshot for `offset` (the log end offset now), replacing the file
+    /// atomically; `durable` fsyncs it and the directory.
+    fn write_snapshot(&mut self, offset: i64, durable: bool) -> Result<(), StorageError> {
+        debug_assert_eq!(offset, self.log_end_offset());
+        let bytes = self.producer_state.encode_snapshot(offset);
+        let path = crate::producer_state::snapshot_path(&self.dir, offset);
+        crate::write_replacing(&path, &bytes, durable)?;
+        self.snapshots.insert(offset);
+        Ok(())
+    }
+
+    /// Deletes the snapshots no open can use: those above the log end offset (their data is
+    /// gone) and those older than the newest one at or below the start of the segment holding
+    /// the recovery point (crash recovery replays from there at the earliest).
+    fn prune_snapshots(&mut self) -> Result<(), StorageError> {
+        let log_end_offset = self.log_end_offset();
+        let recovery_segment = self.segment_index_for(self.recovery_point.min(log_end_offset));
+        let keep_from = self.segments[recovery_segment].base_offset;
+        let floor = self.snapshots.range(..=keep_from).next_back().copied();
+        let doomed: Vec<i64> = self
+            .snapshots
+            .iter()
+            .copied()
+            .filter(|offset| *offset > log_end_offset || floor.is_some_and(|f| *offset < f))
+            .collect();
+        for offset in doomed {
+            remove_file_if_exists(&crate::producer_state::snapshot_path(&self.dir, offset))?;
+            self.snapshots.remove(&offset);
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the producer state (Kafka's `loadProducerState`): the newest valid snapshot at
+    /// or below `snapshot_at_most` (corrupt ones are deleted; none: empty state from the first
+    /// segment), then every batch after it, which also refills the transaction indexes that
+    /// recovery emptied.
+    fn load_producer_state(&mut self, snapshot_at_most: i64) -> Result<(), StorageError> {
+        let log_end_offset = self.log_end_offset();
+        let limit = snapshot_at_most.min(log_end_offset);
+        let candidates: Vec<i64> = self.snapshots.range(..=limit).rev().copied().collect();
+        let mut replay_from = None;
+        for offset in candidates {
+            match crate::producer_state::read_snapshot(&self.dir, offset) {
+                Ok(entries) => {
+                    tracing::debug!(dir = %self.dir.display(), offset, producers = entries.len(),
+                        "loaded producer snapshot");
+                    self.producer_state.load(entries);
+                    replay_from = Some(offset);
+                    break;
+                }
+                Err(StorageError::CorruptFile { path, reason }) => {
+                    tracing::warn!(path = %path.display(), %reason,
+                        "ignoring unreadable producer snapshot");
+                }
+                Err(StorageError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(other) => return Err(other),
+            }
+            remove_file_if_exists(&crate::producer_state::snapshot_path(&self.dir, offset))?;
+            self.snapshots.remove(&offset);
+        }
+        let replay_from = match replay_from {
+            Some(offset) => offset,
+            None => {
+                self.producer_state.clear();
+                self.segments[0].base_offset
+            }
+        };
+        self.replay_producer_state(replay_from)?;
+        // Replayed markers are below the high watermark: their transactions are stable.
+        self.producer_state
+            .on_high_watermark_updated(self.high_watermark);
+        Ok(())
+    }
+
+    /// Applies every batch from `from_offset` to the log end to the producer state, as a
+    /// follower would (no checks), adding aborted transactions to the transaction index of
+    /// their marker's segment unless it has them already.
+    fn replay_producer_state(&mut self, from_offset: i64) -> Result<(), StorageError> {
+        let mut replayed = 0u64;
+        for index in self.segment_index_for(from_offset)..self.segments.len() {
+            let Some((mut position, _)) = self.segments[index].find_batch_position(from_offset)?
+            else {
+                continue;
+            };
+            while let Some(header) = self.segments[index].read_header_at(position)? {
+                position += header.total_size_bytes() as u64;
+                if header.producer_id < 0 {
+                    continue;
+                }
+                let marker = if header.is_control() {
+                    let batch = self.segments[index]
+                        .read_batch(position - header.total_size_bytes() as u64, &header)?;
+                    match end_txn_marker(&batch) {
+                        Ok(marker) => marker,
+                        Err(error) => {
+                            tracing::warn!(dir = %self.dir.display(), offset = header.base_offset,
+                                %error, "skipping unreadable control batch");
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                let batch = ProducerBatch { header, marker };
+                match self
+                    .producer_state
+                    .analyze(&[batch], AppendOrigin::Replication)
+                {
+                    Ok(crate::producer_state::Analysis::Update(update)) => {
+                        for (txn, last_stable_offset) in self.producer_state.apply(update) {
+                            if txn.is_aborted {
+                                self.segments[index].txn_index.append_if_new(AbortedTxn {
+                                    producer_id: txn.producer_id,
+                                    first_offset: txn.first_offset,
+                                    last_offset: txn.last_offset,
+                                    last_stable_offset,
+                                })?;
+                            }
+                        }
+                    }
+                    Ok(crate::producer_state::Analysis::Duplicate(_)) => {}
+                    Err(error) => {
+                        tracing::warn!(dir = %self.dir.display(), offset = header.base_offset,
+                            %error, "producer state replay skipped a batch");
+                    }
+                }
+                replayed += 1;
+            }
+        }
+        tracing::debug!(dir = %self.dir.display(), from_offset, replayed, "replayed producer state");
+        Ok(())
     }
 
     /// Removes the log directory and everything in it.
@@ -833,6 +1242,38 @@ impl AppendSummary {
         }
         self.records_count += u64::from(header.last_offset_delta as u32) + 1;
     }
+}
+
+/// The batches of an append that carry a producer id, with the marker of each control batch.
+/// `bytes_of(position, size)` gives a batch's bytes.
+fn producer_batches<'a>(
+    batches: &[(RecordBatchHeader, u64)],
+    bytes_of: impl Fn(usize, usize) -> &'a [u8],
+) -> Result<Vec<ProducerBatch>, StorageError> {
+    let mut out = Vec::new();
+    for (header, position) in batches {
+        if header.producer_id < 0 {
+            continue;
+        }
+        let marker = if header.is_control() {
+            end_txn_marker(bytes_of(*position as usize, header.total_size_bytes()))?
+        } else {
+            None
+        };
+        out.push(ProducerBatch {
+            header: *header,
+            marker,
+        });
+    }
+    Ok(out)
+}
+
+/// The transaction marker of a control batch (`None` for other control types).
+fn end_txn_marker(batch: &[u8]) -> Result<Option<EndTxnMarker>, records::RecordError> {
+    Ok(match control::read_control_record(batch)? {
+        Some(ControlRecord::EndTxn(marker)) => Some(marker),
+        Some(ControlRecord::Other { .. }) | None => None,
+    })
 }
 
 /// Patches base offsets (consecutive from `first_offset`) and leader epochs in place; returns
@@ -894,7 +1335,7 @@ fn scan_dir(dir: &Path) -> Result<Vec<i64>, StorageError> {
         };
         match extension {
             "log" => log_offsets.push(base_offset),
-            "index" | "timeindex" => index_files.push((base_offset, path)),
+            "index" | "timeindex" | "txnindex" => index_files.push((base_offset, path)),
             _ => {}
         }
     }
@@ -934,6 +1375,14 @@ fn load_segments(
                     delete_segment_files(&later)?;
                 }
             }
+        }
+        // The transaction index of a segment that may hold unsynced data may be missing
+        // entries (or hold some of lost markers): it is rebuilt by the producer state replay.
+        if may_hold_unsynced {
+            segments[index].load_txn_index()?;
+            segments[index].txn_index.reset()?;
+        } else {
+            segments[index].load_txn_index()?;
         }
         index += 1;
     }
@@ -976,13 +1425,16 @@ fn check_contiguous(segments: &[LogSegment]) -> Result<(), StorageError> {
 fn delete_segment_files(segment: &LogSegment) -> Result<(), StorageError> {
     remove_file_if_exists(segment.log_path())?;
     remove_file_if_exists(segment.offset_index.path())?;
-    remove_file_if_exists(segment.time_index.path())
+    remove_file_if_exists(segment.time_index.path())?;
+    remove_file_if_exists(segment.txn_index.path())
 }
 
 mod cleaning;
 pub use cleaning::SwapCommitted;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;
 
 /// The leader epoch cache after an unclean shutdown. The checkpoint may be stale, missing or
 /// torn (it is written without fsync on the append path), so, like Kafka's segment recovery,

@@ -9,6 +9,7 @@ use fjord_protocol::records::{self, RecordBatchHeader, RECORD_BATCH_HEADER_BYTES
 
 use crate::file_records::FileRecords;
 use crate::index::{IndexFile, OffsetEntry, TimeEntry};
+use crate::txn_index::TransactionIndex;
 use crate::{io_error, StorageError};
 
 /// Kafka's `RecordBatch.NO_TIMESTAMP`.
@@ -31,6 +32,8 @@ pub(crate) struct LogSegment {
     pub next_offset: i64,
     pub offset_index: IndexFile<OffsetEntry>,
     pub time_index: IndexFile<TimeEntry>,
+    /// Aborted transactions whose markers are in this segment.
+    pub txn_index: TransactionIndex,
     bytes_since_last_index_entry: u64,
     index_interval_bytes: u64,
     pub max_timestamp_so_far: i64,
@@ -83,6 +86,7 @@ impl LogSegment {
             next_offset: base_offset,
             offset_index: IndexFile::new_empty(name("index")),
             time_index: IndexFile::new_empty(name("timeindex")),
+            txn_index: TransactionIndex::new_empty(name("txnindex")),
             log_path: Arc::new(log_path),
             bytes_since_last_index_entry: 0,
             index_interval_bytes,
@@ -92,7 +96,7 @@ impl LogSegment {
         })
     }
 
-    /// Renames the segment's three files from `old_suffix` to `new_suffix` (Kafka's
+    /// Renames the segment's four files from `old_suffix` to `new_suffix` (Kafka's
     /// `LogSegment.changeFileSuffixes`). Open handles follow the rename.
     pub fn change_file_suffix(
         &mut self,
@@ -121,6 +125,8 @@ impl LogSegment {
         self.offset_index.set_path(index_path);
         let time_index_path = renamed(self.time_index.path(), false)?;
         self.time_index.set_path(time_index_path);
+        let txn_index_path = renamed(self.txn_index.path(), false)?;
+        self.txn_index.set_path(txn_index_path);
         Ok(())
     }
 
@@ -314,10 +320,23 @@ impl LogSegment {
         Ok(())
     }
 
-    /// Truncates the file to `position` and fixes the in-memory state by rescanning headers.
+    /// Truncates the file to `position` and fixes the in-memory state by rescanning headers;
+    /// aborted transactions whose markers are gone leave the transaction index.
     pub fn truncate_to_position(&mut self, position: u64) -> Result<(), StorageError> {
         self.truncate_file(position)?;
         self.recover(false)?;
+        let next_offset = self.next_offset;
+        self.txn_index.truncate_to(next_offset)
+    }
+
+    /// Loads the transaction index file, keeping only entries whose markers this segment
+    /// holds (call once the segment's extent is known).
+    pub fn load_txn_index(&mut self) -> Result<(), StorageError> {
+        self.txn_index = TransactionIndex::load(
+            self.txn_index.path().to_path_buf(),
+            self.base_offset,
+            self.next_offset,
+        )?;
         Ok(())
     }
 
@@ -448,6 +467,7 @@ impl LogSegment {
         self.offset_index.persist(fsync)?;
         self.time_index.persist(fsync)?;
         if fsync {
+            self.txn_index.sync()?;
             self.file
                 .sync_all()
                 .map_err(io_error("fsync", self.log_path.as_path()))?;

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use fjord_storage::cleaner::clean;
-use fjord_storage::{CleanerConfig, Log, LogConfig, Throttler};
+use fjord_storage::{AppendOrigin, CleanerConfig, Log, LogConfig, Throttler};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -176,7 +176,9 @@ fn run(ops: &[Op], tombstones_expire: bool, dir: &Path) -> Result<(), TestCaseEr
         match op {
             Op::Append { records, codec } => {
                 let mut batch = encode(records, *codec, NOW_MS - 1_000);
-                let info = current.append(&mut batch, 0, NOW_MS).unwrap();
+                let info = current
+                    .append(&mut batch, 0, NOW_MS, AppendOrigin::Client)
+                    .unwrap();
                 for (i, (key, value)) in records.iter().enumerate() {
                     appended.push((
                         info.first_offset + i as i64,
@@ -242,7 +244,9 @@ fn many_updates_of_three_keys_compact_to_three_records_plus_the_active_segment()
     for i in 0..200u8 {
         let records = [(i % 3, Some(i))];
         let mut batch = encode(&records, usize::from(i % 5), NOW_MS - 1_000);
-        let info = log.append(&mut batch, 0, NOW_MS).unwrap();
+        let info = log
+            .append(&mut batch, 0, NOW_MS, AppendOrigin::Client)
+            .unwrap();
         appended.push((
             info.first_offset,
             vec![b'k', i % 3],
@@ -293,7 +297,8 @@ fn a_crash_before_or_after_the_swap_manifest_leaves_a_whole_log() {
         let mut log = Log::open(dir.path(), config(i64::MAX), true, NOW_MS).unwrap();
         for i in 0..120u8 {
             let mut batch = encode(&[(i % 4, Some(i))], 0, NOW_MS - 1_000);
-            log.append(&mut batch, 0, NOW_MS).unwrap();
+            log.append(&mut batch, 0, NOW_MS, AppendOrigin::Client)
+                .unwrap();
         }
         let end = log.log_end_offset();
         log.update_high_watermark(end);

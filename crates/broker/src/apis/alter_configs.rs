@@ -13,7 +13,7 @@ use fjord_protocol::{ResponseError, VersionRange};
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::dynamic_config::{self, NameError};
-use crate::replica_manager::{CreatePartitionsError, GROUP_METADATA_TOPIC_NAME};
+use crate::replica_manager::{is_internal_topic, CreatePartitionsError};
 use crate::topic_config;
 use crate::{Broker, BrokerError};
 
@@ -158,10 +158,10 @@ pub fn apply_topic_configs(
     configs: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<(), AlterError> {
-    if name == GROUP_METADATA_TOPIC_NAME {
+    if is_internal_topic(name) {
         return Err(AlterError(
             ResponseError::InvalidRequest,
-            format!("The configs of {GROUP_METADATA_TOPIC_NAME} are managed by the broker."),
+            format!("The configs of {name} are managed by the broker."),
         ));
     }
     let as_requested: BTreeMap<String, Option<String>> = configs

@@ -12,7 +12,7 @@ use fjord_protocol::{ResponseError, VersionRange};
 use fjord_storage::StorageError;
 
 use crate::partition::PartitionError;
-use crate::replica_manager::GROUP_METADATA_TOPIC_NAME;
+use crate::replica_manager::is_internal_topic;
 use crate::time::now_ms;
 use crate::Broker;
 
@@ -31,8 +31,8 @@ pub fn handle(broker: &Broker, request: &DeleteRecordsRequest) -> DeleteRecordsR
                     let result = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
-                    if topic.name.as_str() == GROUP_METADATA_TOPIC_NAME {
-                        // Only the group coordinator decides what leaves its topic.
+                    if is_internal_topic(topic.name.as_str()) {
+                        // Only the coordinators decide what leaves their topics.
                         return result.with_error_code(ResponseError::InvalidTopicException.code());
                     }
                     let Some(partition) = broker

@@ -4,8 +4,10 @@
 //! - limits: `max_bytes` for the response (capped by the broker's `fetch.max.bytes`) and
 //!   `partition_max_bytes` per partition, with Kafka's rule that the first partition with data
 //!   returns at least one whole batch even if it is larger than the limits,
-//! - `isolation_level` accepted (without transactions the last stable offset is the high
-//!   watermark, and read_committed gets an empty aborted-transactions list).
+//! - `isolation_level`: read_committed reads stop at the last stable offset (the first offset
+//!   of a transaction still open), and each partition's answer lists the aborted transactions
+//!   overlapping the returned data, so the consumer can drop their records (Kafka's
+//!   `FetchResponse.abortedTransactions`); control batches are returned like any batch.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,19 +15,21 @@ use std::time::Duration;
 
 use fjord_protocol::kafka_protocol::messages::fetch_request::FetchPartition;
 use fjord_protocol::kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
-use fjord_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use fjord_protocol::kafka_protocol::messages::{
+    BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName,
+};
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::splice::placeholder;
 use fjord_protocol::{ResponseError, VersionRange};
-use fjord_storage::{FileRecords, StorageError};
+use fjord_storage::{AbortedTxn, FileRecords, StorageError};
 use uuid::Uuid;
 
 use crate::fetch_session::{
     CachedPartition, FetchKey, SessionError, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID,
 };
-use crate::partition::{Partition, PartitionError, PartitionOffsets};
+use crate::partition::{Isolation, Partition, PartitionError, PartitionOffsets};
 use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 18 };
@@ -77,6 +81,11 @@ pub async fn handle(
     let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_CAP) as u64);
     let deadline = tokio::time::Instant::now() + max_wait;
     let read_committed = request.isolation_level == READ_COMMITTED;
+    let isolation = if read_committed {
+        Isolation::ReadCommitted
+    } else {
+        Isolation::ReadUncommitted
+    };
 
     let partitions = resolve_partitions(broker, &reads);
     let mut shutdown = broker.shutdown_signal();
@@ -86,7 +95,7 @@ pub async fn handle(
         let notified = broker.replica_manager().data_arrived.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (results, bytes_read, any_error) = read_all(&reads, &partitions, max_bytes);
+        let (results, bytes_read, any_error) = read_all(&reads, &partitions, max_bytes, isolation);
         let satisfied = bytes_read >= min_bytes.max(1) || any_error || min_bytes == 0;
         if satisfied || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
             break results;
@@ -205,6 +214,8 @@ struct ReadResult {
     error: Option<ResponseError>,
     offsets: Option<PartitionOffsets>,
     records: FileRecords,
+    /// read_committed only: aborted transactions overlapping `records`.
+    aborted_transactions: Vec<AbortedTxn>,
 }
 
 impl ReadResult {
@@ -213,6 +224,7 @@ impl ReadResult {
             error: None,
             offsets: Some(offsets),
             records,
+            aborted_transactions: Vec::new(),
         }
     }
 
@@ -221,6 +233,7 @@ impl ReadResult {
             error: Some(error),
             offsets,
             records: FileRecords::empty(),
+            aborted_transactions: Vec::new(),
         }
     }
 }
@@ -239,6 +252,7 @@ fn read_all(
     reads: &[PlannedRead],
     partitions: &[Option<Arc<Partition>>],
     max_bytes: usize,
+    isolation: Isolation,
 ) -> (Vec<ReadResult>, usize, bool) {
     let mut remaining_bytes = max_bytes;
     let mut bytes_read = 0usize;
@@ -248,7 +262,13 @@ fn read_all(
         .iter()
         .zip(partitions)
         .map(|(read, partition)| {
-            let result = read_one(read, partition.as_deref(), remaining_bytes, min_one_batch);
+            let result = read_one(
+                read,
+                partition.as_deref(),
+                remaining_bytes,
+                min_one_batch,
+                isolation,
+            );
             if !result.records.is_empty() {
                 let size_bytes = usize::try_from(result.records.size_bytes()).unwrap_or(usize::MAX);
                 min_one_batch = false;
@@ -267,6 +287,7 @@ fn read_one(
     partition: Option<&Partition>,
     remaining_bytes: usize,
     min_one_batch: bool,
+    isolation: Isolation,
 ) -> ReadResult {
     let unknown = if read.key.topic.is_empty() {
         ResponseError::UnknownTopicId
@@ -291,14 +312,20 @@ fn read_one(
     // Fast path: nothing new at this offset. Most partitions of a wide fetch woken by an
     // append elsewhere are in this state; answer from the published offsets, lock-free.
     if let Ok(offsets) = partition.offsets() {
-        if read.fetch_offset == offsets.high_watermark
-            && read.fetch_offset >= offsets.log_start_offset
-        {
+        let readable_end = match isolation {
+            Isolation::ReadCommitted => offsets.last_stable_offset,
+            Isolation::ReadUncommitted => offsets.high_watermark,
+        };
+        if read.fetch_offset == readable_end && read.fetch_offset >= offsets.log_start_offset {
             return ReadResult::data(offsets, FileRecords::empty());
         }
     }
-    match partition.read(read.fetch_offset, limit, min_one_batch) {
-        Ok((data, offsets)) => ReadResult::data(offsets, data.records),
+    match partition.read(read.fetch_offset, limit, min_one_batch, isolation) {
+        Ok((data, offsets)) => {
+            let mut result = ReadResult::data(offsets, data.records);
+            result.aborted_transactions = data.aborted_transactions.unwrap_or_default();
+            result
+        }
         Err(PartitionError::Storage(StorageError::OffsetOutOfRange { .. })) => {
             ReadResult::failed(ResponseError::OffsetOutOfRange, partition.offsets().ok())
         }
@@ -385,14 +412,26 @@ fn build_topics(
             log_start_offset: -1,
             log_end_offset: -1,
             high_watermark: -1,
+            last_stable_offset: -1,
+        });
+        let aborted_transactions = read_committed.then(|| {
+            result
+                .aborted_transactions
+                .iter()
+                .map(|txn| {
+                    AbortedTransaction::default()
+                        .with_producer_id(ProducerId(txn.producer_id))
+                        .with_first_offset(txn.first_offset)
+                })
+                .collect()
         });
         let partition = PartitionData::default()
             .with_partition_index(read.key.partition)
             .with_error_code(result.error.map_or(0, |e| e.code()))
             .with_high_watermark(offsets.high_watermark)
-            .with_last_stable_offset(offsets.high_watermark)
+            .with_last_stable_offset(offsets.last_stable_offset)
             .with_log_start_offset(offsets.log_start_offset)
-            .with_aborted_transactions(read_committed.then(Vec::new))
+            .with_aborted_transactions(aborted_transactions)
             .with_preferred_read_replica(BrokerId(-1))
             .with_records(Some(if result.records.is_empty() {
                 Default::default()

@@ -4,10 +4,8 @@
 //! `partition_for(group_id)` on `__consumer_offsets` (created here on first use, as Kafka
 //! does), so that a replicated Fjord can answer with the partition's leader instead.
 //!
-//! Transaction coordinators (key type 1): COORDINATOR_NOT_AVAILABLE until transactions exist.
-//! Naming this broker would send transactional producers into InitProducerId and
-//! AddPartitionsToTxn requests it cannot serve; COORDINATOR_NOT_AVAILABLE makes them retry
-//! with an explicit message, and no data is written under a false promise.
+//! Transaction coordinators (key type 1): this broker too, through `partition_for` on
+//! `__transaction_state` (created here on first use).
 //! Share coordinators (key type 2) and unknown key types: INVALID_REQUEST, as Kafka without a
 //! share coordinator.
 
@@ -53,10 +51,23 @@ fn lookup(broker: &Broker, key_type: i8, key: &str) -> Result<Found, (ResponseEr
                 port: config.advertised_port,
             })
         }
-        KEY_TYPE_TRANSACTION => Err((
-            ResponseError::CoordinatorNotAvailable,
-            "Transactions are not supported by this broker yet.".to_string(),
-        )),
+        KEY_TYPE_TRANSACTION => {
+            if let Err(err) = broker.replica_manager().transaction_state_topic_or_create() {
+                tracing::warn!(error = %err, "cannot create __transaction_state");
+                return Err((
+                    ResponseError::CoordinatorNotAvailable,
+                    format!("__transaction_state is not available: {err}"),
+                ));
+            }
+            let partition = broker.transaction_coordinator().partition_for(key);
+            tracing::trace!(transactional_id = key, partition, "coordinator lookup");
+            let config = broker.config();
+            Ok(Found {
+                node_id: config.node_id,
+                host: config.advertised_host.clone(),
+                port: config.advertised_port,
+            })
+        }
         other => Err((
             ResponseError::InvalidRequest,
             format!("Coordinator key type {other} is not supported."),

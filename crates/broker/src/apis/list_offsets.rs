@@ -15,6 +15,8 @@ use crate::Broker;
 pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 10 };
 
 const LATEST_TIMESTAMP: i64 = -1;
+/// `isolation_level` 1: read_committed (reads stop at the last stable offset).
+const READ_COMMITTED: i8 = 1;
 const EARLIEST_TIMESTAMP: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
@@ -49,7 +51,7 @@ pub fn handle(
                     if let Err(error) = partition.check_leader_epoch(p.current_leader_epoch) {
                         return failure(response, error);
                     }
-                    match lookup(partition, p.timestamp) {
+                    match lookup(partition, p.timestamp, request.isolation_level == READ_COMMITTED) {
                         Ok(found) => {
                             let found = found.unwrap_or(TimestampAndOffset {
                                 timestamp: UNKNOWN,
@@ -90,11 +92,19 @@ fn failure(
         .with_leader_epoch(-1)
 }
 
+/// Kafka's `Partition.fetchOffsetForTimestamp`: LATEST and timestamp lookups are bounded by the
+/// last offset the isolation level may read (the last stable offset for read_committed).
 fn lookup(
     partition: &Partition,
     timestamp: i64,
+    read_committed: bool,
 ) -> Result<Option<TimestampAndOffset>, PartitionError> {
     let offsets = partition.offsets()?;
+    let last_fetchable_offset = if read_committed {
+        offsets.last_stable_offset
+    } else {
+        offsets.high_watermark
+    };
     let at = |offset: i64| -> Result<Option<TimestampAndOffset>, PartitionError> {
         Ok(Some(TimestampAndOffset {
             timestamp: UNKNOWN,
@@ -105,17 +115,15 @@ fn lookup(
         }))
     };
     match timestamp {
-        // Without transactions the last stable offset equals the high watermark, so both
-        // isolation levels get the same answer.
-        LATEST_TIMESTAMP => at(offsets.high_watermark),
+        LATEST_TIMESTAMP => at(last_fetchable_offset),
         EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => at(offsets.log_start_offset),
         // No tiered storage: nothing is pending upload.
         EARLIEST_PENDING_UPLOAD_TIMESTAMP => Ok(None),
         MAX_TIMESTAMP => partition.offset_of_max_timestamp(),
         t if t >= 0 => {
             let found = partition.offset_for_timestamp(t)?;
-            // Only offsets below the high watermark are visible to consumers.
-            Ok(found.filter(|f| f.offset < offsets.high_watermark))
+            // Only what this isolation level may read is an answer.
+            Ok(found.filter(|f| f.offset < last_fetchable_offset))
         }
         _ => Ok(None),
     }

@@ -4,6 +4,8 @@
 
 use fjord_protocol::{ApiKey, VersionRange};
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod consumer_group_describe;
@@ -17,14 +19,19 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_producers;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -32,6 +39,8 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
+pub mod write_txn_markers;
 
 /// Every API this broker implements, with the versions it implements.
 pub const SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[
@@ -50,6 +59,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DeleteRecords, delete_records::VERSIONS),
     (ApiKey::CreatePartitions, create_partitions::VERSIONS),
     (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
+    (ApiKey::DescribeProducers, describe_producers::VERSIONS),
     (ApiKey::DescribeConfigs, describe_configs::VERSIONS),
     (ApiKey::AlterConfigs, alter_configs::VERSIONS),
     (
@@ -72,9 +82,20 @@ pub const SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::OffsetCommit, offset_commit::VERSIONS),
     (ApiKey::OffsetFetch, offset_fetch::VERSIONS),
     (ApiKey::OffsetDelete, offset_delete::VERSIONS),
+    (ApiKey::TxnOffsetCommit, txn_offset_commit::VERSIONS),
     (ApiKey::DescribeGroups, describe_groups::VERSIONS),
     (ApiKey::ListGroups, list_groups::VERSIONS),
     (ApiKey::DeleteGroups, delete_groups::VERSIONS),
+    (ApiKey::InitProducerId, init_producer_id::VERSIONS),
+    (ApiKey::AddPartitionsToTxn, add_partitions_to_txn::VERSIONS),
+    (ApiKey::AddOffsetsToTxn, add_offsets_to_txn::VERSIONS),
+    (ApiKey::EndTxn, end_txn::VERSIONS),
+    (ApiKey::WriteTxnMarkers, write_txn_markers::VERSIONS),
+    (
+        ApiKey::DescribeTransactions,
+        describe_transactions::VERSIONS,
+    ),
+    (ApiKey::ListTransactions, list_transactions::VERSIONS),
 ];
 
 /// The version range implemented for `api_key`, if the API is implemented at all.

@@ -1,6 +1,8 @@
 //! OffsetFetch (key 9), v1-v9: committed offsets of one group (v1-v7; all partitions when the
-//! topic list is null, v2+) or of several groups at once (v8+). `require_stable` (v7+) waits
-//! for no pending transactional offsets; without transactions there never are any.
+//! topic list is null, v2+) or of several groups at once (v8+). Offsets pending in ongoing
+//! transactions are never returned; with `require_stable` (v7+) a partition that has one
+//! answers UNSTABLE_OFFSET_COMMIT (per partition, at every version, as Kafka), and the client
+//! retries until the transaction ends.
 
 use fjord_protocol::kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
@@ -26,10 +28,18 @@ const LEADER_EPOCH_VERSION: i16 = 5;
 
 type Fetched = Result<Vec<(String, Vec<FetchedOffset>)>, ResponseError>;
 
-fn fetch(broker: &Broker, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Fetched {
+/// First version with `require_stable`.
+const REQUIRE_STABLE_VERSION: i16 = 7;
+
+fn fetch(
+    broker: &Broker,
+    group_id: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
+) -> Fetched {
     broker
         .group_coordinator()
-        .fetch_offsets(group_id, topics.as_deref())
+        .fetch_offsets(group_id, topics.as_deref(), require_stable)
 }
 
 pub fn handle(
@@ -37,6 +47,7 @@ pub fn handle(
     api_version: i16,
     request: &OffsetFetchRequest,
 ) -> OffsetFetchResponse {
+    let require_stable = api_version >= REQUIRE_STABLE_VERSION && request.require_stable;
     if api_version >= MULTI_GROUP_VERSION {
         let groups = request
             .groups
@@ -50,7 +61,7 @@ pub fn handle(
                 });
                 let response =
                     OffsetFetchResponseGroup::default().with_group_id(group.group_id.clone());
-                match fetch(broker, &group.group_id, topics) {
+                match fetch(broker, &group.group_id, topics, require_stable) {
                     Ok(topics) => response.with_topics(
                         topics
                             .into_iter()
@@ -75,7 +86,7 @@ pub fn handle(
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    match fetch(broker, &request.group_id, requested.clone()) {
+    match fetch(broker, &request.group_id, requested.clone(), require_stable) {
         Ok(topics) => OffsetFetchResponse::default().with_topics(
             topics
                 .into_iter()
@@ -93,12 +104,7 @@ pub fn handle(
                 .map(|(name, partitions)| {
                     let offsets = partitions
                         .into_iter()
-                        .map(|partition| FetchedOffset {
-                            partition,
-                            committed_offset: -1,
-                            leader_epoch: -1,
-                            metadata: String::new(),
-                        })
+                        .map(|partition| FetchedOffset::none(partition, None))
                         .collect();
                     topic_v1(name, offsets, api_version, Some(error))
                 })
@@ -128,7 +134,7 @@ fn topic_v1(
                             -1
                         })
                         .with_metadata(Some(StrBytes::from_string(o.metadata)))
-                        .with_error_code(error.map_or(0, |e| e.code()))
+                        .with_error_code(error.or(o.error).map_or(0, |e| e.code()))
                 })
                 .collect(),
         )
@@ -140,4 +146,5 @@ fn partitions_v8(o: FetchedOffset) -> OffsetFetchResponsePartitions {
         .with_committed_offset(o.committed_offset)
         .with_committed_leader_epoch(o.leader_epoch)
         .with_metadata(Some(StrBytes::from_string(o.metadata)))
+        .with_error_code(o.error.map_or(0, |e| e.code()))
 }

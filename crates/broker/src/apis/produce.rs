@@ -16,7 +16,7 @@ use fjord_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse, 
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::records::{self, RecordError};
 use fjord_protocol::{ResponseError, VersionRange};
-use fjord_storage::StorageError;
+use fjord_storage::{ProducerStateError, StorageError};
 
 use crate::partition::PartitionError;
 use crate::replica_manager::{is_internal_topic, validate_topic_name, Topic};
@@ -27,6 +27,17 @@ pub const VERSIONS: VersionRange = VersionRange { min: 3, max: 13 };
 
 /// First version that names topics by id instead of by name.
 const TOPIC_ID_VERSION: i16 = 13;
+/// First version sent only by clients using transactions version 2 (KIP-890 part 2).
+const IMPLICIT_ADD_PARTITION_VERSION: i16 = 12;
+/// First version whose clients know TRANSACTION_ABORTABLE (KIP-890 part 1 error handling).
+const TRANSACTION_ABORTABLE_VERSION: i16 = 11;
+
+/// The request's transaction, for the batches that belong to one.
+struct TxnContext {
+    api_version: i16,
+    transactional_id: Option<String>,
+    add_partitions: bool,
+}
 
 /// Handles a produce request. The response is built for every acks value; for acks=0 the
 /// caller sends nothing, or closes the connection if a partition failed (see [`any_error`]).
@@ -37,6 +48,23 @@ pub fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) -> Pro
     let mut appended_any = false;
     // Once per request: dynamic broker configs may swap it at any time.
     let config = broker.config();
+    let txn = TxnContext {
+        api_version,
+        transactional_id: request.transactional_id.as_ref().map(|id| id.to_string()),
+        // KIP-890 part 2: a client that sends Produce v12+ uses transactions version 2 and
+        // does not add partitions itself; the partition is added on its first write.
+        add_partitions: api_version >= IMPLICIT_ADD_PARTITION_VERSION,
+    };
+    if !acks_valid {
+        // Checked per partition below (Kafka answers INVALID_REQUIRED_ACKS per partition).
+    } else if has_transactional_batch(&request) && txn.transactional_id.is_none() {
+        // Kafka's KafkaApis: transactional records need an (authorized) transactional id.
+        return whole_request_error(
+            api_version,
+            request,
+            ResponseError::TransactionalIdAuthorizationFailed,
+        );
+    }
     for topic_data in request.topic_data {
         let topic = resolve_topic(broker, api_version, &topic_data);
         let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
@@ -47,17 +75,16 @@ pub fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) -> Pro
                     ResponseError::InvalidRequiredAcks,
                     None,
                 )
-            } else if request.transactional_id.is_some() {
-                error_response(
-                    partition_data.index,
-                    ResponseError::TransactionalIdAuthorizationFailed,
-                    Some("Transactions are not supported by this broker yet".into()),
-                )
             } else {
                 match &topic {
-                    Ok(topic) => {
-                        produce_to_partition(&config, topic, partition_data, &mut appended_any)
-                    }
+                    Ok(topic) => produce_to_partition(
+                        broker,
+                        &config,
+                        &txn,
+                        topic,
+                        partition_data,
+                        &mut appended_any,
+                    ),
                     Err(code) => error_response(partition_data.index, *code, None),
                 }
             };
@@ -145,7 +172,9 @@ fn record_error_code(err: &RecordError) -> ResponseError {
 }
 
 fn produce_to_partition(
+    broker: &Broker,
     config: &crate::BrokerConfig,
+    txn: &TxnContext,
     topic: &Topic,
     data: PartitionProduceData,
     appended_any: &mut bool,
@@ -182,13 +211,24 @@ fn produce_to_partition(
         }
     }
     let now_ms = now_ms();
+    if let Err(error) = verify_transaction(broker, txn, &records, topic, index, now_ms) {
+        tracing::debug!(topic = %topic.name, partition = index, ?error, "transactional produce refused by the transaction coordinator");
+        return error_response(index, error, None);
+    }
     let (appended, log_append_time_ms) =
         if crate::topic_config::uses_log_append_time(&topic.configs) {
             // The stamp changes CRC-covered fields, so this path edits (a copy of) the batch.
             // Exactly one batch per partition (checked above): one stamp covers the request.
             let mut buffer = into_mut(records);
             records::set_log_append_time(&mut buffer, now_ms);
-            (partition.append_as_leader(&mut buffer, now_ms), now_ms)
+            (
+                partition.append_as_leader(
+                    &mut buffer,
+                    now_ms,
+                    fjord_storage::AppendOrigin::Client,
+                ),
+                now_ms,
+            )
         } else {
             // The request's bytes go to the file as they are; only a copy of the header is
             // patched. No copy of the records.
@@ -196,12 +236,26 @@ fn produce_to_partition(
         };
     match appended {
         Ok(info) => {
-            *appended_any = true;
+            if info.duplicate {
+                // Kafka answers a retried batch it already has with the original offsets.
+                tracing::debug!(topic = %topic.name, partition = index, base_offset = info.first_offset, "duplicate batch from an idempotent producer");
+            } else {
+                *appended_any = true;
+            }
             PartitionProduceResponse::default()
                 .with_index(index)
                 .with_base_offset(info.first_offset)
-                .with_log_append_time_ms(log_append_time_ms)
+                .with_log_append_time_ms(if info.duplicate {
+                    -1
+                } else {
+                    log_append_time_ms
+                })
                 .with_log_start_offset(info.log_start_offset)
+        }
+        Err(PartitionError::Storage(StorageError::Producer(err))) => {
+            // Expected in normal operation (retries, fencing): not a broker failure.
+            tracing::debug!(topic = %topic.name, partition = index, error = %err, "produce refused by producer state");
+            error_response(index, producer_error_code(&err), Some(err.to_string()))
         }
         Err(PartitionError::Deleted) => {
             error_response(index, ResponseError::UnknownTopicOrPartition, None)
@@ -282,10 +336,11 @@ fn validate_records(
                 ),
             ));
         }
-        if header.is_transactional() || header.is_control() {
+        if header.is_control() {
+            // Kafka's LogValidator: only transaction coordinators write markers.
             return Err((
                 ResponseError::InvalidRecord,
-                "Transactional and control batches are not supported yet".into(),
+                "Clients are not allowed to write control records".into(),
             ));
         }
         let batch_bytes = records.get(range).unwrap_or_default();
@@ -293,4 +348,114 @@ fn validate_records(
             .map_err(|err| (record_error_code(&err), err.to_string()))?;
     }
     Ok(())
+}
+
+/// Kafka's error for each way producer state refuses a batch.
+fn producer_error_code(err: &ProducerStateError) -> ResponseError {
+    match err {
+        ProducerStateError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        ProducerStateError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        ProducerStateError::ControlBatchFromClient | ProducerStateError::InvalidSequence { .. } => {
+            ResponseError::InvalidRecord
+        }
+        // Every producer of the partition has an open transaction: retriable, like a full
+        // coordinator (Kafka has no such limit).
+        ProducerStateError::TooManyProducers { .. } => ResponseError::NotEnoughReplicas,
+        ProducerStateError::TransactionCoordinatorFenced { .. } => {
+            ResponseError::TransactionCoordinatorFenced
+        }
+        ProducerStateError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+    }
+}
+
+/// Whether any partition carries a transactional batch (read from the batch header only).
+fn has_transactional_batch(request: &ProduceRequest) -> bool {
+    request
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .filter_map(|p| p.records.as_deref())
+        .any(|records| {
+            records::RecordBatchHeader::parse(records).is_ok_and(|h| h.is_transactional())
+        })
+}
+
+/// The same error for every partition of the request.
+fn whole_request_error(
+    api_version: i16,
+    request: ProduceRequest,
+    error: ResponseError,
+) -> ProduceResponse {
+    let responses = request
+        .topic_data
+        .into_iter()
+        .map(|topic_data| {
+            let partitions = topic_data
+                .partition_data
+                .iter()
+                .map(|p| error_response(p.index, error, None))
+                .collect();
+            let topic = TopicProduceResponse::default().with_partition_responses(partitions);
+            if api_version >= TOPIC_ID_VERSION {
+                topic.with_topic_id(topic_data.topic_id)
+            } else {
+                topic.with_name(topic_data.name)
+            }
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
+}
+
+/// KIP-890: a transactional batch is appended only if its partition is part of the producer's
+/// ongoing transaction, which the transaction coordinator confirms (and, for transactions
+/// version 2 clients, arranges). This keeps a late or zombie write from opening a transaction
+/// that nobody will ever end, which would stall read_committed consumers at the last stable
+/// offset forever ("hanging transactions").
+fn verify_transaction(
+    broker: &Broker,
+    txn: &TxnContext,
+    records: &[u8],
+    topic: &Topic,
+    index: i32,
+    now_ms: i64,
+) -> Result<(), ResponseError> {
+    let Ok(header) = records::RecordBatchHeader::parse(records) else {
+        return Ok(()); // validated before: unreachable in practice
+    };
+    if !header.is_transactional() {
+        return Ok(());
+    }
+    let Some(transactional_id) = txn.transactional_id.as_deref() else {
+        return Err(ResponseError::TransactionalIdAuthorizationFailed);
+    };
+    broker
+        .transaction_coordinator()
+        .verify_or_add_partitions(
+            transactional_id,
+            header.producer_id,
+            header.producer_epoch,
+            &[(topic.name.to_string(), index)],
+            txn.add_partitions,
+            now_ms,
+        )
+        .map_err(|error| verification_error_for(error, txn.api_version))
+}
+
+/// Kafka's translation of the coordinator's verdict into produce errors
+/// (`AddPartitionsToTxnManager` and `ReplicaManager.handleProduceAppend`): retriable coordinator
+/// errors become NOT_ENOUGH_REPLICAS, which every client retries without a metadata refresh;
+/// PRODUCER_FENCED becomes INVALID_PRODUCER_EPOCH; clients older than Produce v11 do not know
+/// TRANSACTION_ABORTABLE and get INVALID_TXN_STATE.
+fn verification_error_for(error: ResponseError, api_version: i16) -> ResponseError {
+    match error {
+        ResponseError::CoordinatorNotAvailable
+        | ResponseError::CoordinatorLoadInProgress
+        | ResponseError::NotCoordinator
+        | ResponseError::ConcurrentTransactions => ResponseError::NotEnoughReplicas,
+        ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+        ResponseError::TransactionAbortable if api_version < TRANSACTION_ABORTABLE_VERSION => {
+            ResponseError::InvalidTxnState
+        }
+        other => other,
+    }
 }

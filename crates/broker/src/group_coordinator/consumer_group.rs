@@ -353,6 +353,28 @@ impl ConsumerGroup {
         Ok(())
     }
 
+    /// Checks a TxnOffsetCommit (Kafka's `ConsumerGroup.validateOffsetCommit` with
+    /// `isTransactional`): generation -1 is accepted while the group has no members; otherwise
+    /// the member must exist and the generation must be its epoch. A stale epoch answers
+    /// ILLEGAL_GENERATION, the error TxnOffsetCommit clients know (Kafka maps it the same way).
+    pub fn validate_transactional_offset_commit(
+        &self,
+        member_id: &str,
+        member_epoch: i32,
+    ) -> Result<(), ResponseError> {
+        if member_epoch < 0 && self.members.is_empty() {
+            return Ok(());
+        }
+        let member = self
+            .members
+            .get(member_id)
+            .ok_or(ResponseError::UnknownMemberId)?;
+        if member_epoch != member.member_epoch {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
     fn subscribed_metadata(
         &self,
         topic_metadata: &dyn Fn(&str) -> Option<TopicMetadata>,

@@ -100,6 +100,8 @@ fn group_metadata_append_error(error: &AppendError) -> ResponseError {
         AppendError::TooLarge { .. } => ResponseError::UnknownServerError,
         AppendError::Unavailable(_) => ResponseError::CoordinatorNotAvailable,
         AppendError::Storage(_) => ResponseError::NotCoordinator,
+        // Group metadata is never written transactionally, so never fenced.
+        AppendError::Rejected(_) => ResponseError::UnknownServerError,
     }
 }
 

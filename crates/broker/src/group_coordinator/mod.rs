@@ -34,14 +34,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use fjord_protocol::control::ControlRecord;
 use fjord_protocol::kafka_protocol::messages::consumer_group_describe_response;
 use fjord_protocol::kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use fjord_protocol::kafka_protocol::messages::list_groups_response::ListedGroup;
 use fjord_protocol::kafka_protocol::messages::offset_commit_response::OffsetCommitResponseTopic;
+use fjord_protocol::kafka_protocol::messages::txn_offset_commit_response::TxnOffsetCommitResponseTopic;
 use fjord_protocol::kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId, JoinGroupRequest,
     JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, OffsetCommitRequest,
-    SyncGroupRequest, SyncGroupResponse,
+    SyncGroupRequest, SyncGroupResponse, TxnOffsetCommitRequest,
 };
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::records::BatchIter;
@@ -73,6 +75,12 @@ pub const MEMBER_ASSIGNMENT_BYTES_MAX: usize = 1024 * 1024;
 /// How long a new member's JoinGroup may stay parked before the member is dropped (Kafka's
 /// `group.classic.new.member.join.timeout.ms` default).
 pub const NEW_MEMBER_JOIN_TIMEOUT_MS: i64 = 5 * 60 * 1000;
+/// Transactional offsets pending (committed by ongoing transactions, not yet ended by a marker)
+/// in one shard. Kafka has no such limit; each costs memory until its transaction ends, which
+/// the client decides (up to `transaction.max.timeout.ms`). A TxnOffsetCommit above it is
+/// answered COORDINATOR_NOT_AVAILABLE (retriable) until transactions end. Replay is not bounded:
+/// the log is the truth.
+pub const PENDING_TRANSACTIONAL_OFFSETS_MAX: usize = 100_000;
 /// Timer tasks one poll of one shard runs at most.
 pub const TIMER_TASKS_PER_POLL_MAX: usize = 100_000;
 /// Bytes read per call when replaying `__consumer_offsets` at start-up.
@@ -95,6 +103,8 @@ pub struct GroupCoordinatorConfig {
     /// Largest record batch the coordinator writes for one operation (`message.max.bytes`).
     pub batch_bytes_max: usize,
     pub groups_count_max: usize,
+    /// Offsets pending in transactions per shard (`PENDING_TRANSACTIONAL_OFFSETS_MAX`).
+    pub pending_transactional_offsets_max: usize,
     pub consumer_heartbeat_interval_ms: i32,
     pub consumer_session_timeout_ms: i32,
     pub consumer_assignor: String,
@@ -113,6 +123,7 @@ impl GroupCoordinatorConfig {
             new_member_join_timeout_ms: NEW_MEMBER_JOIN_TIMEOUT_MS,
             batch_bytes_max: config.message_max_bytes,
             groups_count_max: GROUPS_COUNT_MAX,
+            pending_transactional_offsets_max: PENDING_TRANSACTIONAL_OFFSETS_MAX,
             consumer_heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
             consumer_session_timeout_ms: config.group_consumer_session_timeout_ms,
             consumer_assignor: config.group_consumer_assignor.clone(),
@@ -141,18 +152,47 @@ pub enum AppendError {
     Unavailable(String),
     #[error("storage: {0}")]
     Storage(String),
+    /// The log refused the batch with this Kafka error (a transactional write from a fenced
+    /// producer epoch: INVALID_PRODUCER_EPOCH, PRODUCER_FENCED).
+    #[error("refused: {0:?}")]
+    Rejected(ResponseError),
+}
+
+/// The producer of a transactional coordinator write (TxnOffsetCommit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransactionalProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
 }
 
 /// Where a shard's records go: a partition of `__consumer_offsets` (or, in tests, memory).
 pub trait CoordinatorLog: Send + Sync {
-    /// Appends `records` as one batch to `partition`; returns once they are in the log (the
-    /// same durability as a produce with acks=all on this single node).
+    /// Appends `records` (not empty) as one batch to `partition`; returns once they are in the
+    /// log (the same durability as a produce with acks=all on this single node), with the
+    /// offset of the first record. With a `producer` the batch is transactional, carrying the
+    /// producer's id and epoch; its records count only once the transaction's marker commits.
+    fn append_batch(
+        &self,
+        partition: i32,
+        records: &[CoordinatorRecord],
+        producer: Option<TransactionalProducer>,
+        now_ms: i64,
+    ) -> Result<i64, AppendError>;
+
+    /// Appends `records` as one plain batch (see [`CoordinatorLog::append_batch`]); nothing
+    /// for no records.
     fn append(
         &self,
         partition: i32,
         records: &[CoordinatorRecord],
         now_ms: i64,
-    ) -> Result<(), AppendError>;
+    ) -> Result<(), AppendError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.append_batch(partition, records, None, now_ms)
+            .map(|_| ())
+    }
 }
 
 /// The broker-wide count of groups, bounded by `GROUPS_COUNT_MAX`.
@@ -230,16 +270,22 @@ impl OffsetsTopicLog {
 }
 
 impl CoordinatorLog for OffsetsTopicLog {
-    fn append(
+    fn append_batch(
         &self,
         partition: i32,
         records: &[CoordinatorRecord],
+        producer: Option<TransactionalProducer>,
         now_ms: i64,
-    ) -> Result<(), AppendError> {
+    ) -> Result<i64, AppendError> {
         if records.is_empty() {
-            return Ok(());
+            // A batch needs a record; callers never ask for an empty one.
+            return Err(AppendError::Storage("no records to append".to_string()));
         }
-        let mut batch = persistence::encode_batch(records, now_ms);
+        let mut batch = persistence::encode_batch_with_producer(
+            records,
+            producer.map(|p| (p.producer_id, p.producer_epoch)),
+            now_ms,
+        );
         if batch.len() > self.batch_bytes_max {
             return Err(AppendError::TooLarge {
                 size_bytes: batch.len(),
@@ -256,8 +302,10 @@ impl CoordinatorLog for OffsetsTopicLog {
             .ok_or_else(|| {
                 AppendError::Unavailable(format!("partition {partition} does not exist"))
             })?;
-        target
-            .append_as_leader(&mut batch, now_ms)
+        // Coordinator origin: a transactional batch is checked against the producer's epoch
+        // only (no sequences) and opens the producer's transaction in the partition.
+        let info = target
+            .append_as_leader(&mut batch, now_ms, fjord_storage::AppendOrigin::Coordinator)
             .map_err(|err| match err {
                 PartitionError::Deleted => AppendError::Unavailable(err.to_string()),
                 PartitionError::Storage(fjord_storage::StorageError::RecordBatchTooLarge {
@@ -267,11 +315,22 @@ impl CoordinatorLog for OffsetsTopicLog {
                     size_bytes,
                     limit_bytes: usize::try_from(segment_bytes).unwrap_or(usize::MAX),
                 },
+                PartitionError::Storage(fjord_storage::StorageError::Producer(err)) => {
+                    AppendError::Rejected(match err {
+                        fjord_storage::ProducerStateError::InvalidProducerEpoch { .. } => {
+                            ResponseError::ProducerFenced
+                        }
+                        fjord_storage::ProducerStateError::InvalidTxnState { .. } => {
+                            ResponseError::InvalidTxnState
+                        }
+                        _ => ResponseError::InvalidProducerEpoch,
+                    })
+                }
                 PartitionError::Storage(err) => AppendError::Storage(err.to_string()),
             })?;
         // Readers of __consumer_offsets (tools) long-poll like any consumer.
         self.replica_manager.data_arrived.notify_waiters();
-        Ok(())
+        Ok(info.first_offset)
     }
 }
 
@@ -608,12 +667,68 @@ impl GroupCoordinator {
         }))
     }
 
-    /// OffsetFetch of one group. With no transactions yet there are never pending offsets, so
-    /// `require_stable` needs nothing extra.
+    /// TxnOffsetCommit (Kafka's `GroupCoordinatorService.commitTransactionalOffsets`) for
+    /// partitions that exist (the handler answered the others, and verified the transaction):
+    /// one transactional batch with the request's producer id and epoch; the offsets stay
+    /// pending until [`GroupCoordinator::complete_transaction`].
+    pub fn commit_transactional_offsets(
+        &self,
+        request: &TxnOffsetCommitRequest,
+        api_version: i16,
+        now_ms: i64,
+    ) -> Result<Vec<TxnOffsetCommitResponseTopic>, ResponseError> {
+        if !self.is_active() {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if request.group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        Ok(self.with_shard(request.group_id.as_str(), now_ms, |shard| {
+            shard.commit_transactional_offsets(request, api_version, now_ms)
+        }))
+    }
+
+    /// A transaction ended: its COMMIT (`commit`) or ABORT marker was just appended to
+    /// `__consumer_offsets` partition `offsets_partition` by the transaction marker writer.
+    /// The producer's pending offsets there become committed (where no later plain commit
+    /// exists) or are dropped (Kafka's `replayEndTransactionMarker`). Takes only the shard's
+    /// lock and never calls the transaction coordinator (lock order: transaction coordinator,
+    /// group shard, partition).
+    pub fn complete_transaction(
+        &self,
+        offsets_partition: i32,
+        producer_id: i64,
+        commit: bool,
+        now_ms: i64,
+    ) {
+        let Some(shard) = usize::try_from(offsets_partition)
+            .ok()
+            .and_then(|i| self.shards.get(i))
+        else {
+            warn!(
+                offsets_partition,
+                producer_id, commit, "transaction marker for a partition this coordinator lacks"
+            );
+            return;
+        };
+        shard
+            .lock()
+            .complete_transaction(producer_id, commit, now_ms);
+    }
+
+    /// The `__consumer_offsets` partition a group's offsets (and so a transaction's
+    /// TxnOffsetCommit for it) are written to.
+    pub fn offsets_partition(&self, group_id: &str) -> i32 {
+        self.partition_for(group_id)
+    }
+
+    /// OffsetFetch of one group. With `require_stable` (v7+) partitions with offsets pending in
+    /// a transaction answer UNSTABLE_OFFSET_COMMIT; without it pending offsets are not visible.
     pub fn fetch_offsets(
         &self,
         group_id: &str,
         topics: Option<&[(String, Vec<i32>)]>,
+        require_stable: bool,
     ) -> Result<Vec<(String, Vec<FetchedOffset>)>, ResponseError> {
         if !self.is_active() {
             return Err(ResponseError::CoordinatorNotAvailable);
@@ -621,7 +736,10 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
-        Ok(self.shard(group_id).lock().fetch_offsets(group_id, topics))
+        Ok(self
+            .shard(group_id)
+            .lock()
+            .fetch_offsets(group_id, topics, require_stable))
     }
 
     #[allow(clippy::type_complexity)]
@@ -765,7 +883,9 @@ impl GroupCoordinator {
 }
 
 /// Replays one `__consumer_offsets` partition into its shard. Undecodable records are logged
-/// and skipped: the rest of the partition is still served.
+/// and skipped: the rest of the partition is still served. Transactions still open at the end
+/// of the log keep their offsets pending: the transaction coordinator writes their marker later
+/// (or aborts them on timeout) and calls [`GroupCoordinator::complete_transaction`].
 fn load_partition(
     partition: &Partition,
     shard: &mut GroupCoordinatorShard,
@@ -776,10 +896,14 @@ fn load_partition(
         Err(_) => return Ok(()),
     };
     let mut position = offsets.log_start_offset;
-    let mut records_loaded = 0usize;
-    let mut skipped = 0usize;
+    let mut stats = ReplayStats::default();
     while position < offsets.high_watermark {
-        let data = match partition.read(position, LOAD_READ_BYTES, true) {
+        let data = match partition.read(
+            position,
+            LOAD_READ_BYTES,
+            true,
+            crate::partition::Isolation::ReadUncommitted,
+        ) {
             Ok((data, _)) => data,
             Err(PartitionError::Deleted) => return Ok(()),
             Err(PartitionError::Storage(err)) => return Err(err.into()),
@@ -789,48 +913,91 @@ fn load_partition(
         }
         // Reads hand out file ranges (for sendfile); replay needs the bytes.
         let records = data.records.read_to_bytes()?;
-        let mut next = position;
-        for batch in BatchIter::new(&records) {
-            let Ok((header, range)) = batch else {
-                warn!(partition = partition.index, offset = next, "unreadable batch in __consumer_offsets; stopping the load of this partition here");
-                return Ok(());
-            };
-            next = header.next_offset();
-            if header.is_control() {
-                continue;
-            }
-            let bytes: Bytes = records.slice(range);
-            let result = fjord_protocol::records::for_each_key_value(
-                &bytes,
-                |offset, key, value| match persistence::decode_record(key, value) {
-                    Ok(record) => {
-                        shard.replay(&record, now_ms);
-                        records_loaded += 1;
-                    }
-                    Err(err) => {
-                        skipped += 1;
-                        warn!(partition = partition.index, offset, error = %err, "skipped a __consumer_offsets record");
-                    }
-                },
-            );
-            if let Err(err) = result {
-                warn!(partition = partition.index, offset = header.base_offset, error = %err, "skipped an unreadable __consumer_offsets batch");
-            }
-        }
+        let Some(next) = replay_batches(shard, &records, position, now_ms, &mut stats) else {
+            break;
+        };
         if next <= position {
             break;
         }
         position = next;
     }
-    if records_loaded > 0 || skipped > 0 {
+    if stats.records > 0 || stats.skipped > 0 || stats.markers > 0 {
         info!(
             partition = partition.index,
-            records = records_loaded,
-            skipped,
+            records = stats.records,
+            skipped = stats.skipped,
+            transaction_markers = stats.markers,
+            pending_transactional_offsets = shard.offsets().pending_count(),
             "replayed __consumer_offsets partition"
         );
     }
     Ok(())
+}
+
+/// What a replay went through.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct ReplayStats {
+    records: usize,
+    skipped: usize,
+    markers: usize,
+}
+
+/// Replays whole batches read from the shard's partition starting at offset `position`:
+/// records of plain batches are applied, those of transactional batches go to their producer's
+/// pending offsets, and transaction markers (control batches) complete them. Returns the offset
+/// after the last batch, or `None` where a batch cannot be read (the load stops there).
+fn replay_batches(
+    shard: &mut GroupCoordinatorShard,
+    records: &Bytes,
+    position: i64,
+    now_ms: i64,
+    stats: &mut ReplayStats,
+) -> Option<i64> {
+    let partition = shard.partition();
+    let mut next = position;
+    for batch in BatchIter::new(records) {
+        let Ok((header, range)) = batch else {
+            warn!(
+                partition,
+                offset = next,
+                "unreadable batch in __consumer_offsets; stopping the load of this partition here"
+            );
+            return None;
+        };
+        next = header.next_offset();
+        let bytes: Bytes = records.slice(range);
+        if header.is_control() {
+            match fjord_protocol::control::read_control_record(&bytes) {
+                Ok(Some(ControlRecord::EndTxn(marker))) => {
+                    stats.markers += 1;
+                    shard.complete_transaction(header.producer_id, marker.commit, now_ms);
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    warn!(partition, offset = header.base_offset, producer_id = header.producer_id, error = %err,
+                        "skipped an unreadable control batch in __consumer_offsets")
+                }
+            }
+            continue;
+        }
+        let producer_id = header.is_transactional().then_some(header.producer_id);
+        let result = fjord_protocol::records::for_each_key_value(&bytes, |offset, key, value| {
+            match persistence::decode_record(key, value) {
+                Ok(record) => {
+                    shard.replay(offset, producer_id, &record, now_ms);
+                    stats.records += 1;
+                }
+                Err(err) => {
+                    stats.skipped += 1;
+                    warn!(partition, offset, error = %err, "skipped a __consumer_offsets record");
+                }
+            }
+        });
+        if let Err(err) = result {
+            warn!(partition, offset = header.base_offset, error = %err, "skipped an unreadable __consumer_offsets batch");
+        }
+    }
+    Some(next)
 }
 
 /// The group ids of a DescribeGroups/DeleteGroups request as strings.

@@ -304,6 +304,17 @@ pub fn encode_record(record: &CoordinatorRecord) -> (Vec<u8>, Option<Vec<u8>>) {
 /// One uncompressed v2 record batch holding `records`, all stamped `now_ms`: what the
 /// coordinator appends for one operation, so the operation's records land atomically.
 pub fn encode_batch(records: &[CoordinatorRecord], now_ms: i64) -> Vec<u8> {
+    encode_batch_with_producer(records, None, now_ms)
+}
+
+/// [`encode_batch`] for a transactional write (TxnOffsetCommit): the producer's id and epoch,
+/// the transactional attribute and base sequence 0, as Kafka's coordinator runtime writes them.
+/// `None` writes a plain batch (producer fields -1).
+pub fn encode_batch_with_producer(
+    records: &[CoordinatorRecord],
+    producer: Option<(i64, i16)>,
+    now_ms: i64,
+) -> Vec<u8> {
     let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = records.iter().map(encode_record).collect();
     let records: Vec<fjord_protocol::batch_builder::Record<'_>> = encoded
         .iter()
@@ -314,7 +325,22 @@ pub fn encode_batch(records: &[CoordinatorRecord], now_ms: i64) -> Vec<u8> {
             headers: &[],
         })
         .collect();
-    fjord_protocol::batch_builder::encode_uncompressed(0, now_ms, 0, &records)
+    match producer {
+        None => fjord_protocol::batch_builder::encode_uncompressed(0, now_ms, 0, &records),
+        Some((producer_id, producer_epoch)) => {
+            fjord_protocol::batch_builder::encode_uncompressed_with_producer(
+                0,
+                now_ms,
+                fjord_protocol::batch_builder::TRANSACTIONAL_ATTRIBUTE,
+                fjord_protocol::batch_builder::ProducerFields {
+                    producer_id,
+                    producer_epoch,
+                    base_sequence: 0,
+                },
+                &records,
+            )
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------ decoding

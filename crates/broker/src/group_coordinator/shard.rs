@@ -13,14 +13,17 @@ use fjord_protocol::kafka_protocol::messages::list_groups_response::ListedGroup;
 use fjord_protocol::kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use fjord_protocol::kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use fjord_protocol::kafka_protocol::messages::{
     GroupId, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, OffsetCommitRequest,
-    SyncGroupRequest, SyncGroupResponse,
+    SyncGroupRequest, SyncGroupResponse, TxnOffsetCommitRequest,
 };
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::ResponseError;
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::classic_group::{ClassicGroup, ClassicGroupState};
 use super::consumer_group::ConsumerGroup;
@@ -30,7 +33,7 @@ use super::persistence::CoordinatorRecord;
 use super::timer::{TimerKey, TimerTask};
 use super::{
     AppendError, CoordinatorLog, GroupCoordinatorConfig, GroupsCount, RequestContext,
-    TIMER_TASKS_PER_POLL_MAX,
+    TransactionalProducer, TIMER_TASKS_PER_POLL_MAX,
 };
 
 /// One partition's committed offset as OffsetFetch reports it.
@@ -41,6 +44,22 @@ pub struct FetchedOffset {
     pub committed_offset: i64,
     pub leader_epoch: i32,
     pub metadata: String,
+    /// UNSTABLE_OFFSET_COMMIT when asked for stable offsets while a transaction has one
+    /// pending for the partition (the offset is then -1).
+    pub error: Option<ResponseError>,
+}
+
+impl FetchedOffset {
+    /// Nothing committed (or an error): offset and leader epoch -1, no metadata.
+    pub fn none(partition: i32, error: Option<ResponseError>) -> Self {
+        Self {
+            partition,
+            committed_offset: -1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            error,
+        }
+    }
 }
 
 /// Kafka's error mapping for a failed offset commit append.
@@ -49,6 +68,7 @@ fn offset_commit_append_error(error: &AppendError) -> ResponseError {
         AppendError::TooLarge { .. } => ResponseError::InvalidCommitOffsetSize,
         AppendError::Unavailable(_) => ResponseError::CoordinatorNotAvailable,
         AppendError::Storage(_) => ResponseError::NotCoordinator,
+        AppendError::Rejected(error) => *error,
     }
 }
 
@@ -58,15 +78,18 @@ fn write_append_error(error: &AppendError) -> ResponseError {
         AppendError::TooLarge { .. } => ResponseError::UnknownServerError,
         AppendError::Unavailable(_) => ResponseError::CoordinatorNotAvailable,
         AppendError::Storage(_) => ResponseError::NotCoordinator,
+        AppendError::Rejected(error) => *error,
     }
 }
 
-/// Kafka's `ClassicGroup.validateOffsetCommit` (non-transactional).
+/// Kafka's `ClassicGroup.validateOffsetCommit`. Transactional commits (TxnOffsetCommit) skip
+/// the group state checks: v0-v2 carry no member id or generation at all.
 fn validate_offset_commit(
     group: &ClassicGroup,
     member_id: &str,
     group_instance_id: Option<&str>,
     generation_id: i32,
+    is_transactional: bool,
 ) -> Result<(), ResponseError> {
     if group.is_in_state(ClassicGroupState::Dead) {
         return Err(ResponseError::CoordinatorNotAvailable);
@@ -77,14 +100,19 @@ fn validate_offset_commit(
         return Ok(());
     }
     if generation_id >= 0 || !member_id.is_empty() || group_instance_id.is_some() {
-        group.validate_member(member_id, group_instance_id, "offset-commit")?;
+        let operation = if is_transactional {
+            "txn-offset-commit"
+        } else {
+            "offset-commit"
+        };
+        group.validate_member(member_id, group_instance_id, operation)?;
         if generation_id != group.generation_id() {
             return Err(ResponseError::IllegalGeneration);
         }
-    } else if !group.is_in_state(ClassicGroupState::Empty) {
+    } else if !is_transactional && !group.is_in_state(ClassicGroupState::Empty) {
         return Err(ResponseError::UnknownMemberId);
     }
-    if group.is_in_state(ClassicGroupState::CompletingRebalance) {
+    if !is_transactional && group.is_in_state(ClassicGroupState::CompletingRebalance) {
         // The member has its new generation but not its assignment yet.
         return Err(ResponseError::RebalanceInProgress);
     }
@@ -165,8 +193,15 @@ impl GroupCoordinatorShard {
 
     // ------------------------------------------------------------------------ load
 
-    /// Applies one record read back from the shard's partition.
-    pub fn replay(&mut self, record: &CoordinatorRecord, now_ms: i64) {
+    /// Applies one record read back from the shard's partition at `record_offset`;
+    /// `producer_id` is that of a transactional batch (Kafka's `replay(offset, producerId, ..)`).
+    pub fn replay(
+        &mut self,
+        record_offset: i64,
+        producer_id: Option<i64>,
+        record: &CoordinatorRecord,
+        now_ms: i64,
+    ) {
         match record {
             CoordinatorRecord::OffsetCommit {
                 group,
@@ -178,8 +213,14 @@ impl GroupCoordinatorShard {
                     // Offsets without group metadata belong to a simple (standalone) group.
                     self.groups.ensure_group_for_replay(group, now_ms);
                 }
-                self.offsets
-                    .replay(group, topic, *partition, value.as_ref());
+                self.offsets.replay(
+                    record_offset,
+                    producer_id,
+                    group,
+                    topic,
+                    *partition,
+                    value.as_ref(),
+                );
             }
             CoordinatorRecord::GroupMetadata { group, value } => {
                 self.groups.replay_group_metadata(group, value.as_ref());
@@ -189,6 +230,24 @@ impl GroupCoordinatorShard {
 
     pub fn on_loaded(&mut self, now_ms: i64) {
         self.groups.on_loaded(now_ms);
+    }
+
+    /// The producer's transaction ended with a marker in this shard's partition (appended just
+    /// now, or replayed at load): its pending offsets are committed or dropped.
+    pub fn complete_transaction(&mut self, producer_id: i64, commit: bool, now_ms: i64) {
+        for group in self.offsets.replay_end_transaction(producer_id, commit) {
+            // The group exists since its pending offsets were replayed (groups with open
+            // transactions are not expired); kept as a guard so offsets never lack a group.
+            if !self.consumer_groups.contains_key(&group) {
+                self.groups.ensure_group_for_replay(&group, now_ms);
+            }
+        }
+        debug!(
+            partition = self.partition,
+            producer_id,
+            result = if commit { "COMMIT" } else { "ABORT" },
+            "transaction completed"
+        );
     }
 
     // ------------------------------------------------------------------------ timers
@@ -299,7 +358,9 @@ impl GroupCoordinatorShard {
             _ if consumer_group.is_some() => consumer_group.map_or(Ok(()), |g| {
                 g.validate_offset_commit(member_id, generation_id, api_version)
             }),
-            Some(group) => validate_offset_commit(group, member_id, instance_id, generation_id),
+            Some(group) => {
+                validate_offset_commit(group, member_id, instance_id, generation_id, false)
+            }
             None if generation_id < 0 => {
                 info!(
                     group = group_id,
@@ -342,6 +403,7 @@ impl GroupCoordinatorShard {
                         metadata,
                         commit_timestamp_ms: now_ms,
                         expire_timestamp_ms,
+                        record_offset: -1,
                     };
                     records.push(CoordinatorRecord::OffsetCommit {
                         group: group_id.to_string(),
@@ -366,10 +428,13 @@ impl GroupCoordinatorShard {
         if records.is_empty() {
             return response;
         }
-        match self.log.append(self.partition, &records, now_ms) {
-            Ok(()) => {
-                for record in &records {
-                    self.replay(record, now_ms);
+        match self
+            .log
+            .append_batch(self.partition, &records, None, now_ms)
+        {
+            Ok(base_offset) => {
+                for (offset, record) in (base_offset..).zip(&records) {
+                    self.replay(offset, None, record, now_ms);
                 }
                 response
             }
@@ -380,31 +445,183 @@ impl GroupCoordinatorShard {
         }
     }
 
+    /// Kafka's `OffsetMetadataManager.commitTransactionalOffset`. The request holds only
+    /// partitions that exist; the transaction was verified by the handler. The records go to
+    /// the log as one transactional batch of the request's producer, and to the producer's
+    /// pending offsets, committed only by the transaction's COMMIT marker.
+    pub fn commit_transactional_offsets(
+        &mut self,
+        request: &TxnOffsetCommitRequest,
+        api_version: i16,
+        now_ms: i64,
+    ) -> Vec<TxnOffsetCommitResponseTopic> {
+        let group_id = request.group_id.as_str();
+        let member_id = request.member_id.as_str();
+        let instance_id = request.group_instance_id.as_ref().map(|s| s.as_str());
+        let generation_id = request.generation_id;
+        let producer = TransactionalProducer {
+            producer_id: request.producer_id.0,
+            producer_epoch: request.producer_epoch,
+        };
+        let all_failed = |error: ResponseError| -> Vec<TxnOffsetCommitResponseTopic> {
+            request
+                .topics
+                .iter()
+                .map(|t| {
+                    TxnOffsetCommitResponseTopic::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    TxnOffsetCommitResponsePartition::default()
+                                        .with_partition_index(p.partition_index)
+                                        .with_error_code(error.code())
+                                })
+                                .collect(),
+                        )
+                })
+                .collect()
+        };
+        // Kafka's `validateTransactionalOffsetCommit`.
+        let validation = if let Some(group) = self.consumer_groups.get(group_id) {
+            group.validate_transactional_offset_commit(member_id, generation_id)
+        } else {
+            match self.groups.classic_group(group_id) {
+                Some(group) => {
+                    validate_offset_commit(group, member_id, instance_id, generation_id, true)
+                }
+                None if generation_id < 0 => {
+                    info!(
+                        group = group_id,
+                        "creating a simple consumer group for a transactional offset commit"
+                    );
+                    self.groups
+                        .get_or_create_classic_group(group_id, now_ms)
+                        .map(|_| ())
+                }
+                None => Err(ResponseError::IllegalGeneration),
+            }
+        };
+        if let Err(error) = validation {
+            debug!(group = group_id, member_id, generation_id, api_version, error = ?error,
+                "transactional offset commit refused");
+            return all_failed(error);
+        }
+        let mut records = Vec::new();
+        let mut response = Vec::with_capacity(request.topics.len());
+        for topic in &request.topics {
+            let mut partitions = Vec::with_capacity(topic.partitions.len());
+            for p in &topic.partitions {
+                let metadata = p
+                    .committed_metadata
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default();
+                let error = if metadata.len() > self.config.offset_metadata_max_bytes {
+                    ResponseError::OffsetMetadataTooLarge.code()
+                } else {
+                    let offset = OffsetAndMetadata {
+                        committed_offset: p.committed_offset,
+                        leader_epoch: (p.committed_leader_epoch >= 0)
+                            .then_some(p.committed_leader_epoch),
+                        metadata,
+                        commit_timestamp_ms: now_ms,
+                        expire_timestamp_ms: None,
+                        record_offset: -1,
+                    };
+                    records.push(CoordinatorRecord::OffsetCommit {
+                        group: group_id.to_string(),
+                        topic: topic.name.to_string(),
+                        partition: p.partition_index,
+                        value: Some(offset.to_record()),
+                    });
+                    0
+                };
+                partitions.push(
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error),
+                );
+            }
+            response.push(
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions),
+            );
+        }
+        if records.is_empty() {
+            return response;
+        }
+        let pending = self.offsets.pending_count();
+        let limit = self.config.pending_transactional_offsets_max;
+        if pending.saturating_add(records.len()) > limit {
+            warn!(
+                partition = self.partition,
+                group = group_id,
+                pending,
+                offsets = records.len(),
+                limit,
+                "transactional offset commit refused: too many offsets pending in transactions"
+            );
+            return all_failed(ResponseError::CoordinatorNotAvailable);
+        }
+        match self
+            .log
+            .append_batch(self.partition, &records, Some(producer), now_ms)
+        {
+            Ok(base_offset) => {
+                for (offset, record) in (base_offset..).zip(&records) {
+                    self.replay(offset, Some(producer.producer_id), record, now_ms);
+                }
+                debug!(
+                    group = group_id,
+                    producer_id = producer.producer_id,
+                    producer_epoch = producer.producer_epoch,
+                    offsets = records.len(),
+                    "transactional offsets pending"
+                );
+                response
+            }
+            Err(err) => {
+                warn!(group = group_id, producer_id = producer.producer_id, error = %err,
+                    "transactional offset commit could not be written");
+                all_failed(offset_commit_append_error(&err))
+            }
+        }
+    }
+
     /// Committed offsets of `topics` (`None`: every committed offset of the group). An unknown
-    /// group has no offsets: -1 for requested partitions, nothing otherwise.
+    /// group has no offsets: -1 for requested partitions, nothing otherwise. Offsets pending in
+    /// transactions are never returned; with `require_stable` a partition that has one answers
+    /// UNSTABLE_OFFSET_COMMIT instead of its committed offset (Kafka's `fetchOffsets` and
+    /// `fetchAllOffsets`: per partition, and for all offsets only partitions with a committed
+    /// offset are listed).
     pub fn fetch_offsets(
         &self,
         group_id: &str,
         topics: Option<&[(String, Vec<i32>)]>,
+        require_stable: bool,
     ) -> Vec<(String, Vec<FetchedOffset>)> {
         let known = self.consumer_groups.contains_key(group_id)
             || matches!(
                 self.groups.group(group_id),
                 Some(Group::Classic(g)) if !g.is_in_state(ClassicGroupState::Dead)
             );
-        let fetched = |offset: Option<&OffsetAndMetadata>, partition: i32| match offset {
-            Some(o) => FetchedOffset {
-                partition,
-                committed_offset: o.committed_offset,
-                leader_epoch: o.leader_epoch.unwrap_or(-1),
-                metadata: o.metadata.clone(),
-            },
-            None => FetchedOffset {
-                partition,
-                committed_offset: -1,
-                leader_epoch: -1,
-                metadata: String::new(),
-            },
+        let fetched = |offset: Option<&OffsetAndMetadata>, topic: &str, partition: i32| {
+            if require_stable && self.offsets.has_pending(group_id, topic, partition) {
+                return FetchedOffset::none(partition, Some(ResponseError::UnstableOffsetCommit));
+            }
+            match offset {
+                Some(o) => FetchedOffset {
+                    partition,
+                    committed_offset: o.committed_offset,
+                    leader_epoch: o.leader_epoch.unwrap_or(-1),
+                    metadata: o.metadata.clone(),
+                    error: None,
+                },
+                None => FetchedOffset::none(partition, None),
+            }
         };
         match topics {
             Some(topics) => topics
@@ -416,7 +633,7 @@ impl GroupCoordinatorShard {
                             let offset = known
                                 .then(|| self.offsets.get(group_id, topic, *p))
                                 .flatten();
-                            fetched(offset, *p)
+                            fetched(offset, topic, *p)
                         })
                         .collect();
                     (topic.clone(), offsets)
@@ -432,7 +649,7 @@ impl GroupCoordinatorShard {
                         .map(|(topic, partitions)| {
                             let offsets = partitions
                                 .iter()
-                                .map(|(p, offset)| fetched(Some(offset), *p))
+                                .map(|(p, offset)| fetched(Some(offset), topic, *p))
                                 .collect();
                             (topic.clone(), offsets)
                         })
@@ -475,7 +692,10 @@ impl GroupCoordinatorShard {
                     outcome.push((*partition, Some(ResponseError::GroupSubscribedToTopic)));
                     continue;
                 }
-                if self.offsets.get(group_id, topic, *partition).is_some() {
+                // Also when only a transaction has an offset pending for the partition.
+                if self.offsets.get(group_id, topic, *partition).is_some()
+                    || self.offsets.has_pending(group_id, topic, *partition)
+                {
                     records.push(CoordinatorRecord::OffsetCommit {
                         group: group_id.to_string(),
                         topic: topic.clone(),
@@ -492,7 +712,7 @@ impl GroupCoordinatorShard {
                 .append(self.partition, &records, now_ms)
                 .map_err(|err| write_append_error(&err))?;
             for record in &records {
-                self.replay(record, now_ms);
+                self.apply_tombstone(record);
             }
         }
         Ok(results)
@@ -651,7 +871,9 @@ impl GroupCoordinatorShard {
                 topic,
                 partition,
                 value: None,
-            } => self.offsets.replay(group, topic, *partition, None),
+            } => self
+                .offsets
+                .replay(-1, None, group, topic, *partition, None),
             CoordinatorRecord::GroupMetadata { group, value: None } => {
                 self.groups.remove_group(group)
             }

@@ -19,25 +19,131 @@ const REBALANCE_MS: i32 = 30_000;
 const DELAY_MS: i32 = 3_000;
 const START_MS: i64 = 1_000_000;
 
+/// One batch of the in-memory log: records (transactional with a producer) or a marker.
+#[derive(Debug, Clone)]
+enum MemoryBatch {
+    Records {
+        base_offset: i64,
+        producer: Option<TransactionalProducer>,
+        records: Vec<CoordinatorRecord>,
+    },
+    Marker {
+        offset: i64,
+        producer: TransactionalProducer,
+        commit: bool,
+    },
+}
+
 #[derive(Default)]
 struct MemoryLog {
-    batches: Mutex<Vec<Vec<CoordinatorRecord>>>,
+    batches: Mutex<Vec<MemoryBatch>>,
     fail: AtomicBool,
+    /// Refuses transactional batches with this error (a fenced producer epoch).
+    reject_transactional: Mutex<Option<ResponseError>>,
 }
 
 impl CoordinatorLog for MemoryLog {
-    fn append(&self, _: i32, records: &[CoordinatorRecord], _: i64) -> Result<(), AppendError> {
+    fn append_batch(
+        &self,
+        _: i32,
+        records: &[CoordinatorRecord],
+        producer: Option<TransactionalProducer>,
+        _: i64,
+    ) -> Result<i64, AppendError> {
         if self.fail.load(Ordering::Relaxed) {
             return Err(AppendError::Storage("disk on fire".into()));
         }
-        self.batches.lock().push(records.to_vec());
-        Ok(())
+        if let (Some(_), Some(error)) = (producer, *self.reject_transactional.lock()) {
+            return Err(AppendError::Rejected(error));
+        }
+        let mut batches = self.batches.lock();
+        let base_offset = Self::log_end_offset(&batches);
+        batches.push(MemoryBatch::Records {
+            base_offset,
+            producer,
+            records: records.to_vec(),
+        });
+        Ok(base_offset)
     }
 }
 
 impl MemoryLog {
+    fn log_end_offset(batches: &[MemoryBatch]) -> i64 {
+        match batches.last() {
+            None => 0,
+            Some(MemoryBatch::Records {
+                base_offset,
+                records,
+                ..
+            }) => base_offset + records.len() as i64,
+            Some(MemoryBatch::Marker { offset, .. }) => offset + 1,
+        }
+    }
+
     fn records(&self) -> Vec<CoordinatorRecord> {
-        self.batches.lock().iter().flatten().cloned().collect()
+        self.batches
+            .lock()
+            .iter()
+            .flat_map(|batch| match batch {
+                MemoryBatch::Records { records, .. } => records.clone(),
+                MemoryBatch::Marker { .. } => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// What the transaction marker writer appends when the producer's transaction ends.
+    fn write_marker(&self, producer_id: i64, producer_epoch: i16, commit: bool) {
+        let mut batches = self.batches.lock();
+        let offset = Self::log_end_offset(&batches);
+        batches.push(MemoryBatch::Marker {
+            offset,
+            producer: TransactionalProducer {
+                producer_id,
+                producer_epoch,
+            },
+            commit,
+        });
+    }
+
+    /// The log as the partition would hold it: real batches (plain, transactional, control)
+    /// with their offsets.
+    fn to_bytes(&self) -> Bytes {
+        let mut out = Vec::new();
+        for batch in self.batches.lock().iter() {
+            let (base_offset, mut bytes) = match batch {
+                MemoryBatch::Records {
+                    base_offset,
+                    producer,
+                    records,
+                } => (
+                    *base_offset,
+                    persistence::encode_batch_with_producer(
+                        records,
+                        producer.map(|p| (p.producer_id, p.producer_epoch)),
+                        START_MS,
+                    ),
+                ),
+                MemoryBatch::Marker {
+                    offset,
+                    producer,
+                    commit,
+                } => (
+                    *offset,
+                    fjord_protocol::control::encode_end_txn_marker(
+                        producer.producer_id,
+                        producer.producer_epoch,
+                        fjord_protocol::control::EndTxnMarker {
+                            commit: *commit,
+                            coordinator_epoch: 0,
+                        },
+                        START_MS,
+                    ),
+                ),
+            };
+            fjord_protocol::records::set_base_offset(&mut bytes, base_offset);
+            out.extend_from_slice(&bytes);
+        }
+        Bytes::from(out)
     }
 }
 
@@ -53,6 +159,7 @@ fn config() -> GroupCoordinatorConfig {
         new_member_join_timeout_ms: NEW_MEMBER_JOIN_TIMEOUT_MS,
         batch_bytes_max: 1 << 20,
         groups_count_max: 100,
+        pending_transactional_offsets_max: 4,
         consumer_heartbeat_interval_ms: 500,
         consumer_session_timeout_ms: 6_000,
         consumer_assignor: "uniform".to_string(),
@@ -715,9 +822,11 @@ fn replaying_the_log_restores_groups_and_offsets() {
     let (leader, follower) = h.stable_pair();
     assert_eq!(h.commit(&leader, 1, 42, 8), 0);
     let mut restored = Harness::new();
-    for record in h.log.records() {
-        restored.shard.replay(&record, restored.now);
-    }
+    let bytes = h.log.to_bytes();
+    let mut stats = ReplayStats::default();
+    let next = replay_batches(&mut restored.shard, &bytes, 0, restored.now, &mut stats);
+    assert_eq!(next, Some(h.log.records().len() as i64));
+    assert_eq!(stats.records, h.log.records().len());
     restored.shard.on_loaded(restored.now);
     assert_eq!(restored.committed(), Some(42));
     let offset = restored.shard.offsets().get("g", "t", 0).unwrap();
@@ -879,7 +988,7 @@ mod consumer_protocol {
         })
     }
 
-    fn heartbeat(
+    pub(super) fn heartbeat(
         h: &mut Harness,
         member: &str,
         epoch: i32,
@@ -1015,4 +1124,368 @@ fn the_timer_task_runs_due_timers() {
         stop.send_replace(true);
         driver.await.unwrap();
     });
+}
+
+// ---------------------------------------------------------------- transactional offsets
+
+mod transactional {
+    use super::*;
+    use fjord_protocol::kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use fjord_protocol::kafka_protocol::messages::{
+        ProducerId, TransactionalId, TxnOffsetCommitRequest,
+    };
+
+    const PID: i64 = 7;
+    const EPOCH: i16 = 3;
+    const UNSTABLE: Option<ResponseError> = Some(ResponseError::UnstableOffsetCommit);
+
+    fn request(
+        group: &str,
+        member: &str,
+        generation: i32,
+        producer_id: i64,
+        offsets: &[(i32, i64)],
+    ) -> TxnOffsetCommitRequest {
+        TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(EPOCH)
+            .with_member_id(StrBytes::from_string(member.to_string()))
+            .with_generation_id(generation)
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(
+                    offsets
+                        .iter()
+                        .map(|(partition, offset)| {
+                            TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(*partition)
+                                .with_committed_offset(*offset)
+                                .with_committed_leader_epoch(1)
+                                .with_committed_metadata(Some(StrBytes::from_static_str("tm")))
+                        })
+                        .collect(),
+                )])
+    }
+
+    /// Error codes, one per partition, in request order.
+    fn txn_commit(h: &mut Harness, request: &TxnOffsetCommitRequest) -> Vec<i16> {
+        let now = h.now;
+        h.shard
+            .commit_transactional_offsets(request, 3, now)
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect()
+    }
+
+    fn simple_txn(h: &mut Harness, producer_id: i64, offsets: &[(i32, i64)]) {
+        let codes = txn_commit(h, &request("g", "", -1, producer_id, offsets));
+        assert!(codes.iter().all(|c| *c == 0), "{codes:?}");
+    }
+
+    /// The transaction marker writer: marker appended, then the coordinator told.
+    fn end_txn(h: &mut Harness, producer_id: i64, commit: bool) {
+        h.log.write_marker(producer_id, EPOCH, commit);
+        h.shard.complete_transaction(producer_id, commit, h.now);
+    }
+
+    fn fetch(h: &Harness, partitions: &[i32], stable: bool) -> Vec<(i64, Option<ResponseError>)> {
+        let topics = [("t".to_string(), partitions.to_vec())];
+        let fetched = h.shard.fetch_offsets("g", Some(&topics), stable);
+        fetched[0]
+            .1
+            .iter()
+            .map(|o| (o.committed_offset, o.error))
+            .collect()
+    }
+
+    fn fetch_all(h: &Harness, stable: bool) -> Vec<(i32, i64, Option<ResponseError>)> {
+        h.shard
+            .fetch_offsets("g", None, stable)
+            .into_iter()
+            .flat_map(|(_, offsets)| offsets)
+            .map(|o| (o.partition, o.committed_offset, o.error))
+            .collect()
+    }
+
+    #[test]
+    fn pending_offsets_are_invisible_until_the_commit_marker() {
+        let mut h = Harness::new();
+        simple_txn(&mut h, PID, &[(0, 10), (1, 11)]);
+        // One transactional batch carrying the producer.
+        let batches = h.log.batches.lock().clone();
+        let [MemoryBatch::Records {
+            producer: Some(producer),
+            records,
+            ..
+        }] = batches.as_slice()
+        else {
+            panic!("one transactional batch expected: {batches:?}");
+        };
+        assert_eq!(
+            *producer,
+            TransactionalProducer {
+                producer_id: PID,
+                producer_epoch: EPOCH
+            }
+        );
+        assert_eq!(records.len(), 2);
+        assert_eq!(h.shard.offsets().pending_count(), 2);
+
+        assert_eq!(fetch(&h, &[0, 1], false), vec![(-1, None), (-1, None)]);
+        assert_eq!(
+            fetch(&h, &[0, 1, 2], true),
+            vec![(-1, UNSTABLE), (-1, UNSTABLE), (-1, None)]
+        );
+        assert!(fetch_all(&h, true).is_empty(), "only committed partitions");
+
+        end_txn(&mut h, PID, true);
+        assert_eq!(fetch(&h, &[0, 1], true), vec![(10, None), (11, None)]);
+        let offset = h.shard.offsets().get("g", "t", 1).unwrap();
+        assert_eq!(
+            (offset.leader_epoch, offset.metadata.as_str()),
+            (Some(1), "tm")
+        );
+        assert_eq!(h.shard.offsets().pending_count(), 0);
+    }
+
+    #[test]
+    fn an_abort_drops_the_pending_offsets() {
+        let mut h = Harness::new();
+        assert_eq!(h.commit("", -1, 5, 8), 0);
+        simple_txn(&mut h, PID, &[(0, 10)]);
+        assert_eq!(fetch_all(&h, false), vec![(0, 5, None)]);
+        assert_eq!(fetch_all(&h, true), vec![(0, -1, UNSTABLE)]);
+        end_txn(&mut h, PID, false);
+        assert_eq!(fetch_all(&h, true), vec![(0, 5, None)]);
+        assert_eq!(h.shard.offsets().pending_count(), 0);
+    }
+
+    #[test]
+    fn a_plain_commit_after_the_transactional_one_wins() {
+        let mut h = Harness::new();
+        simple_txn(&mut h, PID, &[(0, 10), (1, 11)]);
+        assert_eq!(h.commit("", -1, 20, 8), 0);
+        end_txn(&mut h, PID, true);
+        assert_eq!(fetch(&h, &[0, 1], true), vec![(20, None), (11, None)]);
+    }
+
+    #[test]
+    fn classic_members_and_generations_are_checked() {
+        let mut h = Harness::new();
+        let (leader, _follower) = h.stable_pair();
+        let codes = |h: &mut Harness, member: &str, generation: i32| {
+            txn_commit(h, &request("g", member, generation, PID, &[(0, 1)]))[0]
+        };
+        assert_eq!(codes(&mut h, &leader, 1), 0);
+        assert_eq!(
+            codes(&mut h, &leader, 2),
+            ResponseError::IllegalGeneration.code()
+        );
+        assert_eq!(
+            codes(&mut h, "nobody", 1),
+            ResponseError::UnknownMemberId.code()
+        );
+        // v0-v2 carry neither member nor generation: accepted whatever the group's state.
+        assert_eq!(codes(&mut h, "", -1), 0);
+        let ghost = request("g", &leader, 1, PID, &[(0, 1)])
+            .with_group_instance_id(Some(StrBytes::from_static_str("ghost")));
+        assert_eq!(
+            txn_commit(&mut h, &ghost)[0],
+            ResponseError::UnknownMemberId.code()
+        );
+        // Unknown group: only without a generation, creating a simple group.
+        assert_eq!(
+            txn_commit(&mut h, &request("other", "m", 1, PID, &[(0, 1)]))[0],
+            ResponseError::IllegalGeneration.code()
+        );
+        assert!(h.shard.groups().group("other").is_none());
+        assert_eq!(
+            txn_commit(&mut h, &request("other", "", -1, PID, &[(0, 1)]))[0],
+            0
+        );
+        assert!(h.shard.groups().classic_group("other").is_some());
+    }
+
+    #[test]
+    fn consumer_group_members_and_epochs_are_checked() {
+        let mut h = Harness::new();
+        let a = super::consumer_protocol::heartbeat(&mut h, "a", 0, Some(vec![]));
+        assert_eq!(a.member_epoch, 1);
+        let code = |h: &mut Harness, member: &str, epoch: i32| {
+            txn_commit(h, &request("cg", member, epoch, PID, &[(0, 1)]))[0]
+        };
+        assert_eq!(code(&mut h, "a", 1), 0);
+        assert_eq!(
+            code(&mut h, "a", 0),
+            ResponseError::IllegalGeneration.code(),
+            "a stale epoch answers ILLEGAL_GENERATION, as Kafka"
+        );
+        assert_eq!(
+            code(&mut h, "nobody", 1),
+            ResponseError::UnknownMemberId.code()
+        );
+        assert_eq!(code(&mut h, "", -1), ResponseError::UnknownMemberId.code());
+    }
+
+    #[test]
+    fn metadata_limits_and_failed_writes() {
+        let mut h = Harness::new();
+        let mut big = request("g", "", -1, PID, &[(0, 1), (1, 2)]);
+        big.topics[0].partitions[1].committed_metadata =
+            Some(StrBytes::from_string("x".repeat(17)));
+        assert_eq!(
+            txn_commit(&mut h, &big),
+            vec![0, ResponseError::OffsetMetadataTooLarge.code()]
+        );
+        assert_eq!(h.shard.offsets().pending_count(), 1);
+        // The test config allows 4 pending offsets per shard.
+        simple_txn(&mut h, 8, &[(1, 1), (2, 1), (3, 1)]);
+        let unavailable = ResponseError::CoordinatorNotAvailable.code();
+        assert_eq!(
+            txn_commit(&mut h, &request("g", "", -1, 9, &[(0, 1)])),
+            vec![unavailable]
+        );
+        end_txn(&mut h, 8, false);
+        simple_txn(&mut h, 9, &[(0, 1)]);
+
+        h.log.fail.store(true, Ordering::Relaxed);
+        assert_eq!(
+            txn_commit(&mut h, &request("g", "", -1, 10, &[(5, 1)])),
+            vec![ResponseError::NotCoordinator.code()]
+        );
+        h.log.fail.store(false, Ordering::Relaxed);
+        *h.log.reject_transactional.lock() = Some(ResponseError::ProducerFenced);
+        assert_eq!(
+            txn_commit(&mut h, &request("g", "", -1, 10, &[(5, 1)])),
+            vec![ResponseError::ProducerFenced.code()]
+        );
+        assert!(h.shard.offsets().pending(10, "g", "t", 5).is_none());
+        assert_eq!(h.shard.offsets().pending_count(), 2);
+    }
+
+    #[test]
+    fn replay_completes_ended_transactions_and_keeps_open_ones_pending() {
+        let mut h = Harness::new();
+        assert_eq!(h.commit("", -1, 1, 8), 0);
+        simple_txn(&mut h, 7, &[(0, 10), (1, 11)]);
+        end_txn(&mut h, 7, true);
+        simple_txn(&mut h, 8, &[(2, 12)]);
+        end_txn(&mut h, 8, false);
+        // Open at the end of the log, with a plain commit of partition 0 after it.
+        simple_txn(&mut h, 9, &[(0, 30), (3, 13)]);
+        assert_eq!(h.commit("", -1, 2, 8), 0);
+
+        let mut restored = Harness::new();
+        let bytes = h.log.to_bytes();
+        let mut stats = ReplayStats::default();
+        replay_batches(&mut restored.shard, &bytes, 0, restored.now, &mut stats);
+        restored.shard.on_loaded(restored.now);
+        assert_eq!(stats.markers, 2);
+        assert_eq!(stats.skipped, 0);
+        assert_eq!(fetch_all(&restored, false), fetch_all(&h, false));
+        assert_eq!(
+            fetch_all(&restored, false),
+            vec![(0, 2, None), (1, 11, None)]
+        );
+        assert_eq!(
+            fetch(&restored, &[0, 2, 3], true),
+            vec![(-1, UNSTABLE), (-1, None), (-1, UNSTABLE)]
+        );
+        assert_eq!(
+            restored
+                .shard
+                .offsets()
+                .pending(9, "g", "t", 3)
+                .map(|o| o.committed_offset),
+            Some(13)
+        );
+        // The transaction coordinator later commits it: partition 0 keeps the later commit.
+        restored.shard.complete_transaction(9, true, restored.now);
+        assert_eq!(fetch(&restored, &[0, 3], true), vec![(2, None), (13, None)]);
+    }
+
+    #[test]
+    fn deletion_and_expiry_with_pending_offsets() {
+        let mut h = Harness::new();
+        // OffsetDelete writes a tombstone for a partition with only a pending offset.
+        simple_txn(&mut h, PID, &[(0, 10)]);
+        let deleted = h
+            .shard
+            .delete_offsets("g", &[("t".to_string(), vec![0])], h.now)
+            .unwrap();
+        assert_eq!(deleted, vec![("t".to_string(), vec![(0, None)])]);
+        assert!(!h.shard.offsets().has_pending("g", "t", 0));
+        end_txn(&mut h, PID, true);
+        assert_eq!(fetch(&h, &[0], true), vec![(-1, None)]);
+
+        // An Empty group with an open transaction is not removed by expiration...
+        simple_txn(&mut h, 8, &[(1, 11)]);
+        let interval = config().offsets_retention_check_interval_ms;
+        h.advance(interval + config().offsets_retention_ms);
+        assert!(h.shard.groups().group("g").is_some());
+        // ...until the transaction ends.
+        end_txn(&mut h, 8, false);
+        h.advance(interval);
+        assert!(h.shard.groups().group("g").is_none());
+
+        // DeleteGroups deletes an Empty group's pending offsets too.
+        simple_txn(&mut h, 9, &[(2, 12)]);
+        let now = h.now;
+        assert_eq!(
+            h.shard.delete_groups(&["g".to_string()], now),
+            vec![("g".to_string(), None)]
+        );
+        assert!(h.log.records().iter().any(|r| matches!(
+            r,
+            CoordinatorRecord::OffsetCommit {
+                partition: 2,
+                value: None,
+                ..
+            }
+        )));
+        assert_eq!(h.shard.offsets().pending_count(), 0);
+        end_txn(&mut h, 9, true);
+        assert!(!h.shard.offsets().has_offsets("g"));
+    }
+
+    #[test]
+    fn the_coordinator_routes_commits_and_markers_to_the_group_s_shard() {
+        let log = Arc::new(MemoryLog::default());
+        let coordinator = GroupCoordinator::with_log(config(), log, 3, START_MS);
+        let partition = coordinator.offsets_partition("g");
+        let request = request("g", "", -1, PID, &[(0, 10)]);
+        let topics = coordinator
+            .commit_transactional_offsets(&request, 5, START_MS)
+            .unwrap();
+        assert_eq!(topics[0].partitions[0].error_code, 0);
+        let requested = [("t".to_string(), vec![0])];
+        let offset = |stable: bool| {
+            let fetched = coordinator
+                .fetch_offsets("g", Some(&requested), stable)
+                .unwrap();
+            (fetched[0].1[0].committed_offset, fetched[0].1[0].error)
+        };
+        assert_eq!(offset(true), (-1, UNSTABLE));
+        // A marker in another partition, or one this coordinator lacks, changes nothing.
+        coordinator.complete_transaction((partition + 1) % 3, PID, true, START_MS);
+        coordinator.complete_transaction(99, PID, true, START_MS);
+        coordinator.complete_transaction(-1, PID, true, START_MS);
+        assert_eq!(offset(true), (-1, UNSTABLE));
+        coordinator.complete_transaction(partition, PID, true, START_MS);
+        assert_eq!(offset(true), (10, None));
+        assert_eq!(
+            coordinator
+                .commit_transactional_offsets(
+                    &request.clone().with_group_id(GroupId::default()),
+                    5,
+                    START_MS
+                )
+                .unwrap_err(),
+            ResponseError::InvalidGroupId
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! The locked steps of a log cleaner pass (see [`crate::cleaner`]): choosing what to clean and
 //! swapping the cleaned segments in.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{delete_segment_files, Log};
@@ -34,8 +34,10 @@ impl Log {
 
     /// What a cleaner pass would work on, if this log is compacted and due: its uncleaned part
     /// reaches `min.cleanable.dirty.ratio`, or holds a record older than
-    /// `max.compaction.lag.ms`. Only sealed segments entirely below the high watermark and
-    /// older than `min.compaction.lag.ms` (by their newest record) are cleanable.
+    /// `max.compaction.lag.ms`. Only sealed segments entirely below the last stable offset
+    /// (the high watermark, or the first offset of an unfinished transaction, whose fate
+    /// decides which records survive) and older than `min.compaction.lag.ms` (by their newest
+    /// record) are cleanable.
     pub fn log_to_clean(&self, now_ms: i64) -> Result<Option<LogToClean>, StorageError> {
         if !self.config.compact {
             return Ok(None);
@@ -43,9 +45,10 @@ impl Log {
         let first_dirty_offset = self.cleaner_checkpoint.max(self.log_start_offset);
         let min_lag_ms = self.config.min_compaction_lag_ms;
         let sealed = &self.segments[..self.segments.len() - 1];
+        let first_uncleanable_offset = self.last_stable_offset();
         let cleanable: Vec<SegmentRef> = sealed
             .iter()
-            .take_while(|s| s.next_offset <= self.high_watermark)
+            .take_while(|s| s.next_offset <= first_uncleanable_offset)
             .take_while(|s| {
                 min_lag_ms <= 0
                     || s.max_timestamp_so_far < 0
@@ -86,8 +89,12 @@ impl Log {
             };
             now_ms.saturating_sub(earliest_ms) > max_lag_ms
         };
-        let task = LogToClean {
+        let cleanable_start = cleanable.first().map_or(0, |s| s.base_offset);
+        let cleanable_end = cleanable.last().map_or(0, |s| s.next_offset);
+        let mut task = LogToClean {
             dir: self.dir.clone(),
+            aborted_txns: Vec::new(),
+            last_records_of_producers: HashMap::new(),
             segments: cleanable,
             first_dirty_offset,
             truncations: self.truncations,
@@ -99,6 +106,9 @@ impl Log {
         if !forced_by_max_lag && task.dirty_ratio() < self.config.min_cleanable_dirty_ratio {
             return Ok(None);
         }
+        // Only for a pass that will run: the broker asks every compacted log often.
+        task.aborted_txns = self.collect_aborted_transactions(cleanable_start, cleanable_end);
+        task.last_records_of_producers = self.producer_state.last_records();
         Ok(Some(task))
     }
 

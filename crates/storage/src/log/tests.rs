@@ -57,7 +57,7 @@ fn append_batches(log: &mut Log, count: usize, epoch: i32) -> Vec<Vec<u8>> {
     (0..count)
         .map(|i| {
             let mut b = batch(1 + i % 4, 30 + (i * 7) % 50);
-            log.append(&mut b, epoch, 0).unwrap();
+            log.append(&mut b, epoch, 0, AppendOrigin::Client).unwrap();
             b
         })
         .collect()
@@ -72,7 +72,7 @@ fn append_read_round_trip_across_rolls() {
     let mut expected_offset = 0;
     for i in 0..40 {
         let mut b = batch(1 + i % 4, 30 + i);
-        let info = log.append(&mut b, 0, 0).unwrap();
+        let info = log.append(&mut b, 0, 0, AppendOrigin::Client).unwrap();
         assert_eq!(info.first_offset, expected_offset);
         assert_eq!(info.records_count as usize, 1 + i % 4);
         assert_eq!(
@@ -237,7 +237,7 @@ fn timestamp_lookups() {
         (3, vec![50, 60]),
     ] {
         let mut b = batch_with_timestamps(&timestamps, 200);
-        log.append(&mut b, epoch, 0).unwrap();
+        log.append(&mut b, epoch, 0, AppendOrigin::Client).unwrap();
     }
     let at = |t| {
         log.fetch_offset_for_timestamp(t)
@@ -515,10 +515,10 @@ fn rejects_oversized_append_and_handles_empty() {
     let mut log = Log::open(dir.path(), small_config(), false, 0).unwrap();
     let mut big = batch(1, 2_000);
     assert!(matches!(
-        log.append(&mut big, 0, 0),
+        log.append(&mut big, 0, 0, AppendOrigin::Client),
         Err(StorageError::RecordBatchTooLarge { .. })
     ));
-    let info = log.append(&mut [], 0, 0).unwrap();
+    let info = log.append(&mut [], 0, 0, AppendOrigin::Client).unwrap();
     assert_eq!(info.records_count, 0);
     assert_eq!(log.log_end_offset(), 0);
 }
@@ -531,10 +531,13 @@ fn time_based_roll() {
         ..LogConfig::default()
     };
     let mut log = Log::open(dir.path(), config, false, 0).unwrap();
-    log.append(&mut batch(1, 10), 0, 10).unwrap();
-    log.append(&mut batch(1, 10), 0, 500).unwrap();
+    log.append(&mut batch(1, 10), 0, 10, AppendOrigin::Client)
+        .unwrap();
+    log.append(&mut batch(1, 10), 0, 500, AppendOrigin::Client)
+        .unwrap();
     assert_eq!(log_files(dir.path()).len(), 1);
-    log.append(&mut batch(1, 10), 0, 1_001).unwrap();
+    log.append(&mut batch(1, 10), 0, 1_001, AppendOrigin::Client)
+        .unwrap();
     assert_eq!(log_files(dir.path()).len(), 2);
 }
 
@@ -654,7 +657,7 @@ proptest! {
                 Op::Append(shapes) => {
                     let mut records: Vec<u8> =
                         shapes.iter().map(|&(n, size)| batch(n, size)).collect::<Vec<_>>().concat();
-                    let info = log.append(&mut records, 1, 0).unwrap();
+                    let info = log.append(&mut records, 1, 0, AppendOrigin::Client).unwrap();
                     prop_assert_eq!(info.first_offset, model.log_end_offset());
                     for (_, range) in BatchIter::new(&records).map(Result::unwrap) {
                         model.batches.push(records[range].to_vec());
@@ -694,11 +697,11 @@ fn flush_if_due_flushes_only_unflushed_data_past_flush_ms() {
     let mut log = Log::open(dir.path(), config, true, 0).unwrap();
     assert!(!log.flush_if_due(1_000).unwrap(), "nothing unflushed yet");
     let mut b = batch(2, 10);
-    log.append(&mut b, 0, 1_000).unwrap();
+    log.append(&mut b, 0, 1_000, AppendOrigin::Client).unwrap();
     // The append itself flushed (1000 - 0 >= 100); nothing is pending afterwards.
     assert!(!log.flush_if_due(5_000).unwrap());
     let mut b = batch(1, 10);
-    log.append(&mut b, 0, 1_050).unwrap();
+    log.append(&mut b, 0, 1_050, AppendOrigin::Client).unwrap();
     assert!(
         !log.flush_if_due(1_099).unwrap(),
         "not yet 100 ms since the last flush"
@@ -758,10 +761,10 @@ proptest! {
         for (records, value_bytes) in shapes {
             let original = batch(records, value_bytes);
             let untouched = original.clone();
-            let info_a = a.append_batch(&original, epoch, 0).unwrap();
+            let info_a = a.append_batch(&original, epoch, 0, AppendOrigin::Client).unwrap();
             prop_assert_eq!(&original, &untouched, "append_batch must not modify its input");
             let mut copy = original.clone();
-            let info_b = b.append(&mut copy, epoch, 0).unwrap();
+            let info_b = b.append(&mut copy, epoch, 0, AppendOrigin::Client).unwrap();
             prop_assert_eq!(info_a, info_b);
         }
         prop_assert_eq!(all_records(&a), all_records(&b));
