@@ -9,6 +9,8 @@ Fixtures
 ``broker``          a running broker with default settings (function scope)
 ``broker_factory``  ``broker_factory(settings={"message.max.bytes": 100000}, ...)``
                     starts additional brokers with Kafka-named ``--set`` settings
+``proxied_broker``  ``(broker, proxy)``: a broker behind a ``faultproxy.FaultProxy`` that it
+                    advertises (clients bootstrap at ``proxy.address``)
 
 The broker object exposes ``.bootstrap``, ``.port``, ``.data_dir``,
 ``.stop()`` (SIGTERM, waits, asserts exit code 0), ``.kill9()``,
@@ -31,6 +33,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from faultproxy import FaultProxy  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 30.0
@@ -94,10 +98,15 @@ class BrokerProcess:
             str(self.binary), "serve",
             "--data-dir", str(self.data_dir),
             "--listen", f"127.0.0.1:{self.port}",
-            "--advertised-listener", f"127.0.0.1:{self.port}",
+            # settings={"advertised.listener": "127.0.0.1:<proxy port>"} puts a proxy
+            # (faultproxy.py) in front: flags beat --set, so it must go in the flag.
+            "--advertised-listener", str(self.settings.get("advertised.listener",
+                                                           f"127.0.0.1:{self.port}")),
             "--node-id", "1",
         ]
         for key, value in self.settings.items():
+            if key == "advertised.listener":
+                continue
             if isinstance(value, bool):
                 value = "true" if value else "false"
             cmd += ["--set", f"{key}={value}"]
@@ -225,6 +234,19 @@ def broker_factory(tmp_path_factory, request):
 @pytest.fixture
 def broker(broker_factory) -> BrokerProcess:
     return broker_factory()
+
+
+@pytest.fixture
+def proxied_broker(broker_factory):
+    """(broker, proxy): the broker advertises the proxy, so clients bootstrapped at the proxy
+    never talk to the broker directly.  Tests that need the truth read at ``broker.bootstrap``."""
+    proxy = FaultProxy(seed=1)
+    b = broker_factory(settings={"advertised.listener": proxy.address}, start=False)
+    proxy.upstream_port = b.port
+    b.start()
+    proxy.start()
+    yield b, proxy
+    proxy.close()
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

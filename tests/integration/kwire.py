@@ -112,11 +112,14 @@ assert crc32c(b"123456789") == 0xE3069283  # standard check value
 
 # -------------------------------------------------------------- record batch
 def record_batch(records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
-                 base_timestamp: int, base_offset: int = 0) -> bytes:
+                 base_timestamp: int, base_offset: int = 0, producer_id: int = -1,
+                 producer_epoch: int = -1, base_sequence: int = -1,
+                 transactional: bool = False) -> bytes:
     """Build an uncompressed magic-2 record batch.
 
     ``records`` is a list of (key, value, headers); record i gets timestamp
-    ``base_timestamp + i``.
+    ``base_timestamp + i``.  ``producer_id``/``producer_epoch``/``base_sequence``
+    make it an idempotent batch, ``transactional`` sets attribute bit 4.
     """
     body = bytearray()
     for i, (key, value, headers) in enumerate(records):
@@ -140,13 +143,13 @@ def record_batch(records: list[tuple[bytes | None, bytes | None, list[tuple[str,
         body += varint(len(rec)) + rec
     n = len(records)
     after_crc = (
-        i16(0)                            # attributes: no compression, create time
+        i16(0x10 if transactional else 0)  # attributes: no compression, create time
         + i32(n - 1)                      # last offset delta
         + i64(base_timestamp)             # base timestamp
         + i64(base_timestamp + n - 1)     # max timestamp
-        + i64(-1)                         # producer id
-        + i16(-1)                         # producer epoch
-        + i32(-1)                         # base sequence
+        + i64(producer_id)                # producer id
+        + i16(producer_epoch)             # producer epoch
+        + i32(base_sequence)              # base sequence
         + i32(n)                          # record count
         + bytes(body)
     )
@@ -273,9 +276,10 @@ def metadata_v4(correlation_id: int, topics: list[str] | None, allow_auto_create
 
 
 def produce_v3(correlation_id: int, topic: str, partition: int, batch: bytes,
-               acks: int = -1, timeout_ms: int = 10000) -> bytes:
+               acks: int = -1, timeout_ms: int = 10000,
+               transactional_id: str | None = None) -> bytes:
     body = (
-        string(None)                      # transactional id
+        string(transactional_id)          # transactional id
         + i16(acks)
         + i32(timeout_ms)
         + i32(1) + string(topic)          # [topic_data]
@@ -356,3 +360,175 @@ def api_versions_ok(port: int) -> dict:
     assert corr == 4242
     assert err == NONE, f"ApiVersions v0 returned error {err}"
     return apis
+
+
+# ------------------------------------------------- idempotent / transactional
+# (Kafka's InitProducerId, AddPartitionsToTxn, EndTxn; versions negotiated with ApiVersions)
+INIT_PRODUCER_ID = 22
+ADD_PARTITIONS_TO_TXN = 24
+END_TXN = 26
+
+COORDINATOR_LOAD_IN_PROGRESS = 14
+COORDINATOR_NOT_AVAILABLE = 15
+NOT_COORDINATOR = 16
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+DUPLICATE_SEQUENCE_NUMBER = 46
+INVALID_PRODUCER_EPOCH = 47
+INVALID_TXN_STATE = 48
+CONCURRENT_TRANSACTIONS = 51
+UNKNOWN_PRODUCER_ID = 59
+PRODUCER_FENCED = 90
+
+RETRIABLE_COORDINATOR_ERRORS = (COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE,
+                                NOT_COORDINATOR, CONCURRENT_TRANSACTIONS)
+
+
+def compact_nbytes(b: bytes | None) -> bytes:
+    if b is None:
+        return uvarint(0)
+    return uvarint(len(b) + 1) + b
+
+
+def compact_array(items: list[bytes]) -> bytes:
+    return uvarint(len(items) + 1) + b"".join(items)
+
+
+TAGS = uvarint(0)  # empty tagged-field section
+
+
+def _skip_tags(r: Reader) -> None:
+    for _ in range(r.uvarint()):
+        r.uvarint()
+        r.take(r.uvarint())
+
+
+def _compact_string_r(r: Reader):
+    n = r.uvarint()
+    return None if n == 0 else r.take(n - 1).decode()
+
+
+class Conn:
+    """One connection to the broker: request/response with correlation ids and
+    version negotiation (highest version both sides support, capped per call)."""
+
+    def __init__(self, port: int, timeout: float = 15.0):
+        self.port = port
+        self.sock = connect(port, timeout)
+        self.corr = 100
+        corr, err, apis = parse_api_versions_v0(self._roundtrip_raw(api_versions_v0(self.corr)))
+        assert err == NONE, f"ApiVersions failed: {err}"
+        self.apis = apis
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _roundtrip_raw(self, request: bytes) -> bytes:
+        self.sock.sendall(request)
+        return read_frame(self.sock)
+
+    def version(self, api_key: int, highest_known: int, lowest_known: int = 0) -> int:
+        assert api_key in self.apis, f"broker does not advertise api key {api_key}"
+        lo, hi = self.apis[api_key]
+        v = min(hi, highest_known)
+        assert v >= max(lo, lowest_known), (
+            f"no common version for api {api_key}: broker {lo}-{hi}, test {lowest_known}-{highest_known}")
+        return v
+
+    def request(self, api_key: int, version: int, body: bytes, flexible: bool) -> Reader:
+        self.corr += 1
+        header = (request_header_v2 if flexible else request_header_v1)(api_key, version, self.corr)
+        payload = self._roundtrip_raw(frame(header + body))
+        r = Reader(payload)
+        corr = r.i32()
+        assert corr == self.corr, f"correlation id {corr}, expected {self.corr}"
+        if flexible:
+            _skip_tags(r)
+        return r
+
+    # ---------------------------------------------------------------- calls
+    def init_producer_id(self, transactional_id: str | None = None, timeout_ms: int = 60000,
+                         producer_id: int = -1, producer_epoch: int = -1):
+        """Returns (error_code, producer_id, producer_epoch)."""
+        v = self.version(INIT_PRODUCER_ID, 4)
+        if v >= 2:
+            body = compact_string(transactional_id) + i32(timeout_ms)
+            if v >= 3:
+                body += i64(producer_id) + i16(producer_epoch)
+            body += TAGS
+        else:
+            body = string(transactional_id) + i32(timeout_ms)
+        r = self.request(INIT_PRODUCER_ID, v, body, flexible=v >= 2)
+        r.i32()  # throttle
+        err = r.i16()
+        return err, r.i64(), r.i16()
+
+    def init_producer_id_retrying(self, transactional_id: str | None = None,
+                                  timeout_ms: int = 60000, deadline_s: float = 30.0):
+        """InitProducerId, retried while the coordinator loads or completes an abort."""
+        end = time.monotonic() + deadline_s
+        while True:
+            err, pid, epoch = self.init_producer_id(transactional_id, timeout_ms)
+            if err not in RETRIABLE_COORDINATOR_ERRORS or time.monotonic() > end:
+                return err, pid, epoch
+            time.sleep(0.1)
+
+    def add_partitions_to_txn(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                              topic: str, partitions: list[int]) -> dict:
+        """Returns {partition: error_code}."""
+        v = self.version(ADD_PARTITIONS_TO_TXN, 3)
+        if v >= 3:
+            body = (compact_string(transactional_id) + i64(producer_id) + i16(producer_epoch)
+                    + compact_array([compact_string(topic)
+                                     + compact_array([i32(p) for p in partitions]) + TAGS])
+                    + TAGS)
+        else:
+            body = (string(transactional_id) + i64(producer_id) + i16(producer_epoch)
+                    + i32(1) + string(topic) + i32(len(partitions))
+                    + b"".join(i32(p) for p in partitions))
+        r = self.request(ADD_PARTITIONS_TO_TXN, v, body, flexible=v >= 3)
+        r.i32()  # throttle
+        out = {}
+        if v >= 3:
+            for _ in range(r.uvarint() - 1):
+                _compact_string_r(r)
+                for _ in range(r.uvarint() - 1):
+                    p, err = r.i32(), r.i16()
+                    _skip_tags(r)
+                    out[p] = err
+                _skip_tags(r)
+        else:
+            for _ in range(r.i32()):
+                r.string()
+                for _ in range(r.i32()):
+                    p, err = r.i32(), r.i16()
+                    out[p] = err
+        return out
+
+    def end_txn(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                commit: bool) -> int:
+        """Returns the error code."""
+        v = self.version(END_TXN, 4)
+        if v >= 3:
+            body = (compact_string(transactional_id) + i64(producer_id) + i16(producer_epoch)
+                    + i8(1 if commit else 0) + TAGS)
+        else:
+            body = string(transactional_id) + i64(producer_id) + i16(producer_epoch) + i8(1 if commit else 0)
+        r = self.request(END_TXN, v, body, flexible=v >= 3)
+        r.i32()  # throttle
+        return r.i16()
+
+    def produce(self, topic: str, partition: int, batch: bytes,
+                transactional_id: str | None = None, acks: int = -1):
+        """Produce v3; returns (error_code, base_offset)."""
+        self.corr += 1
+        req = produce_v3(self.corr, topic, partition, batch, acks=acks,
+                         transactional_id=transactional_id)
+        corr, res = parse_produce_v3(self._roundtrip_raw(req))
+        assert corr == self.corr
+        return res[(topic, partition)]
