@@ -1,7 +1,7 @@
 //! Arbitrary bytes as v2 record batches: `RecordBatchHeader::parse`, `validate_batch`,
 //! `BatchIter`, and the ListOffsets lookups `find_record_offset_at_or_after_timestamp` /
 //! `find_record_offset_with_timestamp`, `for_each_key_value` and the log cleaner's
-//! `filter_batch` (which decompress compressed batches, with an output bound; the filter also
+//! `filter_batch` and `control::read_control_record` (which decompress compressed batches, with an output bound; the filter also
 //! re-compresses), and `decompress_bounded` on the raw input for every codec.
 //! When the input
 //! validates, the produce path is exercised too: patching base offset and leader epoch must keep
@@ -31,6 +31,11 @@ fn targets(batch: &[u8], header: Option<&RecordBatchHeader>) -> Vec<i64> {
 fn lookups(batch: &[u8]) {
     let mut visited = 0usize;
     let _ = records::for_each_key_value(batch, |_, _, _| visited += 1);
+    // Transaction markers: read by recovery, replay and the cleaner from disk bytes.
+    if let Ok(Some(_)) = fjord_protocol::control::read_control_record(batch) {
+        let h = RecordBatchHeader::parse(batch).expect("a control record implies a header");
+        assert!(h.is_control());
+    }
     // The log cleaner's filter: a rebuilt batch must be whole, valid and keep its base offset.
     if let Ok(FilteredBatch::Rebuilt(rebuilt)) = filter_batch(batch, |r| r.offset % 2 == 0) {
         let h = RecordBatchHeader::parse(&rebuilt).expect("rebuilt header parses");

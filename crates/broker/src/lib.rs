@@ -21,9 +21,9 @@ pub mod log_cleaner;
 pub mod partition;
 pub mod replica_manager;
 pub mod time;
-pub mod txn_markers;
 pub mod topic_config;
 pub mod transaction_coordinator;
+pub mod txn_markers;
 
 use fjord_protocol::kafka_protocol::messages::RequestHeader;
 use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
@@ -114,9 +114,11 @@ impl Broker {
         )?);
         // Every partition leader is this broker: markers go straight to its partitions (and
         // transactional offsets to its group coordinator); `set_txn_marker_writer` replaces it.
-        let marker_writer: Arc<dyn TxnMarkerWriter> = Arc::new(
-            txn_markers::LocalTxnMarkerWriter::new(replica_manager.clone(), group_coordinator.clone()),
-        );
+        let marker_writer: Arc<dyn TxnMarkerWriter> =
+            Arc::new(txn_markers::LocalTxnMarkerWriter::new(
+                replica_manager.clone(),
+                group_coordinator.clone(),
+            ));
         let transaction_coordinator = TransactionCoordinator::open(
             &config,
             replica_manager.clone(),

@@ -521,6 +521,26 @@ impl ReplicaManager {
         deleted
     }
 
+    /// Forgets idempotent producers idle longer than `producer.id.expiration.ms` that have no
+    /// open transaction (Kafka's `removeExpiredProducers`, run every
+    /// `producer.id.expiration.check.interval.ms`). Returns how many were removed.
+    pub fn remove_expired_producers(&self, now_ms: i64) -> usize {
+        let expiration_ms = self.config().producer_id_expiration_ms;
+        let mut removed = 0;
+        for topic in self.topics() {
+            for partition in &topic.partitions {
+                match partition.remove_expired_producers(now_ms, expiration_ms) {
+                    Ok(n) => removed += n,
+                    Err(crate::partition::PartitionError::Deleted) => {}
+                    Err(err) => {
+                        warn!(topic = %topic.name, partition = partition.index, error = %err, "producer expiration failed")
+                    }
+                }
+            }
+        }
+        removed
+    }
+
     /// Fsyncs segments sealed by a roll since the last run (in the background, as Kafka
     /// schedules the flush on roll) and flushes every log whose oldest unflushed message is
     /// older than its `flush.ms` (Kafka's log flusher). Returns how many logs were flushed.

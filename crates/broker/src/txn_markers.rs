@@ -27,7 +27,10 @@ pub struct LocalTxnMarkerWriter {
 }
 
 impl LocalTxnMarkerWriter {
-    pub fn new(replica_manager: Arc<ReplicaManager>, group_coordinator: Arc<GroupCoordinator>) -> Self {
+    pub fn new(
+        replica_manager: Arc<ReplicaManager>,
+        group_coordinator: Arc<GroupCoordinator>,
+    ) -> Self {
         Self {
             replica_manager,
             group_coordinator,

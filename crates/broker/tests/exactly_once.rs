@@ -25,7 +25,10 @@ use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
 fn broker(dir: &std::path::Path) -> Broker {
     let mut values = BTreeMap::new();
     values.insert("data.dir".to_string(), dir.display().to_string());
-    values.insert("group.initial.rebalance.delay.ms".to_string(), "0".to_string());
+    values.insert(
+        "group.initial.rebalance.delay.ms".to_string(),
+        "0".to_string(),
+    );
     Broker::open(BrokerConfig::from_settings(&values).unwrap()).unwrap()
 }
 
@@ -77,7 +80,7 @@ fn producer_batch(
     transactional: bool,
 ) -> Bytes {
     let values: Vec<Vec<u8>> = (0..count)
-        .map(|i| format!("s{}", base_sequence as usize + i).into_bytes())
+        .map(|i| format!("s{}", i64::from(base_sequence) + i as i64).into_bytes())
         .collect();
     let records: Vec<Record<'_>> = values
         .iter()
@@ -89,7 +92,11 @@ fn producer_batch(
     Bytes::from(encode_uncompressed_with_producer(
         0,
         1_000,
-        if transactional { TRANSACTIONAL_ATTRIBUTE } else { 0 },
+        if transactional {
+            TRANSACTIONAL_ATTRIBUTE
+        } else {
+            0
+        },
         ProducerFields {
             producer_id,
             producer_epoch: epoch,
@@ -100,11 +107,18 @@ fn producer_batch(
 }
 
 /// Produce v9 of one batch to `topic`-0; returns (error code, base offset).
-fn produce(broker: &Broker, transactional_id: Option<&str>, topic: &str, records: Bytes) -> (i16, i64) {
+fn produce(
+    broker: &Broker,
+    transactional_id: Option<&str>,
+    topic: &str,
+    records: Bytes,
+) -> (i16, i64) {
     let request = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(1000)
-        .with_transactional_id(transactional_id.map(|id| TransactionalId(StrBytes::from_string(id.into()))))
+        .with_transactional_id(
+            transactional_id.map(|id| TransactionalId(StrBytes::from_string(id.into()))),
+        )
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(name(topic))
             .with_partition_data(vec![PartitionProduceData::default()
@@ -121,7 +135,9 @@ fn produce(broker: &Broker, transactional_id: Option<&str>, topic: &str, records
 
 fn init_producer_id(broker: &Broker, transactional_id: Option<&str>) -> (i64, i16) {
     let request = InitProducerIdRequest::default()
-        .with_transactional_id(transactional_id.map(|id| TransactionalId(StrBytes::from_string(id.into()))))
+        .with_transactional_id(
+            transactional_id.map(|id| TransactionalId(StrBytes::from_string(id.into()))),
+        )
         .with_transaction_timeout_ms(60_000)
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
@@ -147,20 +163,21 @@ fn fetch(
     let request = FetchRequest::default()
         .with_max_bytes(1 << 20)
         .with_isolation_level(i8::from(read_committed))
-        .with_topics(vec![FetchTopic::default().with_topic(name(topic)).with_partitions(vec![
-            FetchPartition::default()
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![FetchPartition::default()
                 .with_fetch_offset(offset)
-                .with_partition_max_bytes(1 << 20),
-        ])]);
+                .with_partition_max_bytes(1 << 20)])]);
     let ResponseKind::Fetch(response) = handle(broker, 11, RequestKind::Fetch(request)) else {
         panic!("not a fetch response");
     };
     let partition = &response.responses[0].partitions[0];
     assert_eq!(partition.error_code, 0);
-    let aborted = partition
-        .aborted_transactions
-        .as_ref()
-        .map(|list| list.iter().map(|t| (t.producer_id.0, t.first_offset)).collect());
+    let aborted = partition.aborted_transactions.as_ref().map(|list| {
+        list.iter()
+            .map(|t| (t.producer_id.0, t.first_offset))
+            .collect()
+    });
     let records = partition.records.clone().unwrap_or_default();
     let batches = BatchIter::new(&records)
         .map(|b| {
@@ -168,7 +185,12 @@ fn fetch(
             (h.base_offset, h.producer_id, h.is_control())
         })
         .collect();
-    (partition.high_watermark, partition.last_stable_offset, aborted, batches)
+    (
+        partition.high_watermark,
+        partition.last_stable_offset,
+        aborted,
+        batches,
+    )
 }
 
 fn list_latest(broker: &Broker, topic: &str, read_committed: bool) -> i64 {
@@ -176,7 +198,9 @@ fn list_latest(broker: &Broker, topic: &str, read_committed: bool) -> i64 {
         .with_isolation_level(i8::from(read_committed))
         .with_topics(vec![ListOffsetsTopic::default()
             .with_name(name(topic))
-            .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(-1)])]);
+            .with_partitions(vec![
+                ListOffsetsPartition::default().with_timestamp(-1)
+            ])]);
     match handle(broker, 7, RequestKind::ListOffsets(request)) {
         ResponseKind::ListOffsets(r) => r.topics[0].partitions[0].offset,
         other => panic!("unexpected {other:?}"),
@@ -190,33 +214,54 @@ fn idempotent_producer_duplicates_gaps_and_stale_epochs() {
     let (pid, epoch) = init_producer_id(&broker, None);
     assert!(pid >= 0);
     assert_eq!(epoch, 0);
-    assert_eq!(produce(&broker, None, "idem", producer_batch(pid, 0, 0, 3, false)), (0, 0));
-    assert_eq!(produce(&broker, None, "idem", producer_batch(pid, 0, 3, 2, false)), (0, 3));
+    assert_eq!(
+        produce(&broker, None, "idem", producer_batch(pid, 0, 0, 3, false)),
+        (0, 0)
+    );
+    assert_eq!(
+        produce(&broker, None, "idem", producer_batch(pid, 0, 3, 2, false)),
+        (0, 3)
+    );
     // A retry of either batch answers its original offsets and writes nothing.
-    assert_eq!(produce(&broker, None, "idem", producer_batch(pid, 0, 0, 3, false)), (0, 0));
-    assert_eq!(produce(&broker, None, "idem", producer_batch(pid, 0, 3, 2, false)), (0, 3));
+    assert_eq!(
+        produce(&broker, None, "idem", producer_batch(pid, 0, 0, 3, false)),
+        (0, 0)
+    );
+    assert_eq!(
+        produce(&broker, None, "idem", producer_batch(pid, 0, 3, 2, false)),
+        (0, 3)
+    );
     assert_eq!(list_latest(&broker, "idem", false), 5);
     // A gap in the sequence.
     assert_eq!(
         produce(&broker, None, "idem", producer_batch(pid, 0, 9, 1, false)).0,
         ResponseError::OutOfOrderSequenceNumber.code()
     );
-    // A producer the partition never saw, starting past sequence 0.
+    // A producer the partition has no state for may start anywhere (Kafka since KIP-360:
+    // its earlier batches may have been removed by retention).
     assert_eq!(
-        produce(&broker, None, "idem", producer_batch(pid + 1, 0, 5, 1, false)).0,
-        ResponseError::UnknownProducerId.code()
+        produce(
+            &broker,
+            None,
+            "idem",
+            producer_batch(pid + 1, 0, 5, 1, false)
+        ),
+        (0, 5)
     );
     // A new epoch must start at sequence 0; after it, the old epoch is fenced.
     assert_eq!(
         produce(&broker, None, "idem", producer_batch(pid, 1, 7, 1, false)).0,
         ResponseError::OutOfOrderSequenceNumber.code()
     );
-    assert_eq!(produce(&broker, None, "idem", producer_batch(pid, 1, 0, 1, false)), (0, 5));
+    assert_eq!(
+        produce(&broker, None, "idem", producer_batch(pid, 1, 0, 1, false)),
+        (0, 6)
+    );
     assert_eq!(
         produce(&broker, None, "idem", producer_batch(pid, 0, 5, 1, false)).0,
         ResponseError::InvalidProducerEpoch.code()
     );
-    assert_eq!(list_latest(&broker, "idem", false), 6);
+    assert_eq!(list_latest(&broker, "idem", false), 7);
     // DescribeProducers shows the producer's state.
     let request = DescribeProducersRequest::default().with_topics(vec![
         fjord_protocol::kafka_protocol::messages::describe_producers_request::TopicRequest::default()
@@ -229,7 +274,10 @@ fn idempotent_producer_duplicates_gaps_and_stale_epochs() {
         panic!("not a DescribeProducers response");
     };
     let producers = &described.topics[0].partitions[0].active_producers;
-    let mine = producers.iter().find(|p| p.producer_id.0 == pid).expect("producer listed");
+    let mine = producers
+        .iter()
+        .find(|p| p.producer_id.0 == pid)
+        .expect("producer listed");
     assert_eq!((mine.producer_epoch, mine.last_sequence), (1, 0));
     assert_eq!(mine.current_txn_start_offset, -1);
 }
@@ -240,13 +288,37 @@ fn deduplication_survives_a_restart() {
     let pid = {
         let broker = broker(dir.path());
         let (pid, _) = init_producer_id(&broker, None);
-        assert_eq!(produce(&broker, None, "restart", producer_batch(pid, 0, 0, 4, false)), (0, 0));
+        assert_eq!(
+            produce(
+                &broker,
+                None,
+                "restart",
+                producer_batch(pid, 0, 0, 4, false)
+            ),
+            (0, 0)
+        );
         broker.close().unwrap();
         pid
     };
     let broker = broker(dir.path());
-    assert_eq!(produce(&broker, None, "restart", producer_batch(pid, 0, 0, 4, false)), (0, 0));
-    assert_eq!(produce(&broker, None, "restart", producer_batch(pid, 0, 4, 1, false)), (0, 4));
+    assert_eq!(
+        produce(
+            &broker,
+            None,
+            "restart",
+            producer_batch(pid, 0, 0, 4, false)
+        ),
+        (0, 0)
+    );
+    assert_eq!(
+        produce(
+            &broker,
+            None,
+            "restart",
+            producer_batch(pid, 0, 4, 1, false)
+        ),
+        (0, 4)
+    );
     assert_eq!(list_latest(&broker, "restart", false), 5);
     // Producer ids are never handed out twice, across restarts.
     let (next, _) = init_producer_id(&broker, None);
@@ -278,7 +350,13 @@ fn clients_cannot_write_markers_or_transactions_without_an_id() {
     // A transactional batch for a partition never added to the transaction.
     let (pid, epoch) = init_producer_id(&broker, Some("t1"));
     assert_eq!(
-        produce(&broker, Some("t1"), "markers", producer_batch(pid, epoch, 0, 1, true)).0,
+        produce(
+            &broker,
+            Some("t1"),
+            "markers",
+            producer_batch(pid, epoch, 0, 1, true)
+        )
+        .0,
         ResponseError::InvalidTxnState.code()
     );
 }
@@ -286,7 +364,9 @@ fn clients_cannot_write_markers_or_transactions_without_an_id() {
 fn add_partitions(broker: &Broker, transactional_id: &str, pid: i64, epoch: i16, topic: &str) {
     use fjord_protocol::kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
     let request = AddPartitionsToTxnRequest::default()
-        .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_string(transactional_id.into())))
+        .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_string(
+            transactional_id.into(),
+        )))
         .with_v3_and_below_producer_id(ProducerId(pid))
         .with_v3_and_below_producer_epoch(epoch)
         .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
@@ -306,7 +386,9 @@ fn add_partitions(broker: &Broker, transactional_id: &str, pid: i64, epoch: i16,
 
 fn end_txn(broker: &Broker, transactional_id: &str, pid: i64, epoch: i16, commit: bool) {
     let request = EndTxnRequest::default()
-        .with_transactional_id(TransactionalId(StrBytes::from_string(transactional_id.into())))
+        .with_transactional_id(TransactionalId(StrBytes::from_string(
+            transactional_id.into(),
+        )))
         .with_producer_id(ProducerId(pid))
         .with_producer_epoch(epoch)
         .with_committed(commit);
@@ -323,10 +405,21 @@ fn read_committed_stops_at_open_transactions_and_skips_aborted_ones() {
     let topic = "txn";
     let (pid, epoch) = init_producer_id(&broker, Some("app"));
     // Non-transactional data first, from another producer.
-    assert_eq!(produce(&broker, None, topic, producer_batch(-1, -1, -1, 2, false)), (0, 0));
+    assert_eq!(
+        produce(&broker, None, topic, producer_batch(-1, -1, -1, 2, false)),
+        (0, 0)
+    );
     // Transaction 1: aborted.
     add_partitions(&broker, "app", pid, epoch, topic);
-    assert_eq!(produce(&broker, Some("app"), topic, producer_batch(pid, epoch, 0, 3, true)), (0, 2));
+    assert_eq!(
+        produce(
+            &broker,
+            Some("app"),
+            topic,
+            producer_batch(pid, epoch, 0, 3, true)
+        ),
+        (0, 2)
+    );
     // Open: read_committed sees up to the transaction's first offset.
     assert_eq!(list_latest(&broker, topic, true), 2);
     assert_eq!(list_latest(&broker, topic, false), 5);
@@ -339,21 +432,44 @@ fn read_committed_stops_at_open_transactions_and_skips_aborted_ones() {
     let (hw, lso, aborted, batches) = fetch(&broker, topic, 0, true);
     assert_eq!((hw, lso), (6, 6));
     assert_eq!(aborted, Some(vec![(pid, 2)]));
-    assert_eq!(batches, vec![(0, -1, false), (2, pid, false), (5, pid, true)]);
+    assert_eq!(
+        batches,
+        vec![(0, -1, false), (2, pid, false), (5, pid, true)]
+    );
     // Transaction 2: committed.
     add_partitions(&broker, "app", pid, epoch, topic);
-    assert_eq!(produce(&broker, Some("app"), topic, producer_batch(pid, epoch, 3, 2, true)), (0, 6));
+    assert_eq!(
+        produce(
+            &broker,
+            Some("app"),
+            topic,
+            producer_batch(pid, epoch, 3, 2, true)
+        ),
+        (0, 6)
+    );
     end_txn(&broker, "app", pid, epoch, true);
     let (_, lso, aborted, _) = fetch(&broker, topic, 6, true);
     assert_eq!(lso, 9);
-    assert_eq!(aborted, Some(vec![]), "the aborted transaction ends before offset 6");
+    assert_eq!(
+        aborted,
+        Some(vec![]),
+        "the aborted transaction ends before offset 6"
+    );
     // read_uncommitted gets no aborted list at all.
     let (_, _, aborted, batches) = fetch(&broker, topic, 0, false);
     assert_eq!(aborted, None);
     assert_eq!(batches.len(), 5);
     // The open-transaction bound and aborted index survive a restart.
     add_partitions(&broker, "app", pid, epoch, topic);
-    assert_eq!(produce(&broker, Some("app"), topic, producer_batch(pid, epoch, 5, 1, true)), (0, 9));
+    assert_eq!(
+        produce(
+            &broker,
+            Some("app"),
+            topic,
+            producer_batch(pid, epoch, 5, 1, true)
+        ),
+        (0, 9)
+    );
     broker.close().unwrap();
     drop(broker);
     let broker = self::broker(dir.path());

@@ -19,7 +19,29 @@ use fjord_protocol::records::BatchIter;
 use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
 
 const GROUP: &str = "txn-group";
-const EPOCH: i16 = 4;
+
+/// Starts a transaction of `transactional_id` that includes the group's offsets partition
+/// (InitProducerId + AddOffsetsToTxn through the transaction coordinator).
+fn begin(broker: &Broker, transactional_id: &str) -> (i64, i16) {
+    let coordinator = broker.transaction_coordinator();
+    let (producer_id, epoch) = coordinator
+        .init_producer_id(Some(transactional_id), 60_000, None, 1_000)
+        .unwrap();
+    let offsets_partition = broker.group_coordinator().offsets_partition(GROUP);
+    let partitions =
+        std::collections::BTreeSet::from([("__consumer_offsets".to_string(), offsets_partition)]);
+    coordinator
+        .add_partitions_to_transaction(transactional_id, producer_id, epoch, &partitions, 0, 1_000)
+        .unwrap();
+    (producer_id, epoch)
+}
+
+fn end(broker: &Broker, transactional_id: &str, (producer_id, epoch): (i64, i16), commit: bool) {
+    broker
+        .transaction_coordinator()
+        .end_transaction(transactional_id, producer_id, epoch, commit, 0, 2_000)
+        .unwrap();
+}
 
 fn open(dir: &std::path::Path) -> Broker {
     let mut values = BTreeMap::new();
@@ -63,12 +85,18 @@ fn create_topic(broker: &Broker) {
 }
 
 /// TxnOffsetCommit of partitions 0 and 9 (which does not exist) of `t`: their error codes.
-fn txn_commit(broker: &Broker, version: i16, producer_id: i64, offset: i64) -> Vec<i16> {
+fn txn_commit(
+    broker: &Broker,
+    version: i16,
+    transactional_id: &str,
+    (producer_id, epoch): (i64, i16),
+    offset: i64,
+) -> Vec<i16> {
     let request = TxnOffsetCommitRequest::default()
-        .with_transactional_id(TransactionalId(s("tx")))
+        .with_transactional_id(TransactionalId(s(transactional_id)))
         .with_group_id(GroupId(s(GROUP)))
         .with_producer_id(ProducerId(producer_id))
-        .with_producer_epoch(EPOCH)
+        .with_producer_epoch(epoch)
         .with_generation_id(-1)
         .with_topics(vec![TxnOffsetCommitRequestTopic::default()
             .with_name(TopicName(s("t")))
@@ -141,12 +169,26 @@ fn offsets_partition(broker: &Broker) -> std::sync::Arc<fjord_broker::partition:
 fn transactional_offsets_are_pending_until_the_marker_and_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let unstable = ResponseError::UnstableOffsetCommit.code();
-    {
+    let second = {
         let broker = open(dir.path());
         create_topic(&broker);
+        // Before the transaction includes the offsets partition, v0-4 are refused (KIP-890
+        // verification); v5 (transactions V2) adds it implicitly.
+        let producer = broker
+            .transaction_coordinator()
+            .init_producer_id(Some("tx"), 60_000, None, 1_000)
+            .unwrap();
+        assert_eq!(
+            txn_commit(&broker, 3, "tx", producer, 10),
+            vec![
+                ResponseError::InvalidTxnState.code(),
+                ResponseError::UnknownTopicOrPartition.code()
+            ]
+        );
+        let producer = begin(&broker, "tx");
         for version in [0, 3, 5] {
             assert_eq!(
-                txn_commit(&broker, version, 100, 10),
+                txn_commit(&broker, version, "tx", producer, 10),
                 vec![0, ResponseError::UnknownTopicOrPartition.code()],
                 "v{version}"
             );
@@ -167,7 +209,7 @@ fn transactional_offsets_are_pending_until_the_marker_and_survive_a_restart() {
                     header.producer_epoch,
                     header.base_sequence
                 ),
-                (100, EPOCH, 0)
+                (producer.0, producer.1, 0)
             );
         }
 
@@ -176,36 +218,22 @@ fn transactional_offsets_are_pending_until_the_marker_and_survive_a_restart() {
         assert_eq!(fetch(&broker, 8, true), (-1, unstable));
         assert_eq!(fetch(&broker, 8, false), (-1, 0));
 
-        // The transaction marker writer: COMMIT marker appended, then the coordinator told.
-        partition
-            .append_end_txn_marker(
-                100,
-                EPOCH,
-                fjord_protocol::control::EndTxnMarker {
-                    commit: true,
-                    coordinator_epoch: 0,
-                },
-                1_000,
-            )
-            .unwrap();
-        broker
-            .group_coordinator()
-            .complete_transaction(partition.index, 100, true, 1_000);
+        // EndTxn: the COMMIT marker is appended, then the group coordinator told.
+        end(&broker, "tx", producer, true);
         assert_eq!(fetch(&broker, 7, true), (10, 0));
         assert_eq!(fetch(&broker, 9, true), (10, 0));
 
         // A second transaction stays open across the restart.
-        assert_eq!(txn_commit(&broker, 4, 200, 20)[0], 0);
+        let second = begin(&broker, "tx2");
+        assert_eq!(txn_commit(&broker, 4, "tx2", second, 20)[0], 0);
         assert_eq!(fetch(&broker, 7, true), (-1, unstable));
         assert_eq!(fetch(&broker, 7, false), (10, 0));
         broker.close().unwrap();
-    }
+        second
+    };
     let broker = open(dir.path());
     assert_eq!(fetch(&broker, 7, false), (10, 0), "the marker was replayed");
     assert_eq!(fetch(&broker, 7, true), (-1, unstable), "still pending");
-    let partition = offsets_partition(&broker);
-    broker
-        .group_coordinator()
-        .complete_transaction(partition.index, 200, false, 2_000);
+    end(&broker, "tx2", second, false);
     assert_eq!(fetch(&broker, 7, true), (10, 0), "aborted");
 }

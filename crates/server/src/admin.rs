@@ -286,3 +286,84 @@ pub fn error_name(error_code: i16) -> String {
         None => format!("error code {error_code}"),
     }
 }
+
+/// FindCoordinator key type of a transactional id (0 is a consumer group).
+pub const COORDINATOR_KEY_TYPE_TRANSACTION: i8 = 1;
+/// How long `find_coordinator` retries while the coordinator is loading or not yet available.
+const COORDINATOR_RETRY_FOR: Duration = Duration::from_secs(5);
+
+impl AdminClient {
+    /// The brokers of the cluster (node id, HOST:PORT), from Metadata.
+    pub fn cluster_brokers(&mut self) -> Result<Vec<(i32, String)>> {
+        self.brokers()
+    }
+
+    /// A client connected to `address` (this one if it is connected there).
+    pub fn client_for(&mut self, address: &str) -> Result<CoordinatorClient<'_>> {
+        if address == self.address {
+            return Ok(CoordinatorClient::Same(self));
+        }
+        Ok(CoordinatorClient::Other(Box::new(AdminClient::connect(
+            address,
+            self.timeout,
+        )?)))
+    }
+
+    /// The coordinator of `key` (key type 0: a group, 1: a transactional id) as its node id
+    /// and HOST:PORT. Retries for a few seconds while the answer is COORDINATOR_NOT_AVAILABLE
+    /// or COORDINATOR_LOAD_IN_PROGRESS, as Kafka's admin client does.
+    pub fn find_coordinator(&mut self, key_type: i8, key: &str) -> Result<(i32, String)> {
+        let what = match key_type {
+            0 => format!("the coordinator of group {key:?}"),
+            COORDINATOR_KEY_TYPE_TRANSACTION => {
+                format!("the coordinator of transactional id {key:?}")
+            }
+            _ => format!("the coordinator of {key:?} (key type {key_type})"),
+        };
+        if key_type != 0 && self.version_for(ApiKey::FindCoordinator, 3) < 1 {
+            bail!(
+                "{} cannot look up {what} (FindCoordinator < v1)",
+                self.address
+            );
+        }
+        let deadline = std::time::Instant::now() + COORDINATOR_RETRY_FOR.min(self.timeout);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let request = FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_string(key.to_string()))
+                .with_key_type(key_type);
+            let ResponseKind::FindCoordinator(response) = self.send(
+                ApiKey::FindCoordinator,
+                3,
+                RequestKind::FindCoordinator(request),
+            )?
+            else {
+                bail!("unexpected answer to FindCoordinator");
+            };
+            if response.error_code == 0 {
+                return Ok((
+                    response.node_id.0,
+                    format!("{}:{}", response.host, response.port),
+                ));
+            }
+            let retriable = matches!(
+                ResponseError::try_from_code(response.error_code),
+                Some(ResponseError::CoordinatorNotAvailable)
+                    | Some(ResponseError::CoordinatorLoadInProgress)
+            );
+            if !retriable || std::time::Instant::now() + backoff > deadline {
+                bail!(
+                    "cannot find {what}: {}{}",
+                    error_name(response.error_code),
+                    response
+                        .error_message
+                        .as_ref()
+                        .filter(|m| !m.is_empty())
+                        .map_or(String::new(), |m| format!(": {}", m.as_str()))
+                );
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+}

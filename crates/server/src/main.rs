@@ -1,7 +1,7 @@
 //! # fjord
 //!
-//! One binary: `fjord serve` runs a Kafka-compatible broker; `fjord group` administers consumer
-//! groups on it (or on any Kafka). Settings use Kafka's names and
+//! One binary: `fjord serve` runs a Kafka-compatible broker; `fjord group`, `fjord topic`,
+//! `fjord config` and `fjord txn` administer it (or any Kafka). Settings use Kafka's names and
 //! come from defaults, a TOML file, `FJORD_*` environment variables and flags, in that order of
 //! precedence (see `fjord serve --help`).
 
@@ -12,6 +12,7 @@ mod server;
 mod settings;
 mod splice;
 mod topic_cli;
+mod txn_cli;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ enum Command {
     Topic(topic_cli::TopicArgs),
     /// Broker settings and topic configs with their sources: describe, alter
     Config(topic_cli::ConfigArgs),
+    /// Transactions on any Kafka-compatible broker: list, describe a transactional id,
+    /// producers of a partition (like kafka-transactions.sh)
+    Txn(txn_cli::TxnArgs),
 }
 
 #[derive(clap::Args)]
@@ -137,6 +141,7 @@ fn main() -> anyhow::Result<()> {
         Command::Group(args) => group_cli::run(args),
         Command::Topic(args) => topic_cli::run_topic(args),
         Command::Config(args) => topic_cli::run_config(args),
+        Command::Txn(args) => txn_cli::run(args),
     };
     // Admin commands report failures as one line (with causes), not a backtrace.
     if let Err(err) = admin_result {
@@ -195,4 +200,14 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
     info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

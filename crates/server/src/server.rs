@@ -155,12 +155,16 @@ const LOG_FLUSH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Kafka's log flusher: flushes idle partitions whose unflushed data is older than `flush.ms`
 /// (appends check the policy themselves; this covers partitions that stopped receiving data)
 /// and fsyncs sealed segments. Every `log.retention.check.interval.ms` it also applies
-/// retention (Kafka's `LogManager.cleanupLogs`).
+/// retention (Kafka's `LogManager.cleanupLogs`), and every
+/// `producer.id.expiration.check.interval.ms` it forgets expired idempotent producers.
 async fn run_log_flusher(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(LOG_FLUSH_CHECK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let retention_interval_ms = broker.config().log_retention_check_interval_ms;
     let mut next_retention_ms = fjord_broker::time::now_ms().saturating_add(retention_interval_ms);
+    let producer_check_interval_ms = broker.config().producer_id_expiration_check_interval_ms;
+    let mut next_producer_check_ms =
+        fjord_broker::time::now_ms().saturating_add(producer_check_interval_ms);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -170,6 +174,10 @@ async fn run_log_flusher(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool
         let retention_due = now_ms >= next_retention_ms;
         if retention_due {
             next_retention_ms = now_ms.saturating_add(retention_interval_ms);
+        }
+        let producer_check_due = now_ms >= next_producer_check_ms;
+        if producer_check_due {
+            next_producer_check_ms = now_ms.saturating_add(producer_check_interval_ms);
         }
         let broker = broker.clone();
         // fsync and file deletion block: keep them off the runtime's worker threads.
@@ -181,6 +189,12 @@ async fn run_log_flusher(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool
             } else {
                 0
             };
+            if producer_check_due {
+                let expired = manager.remove_expired_producers(now_ms);
+                if expired > 0 {
+                    tracing::info!(producers = expired, "expired idle producer ids");
+                }
+            }
             (flushed, deleted)
         })
         .await;

@@ -326,18 +326,16 @@ impl ProducerAppendInfo {
         first_seq: i32,
     ) -> Result<(), ProducerStateError> {
         if producer_epoch != self.updated.producer_epoch {
-            if first_seq != 0 {
-                if self.updated.producer_epoch != NO_PRODUCER_EPOCH {
-                    // A new epoch must start at sequence 0.
-                    return Err(ProducerStateError::OutOfOrderSequence {
-                        producer_id: self.producer_id,
-                        producer_epoch,
-                        sequence: first_seq,
-                        last_sequence: self.updated.last_seq(),
-                    });
-                }
-                // No state at all (never seen, expired or evicted): Kafka since KIP-360 (2.5)
-                // accepts any sequence, so a producer whose batches retention removed goes on.
+            // A new epoch must start at sequence 0. With no state at all (never seen,
+            // expired or evicted) Kafka since KIP-360 (2.5) accepts any sequence, so a producer
+            // whose batches retention removed goes on.
+            if first_seq != 0 && self.updated.producer_epoch != NO_PRODUCER_EPOCH {
+                return Err(ProducerStateError::OutOfOrderSequence {
+                    producer_id: self.producer_id,
+                    producer_epoch,
+                    sequence: first_seq,
+                    last_sequence: self.updated.last_seq(),
+                });
             }
             return Ok(());
         }

@@ -95,8 +95,7 @@ pub async fn handle(
         let notified = broker.replica_manager().data_arrived.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (results, bytes_read, any_error) =
-            read_all(&reads, &partitions, max_bytes, isolation);
+        let (results, bytes_read, any_error) = read_all(&reads, &partitions, max_bytes, isolation);
         let satisfied = bytes_read >= min_bytes.max(1) || any_error || min_bytes == 0;
         if satisfied || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
             break results;

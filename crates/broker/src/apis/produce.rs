@@ -245,7 +245,11 @@ fn produce_to_partition(
             PartitionProduceResponse::default()
                 .with_index(index)
                 .with_base_offset(info.first_offset)
-                .with_log_append_time_ms(if info.duplicate { -1 } else { log_append_time_ms })
+                .with_log_append_time_ms(if info.duplicate {
+                    -1
+                } else {
+                    log_append_time_ms
+                })
                 .with_log_start_offset(info.log_start_offset)
         }
         Err(PartitionError::Storage(StorageError::Producer(err))) => {
@@ -351,8 +355,9 @@ fn producer_error_code(err: &ProducerStateError) -> ResponseError {
     match err {
         ProducerStateError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         ProducerStateError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
-        ProducerStateError::ControlBatchFromClient
-        | ProducerStateError::InvalidSequence { .. } => ResponseError::InvalidRecord,
+        ProducerStateError::ControlBatchFromClient | ProducerStateError::InvalidSequence { .. } => {
+            ResponseError::InvalidRecord
+        }
         // Every producer of the partition has an open transaction: retriable, like a full
         // coordinator (Kafka has no such limit).
         ProducerStateError::TooManyProducers { .. } => ResponseError::NotEnoughReplicas,
