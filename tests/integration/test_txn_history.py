@@ -16,7 +16,9 @@ what they saw, in order.  The checker then asserts:
   read every partition identically (same records at the same offsets).
 
 Randomness is seeded; the seed is printed and in every failure message
-(rerun with FJORD_TXN_HISTORY_SEED=<seed>).  The slow variant kill -9s the broker mid-run.
+(rerun with FJORD_TXN_HISTORY_SEED=<seed>).  Variants: the slow one kill -9s the broker
+mid-run; another puts the producers behind the fault proxy, which drops connections after the
+broker handled produce, AddPartitionsToTxn or EndTxn requests (answers lost, clients retry).
 """
 
 from __future__ import annotations
@@ -263,15 +265,15 @@ def check_history(workers, readers, uncommitted_seen):
     return problems
 
 
-def _run_history(broker, kill_broker: bool):
+def _run_history(broker, kill_broker: bool, proxy=None):
     ABORT.clear()
     try:
-        return _history(broker, kill_broker)
+        return _history(broker, kill_broker, proxy)
     finally:
         ABORT.set()
 
 
-def _history(broker, kill_broker: bool):
+def _history(broker, kill_broker: bool, proxy):
     seed = int(os.environ.get("FJORD_TXN_HISTORY_SEED", random.randrange(2**31)))
     print(f"txn history seed: {seed} (rerun: FJORD_TXN_HISTORY_SEED={seed})")
     topics = [unique_topic("histA"), unique_topic("histB")]
@@ -283,7 +285,13 @@ def _history(broker, kill_broker: bool):
     for r in readers:
         r.start()
     progress: list[int] = []
-    workers = [Worker(k, broker.bootstrap, tps, seed, progress) for k in range(WORKERS)]
+    if proxy is not None:
+        # producers go through the proxy, which loses the answers to some produce,
+        # AddPartitionsToTxn and EndTxn requests after the broker handled them
+        for api_key in (0, 24, 26):
+            proxy.drop_response(api_key, probability=0.04, limit=8, seed=seed + api_key)
+    producer_bootstrap = proxy.address if proxy is not None else broker.bootstrap
+    workers = [Worker(k, producer_bootstrap, tps, seed, progress) for k in range(WORKERS)]
     for w in workers:
         w.start()
     if kill_broker:
@@ -320,7 +328,11 @@ def _history(broker, kill_broker: bool):
     problems = check_history(workers, readers, uncommitted_seen)
     assert not problems, f"seed {seed}: {len(problems)} violations:\n" + "\n".join(problems[:30])
     assert outcomes["committed"] >= 10 and outcomes["aborted"] >= 5, f"seed {seed}: {dict(outcomes)}"
-    if not kill_broker:
+    if proxy is not None:
+        lost = proxy.count("drop_response")
+        print(f"txn history seed {seed}: {lost} responses lost by the proxy")
+        assert lost >= 3, f"seed {seed}: only {lost} responses lost: faults not exercised"
+    if not kill_broker and proxy is None:
         assert outcomes["unknown"] == 0, (
             f"seed {seed}: transactions failed without any fault injected: "
             + "; ".join(f"{w.k}/{t.number}: {t.note}" for w in workers for t in w.txns if t.outcome == "unknown"))
@@ -334,6 +346,11 @@ def test_txn_history_random_commits_aborts_fencing(broker):
 @pytest.mark.slow
 def test_txn_history_with_broker_kill9(broker):
     _run_history(broker, kill_broker=True)
+
+
+def test_txn_history_with_lost_responses(proxied_broker):
+    broker, proxy = proxied_broker
+    _run_history(broker, kill_broker=False, proxy=proxy)
 
 
 def test_checker_detects_anomalies():
