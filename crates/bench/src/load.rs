@@ -59,6 +59,9 @@ pub struct RunOptions {
     pub keys: Option<u64>,
     /// Topic configs for the topic the run creates (e.g. `cleanup.policy=compact`).
     pub topic_configs: Vec<(String, String)>,
+    /// Producers use `enable.idempotence=true` (InitProducerId, sequence numbers, broker-side
+    /// deduplication), as librdkafka and Java clients do by default.
+    pub idempotence: bool,
 }
 
 /// The result of one run, as printed by `--json`.
@@ -161,15 +164,16 @@ impl ProducerContext for ProdContext {
 ///   `message.max.bytes` (1,000,000) so a full batch is never rejected;
 /// * `queue.buffering.max.messages=1000000`, `queue.buffering.max.kbytes=262144` (256 MiB):
 ///   a large local queue so the sender thread rarely sees `QueueFull` at max rate;
-/// * `enable.idempotence=false`: Fjord has no idempotent producer yet (no InitProducerId);
+/// * `enable.idempotence` from `--idempotence` (default off, so runs compare with older
+///   results; librdkafka then also caps in-flight requests at 5, as below);
 /// * `max.in.flight.requests.per.connection=5` (the usual Kafka value);
 /// * `message.timeout.ms=120000`: a failed delivery is reported, not retried forever.
-fn producer_config(bootstrap: &str, w: &Workload) -> ClientConfig {
+fn producer_config(bootstrap: &str, w: &Workload, idempotence: bool) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
         .set("client.id", "fjord-bench-producer")
         .set("acks", &w.acks)
-        .set("enable.idempotence", "false")
+        .set("enable.idempotence", if idempotence { "true" } else { "false" })
         .set("compression.type", &w.compression)
         .set("linger.ms", w.linger_ms.to_string())
         .set("batch.size", "1000000")
@@ -565,7 +569,7 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunResult> {
                 keys: opts.keys,
             };
             let (cfg, topic, shared, pool) = (
-                producer_config(&opts.bootstrap, w),
+                producer_config(&opts.bootstrap, w, opts.idempotence),
                 topic.clone(),
                 shared.clone(),
                 pool.clone(),

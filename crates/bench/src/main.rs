@@ -126,6 +126,10 @@ struct RunArgs {
     /// (e.g. --topic-config cleanup.policy=compact --topic-config segment.bytes=8388608).
     #[arg(long, value_name = "NAME=VALUE")]
     topic_config: Vec<String>,
+    /// Idempotent producers (`enable.idempotence=true`, requires acks=all): the broker checks
+    /// sequence numbers and deduplicates retries.
+    #[arg(long)]
+    idempotence: bool,
 }
 
 #[derive(Args, Debug)]
@@ -251,6 +255,7 @@ fn cmd_run(a: RunArgs) -> Result<()> {
         progress: !a.no_progress,
         max_in_flight_bytes: a.max_in_flight_mib << 20,
         keys: a.keys,
+        idempotence: a.idempotence,
         topic_configs: a
             .topic_config
             .iter()
