@@ -173,7 +173,10 @@ fn producer_config(bootstrap: &str, w: &Workload, idempotence: bool) -> ClientCo
     c.set("bootstrap.servers", bootstrap)
         .set("client.id", "fjord-bench-producer")
         .set("acks", &w.acks)
-        .set("enable.idempotence", if idempotence { "true" } else { "false" })
+        .set(
+            "enable.idempotence",
+            if idempotence { "true" } else { "false" },
+        )
         .set("compression.type", &w.compression)
         .set("linger.ms", w.linger_ms.to_string())
         .set("batch.size", "1000000")
