@@ -152,6 +152,15 @@ impl Partition {
         })
     }
 
+    /// See `Log::has_ongoing_transaction`.
+    pub fn has_ongoing_transaction(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> Result<bool, PartitionError> {
+        self.with_log(|log| Ok(log.has_ongoing_transaction(producer_id, producer_epoch)))
+    }
+
     /// The producers this partition tracks (DescribeProducers).
     pub fn active_producers(&self) -> Result<Vec<ActiveProducer>, PartitionError> {
         self.with_log(|log| Ok(log.active_producers()))

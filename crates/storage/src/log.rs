@@ -472,6 +472,16 @@ impl Log {
         Ok(())
     }
 
+    /// Whether `producer_id` at `producer_epoch` has a transaction open on this partition (Kafka's
+    /// `UnifiedLog.hasOngoingTransaction`): its next transactional batch belongs to that
+    /// transaction, so only a producer's first transactional batch on a partition needs the
+    /// coordinator's verification (KIP-890).
+    pub fn has_ongoing_transaction(&self, producer_id: i64, producer_epoch: i16) -> bool {
+        self.producer_state.entry(producer_id).is_some_and(|entry| {
+            entry.producer_epoch == producer_epoch && entry.current_txn_first_offset.is_some()
+        })
+    }
+
     /// Kafka's first unstable offset: where the earliest transaction that is ongoing (or
     /// whose marker is above the high watermark) starts, never below the log start offset.
     pub fn first_unstable_offset(&self) -> Option<i64> {

@@ -501,7 +501,6 @@ impl ProducerStateManager {
         self.unreplicated_txns.clear();
     }
 
-    #[cfg(test)]
     pub fn entry(&self, producer_id: i64) -> Option<&ProducerStateEntry> {
         self.producers.get(&producer_id)
     }

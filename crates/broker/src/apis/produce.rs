@@ -211,7 +211,7 @@ fn produce_to_partition(
         }
     }
     let now_ms = now_ms();
-    if let Err(error) = verify_transaction(broker, txn, &records, topic, index, now_ms) {
+    if let Err(error) = verify_transaction(broker, txn, &records, topic, partition, now_ms) {
         tracing::debug!(topic = %topic.name, partition = index, ?error, "transactional produce refused by the transaction coordinator");
         return error_response(index, error, None);
     }
@@ -416,7 +416,7 @@ fn verify_transaction(
     txn: &TxnContext,
     records: &[u8],
     topic: &Topic,
-    index: i32,
+    partition: &crate::partition::Partition,
     now_ms: i64,
 ) -> Result<(), ResponseError> {
     let Ok(header) = records::RecordBatchHeader::parse(records) else {
@@ -425,6 +425,16 @@ fn verify_transaction(
     if !header.is_transactional() {
         return Ok(());
     }
+    // As in Kafka, only a producer's first batch of a transaction on this partition is
+    // verified: later ones belong to the transaction already open here (a stale epoch is
+    // refused by the append itself).
+    if partition
+        .has_ongoing_transaction(header.producer_id, header.producer_epoch)
+        .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    let index = partition.index;
     let Some(transactional_id) = txn.transactional_id.as_deref() else {
         return Err(ResponseError::TransactionalIdAuthorizationFailed);
     };
