@@ -13,6 +13,7 @@
 
 pub mod apis;
 pub mod config;
+pub mod coordinator_record;
 pub mod dynamic_config;
 pub mod error;
 pub mod fetch_session;

@@ -21,6 +21,9 @@
 
 use bytes::Bytes;
 
+pub use crate::coordinator_record::{string_fits, RecordCodecError};
+use crate::coordinator_record::{Reader, Writer};
+
 /// The version of `OffsetCommitKey` written.
 pub const OFFSET_COMMIT_KEY_VERSION: i16 = 1;
 /// The version of `OffsetCommitValue` written when the commit has no expire timestamp.
@@ -101,111 +104,7 @@ impl CoordinatorRecord {
     }
 }
 
-/// Why a record could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RecordCodecError {
-    #[error("record has no key")]
-    MissingKey,
-    #[error("{what} ends early")]
-    Truncated { what: &'static str },
-    #[error("{what} has {bytes} bytes left over")]
-    TrailingBytes { what: &'static str, bytes: usize },
-    #[error("{what} version {version} is not known")]
-    UnknownVersion { what: &'static str, version: i16 },
-    #[error("{what}: {reason}")]
-    Malformed {
-        what: &'static str,
-        reason: &'static str,
-    },
-    /// A key version Kafka uses for other group types (KIP-848 consumer groups, share groups).
-    #[error("record type with key version {0} is not handled yet")]
-    UnsupportedRecordType(i16),
-}
-
 // ------------------------------------------------------------------------------ encoding
-
-struct Writer {
-    out: Vec<u8>,
-    flexible: bool,
-}
-
-impl Writer {
-    fn new(version: i16, flexible: bool) -> Self {
-        let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(&version.to_be_bytes());
-        Self { out, flexible }
-    }
-
-    fn i32(&mut self, v: i32) {
-        self.out.extend_from_slice(&v.to_be_bytes());
-    }
-
-    fn i64(&mut self, v: i64) {
-        self.out.extend_from_slice(&v.to_be_bytes());
-    }
-
-    fn unsigned_varint(&mut self, mut v: u64) {
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                self.out.push(byte);
-                return;
-            }
-            self.out.push(byte | 0x80);
-        }
-    }
-
-    /// A length prefix: `i16`/`i32` in classic versions, length+1 as an unsigned varint in
-    /// flexible ones; `None` is null.
-    fn length(&mut self, length: Option<usize>, classic_i16: bool) {
-        if self.flexible {
-            self.unsigned_varint(length.map_or(0, |n| n as u64 + 1));
-        } else if classic_i16 {
-            // Callers bound strings to i16::MAX before encoding (see `string_fits`).
-            let n = length.map_or(-1, |n| n.min(i16::MAX as usize) as i16);
-            self.out.extend_from_slice(&n.to_be_bytes());
-        } else {
-            let n = length.map_or(-1, |n| n.min(i32::MAX as usize) as i32);
-            self.out.extend_from_slice(&n.to_be_bytes());
-        }
-    }
-
-    fn string(&mut self, s: &str) {
-        self.nullable_string(Some(s));
-    }
-
-    fn nullable_string(&mut self, s: Option<&str>) {
-        let s = s.map(|s| &s.as_bytes()[..s.len().min(i16::MAX as usize)]);
-        self.length(s.map(<[u8]>::len), true);
-        if let Some(s) = s {
-            self.out.extend_from_slice(s);
-        }
-    }
-
-    fn bytes(&mut self, b: &[u8]) {
-        self.length(Some(b.len()), false);
-        self.out.extend_from_slice(b);
-    }
-
-    fn array_length(&mut self, n: usize) {
-        self.length(Some(n), false);
-    }
-
-    /// An empty tagged-field section, ending every struct of a flexible version.
-    fn tagged_fields(&mut self) {
-        if self.flexible {
-            self.unsigned_varint(0);
-        }
-    }
-}
-
-/// Whether a string can be stored in Kafka's `string` type (at most `i16::MAX` bytes). The
-/// coordinator bounds every string it persists far below this; the encoder truncates as a last
-/// resort rather than writing a corrupt length.
-pub fn string_fits(s: &str) -> bool {
-    s.len() <= i16::MAX as usize
-}
 
 /// `OffsetCommitKey` v1.
 pub fn encode_offset_commit_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
@@ -213,7 +112,7 @@ pub fn encode_offset_commit_key(group: &str, topic: &str, partition: i32) -> Vec
     w.string(group);
     w.string(topic);
     w.i32(partition);
-    w.out
+    w.finish()
 }
 
 /// `OffsetCommitValue` v3, or v1 when it has an expire timestamp.
@@ -238,14 +137,14 @@ fn encode_offset_commit_value_version(value: &OffsetCommitValue, version: i16) -
         w.i64(value.expire_timestamp_ms);
     }
     w.tagged_fields();
-    w.out
+    w.finish()
 }
 
 /// `GroupMetadataKey` v2.
 pub fn encode_group_metadata_key(group: &str) -> Vec<u8> {
     let mut w = Writer::new(GROUP_METADATA_KEY_VERSION, false);
     w.string(group);
-    w.out
+    w.finish()
 }
 
 /// `GroupMetadataValue` v3.
@@ -262,7 +161,7 @@ fn encode_group_metadata_value_version(value: &GroupMetadataValue, version: i16)
     if version >= 2 {
         w.i64(value.current_state_timestamp_ms);
     }
-    w.array_length(value.members.len());
+    w.array_length(Some(value.members.len()));
     for member in &value.members {
         w.string(&member.member_id);
         if version >= 3 {
@@ -279,7 +178,7 @@ fn encode_group_metadata_value_version(value: &GroupMetadataValue, version: i16)
         w.tagged_fields();
     }
     w.tagged_fields();
-    w.out
+    w.finish()
 }
 
 /// The key and value bytes of a record (value `None` = tombstone).
@@ -316,184 +215,21 @@ pub fn encode_batch_with_producer(
     now_ms: i64,
 ) -> Vec<u8> {
     let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = records.iter().map(encode_record).collect();
-    let records: Vec<fjord_protocol::batch_builder::Record<'_>> = encoded
-        .iter()
-        .map(|(key, value)| fjord_protocol::batch_builder::Record {
-            timestamp_delta: 0,
-            key: Some(key),
-            value: value.as_deref(),
-            headers: &[],
-        })
-        .collect();
-    match producer {
-        None => fjord_protocol::batch_builder::encode_uncompressed(0, now_ms, 0, &records),
-        Some((producer_id, producer_epoch)) => {
-            fjord_protocol::batch_builder::encode_uncompressed_with_producer(
-                0,
-                now_ms,
-                fjord_protocol::batch_builder::TRANSACTIONAL_ATTRIBUTE,
-                fjord_protocol::batch_builder::ProducerFields {
-                    producer_id,
-                    producer_epoch,
-                    base_sequence: 0,
-                },
-                &records,
-            )
-        }
-    }
+    crate::coordinator_record::encode_batch(&encoded, producer, now_ms)
 }
 
 // ------------------------------------------------------------------------------ decoding
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    what: &'static str,
-    flexible: bool,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordCodecError> {
-        if n > self.buf.len() {
-            return Err(RecordCodecError::Truncated { what: self.what });
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
-    }
-
-    fn i16(&mut self) -> Result<i16, RecordCodecError> {
-        let b = self.take(2)?;
-        Ok(i16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn i32(&mut self) -> Result<i32, RecordCodecError> {
-        let b = self.take(4)?;
-        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn i64(&mut self) -> Result<i64, RecordCodecError> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(i64::from_be_bytes(a))
-    }
-
-    fn unsigned_varint(&mut self) -> Result<u64, RecordCodecError> {
-        let mut value = 0u64;
-        for i in 0..10 {
-            let byte = self.take(1)?[0];
-            value |= u64::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(self.malformed("varint longer than 10 bytes"))
-    }
-
-    fn malformed(&self, reason: &'static str) -> RecordCodecError {
-        RecordCodecError::Malformed {
-            what: self.what,
-            reason,
-        }
-    }
-
-    /// A length prefix; `None` is null. Never larger than the bytes left.
-    fn length(&mut self, classic_i16: bool) -> Result<Option<usize>, RecordCodecError> {
-        let length: i64 = if self.flexible {
-            self.unsigned_varint()? as i64 - 1
-        } else if classic_i16 {
-            i64::from(self.i16()?)
-        } else {
-            i64::from(self.i32()?)
-        };
-        match length {
-            -1 => Ok(None),
-            n if n < 0 => Err(self.malformed("negative length")),
-            n => Ok(Some(n as usize)),
-        }
-    }
-
-    fn nullable_string(&mut self) -> Result<Option<String>, RecordCodecError> {
-        let Some(length) = self.length(true)? else {
-            return Ok(None);
-        };
-        let bytes = self.take(length)?;
-        String::from_utf8(bytes.to_vec())
-            .map(Some)
-            .map_err(|_| self.malformed("string is not UTF-8"))
-    }
-
-    fn string(&mut self) -> Result<String, RecordCodecError> {
-        self.nullable_string()?
-            .ok_or_else(|| self.malformed("null in a non-nullable string"))
-    }
-
-    fn bytes(&mut self) -> Result<Bytes, RecordCodecError> {
-        let length = self
-            .length(false)?
-            .ok_or_else(|| self.malformed("null in a non-nullable bytes field"))?;
-        Ok(Bytes::copy_from_slice(self.take(length)?))
-    }
-
-    /// An array length, bounded by the bytes left (each element takes at least one byte), so a
-    /// hostile count cannot make us reserve memory.
-    fn array_length(&mut self) -> Result<usize, RecordCodecError> {
-        let n = self
-            .length(false)?
-            .ok_or_else(|| self.malformed("null array"))?;
-        if n > self.buf.len() {
-            return Err(RecordCodecError::Truncated { what: self.what });
-        }
-        Ok(n)
-    }
-
-    /// Skips a tagged-field section (flexible versions only); no tags are defined yet.
-    fn tagged_fields(&mut self) -> Result<(), RecordCodecError> {
-        if !self.flexible {
-            return Ok(());
-        }
-        let count = self.unsigned_varint()?;
-        for _ in 0..count {
-            let _tag = self.unsigned_varint()?;
-            let size = self.unsigned_varint()?;
-            let size = usize::try_from(size).map_err(|_| self.malformed("tag size"))?;
-            self.take(size)?;
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> Result<(), RecordCodecError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(RecordCodecError::TrailingBytes {
-                what: self.what,
-                bytes: self.buf.len(),
-            })
-        }
-    }
-}
-
-fn versioned<'a>(buf: &'a [u8], what: &'static str) -> Result<(i16, Reader<'a>), RecordCodecError> {
-    let mut reader = Reader {
-        buf,
-        what,
-        flexible: false,
-    };
-    let version = reader.i16()?;
-    Ok((version, reader))
-}
-
 /// Decodes an `OffsetCommitValue` of any version.
 pub fn decode_offset_commit_value(buf: &[u8]) -> Result<OffsetCommitValue, RecordCodecError> {
-    let (version, mut r) = versioned(buf, "OffsetCommitValue")?;
+    let (version, mut r) = Reader::versioned(buf, "OffsetCommitValue")?;
     if !(0..=VALUE_VERSION_MAX).contains(&version) {
         return Err(RecordCodecError::UnknownVersion {
             what: "OffsetCommitValue",
             version,
         });
     }
-    r.flexible = version >= 4;
+    r.set_flexible(version >= 4);
     let offset = r.i64()?;
     let leader_epoch = if version >= 3 { r.i32()? } else { -1 };
     let metadata = r.string()?;
@@ -512,14 +248,14 @@ pub fn decode_offset_commit_value(buf: &[u8]) -> Result<OffsetCommitValue, Recor
 
 /// Decodes a `GroupMetadataValue` of any version.
 pub fn decode_group_metadata_value(buf: &[u8]) -> Result<GroupMetadataValue, RecordCodecError> {
-    let (version, mut r) = versioned(buf, "GroupMetadataValue")?;
+    let (version, mut r) = Reader::versioned(buf, "GroupMetadataValue")?;
     if !(0..=VALUE_VERSION_MAX).contains(&version) {
         return Err(RecordCodecError::UnknownVersion {
             what: "GroupMetadataValue",
             version,
         });
     }
-    r.flexible = version >= 4;
+    r.set_flexible(version >= 4);
     let protocol_type = r.string()?;
     let generation = r.i32()?;
     let protocol = r.nullable_string()?;
@@ -570,10 +306,10 @@ pub fn decode_record(
     value: Option<&[u8]>,
 ) -> Result<CoordinatorRecord, RecordCodecError> {
     let key = key.ok_or(RecordCodecError::MissingKey)?;
-    let (version, mut r) = versioned(key, "coordinator record key")?;
+    let (version, mut r) = Reader::versioned(key, "coordinator record key")?;
     match version {
         0 | 1 => {
-            r.what = "OffsetCommitKey";
+            r.set_what("OffsetCommitKey");
             let group = r.string()?;
             let topic = r.string()?;
             let partition = r.i32()?;
@@ -586,7 +322,7 @@ pub fn decode_record(
             })
         }
         2 => {
-            r.what = "GroupMetadataKey";
+            r.set_what("GroupMetadataKey");
             let group = r.string()?;
             r.finish()?;
             Ok(CoordinatorRecord::GroupMetadata {

@@ -21,6 +21,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::metadata::TransactionState;
+pub use crate::coordinator_record::string_fits;
+use crate::coordinator_record::{Reader, Writer};
 
 /// The only `TransactionLogKey` version.
 pub const KEY_VERSION: i16 = 0;
@@ -53,84 +55,15 @@ pub struct TransactionLogRecord {
     pub value: Option<TransactionLogValue>,
 }
 
-/// Why a record could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TransactionLogError {
-    #[error("record has no key")]
-    MissingKey,
-    #[error("{what} ends early")]
-    Truncated { what: &'static str },
-    #[error("{what} has {bytes} bytes left over")]
-    TrailingBytes { what: &'static str, bytes: usize },
-    #[error("{what} version {version} is not known")]
-    UnknownVersion { what: &'static str, version: i16 },
-    #[error("{what}: {reason}")]
-    Malformed {
-        what: &'static str,
-        reason: &'static str,
-    },
-}
+/// Why a record could not be decoded (the coordinators' shared record codec error).
+pub type TransactionLogError = crate::coordinator_record::RecordCodecError;
 
 // ------------------------------------------------------------------------------ encoding
-
-struct Writer {
-    buf: Vec<u8>,
-    flexible: bool,
-}
-
-impl Writer {
-    fn new(version: i16, flexible: bool) -> Self {
-        Self {
-            buf: version.to_be_bytes().to_vec(),
-            flexible,
-        }
-    }
-
-    fn unsigned_varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.buf.push((v as u8 & 0x7f) | 0x80);
-            v >>= 7;
-        }
-        self.buf.push(v as u8);
-    }
-
-    fn string(&mut self, s: &str) {
-        if self.flexible {
-            self.unsigned_varint(s.len() as u64 + 1);
-        } else {
-            // Strings are bounded by callers (`string_fits`); saturate rather than wrap.
-            let len = i16::try_from(s.len()).unwrap_or(i16::MAX);
-            self.buf.extend_from_slice(&len.to_be_bytes());
-        }
-        self.buf.extend_from_slice(s.as_bytes());
-    }
-
-    /// An array length (`None` = null array).
-    fn array_length(&mut self, n: Option<usize>) {
-        if self.flexible {
-            self.unsigned_varint(n.map_or(0, |n| n as u64 + 1));
-        } else {
-            let len = n.map_or(-1, |n| i32::try_from(n).unwrap_or(i32::MAX));
-            self.buf.extend_from_slice(&len.to_be_bytes());
-        }
-    }
-
-    fn no_tagged_fields(&mut self) {
-        if self.flexible {
-            self.unsigned_varint(0);
-        }
-    }
-}
-
-/// Whether `s` fits a Kafka `string` (i16 length).
-pub fn string_fits(s: &str) -> bool {
-    s.len() <= i16::MAX as usize
-}
 
 pub fn encode_key(transactional_id: &str) -> Vec<u8> {
     let mut w = Writer::new(KEY_VERSION, false);
     w.string(transactional_id);
-    w.buf
+    w.finish()
 }
 
 pub fn encode_value(value: &TransactionLogValue) -> Vec<u8> {
@@ -141,11 +74,10 @@ pub fn encode_value(value: &TransactionLogValue) -> Vec<u8> {
 pub fn encode_value_version(value: &TransactionLogValue, version: i16) -> Vec<u8> {
     let flexible = version >= 1;
     let mut w = Writer::new(version, flexible);
-    w.buf.extend_from_slice(&value.producer_id.to_be_bytes());
-    w.buf.extend_from_slice(&value.producer_epoch.to_be_bytes());
-    w.buf
-        .extend_from_slice(&value.transaction_timeout_ms.to_be_bytes());
-    w.buf.push(value.state.id() as u8);
+    w.i64(value.producer_id);
+    w.i16(value.producer_epoch);
+    w.i32(value.transaction_timeout_ms);
+    w.i8(value.state.id());
     if value.state == TransactionState::Empty {
         w.array_length(None);
     } else {
@@ -158,15 +90,13 @@ pub fn encode_value_version(value: &TransactionLogValue, version: i16) -> Vec<u8
             w.string(topic);
             w.array_length(Some(partitions.len()));
             for p in partitions {
-                w.buf.extend_from_slice(&p.to_be_bytes());
+                w.i32(p);
             }
-            w.no_tagged_fields();
+            w.tagged_fields();
         }
     }
-    w.buf
-        .extend_from_slice(&value.last_update_timestamp_ms.to_be_bytes());
-    w.buf
-        .extend_from_slice(&value.start_timestamp_ms.to_be_bytes());
+    w.i64(value.last_update_timestamp_ms);
+    w.i64(value.start_timestamp_ms);
     if flexible {
         let mut tags: Vec<(u64, Vec<u8>)> = Vec::new();
         if value.previous_producer_id != NO_PRODUCER_ID {
@@ -182,10 +112,10 @@ pub fn encode_value_version(value: &TransactionLogValue, version: i16) -> Vec<u8
         for (tag, data) in tags {
             w.unsigned_varint(tag);
             w.unsigned_varint(data.len() as u64);
-            w.buf.extend_from_slice(&data);
+            w.raw(&data);
         }
     }
-    w.buf
+    w.finish()
 }
 
 /// Key and value bytes of a record (`None` value = tombstone).
@@ -199,162 +129,13 @@ pub fn encode_record(record: &TransactionLogRecord) -> (Vec<u8>, Option<Vec<u8>>
 /// The records as one uncompressed batch (Kafka's `TransactionLog.EnforcedCompression`).
 pub fn encode_batch(records: &[TransactionLogRecord], now_ms: i64) -> Vec<u8> {
     let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = records.iter().map(encode_record).collect();
-    let records: Vec<fjord_protocol::batch_builder::Record<'_>> = encoded
-        .iter()
-        .map(|(key, value)| fjord_protocol::batch_builder::Record {
-            timestamp_delta: 0,
-            key: Some(key),
-            value: value.as_deref(),
-            headers: &[],
-        })
-        .collect();
-    fjord_protocol::batch_builder::encode_uncompressed(0, now_ms, 0, &records)
+    crate::coordinator_record::encode_batch(&encoded, None, now_ms)
 }
 
 // ------------------------------------------------------------------------------ decoding
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    what: &'static str,
-    flexible: bool,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], TransactionLogError> {
-        if n > self.buf.len() {
-            return Err(TransactionLogError::Truncated { what: self.what });
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], TransactionLogError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    fn i8(&mut self) -> Result<i8, TransactionLogError> {
-        Ok(i8::from_be_bytes(self.array()?))
-    }
-
-    fn i16(&mut self) -> Result<i16, TransactionLogError> {
-        Ok(i16::from_be_bytes(self.array()?))
-    }
-
-    fn i32(&mut self) -> Result<i32, TransactionLogError> {
-        Ok(i32::from_be_bytes(self.array()?))
-    }
-
-    fn i64(&mut self) -> Result<i64, TransactionLogError> {
-        Ok(i64::from_be_bytes(self.array()?))
-    }
-
-    fn unsigned_varint(&mut self) -> Result<u64, TransactionLogError> {
-        let mut value = 0u64;
-        for shift in (0..35).step_by(7) {
-            let byte = self.take(1)?[0];
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(self.malformed("varint longer than 5 bytes"))
-    }
-
-    fn malformed(&self, reason: &'static str) -> TransactionLogError {
-        TransactionLogError::Malformed {
-            what: self.what,
-            reason,
-        }
-    }
-
-    /// A length: `None` for null.
-    fn length(&mut self, classic_i16: bool) -> Result<Option<usize>, TransactionLogError> {
-        let n: i64 = if self.flexible {
-            self.unsigned_varint()? as i64 - 1
-        } else if classic_i16 {
-            i64::from(self.i16()?)
-        } else {
-            i64::from(self.i32()?)
-        };
-        match n {
-            -1 => Ok(None),
-            n if n < 0 => Err(self.malformed("negative length")),
-            n => Ok(Some(n as usize)),
-        }
-    }
-
-    fn string(&mut self) -> Result<String, TransactionLogError> {
-        let len = self
-            .length(true)?
-            .ok_or_else(|| self.malformed("null string"))?;
-        let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| self.malformed("string is not UTF-8"))
-    }
-
-    /// An array length, checked against the bytes left (each element takes at least
-    /// `min_element_bytes`), so a hostile count cannot make us allocate.
-    fn array_length(
-        &mut self,
-        min_element_bytes: usize,
-    ) -> Result<Option<usize>, TransactionLogError> {
-        let n = self.length(false)?;
-        if let Some(n) = n {
-            if n.saturating_mul(min_element_bytes) > self.buf.len() {
-                return Err(TransactionLogError::Truncated { what: self.what });
-            }
-        }
-        Ok(n)
-    }
-
-    /// Reads tagged fields, handing known ones to `on_tag`.
-    fn tagged_fields(
-        &mut self,
-        mut on_tag: impl FnMut(u64, &'a [u8]) -> Result<(), TransactionLogError>,
-    ) -> Result<(), TransactionLogError> {
-        if !self.flexible {
-            return Ok(());
-        }
-        let count = self.unsigned_varint()?;
-        for _ in 0..count {
-            let tag = self.unsigned_varint()?;
-            let size = usize::try_from(self.unsigned_varint()?)
-                .map_err(|_| self.malformed("tagged field too large"))?;
-            let data = self.take(size)?;
-            on_tag(tag, data)?;
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> Result<(), TransactionLogError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(TransactionLogError::TrailingBytes {
-                what: self.what,
-                bytes: self.buf.len(),
-            })
-        }
-    }
-}
-
-fn versioned<'a>(
-    buf: &'a [u8],
-    what: &'static str,
-) -> Result<(i16, Reader<'a>), TransactionLogError> {
-    let mut reader = Reader {
-        buf,
-        what,
-        flexible: false,
-    };
-    let version = reader.i16()?;
-    Ok((version, reader))
-}
-
 pub fn decode_key(buf: &[u8]) -> Result<String, TransactionLogError> {
-    let (version, mut r) = versioned(buf, "TransactionLogKey")?;
+    let (version, mut r) = Reader::versioned(buf, "TransactionLogKey")?;
     if version != KEY_VERSION {
         return Err(TransactionLogError::UnknownVersion {
             what: "TransactionLogKey",
@@ -368,11 +149,11 @@ pub fn decode_key(buf: &[u8]) -> Result<String, TransactionLogError> {
 
 pub fn decode_value(buf: &[u8]) -> Result<TransactionLogValue, TransactionLogError> {
     let what = "TransactionLogValue";
-    let (version, mut r) = versioned(buf, what)?;
+    let (version, mut r) = Reader::versioned(buf, what)?;
     if !(0..=VALUE_VERSION_MAX).contains(&version) {
         return Err(TransactionLogError::UnknownVersion { what, version });
     }
-    r.flexible = version >= 1;
+    r.set_flexible(version >= 1);
     let producer_id = r.i64()?;
     let producer_epoch = r.i16()?;
     let transaction_timeout_ms = r.i32()?;
@@ -381,16 +162,16 @@ pub fn decode_value(buf: &[u8]) -> Result<TransactionLogValue, TransactionLogErr
         .ok_or_else(|| r.malformed("unknown transaction status"))?;
     let mut partitions = BTreeSet::new();
     // A topic entry takes at least 3 bytes (flexible: 1 + 1 + 1).
-    if let Some(topics) = r.array_length(3)? {
+    if let Some(topics) = r.nullable_array_length(3)? {
         for _ in 0..topics {
             let topic = r.string()?;
             let count = r
-                .array_length(4)?
+                .nullable_array_length(4)?
                 .ok_or_else(|| r.malformed("null partition list"))?;
             for _ in 0..count {
                 partitions.insert((topic.clone(), r.i32()?));
             }
-            r.tagged_fields(|_, _| Ok(()))?;
+            r.tagged_fields()?;
         }
     }
     let last_update_timestamp_ms = r.i64()?;
@@ -398,7 +179,7 @@ pub fn decode_value(buf: &[u8]) -> Result<TransactionLogValue, TransactionLogErr
     let mut previous_producer_id = NO_PRODUCER_ID;
     let mut next_producer_id = NO_PRODUCER_ID;
     let mut client_transaction_version = 0i16;
-    r.tagged_fields(|tag, data| {
+    r.tagged_fields_with(|tag, data| {
         let bad = TransactionLogError::Malformed {
             what,
             reason: "tagged field has the wrong size",
