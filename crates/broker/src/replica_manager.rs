@@ -190,6 +190,29 @@ impl ReplicaManager {
         self.topics.read().by_name.get(name).cloned()
     }
 
+    /// A coordinator's internal topic (`__consumer_offsets`, `__transaction_state`) if it
+    /// exists, and the partition count its shards must use: the existing topic's, so replayed
+    /// records stay with their shard, else `configured`.
+    pub fn internal_topic_and_partitions(
+        &self,
+        name: &str,
+        configured: i32,
+    ) -> (Option<Arc<Topic>>, i32) {
+        let existing = self.topic(name);
+        let partitions = match &existing {
+            Some(topic) => {
+                let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+                if count != configured {
+                    warn!(topic = name, existing = count, configured,
+                        "internal topic exists with a different partition count; using the existing one");
+                }
+                count
+            }
+            None => configured,
+        };
+        (existing, partitions)
+    }
+
     pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
         self.topics.read().by_id.get(id).cloned()
     }

@@ -356,18 +356,10 @@ impl GroupCoordinator {
         now_ms: i64,
     ) -> Result<Self, BrokerError> {
         let coordinator_config = GroupCoordinatorConfig::from_broker(config);
-        let existing = replica_manager.topic(GROUP_METADATA_TOPIC_NAME);
-        let partitions = match &existing {
-            Some(topic) => {
-                let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
-                if count != config.offsets_topic_num_partitions {
-                    warn!(existing = count, configured = config.offsets_topic_num_partitions,
-                        "__consumer_offsets exists with a different partition count; using the existing one");
-                }
-                count
-            }
-            None => config.offsets_topic_num_partitions,
-        };
+        let (existing, partitions) = replica_manager.internal_topic_and_partitions(
+            GROUP_METADATA_TOPIC_NAME,
+            config.offsets_topic_num_partitions,
+        );
         let log: Arc<dyn CoordinatorLog> = Arc::new(OffsetsTopicLog::new(
             replica_manager.clone(),
             coordinator_config.batch_bytes_max,

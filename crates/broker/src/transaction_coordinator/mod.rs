@@ -258,18 +258,10 @@ impl TransactionCoordinator {
         now_ms: i64,
     ) -> Result<Self, BrokerError> {
         let coordinator_config = TransactionCoordinatorConfig::from_broker(config);
-        let existing = replica_manager.topic(TRANSACTION_STATE_TOPIC_NAME);
-        let partitions = match &existing {
-            Some(topic) => {
-                let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
-                if count != config.transaction_state_log_num_partitions {
-                    warn!(existing = count, configured = config.transaction_state_log_num_partitions,
-                        "__transaction_state exists with a different partition count; using the existing one");
-                }
-                count
-            }
-            None => config.transaction_state_log_num_partitions,
-        };
+        let (existing, partitions) = replica_manager.internal_topic_and_partitions(
+            TRANSACTION_STATE_TOPIC_NAME,
+            config.transaction_state_log_num_partitions,
+        );
         let log: Arc<dyn TransactionStateLog> = Arc::new(TransactionStateTopicLog::new(
             replica_manager.clone(),
             coordinator_config.batch_bytes_max,
