@@ -321,6 +321,39 @@ impl GroupCoordinatorShard {
 
     // ------------------------------------------------------------------------ offsets
 
+    /// One partition of a (transactional) offset commit: the `OffsetCommit` record to write,
+    /// or OFFSET_METADATA_TOO_LARGE.
+    #[allow(clippy::too_many_arguments)]
+    fn offset_commit_record(
+        &self,
+        group_id: &str,
+        topic: &str,
+        partition: i32,
+        (committed_offset, committed_leader_epoch): (i64, i32),
+        metadata: Option<&str>,
+        expire_timestamp_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<CoordinatorRecord, ResponseError> {
+        let metadata = metadata.unwrap_or_default().to_string();
+        if metadata.len() > self.config.offset_metadata_max_bytes {
+            return Err(ResponseError::OffsetMetadataTooLarge);
+        }
+        let offset = OffsetAndMetadata {
+            committed_offset,
+            leader_epoch: (committed_leader_epoch >= 0).then_some(committed_leader_epoch),
+            metadata,
+            commit_timestamp_ms: now_ms,
+            expire_timestamp_ms,
+            record_offset: -1,
+        };
+        Ok(CoordinatorRecord::OffsetCommit {
+            group: group_id.to_string(),
+            topic: topic.to_string(),
+            partition,
+            value: Some(offset.to_record()),
+        })
+    }
+
     /// Kafka's `OffsetMetadataManager.commitOffset`. The request holds only partitions that
     /// exist (the handler answered the others). Acknowledged once the records are in the log.
     pub fn commit_offsets(
@@ -388,30 +421,20 @@ impl GroupCoordinatorShard {
         for topic in &request.topics {
             let mut partitions = Vec::with_capacity(topic.partitions.len());
             for p in &topic.partitions {
-                let metadata = p
-                    .committed_metadata
-                    .as_ref()
-                    .map(|m| m.to_string())
-                    .unwrap_or_default();
-                let error = if metadata.len() > self.config.offset_metadata_max_bytes {
-                    ResponseError::OffsetMetadataTooLarge.code()
-                } else {
-                    let offset = OffsetAndMetadata {
-                        committed_offset: p.committed_offset,
-                        leader_epoch: (p.committed_leader_epoch >= 0)
-                            .then_some(p.committed_leader_epoch),
-                        metadata,
-                        commit_timestamp_ms: now_ms,
-                        expire_timestamp_ms,
-                        record_offset: -1,
-                    };
-                    records.push(CoordinatorRecord::OffsetCommit {
-                        group: group_id.to_string(),
-                        topic: topic.name.to_string(),
-                        partition: p.partition_index,
-                        value: Some(offset.to_record()),
-                    });
-                    0
+                let error = match self.offset_commit_record(
+                    group_id,
+                    &topic.name,
+                    p.partition_index,
+                    (p.committed_offset, p.committed_leader_epoch),
+                    p.committed_metadata.as_deref(),
+                    expire_timestamp_ms,
+                    now_ms,
+                ) {
+                    Ok(record) => {
+                        records.push(record);
+                        0
+                    }
+                    Err(error) => error.code(),
                 };
                 partitions.push(
                     OffsetCommitResponsePartition::default()
@@ -513,30 +536,20 @@ impl GroupCoordinatorShard {
         for topic in &request.topics {
             let mut partitions = Vec::with_capacity(topic.partitions.len());
             for p in &topic.partitions {
-                let metadata = p
-                    .committed_metadata
-                    .as_ref()
-                    .map(|m| m.to_string())
-                    .unwrap_or_default();
-                let error = if metadata.len() > self.config.offset_metadata_max_bytes {
-                    ResponseError::OffsetMetadataTooLarge.code()
-                } else {
-                    let offset = OffsetAndMetadata {
-                        committed_offset: p.committed_offset,
-                        leader_epoch: (p.committed_leader_epoch >= 0)
-                            .then_some(p.committed_leader_epoch),
-                        metadata,
-                        commit_timestamp_ms: now_ms,
-                        expire_timestamp_ms: None,
-                        record_offset: -1,
-                    };
-                    records.push(CoordinatorRecord::OffsetCommit {
-                        group: group_id.to_string(),
-                        topic: topic.name.to_string(),
-                        partition: p.partition_index,
-                        value: Some(offset.to_record()),
-                    });
-                    0
+                let error = match self.offset_commit_record(
+                    group_id,
+                    &topic.name,
+                    p.partition_index,
+                    (p.committed_offset, p.committed_leader_epoch),
+                    p.committed_metadata.as_deref(),
+                    None,
+                    now_ms,
+                ) {
+                    Ok(record) => {
+                        records.push(record);
+                        0
+                    }
+                    Err(error) => error.code(),
                 };
                 partitions.push(
                     TxnOffsetCommitResponsePartition::default()
