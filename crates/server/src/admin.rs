@@ -18,6 +18,8 @@ use fjord_protocol::request::encode_request;
 use fjord_protocol::response::decode_response;
 use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
 
+use crate::output::OutputFormat;
+
 /// Largest response the CLI accepts: a describe of thousands of partitions fits easily.
 const RESPONSE_SIZE_BYTES_MAX: usize = 256 << 20;
 const CLIENT_ID: &str = "fjord-cli";
@@ -27,7 +29,8 @@ const CLIENT_ID: &str = "fjord-cli";
 pub struct ConnectArgs {
     /// Broker to bootstrap from (Kafka tools: --bootstrap-server)
     #[arg(
-        long,
+        long = "bootstrap",
+        visible_alias = "bootstrap-server",
         global = true,
         value_name = "HOST:PORT",
         env = "FJORD_BOOTSTRAP",
@@ -37,9 +40,30 @@ pub struct ConnectArgs {
     /// Request timeout in milliseconds
     #[arg(long, global = true, value_name = "MS", default_value_t = 30_000)]
     timeout_ms: u64,
+    /// Output format: text (tables) or json (machine-readable, on stdout)
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "FJORD_OUTPUT",
+        default_value_t = OutputFormat::Text
+    )]
+    output: OutputFormat,
 }
 
 impl ConnectArgs {
+    pub fn output(&self) -> OutputFormat {
+        self.output
+    }
+
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap_server
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
     pub fn connect(&self) -> Result<AdminClient> {
         AdminClient::connect(
             &self.bootstrap_server,

@@ -8,6 +8,7 @@
 mod admin;
 mod connection;
 mod group_cli;
+mod output;
 mod server;
 mod settings;
 mod splice;
