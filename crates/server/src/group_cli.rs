@@ -24,6 +24,8 @@ use fjord_protocol::kafka_protocol::protocol::{Decodable, StrBytes};
 use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
 
 use crate::admin::{check, error_name, AdminClient, ConnectArgs};
+use crate::output::{non_empty, print_json, print_table, OutputFormat};
+use serde_json::{json, Value};
 
 #[derive(Args)]
 pub struct GroupArgs {
@@ -104,21 +106,17 @@ struct ResetTarget {
 }
 
 pub fn run(args: GroupArgs) -> Result<()> {
+    let output = args.connect.output();
     let mut client = args.connect.connect()?;
     match args.command {
-        GroupCommand::List { states } => list(&mut client, &states),
-        GroupCommand::Describe { groups } => {
-            for group in groups {
-                describe(&mut client, &group)?;
-            }
-            Ok(())
-        }
-        GroupCommand::Delete { groups } => delete(&mut client, &groups),
-        GroupCommand::ResetOffsets(reset) => reset_offsets(&mut client, &reset),
+        GroupCommand::List { states } => list(&mut client, &states, output),
+        GroupCommand::Describe { groups } => describe_groups(&mut client, &groups, output),
+        GroupCommand::Delete { groups } => delete(&mut client, &groups, output),
+        GroupCommand::ResetOffsets(reset) => reset_offsets(&mut client, &reset, output),
     }
 }
 
-fn list(client: &mut AdminClient, states: &[String]) -> Result<()> {
+fn list(client: &mut AdminClient, states: &[String], output: OutputFormat) -> Result<()> {
     let request = ListGroupsRequest::default().with_states_filter(
         states
             .iter()
@@ -137,6 +135,21 @@ fn list(client: &mut AdminClient, states: &[String]) -> Result<()> {
         bail!("unexpected answer to ListGroups");
     };
     check(response.error_code, "ListGroups")?;
+    if output == OutputFormat::Json {
+        let mut groups: Vec<Value> = response
+            .groups
+            .iter()
+            .map(|g| {
+                json!({
+                    "group": g.group_id.as_str(),
+                    "state": non_empty(g.group_state.as_str()),
+                    "protocol_type": non_empty(g.protocol_type.as_str()),
+                })
+            })
+            .collect();
+        groups.sort_by(|a, b| a["group"].as_str().cmp(&b["group"].as_str()));
+        return print_json(&json!({ "groups": groups }));
+    }
     let mut rows: Vec<Vec<String>> = response
         .groups
         .iter()
@@ -370,11 +383,110 @@ fn list_offsets(
     Ok(offsets)
 }
 
-fn describe(client: &mut AdminClient, group: &str) -> Result<()> {
+/// One partition of a described group: committed offset, log end and owner, `None` where
+/// absent.
+struct PartitionLag {
+    topic: String,
+    partition: i32,
+    current_offset: Option<i64>,
+    log_end_offset: Option<i64>,
+    /// (member id, host, client id)
+    owner: Option<(String, String, String)>,
+}
+
+impl PartitionLag {
+    fn lag(&self) -> Option<i64> {
+        Some((self.log_end_offset? - self.current_offset?).max(0))
+    }
+
+    fn to_json(&self) -> Value {
+        let (member, host, client_id) = match &self.owner {
+            Some((m, h, c)) => (non_empty(m), non_empty(h), non_empty(c)),
+            None => (Value::Null, Value::Null, Value::Null),
+        };
+        json!({
+            "topic": self.topic,
+            "partition": self.partition,
+            "current_offset": self.current_offset,
+            "log_end_offset": self.log_end_offset,
+            "lag": self.lag(),
+            "consumer_id": member,
+            "host": host,
+            "client_id": client_id,
+        })
+    }
+}
+
+/// What `fjord group describe` shows of one group.
+struct GroupReport {
+    group: String,
+    description: GroupDescription,
+    partitions: Vec<PartitionLag>,
+}
+
+fn group_report(client: &mut AdminClient, group: &str) -> Result<GroupReport> {
     let mut coordinator = client.coordinator_for(group)?;
     let coordinator = coordinator.client();
     let description = describe_group(coordinator, group)?;
     let committed = committed_offsets(coordinator, group)?;
+    let partitions: BTreeSet<(String, i32)> = committed
+        .iter()
+        .filter(|(_, offset)| **offset >= 0)
+        .map(|(tp, _)| tp.clone())
+        .chain(description.owners.keys().cloned())
+        .collect();
+    let log_end = if partitions.is_empty() {
+        BTreeMap::new()
+    } else {
+        list_offsets(coordinator, &partitions, -1)?
+    };
+    let partitions = partitions
+        .into_iter()
+        .map(|tp| PartitionLag {
+            current_offset: committed.get(&tp).copied().filter(|o| *o >= 0),
+            log_end_offset: log_end.get(&tp).copied(),
+            owner: description.owners.get(&tp).cloned(),
+            topic: tp.0,
+            partition: tp.1,
+        })
+        .collect();
+    Ok(GroupReport {
+        group: group.to_string(),
+        description,
+        partitions,
+    })
+}
+
+fn describe_groups(
+    client: &mut AdminClient,
+    groups: &[String],
+    output: OutputFormat,
+) -> Result<()> {
+    if output == OutputFormat::Text {
+        for group in groups {
+            print_group_report(&group_report(client, group)?);
+        }
+        return Ok(());
+    }
+    let mut reports = Vec::with_capacity(groups.len());
+    for group in groups {
+        let report = group_report(client, group)?;
+        let d = &report.description;
+        reports.push(json!({
+            "group": report.group,
+            "state": non_empty(&d.state),
+            "members": d.members,
+            "protocol_type": non_empty(&d.protocol_type),
+            "assignor": non_empty(&d.protocol),
+            "partitions": report.partitions.iter().map(PartitionLag::to_json).collect::<Vec<_>>(),
+        }));
+    }
+    print_json(&json!({ "groups": reports }))
+}
+
+fn print_group_report(report: &GroupReport) {
+    let description = &report.description;
+    let group = &report.group;
     println!(
         "Group {group}: state {}, {} member(s), protocol type {}, assignor {}",
         description.state,
@@ -390,38 +502,24 @@ fn describe(client: &mut AdminClient, group: &str) -> Result<()> {
             &description.protocol
         },
     );
-    let partitions: BTreeSet<(String, i32)> = committed
-        .iter()
-        .filter(|(_, offset)| **offset >= 0)
-        .map(|(tp, _)| tp.clone())
-        .chain(description.owners.keys().cloned())
-        .collect();
-    if partitions.is_empty() {
+    if report.partitions.is_empty() {
         println!("(no committed offsets and no assigned partitions)");
-        return Ok(());
+        return;
     }
-    let log_end = list_offsets(coordinator, &partitions, -1)?;
-    let rows: Vec<Vec<String>> = partitions
+    let dash = || "-".to_string();
+    let rows: Vec<Vec<String>> = report
+        .partitions
         .iter()
-        .map(|tp| {
-            let current = committed.get(tp).copied().filter(|o| *o >= 0);
-            let end = log_end.get(tp).copied();
-            let lag = match (current, end) {
-                (Some(c), Some(e)) => (e - c).max(0).to_string(),
-                _ => "-".to_string(),
-            };
-            let (member, host, client_id) = description
-                .owners
-                .get(tp)
-                .cloned()
-                .unwrap_or_else(|| ("-".into(), "-".into(), "-".into()));
+        .map(|p| {
+            let (member, host, client_id) =
+                p.owner.clone().unwrap_or_else(|| (dash(), dash(), dash()));
             vec![
                 group.to_string(),
-                tp.0.clone(),
-                tp.1.to_string(),
-                current.map_or("-".to_string(), |c| c.to_string()),
-                end.map_or("-".to_string(), |e| e.to_string()),
-                lag,
+                p.topic.clone(),
+                p.partition.to_string(),
+                p.current_offset.map_or_else(dash, |c| c.to_string()),
+                p.log_end_offset.map_or_else(dash, |e| e.to_string()),
+                p.lag().map_or_else(dash, |l| l.to_string()),
                 member,
                 host,
                 client_id,
@@ -442,11 +540,11 @@ fn describe(client: &mut AdminClient, group: &str) -> Result<()> {
         ],
         &rows,
     );
-    Ok(())
 }
 
-fn delete(client: &mut AdminClient, groups: &[String]) -> Result<()> {
+fn delete(client: &mut AdminClient, groups: &[String], output: OutputFormat) -> Result<()> {
     let mut failed = 0;
+    let mut results = Vec::new();
     for group in groups {
         let mut coordinator = client.coordinator_for(group)?;
         let request = DeleteGroupsRequest::default()
@@ -460,17 +558,27 @@ fn delete(client: &mut AdminClient, groups: &[String]) -> Result<()> {
             bail!("unexpected answer to DeleteGroups");
         };
         for result in &response.results {
-            if result.error_code == 0 {
-                println!("Deleted group {}", result.group_id.as_str());
-            } else {
+            let error = (result.error_code != 0).then(|| error_name(result.error_code));
+            if error.is_some() {
                 failed += 1;
-                eprintln!(
-                    "Could not delete group {}: {}",
-                    result.group_id.as_str(),
-                    error_name(result.error_code)
-                );
+            }
+            match (&error, output) {
+                (_, OutputFormat::Json) => results.push(json!({
+                    "group": result.group_id.as_str(),
+                    "error": error,
+                })),
+                (None, OutputFormat::Text) => {
+                    println!("Deleted group {}", result.group_id.as_str())
+                }
+                (Some(error), OutputFormat::Text) => eprintln!(
+                    "Could not delete group {}: {error}",
+                    result.group_id.as_str()
+                ),
             }
         }
+    }
+    if output == OutputFormat::Json {
+        print_json(&json!({ "results": results }))?;
     }
     if failed > 0 {
         bail!("{failed} group(s) not deleted");
@@ -478,7 +586,7 @@ fn delete(client: &mut AdminClient, groups: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn reset_offsets(client: &mut AdminClient, args: &ResetArgs) -> Result<()> {
+fn reset_offsets(client: &mut AdminClient, args: &ResetArgs, output: OutputFormat) -> Result<()> {
     let mut coordinator = client.coordinator_for(&args.group)?;
     let coordinator = coordinator.client();
     let description = describe_group(coordinator, &args.group)?;
@@ -528,6 +636,27 @@ fn reset_offsets(client: &mut AdminClient, args: &ResetArgs) -> Result<()> {
             bail!("no reset target given");
         };
         plan.insert(tp.clone(), wanted.clamp(low, high));
+    }
+    if output == OutputFormat::Json {
+        if args.execute {
+            commit(coordinator, &args.group, &plan)?;
+        }
+        let partitions: Vec<Value> = plan
+            .iter()
+            .map(|(tp, new)| {
+                json!({
+                    "topic": tp.0,
+                    "partition": tp.1,
+                    "current_offset": committed.get(tp).copied().filter(|o| *o >= 0),
+                    "new_offset": new,
+                })
+            })
+            .collect();
+        return print_json(&json!({
+            "group": args.group,
+            "executed": args.execute,
+            "partitions": partitions,
+        }));
     }
     let rows: Vec<Vec<String>> = plan
         .iter()
@@ -718,27 +847,6 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
-}
-
-pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.len());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let text: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", text.join("  ").trim_end());
-    };
-    line(headers.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
-    }
 }
 
 #[cfg(test)]

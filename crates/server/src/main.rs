@@ -15,15 +15,15 @@ mod splice;
 mod topic_cli;
 mod txn_cli;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use fjord_broker::config::SETTINGS;
 use fjord_broker::{Broker, BrokerConfig};
-use tracing::info;
+use settings::{MergedSettings, Origin};
+use tracing::{info, warn};
 
 #[global_allocator]
 static ALLOCATOR: fjord_protocol::alloc::HostileSizeGuard = fjord_protocol::alloc::HostileSizeGuard;
@@ -51,21 +51,38 @@ enum Command {
     /// Transactions on any Kafka-compatible broker: list, describe a transactional id,
     /// producers of a partition (like kafka-transactions.sh)
     Txn(txn_cli::TxnArgs),
+    /// Print a shell completion script for fjord to stdout
+    #[command(after_long_help = COMPLETIONS_HELP)]
+    Completions {
+        /// Shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
+const COMPLETIONS_HELP: &str = "Install:
+  bash:       fjord completions bash > ~/.local/share/bash-completion/completions/fjord
+  zsh:        fjord completions zsh > ~/.zfunc/_fjord   (with fpath+=~/.zfunc before compinit in ~/.zshrc)
+  fish:       fjord completions fish > ~/.config/fish/completions/fjord.fish
+  elvish:     fjord completions elvish >> ~/.config/elvish/rc.elv
+  powershell: fjord completions powershell >> $PROFILE
+Or load into the current shell only, e.g. bash: source <(fjord completions bash)";
+
+// The dedicated flags have no clap `env`: their variables (FJORD_DATA_DIR, ...) are the
+// settings' own, read with the other FJORD_* variables, so a value's source is known exactly.
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Directory for logs and metadata [default: ./fjord-data] (setting: data.dir, Kafka: log.dirs)
-    #[arg(long, value_name = "DIR", env = "FJORD_DATA_DIR")]
+    /// Directory for logs and metadata [default: ./fjord-data] (setting: data.dir, env FJORD_DATA_DIR, Kafka: log.dirs)
+    #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Address of the Kafka listener [default: 127.0.0.1:9092] (setting: listen, Kafka: listeners)
-    #[arg(long, value_name = "HOST:PORT", env = "FJORD_LISTEN")]
+    /// Address of the Kafka listener [default: 127.0.0.1:9092] (setting: listen, env FJORD_LISTEN, Kafka: listeners)
+    #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
-    /// Address given to clients in Metadata [default: the listen address] (Kafka: advertised.listeners)
-    #[arg(long, value_name = "HOST:PORT", env = "FJORD_ADVERTISED_LISTENER")]
+    /// Address given to clients in Metadata [default: the listen address] (setting: advertised.listener, env FJORD_ADVERTISED_LISTENER, Kafka: advertised.listeners)
+    #[arg(long, value_name = "HOST:PORT")]
     advertised_listener: Option<String>,
-    /// This broker's id [default: 1] (Kafka: node.id)
-    #[arg(long, value_name = "N", env = "FJORD_NODE_ID")]
+    /// This broker's id [default: 1] (setting: node.id, env FJORD_NODE_ID, Kafka: node.id)
+    #[arg(long, value_name = "N")]
     node_id: Option<i32>,
     /// TOML file with settings under Kafka's names, e.g. `"num.partitions" = 3`
     #[arg(long, value_name = "FILE", env = "FJORD_CONFIG")]
@@ -73,6 +90,17 @@ struct ServeArgs {
     /// Set any broker setting, e.g. `--set message.max.bytes=2097152`; repeatable
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Print every setting's effective value and its source (default, config file, env, flag,
+    /// dynamic broker config) as text or json, then exit without opening the data directory
+    /// or binding anything
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        value_enum,
+        num_args = 0..=1,
+        default_missing_value = "text"
+    )]
+    print_config: Option<output::OutputFormat>,
 }
 
 fn settings_help() -> String {
@@ -100,31 +128,54 @@ fn settings_help() -> String {
     help
 }
 
-fn merged_settings(args: &ServeArgs) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut merged = BTreeMap::new();
+/// The settings from the config file, `FJORD_*` variables, `--set` and the dedicated flags,
+/// in that order of precedence, each with where it came from.
+fn merged_settings(args: &ServeArgs) -> anyhow::Result<MergedSettings> {
+    let mut merged = MergedSettings::default();
     if let Some(path) = &args.config {
-        merged.extend(settings::read_config_file(path)?);
+        let from_file = settings::read_config_file(path)?;
+        merged.extend(from_file, |_| Origin::ConfigFile(path.clone()));
     }
-    merged.extend(settings::from_environment(|name| std::env::var(name).ok()));
+    let from_env = settings::from_environment(|name| std::env::var(name).ok());
+    merged.extend(from_env, |key| Origin::Env(settings::env_var_name(key)));
     for assignment in &args.set {
         let (key, value) = settings::parse_assignment(assignment)?;
-        merged.insert(key, value);
+        merged.insert(key, value, Origin::SetFlag);
     }
     let flags = [
         (
             "data.dir",
+            "--data-dir",
             args.data_dir.as_ref().map(|d| d.display().to_string()),
         ),
-        ("listen", args.listen.clone()),
-        ("advertised.listener", args.advertised_listener.clone()),
-        ("node.id", args.node_id.map(|n| n.to_string())),
+        ("listen", "--listen", args.listen.clone()),
+        (
+            "advertised.listener",
+            "--advertised-listener",
+            args.advertised_listener.clone(),
+        ),
+        ("node.id", "--node-id", args.node_id.map(|n| n.to_string())),
     ];
-    for (key, value) in flags {
+    for (key, flag, value) in flags {
         if let Some(value) = value {
-            merged.insert(key.to_string(), value);
+            merged.insert(key.to_string(), value, Origin::Flag(flag));
         }
     }
     Ok(merged)
+}
+
+/// The validated static configuration, as a start would use it (before dynamic configs), and
+/// the merged settings it came from. Fails on a misspelled `FJORD_*` variable, an unknown key
+/// or an invalid value, naming it and where it was given.
+fn static_config(args: &ServeArgs) -> anyhow::Result<(BrokerConfig, MergedSettings)> {
+    let env_names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    for name in settings::check_environment_names(env_names)? {
+        warn!(variable = %name, "ignoring an environment variable that is no fjord setting");
+    }
+    let merged = merged_settings(args)?;
+    merged.check_known_keys()?;
+    let config = BrokerConfig::from_settings(&merged.values).map_err(|err| merged.explain(err))?;
+    Ok((config, merged))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -137,15 +188,22 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let admin_result = match cli.command {
-        Command::Serve(args) => return serve(args),
+    if !matches!(cli.command, Command::Serve(_)) {
+        die_quietly_on_closed_stdout();
+    }
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
         Command::Group(args) => group_cli::run(args),
         Command::Topic(args) => topic_cli::run_topic(args),
         Command::Config(args) => topic_cli::run_config(args),
         Command::Txn(args) => txn_cli::run(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "fjord", &mut std::io::stdout());
+            Ok(())
+        }
     };
-    // Admin commands report failures as one line (with causes), not a backtrace.
-    if let Err(err) = admin_result {
+    // Every command reports a failure as one line (causes joined with ": "), not a backtrace.
+    if let Err(err) = result {
         eprintln!("Error: {err:#}");
         std::process::exit(1);
     }
@@ -153,7 +211,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = BrokerConfig::from_settings(&merged_settings(&args)?)?;
+    let (config, merged) = static_config(&args)?;
+    if let Some(format) = args.print_config {
+        return settings::print_effective_settings(&merged, &config, format);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("fjord")
@@ -177,6 +238,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         server::run(listener, broker, shutdown_signal()).await
     })
+}
+
+/// Client commands piped into `head` and the like end silently when the reader goes away, as
+/// Unix tools do, instead of panicking in `println!`. Not for `serve`: a broker must see EPIPE
+/// on a closed client socket as an error, never die of it.
+fn die_quietly_on_closed_stdout() {
+    #[cfg(unix)]
+    // SAFETY: called before any thread is started; restoring the default disposition of
+    // SIGPIPE affects nothing but how a write to a closed pipe ends the process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -210,5 +283,48 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    /// Every subcommand and argument below `command`, as "fjord serve --listen", that has no
+    /// help text. clap's own `help` and `version` are exempt.
+    fn missing_help(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if help.trim().is_empty() {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        for sub in command.get_subcommands() {
+            let sub_path = format!("{path} {}", sub.get_name());
+            if sub.get_name() == "help" {
+                continue;
+            }
+            let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+            if about.trim().is_empty() {
+                missing.push(sub_path.clone());
+            }
+            missing_help(sub, &sub_path, missing);
+        }
+    }
+
+    #[test]
+    fn every_subcommand_and_argument_has_help() {
+        let mut missing = Vec::new();
+        missing_help(&super::Cli::command(), "fjord", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
+    #[test]
+    fn the_help_check_finds_missing_help() {
+        let command = clap::Command::new("t")
+            .arg(clap::Arg::new("documented").long("documented").help("x"))
+            .subcommand(clap::Command::new("bare").arg(clap::Arg::new("undocumented")));
+        let mut missing = Vec::new();
+        missing_help(&command, "t", &mut missing);
+        assert_eq!(missing, ["t bare", "t bare undocumented"]);
     }
 }

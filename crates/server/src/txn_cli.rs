@@ -10,7 +10,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 use fjord_protocol::kafka_protocol::messages::describe_producers_request::TopicRequest;
-use fjord_protocol::kafka_protocol::messages::describe_producers_response::PartitionResponse;
 use fjord_protocol::kafka_protocol::messages::describe_transactions_response::{
     TopicData, TransactionState,
 };
@@ -24,7 +23,9 @@ use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
 
 use crate::admin::{check, error_name, AdminClient, ConnectArgs, COORDINATOR_KEY_TYPE_TRANSACTION};
-use crate::group_cli::print_table;
+use crate::output::{non_negative, print_json, print_table, OutputFormat};
+use fjord_protocol::kafka_protocol::messages::describe_producers_response::ProducerState;
+use serde_json::{json, Value};
 
 /// Highest ListTransactions version this tool speaks (v1: duration filter, v2: id pattern).
 const LIST_TRANSACTIONS_VERSION_MAX: i16 = 2;
@@ -126,11 +127,12 @@ struct ProducersArgs {
 }
 
 pub fn run(args: TxnArgs) -> Result<()> {
+    let output = args.connect.output();
     let mut client = args.connect.connect()?;
     match args.command {
-        TxnCommand::List(list_args) => list(&mut client, &list_args),
-        TxnCommand::Describe(describe_args) => describe(&mut client, &describe_args),
-        TxnCommand::Producers(producers_args) => producers(&mut client, &producers_args),
+        TxnCommand::List(list_args) => list(&mut client, &list_args, output),
+        TxnCommand::Describe(describe_args) => describe(&mut client, &describe_args, output),
+        TxnCommand::Producers(producers_args) => producers(&mut client, &producers_args, output),
     }
 }
 
@@ -171,13 +173,23 @@ fn list_row(coordinator: i32, listing: &Listing) -> Vec<String> {
     ]
 }
 
-/// The transactions one broker coordinates, as table rows.
+/// A ListTransactions entry as `--output json` shows it.
+fn list_json(coordinator: i32, listing: &Listing) -> Value {
+    json!({
+        "transactional_id": listing.transactional_id.as_str(),
+        "coordinator": coordinator,
+        "producer_id": listing.producer_id.0,
+        "state": listing.transaction_state.as_str(),
+    })
+}
+
+/// The transactions one broker coordinates.
 fn list_on(
     client: &mut AdminClient,
     node_id: i32,
     address: &str,
     args: &ListArgs,
-) -> Result<Vec<Vec<String>>> {
+) -> Result<Vec<Listing>> {
     let mut node = client.client_for(address)?;
     let node = node.client();
     let version = node.version_for(ApiKey::ListTransactions, LIST_TRANSACTIONS_VERSION_MAX);
@@ -202,31 +214,40 @@ fn list_on(
             unknown.join(", ")
         );
     }
-    Ok(response
-        .transaction_states
-        .iter()
-        .map(|listing| list_row(node_id, listing))
-        .collect())
+    Ok(response.transaction_states)
 }
 
-fn list(client: &mut AdminClient, args: &ListArgs) -> Result<()> {
+fn list(client: &mut AdminClient, args: &ListArgs, output: OutputFormat) -> Result<()> {
     let brokers = client.cluster_brokers()?;
     if brokers.is_empty() {
         bail!("{} named no brokers in Metadata", client.address());
     }
-    let mut rows = Vec::new();
-    let mut failed = 0;
+    let mut listings = Vec::new();
+    let mut errors = Vec::new();
     for (node_id, address) in &brokers {
         match list_on(client, *node_id, address, args) {
-            Ok(found) => rows.extend(found),
+            Ok(found) => listings.extend(found.into_iter().map(|l| (*node_id, l))),
             Err(err) => {
-                failed += 1;
-                eprintln!("Failed to list transactions on broker {node_id} ({address}): {err:#}");
+                if output == OutputFormat::Text {
+                    eprintln!(
+                        "Failed to list transactions on broker {node_id} ({address}): {err:#}"
+                    );
+                }
+                errors.push(
+                    json!({ "broker": node_id, "address": address, "error": format!("{err:#}") }),
+                );
             }
         }
     }
-    rows.sort();
-    if failed < brokers.len() {
+    let failed = errors.len();
+    listings.sort_by(|(a_node, a), (b_node, b)| {
+        (a.transactional_id.as_str(), a_node).cmp(&(b.transactional_id.as_str(), b_node))
+    });
+    if output == OutputFormat::Json {
+        let transactions: Vec<Value> = listings.iter().map(|(n, l)| list_json(*n, l)).collect();
+        print_json(&json!({ "transactions": transactions, "errors": errors }))?;
+    } else if failed < brokers.len() {
+        let rows: Vec<Vec<String>> = listings.iter().map(|(n, l)| list_row(*n, l)).collect();
         print_table(LIST_HEADERS, &rows);
     }
     if failed > 0 {
@@ -292,13 +313,43 @@ fn describe_row(coordinator: i32, state: &TransactionState, now_ms: i64) -> Vec<
     ]
 }
 
+/// A DescribeTransactions answer as `--output json` shows it; see [`describe_row`].
+fn describe_json(coordinator: i32, state: &TransactionState, now_ms: i64) -> Value {
+    let started = state.transaction_start_time_ms;
+    let open = started >= 0 && is_open(state.transaction_state.as_str());
+    let mut partitions: Vec<(&str, i32)> = state
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.topic.as_str(), *p)))
+        .collect();
+    partitions.sort();
+    json!({
+        "coordinator": coordinator,
+        "transactional_id": state.transactional_id.as_str(),
+        "producer_id": state.producer_id.0,
+        "producer_epoch": state.producer_epoch,
+        "state": state.transaction_state.as_str(),
+        "timeout_ms": state.transaction_timeout_ms,
+        "start_time_ms": non_negative(started),
+        "duration_ms": open.then(|| now_ms.saturating_sub(started).max(0)),
+        "topic_partitions": partitions
+            .iter()
+            .map(|(topic, partition)| json!({ "topic": topic, "partition": partition }))
+            .collect::<Vec<_>>(),
+    })
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn describe_one(client: &mut AdminClient, transactional_id: &str) -> Result<Vec<String>> {
+/// The coordinator's id and its DescribeTransactions answer for `transactional_id`.
+fn describe_one(
+    client: &mut AdminClient,
+    transactional_id: &str,
+) -> Result<(i32, TransactionState)> {
     let (coordinator_id, address) =
         client.find_coordinator(COORDINATOR_KEY_TYPE_TRANSACTION, transactional_id)?;
     let mut coordinator = client.client_for(&address)?;
@@ -320,24 +371,38 @@ fn describe_one(client: &mut AdminClient, transactional_id: &str) -> Result<Vec<
         .find(|s| s.transactional_id.as_str() == transactional_id)
         .ok_or_else(|| anyhow!("DescribeTransactions answered nothing for it"))?;
     check(state.error_code, "DescribeTransactions")?;
-    Ok(describe_row(coordinator_id, state, now_ms()))
+    Ok((coordinator_id, state.clone()))
 }
 
-fn describe(client: &mut AdminClient, args: &DescribeArgs) -> Result<()> {
-    let mut rows = Vec::new();
-    let mut failed = 0;
+fn describe(client: &mut AdminClient, args: &DescribeArgs, output: OutputFormat) -> Result<()> {
+    let mut described = Vec::new();
+    let mut errors = Vec::new();
     for id in &args.transactional_ids {
         match describe_one(client, id) {
-            Ok(row) => rows.push(row),
+            Ok(found) => described.push(found),
             Err(err) => {
-                failed += 1;
-                eprintln!(
-                    "Failed to describe transaction state of transactional-id `{id}`: {err:#}"
-                );
+                if output == OutputFormat::Text {
+                    eprintln!(
+                        "Failed to describe transaction state of transactional-id `{id}`: {err:#}"
+                    );
+                }
+                errors.push(json!({ "transactional_id": id, "error": format!("{err:#}") }));
             }
         }
     }
-    if !rows.is_empty() {
+    let failed = errors.len();
+    let now = now_ms();
+    if output == OutputFormat::Json {
+        let transactions: Vec<Value> = described
+            .iter()
+            .map(|(coordinator, state)| describe_json(*coordinator, state, now))
+            .collect();
+        print_json(&json!({ "transactions": transactions, "errors": errors }))?;
+    } else if !described.is_empty() {
+        let rows: Vec<Vec<String>> = described
+            .iter()
+            .map(|(coordinator, state)| describe_row(*coordinator, state, now))
+            .collect();
         print_table(DESCRIBE_HEADERS, &rows);
     }
     if failed > 0 {
@@ -347,28 +412,47 @@ fn describe(client: &mut AdminClient, args: &DescribeArgs) -> Result<()> {
 }
 
 /// A DescribeProducers partition answer as table rows, by producer id.
-fn producer_rows(partition: &PartitionResponse) -> Vec<Vec<String>> {
+#[cfg(test)]
+fn producer_rows(
+    partition: &fjord_protocol::kafka_protocol::messages::describe_producers_response::PartitionResponse,
+) -> Vec<Vec<String>> {
     let mut producers: Vec<_> = partition.active_producers.iter().collect();
     producers.sort_by_key(|p| p.producer_id.0);
     producers
         .iter()
-        .map(|p| {
-            vec![
-                partition.partition_index.to_string(),
-                p.producer_id.0.to_string(),
-                p.producer_epoch.to_string(),
-                // Kafka's tool prints an absent coordinator epoch as -1, any negative one too.
-                p.coordinator_epoch.max(-1).to_string(),
-                p.last_sequence.to_string(),
-                p.last_timestamp.to_string(),
-                if p.current_txn_start_offset >= 0 {
-                    p.current_txn_start_offset.to_string()
-                } else {
-                    "-".to_string()
-                },
-            ]
-        })
+        .map(|p| producer_row(partition.partition_index, p))
         .collect()
+}
+
+/// One producer of a partition as `--output json` shows it; see [`producer_row`].
+fn producer_json(partition: i32, p: &ProducerState) -> Value {
+    json!({
+        "partition": partition,
+        "producer_id": p.producer_id.0,
+        "producer_epoch": p.producer_epoch,
+        "coordinator_epoch": non_negative(i64::from(p.coordinator_epoch)),
+        "last_sequence": p.last_sequence,
+        "last_timestamp_ms": p.last_timestamp,
+        "current_transaction_start_offset": non_negative(p.current_txn_start_offset),
+    })
+}
+
+/// One producer of a partition as a table row.
+fn producer_row(partition: i32, p: &ProducerState) -> Vec<String> {
+    vec![
+        partition.to_string(),
+        p.producer_id.0.to_string(),
+        p.producer_epoch.to_string(),
+        // Kafka's tool prints an absent coordinator epoch as -1, any negative one too.
+        p.coordinator_epoch.max(-1).to_string(),
+        p.last_sequence.to_string(),
+        p.last_timestamp.to_string(),
+        if p.current_txn_start_offset >= 0 {
+            p.current_txn_start_offset.to_string()
+        } else {
+            "-".to_string()
+        },
+    ]
 }
 
 /// Where the partitions of `topic` should be asked: broker id -> partitions, the brokers'
@@ -441,11 +525,11 @@ fn place_partitions(client: &mut AdminClient, args: &ProducersArgs) -> Result<Pl
     })
 }
 
-/// What DescribeProducers answered for one broker's partitions: table rows, and the
-/// partitions that failed (partition, error).
+/// What DescribeProducers answered for one broker's partitions: (partition, producer), and
+/// the partitions that failed (partition, error).
 #[derive(Default)]
 struct ProducersAnswer {
-    rows: Vec<Vec<String>>,
+    rows: Vec<(i32, ProducerState)>,
     failed: Vec<(i32, String)>,
 }
 
@@ -463,7 +547,12 @@ fn producers_answer(
             }
             answered.push(partition.partition_index);
             if partition.error_code == 0 {
-                answer.rows.extend(producer_rows(partition));
+                answer.rows.extend(
+                    partition
+                        .active_producers
+                        .iter()
+                        .map(|p| (partition.partition_index, p.clone())),
+                );
             } else {
                 answer.failed.push((
                     partition.partition_index,
@@ -512,7 +601,7 @@ fn producers_on(
     Ok(producers_answer(&response, topic, partitions))
 }
 
-fn producers(client: &mut AdminClient, args: &ProducersArgs) -> Result<()> {
+fn producers(client: &mut AdminClient, args: &ProducersArgs, output: OutputFormat) -> Result<()> {
     let placement = place_partitions(client, args)?;
     let topic = &args.topic;
     // (partition, where it was asked, why it failed)
@@ -552,16 +641,26 @@ fn producers(client: &mut AdminClient, args: &ProducersArgs) -> Result<()> {
             }
         }
     }
-    rows.sort_by_key(|r| {
-        (
-            r[0].parse::<i32>().unwrap_or(0),
-            r[1].parse::<i64>().unwrap_or(0),
-        )
-    });
+    rows.sort_by_key(|(partition, p)| (*partition, p.producer_id.0));
+    failed.sort();
+    if output == OutputFormat::Json {
+        let producers: Vec<Value> = rows.iter().map(|(n, p)| producer_json(*n, p)).collect();
+        let errors: Vec<Value> = failed
+            .iter()
+            .map(
+                |(partition, on, why)| json!({ "partition": partition, "asked": on, "error": why }),
+            )
+            .collect();
+        print_json(&json!({ "topic": topic, "producers": producers, "errors": errors }))?;
+        if !failed.is_empty() {
+            bail!("{} partition(s) of {topic} not described", failed.len());
+        }
+        return Ok(());
+    }
     if described > 0 {
+        let rows: Vec<Vec<String>> = rows.iter().map(|(n, p)| producer_row(*n, p)).collect();
         print_table(PRODUCERS_HEADERS, &rows);
     }
-    failed.sort();
     for (partition, on, why) in &failed {
         eprintln!("Failed to describe producers for partition {topic}-{partition} on {on}: {why}");
     }
@@ -576,7 +675,7 @@ mod tests {
     use super::*;
     use clap::{CommandFactory, Parser};
     use fjord_protocol::kafka_protocol::messages::describe_producers_response::{
-        ProducerState, TopicResponse,
+        PartitionResponse, TopicResponse,
     };
 
     #[derive(Parser)]
@@ -857,7 +956,8 @@ mod tests {
                 ])]);
         let answer = producers_answer(&response, "t", &[0, 1, 2]);
         assert_eq!(answer.rows.len(), 1);
-        assert_eq!(answer.rows[0][..2], ["0", "8"]);
+        assert_eq!(answer.rows[0].0, 0);
+        assert_eq!(answer.rows[0].1.producer_id, ProducerId(8));
         assert_eq!(
             answer.failed,
             [

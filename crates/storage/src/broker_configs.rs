@@ -26,18 +26,27 @@ pub struct DynamicBrokerConfigs {
     pub broker: BTreeMap<String, String>,
 }
 
+/// The dynamic broker configs in `data_dir`, read without opening (or locking, or creating)
+/// the directory: `fjord serve --print-config` shows them while a broker may be running.
+/// Empty if none were ever set or the directory does not exist.
+pub fn read_dynamic_broker_configs(
+    data_dir: &std::path::Path,
+) -> Result<DynamicBrokerConfigs, StorageError> {
+    let path = data_dir.join(BROKER_CONFIGS_FILE_NAME);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(DynamicBrokerConfigs::default())
+        }
+        Err(error) => return Err(io_error("read", &path)(error)),
+    };
+    serde_json::from_slice(&bytes).map_err(|source| StorageError::Json { path, source })
+}
+
 impl LogManager {
     /// The dynamic broker configs; empty if none were ever set.
     pub fn load_dynamic_broker_configs(&self) -> Result<DynamicBrokerConfigs, StorageError> {
-        let path = self.data_dir().join(BROKER_CONFIGS_FILE_NAME);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(DynamicBrokerConfigs::default())
-            }
-            Err(error) => return Err(io_error("read", &path)(error)),
-        };
-        serde_json::from_slice(&bytes).map_err(|source| StorageError::Json { path, source })
+        read_dynamic_broker_configs(self.data_dir())
     }
 
     /// Replaces `broker-configs.json` atomically and durably.

@@ -57,7 +57,7 @@ mod txn_index;
 use std::io;
 use std::path::PathBuf;
 
-pub use broker_configs::DynamicBrokerConfigs;
+pub use broker_configs::{read_dynamic_broker_configs, DynamicBrokerConfigs};
 pub use cleaner::{CleanedLog, CleanerConfig, CleanerStats, LogToClean, Throttler};
 pub use file_records::FileRecords;
 pub use fjord_protocol::records::RecordError;
