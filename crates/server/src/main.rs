@@ -124,7 +124,7 @@ fn settings_help() -> String {
             }
         ));
     }
-    help.push_str("\nPrecedence: defaults < --config file < FJORD_* environment < flags < dynamic broker configs.\n[dynamic]: can also be changed while running (fjord config alter --broker N | --broker-defaults), kept in broker-configs.json in the data dir.\nSIGTERM or Ctrl-C: stop accepting, finish in-flight requests, flush and close logs, exit 0.\nLog level: RUST_LOG (default info), e.g. RUST_LOG=fjord=debug.\n");
+    help.push_str("\nPrecedence: defaults < --config file < FJORD_* environment < flags < dynamic broker configs.\nUnknown keys and misspelled FJORD_* variables are refused at start. --print-config shows every effective value and its source; fjord.toml in the repository is a commented sample with every setting.\n[dynamic]: can also be changed while running (fjord config alter --broker N | --broker-defaults), kept in broker-configs.json in the data dir.\nSIGTERM or Ctrl-C: stop accepting, finish in-flight requests, flush and close logs, exit 0.\nLog level: RUST_LOG (default info), e.g. RUST_LOG=fjord=debug.\n");
     help
 }
 
