@@ -65,10 +65,7 @@ impl ConnectArgs {
     }
 
     pub fn connect(&self) -> Result<AdminClient> {
-        AdminClient::connect(
-            &self.bootstrap_server,
-            Duration::from_millis(self.timeout_ms),
-        )
+        AdminClient::connect(self.bootstrap(), self.timeout())
     }
 }
 
