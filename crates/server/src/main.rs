@@ -8,6 +8,7 @@
 mod admin;
 mod connection;
 mod group_cli;
+mod http;
 mod output;
 mod server;
 mod settings;
@@ -17,12 +18,11 @@ mod txn_cli;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fjord_broker::config::SETTINGS;
-use fjord_broker::{Broker, BrokerConfig};
+use fjord_broker::BrokerConfig;
 use tracing::info;
 
 #[global_allocator]
@@ -61,6 +61,10 @@ struct ServeArgs {
     /// Address of the Kafka listener [default: 127.0.0.1:9092] (setting: listen, Kafka: listeners)
     #[arg(long, value_name = "HOST:PORT", env = "FJORD_LISTEN")]
     listen: Option<String>,
+    /// Address of the HTTP listener for /metrics (Prometheus), /health/live and /health/ready
+    /// [default: 127.0.0.1:9644] (setting: metrics.listen)
+    #[arg(long, value_name = "HOST:PORT", env = "FJORD_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// Address given to clients in Metadata [default: the listen address] (Kafka: advertised.listeners)
     #[arg(long, value_name = "HOST:PORT", env = "FJORD_ADVERTISED_LISTENER")]
     advertised_listener: Option<String>,
@@ -116,6 +120,7 @@ fn merged_settings(args: &ServeArgs) -> anyhow::Result<BTreeMap<String, String>>
             args.data_dir.as_ref().map(|d| d.display().to_string()),
         ),
         ("listen", args.listen.clone()),
+        ("metrics.listen", args.metrics_listen.clone()),
         ("advertised.listener", args.advertised_listener.clone()),
         ("node.id", args.node_id.map(|n| n.to_string())),
     ];
@@ -159,24 +164,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .thread_name("fjord")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        // Recover first, bind second: once the port accepts, the broker can serve.
-        let broker = Arc::new(Broker::open(config.clone()).with_context(|| {
-            format!("cannot open data directory {}", config.data_dir.display())
-        })?);
-        let listener = tokio::net::TcpListener::bind(&config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        info!(
-            listen = %config.listen,
-            advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
-            data_dir = %config.data_dir.display(),
-            node_id = config.node_id,
-            cluster_id = broker.cluster_id(),
-            "fjord broker ready"
-        );
-        server::run(listener, broker, shutdown_signal()).await
-    })
+    runtime.block_on(server::serve(config, shutdown_signal()))
 }
 
 /// Resolves on SIGTERM or SIGINT.
