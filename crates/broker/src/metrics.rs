@@ -632,6 +632,11 @@ fn render_connections(encoder: &mut TextEncoder, metrics: &BrokerMetrics) {
     }
 }
 
+/// A family's name, help, and how to read its value from a row.
+type Family<F> = (&'static str, &'static str, F);
+type ReadTraffic = fn(&PartitionTraffic) -> u64;
+type ReadRow = fn(&PartitionRow) -> Option<f64>;
+
 /// Per-topic traffic and per-partition log state, read once per partition.
 struct PartitionRow {
     topic: std::sync::Arc<str>,
@@ -648,7 +653,7 @@ fn render_topics(encoder: &mut TextEncoder, broker: &crate::Broker) {
     encoder.family("fjord_partitions", "Partitions hosted.", MetricType::Gauge);
     encoder.sample("fjord_partitions", &[], partitions_total as f64);
 
-    let traffic: [(&'static str, &str, fn(&PartitionTraffic) -> u64); 4] = [
+    let traffic: [Family<ReadTraffic>; 4] = [
         (
             "fjord_topic_bytes_in_total",
             "Record batch bytes appended by Produce.",
@@ -689,7 +694,7 @@ fn render_topics(encoder: &mut TextEncoder, broker: &crate::Broker) {
             offsets: partition.offsets().ok(),
         })
         .collect();
-    let per_partition: [(&'static str, &str, fn(&PartitionRow) -> Option<f64>); 3] = [
+    let per_partition: [Family<ReadRow>; 3] = [
         (
             "fjord_log_size_bytes",
             "Bytes of a partition's log on disk.",
