@@ -12,7 +12,9 @@ Fixtures
 ``proxied_broker``  ``(broker, proxy)``: a broker behind a ``faultproxy.FaultProxy`` that it
                     advertises (clients bootstrap at ``proxy.address``)
 
-The broker object exposes ``.bootstrap``, ``.port``, ``.data_dir``,
+The broker object exposes ``.bootstrap``, ``.port``, ``.metrics_port``, ``.metrics_url``
+(the ``--metrics-listen`` HTTP listener: ``/metrics``, ``/health/live``, ``/health/ready``),
+``.data_dir``,
 ``.stop()`` (SIGTERM, waits, asserts exit code 0), ``.kill9()``,
 ``.restart()`` (same data dir and port), ``.start()`` and ``.stderr_tail()``.
 The broker's stdout+stderr go to ``<tmp>/broker.log``; its tail is attached to
@@ -67,6 +69,8 @@ class BrokerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / "broker.log"
         self.port = port or free_port()
+        # Every broker gets its own metrics port so tests never collide on the default 9644.
+        self.metrics_port = free_port()
         self.settings = dict(settings or {})
         self.extra_args = list(extra_args or [])
         self.env = dict(env or {})
@@ -78,6 +82,10 @@ class BrokerProcess:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}"
 
     @property
     def host(self) -> str:
@@ -98,6 +106,7 @@ class BrokerProcess:
             str(self.binary), "serve",
             "--data-dir", str(self.data_dir),
             "--listen", f"127.0.0.1:{self.port}",
+            "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
             # settings={"advertised.listener": "127.0.0.1:<proxy port>"} puts a proxy
             # (faultproxy.py) in front: flags beat --set, so it must go in the flag.
             "--advertised-listener", str(self.settings.get("advertised.listener",
@@ -113,7 +122,8 @@ class BrokerProcess:
         return cmd + self.extra_args
 
     # ------------------------------------------------------------- lifecycle
-    def start(self) -> "BrokerProcess":
+    def start(self, wait: bool = True) -> "BrokerProcess":
+        """Starts the process; with ``wait`` (the default) returns once the Kafka port accepts."""
         assert not self.is_running(), "broker already running"
         if not self.binary.exists():
             pytest.fail(f"fjord binary not found at {self.binary} (set FJORD_BIN or run "
@@ -129,7 +139,8 @@ class BrokerProcess:
         self.proc = subprocess.Popen(
             self.command(), stdout=self._log_file, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, env=env, cwd=str(self.workdir))
-        self._wait_ready()
+        if wait:
+            self._wait_ready()
         return self
 
     def _wait_ready(self) -> None:

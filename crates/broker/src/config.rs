@@ -24,6 +24,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "node.id", default: "1", doc: "This broker's id (Kafka: node.id)." },
     SettingSpec { key: "data.dir", default: "./fjord-data", doc: "Directory holding the logs and metadata (Kafka: log.dirs, one directory)." },
     SettingSpec { key: "listen", default: "127.0.0.1:9092", doc: "Address the Kafka listener binds (Kafka: listeners)." },
+    SettingSpec { key: "metrics.listen", default: "127.0.0.1:9644", doc: "Address of the HTTP listener for Prometheus metrics (GET /metrics) and health checks (GET /health/live, /health/ready)." },
     SettingSpec { key: "advertised.listener", default: "", doc: "HOST:PORT given to clients in Metadata; empty = the listen address (Kafka: advertised.listeners)." },
     SettingSpec { key: "num.partitions", default: "1", doc: "Partitions of an auto-created topic or a CreateTopics request with -1." },
     SettingSpec { key: "default.replication.factor", default: "1", doc: "Replication factor used when a request says -1. Only 1 is possible on one node." },
@@ -117,6 +118,8 @@ pub struct BrokerConfig {
     pub node_id: i32,
     pub data_dir: PathBuf,
     pub listen: String,
+    /// HOST:PORT of the metrics and health HTTP listener.
+    pub metrics_listen: String,
     pub advertised_host: String,
     pub advertised_port: i32,
     pub num_partitions: i32,
@@ -329,6 +332,8 @@ impl BrokerConfig {
         let s = Settings { values };
         let listen = s.raw("listen").to_string();
         split_host_port("listen", &listen)?;
+        let metrics_listen = s.raw("metrics.listen").to_string();
+        split_host_port("metrics.listen", &metrics_listen)?;
         let advertised = match s.raw("advertised.listener") {
             "" => listen.clone(),
             other => other.to_string(),
@@ -368,6 +373,7 @@ impl BrokerConfig {
             node_id,
             data_dir: PathBuf::from(s.raw("data.dir")),
             listen,
+            metrics_listen,
             advertised_host,
             advertised_port,
             num_partitions: s.positive("num.partitions")?,
@@ -511,6 +517,7 @@ mod tests {
     fn defaults_are_valid_and_kafka_like() {
         let config = BrokerConfig::from_settings(&BTreeMap::new()).unwrap();
         assert_eq!(config.listen, "127.0.0.1:9092");
+        assert_eq!(config.metrics_listen, "127.0.0.1:9644");
         assert_eq!(config.advertised_port, 9092);
         assert_eq!(config.message_max_bytes, 1_048_588);
         assert!(config.auto_create_topics_enable);

@@ -19,6 +19,7 @@ pub mod error;
 pub mod fetch_session;
 pub mod group_coordinator;
 pub mod log_cleaner;
+pub mod metrics;
 pub mod partition;
 pub mod replica_manager;
 pub mod time;
@@ -89,6 +90,7 @@ pub struct Broker {
     fetch_sessions: Mutex<FetchSessionCache>,
     cluster_id: String,
     shutdown: watch::Sender<bool>,
+    metrics: metrics::BrokerMetrics,
 }
 
 impl Broker {
@@ -134,6 +136,7 @@ impl Broker {
             fetch_sessions,
             cluster_id,
             shutdown,
+            metrics: metrics::BrokerMetrics::new(),
         })
     }
 
@@ -141,6 +144,12 @@ impl Broker {
     /// It can change between two calls (dynamic broker configs); take it once per request.
     pub fn config(&self) -> Arc<BrokerConfig> {
         self.replica_manager.config()
+    }
+
+    /// Counters, gauges and histograms the connection layer and handlers update; see
+    /// [`Broker::render_metrics`] for the scrape.
+    pub fn metrics(&self) -> &metrics::BrokerMetrics {
+        &self.metrics
     }
 
     pub fn cluster_id(&self) -> &str {

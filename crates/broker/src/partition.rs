@@ -18,6 +18,8 @@ use fjord_storage::{
 use parking_lot::Mutex;
 use uuid::Uuid;
 
+use crate::metrics::{PartitionTraffic, LOG_FLUSH_DURATION};
+
 /// Single-node leader epoch. Replication (the cluster issue) will bump it on leader change.
 pub const INITIAL_LEADER_EPOCH: i32 = 0;
 
@@ -30,6 +32,8 @@ pub struct Partition {
     /// The log's offsets, republished after every change so that readers who only need them
     /// (a fetch with nothing new to read, which is most partitions of a wide fetch) take no lock.
     published: PublishedOffsets,
+    /// Produce and Fetch traffic, summed per topic by the metrics scrape.
+    pub traffic: PartitionTraffic,
 }
 
 #[derive(Default)]
@@ -101,6 +105,7 @@ impl Partition {
                 published
             },
             log: Mutex::new(Some(log)),
+            traffic: PartitionTraffic::default(),
         }
     }
 
@@ -135,7 +140,20 @@ impl Partition {
         now_ms: i64,
     ) -> Result<LogAppendInfo, PartitionError> {
         let leader_epoch = self.leader_epoch;
-        self.append_with(|log| log.append_batch(batch, leader_epoch, now_ms, AppendOrigin::Client))
+        let info = self.append_with(|log| {
+            log.append_batch(batch, leader_epoch, now_ms, AppendOrigin::Client)
+        })?;
+        self.count_produced(&info, batch.len());
+        Ok(info)
+    }
+
+    /// Produce traffic for the metrics; a duplicate wrote nothing.
+    pub fn count_produced(&self, info: &LogAppendInfo, size_bytes: usize) {
+        if info.duplicate {
+            return;
+        }
+        self.traffic.bytes_in.add(size_bytes as u64);
+        self.traffic.messages_in.add(info.records_count);
     }
 
     /// Writes a transaction marker (WriteTxnMarkers; see `Log::append_end_txn_marker`).
@@ -180,7 +198,12 @@ impl Partition {
         append: impl FnOnce(&mut Log) -> Result<LogAppendInfo, StorageError>,
     ) -> Result<LogAppendInfo, PartitionError> {
         self.with_log(|log| {
+            // Two clock reads per append: the only way to time a flush the append triggers.
+            let started = std::time::Instant::now();
             let info = append(log)?;
+            if info.flushed {
+                LOG_FLUSH_DURATION.observe(started.elapsed());
+            }
             let log_end_offset = log.log_end_offset();
             log.update_high_watermark(log_end_offset);
             self.published.publish(log);
@@ -242,11 +265,19 @@ impl Partition {
     }
 
     pub fn flush(&self) -> Result<(), PartitionError> {
-        self.with_log(|log| log.flush())
+        let started = std::time::Instant::now();
+        self.with_log(|log| log.flush())?;
+        LOG_FLUSH_DURATION.observe(started.elapsed());
+        Ok(())
     }
 
     pub fn flush_if_due(&self, now_ms: i64) -> Result<bool, PartitionError> {
-        self.with_log(|log| log.flush_if_due(now_ms))
+        let started = std::time::Instant::now();
+        let flushed = self.with_log(|log| log.flush_if_due(now_ms))?;
+        if flushed {
+            LOG_FLUSH_DURATION.observe(started.elapsed());
+        }
+        Ok(flushed)
     }
 
     /// Fsyncs segments sealed since the last call, without holding the log lock during the
@@ -256,7 +287,9 @@ impl Partition {
         let Some(sync) = self.with_log(|log| Ok(log.sealed_segments_to_sync()))? else {
             return Ok(false);
         };
+        let started = std::time::Instant::now();
         sync.run()?;
+        LOG_FLUSH_DURATION.observe(started.elapsed());
         self.with_log(|log| log.mark_synced(&sync))?;
         Ok(true)
     }

@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use fjord_broker::apis::api_versions;
@@ -21,7 +21,7 @@ use fjord_protocol::kafka_protocol::messages::RequestHeader;
 use fjord_protocol::request::{decode_body, decode_header, peek_prefix};
 use fjord_protocol::response::encode_response;
 use fjord_protocol::splice::{encode_response_with_external, SpliceError};
-use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
+use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -48,9 +48,13 @@ enum Inbound {
         api_key: ApiKey,
         request: Box<RequestKind>,
         _memory: Option<OwnedSemaphorePermit>,
+        decoded_at: Instant,
     },
     /// ApiVersions with a version this broker does not know: answered with v0 (KIP-511).
-    UnsupportedApiVersions { correlation_id: i32 },
+    UnsupportedApiVersions {
+        correlation_id: i32,
+        decoded_at: Instant,
+    },
 }
 
 /// Sends what the handler decided; `Err` closes the connection.
@@ -190,10 +194,14 @@ async fn read_requests(
                     api_key,
                     request: Box::new(request),
                     _memory: permit.take(),
+                    decoded_at: Instant::now(),
                 },
                 Err(Rejection::UnsupportedApiVersions { correlation_id }) => {
                     permit = None;
-                    Inbound::UnsupportedApiVersions { correlation_id }
+                    Inbound::UnsupportedApiVersions {
+                        correlation_id,
+                        decoded_at: Instant::now(),
+                    }
                 }
                 Err(Rejection::Close(reason)) => return ReadEnd::Error(reason),
             };
@@ -236,6 +244,10 @@ fn decode(
                 correlation_id: prefix.correlation_id,
             });
         }
+        // Counted although no response is sent: Kafka closes such connections too.
+        broker
+            .metrics()
+            .record_rejected_request(api_key, ResponseError::UnsupportedVersion);
         return Err(Rejection::Close(format!(
             "unsupported version {} of {api_key:?} (correlation id {})",
             prefix.api_version, prefix.correlation_id
@@ -253,12 +265,13 @@ async fn process_requests(
     peer: SocketAddr,
 ) -> Result<(), String> {
     while let Some(inbound) = queue.recv().await {
-        let (api_key, api_version, correlation_id, outcome) = match inbound {
+        let (api_key, api_version, correlation_id, outcome, decoded_at) = match inbound {
             Inbound::Request {
                 header,
                 api_key,
                 request,
                 _memory,
+                decoded_at,
             } => {
                 let outcome = broker.handle_from(Some(peer.ip()), &header, *request).await;
                 (
@@ -266,18 +279,30 @@ async fn process_requests(
                     header.request_api_version,
                     header.correlation_id,
                     outcome,
+                    decoded_at,
                 )
             }
-            Inbound::UnsupportedApiVersions { correlation_id } => (
+            Inbound::UnsupportedApiVersions {
+                correlation_id,
+                decoded_at,
+            } => (
                 ApiKey::ApiVersions,
                 0,
                 correlation_id,
                 Outcome::Respond(ResponseKind::ApiVersions(
                     api_versions::unsupported_version_response(),
                 )),
+                decoded_at,
             ),
         };
-        write_outcome(&mut socket, api_key, api_version, correlation_id, outcome).await?;
+        let metrics = broker.metrics();
+        if let Outcome::Respond(body) | Outcome::RespondWithFileRecords(body, _) = &outcome {
+            metrics.count_errors(api_key, body);
+        }
+        let written =
+            write_outcome(&mut socket, api_key, api_version, correlation_id, outcome).await;
+        metrics.record_request(api_key, decoded_at.elapsed());
+        written?;
     }
     let _ = socket.shutdown().await;
     Ok(())

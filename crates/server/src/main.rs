@@ -8,6 +8,7 @@
 mod admin;
 mod connection;
 mod group_cli;
+mod http;
 mod output;
 mod server;
 mod settings;
@@ -16,12 +17,11 @@ mod topic_cli;
 mod txn_cli;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use fjord_broker::config::SETTINGS;
-use fjord_broker::{Broker, BrokerConfig};
+use fjord_broker::BrokerConfig;
 use settings::{MergedSettings, Origin};
 use tracing::{info, warn};
 
@@ -78,6 +78,10 @@ struct ServeArgs {
     /// Address of the Kafka listener [default: 127.0.0.1:9092] (setting: listen, env FJORD_LISTEN, Kafka: listeners)
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
+    /// Address of the HTTP listener for /metrics (Prometheus), /health/live and /health/ready
+    /// [default: 127.0.0.1:9644] (setting: metrics.listen, env FJORD_METRICS_LISTEN)
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_listen: Option<String>,
     /// Address given to clients in Metadata [default: the listen address] (setting: advertised.listener, env FJORD_ADVERTISED_LISTENER, Kafka: advertised.listeners)
     #[arg(long, value_name = "HOST:PORT")]
     advertised_listener: Option<String>,
@@ -150,6 +154,11 @@ fn merged_settings(args: &ServeArgs) -> anyhow::Result<MergedSettings> {
         ),
         ("listen", "--listen", args.listen.clone()),
         (
+            "metrics.listen",
+            "--metrics-listen",
+            args.metrics_listen.clone(),
+        ),
+        (
             "advertised.listener",
             "--advertised-listener",
             args.advertised_listener.clone(),
@@ -220,24 +229,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .thread_name("fjord")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        // Recover first, bind second: once the port accepts, the broker can serve.
-        let broker = Arc::new(Broker::open(config.clone()).with_context(|| {
-            format!("cannot open data directory {}", config.data_dir.display())
-        })?);
-        let listener = tokio::net::TcpListener::bind(&config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        info!(
-            listen = %config.listen,
-            advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
-            data_dir = %config.data_dir.display(),
-            node_id = config.node_id,
-            cluster_id = broker.cluster_id(),
-            "fjord broker ready"
-        );
-        server::run(listener, broker, shutdown_signal()).await
-    })
+    runtime.block_on(server::serve(config, shutdown_signal()))
 }
 
 /// Client commands piped into `head` and the like end silently when the reader goes away, as

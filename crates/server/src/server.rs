@@ -6,18 +6,77 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fjord_broker::Broker;
+use anyhow::Context;
+use fjord_broker::{Broker, BrokerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::connection::{self, ConnectionLimits};
+use crate::http::{self, HealthState};
+
+/// Starts the broker in an order that makes readiness observable: the metrics and health
+/// listener first (live, not ready), then recovery (`Broker::open`), then the Kafka listener,
+/// then ready. Runs until `shutdown_requested` resolves and shutdown completes.
+pub async fn serve(
+    config: BrokerConfig,
+    shutdown_requested: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let metrics_listener = TcpListener::bind(&config.metrics_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (metrics.listen)",
+                config.metrics_listen
+            )
+        })?;
+    let health = Arc::new(HealthState::default());
+    let http = tokio::spawn(http::run(metrics_listener, health.clone()));
+    info!(metrics_listen = %config.metrics_listen, "metrics and health listener started");
+    let result = open_and_run(config, health, shutdown_requested).await;
+    http.abort();
+    result
+}
+
+async fn open_and_run(
+    config: BrokerConfig,
+    health: Arc<HealthState>,
+    shutdown_requested: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    // Recovery reads every unflushed log: blocking work, off the runtime's workers so the
+    // health listener keeps answering meanwhile.
+    let data_dir = config.data_dir.clone();
+    let opened = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || Broker::open(config)).await
+    };
+    let broker = Arc::new(
+        opened
+            .context("recovery task failed")?
+            .with_context(|| format!("cannot open data directory {}", data_dir.display()))?,
+    );
+    health.set_broker(broker.clone());
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    info!(
+        listen = %config.listen,
+        advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
+        data_dir = %config.data_dir.display(),
+        node_id = config.node_id,
+        cluster_id = broker.cluster_id(),
+        "fjord broker ready"
+    );
+    health.set_ready(true);
+    run(listener, broker, shutdown_requested, &health).await
+}
 
 pub async fn run(
     listener: TcpListener,
     broker: Arc<Broker>,
     shutdown_requested: impl std::future::Future<Output = ()>,
+    health: &HealthState,
 ) -> anyhow::Result<()> {
     let config = broker.config().clone();
     // Semaphore permits are u32-sized per acquire; frames are capped far below that.
@@ -67,14 +126,18 @@ pub async fn run(
                 let max_connections = broker.config().max_connections;
                 let Some(slot) = ConnectionSlot::take(&open_connections, max_connections) else {
                     warn!(%peer, max_connections, "connection limit reached, closing new connection");
+                    broker.metrics().connections_rejected.inc();
                     drop(stream);
                     continue;
                 };
+                broker.metrics().connections_accepted.inc();
+                broker.metrics().connections.inc();
                 let broker = broker.clone();
                 let limits = limits.clone();
                 let shutdown = shutdown_rx.clone();
                 connections.spawn(async move {
-                    connection::serve(stream, peer, broker, limits, shutdown).await;
+                    connection::serve(stream, peer, broker.clone(), limits, shutdown).await;
+                    broker.metrics().connections.dec();
                     drop(slot);
                 });
             }
@@ -82,6 +145,8 @@ pub async fn run(
             () = &mut shutdown_requested => break,
         }
     }
+    // Load balancers and orchestrators stop sending traffic before connections are drained.
+    health.set_ready(false);
     info!(
         connections = connections.len(),
         "shutting down: no longer accepting connections"

@@ -26,7 +26,6 @@ pub const NON_SETTING_ENV_VARS: &[&str] = &[
     "FJORD_BOOTSTRAP",
     "FJORD_OUTPUT",
     "FJORD_CONFIG",
-    "FJORD_METRICS_LISTEN",
     "FJORD_BIN",
     "FJORD_VENV",
     "FJORD_TXN_HISTORY_SEED",

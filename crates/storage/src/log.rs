@@ -82,6 +82,8 @@ pub struct LogAppendInfo {
     /// are those the batch got the first time (Kafka answers such a retry with its original
     /// base offset and no error).
     pub duplicate: bool,
+    /// This append also flushed the log (`flush.messages` or `flush.ms` was reached).
+    pub flushed: bool,
 }
 
 /// Result of a read: a file range of whole batches, possibly empty.
@@ -92,6 +94,8 @@ pub struct FetchDataInfo {
     /// `read_committed` reads: the aborted transactions overlapping the returned data, for the
     /// consumer to drop their records. `None` for `read_uncommitted`.
     pub aborted_transactions: Option<Vec<AbortedTxn>>,
+    /// The offset just after the returned batches (the fetch offset when none were returned).
+    pub next_offset: i64,
 }
 
 /// A fetch's isolation level (Kafka's `IsolationLevel`).
@@ -448,6 +452,7 @@ impl Log {
             log_start_offset: self.log_start_offset,
             records_count: 0,
             duplicate: true,
+            flushed: false,
         }
     }
 
@@ -566,6 +571,7 @@ impl Log {
                 log_start_offset: self.log_start_offset,
                 records_count: 0,
                 duplicate: false,
+                flushed: false,
             });
         }
         let size_bytes: u64 = parts.iter().map(|p| p.len() as u64).sum();
@@ -582,9 +588,9 @@ impl Log {
         self.unflushed_messages = self
             .unflushed_messages
             .saturating_add(summary.records_count);
-        if self.unflushed_messages >= self.config.flush_interval_messages
-            || now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms
-        {
+        let flushed = self.unflushed_messages >= self.config.flush_interval_messages
+            || now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms;
+        if flushed {
             self.flush_at(now_ms)?;
         }
         Ok(LogAppendInfo {
@@ -595,6 +601,7 @@ impl Log {
             log_start_offset: self.log_start_offset,
             records_count: summary.records_count,
             duplicate: false,
+            flushed,
         })
     }
 
@@ -904,6 +911,7 @@ impl Log {
             records,
             log_start_offset: self.log_start_offset,
             aborted_transactions: None,
+            next_offset: upper_bound_offset,
         };
         Ok((data, upper_bound_offset))
     }

@@ -29,6 +29,7 @@ use uuid::Uuid;
 use crate::fetch_session::{
     CachedPartition, FetchKey, SessionError, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID,
 };
+use crate::metrics::GaugeGuard;
 use crate::partition::{Isolation, Partition, PartitionError, PartitionOffsets};
 use crate::Broker;
 
@@ -100,12 +101,16 @@ pub async fn handle(
         if satisfied || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
             break results;
         }
+        // Parked: counted in the fetch purgatory until woken, or until dropped with its
+        // connection.
+        let _parked = GaugeGuard::enter(&broker.metrics().fetch_purgatory);
         tokio::select! {
             _ = &mut notified => {}
             _ = tokio::time::sleep_until(deadline) => {}
             _ = shutdown.changed() => {}
         }
     };
+    count_fetched(&reads, &partitions, &results);
     let (session_id, include) = finish_session(broker, &mode, &reads, &results);
     let (responses, file_records) =
         build_topics(api_version, read_committed, reads, results, &include);
@@ -113,6 +118,24 @@ pub async fn handle(
         .with_session_id(session_id)
         .with_responses(responses);
     (response, file_records)
+}
+
+/// Fetch traffic for the metrics: the bytes sent, and the offsets delivered (from the fetch
+/// offset to the end of the returned batches; compaction gaps count as delivered).
+fn count_fetched(
+    reads: &[PlannedRead],
+    partitions: &[Option<Arc<Partition>>],
+    results: &[ReadResult],
+) {
+    for ((read, partition), result) in reads.iter().zip(partitions).zip(results) {
+        let Some(partition) = partition else { continue };
+        if result.records.is_empty() {
+            continue;
+        }
+        partition.traffic.bytes_out.add(result.records.size_bytes());
+        let delivered = result.next_offset.saturating_sub(read.fetch_offset).max(0);
+        partition.traffic.messages_out.add(delivered as u64);
+    }
 }
 
 /// Works out the partitions to read and the session they belong to.
@@ -216,6 +239,8 @@ struct ReadResult {
     records: FileRecords,
     /// read_committed only: aborted transactions overlapping `records`.
     aborted_transactions: Vec<AbortedTxn>,
+    /// The offset after `records` (for the metrics).
+    next_offset: i64,
 }
 
 impl ReadResult {
@@ -225,6 +250,7 @@ impl ReadResult {
             offsets: Some(offsets),
             records,
             aborted_transactions: Vec::new(),
+            next_offset: -1,
         }
     }
 
@@ -234,6 +260,7 @@ impl ReadResult {
             offsets,
             records: FileRecords::empty(),
             aborted_transactions: Vec::new(),
+            next_offset: -1,
         }
     }
 }
@@ -323,6 +350,7 @@ fn read_one(
     match partition.read(read.fetch_offset, limit, min_one_batch, isolation) {
         Ok((data, offsets)) => {
             let mut result = ReadResult::data(offsets, data.records);
+            result.next_offset = data.next_offset;
             result.aborted_transactions = data.aborted_transactions.unwrap_or_default();
             result
         }

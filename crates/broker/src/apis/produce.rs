@@ -221,14 +221,15 @@ fn produce_to_partition(
             // Exactly one batch per partition (checked above): one stamp covers the request.
             let mut buffer = into_mut(records);
             records::set_log_append_time(&mut buffer, now_ms);
-            (
-                partition.append_as_leader(
-                    &mut buffer,
-                    now_ms,
-                    fjord_storage::AppendOrigin::Client,
-                ),
+            let appended = partition.append_as_leader(
+                &mut buffer,
                 now_ms,
-            )
+                fjord_storage::AppendOrigin::Client,
+            );
+            if let Ok(info) = &appended {
+                partition.count_produced(info, buffer.len());
+            }
+            (appended, now_ms)
         } else {
             // The request's bytes go to the file as they are; only a copy of the header is
             // patched. No copy of the records.

@@ -453,6 +453,20 @@ impl GroupCoordinator {
         result
     }
 
+    /// Groups and their committed offsets for the metrics scrape: at most `groups_max`
+    /// groups, each shard locked once in turn.
+    pub fn metrics_snapshot(&self, groups_max: usize) -> Vec<crate::metrics::GroupSnapshot> {
+        let mut snapshots = Vec::new();
+        for shard in &self.shards {
+            if snapshots.len() >= groups_max {
+                break;
+            }
+            let shard = shard.lock();
+            shard.append_metrics_snapshot(&mut snapshots, groups_max);
+        }
+        snapshots
+    }
+
     pub fn is_active(&self) -> bool {
         self.active.load(Ordering::Acquire)
     }

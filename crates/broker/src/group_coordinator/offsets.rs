@@ -344,6 +344,11 @@ impl OffsetMetadataManager {
         self.offsets_by_group.get(group)
     }
 
+    /// Every group with committed offsets (pending transactional ones left out).
+    pub fn groups_with_offsets(&self) -> impl Iterator<Item = (&String, &TopicOffsets)> {
+        self.offsets_by_group.iter()
+    }
+
     pub fn has_offsets(&self, group: &str) -> bool {
         self.offsets_by_group.contains_key(group)
     }

@@ -191,6 +191,60 @@ impl GroupCoordinatorShard {
         &self.offsets
     }
 
+    /// This shard's groups (classic, KIP-848, and ids that only have committed offsets) with
+    /// their committed offsets, until `snapshots` holds `groups_max`.
+    pub(super) fn append_metrics_snapshot(
+        &self,
+        snapshots: &mut Vec<crate::metrics::GroupSnapshot>,
+        groups_max: usize,
+    ) {
+        use crate::metrics::GroupSnapshot;
+        let committed = |group_id: &str| -> Vec<(String, i32, i64)> {
+            self.offsets
+                .group_offsets(group_id)
+                .map(|topics| {
+                    topics
+                        .iter()
+                        .flat_map(|(topic, partitions)| {
+                            partitions
+                                .iter()
+                                .map(move |(p, o)| (topic.clone(), *p, o.committed_offset))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut seen = std::collections::HashSet::new();
+        let classic = self.groups.groups().map(|(id, group)| {
+            let members = match group {
+                super::group_metadata_manager::Group::Classic(g) => g.members().count(),
+            };
+            (id, Some(group.state_name()), members)
+        });
+        let consumer = self
+            .consumer_groups
+            .iter()
+            .map(|(id, group)| (id, Some(group.state().name()), group.members.len()));
+        let offsets_only = self
+            .offsets
+            .groups_with_offsets()
+            .map(|(id, _)| (id, None, 0));
+        for (group_id, state, members) in classic.chain(consumer).chain(offsets_only) {
+            if snapshots.len() >= groups_max {
+                return;
+            }
+            if !seen.insert(group_id.as_str()) {
+                continue;
+            }
+            snapshots.push(GroupSnapshot {
+                group_id: group_id.clone(),
+                state,
+                members,
+                committed: committed(group_id),
+            });
+        }
+    }
+
     // ------------------------------------------------------------------------ load
 
     /// Applies one record read back from the shard's partition at `record_offset`;
