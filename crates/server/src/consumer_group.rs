@@ -325,11 +325,17 @@ impl GroupMember {
         if self.member_id.is_empty() {
             return Ok(());
         }
-        let request = LeaveGroupRequest::default()
-            .with_group_id(self.group_id())
-            .with_member_id(StrBytes::from_string(self.member_id.clone()))
-            .with_members(vec![MemberIdentity::default()
-                .with_member_id(StrBytes::from_string(self.member_id.clone()))]);
+        // v0-v2 name one member, v3+ a list (and refuse the old field).
+        let member_id = StrBytes::from_string(self.member_id.clone());
+        let request = if self.coordinator.version_for(ApiKey::LeaveGroup, 5) < 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(self.group_id())
+                .with_member_id(member_id)
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(self.group_id())
+                .with_members(vec![MemberIdentity::default().with_member_id(member_id)])
+        };
         let ResponseKind::LeaveGroup(response) =
             self.coordinator
                 .send(ApiKey::LeaveGroup, 5, RequestKind::LeaveGroup(request))?

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -558,14 +559,15 @@ pub fn run(args: ProduceArgs) -> Result<()> {
         bail!("--batch-size-bytes must be positive");
     }
     let parser = LineParser::new(&args)?;
-    let (input, total_bytes): (Box<dyn Read>, Option<u64>) = match &args.file {
+    let (input, total_bytes, input_fd): (Box<dyn Read>, Option<u64>, RawFd) = match &args.file {
         Some(path) => {
             let file =
                 File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
             let size = file.metadata().ok().map(|m| m.len());
-            (Box::new(file), size)
+            let fd = file.as_raw_fd();
+            (Box::new(file), size, fd)
         }
-        None => (Box::new(std::io::stdin()), None),
+        None => (Box::new(std::io::stdin()), None, libc::STDIN_FILENO),
     };
     let mut cluster = Cluster::connect(args.connect.bootstrap(), args.connect.timeout())?;
     let partition_count = cluster.partitions(&args.topic, true)?.len();
@@ -601,7 +603,13 @@ pub fn run(args: ProduceArgs) -> Result<()> {
             count: 0,
         },
     );
-    let read_result = produce_lines(&args, &parser, &mut reader, &mut producer, &mut progress);
+    let read_result = produce_lines(
+        &args,
+        &parser,
+        (&mut reader, input_fd),
+        &mut producer,
+        &mut progress,
+    );
     progress.show(reader.get_ref().count, producer.produced.records, true);
     progress.finish();
     read_result?;
@@ -609,11 +617,12 @@ pub fn run(args: ProduceArgs) -> Result<()> {
 }
 
 /// Reads every input line into batches and sends them; at a pause in the input (nothing
-/// buffered: the next read would block, e.g. a person typing) pending batches go out at once.
+/// buffered and nothing ready: the next read would block, e.g. a person typing) pending
+/// batches go out at once, so interactive input is sent line by line.
 fn produce_lines(
     args: &ProduceArgs,
     parser: &LineParser,
-    reader: &mut BufReader<CountingReader<Box<dyn Read>>>,
+    (reader, input_fd): (&mut BufReader<CountingReader<Box<dyn Read>>>, RawFd),
     producer: &mut Producer,
     progress: &mut Progress,
 ) -> Result<()> {
@@ -643,12 +652,25 @@ fn produce_lines(
         if let Some(full) = accumulator.add(record, partition) {
             send_one(producer, &mut accumulator, full)?;
         }
-        if reader.buffer().is_empty() {
+        if reader.buffer().is_empty() && !input_ready(input_fd) {
             producer.send(accumulator.take_all())?;
         }
         progress.show(reader.get_ref().count, producer.produced.records, false);
     }
     producer.send(accumulator.take_all())
+}
+
+/// Whether reading `fd` would return at once (data or end of input): if not, the writer is
+/// pausing and what was read so far should not wait for more.
+fn input_ready(fd: RawFd) -> bool {
+    let mut poll_fd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call; timeout 0 never blocks.
+    let ready = unsafe { libc::poll(&mut poll_fd, 1, 0) };
+    ready != 0
 }
 
 /// Sends `partition`'s batch; keyless records move on to the next partition (sticky).
