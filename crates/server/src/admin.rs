@@ -388,3 +388,41 @@ impl AdminClient {
         }
     }
 }
+
+impl AdminClient {
+    /// Sends `request` without reading an answer: Produce with acks=0 gets none.
+    pub fn send_without_response(
+        &mut self,
+        api_key: ApiKey,
+        max_version: i16,
+        request: RequestKind,
+    ) -> Result<()> {
+        let version = self.version_for(api_key, max_version);
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+        let body = encode_request(&header, &request).map_err(|e| anyhow!("{e}"))?;
+        let size = i32::try_from(body.len()).context("request too large")?;
+        let mut frame = Vec::with_capacity(body.len() + 4);
+        frame.extend_from_slice(&size.to_be_bytes());
+        frame.extend_from_slice(&body);
+        self.stream
+            .write_all(&frame)
+            .with_context(|| format!("sending {api_key:?} to {}", self.address))
+    }
+
+    /// The connected broker's supported range per API key, sorted by key.
+    pub fn api_versions(&self) -> Vec<(i16, i16, i16)> {
+        let mut versions: Vec<(i16, i16, i16)> = self
+            .versions
+            .iter()
+            .map(|(key, (min, max))| (*key, *min, *max))
+            .collect();
+        versions.sort_unstable();
+        versions
+    }
+}

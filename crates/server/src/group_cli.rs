@@ -795,7 +795,7 @@ fn commit(
 }
 
 /// Epoch milliseconds, or `YYYY-MM-DDTHH:MM:SS[.mmm][Z]` read as UTC.
-fn parse_time_ms(text: &str) -> Result<i64> {
+pub(crate) fn parse_time_ms(text: &str) -> Result<i64> {
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }

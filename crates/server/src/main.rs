@@ -6,10 +6,15 @@
 //! precedence (see `fjord serve --help`).
 
 mod admin;
+mod client;
+mod cluster_cli;
 mod connection;
+mod consume_cli;
+mod consumer_group;
 mod group_cli;
 mod http;
 mod output;
+mod produce_cli;
 mod server;
 mod settings;
 mod splice;
@@ -51,6 +56,13 @@ enum Command {
     /// Transactions on any Kafka-compatible broker: list, describe a transactional id,
     /// producers of a partition (like kafka-transactions.sh)
     Txn(txn_cli::TxnArgs),
+    /// The cluster as the connected broker describes it: id, controller, brokers, API versions
+    Cluster(cluster_cli::ClusterArgs),
+    /// Produce records from stdin or a file (text lines or JSON objects), like kcat -P
+    Produce(produce_cli::ProduceArgs),
+    /// Consume records and print them (text template or JSON lines), alone or in a consumer
+    /// group, like kcat -C
+    Consume(consume_cli::ConsumeArgs),
     /// Print a shell completion script for fjord to stdout
     #[command(after_long_help = COMPLETIONS_HELP)]
     Completions {
@@ -206,6 +218,9 @@ fn main() -> anyhow::Result<()> {
         Command::Topic(args) => topic_cli::run_topic(args),
         Command::Config(args) => topic_cli::run_config(args),
         Command::Txn(args) => txn_cli::run(args),
+        Command::Cluster(args) => cluster_cli::run(args),
+        Command::Produce(args) => produce_cli::run(args),
+        Command::Consume(args) => consume_cli::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "fjord", &mut std::io::stdout());
             Ok(())
