@@ -81,7 +81,7 @@ def test_topic_and_config_commands_print_json(broker):
     _, deleted, _ = fjord_json(broker, "topic", "delete", topic, "no-such-topic-xyz", check=False)
     assert {"topic": topic, "error": None} in deleted["results"], deleted
     failed = [r for r in deleted["results"] if r["topic"] == "no-such-topic-xyz"]
-    assert len(failed) == 1 and "UnknownTopicOrPartition" in failed[0]["error"], deleted
+    assert len(failed) == 1 and "UNKNOWN_TOPIC_OR_PARTITION" in failed[0]["error"], deleted
 
 
 def test_broker_config_commands_print_json(broker):

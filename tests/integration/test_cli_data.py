@@ -234,10 +234,10 @@ def test_broker_errors_are_named(broker):
     create_topic(broker, topic, config={"max.message.bytes": "1000"})
     proc = fjord(broker, "produce", topic, input="x" * 5000 + "\n", check=False)
     assert proc.returncode == 1
-    assert "MessageTooLarge" in proc.stderr or "RecordListTooLarge" in proc.stderr, proc.stderr
+    assert "MESSAGE_TOO_LARGE" in proc.stderr or "RECORD_LIST_TOO_LARGE" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     missing = fjord(broker, "consume", unique_topic("missing"), "--no-follow", check=False)
-    assert missing.returncode == 1 and "UnknownTopicOrPartition" in missing.stderr
+    assert missing.returncode == 1 and "UNKNOWN_TOPIC_OR_PARTITION" in missing.stderr
     bad = fjord(broker, "produce", topic, "--key-separator", ":", input="k:v\nnokey\n",
                 check=False)
     assert bad.returncode == 1 and "line 2" in bad.stderr

@@ -96,7 +96,7 @@ def test_list_describe_reset_delete(broker):
     _, out, _ = fjord(broker, "list")
     assert not rows(out, group), out
     code, _, err = fjord(broker, "delete", group, check=False)
-    assert code != 0 and "GroupIdNotFound" in err, err
+    assert code != 0 and "GROUP_ID_NOT_FOUND" in err, err
 
 
 def test_reset_refuses_a_group_with_active_members(broker):

@@ -26,9 +26,9 @@ def test_topic_lifecycle_through_the_cli(broker):
     assert "retention.bytes  1000000  topic" in out and "retention.ms" not in out, out
     code, _, err = fjord(broker, "topic", "alter-config", topic, "--set", "retention.ms=soon",
                          check=False)
-    assert code == 1 and "InvalidConfig" in err and "Stack backtrace" not in err, err
+    assert code == 1 and "INVALID_CONFIG" in err and "Stack backtrace" not in err, err
     code, _, err = fjord(broker, "topic", "create", topic, check=False)
-    assert code == 1 and "TopicAlreadyExists" in err, err
+    assert code == 1 and "TOPIC_ALREADY_EXISTS" in err, err
     fjord(broker, "topic", "delete", topic)
     _, out, _ = fjord(broker, "topic", "list")
     assert topic not in out
@@ -61,10 +61,10 @@ def test_config_alter_dynamic_broker_settings(broker):
     assert "log.roll.ms" not in out, out
     code, _, err = fjord(broker, "config", "alter", "--broker", "1", "--set", "node.id=2",
                          check=False)
-    assert code == 1 and "InvalidRequest" in err and "Cannot update these configs dynamically" \
+    assert code == 1 and "INVALID_REQUEST" in err and "Cannot update these configs dynamically" \
         in err, err
     code, _, err = fjord(broker, "config", "alter", "--broker-defaults", "--set",
                          "log.retention.ms=soon", check=False)
-    assert code == 1 and "InvalidConfig" in err, err
+    assert code == 1 and "INVALID_CONFIG" in err, err
     code, _, err = fjord(broker, "config", "alter", "--set", "log.retention.ms=1", check=False)
     assert code != 0, err  # --broker N or --broker-defaults is required

@@ -160,12 +160,12 @@ def test_describe_unknown_transactional_id_fails(broker):
     code, out, err = fjord_txn(broker, "describe", "--transactional-id", unique_topic("nobody"),
                                check=False)
     assert code == 1, out
-    assert "TransactionalIdNotFound" in err and "Stack backtrace" not in err, err
+    assert "TRANSACTIONAL_ID_NOT_FOUND" in err and "Stack backtrace" not in err, err
 
 
 def test_producers_of_unknown_topic_or_partition_fail(broker):
     code, _, err = fjord_txn(broker, "producers", "--topic", unique_topic("missing"), check=False)
-    assert code == 1 and "UnknownTopicOrPartition" in err, err
+    assert code == 1 and "UNKNOWN_TOPIC_OR_PARTITION" in err, err
     topic = unique_topic("txn-cli-parts")
     create_topic(broker, topic, partitions=1)
     code, _, err = fjord_txn(broker, "producers", "--topic", topic, "--partition", "7",

@@ -301,11 +301,13 @@ pub fn check(error_code: i16, what: &str) -> Result<()> {
     Err(anyhow!("{what} failed: {}", error_name(error_code)))
 }
 
+/// Kafka's name of an error code as the protocol documentation writes it, with the code:
+/// `MESSAGE_TOO_LARGE (10)` (the same names as the broker's `fjord_request_errors_total`).
 pub fn error_name(error_code: i16) -> String {
-    match ResponseError::try_from_code(error_code) {
-        Some(error) => format!("{error:?} ({error_code})"),
-        None => format!("error code {error_code}"),
-    }
+    format!(
+        "{} ({error_code})",
+        fjord_broker::metrics::error_name(error_code)
+    )
 }
 
 /// FindCoordinator key type of a transactional id (0 is a consumer group).

@@ -961,7 +961,7 @@ mod tests {
         assert_eq!(
             answer.failed,
             [
-                (1, "NotLeaderOrFollower (6): moved".to_string()),
+                (1, "NOT_LEADER_OR_FOLLOWER (6): moved".to_string()),
                 (2, "missing from the answer".to_string())
             ]
         );
