@@ -336,3 +336,30 @@ def test_bad_configs_fail_start_in_one_line_without_touching_anything(tmp_path, 
     if case.startswith("unknown"):
         assert "did you mean `num.partitions`?" in line, line
     assert not data_dir.exists(), "a refused start created the data directory"
+
+
+# ------------------------------------------------------------------------------------- logs
+def test_logs_written_to_a_file_have_no_colour_codes(tmp_path):
+    """Operators redirect stderr to files and journald: no ANSI escapes there (colours only on
+    a terminal). NO_COLOR is removed so the default, not the opt-out, is checked."""
+    env = clean_env()
+    del env["NO_COLOR"]
+    log_path = tmp_path / "broker.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(_find_binary()), "serve", "--data-dir", str(tmp_path / "data"),
+             "--listen", f"127.0.0.1:{free_port()}",
+             "--metrics-listen", f"127.0.0.1:{free_port()}"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        try:
+            deadline = time.monotonic() + 30
+            while b"fjord broker ready" not in log_path.read_bytes():
+                assert proc.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.05)
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=30) == 0, log_path.read_text()
+    text = log_path.read_bytes()
+    assert b"INFO" in text and b"fjord broker ready" in text, text
+    assert b"\x1b[" not in text, text[:500]

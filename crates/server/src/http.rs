@@ -390,4 +390,36 @@ mod tests {
         assert!(post.starts_with("HTTP/1.1 405 "));
         server.abort();
     }
+
+    proptest::proptest! {
+        /// Whatever a client sends, the parser answers Ok or Err, never panics, and a path it
+        /// accepts is a path without query or fragment.
+        #[test]
+        fn arbitrary_heads_never_panic(head in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let _ = head_end(&head);
+            if let Ok(request) = parse_request(&head) {
+                proptest::prop_assert!(request.path.starts_with('/'));
+                proptest::prop_assert!(!request.path.contains(['?', '#']));
+                let _ = route(&request);
+            }
+        }
+
+        /// Well-formed request lines parse back to their method and path.
+        #[test]
+        fn well_formed_request_lines_round_trip(
+            method in "[A-Z]{1,10}",
+            path in "/[a-z/]{0,30}",
+            query in proptest::option::of("[a-z=&]{0,20}"),
+        ) {
+            let target = match &query {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            };
+            let head = format!("{method} {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+            let request = parse_request(head.as_bytes()).map_err(proptest::test_runner::TestCaseError::fail)?;
+            proptest::prop_assert_eq!(request.method, method);
+            proptest::prop_assert_eq!(request.path, path);
+            proptest::prop_assert_eq!(head_end(head.as_bytes()), Some(head.len() - 4));
+        }
+    }
 }

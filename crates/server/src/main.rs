@@ -208,6 +208,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(stderr_wants_colour())
         .init();
     if !matches!(cli.command, Command::Serve(_)) {
         die_quietly_on_closed_stdout();
@@ -257,6 +258,13 @@ fn die_quietly_on_closed_stdout() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+}
+
+/// Colours only on a terminal, and never with `NO_COLOR` set (no-color.org): log files and
+/// journald get plain text.
+fn stderr_wants_colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 /// Resolves on SIGTERM or SIGINT.
