@@ -185,6 +185,11 @@ def test_consumer_group_lag_is_high_watermark_minus_committed(broker):
 
 def test_connection_gauges(broker_factory):
     broker = broker_factory(settings={"max.connections": 3})
+    # The fixture's readiness probe connected and closed: the kernel completed that handshake,
+    # but the broker may accept (and count) it only after start() returned. Settle it first.
+    wait_for(lambda: value(scrape(broker), "fjord_connections_accepted_total") >= 1
+             and value(scrape(broker), "fjord_connections") == 0,
+             what="the readiness probe's connection accounted for")
     baseline = scrape(broker)
     sockets = [kwire.connect(broker.port) for _ in range(3)]
     try:
