@@ -45,7 +45,6 @@ impl LeaderEpochFileCache {
         })
     }
 
-    #[cfg(test)]
     pub fn entries(&self) -> &[EpochEntry] {
         &self.entries
     }
@@ -80,6 +79,14 @@ impl LeaderEpochFileCache {
             start_offset,
         });
         true
+    }
+
+    /// Kafka's `clear`: forgets every epoch (the log restarts elsewhere). Returns whether it
+    /// held any.
+    pub fn clear(&mut self) -> bool {
+        let had_entries = !self.entries.is_empty();
+        self.entries.clear();
+        had_entries
     }
 
     /// Kafka's `truncateFromEnd`: drops epochs starting at or after `end_offset`.

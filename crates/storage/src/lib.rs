@@ -43,6 +43,7 @@
 //! corrupt batch, and its indexes rebuilt.
 
 mod broker_configs;
+mod checkpoints;
 pub mod cleaner;
 mod epoch;
 mod file_records;
@@ -58,6 +59,11 @@ use std::io;
 use std::path::PathBuf;
 
 pub use broker_configs::{read_dynamic_broker_configs, DynamicBrokerConfigs};
+pub use checkpoints::{
+    read_partition_metadata, read_replication_offset_checkpoint, write_partition_metadata,
+    write_replication_offset_checkpoint, PARTITION_METADATA_FILE,
+    REPLICATION_OFFSET_CHECKPOINT_FILE,
+};
 pub use cleaner::{CleanedLog, CleanerConfig, CleanerStats, LogToClean, Throttler};
 pub use file_records::FileRecords;
 pub use fjord_protocol::records::RecordError;
@@ -113,6 +119,11 @@ pub enum StorageError {
         #[source]
         source: serde_json::Error,
     },
+    /// A follower append whose batch starts below the log end offset or below the end of the
+    /// previous batch in the same call (Kafka's `UnexpectedAppendOffsetException`): the
+    /// fetcher's state is out of step with the log, and nothing was written.
+    #[error("unexpected append offset: batch at offset {offset}, expected at least {expected}")]
+    UnexpectedAppendOffset { offset: i64, expected: i64 },
     /// The producer state refused an append (idempotence, fencing, transactions).
     #[error(transparent)]
     Producer(#[from] ProducerStateError),

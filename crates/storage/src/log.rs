@@ -625,6 +625,14 @@ impl Log {
     /// until it has, the recovery point stays below them and a crash rescans them.
     fn roll(&mut self, now_ms: i64) -> Result<(), StorageError> {
         let new_base_offset = self.log_end_offset();
+        self.roll_at(new_base_offset, now_ms)
+    }
+
+    /// [`Log::roll`] to a new segment based at `new_base_offset` (at least the log end offset).
+    /// A follower rolls at the incoming batch's base offset, which may be past the log end
+    /// after a compacted leader's gap, so that its relative offsets fit the segment's u32 index.
+    fn roll_at(&mut self, new_base_offset: i64, now_ms: i64) -> Result<(), StorageError> {
+        debug_assert!(new_base_offset >= self.log_end_offset());
         self.active_mut().persist(false)?;
         let segment = LogSegment::open(
             &self.dir,
@@ -1003,7 +1011,23 @@ impl Log {
         self.prune_snapshots()
     }
 
-    fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
+    /// Empties the log and restarts it at `offset` (Kafka's `truncateFullyAndStartAt`): a
+    /// follower whose fetch offset is below the leader's log start. Segments, producer state
+    /// and snapshots go, the epoch cache is cleared, log start, log end and high watermark all
+    /// become `offset`.
+    ///
+    /// Crash safety: segments are deleted newest first, so a crash midway leaves a shorter
+    /// prefix of the old log (or none; the log then reopens empty), which the follower's next
+    /// fetch sends back here. The log start checkpoint is rewritten once the new segment
+    /// exists, so a stale one cannot move the log start of the new log on the next open.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
+        if offset < 0 {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: self.log_end_offset(),
+            });
+        }
         self.delete_segments_from(0)?;
         self.producer_state.clear();
         for snapshot in std::mem::take(&mut self.snapshots) {
@@ -1017,6 +1041,15 @@ impl Log {
             now_ms,
         )?);
         self.log_start_offset = offset;
+        // Kafka's `clearAndFlush`: epochs of the old log say nothing about the new one (an
+        // entry below `offset` would survive `truncate_from_end` in `after_truncation`).
+        if self.epoch_cache.clear() {
+            self.epoch_cache.persist()?;
+        }
+        crate::write_atomically(
+            &self.dir.join(LOG_START_OFFSET_FILE),
+            format!("0\n{offset}\n").as_bytes(),
+        )?;
         self.after_truncation()
     }
 
@@ -1448,7 +1481,10 @@ fn delete_segment_files(segment: &LogSegment) -> Result<(), StorageError> {
 }
 
 mod cleaning;
+mod follower;
 pub use cleaning::SwapCommitted;
+#[cfg(test)]
+mod follower_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -1481,10 +1517,20 @@ fn recover_epoch_cache(
     } else {
         first_rescanned.unwrap_or(segments.len().saturating_sub(1))
     };
+    // The rescanned segments' epochs are re-derived, and only from a batch whose epoch is newer
+    // than the latest (Kafka's `LogSegment.recover`): re-assigning an epoch that started in an
+    // earlier segment at this segment's first batch would pop the true entry and every newer
+    // one, moving that epoch's start forward.
+    if let Some(segment) = segments.get(first) {
+        cache.truncate_from_end(segment.base_offset);
+    }
     for segment in &segments[first..] {
         let mut position = 0;
         while let Some(header) = segment.read_header_at(position)? {
-            cache.assign(header.partition_leader_epoch, header.base_offset);
+            let epoch = header.partition_leader_epoch;
+            if cache.latest_epoch().is_none_or(|latest| epoch > latest) {
+                cache.assign(epoch, header.base_offset);
+            }
             position += header.total_size_bytes() as u64;
         }
     }
