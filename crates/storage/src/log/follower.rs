@@ -72,6 +72,12 @@ impl Log {
             let mut group_bytes = range.len() as u64;
             let mut end = start + 1;
             while let Some((next, next_range)) = batches.get(end) {
+                // A control batch (transaction marker) ends its group: the transaction completes
+                // before any later batch's producer state applies, so the last stable offset
+                // recorded for an abort is the one the leader recorded when it wrote the marker.
+                if batches[end - 1].0.is_control() {
+                    break;
+                }
                 let next_bytes = next_range.len() as u64;
                 if active.size_bytes + group_bytes + next_bytes > segment_bytes
                     || !active.can_hold_offset(next.last_offset())
