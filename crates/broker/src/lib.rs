@@ -388,17 +388,5 @@ fn ensure_meta_properties(
 
 /// Kafka's cluster id format: a random UUID as 22 characters of URL-safe base64.
 fn new_cluster_id() -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bits = uuid::Uuid::new_v4().as_u128();
-    (0..22)
-        .map(|i| {
-            let shift = 128i32 - 6 * (i + 1);
-            let index = if shift >= 0 {
-                (bits >> shift) & 0x3f
-            } else {
-                (bits << (-shift)) & 0x3f
-            };
-            ALPHABET[index as usize] as char
-        })
-        .collect()
+    fjord_storage::kafka_uuid_string(uuid::Uuid::new_v4())
 }

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use fjord_storage::{LogManager, TopicRecord};
+use fjord_storage::{LogAppendInfo, LogManager, StorageError, TopicRecord};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
-use crate::partition::Partition;
+use crate::partition::{Partition, PartitionError};
 use crate::time::now_ms;
 
 /// The group coordinator's internal topic (Kafka's `GROUP_METADATA_TOPIC_NAME`).
@@ -50,6 +50,19 @@ struct TopicTable {
     by_name: HashMap<Arc<str>, Arc<Topic>>,
     by_id: HashMap<Uuid, Arc<Topic>>,
     partitions_total: usize,
+}
+
+/// Why a coordinator's append to its internal topic failed.
+#[derive(Debug)]
+pub enum CoordinatorAppendError {
+    /// Larger than the coordinator's batch limit or the partition's segment size.
+    TooLarge {
+        size_bytes: usize,
+        limit_bytes: usize,
+    },
+    /// The partition does not exist or is being deleted.
+    Unavailable(String),
+    Storage(StorageError),
 }
 
 /// Why a topic could not be created, in Kafka's terms.
@@ -264,61 +277,90 @@ impl ReplicaManager {
     /// `__consumer_offsets`, created on first use with `offsets.topic.num.partitions`
     /// partitions, compaction and 100 MiB segments (Kafka's defaults for it).
     pub fn offsets_topic_or_create(&self) -> Result<Arc<Topic>, CreateTopicError> {
-        if let Some(topic) = self.topic(GROUP_METADATA_TOPIC_NAME) {
-            return Ok(topic);
-        }
-        let configs = BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            (
-                "segment.bytes".to_string(),
-                OFFSETS_TOPIC_SEGMENT_BYTES.to_string(),
-            ),
-            ("compression.type".to_string(), "producer".to_string()),
-        ]);
-        match self.create_topic(
+        let partitions = self.config().offsets_topic_num_partitions;
+        self.internal_topic_or_create(
             GROUP_METADATA_TOPIC_NAME,
-            self.config().offsets_topic_num_partitions,
-            configs,
-            false,
-        ) {
-            Ok(topic) => Ok(topic),
-            Err(CreateTopicError::AlreadyExists(_)) => self
-                .topic(GROUP_METADATA_TOPIC_NAME)
-                .ok_or_else(|| CreateTopicError::AlreadyExists(GROUP_METADATA_TOPIC_NAME.into())),
-            Err(err) => Err(err),
-        }
+            partitions,
+            OFFSETS_TOPIC_SEGMENT_BYTES.to_string(),
+        )
     }
 
     /// `__transaction_state`, created on first use with `transaction.state.log.num.partitions`
     /// partitions, compaction and `transaction.state.log.segment.bytes` segments (Kafka's
     /// `TransactionStateManager.transactionTopicConfigs`).
     pub fn transaction_state_topic_or_create(&self) -> Result<Arc<Topic>, CreateTopicError> {
-        if let Some(topic) = self.topic(TRANSACTION_STATE_TOPIC_NAME) {
-            return Ok(topic);
-        }
         let config = self.config();
-        let configs = BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            (
-                "segment.bytes".to_string(),
-                config.transaction_state_log_segment_bytes.to_string(),
-            ),
-            ("compression.type".to_string(), "producer".to_string()),
-        ]);
-        match self.create_topic(
+        self.internal_topic_or_create(
             TRANSACTION_STATE_TOPIC_NAME,
             config.transaction_state_log_num_partitions,
-            configs,
-            false,
-        ) {
+            config.transaction_state_log_segment_bytes.to_string(),
+        )
+    }
+
+    /// A coordinator's internal topic, created compacted on first use (a creation race is
+    /// settled by using the winner's topic).
+    fn internal_topic_or_create(
+        &self,
+        name: &str,
+        partitions: i32,
+        segment_bytes: String,
+    ) -> Result<Arc<Topic>, CreateTopicError> {
+        if let Some(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), segment_bytes),
+            ("compression.type".to_string(), "producer".to_string()),
+        ]);
+        match self.create_topic(name, partitions, configs, false) {
             Ok(topic) => Ok(topic),
-            Err(CreateTopicError::AlreadyExists(_)) => {
-                self.topic(TRANSACTION_STATE_TOPIC_NAME).ok_or_else(|| {
-                    CreateTopicError::AlreadyExists(TRANSACTION_STATE_TOPIC_NAME.into())
-                })
-            }
+            Err(CreateTopicError::AlreadyExists(_)) => self
+                .topic(name)
+                .ok_or_else(|| CreateTopicError::AlreadyExists(name.into())),
             Err(err) => Err(err),
         }
+    }
+
+    /// Appends a coordinator's batch (at most `batch_bytes_max` bytes) to partition
+    /// `partition` of its internal topic with the Coordinator origin (a transactional batch is
+    /// checked against the producer's epoch only), then wakes long-polling readers of it.
+    pub fn append_coordinator_batch(
+        &self,
+        topic: &Topic,
+        partition: i32,
+        batch: &mut [u8],
+        batch_bytes_max: usize,
+        now_ms: i64,
+    ) -> Result<LogAppendInfo, CoordinatorAppendError> {
+        if batch.len() > batch_bytes_max {
+            return Err(CoordinatorAppendError::TooLarge {
+                size_bytes: batch.len(),
+                limit_bytes: batch_bytes_max,
+            });
+        }
+        let target = usize::try_from(partition)
+            .ok()
+            .and_then(|i| topic.partitions.get(i))
+            .ok_or_else(|| {
+                CoordinatorAppendError::Unavailable(format!("partition {partition} does not exist"))
+            })?;
+        let info = target
+            .append_as_leader(batch, now_ms, fjord_storage::AppendOrigin::Coordinator)
+            .map_err(|err| match err {
+                PartitionError::Deleted => CoordinatorAppendError::Unavailable(err.to_string()),
+                PartitionError::Storage(StorageError::RecordBatchTooLarge {
+                    size_bytes,
+                    segment_bytes,
+                }) => CoordinatorAppendError::TooLarge {
+                    size_bytes,
+                    limit_bytes: usize::try_from(segment_bytes).unwrap_or(usize::MAX),
+                },
+                PartitionError::Storage(err) => CoordinatorAppendError::Storage(err),
+            })?;
+        // Readers of the internal topics (tools) long-poll like any consumer.
+        self.data_arrived.notify_waiters();
+        Ok(info)
     }
 
     /// Creates a topic. With `validate_only` nothing is written and the result is what would

@@ -163,21 +163,7 @@ impl AdminClient {
         version: i16,
         request: RequestKind,
     ) -> Result<ResponseKind> {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(api_key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-        let body = encode_request(&header, &request).map_err(|e| anyhow!("{e}"))?;
-        let size = i32::try_from(body.len()).context("request too large")?;
-        let mut frame = Vec::with_capacity(body.len() + 4);
-        frame.extend_from_slice(&size.to_be_bytes());
-        frame.extend_from_slice(&body);
-        self.stream
-            .write_all(&frame)
-            .with_context(|| format!("sending {api_key:?} to {}", self.address))?;
+        let correlation_id = self.write_request(api_key, version, &request)?;
         let mut size = [0u8; 4];
         self.stream
             .read_exact(&mut size)
@@ -400,6 +386,16 @@ impl AdminClient {
         request: RequestKind,
     ) -> Result<()> {
         let version = self.version_for(api_key, max_version);
+        self.write_request(api_key, version, &request).map(|_| ())
+    }
+
+    /// Frames and sends one request with the next correlation id, which it returns.
+    fn write_request(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &RequestKind,
+    ) -> Result<i32> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
         let header = RequestHeader::default()
@@ -407,14 +403,15 @@ impl AdminClient {
             .with_request_api_version(version)
             .with_correlation_id(correlation_id)
             .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-        let body = encode_request(&header, &request).map_err(|e| anyhow!("{e}"))?;
+        let body = encode_request(&header, request).map_err(|e| anyhow!("{e}"))?;
         let size = i32::try_from(body.len()).context("request too large")?;
         let mut frame = Vec::with_capacity(body.len() + 4);
         frame.extend_from_slice(&size.to_be_bytes());
         frame.extend_from_slice(&body);
         self.stream
             .write_all(&frame)
-            .with_context(|| format!("sending {api_key:?} to {}", self.address))
+            .with_context(|| format!("sending {api_key:?} to {}", self.address))?;
+        Ok(correlation_id)
     }
 
     /// The connected broker's supported range per API key, sorted by key.

@@ -143,7 +143,7 @@ fn parse_partition_metadata(text: &str) -> Result<Uuid, String> {
 const BASE64_URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Kafka's `Uuid.toString`: URL-safe base64 without padding of the 16 bytes (22 characters).
-pub(crate) fn kafka_uuid_string(id: Uuid) -> String {
+pub fn kafka_uuid_string(id: Uuid) -> String {
     let mut out = String::with_capacity(22);
     for chunk in id.as_bytes().chunks(3) {
         let mut buf = [0u8; 3];

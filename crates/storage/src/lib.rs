@@ -60,8 +60,8 @@ use std::path::PathBuf;
 
 pub use broker_configs::{read_dynamic_broker_configs, DynamicBrokerConfigs};
 pub use checkpoints::{
-    read_partition_metadata, read_replication_offset_checkpoint, write_partition_metadata,
-    write_replication_offset_checkpoint, PARTITION_METADATA_FILE,
+    kafka_uuid_string, read_partition_metadata, read_replication_offset_checkpoint,
+    write_partition_metadata, write_replication_offset_checkpoint, PARTITION_METADATA_FILE,
     REPLICATION_OFFSET_CHECKPOINT_FILE,
 };
 pub use cleaner::{CleanedLog, CleanerConfig, CleanerStats, LogToClean, Throttler};

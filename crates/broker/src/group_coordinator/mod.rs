@@ -55,7 +55,7 @@ use tracing::{info, warn};
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::partition::{Partition, PartitionError};
-use crate::replica_manager::{ReplicaManager, GROUP_METADATA_TOPIC_NAME};
+use crate::replica_manager::{CoordinatorAppendError, ReplicaManager, GROUP_METADATA_TOPIC_NAME};
 use crate::time::now_ms;
 use classic_group::Protocol;
 use group_metadata_manager::JoinRequest;
@@ -286,36 +286,24 @@ impl CoordinatorLog for OffsetsTopicLog {
             producer.map(|p| (p.producer_id, p.producer_epoch)),
             now_ms,
         );
-        if batch.len() > self.batch_bytes_max {
-            return Err(AppendError::TooLarge {
-                size_bytes: batch.len(),
-                limit_bytes: self.batch_bytes_max,
-            });
-        }
         let topic = self
             .replica_manager
             .offsets_topic_or_create()
             .map_err(|err| AppendError::Unavailable(err.to_string()))?;
-        let target = usize::try_from(partition)
-            .ok()
-            .and_then(|i| topic.partitions.get(i))
-            .ok_or_else(|| {
-                AppendError::Unavailable(format!("partition {partition} does not exist"))
-            })?;
-        // Coordinator origin: a transactional batch is checked against the producer's epoch
-        // only (no sequences) and opens the producer's transaction in the partition.
-        let info = target
-            .append_as_leader(&mut batch, now_ms, fjord_storage::AppendOrigin::Coordinator)
+        let info = self
+            .replica_manager
+            .append_coordinator_batch(&topic, partition, &mut batch, self.batch_bytes_max, now_ms)
             .map_err(|err| match err {
-                PartitionError::Deleted => AppendError::Unavailable(err.to_string()),
-                PartitionError::Storage(fjord_storage::StorageError::RecordBatchTooLarge {
+                CoordinatorAppendError::TooLarge {
                     size_bytes,
-                    segment_bytes,
-                }) => AppendError::TooLarge {
+                    limit_bytes,
+                } => AppendError::TooLarge {
                     size_bytes,
-                    limit_bytes: usize::try_from(segment_bytes).unwrap_or(usize::MAX),
+                    limit_bytes,
                 },
-                PartitionError::Storage(fjord_storage::StorageError::Producer(err)) => {
+                CoordinatorAppendError::Unavailable(reason) => AppendError::Unavailable(reason),
+                // A transactional offset commit from a fenced or finished producer epoch.
+                CoordinatorAppendError::Storage(fjord_storage::StorageError::Producer(err)) => {
                     AppendError::Rejected(match err {
                         fjord_storage::ProducerStateError::InvalidProducerEpoch { .. } => {
                             ResponseError::ProducerFenced
@@ -326,10 +314,8 @@ impl CoordinatorLog for OffsetsTopicLog {
                         _ => ResponseError::InvalidProducerEpoch,
                     })
                 }
-                PartitionError::Storage(err) => AppendError::Storage(err.to_string()),
+                CoordinatorAppendError::Storage(err) => AppendError::Storage(err.to_string()),
             })?;
-        // Readers of __consumer_offsets (tools) long-poll like any consumer.
-        self.replica_manager.data_arrived.notify_waiters();
         Ok(info.first_offset)
     }
 }

@@ -45,8 +45,9 @@ use tracing::{debug, info, warn};
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
-use crate::partition::PartitionError;
-use crate::replica_manager::{ReplicaManager, TRANSACTION_STATE_TOPIC_NAME};
+use crate::replica_manager::{
+    CoordinatorAppendError, ReplicaManager, TRANSACTION_STATE_TOPIC_NAME,
+};
 use crate::time::now_ms;
 use metadata::{
     is_epoch_exhausted, supports_epoch_bump, TransactionMetadata, TransactionState,
@@ -183,36 +184,23 @@ impl TransactionStateLog for TransactionStateTopicLog {
             return Ok(());
         }
         let mut batch = transaction_log::encode_batch(records, now_ms);
-        if batch.len() > self.batch_bytes_max {
-            return Err(TxnAppendError::TooLarge {
-                size_bytes: batch.len(),
-                limit_bytes: self.batch_bytes_max,
-            });
-        }
         let topic = self
             .replica_manager
             .transaction_state_topic_or_create()
             .map_err(|err| TxnAppendError::Unavailable(err.to_string()))?;
-        let target = usize::try_from(partition)
-            .ok()
-            .and_then(|i| topic.partitions.get(i))
-            .ok_or_else(|| {
-                TxnAppendError::Unavailable(format!("partition {partition} does not exist"))
-            })?;
-        target
-            .append_as_leader(&mut batch, now_ms, fjord_storage::AppendOrigin::Coordinator)
+        self.replica_manager
+            .append_coordinator_batch(&topic, partition, &mut batch, self.batch_bytes_max, now_ms)
             .map_err(|err| match err {
-                PartitionError::Deleted => TxnAppendError::Unavailable(err.to_string()),
-                PartitionError::Storage(fjord_storage::StorageError::RecordBatchTooLarge {
+                CoordinatorAppendError::TooLarge {
                     size_bytes,
-                    segment_bytes,
-                }) => TxnAppendError::TooLarge {
+                    limit_bytes,
+                } => TxnAppendError::TooLarge {
                     size_bytes,
-                    limit_bytes: usize::try_from(segment_bytes).unwrap_or(usize::MAX),
+                    limit_bytes,
                 },
-                PartitionError::Storage(err) => TxnAppendError::Storage(err.to_string()),
+                CoordinatorAppendError::Unavailable(reason) => TxnAppendError::Unavailable(reason),
+                CoordinatorAppendError::Storage(err) => TxnAppendError::Storage(err.to_string()),
             })?;
-        self.replica_manager.data_arrived.notify_waiters();
         Ok(())
     }
 }
