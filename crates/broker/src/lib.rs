@@ -20,6 +20,7 @@ pub mod fetch_session;
 pub mod group_coordinator;
 pub mod log_cleaner;
 pub mod metrics;
+pub mod node_channel;
 pub mod partition;
 pub mod replica_manager;
 pub mod time;

@@ -13,8 +13,14 @@ mod consume_cli;
 mod consumer_group;
 mod group_cli;
 mod http;
+// The cluster wiring (issue 8) uses it; until then only its tests do.
+#[cfg_attr(not(test), allow(dead_code))]
+mod node_client;
 mod output;
 mod produce_cli;
+// The cluster wiring (issue 8) uses it; until then only its tests do.
+#[cfg_attr(not(test), allow(dead_code))]
+mod raft_transport;
 mod server;
 mod settings;
 mod splice;

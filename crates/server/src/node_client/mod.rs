@@ -1,0 +1,414 @@
+//! [`TcpNodeChannel`]: the broker's [`NodeChannel`] to other nodes, over plain TCP with Kafka
+//! framing. Kafka's equivalent is `NetworkClient` as used by `BrokerBlockingSender` and the
+//! transaction marker channel.
+//!
+//! One connection per node, opened on first use and reopened on the next request after it
+//! broke. Requests are pipelined on it: each gets a correlation id, a reader task matches
+//! responses to waiting callers. Limits: requests in flight per node (`in_flight_max`, the
+//! caller gets [`ChannelError::TooManyInFlight`] instead of queueing without bound), the size of
+//! a response frame, connect and request timeouts. A request that times out closes its
+//! connection, as Kafka's `NetworkClient` does: a node that stopped answering one request is
+//! unlikely to answer the next, and a fresh connection drops whatever the old one still owed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use fjord_broker::node_channel::{BoxFuture, ChannelError, NodeChannel, NodeRequest};
+use fjord_protocol::frame::decode_frame;
+use fjord_protocol::kafka_protocol::messages::RequestHeader;
+use fjord_protocol::kafka_protocol::protocol::StrBytes;
+use fjord_protocol::request::encode_request;
+use fjord_protocol::response::decode_response;
+use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, Semaphore};
+use tracing::{debug, warn};
+
+/// Bounds of a [`TcpNodeChannel`].
+#[derive(Debug, Clone)]
+pub struct NodeChannelLimits {
+    /// Requests awaiting a response on one node's connection.
+    pub in_flight_max: usize,
+    /// Largest response frame accepted; a bigger one closes the connection. Must exceed the
+    /// largest fetch response a follower asks for (`replica.fetch.response.max.bytes`).
+    pub response_size_bytes_max: usize,
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for NodeChannelLimits {
+    fn default() -> Self {
+        Self {
+            in_flight_max: 64,
+            response_size_bytes_max: 64 * 1024 * 1024,
+            connect_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// A node's connection, behind an async mutex that serialises connecting: a burst of requests
+/// to a node that is down makes one connection attempt, not one each.
+type ConnectionSlot = Arc<tokio::sync::Mutex<Option<Arc<NodeConnection>>>>;
+
+/// Sends Kafka requests to other nodes over TCP. Cheap to share behind an `Arc`.
+pub struct TcpNodeChannel {
+    client_id: String,
+    limits: NodeChannelLimits,
+    endpoints: Mutex<HashMap<i32, String>>,
+    slots: Mutex<HashMap<i32, ConnectionSlot>>,
+    shutting_down: AtomicBool,
+}
+
+impl TcpNodeChannel {
+    /// `client_id` names this node in the peers' logs (Kafka sends `broker-{id}-fetcher-0` and
+    /// the like).
+    pub fn new(client_id: impl Into<String>, limits: NodeChannelLimits) -> Self {
+        Self {
+            client_id: client_id.into(),
+            limits,
+            endpoints: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Closes every connection and fails whatever is in flight; later sends fail at once.
+    pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let slots: Vec<_> = self.slots.lock().drain().map(|(_, slot)| slot).collect();
+        for slot in slots {
+            if let Ok(mut guard) = slot.try_lock() {
+                if let Some(connection) = guard.take() {
+                    connection.close("channel shut down");
+                }
+            }
+        }
+    }
+
+    fn slot(&self, node_id: i32) -> ConnectionSlot {
+        self.slots.lock().entry(node_id).or_default().clone()
+    }
+
+    /// The live connection to `node_id` at `address`, opening one if there is none.
+    async fn connection(
+        &self,
+        node_id: i32,
+        address: &str,
+    ) -> Result<Arc<NodeConnection>, ChannelError> {
+        let slot = self.slot(node_id);
+        let mut guard = slot.lock().await;
+        if let Some(existing) = guard.as_ref() {
+            if !existing.is_closed() && existing.address == address {
+                return Ok(existing.clone());
+            }
+            existing.close("replaced");
+        }
+        let connection = NodeConnection::open(node_id, address, &self.limits).await?;
+        *guard = Some(connection.clone());
+        Ok(connection)
+    }
+
+    async fn send_request(
+        &self,
+        node_id: i32,
+        request: NodeRequest,
+    ) -> Result<ResponseKind, ChannelError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(ChannelError::ShuttingDown);
+        }
+        if produces_no_response(&request.body) {
+            return Err(ChannelError::Encode {
+                api_key: request.api_key,
+                api_version: request.api_version,
+                reason: "a Produce with acks=0 has no response to wait for".to_string(),
+            });
+        }
+        let address = self
+            .endpoints
+            .lock()
+            .get(&node_id)
+            .cloned()
+            .ok_or(ChannelError::UnknownNode { node_id })?;
+        let connection = self.connection(node_id, &address).await?;
+        connection.request(&self.client_id, request).await
+    }
+}
+
+/// Kafka sends no response to a Produce with acks=0.
+fn produces_no_response(body: &RequestKind) -> bool {
+    matches!(body, RequestKind::Produce(produce) if produce.acks == 0)
+}
+
+impl NodeChannel for TcpNodeChannel {
+    fn send(
+        &self,
+        node_id: i32,
+        request: NodeRequest,
+    ) -> BoxFuture<'_, Result<ResponseKind, ChannelError>> {
+        Box::pin(self.send_request(node_id, request))
+    }
+
+    fn set_endpoints(&self, endpoints: Vec<(i32, String)>) {
+        let new: HashMap<i32, String> = endpoints.into_iter().collect();
+        let gone: Vec<i32> = {
+            let mut current = self.endpoints.lock();
+            let gone = current
+                .iter()
+                .filter(|(id, address)| new.get(id) != Some(address))
+                .map(|(id, _)| *id)
+                .collect();
+            *current = new;
+            gone
+        };
+        for node_id in gone {
+            let slot = self.slots.lock().remove(&node_id);
+            if let Some(slot) = slot {
+                if let Ok(mut guard) = slot.try_lock() {
+                    if let Some(connection) = guard.take() {
+                        connection.close("endpoint changed");
+                    }
+                }
+                // A slot locked by a connect in progress is simply dropped from the map: that
+                // connection is compared with the new address on its next use.
+            }
+        }
+    }
+}
+
+struct Pending {
+    api_key: ApiKey,
+    api_version: i16,
+    reply: oneshot::Sender<Result<ResponseKind, ChannelError>>,
+}
+
+/// One TCP connection to one node, with its in-flight requests.
+struct NodeConnection {
+    node_id: i32,
+    address: String,
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    pending: Mutex<HashMap<i32, Pending>>,
+    next_correlation_id: AtomicI32,
+    in_flight: Semaphore,
+    in_flight_max: usize,
+    closed: AtomicBool,
+    reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl NodeConnection {
+    async fn open(
+        node_id: i32,
+        address: &str,
+        limits: &NodeChannelLimits,
+    ) -> Result<Arc<Self>, ChannelError> {
+        let connect_error = |reason: String| ChannelError::Connect {
+            node_id,
+            address: address.to_string(),
+            reason,
+        };
+        let stream = tokio::time::timeout(
+            Duration::from_millis(limits.connect_timeout_ms),
+            TcpStream::connect(address),
+        )
+        .await
+        .map_err(|_| connect_error(format!("timed out after {} ms", limits.connect_timeout_ms)))?
+        .map_err(|err| connect_error(err.to_string()))?;
+        if let Err(err) = stream.set_nodelay(true) {
+            debug!(node_id, error = %err, "set_nodelay failed");
+        }
+        let (read_half, write_half) = stream.into_split();
+        let connection = Arc::new(Self {
+            node_id,
+            address: address.to_string(),
+            writer: tokio::sync::Mutex::new(write_half),
+            pending: Mutex::new(HashMap::new()),
+            next_correlation_id: AtomicI32::new(0),
+            in_flight: Semaphore::new(limits.in_flight_max),
+            in_flight_max: limits.in_flight_max,
+            closed: AtomicBool::new(false),
+            reader: Mutex::new(None),
+        });
+        let reader = tokio::spawn(read_responses(
+            Arc::downgrade(&connection),
+            read_half,
+            limits.response_size_bytes_max,
+        ));
+        *connection.reader.lock() = Some(reader);
+        debug!(node_id, address, "connected to node");
+        Ok(connection)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Marks the connection dead and fails every waiting request. Idempotent.
+    fn close(&self, reason: &str) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(reader) = self.reader.lock().take() {
+            reader.abort();
+        }
+        let pending: Vec<Pending> = self.pending.lock().drain().map(|(_, p)| p).collect();
+        for waiting in pending {
+            let _ = waiting.reply.send(Err(ChannelError::Disconnected {
+                node_id: self.node_id,
+                reason: reason.to_string(),
+            }));
+        }
+        debug!(node_id = self.node_id, address = %self.address, reason, "connection to node closed");
+    }
+
+    async fn request(
+        &self,
+        client_id: &str,
+        request: NodeRequest,
+    ) -> Result<ResponseKind, ChannelError> {
+        let NodeRequest {
+            api_key,
+            api_version,
+            body,
+            timeout_ms,
+        } = request;
+        let _permit = self
+            .in_flight
+            .try_acquire()
+            .map_err(|_| ChannelError::TooManyInFlight {
+                node_id: self.node_id,
+                in_flight_max: self.in_flight_max,
+            })?;
+        let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(api_version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
+        let encode_error = |reason: String| ChannelError::Encode {
+            api_key,
+            api_version,
+            reason,
+        };
+        let encoded = encode_request(&header, &body).map_err(|err| encode_error(err.0))?;
+        let size = i32::try_from(encoded.len())
+            .map_err(|_| encode_error(format!("{} bytes is too large", encoded.len())))?;
+        let mut frame = Vec::with_capacity(encoded.len() + 4);
+        frame.extend_from_slice(&size.to_be_bytes());
+        frame.extend_from_slice(&encoded);
+
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.pending.lock().insert(
+            correlation_id,
+            Pending {
+                api_key,
+                api_version,
+                reply: reply_tx,
+            },
+        );
+        // Registered before writing, so a fast response always finds its waiter; checked
+        // after, so a close that raced the registration cannot strand it.
+        if self.is_closed() {
+            self.pending.lock().remove(&correlation_id);
+            return Err(self.disconnected("closed"));
+        }
+        let written = {
+            let mut writer = self.writer.lock().await;
+            writer.write_all(&frame).await
+        };
+        if let Err(err) = written {
+            self.close(&format!("write failed: {err}"));
+            return Err(self.disconnected(&err.to_string()));
+        }
+        match tokio::time::timeout(Duration::from_millis(timeout_ms), reply_rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(self.disconnected("closed")),
+            Err(_) => {
+                self.pending.lock().remove(&correlation_id);
+                warn!(
+                    node_id = self.node_id,
+                    ?api_key,
+                    timeout_ms,
+                    "request to node timed out; closing the connection"
+                );
+                self.close("request timed out");
+                Err(ChannelError::Timeout {
+                    node_id: self.node_id,
+                    api_key,
+                    timeout_ms,
+                })
+            }
+        }
+    }
+
+    fn disconnected(&self, reason: &str) -> ChannelError {
+        ChannelError::Disconnected {
+            node_id: self.node_id,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl Drop for NodeConnection {
+    fn drop(&mut self) {
+        if let Some(reader) = self.reader.get_mut().take() {
+            reader.abort();
+        }
+    }
+}
+
+/// Reads response frames and hands each to its waiter until the connection ends. Holds only
+/// a weak reference, so dropping the last handle to the connection ends the task.
+async fn read_responses(
+    connection: std::sync::Weak<NodeConnection>,
+    mut read_half: tokio::net::tcp::OwnedReadHalf,
+    response_size_bytes_max: usize,
+) {
+    let mut buffer = BytesMut::with_capacity(64 * 1024);
+    let reason = loop {
+        let frame = match decode_frame(&mut buffer, response_size_bytes_max) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => match read_half.read_buf(&mut buffer).await {
+                Ok(0) => break "closed by the node".to_string(),
+                Ok(_) => continue,
+                Err(err) => break format!("read failed: {err}"),
+            },
+            Err(err) => break format!("bad response frame: {err}"),
+        };
+        let Some(connection) = connection.upgrade() else {
+            return;
+        };
+        let Some(correlation_id) = frame
+            .get(..4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        else {
+            break "response shorter than its header".to_string();
+        };
+        let Some(waiting) = connection.pending.lock().remove(&correlation_id) else {
+            // The request timed out in the meantime: nobody waits for this answer.
+            debug!(
+                node_id = connection.node_id,
+                correlation_id, "response without a waiting request dropped"
+            );
+            continue;
+        };
+        let decoded = decode_response(waiting.api_key, waiting.api_version, frame)
+            .map(|(_, body)| body)
+            .map_err(|err| ChannelError::Decode {
+                node_id: connection.node_id,
+                api_key: waiting.api_key,
+                api_version: waiting.api_version,
+                reason: err.reason,
+            });
+        let _ = waiting.reply.send(decoded);
+    };
+    if let Some(connection) = connection.upgrade() {
+        connection.close(&reason);
+    }
+}
+
+#[cfg(test)]
+mod tests;
