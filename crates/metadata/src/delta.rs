@@ -775,7 +775,9 @@ fn check_partition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{BrokerEndpoint, NO_LEADER};
+    use crate::records::{
+        BrokerEndpoint, CONFIG_RESOURCE_TYPE_BROKER, CONFIG_RESOURCE_TYPE_TOPIC, NO_LEADER,
+    };
 
     const T1: Uuid = Uuid::from_u128(0x1111);
     const T2: Uuid = Uuid::from_u128(0x2222);
@@ -944,5 +946,350 @@ mod tests {
         let image = d.apply(100, 2);
         assert!(image.topic_by_name("b").is_none());
         assert_eq!(image.topics.len(), 1);
+    }
+
+    fn config(resource_type: i8, name: &str, key: &str, value: Option<&str>) -> MetadataRecord {
+        MetadataRecord::Config(ConfigRecord {
+            resource_type,
+            resource_name: name.into(),
+            name: key.into(),
+            value: value.map(str::to_string),
+        })
+    }
+
+    #[test]
+    fn delete_and_recreate_same_name_in_one_delta() {
+        let base = image_of(&[topic("a", T1), partition(T1, 0, &[1])]);
+        let mut d = MetadataDelta::new(base.clone());
+        d.replay(&MetadataRecord::RemoveTopic(RemoveTopicRecord {
+            topic_id: T1,
+        }))
+        .unwrap();
+        assert_eq!(d.topic_id("a"), None);
+        d.replay(&topic("a", T2)).unwrap();
+        d.replay(&partition(T2, 0, &[1])).unwrap();
+        assert_eq!(d.topic_id("a"), Some(T2));
+        let local = d.local_changes(1);
+        assert_eq!(local.deletes, vec![(T1, "a".to_string(), 0)]);
+        assert_eq!(local.leaders.len(), 1);
+        assert_eq!(local.leaders[0].topic_id, T2);
+        assert!(d.deleted_topics().contains(&T1));
+        assert!(d.created_topics().contains(&T2));
+        let image = d.apply(10, 1);
+        assert_eq!(image.topic_by_name("a").map(|t| t.id), Some(T2));
+        assert!(image.topic(&T1).is_none());
+        // Reusing a deleted topic's id is refused.
+        let mut d = MetadataDelta::new(image);
+        assert_eq!(
+            d.replay(&topic("b", T2)).unwrap_err(),
+            ReplayError::DuplicateTopicId { topic_id: T2 }
+        );
+    }
+
+    #[test]
+    fn create_then_remove_in_one_delta_leaves_no_trace() {
+        let base = Arc::new(MetadataImage::empty());
+        let mut d = MetadataDelta::new(base);
+        d.replay_all(&[
+            topic("a", T1),
+            partition(T1, 0, &[1]),
+            config(CONFIG_RESOURCE_TYPE_TOPIC, "a", "retention.ms", Some("1")),
+            MetadataRecord::RemoveTopic(RemoveTopicRecord { topic_id: T1 }),
+        ])
+        .unwrap();
+        assert!(d.deleted_topics().is_empty());
+        assert!(d.changed_topics().is_empty());
+        assert_eq!(d.local_changes(1), LocalReplicaChanges::default());
+        let image = d.apply(4, 1);
+        assert!(image.topics.is_empty() && image.topic_ids_by_name.is_empty());
+        assert!(image.configs.is_empty(), "topic configs go with the topic");
+    }
+
+    #[test]
+    fn remove_topic_drops_its_configs_and_apply_shares_untouched_topics() {
+        let base = image_of(&[
+            topic("a", T1),
+            partition(T1, 0, &[1]),
+            topic("b", T2),
+            partition(T2, 0, &[1]),
+            config(
+                CONFIG_RESOURCE_TYPE_TOPIC,
+                "a",
+                "cleanup.policy",
+                Some("compact"),
+            ),
+            config(CONFIG_RESOURCE_TYPE_TOPIC, "b", "retention.ms", Some("5")),
+        ]);
+        let mut d = MetadataDelta::new(base.clone());
+        d.replay(&MetadataRecord::RemoveTopic(RemoveTopicRecord {
+            topic_id: T1,
+        }))
+        .unwrap();
+        assert_eq!(
+            d.changed_configs().get(&ConfigResource::topic("a")),
+            Some(&BTreeMap::new())
+        );
+        let image = d.apply(7, 1);
+        assert!(image.config(&ConfigResource::topic("a")).is_none());
+        assert_eq!(
+            image
+                .config(&ConfigResource::topic("b"))
+                .and_then(|c| c.get("retention.ms")),
+            Some(&"5".to_string())
+        );
+        assert!(Arc::ptr_eq(&image.topics[&T2], &base.topics[&T2]));
+    }
+
+    #[test]
+    fn configs_set_and_delete() {
+        let image = image_of(&[
+            config(
+                CONFIG_RESOURCE_TYPE_BROKER,
+                "",
+                "log.retention.ms",
+                Some("10"),
+            ),
+            config(CONFIG_RESOURCE_TYPE_BROKER, "1", "a", Some("x")),
+            config(CONFIG_RESOURCE_TYPE_BROKER, "1", "a", None),
+            config(
+                CONFIG_RESOURCE_TYPE_BROKER,
+                "",
+                "log.retention.ms",
+                Some("20"),
+            ),
+        ]);
+        assert_eq!(image.configs.len(), 1, "a resource without keys is absent");
+        assert_eq!(
+            image.config(&ConfigResource::broker("")).unwrap()["log.retention.ms"],
+            "20"
+        );
+        let mut d = MetadataDelta::new(image);
+        assert_eq!(
+            d.replay(&config(3, "x", "k", Some("v"))).unwrap_err(),
+            ReplayError::UnknownConfigResourceType { value: 3 }
+        );
+    }
+
+    #[test]
+    fn features_producer_ids_and_cluster_id() {
+        let feature = |name: &str, level| {
+            MetadataRecord::FeatureLevel(FeatureLevelRecord {
+                name: name.into(),
+                feature_level: level,
+            })
+        };
+        let pids = |next| {
+            MetadataRecord::ProducerIds(ProducerIdsRecord {
+                broker_id: 1,
+                broker_epoch: 0,
+                next_producer_id: next,
+            })
+        };
+        let cluster = |id: &str| {
+            MetadataRecord::ClusterId(ClusterIdRecord {
+                cluster_id: id.into(),
+            })
+        };
+        let image = image_of(&[
+            cluster("c1"),
+            feature(METADATA_VERSION_FEATURE, 7),
+            feature("group.version", 1),
+            feature("group.version", 0),
+            pids(1000),
+            pids(2000),
+        ]);
+        assert_eq!(image.cluster_id.as_deref(), Some("c1"));
+        assert_eq!(image.metadata_version(), Some(7));
+        assert_eq!(image.features.len(), 1, "level 0 removes a feature");
+        assert_eq!(image.next_producer_id, 2000);
+        let mut d = MetadataDelta::new(image);
+        assert_eq!(
+            d.replay(&pids(2000)).unwrap_err(),
+            ReplayError::ProducerIdNotIncreasing {
+                current: 2000,
+                next: 2000
+            }
+        );
+        assert!(matches!(
+            d.replay(&feature(METADATA_VERSION_FEATURE, 0)),
+            Err(ReplayError::InvalidFeatureLevel { .. })
+        ));
+        assert!(matches!(
+            d.replay(&cluster("c2")),
+            Err(ReplayError::ClusterIdMismatch { .. })
+        ));
+        d.replay(&cluster("c1")).unwrap();
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn broker_lifecycle_and_epochs() {
+        let image = image_of(&[register(1, 10)]);
+        let mut d = MetadataDelta::new(image);
+        // Registration with a stale epoch, a change with the wrong epoch, a bad value.
+        assert!(matches!(
+            d.replay(&register(1, 10)),
+            Err(ReplayError::StaleBrokerEpoch { .. })
+        ));
+        let change = |epoch, fenced, shutdown| {
+            MetadataRecord::BrokerRegistrationChange(BrokerRegistrationChangeRecord {
+                broker_id: 1,
+                broker_epoch: epoch,
+                fenced,
+                in_controlled_shutdown: shutdown,
+            })
+        };
+        assert_eq!(
+            d.replay(&change(10, 2, 0)).unwrap_err(),
+            ReplayError::InvalidFencingChange { value: 2 }
+        );
+        assert_eq!(
+            d.replay(&change(10, 0, -1)).unwrap_err(),
+            ReplayError::InvalidControlledShutdownChange { value: -1 }
+        );
+        d.replay(&change(10, -1, 0)).unwrap();
+        assert!(!d.broker(1).unwrap().fenced);
+        d.replay(&change(10, 0, 1)).unwrap();
+        assert!(d.broker(1).unwrap().in_controlled_shutdown);
+        assert!(!d.broker(1).unwrap().fenced, "0 leaves fencing alone");
+        d.replay(&MetadataRecord::FenceBroker(
+            crate::records::FenceBrokerRecord { id: 1, epoch: 10 },
+        ))
+        .unwrap();
+        assert!(d.broker(1).unwrap().fenced);
+        d.replay(&MetadataRecord::UnfenceBroker(
+            crate::records::UnfenceBrokerRecord { id: 1, epoch: 10 },
+        ))
+        .unwrap();
+        assert!(!d.broker(1).unwrap().fenced);
+        // A newer registration (a restart) replaces it, fenced again.
+        d.replay(&register(1, 20)).unwrap();
+        assert!(d.broker(1).unwrap().fenced);
+        assert!(!d.broker(1).unwrap().in_controlled_shutdown);
+        assert!(matches!(
+            d.replay(&MetadataRecord::UnregisterBroker(UnregisterBrokerRecord {
+                broker_id: 1,
+                broker_epoch: 10
+            })),
+            Err(ReplayError::StaleBrokerEpoch { .. })
+        ));
+        d.replay(&MetadataRecord::UnregisterBroker(UnregisterBrokerRecord {
+            broker_id: 1,
+            broker_epoch: 20,
+        }))
+        .unwrap();
+        assert_eq!(
+            d.replay(&change(20, 1, 0)).unwrap_err(),
+            ReplayError::UnknownBroker { broker_id: 1 }
+        );
+        assert_eq!(d.changed_brokers().get(&1), Some(&None));
+        let image = d.apply(30, 2);
+        assert!(image.brokers.is_empty());
+    }
+
+    #[test]
+    fn partition_validation() {
+        let base = image_of(&[topic("a", T1), partition(T1, 0, &[1, 2])]);
+        let mut d = MetadataDelta::new(base);
+        assert_eq!(
+            d.replay(&partition(T1, 0, &[1])).unwrap_err(),
+            ReplayError::DuplicatePartition {
+                topic_id: T1,
+                partition_id: 0
+            }
+        );
+        let MetadataRecord::Partition(mut p) = partition(T1, 1, &[1, 2]) else {
+            unreachable!()
+        };
+        p.leader_recovery_state = 2;
+        assert_eq!(
+            d.replay(&MetadataRecord::Partition(p.clone())).unwrap_err(),
+            ReplayError::InvalidLeaderRecoveryState { value: 2 }
+        );
+        p.leader_recovery_state = 0;
+        p.isr = vec![];
+        assert!(matches!(
+            d.replay(&MetadataRecord::Partition(p.clone())),
+            Err(ReplayError::InvalidPartition {
+                reason: "empty ISR",
+                ..
+            })
+        ));
+        p.isr = vec![2];
+        p.leader = 1;
+        assert!(matches!(
+            d.replay(&MetadataRecord::Partition(p.clone())),
+            Err(ReplayError::InvalidPartition {
+                reason: "leader not in ISR",
+                ..
+            })
+        ));
+        p.replicas = vec![1, 1];
+        assert!(matches!(
+            d.replay(&MetadataRecord::Partition(p.clone())),
+            Err(ReplayError::InvalidPartition {
+                reason: "duplicate replicas",
+                ..
+            })
+        ));
+        let mut c = PartitionChangeRecord::unchanged(T1, 0);
+        c.leader_recovery_state = 3;
+        assert_eq!(
+            d.replay(&MetadataRecord::PartitionChange(c.clone()))
+                .unwrap_err(),
+            ReplayError::InvalidLeaderRecoveryState { value: 3 }
+        );
+        c.leader_recovery_state = -1;
+        c.leader = -3;
+        assert!(matches!(
+            d.replay(&MetadataRecord::PartitionChange(c.clone())),
+            Err(ReplayError::InvalidPartition { .. })
+        ));
+        // Dropping the leader from the ISR without moving leadership is refused.
+        c.leader = NO_LEADER_CHANGE;
+        c.isr = Some(vec![2]);
+        assert!(matches!(
+            d.replay(&MetadataRecord::PartitionChange(c.clone())),
+            Err(ReplayError::InvalidPartition {
+                reason: "leader not in ISR",
+                ..
+            })
+        ));
+        assert!(d.is_empty());
+        c.leader = 2;
+        d.replay(&MetadataRecord::PartitionChange(c)).unwrap();
+        let p = d.partition(&T1, 0).unwrap();
+        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (2, 1, 1));
+    }
+
+    struct CountingPublisher(std::sync::atomic::AtomicUsize);
+
+    impl MetadataPublisher for CountingPublisher {
+        fn publish(&self, delta: &MetadataDelta, image: &Arc<MetadataImage>) {
+            assert!(image.offset >= delta.base().offset);
+            self.0.fetch_add(
+                delta.changed_topics().len(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    }
+
+    #[test]
+    fn publishers_see_delta_and_image() {
+        let counting = Arc::new(CountingPublisher(Default::default()));
+        let publishers: Vec<Arc<dyn MetadataPublisher>> = vec![counting.clone()];
+        let batch = MetadataBatch {
+            offset: 3,
+            epoch: 1,
+            records: vec![topic("a", T1), partition(T1, 0, &[1])],
+        };
+        let mut d = MetadataDelta::new(Arc::new(MetadataImage::empty()));
+        d.replay_all(&batch.records).unwrap();
+        let image = d.clone().apply(batch.offset, batch.epoch);
+        for p in &publishers {
+            p.publish(&d, &image);
+        }
+        assert_eq!((image.offset, image.epoch), (3, 1));
+        assert_eq!(counting.0.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 }

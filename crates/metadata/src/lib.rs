@@ -13,7 +13,9 @@
 //! * [`delta`]: [`MetadataDelta`], which replays (and validates) records on an image and
 //!   applies into the next one, plus [`MetadataDelta::local_changes`] for the
 //!   `ReplicaManager`;
-//! * [`snapshot`]: [`image_to_records`], the image as records for snapshots.
+//! * [`snapshot`]: [`image_to_records`], the image as records for snapshots;
+//! * [`migration`]: [`bootstrap_records`] of a new log and [`migration_records`] that carry a
+//!   single-node data dir (`topics.json`, ...) into it.
 //!
 //! # Records
 //!
@@ -52,6 +54,7 @@
 pub mod codec;
 pub mod delta;
 pub mod image;
+pub mod migration;
 pub mod records;
 pub mod snapshot;
 
@@ -64,5 +67,6 @@ pub use image::{
     BrokerRegistration, ConfigResource, ConfigResourceType, FeatureRange, LeaderRecoveryState,
     MetadataImage, PartitionRegistration, TopicImage,
 };
+pub use migration::{bootstrap_records, migration_records, LegacyMetadata, LegacyTopic};
 pub use records::*;
 pub use snapshot::image_to_records;
