@@ -160,6 +160,9 @@ pub struct MetadataDelta {
     brokers: BTreeMap<i32, Option<BrokerRegistration>>,
     changed_topics: BTreeMap<Uuid, TopicDelta>,
     created_topics: BTreeSet<Uuid>,
+    /// Name -> id of `created_topics`, so name checks stay logarithmic when a snapshot creates
+    /// every topic in one delta.
+    created_topic_ids_by_name: BTreeMap<String, Uuid>,
     deleted_topics: BTreeSet<Uuid>,
     configs: BTreeMap<ConfigResource, BTreeMap<String, String>>,
     next_producer_id: Option<i64>,
@@ -174,6 +177,7 @@ impl MetadataDelta {
             brokers: BTreeMap::new(),
             changed_topics: BTreeMap::new(),
             created_topics: BTreeSet::new(),
+            created_topic_ids_by_name: BTreeMap::new(),
             deleted_topics: BTreeSet::new(),
             configs: BTreeMap::new(),
             next_producer_id: None,
@@ -242,10 +246,7 @@ impl MetadataDelta {
                 return Some(*id);
             }
         }
-        self.created_topics
-            .iter()
-            .find(|id| self.changed_topics.get(id).is_some_and(|t| t.name == name))
-            .copied()
+        self.created_topic_ids_by_name.get(name).copied()
     }
 
     /// The topic's name if it exists as staged.
@@ -585,6 +586,8 @@ impl MetadataDelta {
             },
         );
         self.created_topics.insert(r.topic_id);
+        self.created_topic_ids_by_name
+            .insert(r.name.clone(), r.topic_id);
         Ok(())
     }
 
@@ -680,7 +683,9 @@ impl MetadataDelta {
             })?
             .to_string();
         self.changed_topics.remove(&r.topic_id);
-        if !self.created_topics.remove(&r.topic_id) {
+        if self.created_topics.remove(&r.topic_id) {
+            self.created_topic_ids_by_name.remove(&name);
+        } else {
             self.deleted_topics.insert(r.topic_id);
         }
         // Kafka's MetadataDelta also drops the topic's configs (ConfigurationsDelta).

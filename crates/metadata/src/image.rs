@@ -291,7 +291,7 @@ impl MetadataImage {
 
     /// Whether no record was ever applied.
     pub fn is_empty(&self) -> bool {
-        self.offset < 0 && *self == Self::empty()
+        *self == Self::empty()
     }
 
     pub fn topic(&self, topic_id: &Uuid) -> Option<&Arc<TopicImage>> {

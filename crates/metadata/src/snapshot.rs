@@ -449,6 +449,39 @@ mod tests {
     }
 
     #[test]
+    fn large_image_round_trips_through_snapshot_and_codec() {
+        let mut records = Vec::new();
+        for t in 0..2_000u128 {
+            let topic_id = Uuid::from_u128(t + 1);
+            records.push(MetadataRecord::Topic(TopicRecord {
+                name: format!("topic-{t}"),
+                topic_id,
+            }));
+            for p in 0..3 {
+                let replicas = vec![p, (p + 1) % 3, (p + 2) % 3];
+                records.push(MetadataRecord::Partition(PartitionRecord {
+                    partition_id: p,
+                    topic_id,
+                    isr: replicas.clone(),
+                    leader: replicas[0],
+                    replicas,
+                    removing_replicas: vec![],
+                    adding_replicas: vec![],
+                    leader_recovery_state: 0,
+                    leader_epoch: 3,
+                    partition_epoch: 7,
+                }));
+            }
+        }
+        let image = replay_on_empty(&records, 10, 2);
+        assert_eq!(image.topics.len(), 2_000);
+        let snapshot = image_to_records(&image);
+        assert_eq!(snapshot.len(), records.len());
+        let decoded = decode_batch(&encode_batch(&snapshot)).unwrap();
+        assert_eq!(*replay_on_empty(&decoded, 10, 2), *image);
+    }
+
+    #[test]
     fn snapshot_order_starts_with_cluster_id_and_features() {
         let mut d = MetadataDelta::new(Arc::new(MetadataImage::empty()));
         d.replay(&MetadataRecord::ProducerIds(ProducerIdsRecord {
