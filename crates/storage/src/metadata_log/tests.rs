@@ -319,7 +319,7 @@ fn record_bytes(entries: &[MetadataLogEntry]) -> u64 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(32))]
 
     /// Random appends (with suffix overwrites), syncs, snapshots and crashes: after every
     /// reopen every synced entry is back unchanged and nothing unwritten is invented.
