@@ -234,3 +234,143 @@ fn a_failed_sync_poisons_until_restart() {
     settle(&mut quorum);
     assert!(quorum.is_leader());
 }
+
+/// Three voters on real files, a perfect network driven by hand: election, replication, a
+/// voter restarted from disk after the leader compacted past it catches up by snapshot.
+#[test]
+fn three_voters_on_files_catch_up_by_snapshot() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let voters = vec![1, 2, 3];
+    let open = |id: u64| {
+        let store = FileLogStore::open(dirs[(id - 1) as usize].path()).unwrap();
+        let config = QuorumConfig {
+            seed: 7,
+            ..QuorumConfig::new(id, voters.clone())
+        };
+        MetadataQuorum::new(config, store).unwrap()
+    };
+    let mut nodes: Vec<Option<MetadataQuorum<FileLogStore>>> =
+        (1..=3).map(|id| Some(open(id))).collect();
+    // Per node: the payloads applied, as a state machine would hold them.
+    let mut states: Vec<Vec<Bytes>> = vec![Vec::new(); 3];
+
+    fn run(
+        nodes: &mut [Option<MetadataQuorum<FileLogStore>>],
+        states: &mut [Vec<Bytes>],
+        ticks: usize,
+    ) {
+        let mut queue: Vec<(u64, RaftMessage)> = Vec::new();
+        for _ in 0..ticks {
+            for node in nodes.iter_mut().flatten() {
+                node.tick();
+            }
+            for _ in 0..20 {
+                for (i, node) in nodes.iter_mut().enumerate() {
+                    let Some(node) = node else { continue };
+                    let ready = node.ready().unwrap();
+                    if let Some(snapshot) = ready.snapshot_installed {
+                        states[i] = snapshot
+                            .data
+                            .split(|&b| b == b',')
+                            .filter(|p| !p.is_empty())
+                            .map(Bytes::copy_from_slice)
+                            .collect();
+                    }
+                    states[i].extend(ready.committed.into_iter().map(|e| e.payload));
+                    queue.extend(ready.messages);
+                }
+                if queue.is_empty() {
+                    break;
+                }
+                for (to, message) in std::mem::take(&mut queue) {
+                    let from = message.from();
+                    let is_snapshot = message.is_snapshot();
+                    let delivered = match &mut nodes[(to - 1) as usize] {
+                        Some(node) => {
+                            let wire = RaftMessage::decode(&message.encode()).unwrap();
+                            node.step(wire).unwrap();
+                            true
+                        }
+                        None => false,
+                    };
+                    if let Some(sender) = &mut nodes[(from - 1) as usize] {
+                        if !delivered {
+                            sender.report_unreachable(to);
+                        }
+                        if is_snapshot {
+                            sender.report_snapshot(to, delivered);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    run(&mut nodes, &mut states, 30);
+    let leader = nodes
+        .iter()
+        .flatten()
+        .find(|n| n.is_leader())
+        .map(|n| n.node_id())
+        .unwrap();
+    let follower = if leader == 3 { 2 } else { 3 };
+    let propose = |nodes: &mut [Option<MetadataQuorum<FileLogStore>>], text: &str| {
+        nodes[(leader - 1) as usize]
+            .as_mut()
+            .unwrap()
+            .propose(Bytes::copy_from_slice(text.as_bytes()))
+            .unwrap()
+    };
+    for i in 0..3 {
+        propose(&mut nodes, &format!("a{i}"));
+    }
+    run(&mut nodes, &mut states, 3);
+    for state in &states {
+        assert_eq!(state.len(), 3);
+    }
+    assert_eq!(
+        nodes[(leader - 1) as usize]
+            .as_ref()
+            .unwrap()
+            .describe()
+            .voters
+            .iter()
+            .filter(|v| v.match_index.is_some() && v.last_contact_tick.is_some())
+            .count(),
+        3
+    );
+
+    // The follower stops; the others go on and compact past it.
+    nodes[(follower - 1) as usize] = None;
+    for i in 0..5 {
+        propose(&mut nodes, &format!("b{i}"));
+    }
+    run(&mut nodes, &mut states, 3);
+    let leader_node = nodes[(leader - 1) as usize].as_mut().unwrap();
+    let applied = leader_node.applied_index();
+    let state = states[(leader - 1) as usize].clone();
+    assert_eq!(state.len(), 8);
+    let data = state.join(&b","[..]);
+    leader_node.compact(applied, Bytes::from(data)).unwrap();
+    propose(&mut nodes, "c0");
+
+    // Restart from disk: rebuild from the store, then catch up by snapshot.
+    let restarted = open(follower);
+    let (snapshot, entries) = restarted.recovered_committed();
+    assert!(snapshot.is_none());
+    states[(follower - 1) as usize] = entries.into_iter().map(|e| e.payload).collect();
+    assert_eq!(states[(follower - 1) as usize].len(), 3);
+    nodes[(follower - 1) as usize] = Some(restarted);
+    run(&mut nodes, &mut states, 30);
+    let expected: Vec<Bytes> = ["a0", "a1", "a2", "b0", "b1", "b2", "b3", "b4", "c0"]
+        .iter()
+        .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+        .collect();
+    for state in &states {
+        assert_eq!(state, &expected);
+    }
+    // The follower's disk now starts with the leader's snapshot.
+    drop(nodes);
+    let store = FileLogStore::open(dirs[(follower - 1) as usize].path()).unwrap();
+    assert_eq!(store.snapshot().map(|s| s.index), Some(applied));
+}
