@@ -50,6 +50,7 @@ mod file_records;
 mod index;
 mod log;
 mod manager;
+mod metadata_log;
 pub mod producer_ids;
 mod producer_state;
 mod segment;
@@ -71,6 +72,11 @@ pub use log::{
     FetchDataInfo, Isolation, Log, LogAppendInfo, LogConfig, SwapCommitted, TimestampAndOffset,
 };
 pub use manager::{LogManager, MetaProperties, TopicRecord};
+pub use metadata_log::{
+    MetadataHardState, MetadataLog, MetadataLogEntry, MetadataSnapshot, RecoveredMetadataLog,
+    METADATA_ENTRIES_FILE_NAME, METADATA_ENTRY_PAYLOAD_BYTES_MAX, METADATA_LOG_DIR_NAME,
+    METADATA_SNAPSHOT_BYTES_MAX, METADATA_SNAPSHOT_VOTERS_BYTES_MAX, QUORUM_STATE_FILE_NAME,
+};
 pub use producer_state::{
     ActiveProducer, AppendOrigin, ProducerStateError, MAX_PRODUCERS_PER_PARTITION,
     NUM_BATCHES_TO_RETAIN,
