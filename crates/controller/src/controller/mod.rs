@@ -711,3 +711,8 @@ impl QuorumController {
 
 /// Result type of request handlers: a reply, or a controller bug.
 pub(crate) type HandlerResult = Result<ControllerReply, ControllerError>;
+
+#[cfg(test)]
+pub(crate) mod harness;
+#[cfg(test)]
+mod tests;
