@@ -456,8 +456,11 @@ pub struct ElectLeadersReply {
 /// cancel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AlterPartitionReassignmentsRequest {
-    pub topics: Vec<(String, Vec<(i32, Option<Vec<i32>>)>)>,
+    pub topics: Vec<(String, Vec<ReassignablePartition>)>,
 }
+
+/// (partition index, target replicas or `None` to cancel).
+pub type ReassignablePartition = (i32, Option<Vec<i32>>);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AlterPartitionReassignmentsReply {

@@ -99,11 +99,14 @@ impl BrokerHeartbeatManager {
     /// Kafka `touch`: a heartbeat arrived. Leaving the unfenced states forgets the
     /// controlled-shutdown offset.
     pub fn touch(&mut self, broker_id: i32, now_ms: i64, fenced: bool, metadata_offset: i64) {
-        let state = self.brokers.entry(broker_id).or_insert(BrokerHeartbeatState {
-            last_contact_ms: now_ms,
-            metadata_offset: -1,
-            controlled_shutdown_offset: -1,
-        });
+        let state = self
+            .brokers
+            .entry(broker_id)
+            .or_insert(BrokerHeartbeatState {
+                last_contact_ms: now_ms,
+                metadata_offset: -1,
+                controlled_shutdown_offset: -1,
+            });
         state.last_contact_ms = now_ms;
         state.metadata_offset = metadata_offset;
         if fenced {
@@ -221,7 +224,9 @@ mod tests {
 
     #[test]
     fn fenced_broker_unfences_once_caught_up_with_its_registration() {
-        let next = |offset| calculate_next_broker_state(Fenced, hb(offset, false, false), 10, -1, || false, || 0);
+        let next = |offset| {
+            calculate_next_broker_state(Fenced, hb(offset, false, false), 10, -1, || false, || 0)
+        };
         assert_eq!(next(9), Fenced);
         assert_eq!(next(10), Unfenced);
         assert_eq!(
@@ -236,7 +241,8 @@ mod tests {
 
     #[test]
     fn unfenced_broker_transitions() {
-        let next = |f, s, leads| calculate_next_broker_state(Unfenced, hb(5, f, s), 1, -1, || leads, || 0);
+        let next =
+            |f, s, leads| calculate_next_broker_state(Unfenced, hb(5, f, s), 1, -1, || leads, || 0);
         assert_eq!(next(false, false, true), Unfenced);
         assert_eq!(next(true, false, true), Fenced);
         assert_eq!(next(true, true, true), ShutdownNow);
@@ -247,7 +253,14 @@ mod tests {
     #[test]
     fn controlled_shutdown_waits_for_leaderships_and_lowest_active_offset() {
         let next = |leads, lowest| {
-            calculate_next_broker_state(ControlledShutdown, hb(5, false, true), 1, 20, || leads, || lowest)
+            calculate_next_broker_state(
+                ControlledShutdown,
+                hb(5, false, true),
+                1,
+                20,
+                || leads,
+                || lowest,
+            )
         };
         assert_eq!(next(true, 100), ControlledShutdown);
         assert_eq!(next(false, 19), ControlledShutdown);
@@ -265,7 +278,10 @@ mod tests {
         let unfenced = || [1, 2, 3].into_iter();
         assert_eq!(m.find_one_stale_broker(unfenced(), 1000, 1000), None);
         assert_eq!(m.find_one_stale_broker(unfenced(), 1001, 1000), Some(3));
-        assert_eq!(m.find_one_stale_broker([1, 2].into_iter(), 1301, 1000), Some(2));
+        assert_eq!(
+            m.find_one_stale_broker([1, 2].into_iter(), 1301, 1000),
+            Some(2)
+        );
         assert!(m.has_valid_session(1, 1500, 1000));
         assert!(!m.has_valid_session(1, 1501, 1000));
         assert!(!m.has_valid_session(9, 0, 1000));

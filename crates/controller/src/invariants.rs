@@ -34,32 +34,61 @@ pub fn check_transition(prev: &MetadataImage, next: &MetadataImage) -> Result<()
             }
             let isr: BTreeSet<i32> = p.isr.iter().copied().collect();
             if isr.is_empty() || isr.len() != p.isr.len() || !isr.is_subset(&replicas) {
-                return Err(format!("{}: ISR {:?} not a non-empty subset of {:?}", at(), p.isr, p.replicas));
+                return Err(format!(
+                    "{}: ISR {:?} not a non-empty subset of {:?}",
+                    at(),
+                    p.isr,
+                    p.replicas
+                ));
             }
             if p.leader != NO_LEADER && !isr.contains(&p.leader) {
-                return Err(format!("{}: leader {} not in ISR {:?}", at(), p.leader, p.isr));
+                return Err(format!(
+                    "{}: leader {} not in ISR {:?}",
+                    at(),
+                    p.leader,
+                    p.isr
+                ));
             }
-            if p.adding_replicas.iter().chain(&p.removing_replicas).any(|r| !replicas.contains(r)) {
+            if p.adding_replicas
+                .iter()
+                .chain(&p.removing_replicas)
+                .any(|r| !replicas.contains(r))
+            {
                 return Err(format!("{}: adding/removing outside replicas", at()));
             }
             if p.leader != NO_LEADER && next.broker(p.leader).is_none_or(|b| b.fenced) {
-                return Err(format!("{}: leader {} is fenced or unregistered", at(), p.leader));
+                return Err(format!(
+                    "{}: leader {} is fenced or unregistered",
+                    at(),
+                    p.leader
+                ));
             }
             for m in &p.isr {
-                if next.broker(*m).is_none_or(|b| b.fenced) && !(p.isr.len() == 1 && p.leader == NO_LEADER) {
-                    return Err(format!("{}: fenced or unregistered broker {m} in ISR {:?} led by {}", at(), p.isr, p.leader));
+                if next.broker(*m).is_none_or(|b| b.fenced)
+                    && !(p.isr.len() == 1 && p.leader == NO_LEADER)
+                {
+                    return Err(format!(
+                        "{}: fenced or unregistered broker {m} in ISR {:?} led by {}",
+                        at(),
+                        p.isr,
+                        p.leader
+                    ));
                 }
             }
             let old = before.and_then(|b| b.partitions.get(pid));
             match old {
                 Some(old) => {
-                    if p.leader_epoch < old.leader_epoch || p.partition_epoch < old.partition_epoch {
+                    if p.leader_epoch < old.leader_epoch || p.partition_epoch < old.partition_epoch
+                    {
                         return Err(format!("{}: epochs went backwards", at()));
                     }
                     if p != old && p.partition_epoch == old.partition_epoch {
                         return Err(format!("{}: changed without a partition epoch bump", at()));
                     }
-                    if p.leader_epoch != old.leader_epoch && p.leader != NO_LEADER && !active(next, p.leader) {
+                    if p.leader_epoch != old.leader_epoch
+                        && p.leader != NO_LEADER
+                        && !active(next, p.leader)
+                    {
                         return Err(format!("{}: new leader {} is not active", at(), p.leader));
                     }
                     let unclean_survivor = p.isr.len() == 1 && p.isr[0] == p.leader;
@@ -71,10 +100,17 @@ pub fn check_transition(prev: &MetadataImage, next: &MetadataImage) -> Result<()
                 }
                 None => {
                     if p.leader != NO_LEADER && !active(next, p.leader) {
-                        return Err(format!("{}: new partition led by inactive {}", at(), p.leader));
+                        return Err(format!(
+                            "{}: new partition led by inactive {}",
+                            at(),
+                            p.leader
+                        ));
                     }
                     if let Some(m) = p.isr.iter().find(|m| !active(next, **m)) {
-                        return Err(format!("{}: new partition with inactive ISR member {m}", at()));
+                        return Err(format!(
+                            "{}: new partition with inactive ISR member {m}",
+                            at()
+                        ));
                     }
                 }
             }

@@ -43,7 +43,9 @@ pub enum ControllerError {
         source: ReplayError,
     },
     /// Committed entries must come in increasing offset order.
-    #[error("committed metadata entry at offset {offset} is not after the committed offset {committed}")]
+    #[error(
+        "committed metadata entry at offset {offset} is not after the committed offset {committed}"
+    )]
     OutOfOrder { offset: i64, committed: i64 },
     /// A record the controller generated does not replay on its own speculative image: a bug.
     #[error("controller bug: its {record} does not replay on the speculative image: {source}")]

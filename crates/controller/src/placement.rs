@@ -92,7 +92,9 @@ struct Rack {
 
 impl Rack {
     fn next(&mut self, epoch: u64) -> Option<i32> {
-        self.unfenced.next(epoch).or_else(|| self.fenced.next(epoch))
+        self.unfenced
+            .next(epoch)
+            .or_else(|| self.fenced.next(epoch))
     }
 }
 

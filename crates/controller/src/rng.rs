@@ -57,8 +57,7 @@ impl ControllerRng {
 /// a generated cluster id. (fjord-storage has the same function; the controller must not
 /// depend on storage, and fjord-metadata does not export one yet.)
 pub fn kafka_uuid_string(id: Uuid) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(22);
     for chunk in id.as_bytes().chunks(3) {
         let mut buf = [0u8; 3];
@@ -85,7 +84,10 @@ mod tests {
             assert_eq!(x, b.below(7));
             assert!(x < 7);
         }
-        assert_ne!(ControllerRng::new(1).next_u64(), ControllerRng::new(2).next_u64());
+        assert_ne!(
+            ControllerRng::new(1).next_u64(),
+            ControllerRng::new(2).next_u64()
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use fjord_metadata::{
-    BrokerRegistrationChangeRecord, FeatureRange, MetadataDelta, MetadataRecord,
-    ProducerIdsRecord, RegisterBrokerRecord, UnregisterBrokerRecord,
+    BrokerRegistrationChangeRecord, FeatureRange, MetadataDelta, MetadataRecord, ProducerIdsRecord,
+    RegisterBrokerRecord, UnregisterBrokerRecord,
     CONTROLLED_SHUTDOWN_CHANGE_IN_CONTROLLED_SHUTDOWN, CONTROLLED_SHUTDOWN_CHANGE_NONE,
     FENCING_CHANGE_FENCE, FENCING_CHANGE_NONE, FENCING_CHANGE_UNFENCE, METADATA_VERSION_FEATURE,
     NO_LEADER,
@@ -31,10 +31,12 @@ impl QuorumController {
         req: BrokerRegistrationRequest,
     ) -> HandlerResult {
         let refuse = |code, message: String| {
-            Ok(ControllerReply::BrokerRegistration(BrokerRegistrationReply {
-                error: ApiError::new(code, message),
-                broker_epoch: -1,
-            }))
+            Ok(ControllerReply::BrokerRegistration(
+                BrokerRegistrationReply {
+                    error: ApiError::new(code, message),
+                    broker_epoch: -1,
+                },
+            ))
         };
         let id = req.broker_id;
         match txn.delta.cluster_id() {
@@ -56,7 +58,10 @@ impl QuorumController {
             Some(_) => {}
         }
         if id < 0 {
-            return refuse(ErrorCode::InvalidRequest, format!("Invalid broker id {id}."));
+            return refuse(
+                ErrorCode::InvalidRequest,
+                format!("Invalid broker id {id}."),
+            );
         }
         let existing = txn.delta.broker(id).cloned();
         if let Some(ex) = &existing {
@@ -154,9 +159,9 @@ impl QuorumController {
         let registration = match self.check_broker_epoch(&txn.delta, id, req.broker_epoch) {
             Ok(r) => r,
             Err(e) => {
-                return Ok(ControllerReply::BrokerHeartbeat(BrokerHeartbeatReply::error(
-                    e,
-                )))
+                return Ok(ControllerReply::BrokerHeartbeat(
+                    BrokerHeartbeatReply::error(e),
+                ))
             }
         };
         let current = if registration.fenced || self.fencing.contains(&id) {
@@ -253,11 +258,13 @@ impl QuorumController {
         req: AllocateProducerIdsRequest,
     ) -> HandlerResult {
         let reply = |error, start, len| {
-            Ok(ControllerReply::AllocateProducerIds(AllocateProducerIdsReply {
-                error,
-                producer_id_start: start,
-                producer_id_len: len,
-            }))
+            Ok(ControllerReply::AllocateProducerIds(
+                AllocateProducerIdsReply {
+                    error,
+                    producer_id_start: start,
+                    producer_id_len: len,
+                },
+            ))
         };
         if let Err(e) = self.check_broker_epoch(&txn.delta, req.broker_id, req.broker_epoch) {
             return reply(e, -1, 0);
@@ -294,7 +301,10 @@ impl QuorumController {
             )),
             Some(b) if b.epoch != epoch => Err(ApiError::new(
                 ErrorCode::StaleBrokerEpoch,
-                format!("Expected broker epoch {}, but got broker epoch {epoch}", b.epoch),
+                format!(
+                    "Expected broker epoch {}, but got broker epoch {epoch}",
+                    b.epoch
+                ),
             )),
             Some(b) => Ok(b.clone()),
         }
@@ -337,7 +347,12 @@ impl QuorumController {
 
     /// Kafka `handleBrokerUnfenced`: the unfence record, then elections for leaderless
     /// partitions (the rest, if any, in `tick`).
-    fn unfence_broker(&mut self, txn: &mut Txn, id: i32, epoch: i64) -> Result<(), ControllerError> {
+    fn unfence_broker(
+        &mut self,
+        txn: &mut Txn,
+        id: i32,
+        epoch: i64,
+    ) -> Result<(), ControllerError> {
         self.fencing.remove(&id);
         let fenced = txn.delta.broker(id).is_some_and(|b| b.fenced);
         if fenced {
@@ -364,7 +379,11 @@ impl QuorumController {
         id: i32,
         epoch: i64,
     ) -> Result<(), ControllerError> {
-        if txn.delta.broker(id).is_some_and(|b| !b.in_controlled_shutdown) {
+        if txn
+            .delta
+            .broker(id)
+            .is_some_and(|b| !b.in_controlled_shutdown)
+        {
             txn.push(MetadataRecord::BrokerRegistrationChange(
                 BrokerRegistrationChangeRecord {
                     broker_id: id,
@@ -400,7 +419,11 @@ impl QuorumController {
                 continue;
             }
             let partition = partition.clone();
-            let topic = txn.delta.topic_name(&topic_id).unwrap_or_default().to_string();
+            let topic = txn
+                .delta
+                .topic_name(&topic_id)
+                .unwrap_or_default()
+                .to_string();
             let election = if self.unclean_enabled(&txn.delta, &topic) {
                 Election::Unclean
             } else {
@@ -444,7 +467,11 @@ impl QuorumController {
                 continue;
             }
             let partition = partition.clone();
-            let topic = txn.delta.topic_name(&topic_id).unwrap_or_default().to_string();
+            let topic = txn
+                .delta
+                .topic_name(&topic_id)
+                .unwrap_or_default()
+                .to_string();
             let election = if self.unclean_enabled(&txn.delta, &topic) {
                 Election::Unclean
             } else {

@@ -3,7 +3,9 @@
 
 use std::collections::VecDeque;
 
-use fjord_metadata::{BrokerEndpoint, BrokerFeature, MetadataBatch, MetadataRecord, METADATA_VERSION_FEATURE};
+use fjord_metadata::{
+    BrokerEndpoint, BrokerFeature, MetadataBatch, MetadataRecord, METADATA_VERSION_FEATURE,
+};
 use uuid::Uuid;
 
 use super::{ControllerConfig, QuorumController};
@@ -32,7 +34,11 @@ pub(crate) fn config() -> ControllerConfig {
     }
 }
 
-pub(crate) fn registration(id: i32, incarnation: Uuid, rack: Option<&str>) -> BrokerRegistrationRequest {
+pub(crate) fn registration(
+    id: i32,
+    incarnation: Uuid,
+    rack: Option<&str>,
+) -> BrokerRegistrationRequest {
     BrokerRegistrationRequest {
         broker_id: id,
         cluster_id: CLUSTER.into(),
@@ -73,8 +79,14 @@ impl Harness {
     /// Proposes `r` (if it has records) and commits everything unless holding.
     pub fn propose(&mut self, r: &ControllerResult) {
         if !r.records.is_empty() {
-            let expected = self.inflight.back().map_or(self.c.committed_image().offset + 1, |(o, _)| o + 1);
-            assert_eq!(r.offset, expected, "entries are proposed at consecutive offsets");
+            let expected = self
+                .inflight
+                .back()
+                .map_or(self.c.committed_image().offset + 1, |(o, _)| o + 1);
+            assert_eq!(
+                r.offset, expected,
+                "entries are proposed at consecutive offsets"
+            );
             self.inflight.push_back((r.offset, r.records.clone()));
         }
         if !self.hold {
@@ -84,7 +96,11 @@ impl Harness {
 
     pub fn commit_all(&mut self) {
         while let Some((offset, records)) = self.inflight.pop_front() {
-            let batch = MetadataBatch { offset, epoch: 1, records };
+            let batch = MetadataBatch {
+                offset,
+                epoch: 1,
+                records,
+            };
             self.c.replay(&batch).expect("committed entries replay");
             self.log.push(batch);
         }
@@ -117,7 +133,9 @@ impl Harness {
             .incarnations
             .entry(id)
             .or_insert_with(|| Uuid::from_u128(0x1000 + id as u128));
-        match self.reply(ControllerRequest::BrokerRegistration(registration(id, inc, rack))) {
+        match self.reply(ControllerRequest::BrokerRegistration(registration(
+            id, inc, rack,
+        ))) {
             ControllerReply::BrokerRegistration(r) => {
                 assert!(r.error.is_ok(), "{r:?}");
                 r.broker_epoch
@@ -126,7 +144,14 @@ impl Harness {
         }
     }
 
-    pub fn heartbeat_full(&mut self, id: i32, epoch: i64, offset: i64, want_fence: bool, want_shut_down: bool) -> BrokerHeartbeatReply {
+    pub fn heartbeat_full(
+        &mut self,
+        id: i32,
+        epoch: i64,
+        offset: i64,
+        want_fence: bool,
+        want_shut_down: bool,
+    ) -> BrokerHeartbeatReply {
         match self.reply(ControllerRequest::BrokerHeartbeat(BrokerHeartbeatRequest {
             broker_id: id,
             broker_epoch: epoch,
@@ -147,7 +172,10 @@ impl Harness {
 
     /// Registers and unfences brokers; returns their epochs.
     pub fn brokers(&mut self, ids: &[(i32, Option<&str>)]) -> Vec<i64> {
-        let epochs: Vec<i64> = ids.iter().map(|(id, rack)| self.register(*id, *rack)).collect();
+        let epochs: Vec<i64> = ids
+            .iter()
+            .map(|(id, rack)| self.register(*id, *rack))
+            .collect();
         for ((id, _), epoch) in ids.iter().zip(&epochs) {
             let r = self.heartbeat(*id, *epoch);
             assert!(!r.is_fenced, "{r:?}");
@@ -180,7 +208,11 @@ impl Harness {
                 name: name.into(),
                 num_partitions: -1,
                 replication_factor: -1,
-                assignments: assignments.into_iter().enumerate().map(|(i, r)| (i as i32, r)).collect(),
+                assignments: assignments
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| (i as i32, r))
+                    .collect(),
                 configs: vec![],
             }],
             validate_only: false,
@@ -202,7 +234,11 @@ impl Harness {
     }
 
     pub fn broker(&self, id: i32) -> fjord_metadata::BrokerRegistration {
-        self.c.committed_image().broker(id).cloned().expect("registered")
+        self.c
+            .committed_image()
+            .broker(id)
+            .cloned()
+            .expect("registered")
     }
 
     /// A fresh inactive controller replaying the whole log has the same committed image.

@@ -46,14 +46,10 @@ mod topics;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use fjord_metadata::{
-    ConfigResource, MetadataBatch, MetadataDelta, MetadataImage, MetadataRecord,
-};
+use fjord_metadata::{ConfigResource, MetadataBatch, MetadataDelta, MetadataImage, MetadataRecord};
 use uuid::Uuid;
 
-use crate::api::{
-    ApiError, ControllerReply, ControllerRequest, ControllerResult, ErrorCode,
-};
+use crate::api::{ApiError, ControllerReply, ControllerRequest, ControllerResult, ErrorCode};
 use crate::heartbeat::BrokerHeartbeatManager;
 use crate::invariants;
 use crate::rng::ControllerRng;
@@ -217,7 +213,10 @@ pub struct QuorumController {
 impl QuorumController {
     /// An inactive controller over the empty log.
     pub fn new(config: ControllerConfig) -> Self {
-        assert!(config.max_records_per_entry >= 2, "max_records_per_entry < 2");
+        assert!(
+            config.max_records_per_entry >= 2,
+            "max_records_per_entry < 2"
+        );
         let empty = Arc::new(MetadataImage::empty());
         Self {
             rng: ControllerRng::new(config.seed),
@@ -301,8 +300,10 @@ impl QuorumController {
                     .maybe_update_controlled_shutdown_offset(b.id, self.committed.offset);
             }
         }
-        self.next_balance_ms = now_ms.saturating_add(self.config.leader_imbalance_check_interval_ms);
-        self.next_unclean_ms = now_ms.saturating_add(self.config.unclean_leader_election_interval_ms);
+        self.next_balance_ms =
+            now_ms.saturating_add(self.config.leader_imbalance_check_interval_ms);
+        self.next_unclean_ms =
+            now_ms.saturating_add(self.config.unclean_leader_election_interval_ms);
         self.last_write_ms = now_ms;
         self.sweep_needed = true;
         if self.committed.cluster_id.is_some() {
@@ -444,7 +445,10 @@ impl QuorumController {
                 image = delta.apply(p.offset.max(image.offset), image.epoch);
                 kept.push_back(p);
             } else {
-                tracing::warn!(offset = p.offset, "pending entry no longer replays; dropped");
+                tracing::warn!(
+                    offset = p.offset,
+                    "pending entry no longer replays; dropped"
+                );
                 break;
             }
         }
@@ -547,7 +551,8 @@ impl QuorumController {
         }
         if out.is_empty()
             && self.config.metadata_max_idle_interval_ms > 0
-            && now_ms.saturating_sub(self.last_write_ms) >= self.config.metadata_max_idle_interval_ms
+            && now_ms.saturating_sub(self.last_write_ms)
+                >= self.config.metadata_max_idle_interval_ms
         {
             let mut txn = self.txn();
             if txn.push(MetadataRecord::NoOp).is_ok() {
@@ -701,7 +706,12 @@ impl QuorumController {
     /// The broker's registration offset: as committed, else its epoch (equal by construction).
     pub(crate) fn register_offset(&self, broker_id: i32, epoch: i64) -> i64 {
         match self.register_offsets.get(&broker_id) {
-            Some(&offset) if self.committed.broker(broker_id).is_some_and(|b| b.epoch == epoch) => {
+            Some(&offset)
+                if self
+                    .committed
+                    .broker(broker_id)
+                    .is_some_and(|b| b.epoch == epoch) =>
+            {
                 offset
             }
             _ => epoch,
@@ -714,5 +724,7 @@ pub(crate) type HandlerResult = Result<ControllerReply, ControllerError>;
 
 #[cfg(test)]
 pub(crate) mod harness;
+#[cfg(test)]
+mod simulation;
 #[cfg(test)]
 mod tests;

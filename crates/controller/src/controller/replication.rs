@@ -24,7 +24,11 @@ use crate::partition_change::{
 };
 use crate::ControllerError;
 
-fn partition_reply(index: i32, error: ErrorCode, p: Option<&PartitionRegistration>) -> AlterPartitionPartitionReply {
+fn partition_reply(
+    index: i32,
+    error: ErrorCode,
+    p: Option<&PartitionRegistration>,
+) -> AlterPartitionPartitionReply {
     match p {
         Some(p) if error.is_none() => AlterPartitionPartitionReply {
             partition_index: index,
@@ -49,7 +53,11 @@ fn partition_reply(index: i32, error: ErrorCode, p: Option<&PartitionRegistratio
 
 impl QuorumController {
     /// Kafka `alterPartition` (v3 semantics).
-    pub(super) fn alter_partition(&mut self, txn: &mut Txn, req: AlterPartitionRequest) -> HandlerResult {
+    pub(super) fn alter_partition(
+        &mut self,
+        txn: &mut Txn,
+        req: AlterPartitionRequest,
+    ) -> HandlerResult {
         let stale = match txn.delta.broker(req.broker_id) {
             None => true,
             Some(b) => b.epoch != req.broker_epoch,
@@ -66,10 +74,15 @@ impl QuorumController {
             let name = txn.delta.topic_name(&topic.topic_id).map(str::to_string);
             for data in topic.partitions {
                 let Some(name) = &name else {
-                    partitions.push(partition_reply(data.partition_index, ErrorCode::UnknownTopicId, None));
+                    partitions.push(partition_reply(
+                        data.partition_index,
+                        ErrorCode::UnknownTopicId,
+                        None,
+                    ));
                     continue;
                 };
-                let reply = self.alter_one_partition(txn, req.broker_id, topic.topic_id, name, &data)?;
+                let reply =
+                    self.alter_one_partition(txn, req.broker_id, topic.topic_id, name, &data)?;
                 partitions.push(reply);
             }
             topics.push(AlterPartitionTopicReply {
@@ -93,7 +106,11 @@ impl QuorumController {
     ) -> Result<AlterPartitionPartitionReply, ControllerError> {
         let index = data.partition_index;
         let Some(partition) = txn.delta.partition(&topic_id, index).cloned() else {
-            return Ok(partition_reply(index, ErrorCode::UnknownTopicOrPartition, None));
+            return Ok(partition_reply(
+                index,
+                ErrorCode::UnknownTopicOrPartition,
+                None,
+            ));
         };
         let error = self.validate_alter_partition(&txn.delta, broker_id, &partition, data);
         if !error.is_none() {
@@ -108,17 +125,28 @@ impl QuorumController {
         };
         let record = {
             let delta = &txn.delta;
-            PartitionChangeBuilder::new(&partition, topic_id, index, |r| self.is_active_broker(delta, r))
-                .set_election(election)
-                .set_target_isr(data.new_isr_with_epochs.iter().map(|b| b.broker_id).collect())
-                .set_target_leader_recovery_state(target_state)
-                .build()
+            PartitionChangeBuilder::new(&partition, topic_id, index, |r| {
+                self.is_active_broker(delta, r)
+            })
+            .set_election(election)
+            .set_target_isr(
+                data.new_isr_with_epochs
+                    .iter()
+                    .map(|b| b.broker_id)
+                    .collect(),
+            )
+            .set_target_leader_recovery_state(target_state)
+            .build()
         };
         let Some(record) = record else {
             return Ok(partition_reply(index, ErrorCode::None, Some(&partition)));
         };
         if txn.room() == 0 {
-            return Ok(partition_reply(index, ErrorCode::ThrottlingQuotaExceeded, None));
+            return Ok(partition_reply(
+                index,
+                ErrorCode::ThrottlingQuotaExceeded,
+                None,
+            ));
         }
         let leader = record.leader;
         txn.push(MetadataRecord::PartitionChange(record))?;
@@ -141,7 +169,9 @@ impl QuorumController {
         partition: &PartitionRegistration,
         data: &AlterPartitionData,
     ) -> ErrorCode {
-        if data.leader_epoch > partition.leader_epoch || data.partition_epoch > partition.partition_epoch {
+        if data.leader_epoch > partition.leader_epoch
+            || data.partition_epoch > partition.partition_epoch
+        {
             return ErrorCode::NotController;
         }
         if data.leader_epoch < partition.leader_epoch {
@@ -153,9 +183,15 @@ impl QuorumController {
         if data.partition_epoch < partition.partition_epoch {
             return ErrorCode::InvalidUpdateVersion;
         }
-        let new_isr: Vec<i32> = data.new_isr_with_epochs.iter().map(|b| b.broker_id).collect();
+        let new_isr: Vec<i32> = data
+            .new_isr_with_epochs
+            .iter()
+            .map(|b| b.broker_id)
+            .collect();
         let distinct: BTreeSet<i32> = new_isr.iter().copied().collect();
-        if distinct.len() != new_isr.len() || !new_isr.iter().all(|r| partition.replicas.contains(r)) {
+        if distinct.len() != new_isr.len()
+            || !new_isr.iter().all(|r| partition.replicas.contains(r))
+        {
             return ErrorCode::InvalidRequest;
         }
         if !new_isr.contains(&partition.leader) {
@@ -186,7 +222,11 @@ impl QuorumController {
     }
 
     /// Kafka `electLeaders`.
-    pub(super) fn elect_leaders(&mut self, txn: &mut Txn, req: ElectLeadersRequest) -> HandlerResult {
+    pub(super) fn elect_leaders(
+        &mut self,
+        txn: &mut Txn,
+        req: ElectLeadersRequest,
+    ) -> HandlerResult {
         let elect_all = req.topic_partitions.is_none();
         let targets: Vec<(String, Vec<i32>)> = match req.topic_partitions {
             Some(t) => t,
@@ -372,7 +412,11 @@ impl QuorumController {
                                 format!("Unable to revert partition assignment for {topic}:{partition_id} because it would require an unclean leader election."),
                             ));
                         }
-                        if !revert.replicas.iter().any(|r| self.is_active_broker(delta, *r)) {
+                        if !revert
+                            .replicas
+                            .iter()
+                            .any(|r| self.is_active_broker(delta, *r))
+                        {
                             return Ok(ApiError::new(
                                 ErrorCode::InvalidReplicaAssignment,
                                 format!("Unable to revert partition assignment for {topic}:{partition_id}: no remaining replica can lead."),
@@ -380,7 +424,11 @@ impl QuorumController {
                         }
                     }
                     builder
-                        .set_election(if unclean { Election::Unclean } else { Election::Clean })
+                        .set_election(if unclean {
+                            Election::Unclean
+                        } else {
+                            Election::Clean
+                        })
                         .set_target_isr(revert.isr)
                         .set_target_replicas(revert.replicas)
                         .set_target_removing(Vec::new())
@@ -420,7 +468,11 @@ impl QuorumController {
     }
 
     /// Kafka `validateManualPartitionAssignment` for a reassignment target.
-    fn validate_reassignment_target(&self, delta: &MetadataDelta, target: &[i32]) -> Result<(), ApiError> {
+    fn validate_reassignment_target(
+        &self,
+        delta: &MetadataDelta,
+        target: &[i32],
+    ) -> Result<(), ApiError> {
         let err = |m: String| Err(ApiError::new(ErrorCode::InvalidReplicaAssignment, m));
         if target.is_empty() {
             return err("The manual partition assignment includes an empty replica list.".into());

@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use super::{HandlerResult, QuorumController, Txn};
 use crate::api::{
-    AlterConfigOp, AlterConfigsReply, AlterConfigsRequest, ApiError, CreatableTopic,
-    CreatableTopicResult, CreatePartitionsReply, CreatePartitionsRequest, CreateTopicsReply,
-    CreateTopicsRequest, ControllerReply, DeletableTopicResult, DeleteTopicsReply,
+    AlterConfigOp, AlterConfigsReply, AlterConfigsRequest, ApiError, ControllerReply,
+    CreatableTopic, CreatableTopicResult, CreatePartitionsReply, CreatePartitionsRequest,
+    CreateTopicsReply, CreateTopicsRequest, DeletableTopicResult, DeleteTopicsReply,
     DeleteTopicsRequest, ErrorCode, IncrementalAlterConfigsRequest, TopicRef,
 };
 use crate::placement::{self, UsableBroker};
@@ -147,7 +147,9 @@ impl QuorumController {
                 if parts.contains_key(index) {
                     return Err(ApiError::new(
                         ErrorCode::InvalidReplicaAssignment,
-                        format!("Found multiple manual partition assignments for partition {index}"),
+                        format!(
+                            "Found multiple manual partition assignments for partition {index}"
+                        ),
                     ));
                 }
                 self.validate_manual_assignment(txn, replicas, rf)?;
@@ -195,7 +197,12 @@ impl QuorumController {
     }
 
     /// Placement of `count` partitions with `rf` replicas; ISR = active replicas.
-    fn place_partitions(&mut self, txn: &Txn, count: i32, rf: i16) -> Result<NewPartitions, ApiError> {
+    fn place_partitions(
+        &mut self,
+        txn: &Txn,
+        count: i32,
+        rf: i16,
+    ) -> Result<NewPartitions, ApiError> {
         let max = self.config.max_records_per_entry;
         if count < 0 || count as usize >= max {
             return Err(ApiError::new(
@@ -242,7 +249,11 @@ impl QuorumController {
         names
     }
 
-    fn validate_new_topic(&mut self, txn: &Txn, topic: &CreatableTopic) -> Result<NewPartitions, ApiError> {
+    fn validate_new_topic(
+        &mut self,
+        txn: &Txn,
+        topic: &CreatableTopic,
+    ) -> Result<NewPartitions, ApiError> {
         validate_topic_name(&topic.name)?;
         if topic.name.contains(['.', '_']) {
             let unified = unify_collision_chars(&topic.name);
@@ -253,7 +264,10 @@ impl QuorumController {
             {
                 return Err(ApiError::new(
                     ErrorCode::InvalidTopicException,
-                    format!("Topic '{}' collides with existing topic: {other}", topic.name),
+                    format!(
+                        "Topic '{}' collides with existing topic: {other}",
+                        topic.name
+                    ),
                 ));
             }
         }
@@ -272,7 +286,10 @@ impl QuorumController {
         if !nulls.is_empty() {
             return Err(ApiError::new(
                 ErrorCode::InvalidConfig,
-                format!("Null value not supported for topic configs: {}", nulls.join(",")),
+                format!(
+                    "Null value not supported for topic configs: {}",
+                    nulls.join(",")
+                ),
             ));
         }
         let resource = ConfigResource::topic(topic.name.clone());
@@ -283,7 +300,11 @@ impl QuorumController {
     }
 
     /// Kafka `ReplicationControlManager.createTopics`.
-    pub(super) fn create_topics(&mut self, txn: &mut Txn, req: CreateTopicsRequest) -> HandlerResult {
+    pub(super) fn create_topics(
+        &mut self,
+        txn: &mut Txn,
+        req: CreateTopicsRequest,
+    ) -> HandlerResult {
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         for t in &req.topics {
             *counts.entry(t.name.as_str()).or_default() += 1;
@@ -303,7 +324,10 @@ impl QuorumController {
                 replication_factor: -1,
             };
             if duplicates.contains(&topic.name) {
-                results.push(failed(ApiError::new(ErrorCode::InvalidRequest, "Duplicate topic name.")));
+                results.push(failed(ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    "Duplicate topic name.",
+                )));
                 continue;
             }
             let parts = match self.validate_new_topic(txn, topic) {
@@ -343,11 +367,17 @@ impl QuorumController {
                 replication_factor,
             });
         }
-        Ok(ControllerReply::CreateTopics(CreateTopicsReply { topics: results }))
+        Ok(ControllerReply::CreateTopics(CreateTopicsReply {
+            topics: results,
+        }))
     }
 
     /// Kafka `ReplicationControlManager.deleteTopics` (plus `ControllerApis`' duplicate check).
-    pub(super) fn delete_topics(&mut self, txn: &mut Txn, req: DeleteTopicsRequest) -> HandlerResult {
+    pub(super) fn delete_topics(
+        &mut self,
+        txn: &mut Txn,
+        req: DeleteTopicsRequest,
+    ) -> HandlerResult {
         let mut seen = BTreeSet::new();
         let mut results = Vec::with_capacity(req.topics.len());
         for topic in req.topics {
@@ -367,7 +397,8 @@ impl QuorumController {
                 error: ApiError::NONE,
             };
             if !seen.insert(topic.clone()) {
-                result.error = ApiError::new(ErrorCode::InvalidRequest, "Duplicate topic in request.");
+                result.error =
+                    ApiError::new(ErrorCode::InvalidRequest, "Duplicate topic in request.");
             } else if let Some(id) = id {
                 if txn.room() == 0 {
                     result.error = ApiError::new(
@@ -375,7 +406,9 @@ impl QuorumController {
                         "Too many topics in one request; retry the rest.",
                     );
                 } else {
-                    txn.push(MetadataRecord::RemoveTopic(RemoveTopicRecord { topic_id: id }))?;
+                    txn.push(MetadataRecord::RemoveTopic(RemoveTopicRecord {
+                        topic_id: id,
+                    }))?;
                 }
             } else {
                 result.error = match topic {
@@ -385,7 +418,9 @@ impl QuorumController {
             }
             results.push(result);
         }
-        Ok(ControllerReply::DeleteTopics(DeleteTopicsReply { topics: results }))
+        Ok(ControllerReply::DeleteTopics(DeleteTopicsReply {
+            topics: results,
+        }))
     }
 
     /// Kafka `ReplicationControlManager.createPartitions`.
@@ -411,7 +446,9 @@ impl QuorumController {
             };
             results.push((topic.name.clone(), error));
         }
-        Ok(ControllerReply::CreatePartitions(CreatePartitionsReply { topics: results }))
+        Ok(ControllerReply::CreatePartitions(CreatePartitionsReply {
+            topics: results,
+        }))
     }
 
     fn create_partitions_of(
@@ -486,12 +523,20 @@ impl QuorumController {
         if parts.len() > txn.room() {
             return Ok(Err(ApiError::new(
                 ErrorCode::ThrottlingQuotaExceeded,
-                format!("{} new partitions do not fit in this request; retry.", parts.len()),
+                format!(
+                    "{} new partitions do not fit in this request; retry.",
+                    parts.len()
+                ),
             )));
         }
         if !validate_only {
             for (i, (replicas, isr)) in parts.into_iter().enumerate() {
-                txn.push(partition_record(topic_id, existing + i as i32, replicas, isr))?;
+                txn.push(partition_record(
+                    topic_id,
+                    existing + i as i32,
+                    replicas,
+                    isr,
+                ))?;
             }
         }
         Ok(Ok(()))
@@ -511,7 +556,9 @@ impl QuorumController {
                 }
             }
             ConfigResourceType::Broker => {
-                if !resource.name.is_empty() && resource.name.parse::<i32>().map_or(true, |id| id < 0) {
+                if !resource.name.is_empty()
+                    && resource.name.parse::<i32>().map_or(true, |id| id < 0)
+                {
                     return Err(ApiError::new(
                         ErrorCode::InvalidRequest,
                         format!("Illegal broker resource name {:?}.", resource.name),
@@ -591,18 +638,26 @@ impl QuorumController {
             })();
             let error = match outcome {
                 Err(e) => e,
-                Ok(target) => match self.write_config_changes(txn, &r.resource, &target, req.validate_only)? {
-                    Ok(()) => ApiError::NONE,
-                    Err(e) => e,
-                },
+                Ok(target) => {
+                    match self.write_config_changes(txn, &r.resource, &target, req.validate_only)? {
+                        Ok(()) => ApiError::NONE,
+                        Err(e) => e,
+                    }
+                }
             };
             results.push((r.resource, error));
         }
-        Ok(ControllerReply::IncrementalAlterConfigs(AlterConfigsReply { resources: results }))
+        Ok(ControllerReply::IncrementalAlterConfigs(
+            AlterConfigsReply { resources: results },
+        ))
     }
 
     /// Kafka `ConfigurationControlManager.legacyAlterConfigs`: the given set replaces all.
-    pub(super) fn alter_configs(&mut self, txn: &mut Txn, req: AlterConfigsRequest) -> HandlerResult {
+    pub(super) fn alter_configs(
+        &mut self,
+        txn: &mut Txn,
+        req: AlterConfigsRequest,
+    ) -> HandlerResult {
         let mut results = Vec::with_capacity(req.resources.len());
         for r in req.resources {
             let outcome = (|| {
@@ -626,14 +681,18 @@ impl QuorumController {
             })();
             let error = match outcome {
                 Err(e) => e,
-                Ok(target) => match self.write_config_changes(txn, &r.resource, &target, req.validate_only)? {
-                    Ok(()) => ApiError::NONE,
-                    Err(e) => e,
-                },
+                Ok(target) => {
+                    match self.write_config_changes(txn, &r.resource, &target, req.validate_only)? {
+                        Ok(()) => ApiError::NONE,
+                        Err(e) => e,
+                    }
+                }
             };
             results.push((r.resource, error));
         }
-        Ok(ControllerReply::AlterConfigs(AlterConfigsReply { resources: results }))
+        Ok(ControllerReply::AlterConfigs(AlterConfigsReply {
+            resources: results,
+        }))
     }
 }
 
@@ -694,7 +753,12 @@ fn apply_op(
     Ok(())
 }
 
-fn partition_record(topic_id: Uuid, partition_id: i32, replicas: Vec<i32>, isr: Vec<i32>) -> MetadataRecord {
+fn partition_record(
+    topic_id: Uuid,
+    partition_id: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+) -> MetadataRecord {
     let leader = isr[0];
     MetadataRecord::Partition(PartitionRecord {
         partition_id,
@@ -759,21 +823,51 @@ mod tests {
         );
         assert!(validate_topic_name(&"a".repeat(249)).is_ok());
         assert!(validate_topic_name(&"a".repeat(250)).is_err());
-        assert!(validate_topic_name("a b").unwrap_err().message.unwrap().contains("ASCII alphanumerics"));
+        assert!(validate_topic_name("a b")
+            .unwrap_err()
+            .message
+            .unwrap()
+            .contains("ASCII alphanumerics"));
     }
 
     #[test]
     fn list_ops_append_and_subtract() {
         let mut m = BTreeMap::new();
-        apply_op(&mut m, "cleanup.policy", AlterConfigOp::Append, Some("delete")).unwrap();
-        apply_op(&mut m, "cleanup.policy", AlterConfigOp::Append, Some("compact,delete")).unwrap();
+        apply_op(
+            &mut m,
+            "cleanup.policy",
+            AlterConfigOp::Append,
+            Some("delete"),
+        )
+        .unwrap();
+        apply_op(
+            &mut m,
+            "cleanup.policy",
+            AlterConfigOp::Append,
+            Some("compact,delete"),
+        )
+        .unwrap();
         assert_eq!(m["cleanup.policy"], "delete,compact");
-        apply_op(&mut m, "cleanup.policy", AlterConfigOp::Subtract, Some("delete")).unwrap();
+        apply_op(
+            &mut m,
+            "cleanup.policy",
+            AlterConfigOp::Subtract,
+            Some("delete"),
+        )
+        .unwrap();
         assert_eq!(m["cleanup.policy"], "compact");
-        apply_op(&mut m, "cleanup.policy", AlterConfigOp::Subtract, Some("compact")).unwrap();
+        apply_op(
+            &mut m,
+            "cleanup.policy",
+            AlterConfigOp::Subtract,
+            Some("compact"),
+        )
+        .unwrap();
         assert!(m.is_empty());
         assert_eq!(
-            apply_op(&mut m, "x", AlterConfigOp::Set, None).unwrap_err().code,
+            apply_op(&mut m, "x", AlterConfigOp::Set, None)
+                .unwrap_err()
+                .code,
             ErrorCode::InvalidRequest
         );
     }
