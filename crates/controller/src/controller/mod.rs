@@ -400,9 +400,21 @@ impl QuorumController {
             self.next_write_offset = self.next_write_offset.max(batch.offset + 1);
             return;
         };
-        if batch.records.is_empty() && batch.offset < front.offset {
-            // An empty entry of Raft's own that committed before our proposals.
-            self.rebuild_speculative();
+        if batch.records.is_empty() {
+            // An empty entry of Raft's own (never one of ours: results without records are not
+            // proposed). It changes no state; if it took an offset we predicted for our
+            // proposals, they land one later.
+            if batch.offset >= front.offset {
+                let shift = batch.offset - front.offset + 1;
+                tracing::warn!(
+                    offset = batch.offset,
+                    "empty entry among proposals; re-basing"
+                );
+                for p in &mut self.pending {
+                    p.offset += shift;
+                }
+                self.next_write_offset += shift;
+            }
             return;
         }
         if front.records == batch.records {
@@ -433,27 +445,6 @@ impl QuorumController {
         self.speculative = self.committed.clone();
         self.next_write_offset = self.next_write_offset.max(batch.offset + 1);
         self.sweep_needed = true;
-    }
-
-    /// speculative = committed + pending; pending entries that no longer replay are dropped.
-    fn rebuild_speculative(&mut self) {
-        let mut image = self.committed.clone();
-        let mut kept = VecDeque::new();
-        for p in self.pending.drain(..) {
-            let mut delta = MetadataDelta::new(image.clone());
-            if delta.replay_all(&p.records).is_ok() {
-                image = delta.apply(p.offset.max(image.offset), image.epoch);
-                kept.push_back(p);
-            } else {
-                tracing::warn!(
-                    offset = p.offset,
-                    "pending entry no longer replays; dropped"
-                );
-                break;
-            }
-        }
-        self.pending = kept;
-        self.speculative = image;
     }
 
     // ---- requests ----

@@ -1390,3 +1390,120 @@ fn idle_controller_writes_noops() {
     assert!(h.tick().is_empty());
     let _ = CLUSTER;
 }
+
+// ---- driver contract edge cases ----
+
+#[test]
+fn entry_committed_at_another_offset_rebases_predictions() {
+    let mut h = Harness::new(config());
+    h.brokers(&[(1, None)]);
+    let r = h.c.handle(
+        0,
+        ControllerRequest::CreateTopics(CreateTopicsRequest {
+            topics: vec![topic("t", 1, 1)],
+            validate_only: false,
+        }),
+    );
+    let next = h.c.handle(
+        0,
+        ControllerRequest::CreateTopics(CreateTopicsRequest {
+            topics: vec![topic("u", 1, 1)],
+            validate_only: false,
+        }),
+    );
+    assert_eq!(next.offset, r.offset + 1);
+    // Raft put an empty entry first: ours land one later.
+    h.c.replay(&MetadataBatch {
+        offset: r.offset,
+        epoch: 1,
+        records: vec![],
+    })
+    .unwrap();
+    assert!(
+        h.c.speculative_image().topic_by_name("u").is_some(),
+        "speculation survives"
+    );
+    h.c.replay(&MetadataBatch {
+        offset: r.offset + 1,
+        epoch: 1,
+        records: r.records.clone(),
+    })
+    .unwrap();
+    assert_eq!(h.c.next_write_offset(), r.offset + 3);
+    h.c.replay(&MetadataBatch {
+        offset: r.offset + 2,
+        epoch: 1,
+        records: next.records.clone(),
+    })
+    .unwrap();
+    assert_eq!(h.c.pending_entries(), 0);
+    assert_eq!(**h.c.speculative_image(), **h.c.committed_image());
+    assert!(h.c.committed_image().topic_by_name("u").is_some());
+}
+
+#[test]
+fn unexpected_committed_entry_drops_speculation() {
+    let mut h = Harness::new(config());
+    h.brokers(&[(1, None)]);
+    let r = h.c.handle(
+        0,
+        ControllerRequest::CreateTopics(CreateTopicsRequest {
+            topics: vec![topic("t", 1, 1)],
+            validate_only: false,
+        }),
+    );
+    assert_eq!(h.c.pending_entries(), 1);
+    h.c.replay(&MetadataBatch {
+        offset: r.offset,
+        epoch: 2,
+        records: vec![MetadataRecord::NoOp],
+    })
+    .unwrap();
+    assert_eq!(h.c.pending_entries(), 0);
+    assert!(h.c.speculative_image().topic_by_name("t").is_none());
+    assert_eq!(h.c.next_write_offset(), r.offset + 1);
+}
+
+#[test]
+fn controlled_shutdown_and_unfence_elections_continue_in_ticks() {
+    let mut h = Harness::new(ControllerConfig {
+        max_records_per_entry: 3,
+        ..config()
+    });
+    let e = h.brokers(&[(1, None), (2, None)]);
+    let t = h.create_assigned("t", vec![vec![1, 2]]);
+    let u = h.create_assigned("u", vec![vec![1, 2]]);
+    let v = h.create_assigned("v", vec![vec![1, 2]]);
+    let r = h.heartbeat_full(1, e[0], h.offset(), false, true);
+    assert!(r.in_controlled_shutdown);
+    // The shutdown record plus two partition changes fit; the third follows in a tick.
+    assert_eq!(h.partition(v, 0).leader, 1);
+    let r = h.heartbeat_full(1, e[0], h.offset(), false, true);
+    assert!(!r.should_shut_down, "still leads v-0");
+    h.tick();
+    assert_eq!(h.partition(v, 0).leader, 2);
+    h.heartbeat(2, e[1]);
+    let r = h.heartbeat_full(1, e[0], h.offset(), false, true);
+    assert!(r.should_shut_down);
+    // Broker 2 fences itself: every partition goes leaderless with ISR [2].
+    h.heartbeat_full(2, e[1], h.offset(), true, false);
+    assert!(
+        !h.broker(2).fenced,
+        "two of three partitions moved; the fence record waits"
+    );
+    h.tick();
+    assert!(h.broker(2).fenced);
+    for id in [t, u, v] {
+        assert_eq!(h.partition(id, 0).leader, NO_LEADER);
+    }
+    // Unfencing 2 elects it: 1 record for the unfence, 2 elections, the third in a tick.
+    h.heartbeat(2, e[1]);
+    let led = [t, u, v]
+        .iter()
+        .filter(|id| h.partition(**id, 0).leader == 2)
+        .count();
+    assert_eq!(led, 2);
+    h.tick();
+    assert!([t, u, v].iter().all(|id| h.partition(*id, 0).leader == 2));
+    h.assert_log_rebuilds_image();
+}
