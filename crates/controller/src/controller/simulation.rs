@@ -552,17 +552,17 @@ fn run(seed: u64, steps: usize, max_records: usize, cov: &mut Coverage) {
 #[test]
 fn simulation_many_seeds() {
     let mut cov = Coverage::default();
-    for seed in 0..40u64 {
+    for seed in 0..80u64 {
         let max_records = if seed % 3 == 0 {
             3
         } else {
             super::MAX_RECORDS_PER_USER_OP
         };
-        run(seed, 400, max_records, &mut cov);
+        run(seed, 500, max_records, &mut cov);
     }
     // The runs did real work (not a vacuous pass).
     eprintln!("{cov:#?}");
-    assert!(cov.entries > 40 * 50, "{cov:?}");
+    assert!(cov.entries > 80 * 50, "{cov:?}");
     for (what, n) in [
         ("fences", cov.fences),
         ("unfences", cov.unfences),

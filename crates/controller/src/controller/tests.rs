@@ -1507,3 +1507,26 @@ fn controlled_shutdown_and_unfence_elections_continue_in_ticks() {
     assert!([t, u, v].iter().all(|id| h.partition(*id, 0).leader == 2));
     h.assert_log_rebuilds_image();
 }
+
+#[test]
+fn requests_beyond_the_entry_cap_are_refused_or_deferred() {
+    let mut h = Harness::new(ControllerConfig {
+        max_records_per_entry: 5,
+        ..config()
+    });
+    h.brokers(&[(1, None)]);
+    let r = create(&mut h, topic("big", 5, 1), false);
+    assert_eq!(r.error.code, ErrorCode::InvalidPartitions);
+    match h.reply(ControllerRequest::CreateTopics(CreateTopicsRequest {
+        topics: vec![topic("a", 2, 1), topic("b", 2, 1)],
+        validate_only: false,
+    })) {
+        ControllerReply::CreateTopics(r) => {
+            assert!(r.topics[0].error.is_ok());
+            assert_eq!(r.topics[1].error.code, ErrorCode::ThrottlingQuotaExceeded);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(h.log.iter().all(|b| b.records.len() <= 5));
+    assert!(h.c.committed_image().topic_by_name("b").is_none());
+}

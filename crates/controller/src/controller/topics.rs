@@ -343,6 +343,16 @@ impl QuorumController {
                 .filter_map(|(k, v)| Some((k.as_str(), v.as_deref()?)))
                 .collect();
             let needed = 1 + configs.len() + parts.len();
+            if needed > self.config.max_records_per_entry {
+                results.push(failed(ApiError::new(
+                    ErrorCode::InvalidPartitions,
+                    format!(
+                        "Topic '{}' needs {needed} metadata records, more than the {} one request may write.",
+                        topic.name, self.config.max_records_per_entry
+                    ),
+                )));
+                continue;
+            }
             if needed > txn.room() {
                 results.push(failed(ApiError::new(
                     ErrorCode::ThrottlingQuotaExceeded,
