@@ -19,6 +19,7 @@ pub mod error;
 pub mod fetch_session;
 pub mod group_coordinator;
 pub mod log_cleaner;
+pub mod metadata_node;
 pub mod metadata_view;
 pub mod metrics;
 pub mod node_channel;

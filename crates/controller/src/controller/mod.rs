@@ -342,6 +342,27 @@ impl QuorumController {
         self.sweep_needed = false;
     }
 
+    /// Starts over from a snapshot's image: a voter whose log fell behind the leader's log
+    /// start gets the leader's snapshot instead of the entries. Everything speculative or soft
+    /// is dropped (the node is not active while it installs a snapshot); broker registration
+    /// offsets become the broker epochs, which are the offsets of their registrations.
+    pub fn load_snapshot(&mut self, image: Arc<MetadataImage>) {
+        self.active = false;
+        self.committed = image.clone();
+        self.speculative = image;
+        self.pending.clear();
+        self.fencing.clear();
+        self.heartbeats = BrokerHeartbeatManager::new();
+        self.sweep_needed = false;
+        self.register_offsets = self
+            .committed
+            .brokers
+            .values()
+            .map(|broker| (broker.id, broker.epoch))
+            .collect();
+        self.next_write_offset = self.committed.offset + 1;
+    }
+
     /// Applies one committed entry. Errors mean the log and this replayer disagree: the node
     /// must stop (Kafka's controller faults the same way).
     pub fn replay(&mut self, batch: &MetadataBatch) -> Result<(), ControllerError> {

@@ -365,7 +365,14 @@ impl QuorumController {
             let topic_id = if req.validate_only {
                 Uuid::nil()
             } else {
-                let id = self.rng.uuid();
+                // Random ids do not collide in practice; a reseeded RNG (a restarted node with a
+                // fixed seed) would, and the record would then not replay: draw again.
+                let mut id = self.rng.uuid();
+                while txn.delta.topic_name(&id).is_some()
+                    || txn.delta.base().topics.contains_key(&id)
+                {
+                    id = self.rng.uuid();
+                }
                 write_topic(txn, &topic.name, id, &configs, 0, &parts)?;
                 id
             };
