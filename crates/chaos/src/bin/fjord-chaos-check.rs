@@ -23,6 +23,9 @@ struct Args {
     /// Print the report as JSON instead of the human summary.
     #[arg(long)]
     json: bool,
+    /// Also write the JSON report to this file (the summary still goes to standard output).
+    #[arg(long, value_name = "PATH")]
+    json_out: Option<PathBuf>,
     /// Examples kept per anomaly kind (counts are always exact).
     #[arg(long, default_value_t = 20)]
     examples_max: usize,
@@ -60,6 +63,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(path) = &args.json_out {
+        let written = serde_json::to_string_pretty(&report)
+            .map_err(io::Error::other)
+            .and_then(|s| std::fs::write(path, s + "\n"));
+        if let Err(e) = written {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
     let text = if args.json {
         match serde_json::to_string_pretty(&report) {
             Ok(s) => s + "\n",
