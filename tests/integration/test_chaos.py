@@ -76,3 +76,101 @@ def test_chaos_single_node(tmp_path):
     # the history is on disk, as are the broker's log and data
     assert (out / "history.jsonl").stat().st_size > 0
     assert (out / "nodes" / "1" / "broker.log").exists()
+
+
+# ------------------------------------------------------------ driver parts, no broker
+sys.path.insert(0, str(REPO_ROOT / "tests" / "chaos"))
+
+
+def test_schedule_is_fixed_by_the_seed_and_covers_every_fault():
+    from chaos import make_schedule
+
+    a = make_schedule(5, 20.0, ["kill", "pause", "proxy"], [1])
+    assert a == make_schedule(5, 20.0, ["kill", "pause", "proxy"], [1])
+    assert a != make_schedule(6, 20.0, ["kill", "pause", "proxy"], [1])
+    assert {ev["kind"] for ev in a[:3]} == {"kill", "pause", "proxy"}
+    assert all(ev["at_s"] < 20.0 for ev in a)
+    three = make_schedule(5, 60.0, ["kill", "partition"], [1, 2, 3])
+    assert {ev["kind"] for ev in three} == {"kill", "partition"}
+    assert all(ev["a"] != ev["b"] for ev in three if ev["kind"] == "partition")
+
+
+class _FrameEcho:
+    """Answers every Kafka-framed request with a frame carrying its correlation id."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _serve(conn):
+        from faultproxy import _read_frame
+        while True:
+            frame = _read_frame(conn)
+            if frame is None:
+                return
+            body = frame[8:12] + b"pong"
+            conn.sendall(len(body).to_bytes(4, "big") + body)
+
+
+def _request(address: str, corr: int, timeout: float = 5.0):
+    """One request on a new connection: the echoed body, b"" if the connection was closed, or
+    None if nothing came back within ``timeout``."""
+    import socket
+    import struct
+    host, port = address.split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        body = struct.pack(">hhi", 18, 0, corr) + b"ping"
+        try:
+            s.sendall(len(body).to_bytes(4, "big") + body)
+            head = s.recv(4)
+            if not head:
+                return b""
+            return s.recv(int.from_bytes(head, "big"))
+        except socket.timeout:
+            return None
+        except ConnectionError:
+            return b""
+
+
+def test_mesh_cuts_and_heals_links():
+    from mesh import CLIENT, ProxyMesh
+
+    echo = _FrameEcho()
+    mesh = ProxyMesh(seed=1)
+    try:
+        mesh.add_node(1, echo.port)
+        mesh.add_node(2, echo.port)
+        client_1 = mesh.client_address(1)
+        assert _request(client_1, 7) == (7).to_bytes(4, "big") + b"pong"
+        assert mesh.peer_overrides(1) == f"2={mesh.address(1, 2)}"
+
+        assert mesh.partition(CLIENT, 1, "drop") == [(CLIENT, 1)]
+        assert _request(client_1, 8) == b""            # refused / closed
+        assert _request(mesh.address(1, 2), 9) == (9).to_bytes(4, "big") + b"pong"
+        mesh.heal()
+        assert _request(client_1, 10) == (10).to_bytes(4, "big") + b"pong"
+
+        cut = mesh.isolate(1, "hold")
+        assert set(cut) == {(CLIENT, 1), (1, 2), (2, 1)}   # clients never listen: no (1, CLIENT)
+        assert _request(client_1, 11, timeout=0.5) is None   # held: nothing relayed
+        assert _request(mesh.address(2, 1), 12, timeout=0.5) is None
+        mesh.heal()
+        assert _request(mesh.address(2, 1), 13) == (13).to_bytes(4, "big") + b"pong"
+    finally:
+        mesh.close()
+        echo.sock.close()

@@ -102,7 +102,8 @@ pub struct Checker {
     procs: Vec<(String, ProcessDecl)>,
     proc_idx: HashMap<String, u32>,
     tps: Vec<(String, i32)>,
-    tp_idx: HashMap<(String, i32), u32>,
+    /// topic -> partition -> index into `tps` (looked up without allocating).
+    tp_idx: HashMap<String, HashMap<i32, u32>>,
     values: Vec<ValueInfo>,
     value_idx: HashMap<Arc<str>, u32>,
     /// (partition, offset) -> first value seen there.
@@ -149,12 +150,15 @@ impl Checker {
     }
 
     fn tp(&mut self, r: &Record) -> u32 {
-        if let Some(&idx) = self.tp_idx.get(&(r.topic.clone(), r.partition)) {
+        if let Some(&idx) = self.tp_idx.get(&r.topic).and_then(|p| p.get(&r.partition)) {
             return idx;
         }
         let idx = index_u32(self.tps.len());
         self.tps.push((r.topic.clone(), r.partition));
-        self.tp_idx.insert((r.topic.clone(), r.partition), idx);
+        self.tp_idx
+            .entry(r.topic.clone())
+            .or_default()
+            .insert(r.partition, idx);
         idx
     }
 
@@ -455,6 +459,7 @@ impl Checker {
         r.stats.partitions = self.tps.len() as u64;
         r.stats.distinct_values = self.values.len() as u64;
         let name_of = |p: u32| self.procs[p as usize].0.clone();
+        let mut acked_by_process = vec![0u64; self.procs.len()];
         let idempotent = |p: u32| self.procs[p as usize].1.idempotent;
 
         for (idx, v) in self.values.iter().enumerate() {
@@ -550,7 +555,7 @@ impl Checker {
                 }
             }
             if let Some(p) = acked_by {
-                *r.stats.acked_by_process.entry(name_of(p)).or_default() += 1;
+                acked_by_process[p as usize] += 1;
                 if !v.polled {
                     r.info.never_read += 1;
                 }
@@ -576,6 +581,12 @@ impl Checker {
                             .collect(),
                     });
                 }
+            }
+        }
+
+        for (p, &n) in acked_by_process.iter().enumerate() {
+            if n > 0 {
+                r.stats.acked_by_process.insert(self.procs[p].0.clone(), n);
             }
         }
 
