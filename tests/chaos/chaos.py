@@ -88,6 +88,7 @@ FAULT_KINDS = ("kill", "pause", "proxy", "partition")
 PRODUCE, FETCH, ADD_PARTITIONS_TO_TXN, END_TXN = 0, 1, 24, 26
 
 DRIVER_FAILED = 3
+DRIVER_ENV_VARS = ("FJORD_CHAOS_CHECK_BIN",)
 
 
 def log(msg: str) -> None:
@@ -177,7 +178,9 @@ class Node:
         with open(self.log_path, "ab") as f:
             f.write(f"\n===== start #{self.starts}: {' '.join(self.command())}\n".encode())
         logf = open(self.log_path, "ab")
-        env = dict(os.environ, RUST_BACKTRACE="1", NO_COLOR="1")
+        # the driver's own FJORD_* variables are no broker settings (the broker warns about them)
+        env = {k: v for k, v in os.environ.items() if k not in DRIVER_ENV_VARS}
+        env.update(RUST_BACKTRACE="1", NO_COLOR="1")
         self.proc = subprocess.Popen(self.command(), stdout=logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env, cwd=str(self.workdir))
         logf.close()
@@ -646,7 +649,8 @@ def find_binary(env: str, name: str) -> Path:
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    head, _, rest = __doc__.partition("\n\n")
+    ap = argparse.ArgumentParser(description=head, epilog=rest,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of faults (default 60)")
     ap.add_argument("--seed", type=int, default=None, help="fault schedule and workload seed (default: random)")

@@ -7,8 +7,9 @@ was not vacuous: faults were injected (kills and pauses) and every producer had 
 writes.  Everything the run produced stays in the test's tmp dir (history.jsonl,
 schedule.json, check.json, broker logs) and the failure message names it.
 
-The checker binary: ``$FJORD_CHAOS_CHECK_BIN``, else ``${CARGO_TARGET_DIR:-target}/release/
-fjord-chaos-check`` (scripts/test builds it with fjord), else it is built here.
+The checker binary: ``$FJORD_CHAOS_CHECK_BIN``, else next to the ``fjord`` binary (scripts/test
+builds both), else ``${CARGO_TARGET_DIR:-target}/release/fjord-chaos-check``, built here if
+missing.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def _checker_binary() -> Path:
     env = os.environ.get("FJORD_CHAOS_CHECK_BIN")
     if env:
         return Path(env)
+    beside = _find_binary().parent / "fjord-chaos-check"
+    if beside.exists():
+        return beside
     target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO_ROOT / "target")
     binary = target / "release" / "fjord-chaos-check"
     if not binary.exists():
