@@ -366,7 +366,7 @@ class PlainProducer(Client):
         self.rec.declare(self.process_name(), role="producer", idempotent=self.idempotent)
         conf = {"bootstrap.servers": self.bootstrap, "linger.ms": 5, "message.timeout.ms": 30000,
                 "retry.backoff.ms": 50, "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500,
-                "socket.timeout.ms": 10000}
+                "socket.timeout.ms": 10000, "error_cb": self._on_error}
         if self.idempotent:
             conf.update({"enable.idempotence": True, "acks": "all"})
         else:
@@ -384,6 +384,10 @@ class PlainProducer(Client):
                 if err.fatal():
                     self.fatal.set()
         return done
+
+    def _on_error(self, err) -> None:
+        if err.fatal():  # e.g. an idempotent producer's sequence state can no longer be trusted
+            self.fatal.set()
 
     def _retire(self, p: Producer) -> None:
         p.purge(in_queue=True, in_flight=True, blocking=False)
@@ -416,6 +420,11 @@ class PlainProducer(Client):
                           on_delivery=self._callback(process, part, value))
             except BufferError:
                 p.poll(0.1)
+                continue
+            except KafkaException as e:
+                if not e.args[0].fatal():
+                    raise
+                self.fatal.set()
                 continue
             # delivery callbacks only run inside poll/flush on this thread: invoke comes first
             self.rec.event(process, "invoke", "send", [self.topic, part, None, value])
