@@ -17,6 +17,8 @@ correlation_id int32) and each response's correlation id, and can:
 * ``blackhole``: stop relaying in both directions on every connection (existing and new)
   without closing anything, until ``blackhole(False)``.
 * ``sever_all``: close every open connection now.
+* ``refuse``: close every new connection at once (the node looks unreachable) until
+  ``refuse(False)``; with ``sever_all`` this cuts a link instead of holding it.
 
 Which requests a fault hits: the Nth, N+1th... request of an api key seen by the proxy
 (``nth=[3, 7]``, 1-based, counted across all connections from the moment the rule is set),
@@ -191,6 +193,7 @@ class FaultProxy:
         self._rules: list[Rule] = []
         self._delay: tuple[float, int | None] = (0.0, None)
         self._blackholed = threading.Event()
+        self._refusing = threading.Event()
         self._release_stalled = threading.Event()
         self.events: list[tuple[str, int | None, int, int]] = []
         self.forwarded: dict[int, int] = {}
@@ -238,6 +241,9 @@ class FaultProxy:
                 continue
             except OSError:
                 return
+            if self._refusing.is_set():
+                client.close()
+                continue
             try:
                 upstream = socket.create_connection((self.upstream_host, self.upstream_port), timeout=5)
                 upstream.settimeout(None)
@@ -292,6 +298,12 @@ class FaultProxy:
             self._blackholed.set()
         else:
             self._blackholed.clear()
+
+    def refuse(self, on: bool = True):
+        if on:
+            self._refusing.set()
+        else:
+            self._refusing.clear()
 
     def release_stalled(self):
         """Close every stalled connection (their swallowed responses are never relayed)."""
