@@ -13,6 +13,7 @@
 
 pub mod apis;
 pub mod config;
+pub mod controller_channel;
 pub mod coordinator_record;
 pub mod dynamic_config;
 pub mod error;
