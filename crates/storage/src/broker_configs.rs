@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{io_error, write_atomically, LogManager, StorageError};
 
-const BROKER_CONFIGS_FILE_NAME: &str = "broker-configs.json";
+pub(crate) const BROKER_CONFIGS_FILE_NAME: &str = "broker-configs.json";
 
 /// The dynamic broker configs as persisted in `broker-configs.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

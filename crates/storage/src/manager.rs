@@ -124,16 +124,11 @@ impl LogManager {
 
     /// Topics from `topics.json`; empty if the file does not exist yet.
     pub fn load_topics(&self) -> Result<Vec<TopicRecord>, StorageError> {
-        let path = self.data_dir.join(TOPICS_FILE_NAME);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(error) => return Err(io_error("read", &path)(error)),
-        };
-        serde_json::from_slice(&bytes).map_err(|source| StorageError::Json { path, source })
+        Ok(load_legacy_topics(&self.data_dir)?.unwrap_or_default())
     }
 
-    /// Replaces `topics.json` atomically.
+    /// Replaces `topics.json` atomically. Only tests and fixtures write it now: since issue 8
+    /// topics live in the metadata log, and `topics.json` is read once for migration.
     pub fn save_topics(&self, topics: &[TopicRecord]) -> Result<(), StorageError> {
         let path = self.data_dir.join(TOPICS_FILE_NAME);
         let json = serde_json::to_vec_pretty(topics).map_err(|source| StorageError::Json {
@@ -153,6 +148,66 @@ impl LogManager {
         Ok(self.data_dir.join(format!("{topic}-{partition}")))
     }
 
+    /// Opens (recovering if needed) the log of `topic`-`partition` whose topic has id
+    /// `topic_id` (Kafka `LogManager.getOrCreateLog` with its `partition.metadata` check). A new
+    /// log gets a `partition.metadata` naming the id. A directory whose `partition.metadata`
+    /// names another id holds a deleted topic of the same name (deleted while this node was
+    /// away): it is removed and the log starts empty. Returns the log and whether an old
+    /// directory was removed.
+    pub fn open_log_with_topic_id(
+        &self,
+        topic: &str,
+        partition: i32,
+        topic_id: uuid::Uuid,
+        config: LogConfig,
+        had_clean_shutdown: bool,
+        now_ms: i64,
+    ) -> Result<(Log, bool), StorageError> {
+        let dir = self.log_dir(topic, partition)?;
+        let mut replaced = false;
+        if dir.is_dir() {
+            if let Some(existing) = crate::checkpoints::read_partition_metadata(&dir)? {
+                if existing != topic_id {
+                    self.delete_dir(&dir)?;
+                    replaced = true;
+                }
+            }
+        }
+        let log = Log::open(&dir, config, had_clean_shutdown, now_ms)?;
+        if crate::checkpoints::read_partition_metadata(&dir)?.is_none() {
+            crate::checkpoints::write_partition_metadata(&dir, topic_id)?;
+        }
+        Ok((log, replaced))
+    }
+
+    /// `(topic, partition)` of every partition directory in the data dir (names of the form
+    /// `{topic}-{partition}` with a valid topic name, not being deleted), sorted.
+    pub fn partition_dirs(&self) -> Result<Vec<(String, i32)>, StorageError> {
+        let entries =
+            std::fs::read_dir(&self.data_dir).map_err(io_error("list", &self.data_dir))?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_error("list", &self.data_dir))?;
+            if !entry.path().is_dir() {
+                continue;
+            }
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let Some((topic, partition)) = name.rsplit_once('-') else {
+                continue;
+            };
+            let Ok(partition) = partition.parse::<i32>() else {
+                continue;
+            };
+            if partition >= 0 && validate_topic_name(topic).is_ok() {
+                out.push((topic.to_owned(), partition));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     pub fn open_log(
         &self,
         topic: &str,
@@ -170,6 +225,10 @@ impl LogManager {
     pub fn delete_log(&self, log: Log) -> Result<(), StorageError> {
         let dir = log.dir().to_path_buf();
         drop(log);
+        self.delete_dir(&dir)
+    }
+
+    fn delete_dir(&self, dir: &Path) -> Result<(), StorageError> {
         let name = dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -179,7 +238,7 @@ impl LogManager {
             "{name}.{}{DELETE_DIR_SUFFIX}",
             uuid::Uuid::new_v4().simple()
         ));
-        std::fs::rename(&dir, &doomed).map_err(io_error("rename", &dir))?;
+        std::fs::rename(dir, &doomed).map_err(io_error("rename", dir))?;
         sync_dir(&self.data_dir)?;
         std::fs::remove_dir_all(&doomed).map_err(io_error("remove dir", &doomed))
     }
@@ -188,6 +247,47 @@ impl LogManager {
     pub fn write_clean_shutdown_marker(&self) -> Result<(), StorageError> {
         write_atomically(&self.data_dir.join(CLEAN_SHUTDOWN_FILE_NAME), b"")
     }
+}
+
+/// `topics.json` of a pre-cluster data dir: `None` if the file does not exist.
+pub fn load_legacy_topics(data_dir: &Path) -> Result<Option<Vec<TopicRecord>>, StorageError> {
+    let path = data_dir.join(TOPICS_FILE_NAME);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(io_error("read", &path)(error)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| StorageError::Json { path, source })
+}
+
+/// Suffix of a legacy metadata file whose content is in the metadata log (design 3.4).
+pub const MIGRATED_SUFFIX: &str = ".migrated";
+
+/// Renames the pre-cluster metadata files (`topics.json`, `broker-configs.json`,
+/// `producer-id-block`) that exist to `{name}.migrated`, then fsyncs the directory. Call only
+/// once the metadata log holds their content; calling it again is harmless.
+pub fn rename_legacy_metadata_files(data_dir: &Path) -> Result<(), StorageError> {
+    let names = [
+        TOPICS_FILE_NAME,
+        crate::broker_configs::BROKER_CONFIGS_FILE_NAME,
+        crate::producer_ids::PRODUCER_ID_BLOCK_FILE_NAME,
+    ];
+    let mut renamed = false;
+    for name in names {
+        let from = data_dir.join(name);
+        if !from.exists() {
+            continue;
+        }
+        let to = data_dir.join(format!("{name}{MIGRATED_SUFFIX}"));
+        std::fs::rename(&from, &to).map_err(io_error("rename", &from))?;
+        renamed = true;
+    }
+    if renamed {
+        sync_dir(data_dir)?;
+    }
+    Ok(())
 }
 
 /// Kafka's rule: 1-249 chars of `[a-zA-Z0-9._-]`, not `.` or `..`. It also keeps a topic
@@ -302,5 +402,54 @@ mod tests {
         drop(manager);
         let (_manager, _) = LogManager::open(dir.path()).unwrap();
         assert!(!dir.path().join("t-3.0123abcd-delete").exists());
+    }
+
+    #[test]
+    fn partition_metadata_is_written_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (manager, _) = LogManager::open(dir.path()).unwrap();
+        let (id_a, id_b) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        let (log, replaced) = manager
+            .open_log_with_topic_id("t", 0, id_a, LogConfig::default(), true, 0)
+            .unwrap();
+        assert!(!replaced);
+        assert_eq!(
+            crate::checkpoints::read_partition_metadata(log.dir()).unwrap(),
+            Some(id_a)
+        );
+        std::fs::write(log.dir().join("marker"), b"old").unwrap();
+        drop(log);
+        // Same id: the directory is kept.
+        let (log, replaced) = manager
+            .open_log_with_topic_id("t", 0, id_a, LogConfig::default(), true, 0)
+            .unwrap();
+        assert!(!replaced && log.dir().join("marker").exists());
+        drop(log);
+        // Another id: the old topic's directory goes, the new log starts empty.
+        let (log, replaced) = manager
+            .open_log_with_topic_id("t", 0, id_b, LogConfig::default(), true, 0)
+            .unwrap();
+        assert!(replaced && !log.dir().join("marker").exists());
+        assert_eq!(
+            crate::checkpoints::read_partition_metadata(log.dir()).unwrap(),
+            Some(id_b)
+        );
+        std::fs::create_dir(dir.path().join("not-a-partition")).unwrap();
+        assert_eq!(manager.partition_dirs().unwrap(), vec![("t".to_string(), 0)]);
+    }
+
+    #[test]
+    fn legacy_files_are_renamed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_legacy_topics(dir.path()).unwrap(), None);
+        let (manager, _) = LogManager::open(dir.path()).unwrap();
+        manager.save_topics(&[]).unwrap();
+        crate::producer_ids::save_producer_id_block(dir.path(), 1000).unwrap();
+        assert_eq!(load_legacy_topics(dir.path()).unwrap(), Some(Vec::new()));
+        rename_legacy_metadata_files(dir.path()).unwrap();
+        assert_eq!(load_legacy_topics(dir.path()).unwrap(), None);
+        assert!(dir.path().join("topics.json.migrated").exists());
+        assert!(dir.path().join("producer-id-block.migrated").exists());
+        rename_legacy_metadata_files(dir.path()).unwrap();
     }
 }
