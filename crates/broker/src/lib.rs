@@ -1,7 +1,12 @@
 //! # fjord-broker: Kafka request handling
 //!
-//! The layer between the wire (`fjord-protocol`) and the disk (`fjord-storage`). It owns the
-//! topics and partitions this node hosts ([`replica_manager`]), the fetch sessions
+//! The layer between the wire (`fjord-protocol`) and the disk (`fjord-storage`). The broker is
+//! a state machine over the metadata image (Kafka's KRaft broker): every metadata change
+//! (topics, partitions, configs, producer-id blocks) goes to the controller through the
+//! [`controller_channel::ControllerChannel`] ([`forwarding`]), and the broker only *applies*
+//! the images the metadata loader publishes ([`Broker::publish_metadata`], Kafka's
+//! `BrokerMetadataPublisher`). It owns the topics and partitions this node hosts
+//! ([`replica_manager`]), the fetch sessions
 //! ([`fetch_session`]), the consumer groups and committed offsets ([`group_coordinator`]),
 //! producer ids and transactions ([`transaction_coordinator`]), and
 //! one handler per Kafka API ([`apis`]). It opens no sockets: the
@@ -18,13 +23,17 @@ pub mod coordinator_record;
 pub mod dynamic_config;
 pub mod error;
 pub mod fetch_session;
+pub mod forwarding;
 pub mod group_coordinator;
 pub mod log_cleaner;
+pub mod metadata_cache;
 pub mod metadata_node;
 pub mod metadata_view;
 pub mod metrics;
+pub mod migration;
 pub mod node_channel;
 pub mod partition;
+pub mod producer_id_blocks;
 pub mod replica_manager;
 pub mod time;
 pub mod topic_config;
@@ -36,9 +45,13 @@ use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use fjord_metadata::{ConfigResource, MetadataDelta, MetadataImage};
 use fjord_storage::{FileRecords, LogManager, StorageError};
 use parking_lot::Mutex;
 use tokio::sync::watch;
+
+use controller_channel::ControllerChannel;
+use metadata_cache::MetadataCache;
 
 pub use config::BrokerConfig;
 pub use error::BrokerError;
@@ -88,60 +101,150 @@ impl Outcome {
 }
 
 pub struct Broker {
+    /// The settings given at start (file, environment, flags); dynamic broker configs from
+    /// the image go on top of them.
+    static_config: BrokerConfig,
     replica_manager: Arc<ReplicaManager>,
     group_coordinator: Arc<GroupCoordinator>,
     transaction_coordinator: TransactionCoordinator,
     fetch_sessions: Mutex<FetchSessionCache>,
-    cluster_id: String,
+    /// `meta.properties`' cluster id, for the time before the image has one.
+    meta_cluster_id: String,
+    metadata: Arc<MetadataCache>,
+    controller: Arc<dyn ControllerChannel>,
+    /// Serialises `publish_metadata` (the loader calls it in order; this keeps a mistake from
+    /// interleaving two deltas).
+    publish_lock: Mutex<()>,
     shutdown: watch::Sender<bool>,
     metrics: metrics::BrokerMetrics,
 }
 
 impl Broker {
-    /// Opens the data directory, recovers every log and loads the topics.
-    pub fn open(config: BrokerConfig) -> Result<Self, BrokerError> {
+    /// Opens the data directory and recovers the logs of the partitions `image` (the metadata
+    /// as replayed at start) assigns to `config.node_id`. Partition directories the image
+    /// does not assign here are left alone with a warning. Metadata changes go to the
+    /// controller through `controller`; images come back through [`Broker::publish_metadata`].
+    pub fn open(
+        config: BrokerConfig,
+        image: Arc<MetadataImage>,
+        controller: Arc<dyn ControllerChannel>,
+    ) -> Result<Self, BrokerError> {
         let (log_manager, had_clean_shutdown) = LogManager::open(&config.data_dir)?;
-        let (cluster_id, formatted) = ensure_meta_properties(&log_manager, config.node_id)?;
+        let (meta_cluster_id, formatted) =
+            ensure_meta_properties(&log_manager, config.node_id, image.cluster_id.as_deref())?;
         if !had_clean_shutdown && !formatted {
             tracing::info!(data_dir = %config.data_dir.display(), "previous shutdown was not clean: recovering logs");
         }
+        let static_config = config.clone();
         // Dynamic broker configs apply before any log opens.
-        let config =
-            dynamic_config::effective_at_start(config, log_manager.load_dynamic_broker_configs()?);
+        let config = dynamic_config::effective_at_start(config, dynamic_configs_of(&image, config_node(&static_config)));
         let fetch_sessions = Mutex::new(FetchSessionCache::new(config.fetch_session_cache_slots));
+        let metadata = Arc::new(MetadataCache::new(image.clone()));
         let replica_manager = Arc::new(ReplicaManager::open(
             config.clone(),
             log_manager,
             had_clean_shutdown,
+            &image,
         )?);
         let group_coordinator = Arc::new(GroupCoordinator::open(
             &config,
             replica_manager.clone(),
             time::now_ms(),
         )?);
-        // Every partition leader is this broker: markers go straight to its partitions (and
-        // transactional offsets to its group coordinator); `set_txn_marker_writer` replaces it.
+        // Markers go straight to this broker's partitions (and transactional offsets to its
+        // group coordinator); `set_txn_marker_writer` replaces it.
         let marker_writer: Arc<dyn TxnMarkerWriter> =
             Arc::new(txn_markers::LocalTxnMarkerWriter::new(
                 replica_manager.clone(),
                 group_coordinator.clone(),
             ));
+        let producer_id_blocks = Arc::new(producer_id_blocks::ControllerProducerIdBlockStore::new(
+            controller.clone(),
+            metadata.clone(),
+            config.node_id,
+        ));
         let transaction_coordinator = TransactionCoordinator::open(
             &config,
             replica_manager.clone(),
             marker_writer,
+            producer_id_blocks,
             time::now_ms(),
         )?;
         let (shutdown, _) = watch::channel(false);
         Ok(Self {
+            static_config,
             replica_manager,
             group_coordinator,
             transaction_coordinator,
             fetch_sessions,
-            cluster_id,
+            meta_cluster_id,
+            metadata,
+            controller,
+            publish_lock: Mutex::new(()),
             shutdown,
             metrics: metrics::BrokerMetrics::new(),
         })
+    }
+
+    /// Applies a committed delta (Kafka `BrokerMetadataPublisher.onMetadataUpdate`), in
+    /// Kafka's order: dynamic broker configs (resource "" and this node) into the effective
+    /// configuration; `ReplicaManager::apply_delta` (logs of new local partitions opened,
+    /// leader epochs and roles set, logs of deleted or moved partitions deleted, topic
+    /// configs applied); coordinators (committed offsets of deleted topics dropped, internal
+    /// topics appearing); then the image is swapped and waiters wake.
+    pub fn publish_metadata(
+        &self,
+        delta: &MetadataDelta,
+        image: &Arc<MetadataImage>,
+    ) -> Result<(), BrokerError> {
+        let _publishing = self.publish_lock.lock();
+        let node = config_node(&self.static_config);
+        let broker_configs_changed = delta.changed_configs().keys().any(|resource| {
+            *resource == ConfigResource::broker("") || *resource == ConfigResource::broker(node.clone())
+        });
+        if broker_configs_changed {
+            let config = dynamic_config::effective_at_start(
+                self.static_config.clone(),
+                dynamic_configs_of(image, node),
+            );
+            self.replica_manager.set_config(config);
+        }
+        let applied = self.replica_manager.apply_delta(delta, image)?;
+        let now_ms = time::now_ms();
+        for topic in &applied.deleted_topics {
+            // Kafka's onPartitionsDeleted: committed offsets of the topic go too.
+            self.group_coordinator.on_topic_deleted(topic, now_ms);
+        }
+        for (topic, partition, leader_epoch) in &applied.new_leaders {
+            if replica_manager::is_internal_topic(topic) {
+                tracing::info!(topic, partition, leader_epoch, "leading a coordinator partition");
+            }
+        }
+        if applied.logs_opened + applied.logs_deleted > 0 {
+            tracing::debug!(opened = applied.logs_opened, deleted = applied.logs_deleted, offset = image.offset, "applied metadata delta");
+        }
+        self.metadata.publish(image.clone());
+        Ok(())
+    }
+
+    /// The metadata image this broker serves from.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.metadata.image()
+    }
+
+    /// Waits (at most `timeout_ms`) until the published image satisfies `predicate`; false on
+    /// timeout.
+    pub async fn wait_for_metadata(
+        &self,
+        predicate: impl Fn(&MetadataImage) -> bool,
+        timeout_ms: u64,
+    ) -> bool {
+        self.metadata.wait_for(predicate, timeout_ms).await
+    }
+
+    /// The channel to the active controller.
+    pub fn controller(&self) -> &Arc<dyn ControllerChannel> {
+        &self.controller
     }
 
     /// The effective configuration: static settings with the dynamic broker configs on top.
@@ -156,8 +259,14 @@ impl Broker {
         &self.metrics
     }
 
-    pub fn cluster_id(&self) -> &str {
-        &self.cluster_id
+    /// The cluster id: the image's, else `meta.properties`' (before the bootstrap entry is
+    /// applied).
+    pub fn cluster_id(&self) -> String {
+        self.metadata
+            .image()
+            .cluster_id
+            .clone()
+            .unwrap_or_else(|| self.meta_cluster_id.clone())
     }
 
     pub fn replica_manager(&self) -> &ReplicaManager {
@@ -204,6 +313,14 @@ impl Broker {
         request: RequestKind,
     ) -> Outcome {
         let version = header.request_api_version;
+        // Requests that write to a coordinator's internal topic need it: created through the
+        // controller on first use (clients normally ask FindCoordinator first, which does the
+        // same; a lookup when the topic exists).
+        if let Some(internal) = internal_topic_needed(&request) {
+            if self.replica_manager.topic(internal).is_none() {
+                self.internal_topic_or_create(internal).await;
+            }
+        }
         let ctx = || RequestContext {
             api_version: version,
             client_id: header
@@ -219,11 +336,11 @@ impl Broker {
                 ResponseKind::ApiVersions(apis::api_versions::handle(version, &r))
             }
             RequestKind::Metadata(r) => {
-                ResponseKind::Metadata(apis::metadata::handle(self, version, &r))
+                ResponseKind::Metadata(apis::metadata::handle(self, version, &r).await)
             }
             RequestKind::Produce(r) => {
                 let acks = r.acks;
-                let response = apis::produce::handle(self, version, r);
+                let response = apis::produce::handle(self, version, r).await;
                 if acks == 0 {
                     return if apis::produce::any_error(&response) {
                         Outcome::CloseConnection("a produce request with acks=0 failed")
@@ -247,16 +364,16 @@ impl Broker {
                 ResponseKind::OffsetForLeaderEpoch(apis::offset_for_leader_epoch::handle(self, &r))
             }
             RequestKind::CreateTopics(r) => {
-                ResponseKind::CreateTopics(apis::create_topics::handle(self, version, &r))
+                ResponseKind::CreateTopics(apis::create_topics::handle(self, version, &r).await)
             }
             RequestKind::DeleteTopics(r) => {
-                ResponseKind::DeleteTopics(apis::delete_topics::handle(self, version, &r))
+                ResponseKind::DeleteTopics(apis::delete_topics::handle(self, version, &r).await)
             }
             RequestKind::DescribeCluster(r) => {
                 ResponseKind::DescribeCluster(apis::describe_cluster::handle(self, &r))
             }
             RequestKind::FindCoordinator(r) => {
-                ResponseKind::FindCoordinator(apis::find_coordinator::handle(self, version, &r))
+                ResponseKind::FindCoordinator(apis::find_coordinator::handle(self, version, &r).await)
             }
             RequestKind::JoinGroup(r) => {
                 ResponseKind::JoinGroup(apis::join_group::handle(self, &ctx(), &r).await)
@@ -269,10 +386,10 @@ impl Broker {
                 ResponseKind::DescribeConfigs(apis::describe_configs::handle(self, &r))
             }
             RequestKind::AlterConfigs(r) => {
-                ResponseKind::AlterConfigs(apis::alter_configs::handle(self, &r))
+                ResponseKind::AlterConfigs(apis::alter_configs::handle(self, &r).await)
             }
             RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
-                apis::incremental_alter_configs::handle(self, &r),
+                apis::incremental_alter_configs::handle(self, &r).await,
             ),
             RequestKind::DescribeLogDirs(r) => {
                 ResponseKind::DescribeLogDirs(apis::describe_log_dirs::handle(self, &r))
@@ -281,7 +398,7 @@ impl Broker {
                 ResponseKind::DescribeProducers(apis::describe_producers::handle(self, &r))
             }
             RequestKind::CreatePartitions(r) => {
-                ResponseKind::CreatePartitions(apis::create_partitions::handle(self, &r))
+                ResponseKind::CreatePartitions(apis::create_partitions::handle(self, &r).await)
             }
             RequestKind::DeleteRecords(r) => {
                 ResponseKind::DeleteRecords(apis::delete_records::handle(self, &r))
@@ -317,7 +434,7 @@ impl Broker {
                 ResponseKind::DeleteGroups(apis::delete_groups::handle(self, &r))
             }
             RequestKind::InitProducerId(r) => {
-                ResponseKind::InitProducerId(apis::init_producer_id::handle(self, version, &r))
+                ResponseKind::InitProducerId(apis::init_producer_id::handle(self, version, &r).await)
             }
             RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
                 apis::add_partitions_to_txn::handle(self, version, &r),
@@ -360,12 +477,52 @@ impl Broker {
     }
 }
 
-/// Reads `meta.properties`, or writes it with a new cluster id on first start. A data directory
-/// that belongs to another node id is refused, as Kafka does.
+/// The internal topic a request writes to (so it must exist), if any.
+fn internal_topic_needed(request: &RequestKind) -> Option<&'static str> {
+    match request {
+        RequestKind::JoinGroup(_)
+        | RequestKind::SyncGroup(_)
+        | RequestKind::OffsetCommit(_)
+        | RequestKind::TxnOffsetCommit(_)
+        | RequestKind::ConsumerGroupHeartbeat(_)
+        | RequestKind::AddOffsetsToTxn(_) => Some(replica_manager::GROUP_METADATA_TOPIC_NAME),
+        RequestKind::InitProducerId(r) if r.transactional_id.is_some() => {
+            Some(replica_manager::TRANSACTION_STATE_TOPIC_NAME)
+        }
+        RequestKind::AddPartitionsToTxn(_) | RequestKind::EndTxn(_) => {
+            Some(replica_manager::TRANSACTION_STATE_TOPIC_NAME)
+        }
+        _ => None,
+    }
+}
+
+/// This node's id as a BROKER config resource name.
+fn config_node(config: &BrokerConfig) -> String {
+    config.node_id.to_string()
+}
+
+/// The dynamic broker configs `image` holds for the cluster default ("") and `node`.
+fn dynamic_configs_of(image: &MetadataImage, node: String) -> fjord_storage::DynamicBrokerConfigs {
+    fjord_storage::DynamicBrokerConfigs {
+        cluster_default: image
+            .config(&ConfigResource::broker(""))
+            .cloned()
+            .unwrap_or_default(),
+        broker: image
+            .config(&ConfigResource::broker(node))
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+/// Reads `meta.properties`, or writes it on first start with the image's cluster id (a new
+/// random one if the image has none yet). A data directory that belongs to another node id,
+/// or to another cluster than the image's, is refused, as Kafka does.
 /// Returns the cluster id and whether the directory was formatted just now.
 fn ensure_meta_properties(
     log_manager: &LogManager,
     node_id: i32,
+    image_cluster_id: Option<&str>,
 ) -> Result<(String, bool), BrokerError> {
     if let Some(meta) = log_manager.read_meta_properties()? {
         if meta.node_id != node_id {
@@ -378,9 +535,21 @@ fn ensure_meta_properties(
                 ),
             });
         }
+        if let Some(image_cluster_id) = image_cluster_id.filter(|id| *id != meta.cluster_id) {
+            return Err(BrokerError::InvalidConfig {
+                key: "cluster.id".to_string(),
+                value: image_cluster_id.to_string(),
+                reason: format!(
+                    "the data directory belongs to cluster {} (see meta.properties)",
+                    meta.cluster_id
+                ),
+            });
+        }
         return Ok((meta.cluster_id, false));
     }
-    let cluster_id = new_cluster_id();
+    let cluster_id = image_cluster_id
+        .map(str::to_string)
+        .unwrap_or_else(new_cluster_id);
     log_manager.write_meta_properties(&fjord_storage::MetaProperties {
         version: 1,
         node_id,

@@ -1,4 +1,12 @@
-//! One topic partition hosted by this broker: its log plus the leader state around it.
+//! One topic partition as this broker sees it: its log (when hosted here) plus the leader and
+//! ISR state the metadata image published for it (Kafka `Partition` with its
+//! `LeaderAndIsr`).
+//!
+//! Every partition of every topic in the image has a `Partition`; only the ones whose replicas
+//! include this node have a log. `ReplicaManager::apply_delta` keeps the published state
+//! (leader, leader epoch, partition epoch, replicas, ISR) current; handlers ask
+//! [`Partition::is_leader`] before serving Produce, consumer Fetch and ListOffsets and answer
+//! NOT_LEADER_OR_FOLLOWER otherwise, as Kafka does.
 //!
 //! The log sits behind a mutex. Appends need `&mut`; reads only need `&` but take the same lock
 //! for now, because a read is a few `pread`s from the page cache. The `Option` becomes `None`
@@ -15,19 +23,59 @@ use fjord_storage::{
     ActiveProducer, AppendOrigin, FetchDataInfo, Log, LogAppendInfo, StorageError,
     TimestampAndOffset,
 };
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::metrics::{PartitionTraffic, LOG_FLUSH_DURATION};
 
-/// Single-node leader epoch. Replication (the cluster issue) will bump it on leader change.
+/// The leader epoch of a partition when it is created (Kafka's initial `LeaderEpoch`).
 pub const INITIAL_LEADER_EPOCH: i32 = 0;
+
+/// A partition's leader, epochs and replica sets as the metadata image last published them
+/// (Kafka `PartitionRegistration`, the part the data plane needs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionState {
+    /// Leader broker id, -1 when the partition has none.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+impl PartitionState {
+    /// This node alone leads, at the initial epochs (tests and tools).
+    pub fn sole_leader(node_id: i32) -> Self {
+        Self {
+            leader: node_id,
+            leader_epoch: INITIAL_LEADER_EPOCH,
+            partition_epoch: 0,
+            replicas: vec![node_id],
+            isr: vec![node_id],
+        }
+    }
+
+    /// The state a registration of the metadata image describes.
+    pub fn from_registration(registration: &fjord_metadata::PartitionRegistration) -> Self {
+        Self {
+            leader: registration.leader,
+            leader_epoch: registration.leader_epoch,
+            partition_epoch: registration.partition_epoch,
+            replicas: registration.replicas.clone(),
+            isr: registration.isr.clone(),
+        }
+    }
+}
 
 pub struct Partition {
     pub topic: Arc<str>,
     pub topic_id: Uuid,
     pub index: i32,
-    pub leader_epoch: i32,
+    /// This node's id: the partition is led here when `state.leader` is it.
+    local_broker_id: i32,
+    /// As published by the last metadata image that changed this partition.
+    state: RwLock<PartitionState>,
+    /// `None` when this node hosts no replica of the partition, or after deletion/shutdown.
     log: Mutex<Option<Log>>,
     /// The log's offsets, republished after every change so that readers who only need them
     /// (a fetch with nothing new to read, which is most partitions of a wide fetch) take no lock.
@@ -93,12 +141,21 @@ pub enum PartitionError {
 }
 
 impl Partition {
-    pub fn new(topic: Arc<str>, topic_id: Uuid, index: i32, log: Log) -> Self {
+    /// A partition hosted here with `log`, in `state` as the image has it.
+    pub fn new(
+        topic: Arc<str>,
+        topic_id: Uuid,
+        index: i32,
+        log: Log,
+        local_broker_id: i32,
+        state: PartitionState,
+    ) -> Self {
         Self {
             topic,
             topic_id,
             index,
-            leader_epoch: INITIAL_LEADER_EPOCH,
+            local_broker_id,
+            state: RwLock::new(state),
             published: {
                 let published = PublishedOffsets::default();
                 published.publish(&log);
@@ -107,6 +164,55 @@ impl Partition {
             log: Mutex::new(Some(log)),
             traffic: PartitionTraffic::default(),
         }
+    }
+
+    /// A partition of a known topic that this node hosts no replica of: it only carries the
+    /// published state (for leader hints); every log operation answers `Deleted`.
+    pub fn remote(
+        topic: Arc<str>,
+        topic_id: Uuid,
+        index: i32,
+        local_broker_id: i32,
+        state: PartitionState,
+    ) -> Self {
+        let published = PublishedOffsets::default();
+        published.deleted.store(true, Ordering::Release);
+        Self {
+            topic,
+            topic_id,
+            index,
+            local_broker_id,
+            state: RwLock::new(state),
+            published,
+            log: Mutex::new(None),
+            traffic: PartitionTraffic::default(),
+        }
+    }
+
+    /// The current leader epoch (as published).
+    pub fn leader_epoch(&self) -> i32 {
+        self.state.read().leader_epoch
+    }
+
+    /// Leader, epochs, replicas and ISR as published.
+    pub fn state(&self) -> PartitionState {
+        self.state.read().clone()
+    }
+
+    /// Takes the state of a newer image (Kafka `Partition.makeLeader`/`makeFollower` for the
+    /// part this broker keeps).
+    pub fn set_state(&self, state: PartitionState) {
+        *self.state.write() = state;
+    }
+
+    /// Whether this node hosts a replica (a log) of the partition.
+    pub fn is_hosted(&self) -> bool {
+        self.log.lock().is_some()
+    }
+
+    /// Whether this node hosts the partition and leads it.
+    pub fn is_leader(&self) -> bool {
+        self.state.read().leader == self.local_broker_id && self.is_hosted()
     }
 
     fn with_log<T>(
@@ -128,7 +234,7 @@ impl Partition {
         now_ms: i64,
         origin: AppendOrigin,
     ) -> Result<LogAppendInfo, PartitionError> {
-        let leader_epoch = self.leader_epoch;
+        let leader_epoch = self.leader_epoch();
         self.append_with(|log| log.append(records, leader_epoch, now_ms, origin))
     }
 
@@ -139,7 +245,7 @@ impl Partition {
         batch: &[u8],
         now_ms: i64,
     ) -> Result<LogAppendInfo, PartitionError> {
-        let leader_epoch = self.leader_epoch;
+        let leader_epoch = self.leader_epoch();
         let info = self.append_with(|log| {
             log.append_batch(batch, leader_epoch, now_ms, AppendOrigin::Client)
         })?;
@@ -164,7 +270,7 @@ impl Partition {
         marker: EndTxnMarker,
         now_ms: i64,
     ) -> Result<LogAppendInfo, PartitionError> {
-        let leader_epoch = self.leader_epoch;
+        let leader_epoch = self.leader_epoch();
         self.append_with(|log| {
             log.append_end_txn_marker(producer_id, producer_epoch, marker, leader_epoch, now_ms)
         })
@@ -231,10 +337,11 @@ impl Partition {
     /// (`current_leader_epoch`, -1 = not checked): newer than ours is UNKNOWN_LEADER_EPOCH (we
     /// have not caught up), older is FENCED_LEADER_EPOCH (the client is behind).
     pub fn check_leader_epoch(&self, current_leader_epoch: i32) -> Result<(), ResponseError> {
-        if current_leader_epoch > self.leader_epoch {
+        let leader_epoch = self.leader_epoch();
+        if current_leader_epoch > leader_epoch {
             return Err(ResponseError::UnknownLeaderEpoch);
         }
-        if current_leader_epoch >= 0 && current_leader_epoch < self.leader_epoch {
+        if current_leader_epoch >= 0 && current_leader_epoch < leader_epoch {
             return Err(ResponseError::FencedLeaderEpoch);
         }
         Ok(())
@@ -386,7 +493,14 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(dir.path(), fjord_storage::LogConfig::default(), true, 0).unwrap();
-        let partition = Partition::new(Arc::from("t"), Uuid::nil(), 0, log);
+        let partition = Partition::new(
+            Arc::from("t"),
+            Uuid::nil(),
+            0,
+            log,
+            1,
+            PartitionState::sole_leader(1),
+        );
         let batch = |producer_id: i64, transactional: bool| {
             encode_uncompressed_with_producer(
                 0,
@@ -454,8 +568,19 @@ mod tests {
     fn leader_epoch_fencing_follows_kafka() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(dir.path(), fjord_storage::LogConfig::default(), true, 0).unwrap();
-        let mut partition = Partition::new(Arc::from("t"), Uuid::nil(), 0, log);
-        partition.leader_epoch = 5;
+        let partition = Partition::new(
+            Arc::from("t"),
+            Uuid::nil(),
+            0,
+            log,
+            1,
+            PartitionState::sole_leader(1),
+        );
+        assert!(partition.is_leader());
+        partition.set_state(PartitionState {
+            leader_epoch: 5,
+            ..PartitionState::sole_leader(1)
+        });
         assert_eq!(
             partition.check_leader_epoch(-1),
             Ok(()),
@@ -470,5 +595,23 @@ mod tests {
             partition.check_leader_epoch(4),
             Err(ResponseError::FencedLeaderEpoch)
         );
+        // Another broker leads now: this replica follows.
+        partition.set_state(PartitionState {
+            leader: 2,
+            leader_epoch: 6,
+            partition_epoch: 1,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+        });
+        assert!(partition.is_hosted() && !partition.is_leader());
+        let remote = Partition::remote(
+            Arc::from("t"),
+            Uuid::nil(),
+            1,
+            1,
+            PartitionState::sole_leader(1),
+        );
+        assert!(!remote.is_hosted() && !remote.is_leader());
+        assert!(matches!(remote.offsets(), Err(PartitionError::Deleted)));
     }
 }

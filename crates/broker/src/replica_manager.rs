@@ -1,13 +1,19 @@
-//! The topics and partitions this broker hosts (Kafka: ReplicaManager plus the MetadataCache of a
-//! single node), and their lifecycle: load at start-up, create, delete, close at shutdown.
+//! The topics and partitions this broker knows and the logs it hosts (Kafka: `ReplicaManager`
+//! plus the topic part of `KRaftMetadataCache`), derived from the metadata image.
 //!
-//! Topic metadata (name, id, partition count, configs) is persisted by the storage layer's
-//! `LogManager` on every change, before the change is visible to clients.
+//! The topic table mirrors the image: every topic with its id, partition count and configs,
+//! every partition with its published leader, epochs, replicas and ISR. Logs exist only for
+//! partitions whose replicas include this node. Nothing here decides metadata: topics are
+//! created, deleted, grown and reconfigured by the controller, and
+//! [`ReplicaManager::apply_delta`] (Kafka `ReplicaManager.applyDelta`, called by
+//! `Broker::publish_metadata` for every committed delta, in order) opens, deletes and updates
+//! the local logs to match.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use fjord_storage::{LogAppendInfo, LogManager, StorageError, TopicRecord};
+use fjord_metadata::{ConfigResource, MetadataDelta, MetadataImage, TopicImage};
+use fjord_storage::{LogAppendInfo, LogManager, StorageError};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -15,14 +21,14 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
-use crate::partition::{Partition, PartitionError};
+use crate::partition::{Partition, PartitionError, PartitionState};
 use crate::time::now_ms;
 
 /// The group coordinator's internal topic (Kafka's `GROUP_METADATA_TOPIC_NAME`).
 pub const GROUP_METADATA_TOPIC_NAME: &str = "__consumer_offsets";
 /// Kafka's `offsets.topic.segment.bytes` default: small segments, so compaction (a later issue)
 /// can clean them early.
-const OFFSETS_TOPIC_SEGMENT_BYTES: &str = "104857600";
+pub const OFFSETS_TOPIC_SEGMENT_BYTES: &str = "104857600";
 
 /// The transaction coordinator's internal topic (Kafka's `TRANSACTION_STATE_TOPIC_NAME`).
 pub const TRANSACTION_STATE_TOPIC_NAME: &str = "__transaction_state";
@@ -34,13 +40,15 @@ pub fn is_internal_topic(name: &str) -> bool {
 
 /// Kafka's limit on topic name length.
 pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
-/// Upper bound on partitions across all topics: a CreateTopics request cannot make the broker
-/// open millions of files.
+/// Upper bound on partitions across all topics this broker accepts in one CreateTopics or
+/// CreatePartitions: a request cannot make the cluster open millions of files.
 pub const PARTITIONS_TOTAL_MAX: usize = 100_000;
 
 pub struct Topic {
     pub name: Arc<str>,
     pub id: Uuid,
+    /// Every partition of the topic, index = partition id; the ones not hosted here have no
+    /// log ([`Partition::is_hosted`]).
     pub partitions: Vec<Arc<Partition>>,
     pub configs: BTreeMap<String, String>,
 }
@@ -60,49 +68,35 @@ pub enum CoordinatorAppendError {
         size_bytes: usize,
         limit_bytes: usize,
     },
-    /// The partition does not exist or is being deleted.
+    /// The partition does not exist, is being deleted, or is not led here.
     Unavailable(String),
     Storage(StorageError),
 }
 
-/// Why a topic could not be created, in Kafka's terms.
-#[derive(Debug, thiserror::Error)]
-pub enum CreateTopicError {
-    #[error("Topic '{0}' already exists.")]
-    AlreadyExists(String),
-    #[error("{0}")]
-    InvalidName(String),
-    #[error("{0}")]
-    InvalidPartitions(String),
-    #[error("{0}")]
-    InvalidReplicationFactor(String),
-    #[error(transparent)]
-    Broker(#[from] BrokerError),
-}
-
-/// Why partitions could not be added, in Kafka's terms.
-#[derive(Debug, thiserror::Error)]
-pub enum CreatePartitionsError {
-    #[error("This server does not host topic '{0}'.")]
-    UnknownTopic(String),
-    #[error("{0}")]
-    InvalidPartitions(String),
-    #[error("{0}")]
-    InvalidRequest(String),
-    #[error(transparent)]
-    Broker(#[from] BrokerError),
+/// What [`ReplicaManager::apply_delta`] did that others must react to.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AppliedDelta {
+    /// Names of the topics that were deleted (committed offsets of them go too).
+    pub deleted_topics: Vec<String>,
+    /// Partitions this node leads from now on (new or re-elected): (topic, partition, epoch).
+    pub new_leaders: Vec<(String, i32, i32)>,
+    /// Logs opened and deleted.
+    pub logs_opened: usize,
+    pub logs_deleted: usize,
 }
 
 pub struct ReplicaManager {
     /// The effective configuration (static settings plus dynamic broker configs), swapped as a
-    /// whole when a dynamic config changes (see `alter_broker_config`).
+    /// whole when a dynamic config changes (see `set_config`).
     config: RwLock<Arc<BrokerConfig>>,
     log_manager: LogManager,
     topics: RwLock<TopicTable>,
-    /// Serialises topic creation and deletion (disk work) without blocking readers of the table.
+    /// Serialises delta application and config changes (disk work) without blocking readers
+    /// of the table.
     admin_lock: Mutex<()>,
     /// Woken on every append, so long-polling fetches re-check their partitions.
     pub data_arrived: Notify,
+    had_clean_shutdown: bool,
 }
 
 /// Kafka's `Topic.validate`: 1 to 249 characters from `[a-zA-Z0-9._-]`, and not "." or "..".
@@ -130,12 +124,14 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 }
 
 impl ReplicaManager {
-    /// Opens every persisted topic's partitions (running log recovery where the last shutdown
-    /// was not clean).
+    /// Builds the topic table from `image` and opens (recovering, where the last shutdown was
+    /// not clean) the log of every partition the image assigns to `config.node_id`. Partition
+    /// directories the image does not assign here are left alone with a warning.
     pub fn open(
         config: BrokerConfig,
         log_manager: LogManager,
         had_clean_shutdown: bool,
+        image: &MetadataImage,
     ) -> Result<Self, BrokerError> {
         let manager = Self {
             config: RwLock::new(Arc::new(config)),
@@ -143,17 +139,34 @@ impl ReplicaManager {
             topics: RwLock::new(TopicTable::default()),
             admin_lock: Mutex::new(()),
             data_arrived: Notify::new(),
+            had_clean_shutdown,
         };
-        let records = manager.log_manager.load_topics()?;
         let mut table = TopicTable::default();
-        for record in records {
-            let topic = manager.open_topic(&record, had_clean_shutdown)?;
-            table.insert(topic);
+        for topic in image.topics.values() {
+            let built = manager.build_topic(topic, image, None, &mut AppliedDelta::default())?;
+            table.insert(built);
+        }
+        let hosted = table
+            .by_name
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.is_hosted())
+            .count();
+        for (topic, partition) in manager.log_manager.partition_dirs()? {
+            let assigned = table
+                .by_name
+                .get(topic.as_str())
+                .and_then(|t| usize::try_from(partition).ok().and_then(|i| t.partitions.get(i)))
+                .is_some_and(|p| p.is_hosted());
+            if !assigned {
+                warn!(topic, partition, "partition directory not assigned to this node by the metadata image; left alone");
+            }
         }
         info!(
             topics = table.by_name.len(),
             partitions = table.partitions_total,
-            "loaded topics"
+            hosted,
+            "loaded topics from the metadata image"
         );
         *manager.topics.write() = table;
         Ok(manager)
@@ -169,34 +182,206 @@ impl ReplicaManager {
         &self.log_manager
     }
 
-    fn open_topic(
+    /// The topic `topic_image` describes, reusing the partitions of `existing` (the same topic
+    /// before the delta): a hosted partition that stays hosted keeps its log and takes the new
+    /// state; a partition newly assigned here gets its log opened; one no longer assigned here
+    /// loses its log (deleted).
+    fn build_topic(
         &self,
-        record: &TopicRecord,
-        had_clean_shutdown: bool,
+        topic_image: &TopicImage,
+        image: &MetadataImage,
+        existing: Option<&Topic>,
+        applied: &mut AppliedDelta,
     ) -> Result<Arc<Topic>, BrokerError> {
-        let name: Arc<str> = Arc::from(record.name.as_str());
-        let mut partitions = Vec::with_capacity(record.partitions.max(0) as usize);
-        for index in 0..record.partitions {
-            let log = self.log_manager.open_log(
-                &record.name,
-                index,
-                crate::topic_config::log_config(&record.configs, &self.config()),
-                had_clean_shutdown,
-                now_ms(),
-            )?;
-            partitions.push(Arc::new(Partition::new(
-                name.clone(),
-                record.topic_id,
-                index,
-                log,
-            )));
+        let config = self.config();
+        let node_id = config.node_id;
+        let name: Arc<str> = Arc::from(topic_image.name.as_str());
+        let configs = image
+            .config(&ConfigResource::topic(topic_image.name.clone()))
+            .cloned()
+            .unwrap_or_default();
+        let count = topic_image
+            .partitions
+            .keys()
+            .next_back()
+            .map_or(0, |last| last.saturating_add(1).max(0));
+        let mut partitions = Vec::with_capacity(count as usize);
+        for index in 0..count {
+            let state = match topic_image.partitions.get(&index) {
+                Some(registration) => PartitionState::from_registration(registration),
+                // The controller creates partitions 0..n; a gap is led by nobody.
+                None => PartitionState {
+                    leader: -1,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                    replicas: Vec::new(),
+                    isr: Vec::new(),
+                },
+            };
+            let assigned = state.replicas.contains(&node_id);
+            let previous = existing
+                .and_then(|t| t.partitions.get(index as usize))
+                .cloned();
+            let partition = match previous {
+                Some(previous) if previous.is_hosted() == assigned => {
+                    let old = previous.state();
+                    if old != state {
+                        if state.leader == node_id
+                            && (old.leader != node_id || old.leader_epoch != state.leader_epoch)
+                        {
+                            applied.new_leaders.push((
+                                name.to_string(),
+                                index,
+                                state.leader_epoch,
+                            ));
+                        }
+                        previous.set_state(state);
+                    }
+                    previous
+                }
+                previous => {
+                    if let Some(previous) = previous {
+                        if let Some(log) = previous.take_log() {
+                            // No longer a replica here (reassigned away).
+                            self.delete_log(&name, index, log);
+                            applied.logs_deleted += 1;
+                        }
+                    }
+                    if assigned {
+                        let (log, replaced) = self.log_manager.open_log_with_topic_id(
+                            &name,
+                            index,
+                            topic_image.id,
+                            crate::topic_config::log_config(&configs, &config),
+                            self.had_clean_shutdown,
+                            now_ms(),
+                        )?;
+                        if replaced {
+                            warn!(topic = %name, partition = index, "removed the log of a deleted topic of the same name");
+                        }
+                        applied.logs_opened += 1;
+                        if state.leader == node_id {
+                            applied
+                                .new_leaders
+                                .push((name.to_string(), index, state.leader_epoch));
+                        }
+                        Arc::new(Partition::new(
+                            name.clone(),
+                            topic_image.id,
+                            index,
+                            log,
+                            node_id,
+                            state,
+                        ))
+                    } else {
+                        Arc::new(Partition::remote(
+                            name.clone(),
+                            topic_image.id,
+                            index,
+                            node_id,
+                            state,
+                        ))
+                    }
+                }
+            };
+            partitions.push(partition);
+        }
+        if let Some(existing) = existing {
+            // Partitions beyond the new count (never written by the controller today).
+            for partition in existing.partitions.iter().skip(partitions.len()) {
+                if let Some(log) = partition.take_log() {
+                    self.delete_log(&name, partition.index, log);
+                    applied.logs_deleted += 1;
+                }
+            }
+            if existing.configs != configs {
+                let log_config = crate::topic_config::log_config(&configs, &config);
+                for partition in &partitions {
+                    match partition.set_log_config(log_config.clone()) {
+                        Ok(()) | Err(PartitionError::Deleted) => {}
+                        Err(err) => {
+                            warn!(topic = %name, error = %err, "could not apply configs to a partition")
+                        }
+                    }
+                }
+            }
         }
         Ok(Arc::new(Topic {
             name,
-            id: record.topic_id,
+            id: topic_image.id,
             partitions,
-            configs: record.configs.clone(),
+            configs,
         }))
+    }
+
+    fn delete_log(&self, topic: &str, partition: i32, log: fjord_storage::Log) {
+        if let Err(err) = self.log_manager.delete_log(log) {
+            warn!(topic, partition, error = %err, "failed to delete log directory");
+        }
+    }
+
+    /// Kafka `ReplicaManager.applyDelta`: brings the topic table and the local logs to
+    /// `image`, the result of `delta`. Deleted topics lose their table entry, then their logs;
+    /// created and changed topics are rebuilt (logs of partitions newly assigned here opened,
+    /// with `partition.metadata`; logs of partitions no longer assigned here deleted; leader,
+    /// epochs, replicas and ISR updated in place); topics whose configs changed get the new
+    /// settings on every log.
+    pub fn apply_delta(
+        &self,
+        delta: &MetadataDelta,
+        image: &MetadataImage,
+    ) -> Result<AppliedDelta, BrokerError> {
+        let _admin = self.admin_lock.lock();
+        let mut applied = AppliedDelta::default();
+        for id in delta.deleted_topics() {
+            let removed = {
+                let mut table = self.topics.write();
+                let topic = table.by_id.get(id).cloned();
+                if let Some(topic) = &topic {
+                    table.remove(topic);
+                }
+                topic
+            };
+            let Some(topic) = removed else { continue };
+            for partition in &topic.partitions {
+                if let Some(log) = partition.take_log() {
+                    self.delete_log(&topic.name, partition.index, log);
+                    applied.logs_deleted += 1;
+                }
+            }
+            info!(topic = %topic.name, "deleted topic");
+            applied.deleted_topics.push(topic.name.to_string());
+        }
+        let mut touched: Vec<Uuid> = delta.changed_topics().keys().copied().collect();
+        for (resource, _) in delta.changed_configs() {
+            if resource.resource_type == fjord_metadata::ConfigResourceType::Topic {
+                if let Some(id) = image.topic_ids_by_name.get(&resource.name) {
+                    touched.push(*id);
+                }
+            }
+        }
+        touched.sort();
+        touched.dedup();
+        for id in touched {
+            let Some(topic_image) = image.topic(&id) else {
+                continue;
+            };
+            let existing = self.topic_by_id(&id);
+            let built = self.build_topic(topic_image, image, existing.as_deref(), &mut applied)?;
+            let mut table = self.topics.write();
+            if let Some(existing) = &existing {
+                table.remove(existing);
+            }
+            if existing.is_none() {
+                info!(topic = %built.name, partitions = built.partitions.len(), topic_id = %id, "created topic");
+            }
+            table.insert(built);
+        }
+        if applied.logs_deleted > 0 || !applied.deleted_topics.is_empty() {
+            // Wake long-polling fetches so they notice the deletion.
+            self.data_arrived.notify_waiters();
+        }
+        Ok(applied)
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -244,82 +429,14 @@ impl ReplicaManager {
         topics
     }
 
-    /// Looks a topic up, creating it with the broker defaults if auto creation is on and the
-    /// caller allows it (Kafka auto-creates on Metadata; Fjord also on Produce).
-    pub fn topic_or_auto_create(
-        &self,
-        name: &str,
-        allow_auto_create: bool,
-    ) -> Result<Option<Arc<Topic>>, CreateTopicError> {
-        if let Some(topic) = self.topic(name) {
-            return Ok(Some(topic));
-        }
-        if is_internal_topic(name) {
-            // As Kafka: internal topics are created on demand with their own settings,
-            // whatever auto.create.topics.enable says.
-            if name == TRANSACTION_STATE_TOPIC_NAME {
-                return self.transaction_state_topic_or_create().map(Some);
-            }
-            return self.offsets_topic_or_create().map(Some);
-        }
-        let config = self.config();
-        if !(allow_auto_create && config.auto_create_topics_enable) {
-            return Ok(None);
-        }
-        match self.create_topic(name, config.num_partitions, BTreeMap::new(), false) {
-            Ok(topic) => Ok(Some(topic)),
-            // Lost a race with another creator: fine, use theirs.
-            Err(CreateTopicError::AlreadyExists(_)) => Ok(self.topic(name)),
-            Err(err) => Err(err),
-        }
+    /// `__consumer_offsets`, if it exists.
+    pub fn offsets_topic(&self) -> Option<Arc<Topic>> {
+        self.topic(GROUP_METADATA_TOPIC_NAME)
     }
 
-    /// `__consumer_offsets`, created on first use with `offsets.topic.num.partitions`
-    /// partitions, compaction and 100 MiB segments (Kafka's defaults for it).
-    pub fn offsets_topic_or_create(&self) -> Result<Arc<Topic>, CreateTopicError> {
-        let partitions = self.config().offsets_topic_num_partitions;
-        self.internal_topic_or_create(
-            GROUP_METADATA_TOPIC_NAME,
-            partitions,
-            OFFSETS_TOPIC_SEGMENT_BYTES.to_string(),
-        )
-    }
-
-    /// `__transaction_state`, created on first use with `transaction.state.log.num.partitions`
-    /// partitions, compaction and `transaction.state.log.segment.bytes` segments (Kafka's
-    /// `TransactionStateManager.transactionTopicConfigs`).
-    pub fn transaction_state_topic_or_create(&self) -> Result<Arc<Topic>, CreateTopicError> {
-        let config = self.config();
-        self.internal_topic_or_create(
-            TRANSACTION_STATE_TOPIC_NAME,
-            config.transaction_state_log_num_partitions,
-            config.transaction_state_log_segment_bytes.to_string(),
-        )
-    }
-
-    /// A coordinator's internal topic, created compacted on first use (a creation race is
-    /// settled by using the winner's topic).
-    fn internal_topic_or_create(
-        &self,
-        name: &str,
-        partitions: i32,
-        segment_bytes: String,
-    ) -> Result<Arc<Topic>, CreateTopicError> {
-        if let Some(topic) = self.topic(name) {
-            return Ok(topic);
-        }
-        let configs = BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            ("segment.bytes".to_string(), segment_bytes),
-            ("compression.type".to_string(), "producer".to_string()),
-        ]);
-        match self.create_topic(name, partitions, configs, false) {
-            Ok(topic) => Ok(topic),
-            Err(CreateTopicError::AlreadyExists(_)) => self
-                .topic(name)
-                .ok_or_else(|| CreateTopicError::AlreadyExists(name.into())),
-            Err(err) => Err(err),
-        }
+    /// `__transaction_state`, if it exists.
+    pub fn transaction_state_topic(&self) -> Option<Arc<Topic>> {
+        self.topic(TRANSACTION_STATE_TOPIC_NAME)
     }
 
     /// Appends a coordinator's batch (at most `batch_bytes_max` bytes) to partition
@@ -345,6 +462,12 @@ impl ReplicaManager {
             .ok_or_else(|| {
                 CoordinatorAppendError::Unavailable(format!("partition {partition} does not exist"))
             })?;
+        if !target.is_leader() {
+            return Err(CoordinatorAppendError::Unavailable(format!(
+                "partition {partition} of {} is not led by this broker",
+                topic.name
+            )));
+        }
         let info = target
             .append_as_leader(batch, now_ms, fjord_storage::AppendOrigin::Coordinator)
             .map_err(|err| match err {
@@ -361,211 +484,6 @@ impl ReplicaManager {
         // Readers of the internal topics (tools) long-poll like any consumer.
         self.data_arrived.notify_waiters();
         Ok(info)
-    }
-
-    /// Creates a topic. With `validate_only` nothing is written and the result is what would
-    /// have been created.
-    pub fn create_topic(
-        &self,
-        name: &str,
-        partitions: i32,
-        configs: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<Arc<Topic>, CreateTopicError> {
-        validate_topic_name(name).map_err(CreateTopicError::InvalidName)?;
-        if partitions <= 0 {
-            return Err(CreateTopicError::InvalidPartitions(
-                "Number of partitions must be larger than 0.".to_string(),
-            ));
-        }
-        let _admin = self.admin_lock.lock();
-        let partitions_total = self.topics.read().partitions_total;
-        if self.topic(name).is_some() {
-            return Err(CreateTopicError::AlreadyExists(name.to_string()));
-        }
-        if partitions_total + partitions as usize > PARTITIONS_TOTAL_MAX {
-            return Err(CreateTopicError::InvalidPartitions(format!(
-                "Creating {partitions} partitions would exceed this broker's limit of {PARTITIONS_TOTAL_MAX} partitions."
-            )));
-        }
-        let record = TopicRecord {
-            name: name.to_string(),
-            topic_id: Uuid::new_v4(),
-            partitions,
-            configs,
-        };
-        if validate_only {
-            return Ok(Arc::new(Topic {
-                name: Arc::from(name),
-                id: record.topic_id,
-                partitions: Vec::new(),
-                configs: record.configs,
-            }));
-        }
-        // Persist first: a topic clients can see must survive a crash.
-        let mut records: Vec<TopicRecord> = self.topics().iter().map(|t| topic_record(t)).collect();
-        records.push(record.clone());
-        self.log_manager
-            .save_topics(&records)
-            .map_err(BrokerError::from)?;
-        let topic = self.open_topic(&record, true)?;
-        self.topics.write().insert(topic.clone());
-        info!(topic = name, partitions, topic_id = %record.topic_id, "created topic");
-        Ok(topic)
-    }
-
-    /// CreatePartitions: grows `name` to `count` partitions (never shrinks, as Kafka). The new
-    /// count is persisted before the new partitions are served.
-    pub fn create_partitions(
-        &self,
-        name: &str,
-        count: i32,
-        validate_only: bool,
-    ) -> Result<(), CreatePartitionsError> {
-        let _admin = self.admin_lock.lock();
-        let topic = self
-            .topic(name)
-            .ok_or_else(|| CreatePartitionsError::UnknownTopic(name.to_string()))?;
-        if name == GROUP_METADATA_TOPIC_NAME || name == TRANSACTION_STATE_TOPIC_NAME {
-            // Groups and transactional ids are routed by hash modulo this topic's partition count.
-            return Err(CreatePartitionsError::InvalidRequest(format!(
-                "The number of partitions of {name} cannot change."
-            )));
-        }
-        let current = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
-        if count == current {
-            return Err(CreatePartitionsError::InvalidPartitions(format!(
-                "Topic already has {current} partitions."
-            )));
-        }
-        if count < current {
-            return Err(CreatePartitionsError::InvalidPartitions(format!(
-                "Topic currently has {current} partitions, which is higher than the requested {count}."
-            )));
-        }
-        let added = (count - current) as usize;
-        if self.topics.read().partitions_total + added > PARTITIONS_TOTAL_MAX {
-            return Err(CreatePartitionsError::InvalidPartitions(format!(
-                "Adding {added} partitions would exceed this broker's limit of {PARTITIONS_TOTAL_MAX} partitions."
-            )));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let mut record = topic_record(&topic);
-        record.partitions = count;
-        self.save_topic_record(&record)?;
-        let mut partitions = topic.partitions.clone();
-        for index in current..count {
-            let log = self
-                .log_manager
-                .open_log(
-                    &record.name,
-                    index,
-                    crate::topic_config::log_config(&record.configs, &self.config()),
-                    true,
-                    now_ms(),
-                )
-                .map_err(BrokerError::from)?;
-            partitions.push(Arc::new(Partition::new(
-                topic.name.clone(),
-                topic.id,
-                index,
-                log,
-            )));
-        }
-        self.replace_topic(&topic, partitions, topic.configs.clone());
-        info!(topic = name, from = current, to = count, "added partitions");
-        Ok(())
-    }
-
-    /// AlterConfigs / IncrementalAlterConfigs on a topic: `configs` (already validated) replace
-    /// the topic's overrides, are persisted, then take effect on every partition's log.
-    pub fn alter_topic_configs(
-        &self,
-        name: &str,
-        configs: BTreeMap<String, String>,
-    ) -> Result<(), CreatePartitionsError> {
-        let _admin = self.admin_lock.lock();
-        let topic = self
-            .topic(name)
-            .ok_or_else(|| CreatePartitionsError::UnknownTopic(name.to_string()))?;
-        let mut record = topic_record(&topic);
-        record.configs = configs.clone();
-        self.save_topic_record(&record)?;
-        let log_config = crate::topic_config::log_config(&configs, &self.config());
-        for partition in &topic.partitions {
-            match partition.set_log_config(log_config.clone()) {
-                Ok(()) | Err(crate::partition::PartitionError::Deleted) => {}
-                Err(err) => {
-                    warn!(topic = name, error = %err, "could not apply configs to a partition")
-                }
-            }
-        }
-        self.replace_topic(&topic, topic.partitions.clone(), configs);
-        info!(topic = name, "altered topic configs");
-        Ok(())
-    }
-
-    /// Persists `topics.json` with `record` in place of the topic of the same id (callers hold
-    /// the admin lock).
-    fn save_topic_record(&self, record: &TopicRecord) -> Result<(), BrokerError> {
-        let records: Vec<TopicRecord> = self
-            .topics()
-            .iter()
-            .map(|t| {
-                if t.id == record.topic_id {
-                    record.clone()
-                } else {
-                    topic_record(t)
-                }
-            })
-            .collect();
-        Ok(self.log_manager.save_topics(&records)?)
-    }
-
-    /// Serves `topic` with new partitions or configs from now on (callers hold the admin lock
-    /// and persisted the change first).
-    fn replace_topic(
-        &self,
-        topic: &Arc<Topic>,
-        partitions: Vec<Arc<Partition>>,
-        configs: BTreeMap<String, String>,
-    ) {
-        let replacement = Arc::new(Topic {
-            name: topic.name.clone(),
-            id: topic.id,
-            partitions,
-            configs,
-        });
-        let mut table = self.topics.write();
-        table.remove(topic);
-        table.insert(replacement);
-    }
-
-    /// Deletes a topic: it disappears from the table and the persisted list, then its logs are
-    /// removed from disk.
-    pub fn delete_topic(&self, topic: &Arc<Topic>) -> Result<(), BrokerError> {
-        let _admin = self.admin_lock.lock();
-        let records: Vec<TopicRecord> = self
-            .topics()
-            .iter()
-            .filter(|t| t.id != topic.id)
-            .map(|t| topic_record(t))
-            .collect();
-        self.log_manager.save_topics(&records)?;
-        self.topics.write().remove(topic);
-        for partition in &topic.partitions {
-            if let Some(log) = partition.take_log() {
-                if let Err(err) = self.log_manager.delete_log(log) {
-                    warn!(topic = %topic.name, partition = partition.index, error = %err, "failed to delete log directory");
-                }
-            }
-        }
-        // Wake long-polling fetches so they notice the deletion.
-        self.data_arrived.notify_waiters();
-        info!(topic = %topic.name, "deleted topic");
-        Ok(())
     }
 
     /// Applies retention to every log (Kafka's `LogManager.cleanupLogs`, run every
@@ -655,15 +573,6 @@ impl ReplicaManager {
     }
 }
 
-fn topic_record(topic: &Topic) -> TopicRecord {
-    TopicRecord {
-        name: topic.name.to_string(),
-        topic_id: topic.id,
-        partitions: topic.partitions.len() as i32,
-        configs: topic.configs.clone(),
-    }
-}
-
 impl TopicTable {
     fn insert(&mut self, topic: Arc<Topic>) {
         self.partitions_total += topic.partitions.len();
@@ -681,30 +590,13 @@ impl TopicTable {
 
 /// Dynamic broker configs: swapping the effective configuration and re-applying it to the logs.
 impl ReplicaManager {
-    /// Changes the effective broker configuration: `change` gets the current one and returns
-    /// the new one (`None`: nothing to do, e.g. validate-only). The new dynamic configs are
-    /// persisted first, then the configuration is swapped and every log gets its new settings.
-    /// Runs under the admin lock, so concurrent changes, topic creation and topic config
-    /// changes never apply a stale broker configuration.
-    pub fn alter_broker_config<E: From<BrokerError>>(
-        &self,
-        change: impl FnOnce(&BrokerConfig) -> Result<Option<BrokerConfig>, E>,
-    ) -> Result<(), E> {
+    /// Takes a new effective configuration (dynamic broker configs changed in the image) and
+    /// gives every log its new settings.
+    pub fn set_config(&self, new: BrokerConfig) {
         let _admin = self.admin_lock.lock();
-        let current = self.config();
-        let Some(new) = change(&current)? else {
-            return Ok(());
-        };
-        self.log_manager
-            .save_dynamic_broker_configs(&fjord_storage::DynamicBrokerConfigs {
-                cluster_default: new.dynamic_default_settings.clone(),
-                broker: new.dynamic_broker_settings.clone(),
-            })
-            .map_err(BrokerError::from)?;
         *self.config.write() = Arc::new(new);
         let logs = self.reapply_log_configs();
         info!(logs, "applied dynamic broker configs");
-        Ok(())
     }
 
     /// Gives every partition's log the settings its topic has under the current broker

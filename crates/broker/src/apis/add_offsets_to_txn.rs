@@ -37,9 +37,9 @@ fn add(broker: &Broker, request: &AddOffsetsToTxnRequest) -> Result<(), Response
     if request.group_id.is_empty() {
         return Err(ResponseError::InvalidGroupId);
     }
-    // The partition must exist when its marker is written.
-    if let Err(err) = broker.replica_manager().offsets_topic_or_create() {
-        tracing::warn!(error = %err, "cannot create __consumer_offsets");
+    // The partition must exist when its marker is written (the caller created the topic
+    // through the controller if needed).
+    if broker.replica_manager().offsets_topic().is_none() {
         return Err(ResponseError::CoordinatorNotAvailable);
     }
     let partition = broker

@@ -1,8 +1,10 @@
 //! CreatePartitions (key 37), v0-v3: grows topics' partition counts (never shrinks), with
-//! `validate_only`. Kafka's errors and messages: INVALID_PARTITIONS ("Topic currently has N
-//! partitions, which is higher than the requested M."), UNKNOWN_TOPIC_OR_PARTITION,
-//! INVALID_REPLICA_ASSIGNMENT for manual assignments naming another broker, INVALID_REQUEST for
-//! `__consumer_offsets` (its count decides group routing) and for a topic named twice.
+//! `validate_only`. Checked here (UNKNOWN_TOPIC_OR_PARTITION, INVALID_REQUEST for the internal
+//! topics, whose counts decide group and transactional-id routing, and for a topic named
+//! twice), then done by the controller, whose Kafka errors and messages come back unchanged
+//! (INVALID_PARTITIONS "Topic currently has N partitions, which is higher than the requested
+//! M.", INVALID_REPLICA_ASSIGNMENT); answered once the new partitions are in this broker's
+//! image.
 
 use std::collections::HashSet;
 
@@ -11,12 +13,21 @@ use fjord_protocol::kafka_protocol::messages::{CreatePartitionsRequest, CreatePa
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ResponseError, VersionRange};
 
-use crate::replica_manager::CreatePartitionsError;
+use fjord_controller::{
+    ApiError, ControllerReply, ControllerRequest,
+    CreatePartitionsRequest as ControllerCreatePartitions,
+    CreatePartitionsTopic as ControllerTopic, ErrorCode,
+};
+
+use crate::replica_manager::{is_internal_topic, PARTITIONS_TOTAL_MAX};
 use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 3 };
 
-pub fn handle(broker: &Broker, request: &CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn handle(
+    broker: &Broker,
+    request: &CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let mut seen = HashSet::new();
     let duplicates: HashSet<&str> = request
         .topics
@@ -24,56 +35,123 @@ pub fn handle(broker: &Broker, request: &CreatePartitionsRequest) -> CreateParti
         .filter(|t| !seen.insert(t.name.as_str()))
         .map(|t| t.name.as_str())
         .collect();
-    let node_id = broker.config().node_id;
-    let results = request
-        .topics
-        .iter()
-        .map(|topic| {
-            let failed = |error: ResponseError, message: String| {
-                CreatePartitionsTopicResult::default()
-                    .with_name(topic.name.clone())
-                    .with_error_code(error.code())
-                    .with_error_message(Some(StrBytes::from_string(message)))
-            };
-            if duplicates.contains(topic.name.as_str()) {
-                return failed(
-                    ResponseError::InvalidRequest,
-                    "Duplicate topic in request.".to_string(),
-                );
-            }
-            if let Some(assignments) = &topic.assignments {
-                let wrong = assignments
-                    .iter()
-                    .any(|a| a.broker_ids.iter().any(|b| b.0 != node_id) || a.broker_ids.len() != 1);
-                if wrong {
-                    return failed(
-                        ResponseError::InvalidReplicaAssignment,
-                        format!("This cluster has one broker (node {node_id}); each new partition must be assigned to it alone."),
-                    );
-                }
-            }
-            match broker.replica_manager().create_partitions(
-                topic.name.as_str(),
-                topic.count,
-                request.validate_only,
-            ) {
-                Ok(()) => CreatePartitionsTopicResult::default().with_name(topic.name.clone()),
-                Err(CreatePartitionsError::UnknownTopic(name)) => failed(
+    let image = broker.image();
+    let mut results = Vec::with_capacity(request.topics.len());
+    let mut forwarded = Vec::new();
+    for topic in &request.topics {
+        let failed = |error: ResponseError, message: String| {
+            CreatePartitionsTopicResult::default()
+                .with_name(topic.name.clone())
+                .with_error_code(error.code())
+                .with_error_message(Some(StrBytes::from_string(message)))
+        };
+        let name = topic.name.as_str();
+        let local = if duplicates.contains(name) {
+            Err(failed(
+                ResponseError::InvalidRequest,
+                "Duplicate topic in request.".to_string(),
+            ))
+        } else if is_internal_topic(name) {
+            // Groups and transactional ids are routed by hash modulo this topic's partition count.
+            Err(failed(
+                ResponseError::InvalidRequest,
+                format!("The number of partitions of {name} cannot change."),
+            ))
+        } else {
+            match image.topic_by_name(name) {
+                None => Err(failed(
                     ResponseError::UnknownTopicOrPartition,
                     format!("This server does not host topic '{name}'."),
-                ),
-                Err(CreatePartitionsError::InvalidPartitions(message)) => {
-                    failed(ResponseError::InvalidPartitions, message)
-                }
-                Err(CreatePartitionsError::InvalidRequest(message)) => {
-                    failed(ResponseError::InvalidRequest, message)
-                }
-                Err(CreatePartitionsError::Broker(err)) => {
-                    tracing::error!(topic = %topic.name.as_str(), error = %err, "CreatePartitions failed");
-                    failed(ResponseError::KafkaStorageError, err.to_string())
+                )),
+                Some(existing) => {
+                    let current = existing.partitions.len();
+                    let added = usize::try_from(topic.count).unwrap_or(0).saturating_sub(current);
+                    if added > PARTITIONS_TOTAL_MAX {
+                        Err(failed(
+                            ResponseError::InvalidPartitions,
+                            format!("Adding {added} partitions would exceed the limit of {PARTITIONS_TOTAL_MAX} partitions."),
+                        ))
+                    } else {
+                        Ok(())
+                    }
                 }
             }
-        })
-        .collect();
-    CreatePartitionsResponse::default().with_results(results)
+        };
+        match local {
+            Ok(()) => {
+                forwarded.push(ControllerTopic {
+                    name: name.to_string(),
+                    count: topic.count,
+                    assignments: topic.assignments.as_ref().map(|assignments| {
+                        assignments
+                            .iter()
+                            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                            .collect()
+                    }),
+                });
+                results.push((CreatePartitionsTopicResult::default().with_name(topic.name.clone()), true));
+            }
+            Err(result) => results.push((result, false)),
+        }
+    }
+    if !forwarded.is_empty() {
+        let timeout_ms = crate::forwarding::timeout_from_request(request.timeout_ms);
+        let wanted: Vec<(String, i32)> = forwarded.iter().map(|t| (t.name.clone(), t.count)).collect();
+        let reply = broker
+            .send_to_controller(
+                ControllerRequest::CreatePartitions(ControllerCreatePartitions {
+                    topics: forwarded,
+                    validate_only: request.validate_only,
+                }),
+                timeout_ms,
+            )
+            .await
+            .and_then(|reply| match reply {
+                ControllerReply::CreatePartitions(reply) => Ok(reply.topics),
+                other => Err(crate::forwarding::unexpected(&other)),
+            });
+        let errors: Vec<ApiError> = match reply {
+            Ok(topics) => topics.into_iter().map(|(_, error)| error).collect(),
+            Err(error) => wanted.iter().map(|_| error.clone()).collect(),
+        };
+        let grown: Vec<(String, i32)> = wanted
+            .iter()
+            .zip(&errors)
+            .filter(|(_, error)| error.is_ok())
+            .map(|(w, _)| w.clone())
+            .collect();
+        if !request.validate_only
+            && !grown.is_empty()
+            && !broker
+                .wait_for_metadata(
+                    |image| {
+                        grown.iter().all(|(name, count)| {
+                            image
+                                .topic_by_name(name)
+                                .is_some_and(|t| t.partitions.len() >= *count as usize)
+                        })
+                    },
+                    timeout_ms,
+                )
+                .await
+        {
+            tracing::warn!(topics = ?grown, "new partitions did not reach this broker's image in time");
+        }
+        let mut errors = errors.into_iter();
+        for (result, is_forwarded) in results.iter_mut() {
+            if !*is_forwarded {
+                continue;
+            }
+            let error = errors.next().unwrap_or_else(|| {
+                ApiError::new(ErrorCode::UnknownServerError, "no answer for this topic")
+            });
+            if !error.is_ok() {
+                let answered = std::mem::take(result);
+                *result = answered
+                    .with_error_code(error.code.code())
+                    .with_error_message(error.message.map(StrBytes::from_string));
+            }
+        }
+    }
+    CreatePartitionsResponse::default().with_results(results.into_iter().map(|(r, _)| r).collect())
 }

@@ -1,4 +1,7 @@
-//! CreateTopics (key 19), with Kafka's validation and error codes.
+//! CreateTopics (key 19): validated here with Kafka's broker-side checks and error codes, then
+//! created by the controller (placement, INVALID_REPLICATION_FACTOR, INVALID_REPLICA_ASSIGNMENT,
+//! TOPIC_ALREADY_EXISTS come from it unchanged); answered once the topics are in this broker's
+//! metadata image.
 
 use std::collections::BTreeMap;
 
@@ -10,13 +13,17 @@ use fjord_protocol::kafka_protocol::messages::{CreateTopicsRequest, CreateTopics
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ResponseError, VersionRange};
 
-use crate::replica_manager::{is_internal_topic, CreateTopicError};
+use fjord_controller::{
+    ApiError, CreatableTopic as ControllerTopic, CreateTopicsRequest as ControllerCreateTopics,
+};
+
+use crate::replica_manager::{is_internal_topic, validate_topic_name, PARTITIONS_TOTAL_MAX};
 use crate::topic_config::validate_topic_configs;
 use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 2, max: 7 };
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     api_version: i16,
     request: &CreateTopicsRequest,
@@ -28,27 +35,86 @@ pub fn handle(
         .filter(|t| !seen.insert(t.name.to_string()))
         .map(|t| t.name.to_string())
         .collect();
-    let topics = request
-        .topics
-        .iter()
-        .map(|topic| {
-            if duplicates.contains(topic.name.as_str()) {
-                // Kafka rejects every occurrence of a name listed twice.
-                return failure(
-                    topic,
-                    ResponseError::InvalidRequest,
-                    "Duplicate topic name.".to_string(),
-                );
+    // Local validation first (Kafka's broker-side checks); what passes goes to the controller
+    // in one request, answered in request order.
+    let mut results: Vec<Option<CreatableTopicResult>> = Vec::with_capacity(request.topics.len());
+    let mut forwarded = Vec::new();
+    let mut configs_of = Vec::new();
+    for topic in &request.topics {
+        let local = if duplicates.contains(topic.name.as_str()) {
+            // Kafka rejects every occurrence of a name listed twice.
+            Err(failure(
+                topic,
+                ResponseError::InvalidRequest,
+                "Duplicate topic name.".to_string(),
+            ))
+        } else if is_internal_topic(&topic.name) {
+            // The coordinators create them, with their own partition counts and configs.
+            Err(failure(
+                topic,
+                ResponseError::InvalidRequest,
+                format!("Creation of internal topic {} is prohibited: the broker creates it on first use.", topic.name.as_str()),
+            ))
+        } else {
+            validate(broker, topic)
+        };
+        match local {
+            Ok((creatable, configs)) => {
+                forwarded.push(creatable);
+                configs_of.push(configs);
+                results.push(None);
             }
-            if is_internal_topic(&topic.name) {
-                // The group coordinator creates it, with its own partition count and configs.
-                return failure(
-                    topic,
-                    ResponseError::InvalidRequest,
-                    format!("Creation of internal topic {} is prohibited: the broker creates it on first use.", topic.name.as_str()),
-                );
+            Err(result) => results.push(Some(result)),
+        }
+    }
+    if !forwarded.is_empty() {
+        let timeout_ms = crate::forwarding::timeout_from_request(request.timeout_ms);
+        let outcome = broker
+            .create_topics_via_controller(
+                ControllerCreateTopics {
+                    topics: forwarded.clone(),
+                    validate_only: request.validate_only,
+                },
+                timeout_ms,
+            )
+            .await;
+        let mut replies = match outcome {
+            Ok(reply) => reply.topics.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(error) => forwarded.iter().map(|_| Err(error.clone())).collect(),
+        }
+        .into_iter();
+        let mut configs_of = configs_of.into_iter();
+        let mut request_topics = request.topics.iter();
+        for slot in results.iter_mut() {
+            let topic = request_topics.next();
+            if slot.is_some() {
+                continue;
             }
-            create_one(broker, api_version, topic, request.validate_only)
+            let (Some(topic), Some(reply), Some(configs)) =
+                (topic, replies.next(), configs_of.next())
+            else {
+                continue;
+            };
+            *slot = Some(match reply {
+                Ok(reply) if reply.error.is_ok() => {
+                    succeeded(broker, api_version, topic, &reply, &configs, request.validate_only)
+                }
+                Ok(reply) => controller_failure(topic, &reply.error),
+                Err(error) => controller_failure(topic, &error),
+            });
+        }
+    }
+    let topics = results
+        .into_iter()
+        .zip(&request.topics)
+        .map(|(result, topic)| {
+            result.unwrap_or_else(|| {
+                failure(
+                    topic,
+                    ResponseError::UnknownServerError,
+                    "no answer for this topic".into(),
+                )
+            })
         })
         .collect();
     CreateTopicsResponse::default().with_topics(topics)
@@ -63,23 +129,33 @@ fn failure(topic: &CreatableTopic, error: ResponseError, message: String) -> Cre
         .with_replication_factor(-1)
 }
 
-fn create_one(
+/// The controller's error, code and message unchanged.
+fn controller_failure(topic: &CreatableTopic, error: &ApiError) -> CreatableTopicResult {
+    CreatableTopicResult::default()
+        .with_name(topic.name.clone())
+        .with_error_code(error.code.code())
+        .with_error_message(error.message.clone().map(StrBytes::from_string))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
+}
+
+/// Kafka's broker-side checks: assignments and counts not both, partition indexes 0..n, a
+/// positive replication factor, valid topic configs. Returns the controller's request entry
+/// and the validated configs.
+fn validate(
     broker: &Broker,
-    api_version: i16,
     topic: &CreatableTopic,
-    validate_only: bool,
-) -> CreatableTopicResult {
+) -> Result<(ControllerTopic, BTreeMap<String, String>), CreatableTopicResult> {
     let config = broker.config();
     let explicit_assignment = !topic.assignments.is_empty();
     if explicit_assignment && (topic.num_partitions != -1 || topic.replication_factor != -1) {
-        return failure(
+        return Err(failure(
             topic,
             ResponseError::InvalidRequest,
             "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
-        );
+        ));
     }
-    let partitions = if explicit_assignment {
-        // Manual assignment: partitions must be 0..n and every replica must be this broker.
+    if explicit_assignment {
         let mut indexes: Vec<i32> = topic
             .assignments
             .iter()
@@ -87,50 +163,48 @@ fn create_one(
             .collect();
         indexes.sort_unstable();
         if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
-            return failure(
+            return Err(failure(
                 topic,
                 ResponseError::InvalidReplicaAssignment,
                 "Partitions should be consecutive and start at 0.".into(),
-            );
+            ));
         }
-        if topic
-            .assignments
-            .iter()
-            .any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != config.node_id)
-        {
-            return failure(
-                topic,
-                ResponseError::InvalidReplicaAssignment,
-                format!(
-                    "Replica assignments may only name broker {} on this single-node cluster.",
-                    config.node_id
-                ),
-            );
-        }
-        indexes.len() as i32
+    }
+    let partitions = if explicit_assignment {
+        topic.assignments.len() as i32
     } else if topic.num_partitions == -1 {
         config.num_partitions
     } else {
         topic.num_partitions
     };
+    if let Err(message) = validate_topic_name(&topic.name) {
+        return Err(failure(topic, ResponseError::InvalidTopicException, message));
+    }
+    if partitions <= 0 {
+        return Err(failure(
+            topic,
+            ResponseError::InvalidPartitions,
+            "Number of partitions must be larger than 0.".into(),
+        ));
+    }
+    if partitions as usize > PARTITIONS_TOTAL_MAX {
+        return Err(failure(
+            topic,
+            ResponseError::InvalidPartitions,
+            format!("Creating {partitions} partitions would exceed the limit of {PARTITIONS_TOTAL_MAX} partitions."),
+        ));
+    }
     let replication_factor = if topic.replication_factor == -1 {
         config.default_replication_factor
     } else {
         topic.replication_factor
     };
     if !explicit_assignment && replication_factor <= 0 {
-        return failure(
+        return Err(failure(
             topic,
             ResponseError::InvalidReplicationFactor,
             "Replication factor must be larger than 0.".into(),
-        );
-    }
-    if replication_factor > 1 {
-        return failure(
-            topic,
-            ResponseError::InvalidReplicationFactor,
-            format!("Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only 1 broker(s) are registered."),
-        );
+        ));
     }
     let requested: BTreeMap<String, Option<String>> = topic
         .configs
@@ -139,51 +213,51 @@ fn create_one(
         .collect();
     let configs = match validate_topic_configs(&requested) {
         Ok(configs) => configs,
-        Err(message) => return failure(topic, ResponseError::InvalidConfig, message),
+        Err(message) => return Err(failure(topic, ResponseError::InvalidConfig, message)),
     };
-    match broker
-        .replica_manager()
-        .create_topic(&topic.name, partitions, configs, validate_only)
-    {
-        Ok(created) => {
-            let mut result = CreatableTopicResult::default()
-                .with_name(topic.name.clone())
-                .with_num_partitions(partitions)
-                .with_replication_factor(1);
-            if api_version >= 7 && !validate_only {
-                result = result.with_topic_id(created.id);
-            }
-            if api_version >= 5 {
-                let described = crate::topic_config::describe(&created.configs, &broker.config())
-                    .into_iter()
-                    .map(|entry| {
-                        CreatableTopicConfigs::default()
-                            .with_name(StrBytes::from_string(entry.name))
-                            .with_value(Some(StrBytes::from_string(entry.value)))
-                            .with_config_source(entry.source.code())
-                    })
-                    .collect();
-                result = result.with_configs(Some(described));
-            }
-            result
-        }
-        Err(CreateTopicError::AlreadyExists(name)) => failure(
-            topic,
-            ResponseError::TopicAlreadyExists,
-            format!("Topic '{name}' already exists."),
-        ),
-        Err(CreateTopicError::InvalidName(message)) => {
-            failure(topic, ResponseError::InvalidTopicException, message)
-        }
-        Err(CreateTopicError::InvalidPartitions(message)) => {
-            failure(topic, ResponseError::InvalidPartitions, message)
-        }
-        Err(CreateTopicError::InvalidReplicationFactor(message)) => {
-            failure(topic, ResponseError::InvalidReplicationFactor, message)
-        }
-        Err(CreateTopicError::Broker(err)) => {
-            tracing::warn!(topic = %topic.name.as_str(), error = %err, "create topic failed");
-            failure(topic, ResponseError::KafkaStorageError, err.to_string())
-        }
+    let creatable = ControllerTopic {
+        name: topic.name.to_string(),
+        num_partitions: if explicit_assignment { -1 } else { partitions },
+        replication_factor: if explicit_assignment { -1 } else { replication_factor },
+        assignments: topic
+            .assignments
+            .iter()
+            .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()))
+            .collect(),
+        configs: configs
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect(),
+    };
+    Ok((creatable, configs))
+}
+
+fn succeeded(
+    broker: &Broker,
+    api_version: i16,
+    topic: &CreatableTopic,
+    reply: &fjord_controller::CreatableTopicResult,
+    configs: &BTreeMap<String, String>,
+    validate_only: bool,
+) -> CreatableTopicResult {
+    let mut result = CreatableTopicResult::default()
+        .with_name(topic.name.clone())
+        .with_num_partitions(reply.num_partitions)
+        .with_replication_factor(reply.replication_factor);
+    if api_version >= 7 && !validate_only {
+        result = result.with_topic_id(reply.topic_id);
     }
+    if api_version >= 5 {
+        let described = crate::topic_config::describe(configs, &broker.config())
+            .into_iter()
+            .map(|entry| {
+                CreatableTopicConfigs::default()
+                    .with_name(StrBytes::from_string(entry.name))
+                    .with_value(Some(StrBytes::from_string(entry.value)))
+                    .with_config_source(entry.source.code())
+            })
+            .collect();
+        result = result.with_configs(Some(described));
+    }
+    result
 }

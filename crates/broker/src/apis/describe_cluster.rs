@@ -1,6 +1,6 @@
-//! DescribeCluster (key 60): brokers, controller and cluster id for admin clients.
+//! DescribeCluster (key 60): brokers (from the metadata image, with racks; v2
+//! `IncludeFencedBrokers` adds fenced ones), controller and cluster id for admin clients.
 
-use fjord_protocol::kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use fjord_protocol::kafka_protocol::messages::{
     BrokerId, DescribeClusterRequest, DescribeClusterResponse,
 };
@@ -8,6 +8,7 @@ use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ResponseError, VersionRange};
 
 use super::AUTHORIZED_OPERATIONS_OMITTED;
+use crate::metadata_view::{ImageView, CLIENT_LISTENER_NAME};
 use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
@@ -16,10 +17,11 @@ pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
 pub fn handle(broker: &Broker, request: &DescribeClusterRequest) -> DescribeClusterResponse {
-    let config = broker.config();
+    let image = broker.image();
+    let view = ImageView::new(&image, CLIENT_LISTENER_NAME);
     let response = DescribeClusterResponse::default()
-        .with_cluster_id(StrBytes::from_string(broker.cluster_id().to_string()))
-        .with_controller_id(BrokerId(config.node_id))
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id()))
+        .with_controller_id(BrokerId(super::metadata::controller_id(&view)))
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
     if request.endpoint_type != ENDPOINT_TYPE_BROKERS {
@@ -30,8 +32,5 @@ pub fn handle(broker: &Broker, request: &DescribeClusterRequest) -> DescribeClus
                 "Only the broker endpoint type is supported",
             )));
     }
-    response.with_brokers(vec![DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(config.node_id))
-        .with_host(StrBytes::from_string(config.advertised_host.clone()))
-        .with_port(config.advertised_port)])
+    response.with_brokers(view.describe_cluster_brokers(request.include_fenced_brokers))
 }

@@ -7,7 +7,10 @@
 //! - `isolation_level`: read_committed reads stop at the last stable offset (the first offset
 //!   of a transaction still open), and each partition's answer lists the aborted transactions
 //!   overlapping the returned data, so the consumer can drop their records (Kafka's
-//!   `FetchResponse.abortedTransactions`); control batches are returned like any batch.
+//!   `FetchResponse.abortedTransactions`); control batches are returned like any batch,
+//! - leadership: a partition this broker does not lead (or host) answers
+//!   NOT_LEADER_OR_FOLLOWER with KIP-951's `CurrentLeader` (v12+) and `NodeEndpoints` (v16+)
+//!   from the metadata image.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use std::time::Duration;
 
 use fjord_protocol::kafka_protocol::messages::fetch_request::FetchPartition;
 use fjord_protocol::kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use fjord_protocol::kafka_protocol::messages::{
     BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName,
@@ -29,6 +32,7 @@ use uuid::Uuid;
 use crate::fetch_session::{
     CachedPartition, FetchKey, SessionError, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID,
 };
+use crate::metadata_view::{ImageView, LeaderHint, CLIENT_LISTENER_NAME};
 use crate::metrics::GaugeGuard;
 use crate::partition::{Isolation, Partition, PartitionError, PartitionOffsets};
 use crate::Broker;
@@ -112,12 +116,65 @@ pub async fn handle(
     };
     count_fetched(&reads, &partitions, &results);
     let (session_id, include) = finish_session(broker, &mode, &reads, &results);
+    let hints = leader_hints(broker, &reads, &results);
     let (responses, file_records) =
-        build_topics(api_version, read_committed, reads, results, &include);
-    let response = FetchResponse::default()
+        build_topics(api_version, read_committed, reads, results, &include, &hints);
+    let mut response = FetchResponse::default()
         .with_session_id(session_id)
         .with_responses(responses);
+    if api_version >= NODE_ENDPOINTS_VERSION {
+        let mut endpoints = std::collections::BTreeMap::new();
+        for hint in hints.iter().flatten() {
+            if let Some((host, port, rack)) = &hint.endpoint {
+                endpoints.insert(
+                    hint.leader_id,
+                    NodeEndpoint::default()
+                        .with_node_id(BrokerId(hint.leader_id))
+                        .with_host(StrBytes::from_string(host.clone()))
+                        .with_port(i32::from(*port))
+                        .with_rack(rack.clone().map(StrBytes::from_string)),
+                );
+            }
+        }
+        response = response.with_node_endpoints(endpoints.into_values().collect());
+    }
     (response, file_records)
+}
+
+/// First Fetch version with KIP-951's `CurrentLeader` per partition.
+const CURRENT_LEADER_VERSION: i16 = 12;
+/// First Fetch version with KIP-951's `NodeEndpoints`.
+const NODE_ENDPOINTS_VERSION: i16 = 16;
+
+/// Per read: who leads it now, for NOT_LEADER_OR_FOLLOWER and FENCED_LEADER_EPOCH answers
+/// (Kafka `ReplicaManager.getCurrentLeader`, from one image).
+fn leader_hints(
+    broker: &Broker,
+    reads: &[PlannedRead],
+    results: &[ReadResult],
+) -> Vec<Option<LeaderHint>> {
+    let wants_hint = |result: &ReadResult| {
+        matches!(
+            result.error,
+            Some(ResponseError::NotLeaderOrFollower | ResponseError::FencedLeaderEpoch)
+        )
+    };
+    if !results.iter().any(wants_hint) {
+        return vec![None; reads.len()];
+    }
+    let image = broker.image();
+    let view = ImageView::new(&image, CLIENT_LISTENER_NAME);
+    reads
+        .iter()
+        .zip(results)
+        .map(|(read, result)| {
+            if !wants_hint(result) {
+                return None;
+            }
+            let topic = image.topic_by_name(&read.key.topic)?;
+            view.leader_hint(topic, read.key.partition)
+        })
+        .collect()
 }
 
 /// Fetch traffic for the metrics: the bytes sent, and the offsets delivered (from the fetch
@@ -327,6 +384,10 @@ fn read_one(
     if let Err(error) = partition.check_leader_epoch(read.current_leader_epoch) {
         return ReadResult::failed(error, None);
     }
+    if !partition.is_leader() {
+        // A consumer reads from the leader only (no KIP-392 preferred replicas yet).
+        return ReadResult::failed(ResponseError::NotLeaderOrFollower, None);
+    }
     let limit = usize::try_from(read.partition_max_bytes.max(0))
         .unwrap_or(0)
         .min(remaining_bytes);
@@ -428,11 +489,13 @@ fn build_topics(
     reads: Vec<PlannedRead>,
     results: Vec<ReadResult>,
     include: &[bool],
+    hints: &[Option<LeaderHint>],
 ) -> (Vec<FetchableTopicResponse>, Vec<FileRecords>) {
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut file_records = Vec::new();
     let mut topic_index: HashMap<(String, Uuid), usize> = HashMap::new();
-    for ((read, result), included) in reads.into_iter().zip(results).zip(include) {
+    for (((read, result), included), hint) in reads.into_iter().zip(results).zip(include).zip(hints)
+    {
         if !included {
             continue;
         }
@@ -453,7 +516,7 @@ fn build_topics(
                 })
                 .collect()
         });
-        let partition = PartitionData::default()
+        let mut partition = PartitionData::default()
             .with_partition_index(read.key.partition)
             .with_error_code(result.error.map_or(0, |e| e.code()))
             .with_high_watermark(offsets.high_watermark)
@@ -467,6 +530,13 @@ fn build_topics(
                 file_records.push(result.records);
                 placeholder(file_records.len() - 1)
             }));
+        if let (Some(hint), true) = (hint, api_version >= CURRENT_LEADER_VERSION) {
+            partition = partition.with_current_leader(
+                LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(hint.leader_id))
+                    .with_leader_epoch(hint.leader_epoch),
+            );
+        }
         let slot = *topic_index
             .entry((read.key.topic.clone(), read.key.topic_id))
             .or_insert_with(|| {

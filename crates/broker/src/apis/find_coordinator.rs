@@ -1,11 +1,11 @@
 //! FindCoordinator (key 10), v0-v6, including batched lookups (`coordinator_keys`, v4+).
 //!
-//! Every group's coordinator is this broker. The lookup still goes through
-//! `partition_for(group_id)` on `__consumer_offsets` (created here on first use, as Kafka
-//! does), so that a replicated Fjord can answer with the partition's leader instead.
-//!
-//! Transaction coordinators (key type 1): this broker too, through `partition_for` on
-//! `__transaction_state` (created here on first use).
+//! A group's coordinator is the leader of its `__consumer_offsets` partition
+//! (`partition_for(group_id)`), a transactional id's the leader of its `__transaction_state`
+//! partition, both read from the metadata image. The internal topic is created through the
+//! controller on first use (Kafka's `AutoTopicCreationManager`); until it is in this broker's
+//! image, or while the partition has no leader, the answer is COORDINATOR_NOT_AVAILABLE and
+//! clients retry.
 //! Share coordinators (key type 2) and unknown key types: INVALID_REQUEST, as Kafka without a
 //! share coordinator.
 
@@ -16,6 +16,8 @@ use fjord_protocol::kafka_protocol::messages::{
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ResponseError, VersionRange};
 
+use crate::metadata_view::CLIENT_LISTENER_NAME;
+use crate::replica_manager::{GROUP_METADATA_TOPIC_NAME, TRANSACTION_STATE_TOPIC_NAME};
 use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 6 };
@@ -32,61 +34,61 @@ struct Found {
     port: i32,
 }
 
-fn lookup(broker: &Broker, key_type: i8, key: &str) -> Result<Found, (ResponseError, String)> {
-    match key_type {
-        KEY_TYPE_GROUP => {
-            if let Err(err) = broker.replica_manager().offsets_topic_or_create() {
-                tracing::warn!(error = %err, "cannot create __consumer_offsets");
-                return Err((
-                    ResponseError::CoordinatorNotAvailable,
-                    format!("__consumer_offsets is not available: {err}"),
-                ));
-            }
-            let partition = broker.group_coordinator().partition_for(key);
-            tracing::trace!(group = key, partition, "coordinator lookup");
-            let config = broker.config();
-            Ok(Found {
-                node_id: config.node_id,
-                host: config.advertised_host.clone(),
-                port: config.advertised_port,
-            })
+async fn lookup(broker: &Broker, key_type: i8, key: &str) -> Result<Found, (ResponseError, String)> {
+    let (topic_name, partition) = match key_type {
+        KEY_TYPE_GROUP => (
+            GROUP_METADATA_TOPIC_NAME,
+            broker.group_coordinator().partition_for(key),
+        ),
+        KEY_TYPE_TRANSACTION => (
+            TRANSACTION_STATE_TOPIC_NAME,
+            broker.transaction_coordinator().partition_for(key),
+        ),
+        other => {
+            return Err((
+                ResponseError::InvalidRequest,
+                format!("Coordinator key type {other} is not supported."),
+            ))
         }
-        KEY_TYPE_TRANSACTION => {
-            if let Err(err) = broker.replica_manager().transaction_state_topic_or_create() {
-                tracing::warn!(error = %err, "cannot create __transaction_state");
-                return Err((
-                    ResponseError::CoordinatorNotAvailable,
-                    format!("__transaction_state is not available: {err}"),
-                ));
-            }
-            let partition = broker.transaction_coordinator().partition_for(key);
-            tracing::trace!(transactional_id = key, partition, "coordinator lookup");
-            let config = broker.config();
-            Ok(Found {
-                node_id: config.node_id,
-                host: config.advertised_host.clone(),
-                port: config.advertised_port,
-            })
-        }
-        other => Err((
-            ResponseError::InvalidRequest,
-            format!("Coordinator key type {other} is not supported."),
-        )),
+    };
+    tracing::trace!(key, key_type, partition, "coordinator lookup");
+    let not_available = |why: &str| {
+        (
+            ResponseError::CoordinatorNotAvailable,
+            format!("{topic_name} is not available: {why}"),
+        )
+    };
+    // Created through the controller on first use; until it is in the image clients retry.
+    if broker.internal_topic_or_create(topic_name).await.is_none() {
+        return Err(not_available("it is being created"));
     }
+    // The coordinator is the leader of the key's partition.
+    let image = broker.image();
+    let leader = image
+        .topic_by_name(topic_name)
+        .and_then(|topic| topic.partitions.get(&partition))
+        .map(|registration| registration.leader)
+        .ok_or_else(|| not_available("no such partition"))?;
+    let endpoint = image
+        .broker_endpoint(leader, CLIENT_LISTENER_NAME)
+        .ok_or_else(|| not_available("its partition has no leader"))?;
+    Ok(Found {
+        node_id: leader,
+        host: endpoint.host.clone(),
+        port: i32::from(endpoint.port),
+    })
 }
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     api_version: i16,
     request: &FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     if api_version >= BATCHED_VERSION {
-        let coordinators = request
-            .coordinator_keys
-            .iter()
-            .map(|key| {
-                let coordinator = Coordinator::default().with_key(key.clone());
-                match lookup(broker, request.key_type, key) {
+        let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
+        for key in &request.coordinator_keys {
+            let coordinator = Coordinator::default().with_key(key.clone());
+            coordinators.push(match lookup(broker, request.key_type, key).await {
                     Ok(found) => coordinator
                         .with_node_id(BrokerId(found.node_id))
                         .with_host(StrBytes::from_string(found.host))
@@ -97,13 +99,12 @@ pub fn handle(
                         .with_port(-1)
                         .with_error_code(error.code())
                         .with_error_message(Some(StrBytes::from_string(message))),
-                }
-            })
-            .collect();
+                });
+        }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     let response = FindCoordinatorResponse::default();
-    match lookup(broker, request.key_type, &request.key) {
+    match lookup(broker, request.key_type, &request.key).await {
         Ok(found) => response
             .with_node_id(BrokerId(found.node_id))
             .with_host(StrBytes::from_string(found.host))

@@ -1,8 +1,9 @@
 //! IncrementalAlterConfigs (key 44), v0-v1: SET, DELETE, APPEND and SUBTRACT (list configs
 //! only) on topic configs and on dynamic broker configs (resource "" = cluster-wide default,
 //! this broker's id = its own; see [`crate::dynamic_config`]), validated as a whole
-//! (INVALID_CONFIG with the reason) and then persisted and applied live; `validate_only` stops
-//! after validation. DELETE of a broker config falls back to the level below it.
+//! (INVALID_CONFIG with the reason), then stored by the controller and applied by every broker
+//! from its image (answered once this broker's image has it); `validate_only` stops after
+//! validation. DELETE of a broker config falls back to the level below it.
 
 use std::collections::BTreeMap;
 
@@ -28,53 +29,52 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     request: &IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = request
-        .resources
-        .iter()
-        .map(|resource| {
-            let outcome = match resource.resource_type {
-                RESOURCE_TOPIC => {
-                    let name = resource.resource_name.as_str();
-                    match broker.replica_manager().topic(name) {
-                        None => Err(AlterError::unknown_topic(name)),
-                        Some(topic) => {
-                            updated(&topic.configs, &resource.configs).and_then(|configs| {
-                                apply_topic_configs(broker, name, configs, request.validate_only)
-                            })
-                        }
-                    }
-                }
-                RESOURCE_BROKER => check_no_duplicates(
-                    resource.configs.iter().map(|c| c.name.as_str()),
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in &request.resources {
+        let outcome = match resource.resource_type {
+            RESOURCE_TOPIC => {
+                let name = resource.resource_name.as_str();
+                apply_topic_configs(
+                    broker,
+                    name,
+                    |current| updated(current, &resource.configs),
+                    request.validate_only,
                 )
-                .and_then(|()| {
-                    apply_broker_configs(
-                        broker,
-                        resource.resource_name.as_str(),
-                        request.validate_only,
-                        |current| updated_broker(current, &resource.configs),
-                    )
-                }),
-                other => Err(AlterError(
-                    ResponseError::InvalidRequest,
-                    format!("Resource type {other} is not supported by this broker"),
-                )),
-            };
-            let response = AlterConfigsResourceResponse::default()
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name.clone());
-            match outcome {
-                Ok(()) => response,
-                Err(AlterError(error, message)) => response
-                    .with_error_code(error.code())
-                    .with_error_message(Some(StrBytes::from_string(message))),
+                .await
             }
-        })
-        .collect();
+            RESOURCE_BROKER => {
+                match check_no_duplicates(resource.configs.iter().map(|c| c.name.as_str())) {
+                    Ok(()) => {
+                        apply_broker_configs(
+                            broker,
+                            resource.resource_name.as_str(),
+                            request.validate_only,
+                            |current| updated_broker(current, &resource.configs),
+                        )
+                        .await
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+            other => Err(AlterError(
+                ResponseError::InvalidRequest,
+                format!("Resource type {other} is not supported by this broker"),
+            )),
+        };
+        let response = AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
+        responses.push(match outcome {
+            Ok(()) => response,
+            Err(AlterError(error, message)) => response
+                .with_error_code(error.code())
+                .with_error_message(Some(StrBytes::from_string(message))),
+        });
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 

@@ -19,11 +19,16 @@ pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 5 };
 /// First version where PRODUCER_FENCED may be returned.
 const PRODUCER_FENCED_VERSION: i16 = 4;
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     api_version: i16,
     request: &InitProducerIdRequest,
 ) -> InitProducerIdResponse {
+    // A producer id block from the controller first, so the id below is at hand (errors
+    // surface from `init_producer_id` as COORDINATOR_LOAD_IN_PROGRESS, which clients retry).
+    if let Err(error) = broker.transaction_coordinator().ensure_producer_id_block().await {
+        tracing::debug!(?error, "no producer id block yet");
+    }
     let expected = match (request.producer_id.0, request.producer_epoch) {
         (NO_PRODUCER_ID, NO_PRODUCER_EPOCH) => Ok(None),
         (NO_PRODUCER_ID, _) | (_, NO_PRODUCER_EPOCH) => Err(ResponseError::InvalidRequest),

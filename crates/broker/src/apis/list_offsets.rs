@@ -1,6 +1,7 @@
 //! ListOffsets (key 2), v1 and up: earliest (-2), latest (-1), max timestamp (-3), earliest
 //! local (-4), earliest pending upload (-5), and by timestamp (the first record whose
-//! timestamp is at or after the target).
+//! timestamp is at or after the target). Answered by the partition's leader only
+//! (NOT_LEADER_OR_FOLLOWER elsewhere, as Kafka).
 
 use fjord_protocol::kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -23,6 +24,8 @@ const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 const EARLIEST_PENDING_UPLOAD_TIMESTAMP: i64 = -5;
 /// First version whose response carries the leader epoch.
 const LEADER_EPOCH_VERSION: i16 = 4;
+/// Kafka's `ListOffsetsRequest.DEBUGGING_REPLICA_ID`: may read from a follower.
+const DEBUGGING_REPLICA_ID: i32 = -2;
 /// Kafka's "no such offset" answer.
 const UNKNOWN: i64 = -1;
 
@@ -50,6 +53,10 @@ pub fn handle(
                     };
                     if let Err(error) = partition.check_leader_epoch(p.current_leader_epoch) {
                         return failure(response, error);
+                    }
+                    // As Kafka: only the leader answers, except to debugging tools.
+                    if !partition.is_leader() && request.replica_id.0 != DEBUGGING_REPLICA_ID {
+                        return failure(response, ResponseError::NotLeaderOrFollower);
                     }
                     match lookup(partition, p.timestamp, request.isolation_level == READ_COMMITTED) {
                         Ok(found) => {
@@ -111,7 +118,7 @@ fn lookup(
             offset,
             leader_epoch: partition
                 .epoch_for_offset(offset)?
-                .or(Some(partition.leader_epoch)),
+                .or(Some(partition.leader_epoch())),
         }))
     };
     match timestamp {

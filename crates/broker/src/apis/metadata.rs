@@ -1,20 +1,20 @@
 //! Metadata (key 3): brokers, cluster id, controller, and per topic its id and partitions with
-//! leader, leader epoch, replicas and ISR. Auto-creates requested topics when allowed.
+//! leader, leader epoch, replicas, ISR and offline replicas, all from this broker's metadata
+//! image (Kafka `KRaftMetadataCache`, see [`crate::metadata_view`]). Auto-creates requested
+//! topics through the controller when allowed; a topic not in the image yet answers
+//! LEADER_NOT_AVAILABLE, as Kafka does.
 
-use std::sync::Arc;
-
-use fjord_protocol::kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
+use fjord_protocol::kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use fjord_protocol::kafka_protocol::messages::{
     BrokerId, MetadataRequest, MetadataResponse, TopicName,
 };
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ResponseError, VersionRange};
-use uuid::Uuid;
 
 use super::AUTHORIZED_OPERATIONS_OMITTED;
-use crate::replica_manager::{is_internal_topic, validate_topic_name, CreateTopicError, Topic};
+use crate::forwarding::AutoCreated;
+use crate::metadata_view::{ImageView, CLIENT_LISTENER_NAME};
+use crate::replica_manager::validate_topic_name;
 use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 13 };
@@ -28,8 +28,11 @@ const TOPIC_OPERATIONS_ALL: i32 =
 const CLUSTER_OPERATIONS_ALL: i32 =
     (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
-pub fn handle(broker: &Broker, api_version: i16, request: &MetadataRequest) -> MetadataResponse {
-    let config = broker.config();
+pub async fn handle(
+    broker: &Broker,
+    api_version: i16,
+    request: &MetadataRequest,
+) -> MetadataResponse {
     // v0 had no null: an empty list meant "all topics".
     let all_topics = match &request.topics {
         None => true,
@@ -42,21 +45,46 @@ pub fn handle(broker: &Broker, api_version: i16, request: &MetadataRequest) -> M
     } else {
         AUTHORIZED_OPERATIONS_OMITTED
     };
+    let mut topics = Vec::new();
+    if !all_topics {
+        // Auto-creation first (it may publish new images), then one image answers everything.
+        for requested in request.topics.iter().flatten() {
+            if let Some(name) = &requested.name {
+                topics.push(by_name(broker, name, allow_auto_create).await);
+            }
+        }
+    }
+    let image = broker.image();
+    let view = ImageView::new(&image, CLIENT_LISTENER_NAME);
     let topics = if all_topics {
-        broker
-            .replica_manager()
-            .topics()
-            .iter()
-            .map(|topic| describe_topic(broker, topic, topic_operations))
+        image
+            .topic_ids_by_name
+            .values()
+            .filter_map(|id| image.topic(id))
+            .map(|topic| view.topic_metadata(topic, topic_operations))
             .collect()
     } else {
+        let mut by_name_results = topics.into_iter();
         request
             .topics
             .iter()
             .flatten()
             .map(|requested| match &requested.name {
-                Some(name) => by_name(broker, name, allow_auto_create, topic_operations),
-                None => by_id(broker, requested.topic_id, topic_operations),
+                Some(name) => match by_name_results.next() {
+                    Some(Lookup::Found) => match image.topic_by_name(name) {
+                        Some(topic) => view.topic_metadata(topic, topic_operations),
+                        None => error_topic(name, ResponseError::LeaderNotAvailable, topic_operations),
+                    },
+                    Some(Lookup::Error(code)) => error_topic(name, code, topic_operations),
+                    None => error_topic(name, ResponseError::UnknownServerError, topic_operations),
+                },
+                None => match image.topic(&requested.topic_id) {
+                    Some(topic) => view.topic_metadata(topic, topic_operations),
+                    None => MetadataResponseTopic::default()
+                        .with_topic_id(requested.topic_id)
+                        .with_error_code(ResponseError::UnknownTopicId.code())
+                        .with_topic_authorized_operations(topic_operations),
+                },
             })
             .collect()
     };
@@ -66,75 +94,53 @@ pub fn handle(broker: &Broker, api_version: i16, request: &MetadataRequest) -> M
         AUTHORIZED_OPERATIONS_OMITTED
     };
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(config.node_id))
-            .with_host(StrBytes::from_string(config.advertised_host.clone()))
-            .with_port(config.advertised_port)])
-        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id().to_string())))
-        .with_controller_id(BrokerId(config.node_id))
+        .with_brokers(view.alive_brokers())
+        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id())))
+        .with_controller_id(BrokerId(controller_id(&view)))
         .with_cluster_authorized_operations(cluster_operations)
         .with_topics(topics)
 }
 
-fn by_name(
-    broker: &Broker,
-    name: &TopicName,
-    allow_auto_create: bool,
-    operations: i32,
-) -> MetadataResponseTopic {
-    let error = |code: ResponseError| {
-        MetadataResponseTopic::default()
-            .with_name(Some(name.clone()))
-            .with_error_code(code.code())
-            .with_topic_authorized_operations(operations)
-    };
+/// Kafka's KRaft brokers report a random alive broker as the controller (clients send
+/// controller-bound requests to any broker, which forwards them); -1 when none is alive.
+pub fn controller_id(view: &ImageView<'_>) -> i32 {
+    view.controller_id(|alive| (crate::time::now_ms().unsigned_abs() as usize) % alive.max(1))
+        .unwrap_or(crate::metadata_view::NO_LEADER_ID)
+}
+
+enum Lookup {
+    /// The topic exists (or is being created) in the image.
+    Found,
+    Error(ResponseError),
+}
+
+fn error_topic(name: &TopicName, code: ResponseError, operations: i32) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(Some(name.clone()))
+        .with_error_code(code.code())
+        .with_topic_authorized_operations(operations)
+}
+
+async fn by_name(broker: &Broker, name: &TopicName, allow_auto_create: bool) -> Lookup {
     if validate_topic_name(name).is_err() {
-        return error(ResponseError::InvalidTopicException);
+        return Lookup::Error(ResponseError::InvalidTopicException);
     }
-    match broker
-        .replica_manager()
-        .topic_or_auto_create(name, allow_auto_create)
-    {
-        Ok(Some(topic)) => describe_topic(broker, &topic, operations),
-        Ok(None) => error(ResponseError::UnknownTopicOrPartition),
-        Err(CreateTopicError::InvalidName(_)) => error(ResponseError::InvalidTopicException),
-        Err(err) => {
-            tracing::warn!(topic = %name.as_str(), error = %err, "auto topic creation failed");
-            error(ResponseError::UnknownServerError)
+    match broker.topic_or_auto_create(name, allow_auto_create).await {
+        AutoCreated::Exists(_) => Lookup::Found,
+        // The image is read after this: a topic that arrived meanwhile is answered in full,
+        // else LEADER_NOT_AVAILABLE, as Kafka answers a topic being created.
+        AutoCreated::Creating => Lookup::Found,
+        AutoCreated::Unknown => Lookup::Error(ResponseError::UnknownTopicOrPartition),
+        AutoCreated::Failed(error) => {
+            tracing::warn!(topic = %name.as_str(), code = ?error.code, message = ?error.message, "auto topic creation failed");
+            Lookup::Error(match error.code {
+                fjord_controller::ErrorCode::InvalidTopicException => {
+                    ResponseError::InvalidTopicException
+                }
+                fjord_controller::ErrorCode::InvalidReplicationFactor
+                | fjord_controller::ErrorCode::RequestTimedOut => ResponseError::LeaderNotAvailable,
+                _ => ResponseError::UnknownServerError,
+            })
         }
     }
-}
-
-fn by_id(broker: &Broker, topic_id: Uuid, operations: i32) -> MetadataResponseTopic {
-    match broker.replica_manager().topic_by_id(&topic_id) {
-        Some(topic) => describe_topic(broker, &topic, operations),
-        None => MetadataResponseTopic::default()
-            .with_topic_id(topic_id)
-            .with_error_code(ResponseError::UnknownTopicId.code())
-            .with_topic_authorized_operations(operations),
-    }
-}
-
-fn describe_topic(broker: &Broker, topic: &Arc<Topic>, operations: i32) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config().node_id);
-    let partitions = topic
-        .partitions
-        .iter()
-        .map(|partition| {
-            MetadataResponsePartition::default()
-                .with_partition_index(partition.index)
-                .with_leader_id(node)
-                .with_leader_epoch(partition.leader_epoch)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
-        })
-        .collect();
-    MetadataResponseTopic::default()
-        .with_name(Some(TopicName(StrBytes::from_string(
-            topic.name.to_string(),
-        ))))
-        .with_topic_id(topic.id)
-        .with_is_internal(is_internal_topic(&topic.name))
-        .with_partitions(partitions)
-        .with_topic_authorized_operations(operations)
 }

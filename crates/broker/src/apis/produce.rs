@@ -3,21 +3,29 @@
 //! batch is never decompressed here.
 //!
 //! acks=0 gets no response at all; acks=1 and acks=-1 are the same on a single node (the
-//! in-sync replica set is this broker), answered once the batch is in the log.
+//! in-sync replica set is this broker), answered once the batch is in the log. A partition
+//! this broker does not lead answers NOT_LEADER_OR_FOLLOWER with KIP-951's `CurrentLeader`
+//! and `NodeEndpoints` (v10+), so the producer goes to the new leader without a Metadata
+//! round trip.
 
 use bytes::{Bytes, BytesMut};
 use fjord_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
 use fjord_protocol::kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
-use fjord_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use fjord_protocol::kafka_protocol::messages::{
+    BrokerId, ProduceRequest, ProduceResponse, TopicName,
+};
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::records::{self, RecordError};
 use fjord_protocol::{ResponseError, VersionRange};
 use fjord_storage::{ProducerStateError, StorageError};
 
+use crate::forwarding::AutoCreated;
+use crate::metadata_view::{ImageView, CLIENT_LISTENER_NAME};
 use crate::partition::PartitionError;
 use crate::replica_manager::{is_internal_topic, validate_topic_name, Topic};
 use crate::time::now_ms;
@@ -41,7 +49,7 @@ struct TxnContext {
 
 /// Handles a produce request. The response is built for every acks value; for acks=0 the
 /// caller sends nothing, or closes the connection if a partition failed (see [`any_error`]).
-pub fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) -> ProduceResponse {
+pub async fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) -> ProduceResponse {
     let acks = request.acks;
     let acks_valid = matches!(acks, -1..=1);
     let mut responses = Vec::with_capacity(request.topic_data.len());
@@ -65,8 +73,13 @@ pub fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) -> Pro
             ResponseError::TransactionalIdAuthorizationFailed,
         );
     }
-    for topic_data in request.topic_data {
-        let topic = resolve_topic(broker, api_version, &topic_data);
+    // Topics first (auto-creation goes through the controller), then the appends.
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for topic_data in &request.topic_data {
+        topics.push(resolve_topic(broker, api_version, topic_data).await);
+    }
+    let mut hints = LeaderHints::default();
+    for (topic_data, topic) in request.topic_data.into_iter().zip(topics) {
         let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
         for partition_data in topic_data.partition_data {
             let response = if !acks_valid {
@@ -84,6 +97,7 @@ pub fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) -> Pro
                         topic,
                         partition_data,
                         &mut appended_any,
+                        &mut hints,
                     ),
                     Err(code) => error_response(partition_data.index, *code, None),
                 }
@@ -102,7 +116,66 @@ pub fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) -> Pro
     if appended_any {
         broker.replica_manager().data_arrived.notify_waiters();
     }
-    ProduceResponse::default().with_responses(responses)
+    let mut response = ProduceResponse::default().with_responses(responses);
+    if api_version >= LEADER_HINT_VERSION {
+        response = response.with_node_endpoints(
+            hints
+                .endpoints
+                .into_values()
+                .map(|(id, host, port, rack)| {
+                    NodeEndpoint::default()
+                        .with_node_id(BrokerId(id))
+                        .with_host(StrBytes::from_string(host))
+                        .with_port(i32::from(port))
+                        .with_rack(rack.map(StrBytes::from_string))
+                })
+                .collect(),
+        );
+    }
+    response
+}
+
+/// First Produce version with KIP-951's `CurrentLeader` and `NodeEndpoints`.
+const LEADER_HINT_VERSION: i16 = 10;
+
+/// The leaders named in NOT_LEADER_OR_FOLLOWER answers, for the response's `NodeEndpoints`.
+#[derive(Default)]
+struct LeaderHints {
+    endpoints: std::collections::BTreeMap<i32, (i32, String, u16, Option<String>)>,
+}
+
+/// NOT_LEADER_OR_FOLLOWER for a partition of a known topic this broker does not lead (or
+/// host), with KIP-951's `CurrentLeader` from the image (Kafka `ReplicaManager.getCurrentLeader`).
+fn not_leader(
+    broker: &Broker,
+    api_version: i16,
+    topic: &Topic,
+    index: i32,
+    hints: &mut LeaderHints,
+) -> PartitionProduceResponse {
+    let mut response = error_response(index, ResponseError::NotLeaderOrFollower, None);
+    if api_version < LEADER_HINT_VERSION {
+        return response;
+    }
+    let image = broker.image();
+    let view = ImageView::new(&image, CLIENT_LISTENER_NAME);
+    let Some(hint) = image
+        .topic(&topic.id)
+        .and_then(|topic_image| view.leader_hint(topic_image, index))
+    else {
+        return response;
+    };
+    response = response.with_current_leader(
+        LeaderIdAndEpoch::default()
+            .with_leader_id(BrokerId(hint.leader_id))
+            .with_leader_epoch(hint.leader_epoch),
+    );
+    if let Some((host, port, rack)) = hint.endpoint {
+        hints
+            .endpoints
+            .insert(hint.leader_id, (hint.leader_id, host, port, rack));
+    }
+    response
 }
 
 /// Whether any partition in the response failed. With acks=0 Kafka closes the connection in
@@ -115,7 +188,7 @@ pub fn any_error(response: &ProduceResponse) -> bool {
         .any(|p| p.error_code != 0)
 }
 
-fn resolve_topic(
+async fn resolve_topic(
     broker: &Broker,
     api_version: i16,
     topic_data: &TopicProduceData,
@@ -135,11 +208,13 @@ fn resolve_topic(
     if validate_topic_name(name).is_err() || is_internal_topic(name) {
         return Err(ResponseError::InvalidTopicException);
     }
-    match manager.topic_or_auto_create(name, true) {
-        Ok(Some(topic)) => Ok(topic),
-        Ok(None) => Err(ResponseError::UnknownTopicOrPartition),
-        Err(err) => {
-            tracing::warn!(topic = %name.as_str(), error = %err, "auto topic creation on produce failed");
+    match broker.topic_or_auto_create(name, true).await {
+        AutoCreated::Exists(topic) => Ok(topic),
+        AutoCreated::Unknown => Err(ResponseError::UnknownTopicOrPartition),
+        // Retriable: the producer asks for metadata and tries again.
+        AutoCreated::Creating => Err(ResponseError::LeaderNotAvailable),
+        AutoCreated::Failed(error) => {
+            tracing::warn!(topic = %name.as_str(), code = ?error.code, message = ?error.message, "auto topic creation on produce failed");
             Err(ResponseError::UnknownTopicOrPartition)
         }
     }
@@ -178,6 +253,7 @@ fn produce_to_partition(
     topic: &Topic,
     data: PartitionProduceData,
     appended_any: &mut bool,
+    hints: &mut LeaderHints,
 ) -> PartitionProduceResponse {
     let index = data.index;
     let Some(partition) = usize::try_from(index)
@@ -186,6 +262,9 @@ fn produce_to_partition(
     else {
         return error_response(index, ResponseError::UnknownTopicOrPartition, None);
     };
+    if !partition.is_leader() {
+        return not_leader(broker, txn.api_version, topic, index, hints);
+    }
     let records = data.records.unwrap_or_default();
     let max_message_bytes = crate::topic_config::max_message_bytes(&topic.configs, config);
     if let Err((error, message)) = validate_records(&records, max_message_bytes) {

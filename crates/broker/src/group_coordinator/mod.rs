@@ -286,10 +286,11 @@ impl CoordinatorLog for OffsetsTopicLog {
             producer.map(|p| (p.producer_id, p.producer_epoch)),
             now_ms,
         );
-        let topic = self
-            .replica_manager
-            .offsets_topic_or_create()
-            .map_err(|err| AppendError::Unavailable(err.to_string()))?;
+        // The topic is created through the controller before a coordinator writes (see
+        // `Broker::internal_topic_or_create`); until it is in the image nothing can be written.
+        let topic = self.replica_manager.offsets_topic().ok_or_else(|| {
+            AppendError::Unavailable(format!("{GROUP_METADATA_TOPIC_NAME} does not exist yet"))
+        })?;
         let info = self
             .replica_manager
             .append_coordinator_batch(&topic, partition, &mut batch, self.batch_bytes_max, now_ms)

@@ -53,7 +53,7 @@ use metadata::{
     is_epoch_exhausted, supports_epoch_bump, TransactionMetadata, TransactionState,
     TxnTransitMetadata, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, TV_2,
 };
-use producer_id_manager::{FileProducerIdBlockStore, ProducerIdManager};
+use producer_id_manager::{ProducerIdBlockStore, ProducerIdManager};
 use state_manager::{TransactionStateManager, TxnEntry, TxnShard};
 use transaction_log::TransactionLogRecord;
 
@@ -184,10 +184,11 @@ impl TransactionStateLog for TransactionStateTopicLog {
             return Ok(());
         }
         let mut batch = transaction_log::encode_batch(records, now_ms);
-        let topic = self
-            .replica_manager
-            .transaction_state_topic_or_create()
-            .map_err(|err| TxnAppendError::Unavailable(err.to_string()))?;
+        // The topic is created through the controller before a coordinator writes (see
+        // `Broker::internal_topic_or_create`); until it is in the image nothing can be written.
+        let topic = self.replica_manager.transaction_state_topic().ok_or_else(|| {
+            TxnAppendError::Unavailable(format!("{TRANSACTION_STATE_TOPIC_NAME} does not exist yet"))
+        })?;
         self.replica_manager
             .append_coordinator_batch(&topic, partition, &mut batch, self.batch_bytes_max, now_ms)
             .map_err(|err| match err {
@@ -243,6 +244,7 @@ impl TransactionCoordinator {
         config: &BrokerConfig,
         replica_manager: Arc<ReplicaManager>,
         marker_writer: Arc<dyn TxnMarkerWriter>,
+        producer_id_blocks: Arc<dyn ProducerIdBlockStore>,
         now_ms: i64,
     ) -> Result<Self, BrokerError> {
         let coordinator_config = TransactionCoordinatorConfig::from_broker(config);
@@ -254,9 +256,7 @@ impl TransactionCoordinator {
             replica_manager.clone(),
             coordinator_config.batch_bytes_max,
         ));
-        let producer_ids = ProducerIdManager::open(Arc::new(FileProducerIdBlockStore::new(
-            replica_manager.log_manager().data_dir(),
-        )))
+        let producer_ids = ProducerIdManager::open(producer_id_blocks)
         .map_err(|err| BrokerError::InvalidConfig {
             key: "data.dir".to_string(),
             value: config.data_dir.display().to_string(),
@@ -368,6 +368,15 @@ impl TransactionCoordinator {
         } else {
             Err(ResponseError::CoordinatorNotAvailable)
         }
+    }
+
+    /// Waits until a producer id block is at hand (InitProducerId calls it first, so ids never
+    /// run out under a coordinator lock while the controller is reachable).
+    pub async fn ensure_producer_id_block(&self) -> Result<(), ResponseError> {
+        self.producer_ids
+            .ensure_block()
+            .await
+            .map_err(|err| err.response_error())
     }
 
     fn generate_producer_id(&self) -> Result<i64, ResponseError> {
