@@ -19,13 +19,17 @@ pub mod dynamic_config;
 pub mod error;
 pub mod fetch_session;
 pub mod group_coordinator;
+pub mod lifecycle;
 pub mod log_cleaner;
 pub mod metadata_node;
+pub mod metadata_runtime;
 pub mod metadata_view;
 pub mod metrics;
 pub mod node_channel;
 pub mod partition;
 pub mod replica_manager;
+#[doc(hidden)]
+pub mod testing;
 pub mod time;
 pub mod topic_config;
 pub mod transaction_coordinator;

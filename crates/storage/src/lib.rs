@@ -71,7 +71,9 @@ pub use fjord_protocol::records::RecordError;
 pub use log::{
     FetchDataInfo, Isolation, Log, LogAppendInfo, LogConfig, SwapCommitted, TimestampAndOffset,
 };
-pub use manager::{LogManager, MetaProperties, TopicRecord};
+pub use manager::{
+    read_meta_properties, write_meta_properties, LogManager, MetaProperties, TopicRecord,
+};
 pub use metadata_log::{
     MetadataHardState, MetadataLog, MetadataLogEntry, MetadataSnapshot, RecoveredMetadataLog,
     METADATA_ENTRIES_FILE_NAME, METADATA_ENTRY_PAYLOAD_BYTES_MAX, METADATA_LOG_DIR_NAME,
