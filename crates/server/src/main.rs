@@ -15,6 +15,9 @@ mod group_cli;
 mod http;
 // The cluster wiring (issue 8) uses it; until then only its tests do.
 #[cfg_attr(not(test), allow(dead_code))]
+mod metadata_service;
+// The cluster wiring (issue 8) uses it; until then only its tests do.
+#[cfg_attr(not(test), allow(dead_code))]
 mod node_client;
 mod output;
 mod produce_cli;
