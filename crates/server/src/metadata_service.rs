@@ -349,6 +349,17 @@ mod tests {
             );
         }
         assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+        for (i, service) in services.iter().flatten().enumerate() {
+            assert_eq!(
+                service.controller_address.as_deref(),
+                Some(format!("127.0.0.1:{}", ports[i]).as_str())
+            );
+        }
+        // The tick task stamps frames with the formed id within a tick or two.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for service in services.iter().flatten() {
+            assert_eq!(*service.cluster_id.read(), ids[0]);
+        }
 
         // No broker is registered: the controller answers INVALID_REPLICATION_FACTOR, an
         // answer without records, which still shows the request reached it.
