@@ -47,9 +47,7 @@ impl MetadataHarness {
         let request = registration_request(config, "", incarnation, None);
         let mut controller = controller_config(config, incarnation.as_u64_pair().0);
         controller.cluster_id = existing_cluster_id;
-        // A restarted test broker waits for its previous incarnation's session to expire
-        // before it may register again (Kafka's DUPLICATE_BROKER_REGISTRATION): keep it short.
-        controller.broker_session_timeout_ms = 1_500;
+        controller.local_broker_incarnation = Some(incarnation);
         controller.initial_records = initial_records(&request, legacy, config.node_id);
         let node_id = u64::try_from(config.node_id).map_err(|_| "node.id must be positive")?;
         let mut quorum = QuorumConfig::new(node_id, vec![node_id]);

@@ -103,6 +103,10 @@ pub struct ControllerConfig {
     /// `fjord_metadata::migration::migration_records`). A `RegisterBrokerRecord` among them
     /// gets its entry's offset as broker epoch.
     pub initial_records: Vec<MetadataRecord>,
+    /// The incarnation id of the broker running in this same process (combined node): its
+    /// registration replaces this node's previous one at once instead of waiting for the old
+    /// session to expire (DUPLICATE_BROKER_REGISTRATION), since that process is gone.
+    pub local_broker_incarnation: Option<uuid::Uuid>,
 }
 
 impl Default for ControllerConfig {
@@ -123,6 +127,7 @@ impl Default for ControllerConfig {
             max_elections_per_imbalance: 1_000,
             seed: 0,
             initial_records: Vec::new(),
+            local_broker_incarnation: None,
         }
     }
 }
