@@ -22,6 +22,12 @@ pub struct SettingSpec {
 /// Every setting the broker understands. `fjord serve --help` and the README list these.
 pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "node.id", default: "1", doc: "This broker's id (Kafka: node.id)." },
+    SettingSpec { key: "process.roles", default: "broker,controller", doc: "What this node runs: broker,controller (a combined node, the default), broker (clients and replicas only; needs controller.quorum.voters) or controller (the metadata quorum only)." },
+    SettingSpec { key: "controller.listen", default: "", doc: "HOST:PORT of the controller listener (Raft between controllers, broker registration and heartbeats). Required on a controller of a quorum with more than one voter; empty on a single node, whose controller is in-process (Kafka: the CONTROLLER entry of listeners)." },
+    SettingSpec { key: "controller.quorum.voters", default: "", doc: "The controllers, as ID@HOST:PORT,... (their controller.listen addresses). Empty: this node alone, in-process (Kafka: controller.quorum.voters)." },
+    SettingSpec { key: "broker.rack", default: "", doc: "This broker's rack (failure domain): replicas of a partition are spread across racks, and consumers with client.rack may fetch from a replica in their rack." },
+    SettingSpec { key: "broker.heartbeat.interval.ms", default: "2000", doc: "How often the broker heartbeats to the active controller." },
+    SettingSpec { key: "broker.session.timeout.ms", default: "9000", doc: "The controller fences a broker (takes away its leaderships and ISR memberships) after this long without a heartbeat; a restarted broker may register again once its previous session expired." },
     SettingSpec { key: "data.dir", default: "./fjord-data", doc: "Directory holding the logs and metadata (Kafka: log.dirs, one directory)." },
     SettingSpec { key: "listen", default: "127.0.0.1:9092", doc: "Address the Kafka listener binds (Kafka: listeners)." },
     SettingSpec { key: "metrics.listen", default: "127.0.0.1:9644", doc: "Address of the HTTP listener for Prometheus metrics (GET /metrics) and health checks (GET /health/live, /health/ready)." },
@@ -116,6 +122,15 @@ pub struct BrokerConfig {
     /// Dynamic settings of this broker (DYNAMIC_BROKER_CONFIG), over everything else.
     pub dynamic_broker_settings: BTreeMap<String, String>,
     pub node_id: i32,
+    pub process_roles: ProcessRoles,
+    /// HOST:PORT of the controller listener, if this node binds one.
+    pub controller_listen: Option<String>,
+    /// `(node id, controller HOST:PORT)` of every voter; a single entry without an address is
+    /// the in-process quorum of a single node.
+    pub controller_quorum_voters: Vec<(i32, Option<String>)>,
+    pub broker_rack: Option<String>,
+    pub broker_heartbeat_interval_ms: u64,
+    pub broker_session_timeout_ms: u64,
     pub data_dir: PathBuf,
     pub listen: String,
     /// HOST:PORT of the metrics and health HTTP listener.
@@ -278,6 +293,105 @@ impl Settings<'_> {
     }
 }
 
+/// What a node runs (Kafka `process.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessRoles {
+    pub broker: bool,
+    pub controller: bool,
+}
+
+impl ProcessRoles {
+    fn parse(value: &str) -> Option<Self> {
+        let mut roles = ProcessRoles {
+            broker: false,
+            controller: false,
+        };
+        for role in value.split(',').map(str::trim) {
+            match role {
+                "broker" if !roles.broker => roles.broker = true,
+                "controller" if !roles.controller => roles.controller = true,
+                _ => return None,
+            }
+        }
+        (roles.broker || roles.controller).then_some(roles)
+    }
+}
+
+/// Parses `ID@HOST:PORT,...`; empty is no voters.
+fn parse_voters(value: &str) -> Result<Vec<(i32, String)>, String> {
+    let mut voters: Vec<(i32, String)> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, address) = entry
+            .split_once('@')
+            .ok_or_else(|| format!("'{entry}' is not ID@HOST:PORT"))?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{id}' in '{entry}' is not a node id"))?;
+        if id < 0 {
+            return Err(format!("node id {id} in '{entry}' is negative"));
+        }
+        split_host_port("controller.quorum.voters", address.trim())
+            .map_err(|_| format!("'{address}' in '{entry}' is not HOST:PORT"))?;
+        if voters.iter().any(|(other, _)| *other == id) {
+            return Err(format!("node id {id} is listed twice"));
+        }
+        voters.push((id, address.trim().to_string()));
+    }
+    Ok(voters)
+}
+
+/// Kafka's `KafkaConfig.validateValues` rules for the quorum settings: a controller is a voter
+/// whose address's port is its `controller.listen` port; a broker-only node is not a voter and
+/// needs the voters; more than one voter needs controller listeners.
+type QuorumVoters = Vec<(i32, Option<String>)>;
+
+fn check_quorum(
+    node_id: i32,
+    roles: ProcessRoles,
+    controller_listen: Option<&str>,
+    voters: Vec<(i32, String)>,
+) -> Result<QuorumVoters, (&'static str, String)> {
+    if voters.is_empty() {
+        if !roles.controller {
+            return Err((
+                "controller.quorum.voters",
+                "a node without the controller role needs the controllers' addresses".into(),
+            ));
+        }
+        // A single node: its own in-process voter, or its controller listener if bound.
+        return Ok(vec![(node_id, controller_listen.map(str::to_string))]);
+    }
+    let own = voters.iter().find(|(id, _)| *id == node_id);
+    match (roles.controller, own) {
+        (true, None) => Err((
+            "controller.quorum.voters",
+            format!("node {node_id} has the controller role but is not one of the voters"),
+        )),
+        (false, Some(_)) => Err((
+            "process.roles",
+            format!("node {node_id} is a voter in controller.quorum.voters, so it needs the controller role"),
+        )),
+        (true, Some((_, address))) => {
+            let Some(listen) = controller_listen else {
+                return Err((
+                    "controller.listen",
+                    "a controller of controller.quorum.voters needs its controller.listen address".into(),
+                ));
+            };
+            let port = |a: &str| a.rsplit(':').next().map(str::to_string);
+            if port(listen) != port(address) {
+                return Err((
+                    "controller.listen",
+                    format!("{listen} does not match this node's voter address {address}"),
+                ));
+            }
+            Ok(voters.into_iter().map(|(id, a)| (id, Some(a))).collect())
+        }
+        (false, None) => Ok(voters.into_iter().map(|(id, a)| (id, Some(a))).collect()),
+    }
+}
+
 /// Kafka spellings accepted for Fjord's own keys.
 const ALIASES: &[(&str, &str)] = &[
     ("log.dirs", "data.dir"),
@@ -348,6 +462,41 @@ impl BrokerConfig {
                 reason: "must be >= 0".into(),
             });
         }
+        let process_roles = ProcessRoles::parse(s.raw("process.roles")).ok_or_else(|| {
+            s.invalid(
+                "process.roles",
+                "must be broker,controller, broker or controller",
+            )
+        })?;
+        let controller_listen = match s.raw("controller.listen").trim() {
+            "" => None,
+            address => {
+                let address = address.rsplit("://").next().unwrap_or(address).to_string();
+                split_host_port("controller.listen", &address)?;
+                Some(address)
+            }
+        };
+        let controller_quorum_voters = parse_voters(s.raw("controller.quorum.voters"))
+            .map_err(|reason| s.invalid("controller.quorum.voters", &reason))?;
+        let controller_quorum_voters = check_quorum(
+            node_id,
+            process_roles,
+            controller_listen.as_deref(),
+            controller_quorum_voters,
+        )
+        .map_err(|(key, reason)| s.invalid(key, &reason))?;
+        let broker_heartbeat_interval_ms: u64 = s.positive("broker.heartbeat.interval.ms")?;
+        let broker_session_timeout_ms: u64 = s.positive("broker.session.timeout.ms")?;
+        if broker_session_timeout_ms <= broker_heartbeat_interval_ms {
+            return Err(s.invalid(
+                "broker.session.timeout.ms",
+                "must be greater than broker.heartbeat.interval.ms",
+            ));
+        }
+        let broker_rack = match s.raw("broker.rack").trim() {
+            "" => None,
+            rack => Some(rack.to_string()),
+        };
         let group_min_session_timeout_ms: i32 = s.positive("group.min.session.timeout.ms")?;
         let group_max_session_timeout_ms: i32 = s.positive("group.max.session.timeout.ms")?;
         if group_max_session_timeout_ms < group_min_session_timeout_ms {
@@ -371,6 +520,12 @@ impl BrokerConfig {
             dynamic_default_settings: BTreeMap::new(),
             dynamic_broker_settings: BTreeMap::new(),
             node_id,
+            process_roles,
+            controller_listen,
+            controller_quorum_voters,
+            broker_rack,
+            broker_heartbeat_interval_ms,
+            broker_session_timeout_ms,
             data_dir: PathBuf::from(s.raw("data.dir")),
             listen,
             metrics_listen,
@@ -596,6 +751,121 @@ mod tests {
         assert_eq!(
             canonical_setting("log.dirs", "/d"),
             ("data.dir".to_string(), "/d".to_string())
+        );
+    }
+}
+
+#[cfg(test)]
+mod quorum_settings_tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<BrokerConfig, BrokerError> {
+        BrokerConfig::from_settings(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    fn rejected(pairs: &[(&str, &str)], key: &str) {
+        match config(pairs) {
+            Err(BrokerError::InvalidConfig { key: bad, .. }) => assert_eq!(bad, key, "{pairs:?}"),
+            other => panic!("{pairs:?} should be refused for {key}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_single_node_is_its_own_in_process_voter() {
+        let config = config(&[]).unwrap();
+        assert_eq!(
+            config.process_roles,
+            ProcessRoles {
+                broker: true,
+                controller: true
+            }
+        );
+        assert_eq!(config.controller_quorum_voters, vec![(1, None)]);
+        assert_eq!(config.controller_listen, None);
+        assert_eq!(config.broker_rack, None);
+    }
+
+    #[test]
+    fn a_three_voter_quorum_and_a_broker_only_node() {
+        let voters = "1@127.0.0.1:19191,2@127.0.0.1:19192,3@127.0.0.1:19193";
+        let second = config(&[
+            ("node.id", "2"),
+            ("controller.listen", "127.0.0.1:19192"),
+            ("controller.quorum.voters", voters),
+            ("broker.rack", "eu-1a"),
+        ])
+        .unwrap();
+        assert_eq!(second.controller_quorum_voters.len(), 3);
+        assert_eq!(
+            second.controller_quorum_voters[1],
+            (2, Some("127.0.0.1:19192".to_string()))
+        );
+        assert_eq!(second.broker_rack.as_deref(), Some("eu-1a"));
+        let broker_only = config(&[
+            ("node.id", "4"),
+            ("process.roles", "broker"),
+            ("controller.quorum.voters", voters),
+        ])
+        .unwrap();
+        assert!(!broker_only.process_roles.controller);
+    }
+
+    #[test]
+    fn quorum_mistakes_are_refused_as_kafka_refuses_them() {
+        let voters = "1@127.0.0.1:19191,2@127.0.0.1:19192";
+        // A controller that is not a voter.
+        rejected(
+            &[
+                ("node.id", "3"),
+                ("controller.listen", "127.0.0.1:19193"),
+                ("controller.quorum.voters", voters),
+            ],
+            "controller.quorum.voters",
+        );
+        // A voter without the controller role.
+        rejected(
+            &[
+                ("node.id", "1"),
+                ("process.roles", "broker"),
+                ("controller.quorum.voters", voters),
+            ],
+            "process.roles",
+        );
+        // A voter without its controller listener, or with another port.
+        rejected(
+            &[("node.id", "1"), ("controller.quorum.voters", voters)],
+            "controller.listen",
+        );
+        rejected(
+            &[
+                ("node.id", "1"),
+                ("controller.listen", "127.0.0.1:29191"),
+                ("controller.quorum.voters", voters),
+            ],
+            "controller.listen",
+        );
+        // A broker-only node needs the voters.
+        rejected(&[("process.roles", "broker")], "controller.quorum.voters");
+        rejected(&[("process.roles", "broker,broker")], "process.roles");
+        rejected(
+            &[("controller.quorum.voters", "1@nowhere")],
+            "controller.quorum.voters",
+        );
+        rejected(
+            &[
+                ("controller.quorum.voters", "1@a:1,1@b:2"),
+                ("controller.listen", "a:1"),
+            ],
+            "controller.quorum.voters",
+        );
+        rejected(
+            &[("broker.heartbeat.interval.ms", "9000")],
+            "broker.session.timeout.ms",
         );
     }
 }

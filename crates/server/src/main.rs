@@ -15,6 +15,9 @@ mod group_cli;
 mod http;
 // The cluster wiring (issue 8) uses it; until then only its tests do.
 #[cfg_attr(not(test), allow(dead_code))]
+mod metadata_service;
+// The cluster wiring (issue 8) uses it; until then only its tests do.
+#[cfg_attr(not(test), allow(dead_code))]
 mod node_client;
 mod output;
 mod produce_cli;
@@ -106,6 +109,22 @@ struct ServeArgs {
     /// This broker's id [default: 1] (setting: node.id, env FJORD_NODE_ID, Kafka: node.id)
     #[arg(long, value_name = "N")]
     node_id: Option<i32>,
+    /// What this node runs: broker,controller (default), broker or controller (setting:
+    /// process.roles, env FJORD_PROCESS_ROLES)
+    #[arg(long, value_name = "ROLES")]
+    process_roles: Option<String>,
+    /// Address of the controller listener; needed on a controller of a multi-node quorum
+    /// (setting: controller.listen, env FJORD_CONTROLLER_LISTEN)
+    #[arg(long, value_name = "HOST:PORT")]
+    controller_listen: Option<String>,
+    /// The controllers as ID@HOST:PORT,... [default: this node alone] (setting:
+    /// controller.quorum.voters, env FJORD_CONTROLLER_QUORUM_VOTERS)
+    #[arg(long, value_name = "VOTERS")]
+    controller_quorum_voters: Option<String>,
+    /// This broker's rack, for replica placement and fetch-from-follower (setting: broker.rack,
+    /// env FJORD_BROKER_RACK)
+    #[arg(long, value_name = "RACK")]
+    broker_rack: Option<String>,
     /// TOML file with settings under Kafka's names, e.g. `"num.partitions" = 3`
     #[arg(long, value_name = "FILE", env = "FJORD_CONFIG")]
     config: Option<PathBuf>,
@@ -182,6 +201,22 @@ fn merged_settings(args: &ServeArgs) -> anyhow::Result<MergedSettings> {
             args.advertised_listener.clone(),
         ),
         ("node.id", "--node-id", args.node_id.map(|n| n.to_string())),
+        (
+            "process.roles",
+            "--process-roles",
+            args.process_roles.clone(),
+        ),
+        (
+            "controller.listen",
+            "--controller-listen",
+            args.controller_listen.clone(),
+        ),
+        (
+            "controller.quorum.voters",
+            "--controller-quorum-voters",
+            args.controller_quorum_voters.clone(),
+        ),
+        ("broker.rack", "--broker-rack", args.broker_rack.clone()),
     ];
     for (key, flag, value) in flags {
         if let Some(value) = value {

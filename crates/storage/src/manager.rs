@@ -100,26 +100,11 @@ impl LogManager {
 
     /// Reads `meta.properties`, `None` if it does not exist yet.
     pub fn read_meta_properties(&self) -> Result<Option<MetaProperties>, StorageError> {
-        let path = self.data_dir.join(META_PROPERTIES_FILE_NAME);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(io_error("read", &path)(error)),
-        };
-        parse_meta_properties(&text)
-            .map(Some)
-            .map_err(|reason| StorageError::CorruptFile { path, reason })
+        read_meta_properties(&self.data_dir)
     }
 
     pub fn write_meta_properties(&self, meta: &MetaProperties) -> Result<(), StorageError> {
-        let text = format!(
-            "#\n#{}\nversion={}\nnode.id={}\ncluster.id={}\n",
-            "Written by fjord", meta.version, meta.node_id, meta.cluster_id
-        );
-        write_atomically(
-            &self.data_dir.join(META_PROPERTIES_FILE_NAME),
-            text.as_bytes(),
-        )
+        write_meta_properties(&self.data_dir, meta)
     }
 
     /// Topics from `topics.json`; empty if the file does not exist yet.
@@ -335,6 +320,30 @@ fn parse_meta_properties(text: &str) -> Result<MetaProperties, String> {
             .map_err(|e| format!("bad node.id: {e}"))?,
         cluster_id: get("cluster.id")?.to_owned(),
     })
+}
+
+/// Reads `{data_dir}/meta.properties`, `None` if it does not exist yet. A free function: the
+/// metadata log is opened (and its cluster id checked) before the `LogManager` takes the data
+/// dir's lock.
+pub fn read_meta_properties(data_dir: &Path) -> Result<Option<MetaProperties>, StorageError> {
+    let path = data_dir.join(META_PROPERTIES_FILE_NAME);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(io_error("read", &path)(error)),
+    };
+    parse_meta_properties(&text)
+        .map(Some)
+        .map_err(|reason| StorageError::CorruptFile { path, reason })
+}
+
+/// Replaces `{data_dir}/meta.properties` atomically.
+pub fn write_meta_properties(data_dir: &Path, meta: &MetaProperties) -> Result<(), StorageError> {
+    let text = format!(
+        "#\n#{}\nversion={}\nnode.id={}\ncluster.id={}\n",
+        "Written by fjord", meta.version, meta.node_id, meta.cluster_id
+    );
+    write_atomically(&data_dir.join(META_PROPERTIES_FILE_NAME), text.as_bytes())
 }
 
 #[cfg(test)]

@@ -431,11 +431,17 @@ impl Sim {
                         n.is_active(),
                         n.leader_hint(),
                         n.quorum().term(),
-                        image.brokers.values().map(|b| (b.id, b.epoch, b.fenced)).collect::<Vec<_>>()
+                        image
+                            .brokers
+                            .values()
+                            .map(|b| (b.id, b.epoch, b.fenced))
+                            .collect::<Vec<_>>()
                     )
                 })
                 .collect();
-            self.fail(format!("the healed cluster did not converge within 600 ticks: {state:#?}"));
+            self.fail(format!(
+                "the healed cluster did not converge within 600 ticks: {state:#?}"
+            ));
         }
         // Liveness: a new topic is acknowledged.
         let name = "after-heal".to_string();

@@ -72,7 +72,13 @@ impl QuorumController {
                     now_ms,
                     self.config.broker_session_timeout_ms,
                 );
-            if live && ex.incarnation_id != req.incarnation_id {
+            // The broker of this very process (a combined node) is the live incarnation by
+            // definition: the one registered before is a previous process of this node, dead
+            // since this controller started with its successor. Kafka would make it wait for
+            // the old session to expire.
+            let own_new_incarnation = id == self.config.node_id
+                && self.config.local_broker_incarnation == Some(req.incarnation_id);
+            if live && ex.incarnation_id != req.incarnation_id && !own_new_incarnation {
                 return refuse(
                     ErrorCode::DuplicateBrokerRegistration,
                     "Another broker is registered with that broker id.".into(),

@@ -98,6 +98,15 @@ pub struct ControllerConfig {
     pub max_elections_per_imbalance: usize,
     /// Seed of the placement / id RNG.
     pub seed: u64,
+    /// Records written right after the bootstrap entry of an empty log, in entries of at most
+    /// `max_records_per_entry` (a single-node data dir from before the metadata log:
+    /// `fjord_metadata::migration::migration_records`). A `RegisterBrokerRecord` among them
+    /// gets its entry's offset as broker epoch.
+    pub initial_records: Vec<MetadataRecord>,
+    /// The incarnation id of the broker running in this same process (combined node): its
+    /// registration replaces this node's previous one at once instead of waiting for the old
+    /// session to expire (DUPLICATE_BROKER_REGISTRATION), since that process is gone.
+    pub local_broker_incarnation: Option<uuid::Uuid>,
 }
 
 impl Default for ControllerConfig {
@@ -117,6 +126,8 @@ impl Default for ControllerConfig {
             max_records_per_entry: MAX_RECORDS_PER_USER_OP,
             max_elections_per_imbalance: 1_000,
             seed: 0,
+            initial_records: Vec::new(),
+            local_broker_incarnation: None,
         }
     }
 }
@@ -328,7 +339,24 @@ impl QuorumController {
                 return Vec::new();
             }
         }
-        vec![self.finish(txn, ControllerReply::Internal, now_ms)]
+        let mut results = vec![self.finish(txn, ControllerReply::Internal, now_ms)];
+        let initial = self.config.initial_records.clone();
+        for chunk in initial.chunks(self.config.max_records_per_entry) {
+            let offset = self.next_write_offset;
+            let mut txn = self.txn();
+            for record in chunk {
+                let mut record = record.clone();
+                if let MetadataRecord::RegisterBroker(r) = &mut record {
+                    r.broker_epoch = offset;
+                }
+                if let Err(e) = txn.push(record) {
+                    tracing::error!(error = %e, "initial metadata records do not replay");
+                    return results;
+                }
+            }
+            results.push(self.finish(txn, ControllerReply::Internal, now_ms));
+        }
+        results
     }
 
     /// This node lost leadership: speculative state and soft state are dropped; the driver

@@ -1530,3 +1530,31 @@ fn requests_beyond_the_entry_cap_are_refused_or_deferred() {
     assert!(h.log.iter().all(|b| b.records.len() <= 5));
     assert!(h.c.committed_image().topic_by_name("b").is_none());
 }
+
+#[test]
+fn the_broker_of_this_process_replaces_its_previous_incarnation_at_once() {
+    let fresh = Uuid::from_u128(77);
+    let mut c = config();
+    c.local_broker_incarnation = Some(fresh);
+    let mut h = Harness::new(c);
+    // node_id of config() is this controller's node; broker 1 is "this process".
+    let epoch = h.brokers(&[(config().node_id, None)])[0];
+    // Another node's new incarnation still waits for the old session (Kafka's rule)...
+    let foreign = registration(2, Uuid::from_u128(5), None);
+    let _ = h.brokers(&[(2, None)]);
+    assert_eq!(
+        err_code(&h.reply(ControllerRequest::BrokerRegistration(foreign))),
+        ErrorCode::DuplicateBrokerRegistration
+    );
+    // ...but this process's own broker, restarted with the controller, registers at once.
+    let reply = h.reply(ControllerRequest::BrokerRegistration(registration(
+        config().node_id,
+        fresh,
+        None,
+    )));
+    let ControllerReply::BrokerRegistration(r) = reply else {
+        panic!("wrong reply")
+    };
+    assert!(r.error.is_ok(), "{r:?}");
+    assert!(r.broker_epoch > epoch);
+}

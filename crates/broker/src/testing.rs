@@ -1,0 +1,273 @@
+//! A one-voter metadata quorum for tests and tools that run a broker in-process without the
+//! server: the metadata log on real files in `{data_dir}/__cluster_metadata-0`, the real
+//! controller, and a background thread that ticks the quorum and runs the broker's
+//! registration and heartbeats. The server crate drives the same pieces from tokio tasks.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use fjord_metadata::migration::LegacyMetadata;
+use fjord_metadata::MetadataImage;
+use fjord_raft::{FileLogStore, QuorumConfig};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::controller_channel::ControllerChannel;
+use crate::lifecycle::{registration_request, BrokerLifecycle, BrokerState, LifecycleConfig};
+use crate::metadata_node::MetadataNodeConfig;
+use crate::metadata_runtime::{
+    controller_config, initial_records, LocalControllerChannel, MetadataRuntime, NoPeers,
+    Publisher, TICK_MS,
+};
+use crate::BrokerConfig;
+
+/// How long [`MetadataHarness::start`] waits for the controller and the broker's registration.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct MetadataHarness {
+    pub runtime: Arc<MetadataRuntime<FileLogStore>>,
+    pub channel: Arc<dyn ControllerChannel>,
+    pub lifecycle: Arc<BrokerLifecycle>,
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetadataHarness {
+    /// Opens the metadata log of `config.data_dir` as the only voter, starts ticking it, and
+    /// registers the broker; returns once the cluster id is formed and the broker is unfenced.
+    /// `legacy` (a data dir from before the metadata log) is written right after bootstrap.
+    pub fn start(config: &BrokerConfig, legacy: Option<&LegacyMetadata>) -> Result<Self, String> {
+        let store = FileLogStore::open(&config.data_dir.join(fjord_storage::METADATA_LOG_DIR_NAME))
+            .map_err(|e| e.to_string())?;
+        let existing_cluster_id = fjord_storage::read_meta_properties(&config.data_dir)
+            .map_err(|e| e.to_string())?
+            .map(|meta| meta.cluster_id);
+        let incarnation = Uuid::new_v4();
+        let request = registration_request(config, "", incarnation, None);
+        let mut controller = controller_config(config, incarnation.as_u64_pair().0);
+        controller.cluster_id = existing_cluster_id;
+        controller.local_broker_incarnation = Some(incarnation);
+        controller.initial_records = initial_records(&request, legacy, config.node_id);
+        let node_id = u64::try_from(config.node_id).map_err(|_| "node.id must be positive")?;
+        let mut quorum = QuorumConfig::new(node_id, vec![node_id]);
+        quorum.seed = incarnation.as_u64_pair().1;
+        let runtime = MetadataRuntime::open(
+            MetadataNodeConfig::new(quorum),
+            fjord_controller::QuorumController::new(controller),
+            store,
+            Arc::new(NoPeers),
+        )
+        .map_err(|e| e.to_string())?;
+        let channel: Arc<dyn ControllerChannel> =
+            Arc::new(LocalControllerChannel::new(runtime.clone()));
+        let image_source = runtime.clone();
+        let (stop, stop_rx) = watch::channel(false);
+
+        // The cluster id is known only once the bootstrap entry committed: tick until then.
+        let deadline = Instant::now() + START_TIMEOUT;
+        while runtime.image().cluster_id.is_none() {
+            if Instant::now() > deadline {
+                return Err("the metadata quorum did not bootstrap".to_string());
+            }
+            runtime
+                .tick(crate::time::now_ms())
+                .map_err(|e| e.to_string())?;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let cluster_id = runtime.image().cluster_id.clone().unwrap_or_default();
+        let mut request = request;
+        request.cluster_id = cluster_id;
+        let lifecycle = BrokerLifecycle::new(
+            channel.clone(),
+            LifecycleConfig {
+                heartbeat_interval_ms: 500,
+                ..LifecycleConfig::default()
+            },
+            request,
+            Box::new(move || image_source.image().offset),
+        );
+        let thread = {
+            let runtime = runtime.clone();
+            let lifecycle = lifecycle.clone();
+            std::thread::Builder::new()
+                .name("metadata-harness".to_string())
+                .spawn(move || drive(runtime, lifecycle, stop_rx))
+                .map_err(|e| e.to_string())?
+        };
+        let harness = Self {
+            runtime,
+            channel,
+            lifecycle,
+            stop,
+            thread: Some(thread),
+        };
+        if !harness.wait_until_running(START_TIMEOUT) {
+            return Err(format!(
+                "the broker was not unfenced within {START_TIMEOUT:?} (state {:?})",
+                harness.lifecycle.state()
+            ));
+        }
+        Ok(harness)
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.runtime.image()
+    }
+
+    /// Sends every new image to `publisher` (the broker's `publish_metadata`).
+    pub fn set_publisher(&self, publisher: Publisher) {
+        self.runtime.set_publisher(publisher);
+    }
+
+    pub fn wait_until_running(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if matches!(self.lifecycle.state(), BrokerState::Running { .. }) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+impl Drop for MetadataHarness {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The harness thread: ticks the quorum every `TICK_MS` and runs the broker lifecycle until
+/// `stop`. Controlled shutdown is skipped: a test broker just goes away.
+fn drive(
+    runtime: Arc<MetadataRuntime<FileLogStore>>,
+    lifecycle: Arc<BrokerLifecycle>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Ok(tokio) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    tokio.block_on(async move {
+        let (lifecycle_stop, lifecycle_stop_rx) = watch::channel(false);
+        let heartbeats = tokio::spawn(lifecycle.run(lifecycle_stop_rx));
+        let mut ticks = tokio::time::interval(Duration::from_millis(TICK_MS));
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {
+                    if runtime.tick(crate::time::now_ms()).is_err() {
+                        break;
+                    }
+                }
+                _ = stop.changed() => break,
+            }
+        }
+        drop(lifecycle_stop);
+        heartbeats.abort();
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use fjord_controller::{
+        ControllerReply, ControllerRequest, CreatableTopic, CreateTopicsRequest,
+    };
+    use fjord_metadata::migration::LegacyTopic;
+
+    use super::*;
+
+    fn config(dir: &std::path::Path) -> BrokerConfig {
+        BrokerConfig {
+            data_dir: dir.to_path_buf(),
+            ..BrokerConfig::default()
+        }
+    }
+
+    fn create(harness: &MetadataHarness, name: &str) -> ControllerReply {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(harness.channel.send(
+                ControllerRequest::CreateTopics(CreateTopicsRequest {
+                    topics: vec![CreatableTopic {
+                        name: name.to_string(),
+                        num_partitions: 2,
+                        replication_factor: -1,
+                        assignments: Vec::new(),
+                        configs: Vec::new(),
+                    }],
+                    validate_only: false,
+                }),
+                5_000,
+            ))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_single_node_creates_topics_and_keeps_them_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster_id = {
+            let harness = MetadataHarness::start(&config(dir.path()), None).unwrap();
+            let ControllerReply::CreateTopics(reply) = create(&harness, "orders") else {
+                panic!("wrong reply")
+            };
+            assert!(reply.topics[0].error.code.is_none(), "{reply:?}");
+            let image = harness.image();
+            let topic = image
+                .topic_by_name("orders")
+                .expect("created topic is in the image");
+            assert_eq!(topic.partitions.len(), 2);
+            assert_eq!(topic.partitions[&0].leader, 1);
+            image.cluster_id.clone().unwrap()
+        };
+        let harness = MetadataHarness::start(&config(dir.path()), None).unwrap();
+        let image = harness.image();
+        assert_eq!(image.cluster_id.as_deref(), Some(cluster_id.as_str()));
+        assert!(image.topic_by_name("orders").is_some());
+        // The restarted broker registered again (a new incarnation) and is unfenced.
+        assert!(image.broker(1).is_some_and(|b| !b.fenced));
+    }
+
+    #[test]
+    fn a_legacy_data_dir_is_migrated_after_bootstrap() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic_id = Uuid::new_v4();
+        let legacy = LegacyMetadata {
+            topics: vec![LegacyTopic {
+                name: "legacy".to_string(),
+                topic_id,
+                partitions: 3,
+                configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+            }],
+            cluster_default_broker_configs: BTreeMap::new(),
+            broker_configs: BTreeMap::new(),
+            next_producer_id: Some(5_000),
+        };
+        let harness = MetadataHarness::start(&config(dir.path()), Some(&legacy)).unwrap();
+        let image = harness.image();
+        let topic = image.topic_by_name("legacy").expect("migrated topic");
+        assert_eq!(topic.id, topic_id);
+        assert_eq!(topic.partitions.len(), 3);
+        assert!(topic
+            .partitions
+            .values()
+            .all(|p| p.leader == 1 && p.leader_epoch == 0));
+        assert_eq!(image.next_producer_id, 5_000);
+        assert!(image.broker(1).is_some_and(|b| !b.fenced));
+        // New topics still work next to the migrated ones.
+        let ControllerReply::CreateTopics(reply) = create(&harness, "fresh") else {
+            panic!("wrong reply")
+        };
+        assert!(reply.topics[0].error.code.is_none(), "{reply:?}");
+    }
+}

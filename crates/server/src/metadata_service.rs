@@ -1,0 +1,390 @@
+//! The tokio side of the metadata quorum on a controller node: opens the metadata log
+//! (`{data_dir}/__cluster_metadata-0`), runs the [`MetadataRuntime`] with a tick task, links it to
+//! the other voters (outgoing [`RaftPeers`], incoming frames from the controller listener), and
+//! gives the broker its channel to the active controller.
+//!
+//! One voter (the default single node) binds no controller listener: its controller is
+//! in-process and its Raft messages go nowhere.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use fjord_broker::controller_channel::ControllerChannel;
+use fjord_broker::metadata_node::MetadataNodeConfig;
+use fjord_broker::metadata_runtime::{
+    controller_config, LocalControllerChannel, MetadataRuntime, RaftSink, TICK_MS,
+};
+use fjord_broker::BrokerConfig;
+use fjord_metadata::MetadataRecord;
+use fjord_raft::{FileLogStore, QuorumConfig, RaftMessage};
+use parking_lot::RwLock;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::raft_transport::{
+    encode_raft_frame, serve_raft_connection, RaftFrame, RaftPeers, SendOutcome,
+};
+
+/// Raft frames waiting to be stepped; beyond this they are dropped (Raft resends).
+const INBOUND_RAFT_FRAMES_MAX: usize = 4_096;
+
+/// Outgoing Raft messages of this node, framed with its id and cluster id.
+struct PeerSink {
+    node_id: i32,
+    cluster_id: Arc<RwLock<String>>,
+    peers: RaftPeers,
+}
+
+impl RaftSink for PeerSink {
+    fn send(&self, to: u64, message: RaftMessage) -> bool {
+        let Ok(to) = i32::try_from(to) else {
+            return false;
+        };
+        let frame = encode_raft_frame(self.node_id, &self.cluster_id.read(), &message.encode());
+        self.peers.send(to, frame) == SendOutcome::Queued
+    }
+}
+
+/// A running metadata quorum member.
+pub struct MetadataService {
+    pub runtime: Arc<MetadataRuntime<FileLogStore>>,
+    /// The broker's way to the active controller.
+    pub channel: Arc<dyn ControllerChannel>,
+    /// This node's cluster id once formed ("" before), stamped on Raft frames.
+    pub cluster_id: Arc<RwLock<String>>,
+    /// Where the controller listener is bound, if it is.
+    pub controller_address: Option<String>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl MetadataService {
+    /// Opens the metadata log and starts the quorum tasks. `initial_records` are written after
+    /// the bootstrap entry of an empty log (migration of a single-node data dir).
+    pub async fn start(
+        config: &BrokerConfig,
+        initial_records: Vec<MetadataRecord>,
+        seed: u64,
+    ) -> anyhow::Result<Self> {
+        let node_id = config.node_id;
+        let voter_ids: Vec<u64> = config
+            .controller_quorum_voters
+            .iter()
+            .map(|(id, _)| *id as u64)
+            .collect();
+        let store_dir = config.data_dir.join(fjord_storage::METADATA_LOG_DIR_NAME);
+        let store = {
+            let dir = store_dir.clone();
+            tokio::task::spawn_blocking(move || FileLogStore::open(&dir))
+                .await
+                .context("opening the metadata log")?
+                .with_context(|| format!("cannot open the metadata log {}", store_dir.display()))?
+        };
+        let existing_cluster_id = fjord_storage::read_meta_properties(&config.data_dir)
+            .context("reading meta.properties")?
+            .map(|meta| meta.cluster_id);
+        let mut controller = controller_config(config, seed);
+        controller.cluster_id = existing_cluster_id;
+        controller.initial_records = initial_records;
+        controller.broker_session_timeout_ms = config.broker_session_timeout_ms as i64;
+        let mut quorum = QuorumConfig::new(node_id as u64, voter_ids);
+        quorum.seed = seed;
+
+        let cluster_id = Arc::new(RwLock::new(String::new()));
+        let peers: Vec<(i32, String)> = config
+            .controller_quorum_voters
+            .iter()
+            .filter(|(id, _)| *id != node_id)
+            .filter_map(|(id, address)| address.clone().map(|a| (*id, a)))
+            .collect();
+        let sink = Arc::new(PeerSink {
+            node_id,
+            cluster_id: cluster_id.clone(),
+            peers: RaftPeers::start(peers),
+        });
+        let runtime = MetadataRuntime::open(
+            MetadataNodeConfig::new(quorum),
+            fjord_controller::QuorumController::new(controller),
+            store,
+            sink,
+        )
+        .context("opening the metadata quorum")?;
+        if let Some(id) = runtime.image().cluster_id.clone() {
+            *cluster_id.write() = id;
+        }
+
+        let (stop, stop_rx) = watch::channel(false);
+        let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_RAFT_FRAMES_MAX);
+        let mut tasks = Vec::new();
+        let mut controller_address = None;
+        if let Some(listen) = &config.controller_listen {
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen} (controller.listen)"))?;
+            controller_address = Some(listener.local_addr()?.to_string());
+            info!(controller_listen = %listen, "controller listener started");
+            tasks.push(tokio::spawn(accept_controller_connections(
+                listener,
+                cluster_id.clone(),
+                inbound_tx,
+                stop_rx.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(step_inbound(runtime.clone(), inbound_rx)));
+        tasks.push(tokio::spawn(tick(
+            runtime.clone(),
+            cluster_id.clone(),
+            stop_rx,
+        )));
+        let channel: Arc<dyn ControllerChannel> =
+            Arc::new(LocalControllerChannel::new(runtime.clone()));
+        Ok(Self {
+            runtime,
+            channel,
+            cluster_id,
+            controller_address,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Waits until the cluster id is formed (the bootstrap entry committed); the quorum needs a
+    /// majority of voters for that.
+    pub async fn wait_for_cluster_id(&self, timeout: Duration) -> Option<String> {
+        let mut images = self.runtime.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(id) = images.borrow().cluster_id.clone() {
+                return Some(id);
+            }
+            if tokio::time::timeout_at(deadline, images.changed())
+                .await
+                .is_err()
+            {
+                return None;
+            }
+        }
+    }
+
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for MetadataService {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Ticks the quorum every `TICK_MS`; keeps the frames' cluster id current.
+async fn tick(
+    runtime: Arc<MetadataRuntime<FileLogStore>>,
+    cluster_id: Arc<RwLock<String>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(TICK_MS));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(failed) = runtime.tick(fjord_broker::time::now_ms()) {
+            warn!(error = %failed, "metadata quorum stopped");
+            return;
+        }
+        if cluster_id.read().is_empty() {
+            if let Some(id) = runtime.image().cluster_id.clone() {
+                info!(cluster_id = %id, "cluster id formed");
+                *cluster_id.write() = id;
+            }
+        }
+    }
+}
+
+/// Steps Raft frames from the controller listener into the runtime, in arrival order.
+async fn step_inbound(
+    runtime: Arc<MetadataRuntime<FileLogStore>>,
+    mut inbound: mpsc::Receiver<RaftFrame>,
+) {
+    while let Some(frame) = inbound.recv().await {
+        let message = match RaftMessage::decode(&frame.message) {
+            Ok(message) => message,
+            Err(error) => {
+                warn!(from = frame.from, %error, "undecodable Raft message dropped");
+                continue;
+            }
+        };
+        if let Err(failed) = runtime.step(message, fjord_broker::time::now_ms()) {
+            warn!(error = %failed, "metadata quorum stopped");
+            return;
+        }
+    }
+}
+
+/// Accepts connections on the controller listener. Today they carry Raft frames from the other
+/// voters.
+async fn accept_controller_connections(
+    listener: TcpListener,
+    cluster_id: Arc<RwLock<String>>,
+    inbound: mpsc::Sender<RaftFrame>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => return,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve_raft_connection(
+                    stream,
+                    cluster_id.clone(),
+                    inbound.clone(),
+                ));
+            }
+            Err(error) => {
+                warn!(%error, "controller listener accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use fjord_controller::{
+        ControllerReply, ControllerRequest, CreatableTopic, CreateTopicsRequest,
+    };
+
+    use super::*;
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn node_config(id: i32, dir: &std::path::Path, voters: &str, port: u16) -> BrokerConfig {
+        BrokerConfig::from_settings(&BTreeMap::from([
+            ("node.id".to_string(), id.to_string()),
+            ("data.dir".to_string(), dir.display().to_string()),
+            ("controller.listen".to_string(), format!("127.0.0.1:{port}")),
+            ("controller.quorum.voters".to_string(), voters.to_string()),
+        ]))
+        .unwrap()
+    }
+
+    async fn create_topic(service: &MetadataService, name: &str) -> ControllerReply {
+        service
+            .channel
+            .send(
+                ControllerRequest::CreateTopics(CreateTopicsRequest {
+                    topics: vec![CreatableTopic {
+                        name: name.to_string(),
+                        num_partitions: 1,
+                        replication_factor: -1,
+                        assignments: Vec::new(),
+                        configs: Vec::new(),
+                    }],
+                    validate_only: false,
+                }),
+                10_000,
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn active(services: &[Option<MetadataService>]) -> usize {
+        for _ in 0..200 {
+            if let Some(i) = services
+                .iter()
+                .position(|s| s.as_ref().is_some_and(|s| s.runtime.is_active()))
+            {
+                return i;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no active controller");
+    }
+
+    /// Three voters over real TCP: they form one cluster id, a request to the active
+    /// controller commits on all three, and after the active one stops the other two elect a
+    /// new controller that keeps the committed metadata and takes new requests.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_voters_over_tcp_survive_the_loss_of_the_active_one() {
+        let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let voters = (0..3)
+            .map(|i| format!("{}@127.0.0.1:{}", i + 1, ports[i]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut services = Vec::new();
+        for i in 0..3 {
+            let config = node_config(i as i32 + 1, dirs[i].path(), &voters, ports[i]);
+            services.push(Some(
+                MetadataService::start(&config, Vec::new(), 1_000 + i as u64)
+                    .await
+                    .unwrap(),
+            ));
+        }
+        let mut ids = Vec::new();
+        for service in services.iter().flatten() {
+            ids.push(
+                service
+                    .wait_for_cluster_id(Duration::from_secs(20))
+                    .await
+                    .expect("cluster id formed"),
+            );
+        }
+        assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+        for (i, service) in services.iter().flatten().enumerate() {
+            assert_eq!(
+                service.controller_address.as_deref(),
+                Some(format!("127.0.0.1:{}", ports[i]).as_str())
+            );
+        }
+        // The tick task stamps frames with the formed id within a tick or two.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for service in services.iter().flatten() {
+            assert_eq!(*service.cluster_id.read(), ids[0]);
+        }
+
+        // No broker is registered: the controller answers INVALID_REPLICATION_FACTOR, an
+        // answer without records, which still shows the request reached it.
+        let first = active(&services).await;
+        let reply = create_topic(services[first].as_ref().unwrap(), "t").await;
+        assert!(
+            matches!(reply, ControllerReply::CreateTopics(_)),
+            "{reply:?}"
+        );
+        let committed_offset = services[first].as_ref().unwrap().runtime.image().offset;
+
+        // Stop the active controller; the others take over with everything committed.
+        services[first].take().unwrap().stop();
+        let second = active(&services).await;
+        assert_ne!(first, second);
+        let survivor = services[second].as_ref().unwrap();
+        assert!(survivor.runtime.image().offset >= committed_offset);
+        assert_eq!(survivor.runtime.image().cluster_id.as_ref(), Some(&ids[0]));
+        let reply = create_topic(survivor, "u").await;
+        assert!(
+            matches!(reply, ControllerReply::CreateTopics(_)),
+            "{reply:?}"
+        );
+        for service in services.iter().flatten() {
+            service.stop();
+        }
+    }
+}
