@@ -202,18 +202,25 @@ impl Broker {
         image: &Arc<MetadataImage>,
     ) -> Result<(), BrokerError> {
         let _publishing = self.publish_lock.lock();
+        // A delta from another base than our image (images were published before this
+        // broker subscribed): reconcile with the whole image instead.
+        let reconcile = delta.base().offset != self.metadata.image().offset;
         let node = config_node(&self.static_config);
         let broker_configs_changed = delta.changed_configs().keys().any(|resource| {
             *resource == ConfigResource::broker("") || *resource == ConfigResource::broker(node.clone())
         });
-        if broker_configs_changed {
+        if broker_configs_changed || reconcile {
             let config = dynamic_config::effective_at_start(
                 self.static_config.clone(),
                 dynamic_configs_of(image, node),
             );
             self.replica_manager.set_config(config);
         }
-        let applied = self.replica_manager.apply_delta(delta, image)?;
+        let applied = if reconcile {
+            self.replica_manager.reconcile(image)?
+        } else {
+            self.replica_manager.apply_delta(delta, image)?
+        };
         let now_ms = time::now_ms();
         for topic in &applied.deleted_topics {
             // Kafka's onPartitionsDeleted: committed offsets of the topic go too.

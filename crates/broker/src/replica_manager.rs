@@ -331,9 +331,37 @@ impl ReplicaManager {
         delta: &MetadataDelta,
         image: &MetadataImage,
     ) -> Result<AppliedDelta, BrokerError> {
+        let touched: Vec<Uuid> = delta.changed_topics().keys().copied().collect();
+        let deleted: Vec<Uuid> = delta.deleted_topics().iter().copied().collect();
+        let changed_configs: Vec<&ConfigResource> = delta.changed_configs().keys().collect();
+        self.apply_changes(&deleted, touched, &changed_configs, image)
+    }
+
+    /// Brings the table to `image` without a delta (the broker missed images): every topic
+    /// of the image is rebuilt, every topic not in it deleted.
+    pub fn reconcile(&self, image: &MetadataImage) -> Result<AppliedDelta, BrokerError> {
+        let deleted: Vec<Uuid> = self
+            .topics
+            .read()
+            .by_id
+            .keys()
+            .filter(|id| image.topic(id).is_none())
+            .copied()
+            .collect();
+        let touched: Vec<Uuid> = image.topics.keys().copied().collect();
+        self.apply_changes(&deleted, touched, &[], image)
+    }
+
+    fn apply_changes(
+        &self,
+        deleted: &[Uuid],
+        mut touched: Vec<Uuid>,
+        changed_configs: &[&ConfigResource],
+        image: &MetadataImage,
+    ) -> Result<AppliedDelta, BrokerError> {
         let _admin = self.admin_lock.lock();
         let mut applied = AppliedDelta::default();
-        for id in delta.deleted_topics() {
+        for id in deleted {
             let removed = {
                 let mut table = self.topics.write();
                 let topic = table.by_id.get(id).cloned();
@@ -352,8 +380,7 @@ impl ReplicaManager {
             info!(topic = %topic.name, "deleted topic");
             applied.deleted_topics.push(topic.name.to_string());
         }
-        let mut touched: Vec<Uuid> = delta.changed_topics().keys().copied().collect();
-        for (resource, _) in delta.changed_configs() {
+        for resource in changed_configs {
             if resource.resource_type == fjord_metadata::ConfigResourceType::Topic {
                 if let Some(id) = image.topic_ids_by_name.get(&resource.name) {
                     touched.push(*id);
@@ -367,6 +394,19 @@ impl ReplicaManager {
                 continue;
             };
             let existing = self.topic_by_id(&id);
+            if existing.is_none() {
+                // A deleted topic's name reused by a new one in the same delta: the old one
+                // went above; a stale entry of the same name (missed images) goes now.
+                if let Some(stale) = self.topic(&topic_image.name) {
+                    self.topics.write().remove(&stale);
+                    for partition in &stale.partitions {
+                        if let Some(log) = partition.take_log() {
+                            self.delete_log(&stale.name, partition.index, log);
+                            applied.logs_deleted += 1;
+                        }
+                    }
+                }
+            }
             let built = self.build_topic(topic_image, image, existing.as_deref(), &mut applied)?;
             let mut table = self.topics.write();
             if let Some(existing) = &existing {

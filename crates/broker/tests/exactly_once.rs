@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use fjord_broker::testing::SingleNode;
 use fjord_broker::{Broker, BrokerConfig, Outcome};
 use fjord_protocol::batch_builder::{
     encode_uncompressed_with_producer, ProducerFields, Record, CONTROL_ATTRIBUTE,
@@ -22,14 +23,14 @@ use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::records::BatchIter;
 use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
 
-fn broker(dir: &std::path::Path) -> Broker {
+fn broker(dir: &std::path::Path) -> SingleNode {
     let mut values = BTreeMap::new();
     values.insert("data.dir".to_string(), dir.display().to_string());
     values.insert(
         "group.initial.rebalance.delay.ms".to_string(),
         "0".to_string(),
     );
-    Broker::open(BrokerConfig::from_settings(&values).unwrap()).unwrap()
+    SingleNode::start(BrokerConfig::from_settings(&values).unwrap()).unwrap()
 }
 
 fn header(api_key: ApiKey, version: i16) -> RequestHeader {

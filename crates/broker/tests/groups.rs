@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use fjord_broker::testing::SingleNode;
 use fjord_broker::{Broker, BrokerConfig, Outcome};
 use fjord_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use fjord_protocol::kafka_protocol::messages::delete_topics_request::DeleteTopicState;
@@ -25,7 +26,7 @@ use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
 
 const OFFSETS_PARTITIONS: &str = "5";
 
-fn open(dir: &std::path::Path) -> Broker {
+fn open(dir: &std::path::Path) -> SingleNode {
     let mut values = BTreeMap::new();
     values.insert("data.dir".to_string(), dir.display().to_string());
     // One member's join completes at once; the delay itself is covered by the unit tests.
@@ -35,7 +36,7 @@ fn open(dir: &std::path::Path) -> Broker {
         OFFSETS_PARTITIONS.into(),
     );
     values.insert("num.partitions".into(), "2".into());
-    Broker::open(BrokerConfig::from_settings(&values).unwrap()).unwrap()
+    SingleNode::start(BrokerConfig::from_settings(&values).unwrap()).unwrap()
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {

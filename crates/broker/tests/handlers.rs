@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
+use fjord_broker::testing::SingleNode;
 use fjord_broker::apis::SUPPORTED_APIS;
 use fjord_broker::{Broker, BrokerConfig, Outcome};
 use fjord_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -33,13 +34,13 @@ use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::response::encode_response;
 use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
 
-fn broker(dir: &std::path::Path, settings: &[(&str, &str)]) -> Broker {
+fn broker(dir: &std::path::Path, settings: &[(&str, &str)]) -> SingleNode {
     let mut values = BTreeMap::new();
     values.insert("data.dir".to_string(), dir.display().to_string());
     for (k, v) in settings {
         values.insert(k.to_string(), v.to_string());
     }
-    Broker::open(BrokerConfig::from_settings(&values).unwrap()).unwrap()
+    SingleNode::start(BrokerConfig::from_settings(&values).unwrap()).unwrap()
 }
 
 fn header(api_key: ApiKey, version: i16) -> RequestHeader {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use fjord_broker::testing::SingleNode;
 use fjord_broker::transaction_coordinator::metadata::TransactionState;
 use fjord_broker::{Broker, BrokerConfig, Outcome};
 use fjord_protocol::kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
@@ -15,7 +16,7 @@ use fjord_protocol::kafka_protocol::messages::*;
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
 
-fn broker(dir: &std::path::Path) -> Broker {
+fn broker(dir: &std::path::Path) -> SingleNode {
     let values = BTreeMap::from([
         ("data.dir".to_string(), dir.display().to_string()),
         (
@@ -24,7 +25,7 @@ fn broker(dir: &std::path::Path) -> Broker {
         ),
         ("offsets.topic.num.partitions".to_string(), "3".to_string()),
     ]);
-    Broker::open(BrokerConfig::from_settings(&values).unwrap()).unwrap()
+    SingleNode::start(BrokerConfig::from_settings(&values).unwrap()).unwrap()
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {

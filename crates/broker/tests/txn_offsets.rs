@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use fjord_broker::testing::SingleNode;
 use fjord_broker::{Broker, BrokerConfig, Outcome};
 use fjord_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use fjord_protocol::kafka_protocol::messages::offset_fetch_request::{
@@ -43,11 +44,21 @@ fn end(broker: &Broker, transactional_id: &str, (producer_id, epoch): (i64, i16)
         .unwrap();
 }
 
-fn open(dir: &std::path::Path) -> Broker {
+fn open(dir: &std::path::Path) -> SingleNode {
     let mut values = BTreeMap::new();
     values.insert("data.dir".to_string(), dir.display().to_string());
     values.insert("offsets.topic.num.partitions".into(), "3".into());
-    Broker::open(BrokerConfig::from_settings(&values).unwrap()).unwrap()
+    let node = SingleNode::start(BrokerConfig::from_settings(&values).unwrap()).unwrap();
+    // These tests drive the transaction coordinator's API directly, without the requests
+    // (FindCoordinator, InitProducerId) that create its topic through the controller.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert!(runtime
+        .block_on(node.internal_topic_or_create("__transaction_state"))
+        .is_some());
+    node
 }
 
 fn call(broker: &Broker, api_key: ApiKey, version: i16, request: RequestKind) -> ResponseKind {

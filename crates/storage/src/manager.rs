@@ -185,7 +185,10 @@ impl LogManager {
             let Ok(partition) = partition.parse::<i32>() else {
                 continue;
             };
-            if partition >= 0 && validate_topic_name(topic).is_ok() {
+            if partition >= 0
+                && validate_topic_name(topic).is_ok()
+                && name != crate::METADATA_LOG_DIR_NAME
+            {
                 out.push((topic.to_owned(), partition));
             }
         }
