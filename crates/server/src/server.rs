@@ -57,13 +57,15 @@ async fn open_and_run(
     let data_dir = config.data_dir.clone();
     let opened = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || Broker::open(config)).await
+        // Bridge until the server runs the metadata quorum itself: the in-process one-voter
+        // harness (metadata log, controller, registration) with the broker on top.
+        tokio::task::spawn_blocking(move || fjord_broker::testing::SingleNode::start(config)).await
     };
-    let broker = Arc::new(
-        opened
-            .context("recovery task failed")?
-            .with_context(|| format!("cannot open data directory {}", data_dir.display()))?,
-    );
+    let node = opened
+        .context("recovery task failed")?
+        .map_err(|err| anyhow::anyhow!(err))
+        .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
+    let broker = node.broker.clone();
     health.set_broker(broker.clone());
     let listener = TcpListener::bind(&config.listen)
         .await
@@ -73,11 +75,13 @@ async fn open_and_run(
         advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
         data_dir = %config.data_dir.display(),
         node_id = config.node_id,
-        cluster_id = broker.cluster_id(),
+        cluster_id = %broker.cluster_id(),
         "fjord broker ready"
     );
     health.set_ready(true);
-    run(listener, broker, shutdown_requested, &health).await
+    let outcome = run(listener, broker, shutdown_requested, &health).await;
+    drop(node);
+    outcome
 }
 
 pub async fn run(
