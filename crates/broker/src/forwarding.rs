@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use fjord_controller::{
-    ApiError, CreatableTopic, CreatableTopicResult, CreateTopicsReply, CreateTopicsRequest,
-    ControllerReply, ControllerRequest, ErrorCode,
+    ApiError, ControllerReply, ControllerRequest, CreatableTopic, CreatableTopicResult,
+    CreateTopicsReply, CreateTopicsRequest, ErrorCode,
 };
 use uuid::Uuid;
 
@@ -154,7 +154,10 @@ impl Broker {
             validate_only: false,
         };
         let result = match self
-            .send_to_controller(ControllerRequest::CreateTopics(request), AUTO_CREATE_WAIT_MS)
+            .send_to_controller(
+                ControllerRequest::CreateTopics(request),
+                AUTO_CREATE_WAIT_MS,
+            )
             .await
         {
             Ok(ControllerReply::CreateTopics(reply)) => reply.topics.into_iter().next(),
@@ -176,7 +179,10 @@ impl Broker {
             }
         }
         let visible = self
-            .wait_for_metadata(|image| image.topic_by_name(&name).is_some(), AUTO_CREATE_WAIT_MS)
+            .wait_for_metadata(
+                |image| image.topic_by_name(&name).is_some(),
+                AUTO_CREATE_WAIT_MS,
+            )
             .await;
         match self.replica_manager().topic(&name) {
             Some(topic) if visible => AutoCreated::Exists(topic),
@@ -220,6 +226,9 @@ pub fn internal_topic_spec(name: &str, config: &crate::BrokerConfig) -> Option<C
 
 /// A reply of the wrong kind: a controller bug.
 pub fn unexpected(reply: &ControllerReply) -> ApiError {
-    tracing::error!(?reply, "the controller answered with a reply of another request");
+    tracing::error!(
+        ?reply,
+        "the controller answered with a reply of another request"
+    );
     ApiError::new(ErrorCode::UnknownServerError, "unexpected controller reply")
 }

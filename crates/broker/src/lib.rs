@@ -141,7 +141,10 @@ impl Broker {
         }
         let static_config = config.clone();
         // Dynamic broker configs apply before any log opens.
-        let config = dynamic_config::effective_at_start(config, dynamic_configs_of(&image, config_node(&static_config)));
+        let config = dynamic_config::effective_at_start(
+            config,
+            dynamic_configs_of(&image, config_node(&static_config)),
+        );
         let fetch_sessions = Mutex::new(FetchSessionCache::new(config.fetch_session_cache_slots));
         let metadata = Arc::new(MetadataCache::new(image.clone()));
         let replica_manager = Arc::new(ReplicaManager::open(
@@ -207,7 +210,8 @@ impl Broker {
         let reconcile = delta.base().offset != self.metadata.image().offset;
         let node = config_node(&self.static_config);
         let broker_configs_changed = delta.changed_configs().keys().any(|resource| {
-            *resource == ConfigResource::broker("") || *resource == ConfigResource::broker(node.clone())
+            *resource == ConfigResource::broker("")
+                || *resource == ConfigResource::broker(node.clone())
         });
         if broker_configs_changed || reconcile {
             let config = dynamic_config::effective_at_start(
@@ -228,11 +232,21 @@ impl Broker {
         }
         for (topic, partition, leader_epoch) in &applied.new_leaders {
             if replica_manager::is_internal_topic(topic) {
-                tracing::info!(topic, partition, leader_epoch, "leading a coordinator partition");
+                tracing::info!(
+                    topic,
+                    partition,
+                    leader_epoch,
+                    "leading a coordinator partition"
+                );
             }
         }
         if applied.logs_opened + applied.logs_deleted > 0 {
-            tracing::debug!(opened = applied.logs_opened, deleted = applied.logs_deleted, offset = image.offset, "applied metadata delta");
+            tracing::debug!(
+                opened = applied.logs_opened,
+                deleted = applied.logs_deleted,
+                offset = image.offset,
+                "applied metadata delta"
+            );
         }
         self.metadata.publish(image.clone());
         Ok(())
@@ -383,9 +397,9 @@ impl Broker {
             RequestKind::DescribeCluster(r) => {
                 ResponseKind::DescribeCluster(apis::describe_cluster::handle(self, &r))
             }
-            RequestKind::FindCoordinator(r) => {
-                ResponseKind::FindCoordinator(apis::find_coordinator::handle(self, version, &r).await)
-            }
+            RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
+                apis::find_coordinator::handle(self, version, &r).await,
+            ),
             RequestKind::JoinGroup(r) => {
                 ResponseKind::JoinGroup(apis::join_group::handle(self, &ctx(), &r).await)
             }
@@ -444,9 +458,9 @@ impl Broker {
             RequestKind::DeleteGroups(r) => {
                 ResponseKind::DeleteGroups(apis::delete_groups::handle(self, &r))
             }
-            RequestKind::InitProducerId(r) => {
-                ResponseKind::InitProducerId(apis::init_producer_id::handle(self, version, &r).await)
-            }
+            RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(
+                apis::init_producer_id::handle(self, version, &r).await,
+            ),
             RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
                 apis::add_partitions_to_txn::handle(self, version, &r),
             ),

@@ -41,7 +41,11 @@ impl MetadataCache {
 
     /// Waits until the published image satisfies `predicate`, at most `timeout_ms`. Returns
     /// whether it did.
-    pub async fn wait_for(&self, predicate: impl Fn(&MetadataImage) -> bool, timeout_ms: u64) -> bool {
+    pub async fn wait_for(
+        &self,
+        predicate: impl Fn(&MetadataImage) -> bool,
+        timeout_ms: u64,
+    ) -> bool {
         let mut receiver = self.image.subscribe();
         let outcome = tokio::time::timeout(Duration::from_millis(timeout_ms), async {
             receiver.wait_for(|image| predicate(image)).await.is_ok()

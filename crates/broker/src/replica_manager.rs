@@ -156,7 +156,11 @@ impl ReplicaManager {
             let assigned = table
                 .by_name
                 .get(topic.as_str())
-                .and_then(|t| usize::try_from(partition).ok().and_then(|i| t.partitions.get(i)))
+                .and_then(|t| {
+                    usize::try_from(partition)
+                        .ok()
+                        .and_then(|i| t.partitions.get(i))
+                })
                 .is_some_and(|p| p.is_hosted());
             if !assigned {
                 warn!(topic, partition, "partition directory not assigned to this node by the metadata image; left alone");
@@ -229,11 +233,9 @@ impl ReplicaManager {
                         if state.leader == node_id
                             && (old.leader != node_id || old.leader_epoch != state.leader_epoch)
                         {
-                            applied.new_leaders.push((
-                                name.to_string(),
-                                index,
-                                state.leader_epoch,
-                            ));
+                            applied
+                                .new_leaders
+                                .push((name.to_string(), index, state.leader_epoch));
                         }
                         previous.set_state(state);
                     }

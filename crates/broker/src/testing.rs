@@ -284,8 +284,8 @@ pub struct SingleNode {
 
 impl SingleNode {
     pub fn start(config: BrokerConfig) -> Result<SingleNode, String> {
-        let legacy = crate::migration::read_legacy_metadata(&config.data_dir)
-            .map_err(|e| e.to_string())?;
+        let legacy =
+            crate::migration::read_legacy_metadata(&config.data_dir).map_err(|e| e.to_string())?;
         let harness = MetadataHarness::start(&config, legacy.as_ref())?;
         let broker = Arc::new(
             crate::Broker::open(config.clone(), harness.image(), harness.channel.clone())

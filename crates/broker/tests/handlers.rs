@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
-use fjord_broker::testing::SingleNode;
 use fjord_broker::apis::SUPPORTED_APIS;
+use fjord_broker::testing::SingleNode;
 use fjord_broker::{Broker, BrokerConfig, Outcome};
 use fjord_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use fjord_protocol::kafka_protocol::messages::describe_producers_request::TopicRequest as DescribeProducersTopicRequest;

@@ -72,8 +72,8 @@ pub use log::{
     FetchDataInfo, Isolation, Log, LogAppendInfo, LogConfig, SwapCommitted, TimestampAndOffset,
 };
 pub use manager::{
-    load_legacy_topics, read_meta_properties, rename_legacy_metadata_files,
-    write_meta_properties, LogManager, MetaProperties, TopicRecord, MIGRATED_SUFFIX,
+    load_legacy_topics, read_meta_properties, rename_legacy_metadata_files, write_meta_properties,
+    LogManager, MetaProperties, TopicRecord, MIGRATED_SUFFIX,
 };
 pub use metadata_log::{
     MetadataHardState, MetadataLog, MetadataLogEntry, MetadataSnapshot, RecoveredMetadataLog,

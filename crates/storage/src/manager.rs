@@ -447,7 +447,10 @@ mod tests {
             Some(id_b)
         );
         std::fs::create_dir(dir.path().join("not-a-partition")).unwrap();
-        assert_eq!(manager.partition_dirs().unwrap(), vec![("t".to_string(), 0)]);
+        assert_eq!(
+            manager.partition_dirs().unwrap(),
+            vec![("t".to_string(), 0)]
+        );
     }
 
     #[test]

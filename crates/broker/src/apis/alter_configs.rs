@@ -105,26 +105,27 @@ pub async fn handle(broker: &Broker, request: &AlterConfigsRequest) -> AlterConf
                 let name = resource.resource_name.as_str();
                 match requested_configs(&requested) {
                     Ok(configs) => {
-                        apply_topic_configs(broker, name, |_current| Ok(configs), request.validate_only)
-                            .await
+                        apply_topic_configs(
+                            broker,
+                            name,
+                            |_current| Ok(configs),
+                            request.validate_only,
+                        )
+                        .await
                     }
                     Err(err) => Err(err),
                 }
             }
             RESOURCE_BROKER => {
-                let configs =
-                    check_no_duplicates(resource.configs.iter().map(|c| c.name.as_str())).and_then(
-                        |()| {
-                            let requested: BTreeMap<String, Option<String>> = resource
-                                .configs
-                                .iter()
-                                .map(|c| {
-                                    (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))
-                                })
-                                .collect();
-                            requested_configs(&requested)
-                        },
-                    );
+                let configs = check_no_duplicates(resource.configs.iter().map(|c| c.name.as_str()))
+                    .and_then(|()| {
+                        let requested: BTreeMap<String, Option<String>> = resource
+                            .configs
+                            .iter()
+                            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+                            .collect();
+                        requested_configs(&requested)
+                    });
                 match configs {
                     Ok(configs) => {
                         apply_broker_configs(
@@ -259,7 +260,11 @@ async fn submit_configs(
     }
     let reached = broker
         .wait_for_metadata(
-            |image| image.config(&resource).map_or(target.is_empty(), |c| *c == target),
+            |image| {
+                image
+                    .config(&resource)
+                    .map_or(target.is_empty(), |c| *c == target)
+            },
             timeout_ms,
         )
         .await;

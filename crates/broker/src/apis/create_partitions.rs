@@ -65,7 +65,9 @@ pub async fn handle(
                 )),
                 Some(existing) => {
                     let current = existing.partitions.len();
-                    let added = usize::try_from(topic.count).unwrap_or(0).saturating_sub(current);
+                    let added = usize::try_from(topic.count)
+                        .unwrap_or(0)
+                        .saturating_sub(current);
                     if added > PARTITIONS_TOTAL_MAX {
                         Err(failed(
                             ResponseError::InvalidPartitions,
@@ -89,14 +91,20 @@ pub async fn handle(
                             .collect()
                     }),
                 });
-                results.push((CreatePartitionsTopicResult::default().with_name(topic.name.clone()), true));
+                results.push((
+                    CreatePartitionsTopicResult::default().with_name(topic.name.clone()),
+                    true,
+                ));
             }
             Err(result) => results.push((result, false)),
         }
     }
     if !forwarded.is_empty() {
         let timeout_ms = crate::forwarding::timeout_from_request(request.timeout_ms);
-        let wanted: Vec<(String, i32)> = forwarded.iter().map(|t| (t.name.clone(), t.count)).collect();
+        let wanted: Vec<(String, i32)> = forwarded
+            .iter()
+            .map(|t| (t.name.clone(), t.count))
+            .collect();
         let reply = broker
             .send_to_controller(
                 ControllerRequest::CreatePartitions(ControllerCreatePartitions {

@@ -96,9 +96,14 @@ pub async fn handle(
                 continue;
             };
             *slot = Some(match reply {
-                Ok(reply) if reply.error.is_ok() => {
-                    succeeded(broker, api_version, topic, &reply, &configs, request.validate_only)
-                }
+                Ok(reply) if reply.error.is_ok() => succeeded(
+                    broker,
+                    api_version,
+                    topic,
+                    &reply,
+                    &configs,
+                    request.validate_only,
+                ),
                 Ok(reply) => controller_failure(topic, &reply.error),
                 Err(error) => controller_failure(topic, &error),
             });
@@ -178,7 +183,11 @@ fn validate(
         topic.num_partitions
     };
     if let Err(message) = validate_topic_name(&topic.name) {
-        return Err(failure(topic, ResponseError::InvalidTopicException, message));
+        return Err(failure(
+            topic,
+            ResponseError::InvalidTopicException,
+            message,
+        ));
     }
     if partitions <= 0 {
         return Err(failure(
@@ -218,11 +227,20 @@ fn validate(
     let creatable = ControllerTopic {
         name: topic.name.to_string(),
         num_partitions: if explicit_assignment { -1 } else { partitions },
-        replication_factor: if explicit_assignment { -1 } else { replication_factor },
+        replication_factor: if explicit_assignment {
+            -1
+        } else {
+            replication_factor
+        },
         assignments: topic
             .assignments
             .iter()
-            .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()))
+            .map(|a| {
+                (
+                    a.partition_index,
+                    a.broker_ids.iter().map(|b| b.0).collect(),
+                )
+            })
             .collect(),
         configs: configs
             .iter()

@@ -117,8 +117,14 @@ pub async fn handle(
     count_fetched(&reads, &partitions, &results);
     let (session_id, include) = finish_session(broker, &mode, &reads, &results);
     let hints = leader_hints(broker, &reads, &results);
-    let (responses, file_records) =
-        build_topics(api_version, read_committed, reads, results, &include, &hints);
+    let (responses, file_records) = build_topics(
+        api_version,
+        read_committed,
+        reads,
+        results,
+        &include,
+        &hints,
+    );
     let mut response = FetchResponse::default()
         .with_session_id(session_id)
         .with_responses(responses);

@@ -34,7 +34,11 @@ struct Found {
     port: i32,
 }
 
-async fn lookup(broker: &Broker, key_type: i8, key: &str) -> Result<Found, (ResponseError, String)> {
+async fn lookup(
+    broker: &Broker,
+    key_type: i8,
+    key: &str,
+) -> Result<Found, (ResponseError, String)> {
     let (topic_name, partition) = match key_type {
         KEY_TYPE_GROUP => (
             GROUP_METADATA_TOPIC_NAME,
@@ -89,17 +93,17 @@ pub async fn handle(
         for key in &request.coordinator_keys {
             let coordinator = Coordinator::default().with_key(key.clone());
             coordinators.push(match lookup(broker, request.key_type, key).await {
-                    Ok(found) => coordinator
-                        .with_node_id(BrokerId(found.node_id))
-                        .with_host(StrBytes::from_string(found.host))
-                        .with_port(found.port)
-                        .with_error_message(None),
-                    Err((error, message)) => coordinator
-                        .with_node_id(BrokerId(-1))
-                        .with_port(-1)
-                        .with_error_code(error.code())
-                        .with_error_message(Some(StrBytes::from_string(message))),
-                });
+                Ok(found) => coordinator
+                    .with_node_id(BrokerId(found.node_id))
+                    .with_host(StrBytes::from_string(found.host))
+                    .with_port(found.port)
+                    .with_error_message(None),
+                Err((error, message)) => coordinator
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+                    .with_error_code(error.code())
+                    .with_error_message(Some(StrBytes::from_string(message))),
+            });
         }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }

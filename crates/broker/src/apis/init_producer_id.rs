@@ -26,7 +26,11 @@ pub async fn handle(
 ) -> InitProducerIdResponse {
     // A producer id block from the controller first, so the id below is at hand (errors
     // surface from `init_producer_id` as COORDINATOR_LOAD_IN_PROGRESS, which clients retry).
-    if let Err(error) = broker.transaction_coordinator().ensure_producer_id_block().await {
+    if let Err(error) = broker
+        .transaction_coordinator()
+        .ensure_producer_id_block()
+        .await
+    {
         tracing::debug!(?error, "no producer id block yet");
     }
     let expected = match (request.producer_id.0, request.producer_epoch) {

@@ -73,7 +73,9 @@ pub async fn handle(
                 Some(name) => match by_name_results.next() {
                     Some(Lookup::Found) => match image.topic_by_name(name) {
                         Some(topic) => view.topic_metadata(topic, topic_operations),
-                        None => error_topic(name, ResponseError::LeaderNotAvailable, topic_operations),
+                        None => {
+                            error_topic(name, ResponseError::LeaderNotAvailable, topic_operations)
+                        }
                     },
                     Some(Lookup::Error(code)) => error_topic(name, code, topic_operations),
                     None => error_topic(name, ResponseError::UnknownServerError, topic_operations),

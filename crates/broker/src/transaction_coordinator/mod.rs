@@ -186,9 +186,14 @@ impl TransactionStateLog for TransactionStateTopicLog {
         let mut batch = transaction_log::encode_batch(records, now_ms);
         // The topic is created through the controller before a coordinator writes (see
         // `Broker::internal_topic_or_create`); until it is in the image nothing can be written.
-        let topic = self.replica_manager.transaction_state_topic().ok_or_else(|| {
-            TxnAppendError::Unavailable(format!("{TRANSACTION_STATE_TOPIC_NAME} does not exist yet"))
-        })?;
+        let topic = self
+            .replica_manager
+            .transaction_state_topic()
+            .ok_or_else(|| {
+                TxnAppendError::Unavailable(format!(
+                    "{TRANSACTION_STATE_TOPIC_NAME} does not exist yet"
+                ))
+            })?;
         self.replica_manager
             .append_coordinator_batch(&topic, partition, &mut batch, self.batch_bytes_max, now_ms)
             .map_err(|err| match err {
@@ -256,11 +261,12 @@ impl TransactionCoordinator {
             replica_manager.clone(),
             coordinator_config.batch_bytes_max,
         ));
-        let producer_ids = ProducerIdManager::open(producer_id_blocks)
-        .map_err(|err| BrokerError::InvalidConfig {
-            key: "data.dir".to_string(),
-            value: config.data_dir.display().to_string(),
-            reason: err.to_string(),
+        let producer_ids = ProducerIdManager::open(producer_id_blocks).map_err(|err| {
+            BrokerError::InvalidConfig {
+                key: "data.dir".to_string(),
+                value: config.data_dir.display().to_string(),
+                reason: err.to_string(),
+            }
         })?;
         let coordinator = Self::with_log(
             coordinator_config,

@@ -168,8 +168,8 @@ impl ProducerIdManager {
         let id = blocks.next;
         blocks.next += 1;
         // Prefetch at 90% of the block, as Kafka's RPCProducerIdManager does.
-        let prefetch = blocks.prefetched.is_none()
-            && blocks.remaining() * 10 < self.inner.block_size;
+        let prefetch =
+            blocks.prefetched.is_none() && blocks.remaining() * 10 < self.inner.block_size;
         drop(blocks);
         if prefetch {
             self.fetch_in_background();
@@ -199,7 +199,11 @@ impl ProducerIdManager {
                 error!(error = %err, "cannot allocate a producer id block");
                 ProducerIdError::Storage(err)
             })?;
-        info!(first = block.0, count = block.1, "allocated a producer id block");
+        info!(
+            first = block.0,
+            count = block.1,
+            "allocated a producer id block"
+        );
         self.inner.blocks.lock().install(block);
         Ok(())
     }
@@ -215,7 +219,11 @@ impl ProducerIdManager {
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
         match future.as_mut().poll(&mut context) {
             std::task::Poll::Ready(Ok(block)) => {
-                info!(first = block.0, count = block.1, "allocated a producer id block");
+                info!(
+                    first = block.0,
+                    count = block.1,
+                    "allocated a producer id block"
+                );
                 self.inner.blocks.lock().install(block);
                 Ok(())
             }
@@ -244,7 +252,11 @@ impl ProducerIdManager {
         runtime.spawn(async move {
             match inner.store.allocate(inner.block_size).await {
                 Ok(block) => {
-                    info!(first = block.0, count = block.1, "prefetched a producer id block");
+                    info!(
+                        first = block.0,
+                        count = block.1,
+                        "prefetched a producer id block"
+                    );
                     inner.blocks.lock().install(block);
                 }
                 Err(err) => error!(error = %err, "cannot prefetch a producer id block"),
