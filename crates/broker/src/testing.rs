@@ -173,6 +173,64 @@ fn drive(
     });
 }
 
+/// One broker on a one-voter metadata quorum, in-process (what `fjord serve` runs, without
+/// sockets): the harness ticks the quorum and keeps the broker registered; every committed
+/// image goes to [`Broker::publish_metadata`]. A pre-cluster data dir (`topics.json`) is
+/// migrated at start. Derefs to the [`crate::Broker`].
+pub struct SingleNode {
+    pub broker: Arc<crate::Broker>,
+    /// Dropped after the broker (field order): it stops ticking and heartbeats.
+    pub harness: MetadataHarness,
+}
+
+impl SingleNode {
+    pub fn start(config: BrokerConfig) -> Result<SingleNode, String> {
+        let legacy =
+            crate::migration::read_legacy_metadata(&config.data_dir).map_err(|e| e.to_string())?;
+        let harness = MetadataHarness::start(&config, legacy.as_ref())?;
+        let broker = Arc::new(
+            crate::Broker::open(config.clone(), harness.image(), harness.channel.clone())
+                .map_err(|e| e.to_string())?,
+        );
+        let weak = Arc::downgrade(&broker);
+        harness.set_publisher(Box::new(move |delta, image| {
+            if let Some(broker) = weak.upgrade() {
+                if let Err(err) = broker.publish_metadata(delta, image) {
+                    tracing::error!(error = %err, "publishing metadata failed");
+                }
+            }
+        }));
+        // Images committed between `harness.image()` and the publisher: catch up.
+        let latest = harness.image();
+        if latest.offset != broker.image().offset {
+            let delta = fjord_metadata::MetadataDelta::new(broker.image());
+            broker
+                .publish_metadata(&delta, &latest)
+                .map_err(|e| e.to_string())?;
+        }
+        if legacy.is_some() {
+            crate::migration::finish_migration(&config.data_dir).map_err(|e| e.to_string())?;
+        }
+        // A producer id block at hand, so callers of the coordinator's synchronous API get ids.
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        tokio
+            .block_on(broker.transaction_coordinator().ensure_producer_id_block())
+            .map_err(|e| format!("no producer id block: {e:?}"))?;
+        Ok(SingleNode { broker, harness })
+    }
+}
+
+impl std::ops::Deref for SingleNode {
+    type Target = crate::Broker;
+
+    fn deref(&self) -> &crate::Broker {
+        &self.broker
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -269,63 +327,5 @@ mod tests {
             panic!("wrong reply")
         };
         assert!(reply.topics[0].error.code.is_none(), "{reply:?}");
-    }
-}
-
-/// One broker on a one-voter metadata quorum, in-process (what `fjord serve` runs, without
-/// sockets): the harness ticks the quorum and keeps the broker registered; every committed
-/// image goes to [`Broker::publish_metadata`]. A pre-cluster data dir (`topics.json`) is
-/// migrated at start. Derefs to the [`crate::Broker`].
-pub struct SingleNode {
-    pub broker: Arc<crate::Broker>,
-    /// Dropped after the broker (field order): it stops ticking and heartbeats.
-    pub harness: MetadataHarness,
-}
-
-impl SingleNode {
-    pub fn start(config: BrokerConfig) -> Result<SingleNode, String> {
-        let legacy =
-            crate::migration::read_legacy_metadata(&config.data_dir).map_err(|e| e.to_string())?;
-        let harness = MetadataHarness::start(&config, legacy.as_ref())?;
-        let broker = Arc::new(
-            crate::Broker::open(config.clone(), harness.image(), harness.channel.clone())
-                .map_err(|e| e.to_string())?,
-        );
-        let weak = Arc::downgrade(&broker);
-        harness.set_publisher(Box::new(move |delta, image| {
-            if let Some(broker) = weak.upgrade() {
-                if let Err(err) = broker.publish_metadata(delta, image) {
-                    tracing::error!(error = %err, "publishing metadata failed");
-                }
-            }
-        }));
-        // Images committed between `harness.image()` and the publisher: catch up.
-        let latest = harness.image();
-        if latest.offset != broker.image().offset {
-            let delta = fjord_metadata::MetadataDelta::new(broker.image());
-            broker
-                .publish_metadata(&delta, &latest)
-                .map_err(|e| e.to_string())?;
-        }
-        if legacy.is_some() {
-            crate::migration::finish_migration(&config.data_dir).map_err(|e| e.to_string())?;
-        }
-        // A producer id block at hand, so callers of the coordinator's synchronous API get ids.
-        let tokio = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        tokio
-            .block_on(broker.transaction_coordinator().ensure_producer_id_block())
-            .map_err(|e| format!("no producer id block: {e:?}"))?;
-        Ok(SingleNode { broker, harness })
-    }
-}
-
-impl std::ops::Deref for SingleNode {
-    type Target = crate::Broker;
-
-    fn deref(&self) -> &crate::Broker {
-        &self.broker
     }
 }

@@ -56,7 +56,7 @@ pub async fn handle(
                 format!("Creation of internal topic {} is prohibited: the broker creates it on first use.", topic.name.as_str()),
             ))
         } else {
-            validate(broker, topic)
+            validate(broker, topic).map_err(|result| *result)
         };
         match local {
             Ok((creatable, configs)) => {
@@ -150,15 +150,15 @@ fn controller_failure(topic: &CreatableTopic, error: &ApiError) -> CreatableTopi
 fn validate(
     broker: &Broker,
     topic: &CreatableTopic,
-) -> Result<(ControllerTopic, BTreeMap<String, String>), CreatableTopicResult> {
+) -> Result<(ControllerTopic, BTreeMap<String, String>), Box<CreatableTopicResult>> {
     let config = broker.config();
     let explicit_assignment = !topic.assignments.is_empty();
     if explicit_assignment && (topic.num_partitions != -1 || topic.replication_factor != -1) {
-        return Err(failure(
+        return Err(Box::new(failure(
             topic,
             ResponseError::InvalidRequest,
             "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
-        ));
+        )));
     }
     if explicit_assignment {
         let mut indexes: Vec<i32> = topic
@@ -168,11 +168,11 @@ fn validate(
             .collect();
         indexes.sort_unstable();
         if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
-            return Err(failure(
+            return Err(Box::new(failure(
                 topic,
                 ResponseError::InvalidReplicaAssignment,
                 "Partitions should be consecutive and start at 0.".into(),
-            ));
+            )));
         }
     }
     let partitions = if explicit_assignment {
@@ -183,25 +183,25 @@ fn validate(
         topic.num_partitions
     };
     if let Err(message) = validate_topic_name(&topic.name) {
-        return Err(failure(
+        return Err(Box::new(failure(
             topic,
             ResponseError::InvalidTopicException,
             message,
-        ));
+        )));
     }
     if partitions <= 0 {
-        return Err(failure(
+        return Err(Box::new(failure(
             topic,
             ResponseError::InvalidPartitions,
             "Number of partitions must be larger than 0.".into(),
-        ));
+        )));
     }
     if partitions as usize > PARTITIONS_TOTAL_MAX {
-        return Err(failure(
+        return Err(Box::new(failure(
             topic,
             ResponseError::InvalidPartitions,
             format!("Creating {partitions} partitions would exceed the limit of {PARTITIONS_TOTAL_MAX} partitions."),
-        ));
+        )));
     }
     let replication_factor = if topic.replication_factor == -1 {
         config.default_replication_factor
@@ -209,11 +209,11 @@ fn validate(
         topic.replication_factor
     };
     if !explicit_assignment && replication_factor <= 0 {
-        return Err(failure(
+        return Err(Box::new(failure(
             topic,
             ResponseError::InvalidReplicationFactor,
             "Replication factor must be larger than 0.".into(),
-        ));
+        )));
     }
     let requested: BTreeMap<String, Option<String>> = topic
         .configs
@@ -222,7 +222,13 @@ fn validate(
         .collect();
     let configs = match validate_topic_configs(&requested) {
         Ok(configs) => configs,
-        Err(message) => return Err(failure(topic, ResponseError::InvalidConfig, message)),
+        Err(message) => {
+            return Err(Box::new(failure(
+                topic,
+                ResponseError::InvalidConfig,
+                message,
+            )))
+        }
     };
     let creatable = ControllerTopic {
         name: topic.name.to_string(),
