@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use fjord_broker::{Broker, BrokerConfig};
+use fjord_broker::BrokerConfig;
 use fjord_protocol::batch_builder::encode_values;
 use fjord_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use fjord_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -26,6 +26,7 @@ use crate::http::HealthState;
 
 struct RunningBroker {
     address: String,
+    _node: Arc<fjord_broker::testing::SingleNode>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
@@ -38,10 +39,13 @@ impl RunningBroker {
             data_dir: dir.path().to_path_buf(),
             ..BrokerConfig::default()
         };
-        let broker = tokio::task::spawn_blocking(move || Broker::open(config))
-            .await
-            .unwrap()
-            .unwrap();
+        let node =
+            tokio::task::spawn_blocking(move || fjord_broker::testing::SingleNode::start(config))
+                .await
+                .unwrap()
+                .unwrap();
+        let node = Arc::new(node);
+        let broker = node.broker.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -49,7 +53,7 @@ impl RunningBroker {
             let health = HealthState::default();
             crate::server::run(
                 listener,
-                Arc::new(broker),
+                broker,
                 async {
                     let _ = stopped.await;
                 },
@@ -59,6 +63,7 @@ impl RunningBroker {
         });
         Self {
             address,
+            _node: node,
             stop: Some(stop),
             task,
             _dir: dir,
