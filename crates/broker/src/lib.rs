@@ -205,6 +205,11 @@ impl Broker {
         image: &Arc<MetadataImage>,
     ) -> Result<(), BrokerError> {
         let _publishing = self.publish_lock.lock();
+        if *self.shutdown.borrow() {
+            // Logs are being closed: no disk work any more, only the image moves on.
+            self.metadata.publish(image.clone());
+            return Ok(());
+        }
         // A delta from another base than our image (images were published before this
         // broker subscribed): reconcile with the whole image instead.
         let reconcile = delta.base().offset != self.metadata.image().offset;

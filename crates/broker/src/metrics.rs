@@ -647,7 +647,10 @@ struct PartitionRow {
 
 fn render_topics(encoder: &mut TextEncoder, broker: &crate::Broker) {
     let topics = broker.replica_manager().topics();
-    let partitions_total: usize = topics.iter().map(|t| t.partitions.len()).sum();
+    let partitions_total: usize = topics
+        .iter()
+        .map(|t| t.partitions.iter().filter(|p| p.is_hosted()).count())
+        .sum();
     encoder.family("fjord_topics", "Topics hosted.", MetricType::Gauge);
     encoder.sample("fjord_topics", &[], topics.len() as f64);
     encoder.family("fjord_partitions", "Partitions hosted.", MetricType::Gauge);
@@ -686,6 +689,7 @@ fn render_topics(encoder: &mut TextEncoder, broker: &crate::Broker) {
     let rows: Vec<PartitionRow> = topics
         .iter()
         .flat_map(|topic| topic.partitions.iter())
+        .filter(|partition| partition.is_hosted())
         .take(LABELLED_SERIES_PER_SCRAPE_MAX)
         .map(|partition| PartitionRow {
             topic: partition.topic.clone(),
