@@ -4,10 +4,11 @@
 //! Two levels, as in Kafka: the cluster-wide default (resource name "", reported as
 //! DYNAMIC_DEFAULT_BROKER_CONFIG) and this broker's own (resource name = its node id,
 //! DYNAMIC_BROKER_CONFIG). Precedence: per-broker dynamic > cluster default dynamic > static
-//! (file, environment, flags) > built-in default. Both levels live in `broker-configs.json` in
-//! the data directory (written by the storage crate), are loaded at start before any log opens,
-//! and after a change the effective [`BrokerConfig`] is swapped as a whole and every log gets
-//! its new settings (`ReplicaManager::alter_broker_config`).
+//! (file, environment, flags) > built-in default. Both levels live in the metadata log as
+//! ConfigRecords of BROKER resources "" and the node id (written by the controller); they
+//! apply before any log opens at start, and whenever a published image changes them the
+//! effective [`BrokerConfig`] is swapped as a whole and every log gets its new settings
+//! (`Broker::publish_metadata`, `ReplicaManager::set_config`).
 //!
 //! Only [`DYNAMIC_SETTINGS`] may be set: Kafka's reconfigurable log defaults (every broker
 //! synonym of a topic config Fjord knows) and `max.connections`, the ones Fjord applies live.
@@ -122,8 +123,8 @@ pub fn check_names<'a>(names: impl IntoIterator<Item = &'a String>) -> Result<()
     }
 }
 
-/// The effective configuration at start: `static_config` with the persisted dynamic configs on
-/// top. As Kafka does for configs it cannot apply at start, entries that are not dynamic,
+/// The effective configuration: `static_config` with the image's dynamic configs on top (at
+/// start and after every change). As Kafka does for configs it cannot apply at start, entries that are not dynamic,
 /// unknown, or invalid together with the static settings are ignored with a warning (the file
 /// keeps them until the next change of that level) rather than keeping the broker down.
 pub fn effective_at_start(
