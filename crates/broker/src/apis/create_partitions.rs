@@ -68,7 +68,19 @@ pub async fn handle(
                     let added = usize::try_from(topic.count)
                         .unwrap_or(0)
                         .saturating_sub(current);
-                    if added > PARTITIONS_TOTAL_MAX {
+                    let current_count = i32::try_from(current).unwrap_or(i32::MAX);
+                    // Kafka's broker-side wording (the controller checks again).
+                    if topic.count == current_count {
+                        Err(failed(
+                            ResponseError::InvalidPartitions,
+                            format!("Topic already has {current} partitions."),
+                        ))
+                    } else if topic.count < current_count {
+                        Err(failed(
+                            ResponseError::InvalidPartitions,
+                            format!("Topic currently has {current} partitions, which is higher than the requested {}.", topic.count),
+                        ))
+                    } else if added > PARTITIONS_TOTAL_MAX {
                         Err(failed(
                             ResponseError::InvalidPartitions,
                             format!("Adding {added} partitions would exceed the limit of {PARTITIONS_TOTAL_MAX} partitions."),
