@@ -458,3 +458,95 @@ fn a_legacy_data_dir_is_migrated_into_the_metadata_log() {
     assert_eq!(topic.partitions[1].offsets().unwrap().log_end_offset, 2);
     node.close().unwrap();
 }
+
+/// A controller that never answers in time.
+struct UnreachableController;
+
+impl ControllerChannel for UnreachableController {
+    fn send(
+        &self,
+        _request: ControllerRequest,
+        timeout_ms: u64,
+    ) -> BoxFuture<'_, Result<ControllerReply, ControllerChannelError>> {
+        Box::pin(async move { Err(ControllerChannelError::Timeout { timeout_ms }) })
+    }
+}
+
+#[test]
+fn an_unreachable_controller_answers_request_timed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(
+        config(dir.path()),
+        cluster_image(),
+        Arc::new(UnreachableController),
+    )
+    .unwrap();
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(50)
+        .with_topics(vec![create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("new")))
+            .with_num_partitions(1)
+            .with_replication_factor(1)]);
+    let ResponseKind::CreateTopics(response) = call(
+        &broker,
+        ApiKey::CreateTopics,
+        7,
+        RequestKind::CreateTopics(request),
+    ) else {
+        panic!("not a create topics response")
+    };
+    assert_eq!(
+        response.topics[0].error_code,
+        ResponseError::RequestTimedOut.code()
+    );
+    // Locally invalid requests never reach the controller.
+    let request = CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("bad name")))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+    ]);
+    let ResponseKind::CreateTopics(response) = call(
+        &broker,
+        ApiKey::CreateTopics,
+        7,
+        RequestKind::CreateTopics(request),
+    ) else {
+        panic!("not a create topics response")
+    };
+    assert_eq!(
+        response.topics[0].error_code,
+        ResponseError::InvalidTopicException.code()
+    );
+    // Config changes time out the same way; the image (and the logs) keep the old configs.
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("t"))
+            .with_configs(vec![
+                incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_static_str("1000"))),
+            ]),
+    ]);
+    let ResponseKind::IncrementalAlterConfigs(response) = call(
+        &broker,
+        ApiKey::IncrementalAlterConfigs,
+        1,
+        RequestKind::IncrementalAlterConfigs(request),
+    ) else {
+        panic!("not an incremental alter configs response")
+    };
+    assert_eq!(
+        response.responses[0].error_code,
+        ResponseError::RequestTimedOut.code()
+    );
+    assert!(broker
+        .replica_manager()
+        .topic("t")
+        .unwrap()
+        .configs
+        .is_empty());
+    broker.close().unwrap();
+}

@@ -327,4 +327,54 @@ mod tests {
         assert_eq!(manager.generate_producer_id().unwrap(), 0);
         assert_eq!(*store.next.lock(), Some(10));
     }
+
+    /// A store like the controller's: answers only after a wait, never synchronously.
+    #[derive(Default)]
+    struct SlowStore {
+        next: Mutex<i64>,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl ProducerIdBlockStore for SlowStore {
+        fn allocate(&self, block_size: i64) -> BoxFuture<'_, Result<(i64, i64), String>> {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                self.calls.fetch_add(1, Ordering::Relaxed);
+                let mut next = self.next.lock();
+                let start = *next;
+                *next += block_size;
+                Ok((start, block_size))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_asynchronous_store_is_awaited_first_and_prefetched_at_90_percent() {
+        let store = Arc::new(SlowStore::default());
+        let manager = ProducerIdManager::with_block_size(store.clone(), 10).unwrap();
+        // No block yet and the store cannot answer at once: retriable, and a fetch starts.
+        assert!(matches!(
+            manager.generate_producer_id(),
+            Err(ProducerIdError::NotAvailable)
+        ));
+        assert_eq!(
+            ProducerIdError::NotAvailable.response_error(),
+            ResponseError::CoordinatorLoadInProgress
+        );
+        manager.ensure_block().await.unwrap();
+        let ids: Vec<i64> = (0..10)
+            .map(|_| manager.generate_producer_id().unwrap())
+            .collect();
+        // The first block may be the background fetch's or ensure_block's; ids are dense.
+        let first = ids[0];
+        assert_eq!(ids, (first..first + 10).collect::<Vec<_>>());
+        // The last id of the block started a prefetch; once it lands, ids continue without
+        // a wait and never repeat.
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        let next = manager.generate_producer_id().unwrap();
+        assert!(!ids.contains(&next));
+        assert!(store.calls.load(Ordering::Relaxed) >= 2);
+    }
 }
