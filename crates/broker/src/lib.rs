@@ -14,6 +14,7 @@
 pub mod apis;
 pub mod config;
 pub mod controller_channel;
+pub mod controller_wire;
 pub mod coordinator_record;
 pub mod dynamic_config;
 pub mod error;
