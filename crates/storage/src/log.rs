@@ -106,6 +106,10 @@ pub enum Isolation {
     ReadUncommitted,
     /// Only below the last stable offset, with the aborted transactions of what is returned.
     ReadCommitted,
+    /// Everything up to the log end offset: a follower replicating from this leader (Kafka's
+    /// `FetchIsolation.LOG_END`). Never for clients: records above the high watermark are
+    /// not committed and may still be truncated away.
+    LogEnd,
 }
 
 /// A ListOffsets answer.
@@ -291,6 +295,14 @@ impl Log {
 
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark
+    }
+
+    /// Sets the high watermark a log starts with (Kafka's `UnifiedLog` initialised from the
+    /// `replication-offset-checkpoint`), clamped to `[log_start_offset, log_end_offset]`: a
+    /// checkpoint older than a truncation or DeleteRecords can be outside the log. Called once
+    /// after [`Log::open`], whose high watermark is the log end offset (single-node behaviour).
+    pub fn set_initial_high_watermark(&mut self, high_watermark: i64) {
+        self.update_high_watermark(high_watermark);
     }
 
     /// Sets the high watermark, clamped to `[log_start_offset, log_end_offset]`.
@@ -827,7 +839,8 @@ impl Log {
     }
 
     /// A fetch at an isolation level: `ReadUncommitted` reads below the high watermark,
-    /// `ReadCommitted` below the last stable offset and also reports the aborted
+    /// `LogEnd` up to the log end offset (followers), `ReadCommitted` below the last stable
+    /// offset and also reports the aborted
     /// transactions overlapping `[fetch_offset, end of the returned data)` (Kafka's
     /// `addAbortedTransactions`: the end is the offset of the batch after the returned ones,
     /// or the next segment's base offset).
@@ -841,6 +854,9 @@ impl Log {
         match isolation {
             Isolation::ReadUncommitted => {
                 self.read(fetch_offset, max_bytes, self.high_watermark, min_one_batch)
+            }
+            Isolation::LogEnd => {
+                self.read(fetch_offset, max_bytes, self.log_end_offset(), min_one_batch)
             }
             Isolation::ReadCommitted => {
                 let last_stable_offset = self.last_stable_offset();
