@@ -22,6 +22,7 @@ pub mod log_cleaner;
 pub mod metrics;
 pub mod partition;
 pub mod replica_manager;
+pub mod replication;
 pub mod time;
 pub mod topic_config;
 pub mod transaction_coordinator;
