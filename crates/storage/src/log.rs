@@ -1019,6 +1019,12 @@ impl Log {
         };
         active.truncate_to_position(position)?;
         active.persist(true)?;
+        if self.log_end_offset() < self.log_start_offset {
+            // The log start is inside the batch holding `offset` (DeleteRecords, or a follower
+            // following its leader's, moved it there): nothing at or above the log start is
+            // left, so the log restarts at `offset` like Kafka's `truncateFullyAndStartAt`.
+            return self.truncate_fully_and_start_at(offset);
+        }
         self.after_truncation()?;
         // Kafka's `truncateAndReload`: the state of the remaining log, from the newest
         // snapshot at or below its end.

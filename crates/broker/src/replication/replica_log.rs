@@ -423,8 +423,11 @@ impl ReplicaLog for SimLog {
         self.next_offset = self
             .batches
             .last()
-            .map_or(self.log_start_offset, |batch| batch.last_offset + 1)
-            .max(self.log_start_offset);
+            .map_or(self.log_start_offset, |batch| batch.last_offset + 1);
+        if self.next_offset < self.log_start_offset {
+            // The log start was inside the removed batch (as `Log::truncate_to`).
+            return self.truncate_fully_and_start_at(offset);
+        }
         self.after_truncation();
         Ok(())
     }
@@ -491,4 +494,4 @@ impl ReplicaLog for SimLog {
 
 #[cfg(test)]
 #[path = "replica_log_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -561,3 +561,26 @@ fn set_initial_high_watermark_clamps_into_the_log() {
         .unwrap();
     assert_eq!(data.next_offset, 20);
 }
+
+#[test]
+fn truncate_into_the_batch_holding_the_log_start_restarts_the_log() {
+    // DeleteRecords moved the log start inside a batch; a truncation to an offset of that
+    // batch at or above the log start removes the whole batch, so nothing is left.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(10_000), true, 0).unwrap();
+    log.append_as_follower(&stored_batch(0, 0, 5), 0).unwrap();
+    log.append_as_follower(&stored_batch(5, 1, 5), 0).unwrap();
+    assert!(log.maybe_increment_high_watermark(10));
+    assert_eq!(log.delete_records_before(7, 0).unwrap(), 7);
+    log.truncate_to(8).unwrap();
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset(), log.high_watermark()),
+        (8, 8, 8)
+    );
+    assert_eq!(log.latest_epoch(), None);
+    // The leader's batch straddling the new start is appended after restarting at its base,
+    // which is what a follower does (Kafka's UnexpectedAppendOffset handling).
+    log.truncate_fully_and_start_at(5).unwrap();
+    log.append_as_follower(&stored_batch(5, 1, 5), 0).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (5, 10));
+}
