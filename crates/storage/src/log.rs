@@ -855,9 +855,12 @@ impl Log {
             Isolation::ReadUncommitted => {
                 self.read(fetch_offset, max_bytes, self.high_watermark, min_one_batch)
             }
-            Isolation::LogEnd => {
-                self.read(fetch_offset, max_bytes, self.log_end_offset(), min_one_batch)
-            }
+            Isolation::LogEnd => self.read(
+                fetch_offset,
+                max_bytes,
+                self.log_end_offset(),
+                min_one_batch,
+            ),
             Isolation::ReadCommitted => {
                 let last_stable_offset = self.last_stable_offset();
                 let (mut data, upper_bound_offset) =

@@ -426,7 +426,8 @@ impl FetcherCore {
         };
         let high_watermark_changed = log.update_follower_high_watermark(response.high_watermark);
         if response.log_start_offset >= 0 {
-            if let Err(error) = log.maybe_increment_log_start_offset(response.log_start_offset, now_ms)
+            if let Err(error) =
+                log.maybe_increment_log_start_offset(response.log_start_offset, now_ms)
             {
                 self.fail(&key);
                 return Err(error);

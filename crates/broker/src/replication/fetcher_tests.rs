@@ -4,9 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::replication::leader_state::{
-    BrokerStatus, PartitionRegistration, ReplicationConfig,
-};
+use crate::replication::leader_state::{BrokerStatus, PartitionRegistration, ReplicationConfig};
 use crate::replication::replica_log::{tests::client_batch, SimLog};
 
 const T0: i64 = 1_000_000;
@@ -133,7 +131,10 @@ fn add_partition_starts_at_the_log_end_with_epochs_else_truncating_at_the_high_w
     legacy.update_follower_high_watermark(2);
     assert_eq!(legacy.latest_epoch(), None);
     core.add_partition(key(), 3, &legacy).unwrap();
-    assert_eq!(core.partition(&key()).unwrap().phase, FetchPhase::Truncating);
+    assert_eq!(
+        core.partition(&key()).unwrap().phase,
+        FetchPhase::Truncating
+    );
     // Without epochs the truncation is to the high watermark, then fetching (KIP-279).
     let request = expect_fetch(core.poll(&key(), &mut legacy, T0).unwrap());
     assert_eq!(legacy.log_end_offset(), 2);

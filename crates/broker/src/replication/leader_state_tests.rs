@@ -82,7 +82,10 @@ fn become_leader_assigns_the_epoch_start_and_resets_followers() {
     assert_eq!(log.end_offset_for_epoch(4), Some((4, 10)));
     let follower = state.follower(2).unwrap();
     assert_eq!(follower.log_end_offset, UNKNOWN_OFFSET);
-    assert_eq!(follower.last_caught_up_time_ms, T0, "in the ISR: caught up now");
+    assert_eq!(
+        follower.last_caught_up_time_ms, T0,
+        "in the ISR: caught up now"
+    );
     let (state, _) = leader(10, &[1, 2], 1);
     assert_eq!(state.follower(3).unwrap().last_caught_up_time_ms, 0);
     let mut log = SimLog::new();
@@ -98,17 +101,26 @@ fn become_leader_assigns_the_epoch_start_and_resets_followers() {
 fn last_caught_up_time_follows_replica_update_fetch_state() {
     let (mut state, mut log) = leader(10, &[1, 2, 3], 1);
     // Fetch at the leader's log end: caught up at the fetch time.
-    state.on_follower_fetch(&fetch(2, 10, T0 + 1, &log), Some(102)).unwrap();
+    state
+        .on_follower_fetch(&fetch(2, 10, T0 + 1, &log), Some(102))
+        .unwrap();
     assert_eq!(state.follower(2).unwrap().last_caught_up_time_ms, T0 + 1);
     // The leader appends; a fetch below the new end but at the end the previous fetch saw
     // counts as caught up at the previous fetch's time.
-    log.append_as_leader(&mut client_batch(5, 1), 5, T0).unwrap();
-    state.on_follower_fetch(&fetch(2, 10, T0 + 50, &log), Some(102)).unwrap();
+    log.append_as_leader(&mut client_batch(5, 1), 5, T0)
+        .unwrap();
+    state
+        .on_follower_fetch(&fetch(2, 10, T0 + 50, &log), Some(102))
+        .unwrap();
     assert_eq!(state.follower(2).unwrap().last_caught_up_time_ms, T0 + 1);
     // Below both the current end and the end at the previous fetch: unchanged.
-    state.on_follower_fetch(&fetch(2, 12, T0 + 60, &log), Some(102)).unwrap();
+    state
+        .on_follower_fetch(&fetch(2, 12, T0 + 60, &log), Some(102))
+        .unwrap();
     assert_eq!(state.follower(2).unwrap().last_caught_up_time_ms, T0 + 1);
-    state.on_follower_fetch(&fetch(2, 15, T0 + 70, &log), Some(102)).unwrap();
+    state
+        .on_follower_fetch(&fetch(2, 15, T0 + 70, &log), Some(102))
+        .unwrap();
     assert_eq!(state.follower(2).unwrap().last_caught_up_time_ms, T0 + 70);
     assert_eq!(state.follower(2).unwrap().log_end_offset, 15);
     // Errors.
@@ -117,7 +129,10 @@ fn last_caught_up_time_follows_replica_update_fetch_state() {
         Err(FollowerFetchError::NotReplica(7))
     );
     let stale = state.on_follower_fetch(&fetch(3, 0, T0, &log), Some(999));
-    assert!(matches!(stale, Err(FollowerFetchError::StaleBrokerEpoch { .. })));
+    assert!(matches!(
+        stale,
+        Err(FollowerFetchError::StaleBrokerEpoch { .. })
+    ));
     assert_eq!(
         stale.unwrap_err().response_error(),
         ResponseError::NotLeaderOrFollower
@@ -131,7 +146,9 @@ fn high_watermark_is_the_minimum_of_the_maximal_isr_and_monotonic() {
     let brokers = brokers();
     // Followers unknown (-1) hold the high watermark.
     assert!(!state.maybe_increment_high_watermark(&mut log, T0, &brokers));
-    state.handle_follower_fetch(&fetch(2, 8, T0, &log), &mut log, &brokers).unwrap();
+    state
+        .handle_follower_fetch(&fetch(2, 8, T0, &log), &mut log, &brokers)
+        .unwrap();
     assert_eq!(log.high_watermark(), 0, "3 has not fetched");
     let effects = state
         .handle_follower_fetch(&fetch(3, 6, T0, &log), &mut log, &brokers)
@@ -140,7 +157,9 @@ fn high_watermark_is_the_minimum_of_the_maximal_isr_and_monotonic() {
     assert_eq!(log.high_watermark(), 6);
     assert_eq!(state.high_watermark_candidate(10, T0, &brokers), 6);
     // A follower going back (after a restart) never lowers it.
-    state.handle_follower_fetch(&fetch(3, 2, T0, &log), &mut log, &brokers).unwrap();
+    state
+        .handle_follower_fetch(&fetch(3, 2, T0, &log), &mut log, &brokers)
+        .unwrap();
     assert_eq!(log.high_watermark(), 6);
 }
 
@@ -161,11 +180,16 @@ fn caught_up_follower_outside_the_isr_holds_the_high_watermark() {
         .handle_follower_fetch(&fetch(3, 10, T0 + 1, &log), &mut log, &brokers)
         .unwrap();
     assert_eq!(effects.alter_partition, None);
-    log.append_as_leader(&mut client_batch(10, 1), 5, T0).unwrap();
+    log.append_as_leader(&mut client_batch(10, 1), 5, T0)
+        .unwrap();
     state
         .handle_follower_fetch(&fetch(2, 20, T0 + 2, &log), &mut log, &brokers)
         .unwrap();
-    assert_eq!(log.high_watermark(), 10, "3 holds it: it may join any moment");
+    assert_eq!(
+        log.high_watermark(),
+        10,
+        "3 holds it: it may join any moment"
+    );
     // Once 3 is no longer caught up it stops holding the high watermark.
     assert!(state.maybe_increment_high_watermark(&mut log, T0 + 2 * LAG_MAX_MS, &brokers));
     assert_eq!(log.high_watermark(), 20);
@@ -176,7 +200,9 @@ fn expansion_counts_at_once_shrink_only_once_committed() {
     let (mut state, mut log) = leader(10, &[1, 2], 1);
     log.set_initial_high_watermark(0);
     let brokers = brokers();
-    state.handle_follower_fetch(&fetch(2, 10, T0, &log), &mut log, &brokers).unwrap();
+    state
+        .handle_follower_fetch(&fetch(2, 10, T0, &log), &mut log, &brokers)
+        .unwrap();
     assert_eq!(log.high_watermark(), 10);
     // 3 below the epoch start (10): not in sync yet.
     let effects = state
@@ -193,14 +219,20 @@ fn expansion_counts_at_once_shrink_only_once_committed() {
         "each member with the broker epoch of its fetches"
     );
     assert_eq!((item.leader_epoch, item.partition_epoch), (5, 10));
-    assert!(matches!(state.isr_state(), IsrState::PendingExpand { adding: 3, .. }));
+    assert!(matches!(
+        state.isr_state(),
+        IsrState::PendingExpand { adding: 3, .. }
+    ));
     assert_eq!(state.isr_state().maximal_isr().len(), 3);
     assert_eq!(state.isr_state().isr().len(), 2);
     // While it is in flight, nothing else is proposed.
     assert!(state.shrink_candidates(T0 + 10 * LAG_MAX_MS, 10).is_empty());
     // The pending member holds the high watermark.
-    log.append_as_leader(&mut client_batch(5, 1), 5, T0).unwrap();
-    state.handle_follower_fetch(&fetch(2, 15, T0, &log), &mut log, &brokers).unwrap();
+    log.append_as_leader(&mut client_batch(5, 1), 5, T0)
+        .unwrap();
+    state
+        .handle_follower_fetch(&fetch(2, 15, T0, &log), &mut log, &brokers)
+        .unwrap();
     assert_eq!(log.high_watermark(), 10);
     let outcome = state.on_alter_partition_result(
         &item,
@@ -250,7 +282,9 @@ fn expansion_counts_at_once_shrink_only_once_committed() {
 #[test]
 fn a_follower_at_the_leader_end_is_never_out_of_sync() {
     let (mut state, log) = leader(10, &[1, 2, 3], 1);
-    state.on_follower_fetch(&fetch(2, 10, T0, &log), Some(102)).unwrap();
+    state
+        .on_follower_fetch(&fetch(2, 10, T0, &log), Some(102))
+        .unwrap();
     // 2 has not fetched for ages but has everything; 3 never fetched.
     let much_later = T0 + 100 * LAG_MAX_MS;
     assert_eq!(state.shrink_candidates(much_later, 10), BTreeSet::from([3]));
@@ -278,7 +312,9 @@ fn ineligible_followers_do_not_join() {
         .is_err());
     // A stored epoch older than the image's (fetched before it re-registered) is not eligible.
     let brokers = self::brokers();
-    state.on_follower_fetch(&fetch(2, 0, T0, &log), Some(102)).unwrap();
+    state
+        .on_follower_fetch(&fetch(2, 0, T0, &log), Some(102))
+        .unwrap();
     let mut newer = brokers.clone();
     newer.get_mut(&2).unwrap().broker_epoch = 300;
     assert!(!state.expand_candidate(2, 0, &newer));
@@ -436,7 +472,8 @@ fn registrations_with_an_older_partition_epoch_are_ignored() {
         .unwrap());
     assert_eq!(state.isr_state().isr().len(), 3);
     // A new leader epoch (re-elected): the epoch starts at the current log end.
-    log.append_as_leader(&mut client_batch(3, 9), 5, T0).unwrap();
+    log.append_as_leader(&mut client_batch(3, 9), 5, T0)
+        .unwrap();
     assert!(state
         .apply_registration(&registration(6, 11, &[1, 2]), &mut log, T0)
         .unwrap());

@@ -176,9 +176,9 @@ impl<T> Purgatory<T> {
     fn take(&mut self, key: PartitionKey, done: BTreeMap<(i64, u64), Parked<T>>) -> Vec<T> {
         let mut out = Vec::with_capacity(done.len());
         for ((required_offset, sequence), entry) in done {
-            let removed = self
-                .by_deadline
-                .remove(&(entry.deadline_ms, sequence, key, required_offset));
+            let removed =
+                self.by_deadline
+                    .remove(&(entry.deadline_ms, sequence, key, required_offset));
             debug_assert!(removed, "every parked operation has a deadline entry");
             out.push(entry.operation);
         }
@@ -222,7 +222,10 @@ mod tests {
         purgatory.park(key(0), 20, 1_000, "b").unwrap();
         purgatory.park(key(0), 20, 1_000, "b2").unwrap();
         assert_eq!(purgatory.on_high_watermark(&key(0), 9), Vec::<&str>::new());
-        assert_eq!(purgatory.on_high_watermark(&key(0), 20), vec!["a", "b", "b2"]);
+        assert_eq!(
+            purgatory.on_high_watermark(&key(0), 20),
+            vec!["a", "b", "b2"]
+        );
         assert_eq!(purgatory.len(), 2);
         assert_eq!(purgatory.parked_for(&key(1)), 1);
         assert_eq!(purgatory.on_high_watermark(&key(0), i64::MAX), vec!["c"]);
@@ -249,10 +252,21 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Park { partition: i32, offset: i64, deadline: i64 },
-        HighWatermark { partition: i32, hw: i64 },
-        Expire { now: i64 },
-        Fail { partition: i32 },
+        Park {
+            partition: i32,
+            offset: i64,
+            deadline: i64,
+        },
+        HighWatermark {
+            partition: i32,
+            hw: i64,
+        },
+        Expire {
+            now: i64,
+        },
+        Fail {
+            partition: i32,
+        },
     }
 
     fn op() -> impl Strategy<Value = Op> {

@@ -221,12 +221,9 @@ impl SimLog {
         if epoch < 0 || start_offset < 0 {
             return;
         }
-        let needed = self
-            .epochs
-            .last()
-            .is_none_or(|&(last_epoch, last_start)| {
-                epoch != last_epoch || start_offset < last_start
-            });
+        let needed = self.epochs.last().is_none_or(|&(last_epoch, last_start)| {
+            epoch != last_epoch || start_offset < last_start
+        });
         if !needed {
             return;
         }
@@ -369,7 +366,11 @@ impl ReplicaLog for SimLog {
         }
         let info = self.info(&batches);
         for batch in batches {
-            if batch.epoch >= 0 && self.latest_epoch().is_none_or(|latest| latest < batch.epoch) {
+            if batch.epoch >= 0
+                && self
+                    .latest_epoch()
+                    .is_none_or(|latest| latest < batch.epoch)
+            {
                 self.assign_epoch(batch.epoch, batch.base_offset);
             }
             self.next_offset = batch.last_offset + 1;

@@ -33,19 +33,34 @@ fn leader_batch(base_offset: i64, epoch: i32, count: usize, tag: u64) -> Vec<u8>
 #[derive(Debug, Clone)]
 enum Op {
     /// Appends as leader; the epoch moves up by `epoch_step`.
-    LeaderAppend { count: usize, epoch_step: i32 },
+    LeaderAppend {
+        count: usize,
+        epoch_step: i32,
+    },
     /// Appends leader batches as follower, `gap` offsets after the log end (or before it,
     /// which both must refuse, when `gap` is negative).
     FollowerAppend {
         gap: i64,
         batches: Vec<(usize, i32)>,
     },
-    TruncateTo { back: i64 },
-    TruncateFully { ahead: i64 },
-    AssignEpoch { epoch_step: i32 },
-    IncrementHighWatermark { back: i64 },
-    UpdateFollowerHighWatermark { back: i64 },
-    IncrementLogStart { ahead: i64 },
+    TruncateTo {
+        back: i64,
+    },
+    TruncateFully {
+        ahead: i64,
+    },
+    AssignEpoch {
+        epoch_step: i32,
+    },
+    IncrementHighWatermark {
+        back: i64,
+    },
+    UpdateFollowerHighWatermark {
+        back: i64,
+    },
+    IncrementLogStart {
+        ahead: i64,
+    },
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -95,12 +110,7 @@ fn observe(log: &impl ReplicaLog, max_epoch: i32) -> Observed {
 }
 
 /// Applies `op` to one log; `epoch` and `tag` are the script's running state.
-fn apply(
-    log: &mut impl ReplicaLog,
-    op: &Op,
-    epoch: &mut i32,
-    tag: &mut u64,
-) -> Result<(), String> {
+fn apply(log: &mut impl ReplicaLog, op: &Op, epoch: &mut i32, tag: &mut u64) -> Result<(), String> {
     let leo = log.log_end_offset();
     let result = match op {
         Op::LeaderAppend { count, epoch_step } => {

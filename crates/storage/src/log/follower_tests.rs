@@ -510,7 +510,10 @@ fn log_end_isolation_reads_above_the_high_watermark_up_to_the_log_end() {
     let committed = log
         .read_with_isolation(0, usize::MAX, true, Isolation::ReadUncommitted)
         .unwrap();
-    assert_eq!(committed.next_offset, 3, "clients stop at the high watermark");
+    assert_eq!(
+        committed.next_offset, 3,
+        "clients stop at the high watermark"
+    );
     let all = log
         .read_with_isolation(0, usize::MAX, true, Isolation::LogEnd)
         .unwrap();
@@ -574,7 +577,11 @@ fn truncate_into_the_batch_holding_the_log_start_restarts_the_log() {
     assert_eq!(log.delete_records_before(7, 0).unwrap(), 7);
     log.truncate_to(8).unwrap();
     assert_eq!(
-        (log.log_start_offset(), log.log_end_offset(), log.high_watermark()),
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.high_watermark()
+        ),
         (8, 8, 8)
     );
     assert_eq!(log.latest_epoch(), None);
