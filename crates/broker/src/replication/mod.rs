@@ -10,14 +10,17 @@
 //! - [`fetcher`]: `FetcherCore`, a follower fetching from one leader (truncation, errors,
 //!   back-off), and the leader's side of a follower fetch.
 //! - [`purgatory`]: `Purgatory<T>`, acks=all produces waiting for the high watermark.
+//! - [`alter_partition`]: `AlterPartitionBatcher`, ISR changes batched to the controller.
 //!
 //! `README.md` beside this file maps each type to its Kafka class.
 
+pub mod alter_partition;
 pub mod fetcher;
 pub mod leader_state;
 pub mod purgatory;
 pub mod replica_log;
 
+pub use alter_partition::{AlterPartitionBatch, AlterPartitionBatcher, BatchFailure, SubmitError};
 pub use fetcher::{
     check_follower_divergence, offset_truncation_state, serve_follower_fetch, EpochEndOffset,
     EpochRequest, FetchOutcome, FetchPartitionRequest, FetchPartitionResponse, FetchPhase,
