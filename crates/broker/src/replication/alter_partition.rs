@@ -24,6 +24,9 @@ pub struct AlterPartitionBatch {
     pub items: Vec<AlterPartitionItem>,
 }
 
+/// The controller's answer for one partition.
+pub type AlterPartitionResult = Result<LeaderAndIsr, ResponseError>;
+
 /// Why an item was not queued.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
@@ -152,8 +155,8 @@ impl AlterPartitionBatcher {
     /// partition's `LeaderState`. Items the answer does not mention are sent again.
     pub fn on_response(
         &mut self,
-        response: Result<Vec<(PartitionKey, Result<LeaderAndIsr, ResponseError>)>, BatchFailure>,
-    ) -> Vec<(AlterPartitionItem, Result<LeaderAndIsr, ResponseError>)> {
+        response: Result<Vec<(PartitionKey, AlterPartitionResult)>, BatchFailure>,
+    ) -> Vec<(AlterPartitionItem, AlterPartitionResult)> {
         let answers = match response {
             Ok(answers) => answers,
             Err(BatchFailure::Retriable)
@@ -177,7 +180,7 @@ impl AlterPartitionBatcher {
         let Some(batch) = self.in_flight.take() else {
             return Vec::new();
         };
-        let mut answers: BTreeMap<PartitionKey, Result<LeaderAndIsr, ResponseError>> =
+        let mut answers: BTreeMap<PartitionKey, AlterPartitionResult> =
             answers.into_iter().collect();
         let mut results = Vec::new();
         for item in batch.items {
