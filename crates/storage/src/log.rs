@@ -1005,9 +1005,18 @@ impl Log {
 
     /// Removes every batch from the one containing `offset` onwards, like Kafka's
     /// `truncateTo` (a follower truncating to the leader's log). Below the log start offset
-    /// the log is emptied and restarts at `offset`.
+    /// the log is emptied and restarts at `offset`. At or beyond the log end only epoch cache
+    /// entries starting at the log end go (an epoch assigned on becoming leader, unused).
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
-        if offset >= self.log_end_offset() {
+        let log_end_offset = self.log_end_offset();
+        if offset >= log_end_offset {
+            // Nothing to remove, but like Kafka's `truncateTo` the epoch cache loses entries
+            // starting at the log end: a replica that became leader (assigning its epoch at
+            // its log end) and was replaced before appending anything must not keep claiming
+            // that epoch, or its fetches would report it as the last fetched epoch forever.
+            if self.epoch_cache.truncate_from_end(log_end_offset) {
+                self.epoch_cache.persist()?;
+            }
             return Ok(());
         }
         if offset < self.log_start_offset {

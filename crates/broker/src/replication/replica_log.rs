@@ -59,7 +59,8 @@ pub trait ReplicaLog {
         fetch_offset: i64,
         max_bytes: usize,
     ) -> Result<FollowerRead, StorageError>;
-    /// Removes every batch from the one containing `offset` onwards.
+    /// Removes every batch from the one containing `offset` onwards; at or beyond the log end,
+    /// only epoch entries starting at the log end (Kafka `truncateTo`).
     fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError>;
     /// Empties the log; log start, log end and high watermark become `offset`.
     fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError>;
@@ -411,6 +412,8 @@ impl ReplicaLog for SimLog {
 
     fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
         if offset >= self.next_offset {
+            // As `Log::truncate_to`: an epoch assigned at the log end and never used goes.
+            self.after_truncation();
             return Ok(());
         }
         if offset < self.log_start_offset {

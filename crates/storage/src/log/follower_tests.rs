@@ -591,3 +591,23 @@ fn truncate_into_the_batch_holding_the_log_start_restarts_the_log() {
     log.append_as_follower(&stored_batch(5, 1, 5), 0).unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (5, 10));
 }
+
+#[test]
+fn truncate_at_the_log_end_drops_an_unused_epoch_assigned_there() {
+    // Became leader at epoch 2 (assigned at the log end), wrote nothing, was replaced: as a
+    // follower its last fetched epoch must go back to 1, or the new leader's divergence
+    // answer (1, 5) truncates nothing and the follower asks again forever.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(10_000), true, 0).unwrap();
+    log.append_as_follower(&stored_batch(0, 1, 5), 0).unwrap();
+    log.assign_epoch_start_offset(2, 5).unwrap();
+    assert_eq!(log.latest_epoch(), Some(2));
+    log.truncate_to(5).unwrap();
+    assert_eq!(log.latest_epoch(), Some(1));
+    assert_eq!(log.log_end_offset(), 5);
+    assert_eq!(log.end_offset_for_epoch(1), Some((1, 5)));
+    // Durable: the checkpoint was rewritten.
+    log.close().unwrap();
+    let log = Log::open(dir.path(), config(10_000), true, 0).unwrap();
+    assert_eq!(log.latest_epoch(), Some(1));
+}
