@@ -287,8 +287,8 @@ pub enum AlterPartitionOutcome {
     Retry(AlterPartitionItem),
 }
 
-/// A registration newer than ours that no longer names this broker as leader, or one for
-/// another partition.
+/// A registration that does not make this broker leader, or a storage failure while
+/// recording the new epoch's start.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderStateError {
     #[error("registration names leader {leader}, not this broker {local}")]
@@ -364,17 +364,34 @@ impl LeaderState {
         Ok(state)
     }
 
-    /// Kafka `makeLeader` while already leading: a registration with an older partition epoch
-    /// is ignored (returns `Ok(false)`); otherwise replicas and the committed ISR are taken
-    /// from it (ending any pending change), and a new leader epoch starts as in
-    /// [`LeaderState::become_leader`] but keeps what followers reported.
+    /// Kafka `makeLeader` while already leading: a registration with a newer partition epoch
+    /// replaces replicas and the committed ISR (ending any pending change), and a new leader
+    /// epoch starts as in [`LeaderState::become_leader`] but keeps what followers reported.
+    /// Returns `Ok(false)` for a registration that is not newer.
+    ///
+    /// **Differs from Kafka at an equal partition epoch.** Kafka's `makeLeader` takes those
+    /// too (the AlterPartition answer may bring the epoch before the metadata does) and
+    /// resets a pending ISR change. The simulation found what that allows: the leader commits
+    /// ISR {2,3} at epoch 5 from the answer, proposes adding 1 (whose log end reached the high
+    /// watermark), then the metadata for epoch 5 arrives and drops the pending addition; the
+    /// high watermark passes 1's log end while the controller admits 1 into the ISR, and a
+    /// failover to 1 loses acknowledged records. A registration at our own partition epoch
+    /// carries nothing we do not know (the same controller state), so it is ignored here and
+    /// the pending change stays until its answer or a newer epoch.
     pub fn apply_registration(
         &mut self,
         registration: &PartitionRegistration,
         log: &mut impl ReplicaLog,
         now_ms: i64,
     ) -> Result<bool, LeaderStateError> {
-        if registration.partition_epoch < self.partition_epoch {
+        if registration.partition_epoch <= self.partition_epoch {
+            debug_assert!(
+                registration.partition_epoch < self.partition_epoch
+                    || (registration.leader_epoch == self.leader_epoch
+                        && registration.isr.iter().copied().collect::<BTreeSet<_>>()
+                            == *self.isr.isr()),
+                "one partition epoch, one partition state"
+            );
             return Ok(false);
         }
         if registration.leader != self.local_broker_id {

@@ -487,3 +487,52 @@ fn registrations_with_an_older_partition_epoch_are_ignored() {
         Err(LeaderStateError::NotLeader { leader: 2, .. })
     ));
 }
+
+#[test]
+fn a_registration_at_our_partition_epoch_keeps_a_pending_expansion() {
+    // Found by the simulation (seed 3391 of 5,000): Kafka's makeLeader would reset the
+    // pending addition of 3 here and let the high watermark pass 3's log end while the
+    // controller admits 3 into the ISR.
+    let (mut state, mut log) = leader(10, &[1, 2, 3], 1);
+    log.set_initial_high_watermark(0);
+    let brokers = brokers();
+    for id in [2, 3] {
+        state
+            .handle_follower_fetch(&fetch(id, 10, T0, &log), &mut log, &brokers)
+            .unwrap();
+    }
+    assert_eq!(log.high_watermark(), 10);
+    log.append_as_leader(&mut client_batch(10, 1), 5, T0)
+        .unwrap();
+    let t1 = T0 + LAG_MAX_MS + 1;
+    state
+        .handle_follower_fetch(&fetch(2, 20, t1, &log), &mut log, &brokers)
+        .unwrap();
+    let shrink = state.maybe_shrink_isr(t1, 20).unwrap();
+    let answer = LeaderAndIsr {
+        leader_epoch: 5,
+        partition_epoch: 11,
+        isr: vec![1, 2],
+    };
+    state.on_alter_partition_result(&shrink, Ok(answer), &mut log, t1, &brokers);
+    assert_eq!(log.high_watermark(), 20);
+    log.append_as_leader(&mut client_batch(5, 2), 5, T0)
+        .unwrap();
+    // 3 is back at the high watermark (but not caught up in time): its addition goes out.
+    let effects = state
+        .handle_follower_fetch(&fetch(3, 20, t1 + 1, &log), &mut log, &brokers)
+        .unwrap();
+    assert!(effects.alter_partition.is_some());
+    // The metadata for epoch 11 arrives after the answer: nothing new, the addition stays.
+    assert!(!state
+        .apply_registration(&registration(5, 11, &[1, 2]), &mut log, t1 + 1)
+        .unwrap());
+    assert!(matches!(
+        state.isr_state(),
+        IsrState::PendingExpand { adding: 3, .. }
+    ));
+    state
+        .handle_follower_fetch(&fetch(2, 25, t1 + 1, &log), &mut log, &brokers)
+        .unwrap();
+    assert_eq!(log.high_watermark(), 20, "3 still holds the high watermark");
+}
