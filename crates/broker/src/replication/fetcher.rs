@@ -5,8 +5,9 @@
 //! The core keeps per partition the fetch offset (= the log end offset), the leader epoch it
 //! fetches under, a phase and a back-off deadline. It never does network I/O: [`FetcherCore::poll`]
 //! says which request a partition needs next ([`PartitionRequest`]: Fetch, OffsetForLeaderEpoch
-//! or ListOffsets), the shell sends it, and hands the answer back together with the request it
-//! answers, so answers to superseded requests (delayed, duplicated, reordered) are ignored. Log
+//! or ListOffsets), the shell sends it (one at a time per partition, as Kafka's fetcher thread;
+//! again after a timeout), and hands the answer back together with the request it answers, so
+//! answers to superseded requests (delayed, duplicated, reordered) are ignored. Log
 //! changes (append, truncation, high watermark, log start) go through the [`ReplicaLog`] it is
 //! handed; what happened comes back as data ([`FetchOutcome`]).
 //!
@@ -628,6 +629,13 @@ pub fn serve_follower_fetch(
         );
     }
     if request.current_leader_epoch > leader.leader_epoch() {
+        return (
+            FetchPartitionResponse::error(ResponseError::UnknownLeaderEpoch),
+            no_effects,
+        );
+    }
+    if leader.follower(replica_id).is_none() {
+        // Kafka `followerReplicaOrThrow`, before reading: not (yet) a replica here.
         return (
             FetchPartitionResponse::error(ResponseError::UnknownLeaderEpoch),
             no_effects,
