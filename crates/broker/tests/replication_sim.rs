@@ -139,6 +139,8 @@ enum Event {
     /// Heartbeats of a live broker lost for a while: fenced, then unfenced.
     FenceLive(i32),
     UnfenceLive(i32),
+    /// DeleteRecords on the current leader: its log start moves up to its HW.
+    DeleteRecords,
 }
 
 enum Role {
@@ -320,6 +322,8 @@ struct Stats {
     crashes: u64,
     elections: u64,
     truncations: u64,
+    out_of_range: u64,
+    restarted_at: u64,
 }
 
 /// What the per-batch checks of one node depend on.
@@ -553,6 +557,9 @@ impl Sim {
                         let id = NODES[self.rng.below(3) as usize];
                         let delay = self.rng.range(0, 500);
                         self.schedule(delay, Event::Crash(id));
+                    } else if self.rng.percent(3) {
+                        let delay = self.rng.range(0, 300);
+                        self.schedule(delay, Event::DeleteRecords);
                     } else if self.rng.percent(4) {
                         // Mostly the leader: its replacement is what fencing tests.
                         let leader = self.controller.registration.leader;
@@ -596,6 +603,25 @@ impl Sim {
                     self.publish();
                     let back = self.rng.range(200, 2_000);
                     self.schedule(back, Event::UnfenceLive(id));
+                }
+                Ok(())
+            }
+            Event::DeleteRecords => {
+                let leader = self.controller.registration.leader;
+                if leader < 0 {
+                    return Ok(());
+                }
+                let now = self.now_ms;
+                let (start, hw) = {
+                    let log = &self.node(leader).log;
+                    (log.log_start_offset(), log.high_watermark())
+                };
+                let offset = self.rng.range(start, hw);
+                let node = self.node(leader);
+                if node.alive && matches!(node.role, Role::Leader(_)) {
+                    node.log
+                        .maybe_increment_log_start_offset(offset, now)
+                        .map_err(|e| e.to_string())?;
                 }
                 Ok(())
             }
@@ -745,6 +771,7 @@ impl Sim {
                     .map_err(|e| format!("follower {id} storage error {e}"))?;
                 match outcome {
                     FetchOutcome::Appended { .. } => node.hw_epoch = Some(req.current_leader_epoch),
+                    FetchOutcome::OutOfRange => self.stats.out_of_range += 1,
                     FetchOutcome::Truncated {
                         below_high_watermark,
                         offset,
@@ -844,8 +871,12 @@ impl Sim {
                 let Role::Follower(core) = &mut node.role else {
                     return Ok(());
                 };
-                core.on_leader_offsets(&req, resp, &mut node.log, now)
+                let outcome = core
+                    .on_leader_offsets(&req, resp, &mut node.log, now)
                     .map_err(|e| format!("follower {id} storage error {e}"))?;
+                if let FetchOutcome::RestartedAt { .. } = outcome {
+                    self.stats.restarted_at += 1;
+                }
                 Ok(())
             }
             Msg::AlterPartitionResp { item, resp } => {
@@ -1208,7 +1239,16 @@ impl Sim {
             }
             if hw > self.committed_offset {
                 self.committed_offset = hw;
-                self.committed = below;
+                // Below the leader's log start (DeleteRecords) the old reference stays.
+                let first = below.first().map_or(hw, |b| b.0);
+                let mut committed: Vec<_> = self
+                    .committed
+                    .iter()
+                    .copied()
+                    .filter(|b| b.1 < first)
+                    .collect();
+                committed.extend(below);
+                self.committed = committed;
             }
         }
         Ok(())
@@ -1317,10 +1357,11 @@ impl Sim {
                     }
                 }
             }
-            // A follower's HW is at most its leader's, for answers of the leader's epoch.
+            // A follower's HW is at most its leader's, for answers of the leader's epoch (or
+            // its own log start: a new leader's HW may trail an old leader's DeleteRecords).
             if let (Role::Follower(_), Some(leader_hw)) = (&node.role, leader_hw) {
                 if node.hw_epoch == Some(registration.leader_epoch)
-                    && log.high_watermark() > leader_hw
+                    && log.high_watermark() > leader_hw.max(log.log_start_offset())
                 {
                     return Err(format!(
                         "follower {} HW {} above leader HW {leader_hw}",
@@ -1390,9 +1431,22 @@ impl Sim {
             return Err("no leader after healing".into());
         }
         let leader = &self.nodes[(registration.leader - 1) as usize];
-        let expected = batch_key(&leader.log);
+        // Compared from the highest log start (followers raise theirs only up to their HW).
+        let start = self
+            .nodes
+            .iter()
+            .map(|n| n.log.log_start_offset())
+            .max()
+            .unwrap_or(0);
+        let from = |log: &SimLog| -> Vec<_> {
+            batch_key(log)
+                .into_iter()
+                .filter(|b| b.1 >= start)
+                .collect()
+        };
+        let expected = from(&leader.log);
         for node in &self.nodes {
-            if batch_key(&node.log) != expected {
+            if from(&node.log) != expected {
                 return Err(format!(
                     "node {} did not converge on the leader's log",
                     node.id
@@ -1461,6 +1515,8 @@ fn replication_simulation() {
                 total.crashes += stats.crashes;
                 total.elections += stats.elections;
                 total.truncations += stats.truncations;
+                total.out_of_range += stats.out_of_range;
+                total.restarted_at += stats.restarted_at;
             }
             Err(report) => {
                 eprintln!("{report}");

@@ -412,10 +412,13 @@ impl FetcherCore {
         let info = match log.append_as_follower(&response.records, now_ms) {
             Ok(info) => info,
             Err(StorageError::UnexpectedAppendOffset { offset, expected })
-                if restart_needed(log, &response.records, offset, expected) =>
+                if restart_needed(
+                    log,
+                    &response.records,
+                    (offset, expected),
+                    response.log_start_offset,
+                ) =>
             {
-                // Kafka `appendRecordsToFollowerOrFutureReplica`: the leader's log start is
-                // inside the first batch we fetch (DeleteRecords); start our log at the batch.
                 log.truncate_fully_and_start_at(offset)?;
                 log.append_as_follower(&response.records, now_ms)?
             }
@@ -548,18 +551,35 @@ impl FetcherCore {
     }
 }
 
-/// Whether an UnexpectedAppendOffset is Kafka's DeleteRecords case: our log is empty at its
-/// start and the first fetched batch straddles it.
-fn restart_needed(log: &impl ReplicaLog, records: &[u8], first: i64, expected: i64) -> bool {
+/// Whether an UnexpectedAppendOffset at `first` (we expected `expected`, our log end) is the
+/// leader's log start inside the first batch it sent, so that the batch starts below our log
+/// end; then our log restarts at the batch's base offset.
+///
+/// Kafka (`appendRecordsToFollowerOrFutureReplica`) does this only when our log is empty at
+/// its start and marks the partition failed otherwise. But the leader's log start inside the
+/// batch also means its epoch cache starts there and cannot show that our last batch
+/// diverges from the leader's (the simulation found it: our last epoch-1 batch ends at 14,
+/// the leader's epoch-2 batch 14..16 holds its log start 15, and it answers epoch 1 as ending
+/// at 15). Everything we hold below the leader's log start is gone on the leader and below
+/// the log start we take from it, so restarting at the batch loses nothing readable.
+fn restart_needed(
+    log: &impl ReplicaLog,
+    records: &[u8],
+    (first, expected): (i64, i64),
+    leader_log_start_offset: i64,
+) -> bool {
     let log_end_offset = log.log_end_offset();
     let Some(Ok((header, _))) = BatchIter::new(records).next() else {
         return false;
     };
-    expected == log_end_offset
-        && log_end_offset == log.log_start_offset()
+    let straddles = expected == log_end_offset
         && first == header.base_offset
         && first < log_end_offset
-        && header.last_offset() >= log_end_offset
+        && header.last_offset() >= log_end_offset;
+    straddles
+        && (log_end_offset == log.log_start_offset()
+            || first < log.log_start_offset()
+            || leader_log_start_offset > first)
 }
 
 /// Kafka `AbstractFetcherThread.getOffsetTruncationState`: where to truncate given the

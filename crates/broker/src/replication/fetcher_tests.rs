@@ -565,3 +565,47 @@ fn leader_answers_fenced_and_unknown_epochs() {
     );
     assert_eq!(response.error, Some(ResponseError::UnknownLeaderEpoch));
 }
+
+#[test]
+fn leader_log_start_inside_a_batch_hides_divergence_and_the_follower_restarts_at_the_batch() {
+    // Found by the simulation with DeleteRecords: our last batch (epoch 1) ends at 14, the
+    // leader's epoch-2 batch 14..16 holds its log start 15, so its epoch cache starts at 15
+    // and it answers epoch 1 as ending at 15: no divergence reported, and the batch it sends
+    // starts below our log end.
+    let mut follower = log_of(&[(0, 8), (1, 7)]);
+    follower.update_follower_high_watermark(8);
+    let mut leader_log = log_of(&[(0, 8), (1, 6), (2, 3)]);
+    let mut leader = leader_state(&mut leader_log, 3, &[1, 2]);
+    leader_log.maybe_increment_high_watermark(17);
+    leader_log.maybe_increment_log_start_offset(15, T0).unwrap();
+    assert_eq!(leader_log.end_offset_for_epoch(1), Some((1, 15)));
+    let mut core = fetcher();
+    core.add_partition(key(), 3, &follower).unwrap();
+    let request = expect_fetch(core.poll(&key(), &mut follower, T0).unwrap());
+    let (response, _) = serve_follower_fetch(
+        &mut leader,
+        &mut leader_log,
+        &brokers(),
+        (2, 102),
+        &request,
+        1 << 20,
+        T0,
+    );
+    assert_eq!(response.diverging_epoch, None);
+    let outcome = core
+        .on_fetch_response(&request, response, &mut follower, T0)
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        FetchOutcome::Appended {
+            records_count: 3,
+            ..
+        }
+    ));
+    assert_eq!(follower.batches(), leader_log.batches());
+    assert_eq!(
+        (follower.log_start_offset(), follower.log_end_offset()),
+        (15, 17)
+    );
+    assert_eq!(follower.latest_epoch(), Some(2));
+}

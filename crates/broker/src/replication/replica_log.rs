@@ -197,6 +197,9 @@ pub struct SimLog {
     /// `(epoch, start_offset)`, epochs and start offsets strictly increasing (Kafka's
     /// `LeaderEpochFileCache` entries).
     epochs: Vec<(i32, i64)>,
+    /// Where the log (re)started: the log end after truncating every batch away, as a `Log`'s
+    /// first segment's base offset.
+    base_offset: i64,
 }
 
 impl SimLog {
@@ -204,8 +207,12 @@ impl SimLog {
         Self::default()
     }
 
+    /// The readable batches: from the one holding the log start offset.
     pub fn batches(&self) -> &[SimBatch] {
-        &self.batches
+        let first = self
+            .batches
+            .partition_point(|batch| batch.last_offset < self.log_start_offset);
+        &self.batches[first..]
     }
 
     pub fn epoch_entries(&self) -> &[(i32, i64)] {
@@ -427,7 +434,7 @@ impl ReplicaLog for SimLog {
         self.next_offset = self
             .batches
             .last()
-            .map_or(self.log_start_offset, |batch| batch.last_offset + 1);
+            .map_or(self.base_offset, |batch| batch.last_offset + 1);
         if self.next_offset < self.log_start_offset {
             // The log start was inside the removed batch (as `Log::truncate_to`).
             return self.truncate_fully_and_start_at(offset);
@@ -446,6 +453,7 @@ impl ReplicaLog for SimLog {
         }
         self.batches.clear();
         self.epochs.clear();
+        self.base_offset = offset;
         self.log_start_offset = offset;
         self.next_offset = offset;
         self.high_watermark = offset;
@@ -481,9 +489,9 @@ impl ReplicaLog for SimLog {
         if target <= self.log_start_offset {
             return Ok(false);
         }
+        // Batches below the new start stay (as in a `Log` segment until retention deletes it)
+        // but are no longer read or listed.
         self.log_start_offset = target;
-        // Like retention: only batches entirely below the new start go.
-        self.batches.retain(|batch| batch.last_offset >= target);
         // Kafka's `truncateFromStart`: the epoch covering the new start begins there.
         let covering = self.epochs.partition_point(|&(_, start)| start <= target);
         if covering > 0 {
