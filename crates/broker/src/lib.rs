@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod node_channel;
 pub mod partition;
 pub mod replica_manager;
+pub mod replication;
 #[doc(hidden)]
 pub mod testing;
 pub mod time;
