@@ -65,6 +65,7 @@ impl MetadataService {
         config: &BrokerConfig,
         initial_records: Vec<MetadataRecord>,
         seed: u64,
+        local_broker_incarnation: Option<uuid::Uuid>,
     ) -> anyhow::Result<Self> {
         let node_id = config.node_id;
         let voter_ids: Vec<u64> = config
@@ -86,6 +87,7 @@ impl MetadataService {
         let mut controller = controller_config(config, seed);
         controller.cluster_id = existing_cluster_id;
         controller.initial_records = initial_records;
+        controller.local_broker_incarnation = local_broker_incarnation;
         controller.broker_session_timeout_ms = config.broker_session_timeout_ms as i64;
         let mut quorum = QuorumConfig::new(node_id as u64, voter_ids);
         quorum.seed = seed;
@@ -338,7 +340,7 @@ mod tests {
         for i in 0..3 {
             let config = node_config(i as i32 + 1, dirs[i].path(), &voters, ports[i]);
             services.push(Some(
-                MetadataService::start(&config, Vec::new(), 1_000 + i as u64)
+                MetadataService::start(&config, Vec::new(), 1_000 + i as u64, None)
                     .await
                     .unwrap(),
             ));
