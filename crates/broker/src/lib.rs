@@ -19,6 +19,7 @@
 pub mod apis;
 pub mod config;
 pub mod controller_channel;
+pub mod controller_wire;
 pub mod coordinator_record;
 pub mod dynamic_config;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod node_channel;
 pub mod partition;
 pub mod producer_id_blocks;
 pub mod replica_manager;
+pub mod replication;
 #[doc(hidden)]
 pub mod testing;
 pub mod time;

@@ -12,9 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use fjord_broker::controller_channel::ControllerChannel;
 use fjord_broker::metadata_node::MetadataNodeConfig;
-use fjord_broker::metadata_runtime::{
-    controller_config, LocalControllerChannel, MetadataRuntime, RaftSink, TICK_MS,
-};
+use fjord_broker::metadata_runtime::{controller_config, MetadataRuntime, RaftSink, TICK_MS};
 use fjord_broker::BrokerConfig;
 use fjord_metadata::MetadataRecord;
 use fjord_raft::{FileLogStore, QuorumConfig, RaftMessage};
@@ -23,9 +21,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::raft_transport::{
-    encode_raft_frame, serve_raft_connection, RaftFrame, RaftPeers, SendOutcome,
-};
+use crate::controller_client::ClusterControllerChannel;
+use crate::controller_listener::{serve_controller_connection, ControllerEndpoint};
+use crate::raft_transport::{encode_raft_frame, RaftFrame, RaftPeers, SendOutcome};
 
 /// Raft frames waiting to be stepped; beyond this they are dropped (Raft resends).
 const INBOUND_RAFT_FRAMES_MAX: usize = 4_096;
@@ -67,6 +65,7 @@ impl MetadataService {
         config: &BrokerConfig,
         initial_records: Vec<MetadataRecord>,
         seed: u64,
+        local_broker_incarnation: Option<uuid::Uuid>,
     ) -> anyhow::Result<Self> {
         let node_id = config.node_id;
         let voter_ids: Vec<u64> = config
@@ -88,6 +87,7 @@ impl MetadataService {
         let mut controller = controller_config(config, seed);
         controller.cluster_id = existing_cluster_id;
         controller.initial_records = initial_records;
+        controller.local_broker_incarnation = local_broker_incarnation;
         controller.broker_session_timeout_ms = config.broker_session_timeout_ms as i64;
         let mut quorum = QuorumConfig::new(node_id as u64, voter_ids);
         quorum.seed = seed;
@@ -125,10 +125,14 @@ impl MetadataService {
                 .with_context(|| format!("cannot listen on {listen} (controller.listen)"))?;
             controller_address = Some(listener.local_addr()?.to_string());
             info!(controller_listen = %listen, "controller listener started");
+            let endpoint = Arc::new(ControllerEndpoint {
+                runtime: runtime.clone(),
+                cluster_id: cluster_id.clone(),
+                raft_inbound: inbound_tx,
+            });
             tasks.push(tokio::spawn(accept_controller_connections(
                 listener,
-                cluster_id.clone(),
-                inbound_tx,
+                endpoint,
                 stop_rx.clone(),
             )));
         }
@@ -138,8 +142,11 @@ impl MetadataService {
             cluster_id.clone(),
             stop_rx,
         )));
-        let channel: Arc<dyn ControllerChannel> =
-            Arc::new(LocalControllerChannel::new(runtime.clone()));
+        let channel: Arc<dyn ControllerChannel> = Arc::new(ClusterControllerChannel::new(
+            node_id,
+            Some(runtime.clone()),
+            &config.controller_quorum_voters,
+        ));
         Ok(Self {
             runtime,
             channel,
@@ -228,12 +235,11 @@ async fn step_inbound(
     }
 }
 
-/// Accepts connections on the controller listener. Today they carry Raft frames from the other
-/// voters.
+/// Accepts connections on the controller listener: Raft frames from the other voters and
+/// controller requests from brokers.
 async fn accept_controller_connections(
     listener: TcpListener,
-    cluster_id: Arc<RwLock<String>>,
-    inbound: mpsc::Sender<RaftFrame>,
+    endpoint: Arc<ControllerEndpoint>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -244,11 +250,7 @@ async fn accept_controller_connections(
         match accepted {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_raft_connection(
-                    stream,
-                    cluster_id.clone(),
-                    inbound.clone(),
-                ));
+                tokio::spawn(serve_controller_connection(stream, endpoint.clone()));
             }
             Err(error) => {
                 warn!(%error, "controller listener accept failed");
@@ -287,14 +289,18 @@ mod tests {
     }
 
     async fn create_topic(service: &MetadataService, name: &str) -> ControllerReply {
+        create_topic_rf(service, name, -1).await
+    }
+
+    async fn create_topic_rf(service: &MetadataService, name: &str, rf: i16) -> ControllerReply {
         service
             .channel
             .send(
                 ControllerRequest::CreateTopics(CreateTopicsRequest {
                     topics: vec![CreatableTopic {
                         name: name.to_string(),
-                        num_partitions: 1,
-                        replication_factor: -1,
+                        num_partitions: 3,
+                        replication_factor: rf,
                         assignments: Vec::new(),
                         configs: Vec::new(),
                     }],
@@ -334,7 +340,7 @@ mod tests {
         for i in 0..3 {
             let config = node_config(i as i32 + 1, dirs[i].path(), &voters, ports[i]);
             services.push(Some(
-                MetadataService::start(&config, Vec::new(), 1_000 + i as u64)
+                MetadataService::start(&config, Vec::new(), 1_000 + i as u64, None)
                     .await
                     .unwrap(),
             ));
@@ -361,9 +367,83 @@ mod tests {
             assert_eq!(*service.cluster_id.read(), ids[0]);
         }
 
-        // No broker is registered: the controller answers INVALID_REPLICATION_FACTOR, an
-        // answer without records, which still shows the request reached it.
+        // Each node's broker registers and heartbeats through its own channel: the active
+        // controller's in-process, the others' over the controller listener.
+        let mut lifecycles = Vec::new();
+        let (_stop_heartbeats, stop_rx) = watch::channel(false);
+        for (i, service) in services.iter().flatten().enumerate() {
+            let config = node_config(i as i32 + 1, dirs[i].path(), &voters, ports[i]);
+            let runtime = service.runtime.clone();
+            let lifecycle = fjord_broker::lifecycle::BrokerLifecycle::new(
+                service.channel.clone(),
+                fjord_broker::lifecycle::LifecycleConfig {
+                    heartbeat_interval_ms: 200,
+                    ..Default::default()
+                },
+                fjord_broker::lifecycle::registration_request(
+                    &config,
+                    &ids[0],
+                    uuid::Uuid::new_v4(),
+                    Some(format!("rack-{i}")),
+                ),
+                Box::new(move || runtime.image().offset),
+            );
+            tokio::spawn(lifecycle.clone().run(stop_rx.clone()));
+            lifecycles.push(lifecycle);
+        }
+        for _ in 0..200 {
+            if lifecycles.iter().all(|l| {
+                matches!(
+                    l.state(),
+                    fjord_broker::lifecycle::BrokerState::Running { .. }
+                )
+            }) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for lifecycle in &lifecycles {
+            assert!(
+                matches!(
+                    lifecycle.state(),
+                    fjord_broker::lifecycle::BrokerState::Running { .. }
+                ),
+                "{:?}",
+                lifecycle.state()
+            );
+        }
+        // A follower voter forwards CreateTopics to the active controller; the topic, placed
+        // on all three racks, is then in every node's image.
         let first = active(&services).await;
+        let follower = services
+            .iter()
+            .flatten()
+            .find(|s| !s.runtime.is_active())
+            .expect("a follower voter");
+        let ControllerReply::CreateTopics(created) =
+            create_topic_rf(follower, "replicated", 3).await
+        else {
+            panic!("wrong reply")
+        };
+        assert!(created.topics[0].error.code.is_none(), "{created:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for service in services.iter().flatten() {
+            let image = service.runtime.image();
+            let topic = image
+                .topic_by_name("replicated")
+                .expect("topic on every node");
+            let leaders: std::collections::BTreeSet<i32> =
+                topic.partitions.values().map(|p| p.leader).collect();
+            assert!(topic
+                .partitions
+                .values()
+                .all(|p| p.replicas.len() == 3 && p.isr.len() == 3));
+            assert_eq!(
+                leaders.len(),
+                3,
+                "preferred leaders spread over the brokers"
+            );
+        }
         let reply = create_topic(services[first].as_ref().unwrap(), "t").await;
         assert!(
             matches!(reply, ControllerReply::CreateTopics(_)),
@@ -373,6 +453,7 @@ mod tests {
 
         // Stop the active controller; the others take over with everything committed.
         services[first].take().unwrap().stop();
+        let _ = first;
         let second = active(&services).await;
         assert_ne!(first, second);
         let survivor = services[second].as_ref().unwrap();

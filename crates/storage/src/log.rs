@@ -106,6 +106,10 @@ pub enum Isolation {
     ReadUncommitted,
     /// Only below the last stable offset, with the aborted transactions of what is returned.
     ReadCommitted,
+    /// Everything up to the log end offset: a follower replicating from this leader (Kafka's
+    /// `FetchIsolation.LOG_END`). Never for clients: records above the high watermark are
+    /// not committed and may still be truncated away.
+    LogEnd,
 }
 
 /// A ListOffsets answer.
@@ -291,6 +295,14 @@ impl Log {
 
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark
+    }
+
+    /// Sets the high watermark a log starts with (Kafka's `UnifiedLog` initialised from the
+    /// `replication-offset-checkpoint`), clamped to `[log_start_offset, log_end_offset]`: a
+    /// checkpoint older than a truncation or DeleteRecords can be outside the log. Called once
+    /// after [`Log::open`], whose high watermark is the log end offset (single-node behaviour).
+    pub fn set_initial_high_watermark(&mut self, high_watermark: i64) {
+        self.update_high_watermark(high_watermark);
     }
 
     /// Sets the high watermark, clamped to `[log_start_offset, log_end_offset]`.
@@ -827,7 +839,8 @@ impl Log {
     }
 
     /// A fetch at an isolation level: `ReadUncommitted` reads below the high watermark,
-    /// `ReadCommitted` below the last stable offset and also reports the aborted
+    /// `LogEnd` up to the log end offset (followers), `ReadCommitted` below the last stable
+    /// offset and also reports the aborted
     /// transactions overlapping `[fetch_offset, end of the returned data)` (Kafka's
     /// `addAbortedTransactions`: the end is the offset of the batch after the returned ones,
     /// or the next segment's base offset).
@@ -842,6 +855,12 @@ impl Log {
             Isolation::ReadUncommitted => {
                 self.read(fetch_offset, max_bytes, self.high_watermark, min_one_batch)
             }
+            Isolation::LogEnd => self.read(
+                fetch_offset,
+                max_bytes,
+                self.log_end_offset(),
+                min_one_batch,
+            ),
             Isolation::ReadCommitted => {
                 let last_stable_offset = self.last_stable_offset();
                 let (mut data, upper_bound_offset) =
@@ -986,9 +1005,18 @@ impl Log {
 
     /// Removes every batch from the one containing `offset` onwards, like Kafka's
     /// `truncateTo` (a follower truncating to the leader's log). Below the log start offset
-    /// the log is emptied and restarts at `offset`.
+    /// the log is emptied and restarts at `offset`. At or beyond the log end only epoch cache
+    /// entries starting at the log end go (an epoch assigned on becoming leader, unused).
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
-        if offset >= self.log_end_offset() {
+        let log_end_offset = self.log_end_offset();
+        if offset >= log_end_offset {
+            // Nothing to remove, but like Kafka's `truncateTo` the epoch cache loses entries
+            // starting at the log end: a replica that became leader (assigning its epoch at
+            // its log end) and was replaced before appending anything must not keep claiming
+            // that epoch, or its fetches would report it as the last fetched epoch forever.
+            if self.epoch_cache.truncate_from_end(log_end_offset) {
+                self.epoch_cache.persist()?;
+            }
             return Ok(());
         }
         if offset < self.log_start_offset {
@@ -1003,6 +1031,12 @@ impl Log {
         };
         active.truncate_to_position(position)?;
         active.persist(true)?;
+        if self.log_end_offset() < self.log_start_offset {
+            // The log start is inside the batch holding `offset` (DeleteRecords, or a follower
+            // following its leader's, moved it there): nothing at or above the log start is
+            // left, so the log restarts at `offset` like Kafka's `truncateFullyAndStartAt`.
+            return self.truncate_fully_and_start_at(offset);
+        }
         self.after_truncation()?;
         // Kafka's `truncateAndReload`: the state of the remaining log, from the newest
         // snapshot at or below its end.

@@ -409,6 +409,7 @@ fn read_one(
         let readable_end = match isolation {
             Isolation::ReadCommitted => offsets.last_stable_offset,
             Isolation::ReadUncommitted => offsets.high_watermark,
+            Isolation::LogEnd => offsets.log_end_offset,
         };
         if read.fetch_offset == readable_end && read.fetch_offset >= offsets.log_start_offset {
             return ReadResult::data(offsets, FileRecords::empty());

@@ -499,3 +499,115 @@ fn crash_recovery_keeps_an_epoch_that_started_before_the_rescanned_segment() {
     let log = Log::open(dir.path(), config(300), false, 0).unwrap();
     assert_eq!(log.epoch_entries(), entries);
 }
+
+#[test]
+fn log_end_isolation_reads_above_the_high_watermark_up_to_the_log_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(10_000), true, 0).unwrap();
+    log.append_as_follower(&stored_batch(0, 0, 3), 0).unwrap();
+    log.append_as_follower(&stored_batch(3, 1, 2), 0).unwrap();
+    assert!(log.maybe_increment_high_watermark(3));
+    let committed = log
+        .read_with_isolation(0, usize::MAX, true, Isolation::ReadUncommitted)
+        .unwrap();
+    assert_eq!(
+        committed.next_offset, 3,
+        "clients stop at the high watermark"
+    );
+    let all = log
+        .read_with_isolation(0, usize::MAX, true, Isolation::LogEnd)
+        .unwrap();
+    assert_eq!(all.next_offset, 5, "followers read to the log end");
+    let bytes = all.records.read_to_bytes().unwrap();
+    let mut expected = stored_batch(0, 0, 3);
+    expected.extend_from_slice(&stored_batch(3, 1, 2));
+    assert_eq!(&bytes[..], &expected[..]);
+    // At the log end there is nothing to read, and beyond it the offset is out of range.
+    let at_end = log
+        .read_with_isolation(5, usize::MAX, true, Isolation::LogEnd)
+        .unwrap();
+    assert!(at_end.records.is_empty());
+    assert!(matches!(
+        log.read_with_isolation(6, usize::MAX, true, Isolation::LogEnd),
+        Err(StorageError::OffsetOutOfRange { offset: 6, .. })
+    ));
+}
+
+#[test]
+fn set_initial_high_watermark_clamps_into_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(10_000), true, 0).unwrap();
+    log.append_as_follower(&stored_batch(0, 0, 10), 0).unwrap();
+    log.append_as_follower(&stored_batch(10, 0, 10), 0).unwrap();
+    log.close().unwrap();
+    let mut log = Log::open(dir.path(), config(10_000), true, 0).unwrap();
+    assert_eq!(log.high_watermark(), 20, "open starts at the log end");
+    // A checkpoint within the log is taken as is, even below the log end.
+    log.set_initial_high_watermark(7);
+    assert_eq!(log.high_watermark(), 7);
+    // A checkpoint from before a truncation is capped at the log end.
+    log.set_initial_high_watermark(1_000);
+    assert_eq!(log.high_watermark(), 20);
+    // One from before DeleteRecords moved the log start is raised to the log start.
+    log.delete_records_before(12, 0).unwrap();
+    log.set_initial_high_watermark(3);
+    assert_eq!(log.high_watermark(), 12);
+    log.set_initial_high_watermark(-1);
+    assert_eq!(log.high_watermark(), 12);
+    // A client read stops there; a follower read does not.
+    let data = log
+        .read_with_isolation(12, usize::MAX, true, Isolation::ReadUncommitted)
+        .unwrap();
+    assert!(data.records.is_empty());
+    let data = log
+        .read_with_isolation(12, usize::MAX, true, Isolation::LogEnd)
+        .unwrap();
+    assert_eq!(data.next_offset, 20);
+}
+
+#[test]
+fn truncate_into_the_batch_holding_the_log_start_restarts_the_log() {
+    // DeleteRecords moved the log start inside a batch; a truncation to an offset of that
+    // batch at or above the log start removes the whole batch, so nothing is left.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(10_000), true, 0).unwrap();
+    log.append_as_follower(&stored_batch(0, 0, 5), 0).unwrap();
+    log.append_as_follower(&stored_batch(5, 1, 5), 0).unwrap();
+    assert!(log.maybe_increment_high_watermark(10));
+    assert_eq!(log.delete_records_before(7, 0).unwrap(), 7);
+    log.truncate_to(8).unwrap();
+    assert_eq!(
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.high_watermark()
+        ),
+        (8, 8, 8)
+    );
+    assert_eq!(log.latest_epoch(), None);
+    // The leader's batch straddling the new start is appended after restarting at its base,
+    // which is what a follower does (Kafka's UnexpectedAppendOffset handling).
+    log.truncate_fully_and_start_at(5).unwrap();
+    log.append_as_follower(&stored_batch(5, 1, 5), 0).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (5, 10));
+}
+
+#[test]
+fn truncate_at_the_log_end_drops_an_unused_epoch_assigned_there() {
+    // Became leader at epoch 2 (assigned at the log end), wrote nothing, was replaced: as a
+    // follower its last fetched epoch must go back to 1, or the new leader's divergence
+    // answer (1, 5) truncates nothing and the follower asks again forever.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(10_000), true, 0).unwrap();
+    log.append_as_follower(&stored_batch(0, 1, 5), 0).unwrap();
+    log.assign_epoch_start_offset(2, 5).unwrap();
+    assert_eq!(log.latest_epoch(), Some(2));
+    log.truncate_to(5).unwrap();
+    assert_eq!(log.latest_epoch(), Some(1));
+    assert_eq!(log.log_end_offset(), 5);
+    assert_eq!(log.end_offset_for_epoch(1), Some((1, 5)));
+    // Durable: the checkpoint was rewritten.
+    log.close().unwrap();
+    let log = Log::open(dir.path(), config(10_000), true, 0).unwrap();
+    assert_eq!(log.latest_epoch(), Some(1));
+}

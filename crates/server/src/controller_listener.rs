@@ -1,0 +1,237 @@
+//! The controller listener (`controller.listen`): what Kafka's `CONTROLLER` listener carries.
+//! Two kinds of frames share it, told apart by their first field:
+//! - Raft messages between voters (Fjord-private API key 10000, see `raft_transport`), one-way;
+//! - Kafka requests to the active controller, answered in order: BrokerRegistration,
+//!   BrokerHeartbeat, CreateTopics and the other controller APIs of
+//!   `fjord_broker::controller_wire`, plus ApiVersions and DescribeQuorum. A node that is not
+//!   the active controller answers NOT_CONTROLLER, and the sender tries another voter.
+//!
+//! Limits: frame size (`RAFT_FRAME_SIZE_BYTES_MAX`), one request at a time per connection (the
+//! next frame is read only after the answer is written), connections bounded by the caller.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use fjord_broker::controller_wire::{
+    error_to_wire, reply_to_wire, request_from_wire, wire_version, CONTROLLER_APIS,
+};
+use fjord_broker::metadata_node::NotController;
+use fjord_broker::metadata_runtime::MetadataRuntime;
+use fjord_controller::{ControllerReply, ControllerRequest};
+use fjord_protocol::frame::decode_frame;
+use fjord_protocol::kafka_protocol::messages::api_versions_response::ApiVersion;
+use fjord_protocol::kafka_protocol::messages::ApiVersionsResponse;
+use fjord_protocol::request::{decode_body, decode_header};
+use fjord_protocol::response::encode_response;
+use fjord_protocol::{ApiKey, ResponseKind};
+use fjord_raft::FileLogStore;
+use parking_lot::RwLock;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::raft_transport::{
+    decode_raft_frame, RaftFrame, FJORD_RAFT_API_KEY, RAFT_FRAME_SIZE_BYTES_MAX,
+};
+
+/// Kafka's NOT_CONTROLLER.
+const NOT_CONTROLLER: i16 = 41;
+/// Kafka's REQUEST_TIMED_OUT.
+const REQUEST_TIMED_OUT: i16 = 7;
+/// How long a controller request may wait for its commit before the answer is a timeout.
+const COMMIT_TIMEOUT_MS: u64 = 30_000;
+
+/// What a connection needs from its node.
+pub struct ControllerEndpoint {
+    pub runtime: Arc<MetadataRuntime<FileLogStore>>,
+    pub cluster_id: Arc<RwLock<String>>,
+    pub raft_inbound: mpsc::Sender<RaftFrame>,
+}
+
+/// Serves one accepted connection until it closes or misbehaves.
+pub async fn serve_controller_connection(mut stream: TcpStream, endpoint: Arc<ControllerEndpoint>) {
+    let peer = stream.peer_addr().ok();
+    let mut buffer = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let body = match decode_frame(&mut buffer, RAFT_FRAME_SIZE_BYTES_MAX) {
+            Ok(Some(body)) => body,
+            Ok(None) => match stream.read_buf(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            },
+            Err(error) => {
+                warn!(?peer, %error, "bad frame on the controller listener; closing");
+                return;
+            }
+        };
+        let api_key = match body.get(..2) {
+            Some(b) => i16::from_be_bytes([b[0], b[1]]),
+            None => return,
+        };
+        let keep_open = if api_key == FJORD_RAFT_API_KEY {
+            accept_raft_frame(&endpoint, body, peer)
+        } else {
+            match answer_request(&endpoint, body).await {
+                Some(response) => stream.write_all(&response).await.is_ok(),
+                None => false,
+            }
+        };
+        if !keep_open {
+            return;
+        }
+    }
+}
+
+fn accept_raft_frame(
+    endpoint: &ControllerEndpoint,
+    body: Bytes,
+    peer: Option<std::net::SocketAddr>,
+) -> bool {
+    let frame = match decode_raft_frame(body) {
+        Ok(frame) => frame,
+        Err(error) => {
+            warn!(?peer, %error, "undecodable Raft frame; closing");
+            return false;
+        }
+    };
+    let ours = endpoint.cluster_id.read().clone();
+    if !ours.is_empty() && !frame.cluster_id.is_empty() && frame.cluster_id != ours {
+        warn!(?peer, from = frame.from, theirs = %frame.cluster_id, %ours,
+            "INCONSISTENT_CLUSTER_ID: a node of another cluster sent a Raft message; closing");
+        return false;
+    }
+    // A full queue drops the frame: Raft resends.
+    let _ = endpoint.raft_inbound.try_send(frame);
+    true
+}
+
+/// Decodes and answers one Kafka request; `None` closes the connection (garbage, or an API
+/// this listener does not serve).
+async fn answer_request(endpoint: &ControllerEndpoint, body: Bytes) -> Option<Bytes> {
+    let frame = match decode_header(body) {
+        Ok(frame) => frame,
+        Err(error) => {
+            warn!(%error, "undecodable request on the controller listener; closing");
+            return None;
+        }
+    };
+    let api_key = frame.api_key;
+    let version = frame.header.request_api_version;
+    let correlation_id = frame.header.correlation_id;
+    if api_key == ApiKey::ApiVersions {
+        let response = ResponseKind::ApiVersions(api_versions());
+        // ApiVersions answers in v0 framing if the client's version is unknown (as Kafka).
+        let answer_version = version.clamp(0, 3);
+        return encode_response(api_key, answer_version, correlation_id, &response).ok();
+    }
+    if !CONTROLLER_APIS.contains(&api_key) || version > wire_version(api_key) {
+        warn!(
+            ?api_key,
+            version, "request the controller listener does not serve; closing"
+        );
+        return None;
+    }
+    let request = match decode_body(&frame) {
+        Ok(request) => request,
+        Err(error) => {
+            warn!(%error, "undecodable controller request; closing");
+            return None;
+        }
+    };
+    let response = match request_from_wire(api_key, version, request.clone()) {
+        Ok(controller_request) => match submit(endpoint, controller_request).await {
+            Ok(reply) => match reply_to_wire(&reply, api_key, version) {
+                Ok(response) => Ok(response),
+                Err(error) => {
+                    warn!(?api_key, %error, "controller reply does not encode");
+                    error_to_wire(
+                        api_key,
+                        version,
+                        &request,
+                        error.code() as i16,
+                        Some(&error.to_string()),
+                    )
+                }
+            },
+            Err(Refusal::NotController(message)) => {
+                error_to_wire(api_key, version, &request, NOT_CONTROLLER, Some(&message))
+            }
+            Err(Refusal::TimedOut) => {
+                error_to_wire(api_key, version, &request, REQUEST_TIMED_OUT, None)
+            }
+        },
+        Err(error) => error_to_wire(
+            api_key,
+            version,
+            &request,
+            error.code() as i16,
+            Some(&error.to_string()),
+        ),
+    };
+    let response = match response {
+        Ok(response) => response,
+        Err(error) => {
+            warn!(?api_key, %error, "no error response for this request; closing");
+            return None;
+        }
+    };
+    match encode_response(api_key, version, correlation_id, &response) {
+        Ok(bytes) => Some(bytes),
+        Err(error) => {
+            warn!(?api_key, %error, "controller response does not encode; closing");
+            None
+        }
+    }
+}
+
+enum Refusal {
+    NotController(String),
+    TimedOut,
+}
+
+async fn submit(
+    endpoint: &ControllerEndpoint,
+    request: ControllerRequest,
+) -> Result<ControllerReply, Refusal> {
+    let receiver = endpoint
+        .runtime
+        .submit(request, fjord_broker::time::now_ms())
+        .map_err(|error| Refusal::NotController(error.to_string()))?;
+    match tokio::time::timeout(
+        std::time::Duration::from_millis(COMMIT_TIMEOUT_MS),
+        receiver,
+    )
+    .await
+    {
+        Ok(Ok(Ok(reply))) => Ok(reply),
+        Ok(Ok(Err(NotController::NotActive { .. }))) | Ok(Err(_)) => Err(Refusal::NotController(
+            "the controller resigned".to_string(),
+        )),
+        Ok(Ok(Err(NotController::Refused(reason)))) => Err(Refusal::NotController(reason)),
+        Err(_) => {
+            debug!("controller request timed out waiting for its commit");
+            Err(Refusal::TimedOut)
+        }
+    }
+}
+
+fn api_versions() -> ApiVersionsResponse {
+    let mut keys: Vec<ApiVersion> = CONTROLLER_APIS
+        .iter()
+        .chain(std::iter::once(&ApiKey::ApiVersions))
+        .map(|key| {
+            let max = if *key == ApiKey::ApiVersions {
+                3
+            } else {
+                wire_version(*key)
+            };
+            ApiVersion::default()
+                .with_api_key(*key as i16)
+                .with_min_version(0)
+                .with_max_version(max)
+        })
+        .collect();
+    keys.sort_by_key(|k| k.api_key);
+    ApiVersionsResponse::default().with_api_keys(keys)
+}
