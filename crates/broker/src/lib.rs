@@ -180,7 +180,7 @@ impl Broker {
             time::now_ms(),
         )?;
         let (shutdown, _) = watch::channel(false);
-        Ok(Self {
+        let broker = Self {
             static_config,
             replica_manager,
             group_coordinator,
@@ -192,7 +192,11 @@ impl Broker {
             publish_lock: Mutex::new(()),
             shutdown,
             metrics: metrics::BrokerMetrics::new(),
-        })
+        };
+        // Shards were loaded from every local `__consumer_offsets` log, followers' too: keep
+        // only those this node leads.
+        broker.sync_group_coordinator(&broker.image(), &[], time::now_ms());
+        Ok(broker)
     }
 
     /// Applies a committed delta (Kafka `BrokerMetadataPublisher.onMetadataUpdate`), in
@@ -237,16 +241,14 @@ impl Broker {
             // Kafka's onPartitionsDeleted: committed offsets of the topic go too.
             self.group_coordinator.on_topic_deleted(topic, now_ms);
         }
-        for (topic, partition, leader_epoch) in &applied.new_leaders {
-            if replica_manager::is_internal_topic(topic) {
-                tracing::info!(
-                    topic,
-                    partition,
-                    leader_epoch,
-                    "leading a coordinator partition"
-                );
-            }
-        }
+        // Coordinators follow the leadership of their internal topic's partitions.
+        let elected: Vec<i32> = applied
+            .new_leaders
+            .iter()
+            .filter(|(topic, ..)| topic == replica_manager::GROUP_METADATA_TOPIC_NAME)
+            .map(|(_, partition, _)| *partition)
+            .collect();
+        self.sync_group_coordinator(image, &elected, now_ms);
         if applied.logs_opened + applied.logs_deleted > 0 {
             tracing::debug!(
                 opened = applied.logs_opened,
@@ -257,6 +259,30 @@ impl Broker {
         }
         self.metadata.publish(image.clone());
         Ok(())
+    }
+
+    /// Makes the group coordinator own exactly the `__consumer_offsets` partitions this node
+    /// leads in `image`, reloading those in `elected`.
+    fn sync_group_coordinator(&self, image: &MetadataImage, elected: &[i32], now_ms: i64) {
+        let node_id = self.config().node_id;
+        let led = image
+            .topic_by_name(replica_manager::GROUP_METADATA_TOPIC_NAME)
+            .map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .filter(|(_, p)| p.leader == node_id)
+                    .map(|(index, _)| *index)
+                    .collect::<std::collections::BTreeSet<i32>>()
+            });
+        // Before the topic exists every shard stays as it is (nothing to coordinate yet).
+        if let Some(led) = led {
+            self.group_coordinator.sync_leadership(
+                &|partition| led.contains(&partition),
+                elected,
+                now_ms,
+            );
+        }
     }
 
     /// The metadata image this broker serves from.
