@@ -196,6 +196,7 @@ impl Broker {
         // Shards were loaded from every local `__consumer_offsets` log, followers' too: keep
         // only those this node leads.
         broker.sync_group_coordinator(&broker.image(), &[], time::now_ms());
+        broker.sync_transaction_coordinator(&broker.image(), &[]);
         Ok(broker)
     }
 
@@ -249,6 +250,13 @@ impl Broker {
             .map(|(_, partition, _)| *partition)
             .collect();
         self.sync_group_coordinator(image, &elected, now_ms);
+        let elected: Vec<i32> = applied
+            .new_leaders
+            .iter()
+            .filter(|(topic, ..)| topic == replica_manager::TRANSACTION_STATE_TOPIC_NAME)
+            .map(|(_, partition, _)| *partition)
+            .collect();
+        self.sync_transaction_coordinator(image, &elected);
         if applied.logs_opened + applied.logs_deleted > 0 {
             tracing::debug!(
                 opened = applied.logs_opened,
@@ -282,6 +290,21 @@ impl Broker {
                 elected,
                 now_ms,
             );
+        }
+    }
+
+    /// As [`Self::sync_group_coordinator`], for `__transaction_state`.
+    fn sync_transaction_coordinator(&self, image: &MetadataImage, elected: &[i32]) {
+        let node_id = self.config().node_id;
+        if let Some(topic) = image.topic_by_name(replica_manager::TRANSACTION_STATE_TOPIC_NAME) {
+            let led: std::collections::BTreeSet<i32> = topic
+                .partitions
+                .iter()
+                .filter(|(_, p)| p.leader == node_id)
+                .map(|(index, _)| *index)
+                .collect();
+            self.transaction_coordinator
+                .sync_leadership(&|partition| led.contains(&partition), elected);
         }
     }
 
