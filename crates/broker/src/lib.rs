@@ -112,6 +112,9 @@ pub struct Broker {
     static_config: BrokerConfig,
     replica_manager: Arc<ReplicaManager>,
     group_coordinator: Arc<GroupCoordinator>,
+    /// Writes markers to partitions led here only: what a WriteTxnMarkers request from
+    /// another node's coordinator gets (never forwarded on).
+    local_marker_writer: Arc<dyn TxnMarkerWriter>,
     transaction_coordinator: TransactionCoordinator,
     fetch_sessions: Mutex<FetchSessionCache>,
     /// `meta.properties`' cluster id, for the time before the image has one.
@@ -172,6 +175,7 @@ impl Broker {
             metadata.clone(),
             config.node_id,
         ));
+        let local_marker_writer = marker_writer.clone();
         let transaction_coordinator = TransactionCoordinator::open(
             &config,
             replica_manager.clone(),
@@ -192,6 +196,7 @@ impl Broker {
             publish_lock: Mutex::new(()),
             shutdown,
             metrics: metrics::BrokerMetrics::new(),
+            local_marker_writer,
         };
         // Shards were loaded from every local `__consumer_offsets` log, followers' too: keep
         // only those this node leads.
@@ -363,6 +368,21 @@ impl Broker {
     }
 
     /// Replaces the transaction coordinator's marker writer.
+    /// The marker writer for this node's own partitions (see the field).
+    pub fn local_marker_writer(&self) -> Arc<dyn TxnMarkerWriter> {
+        self.local_marker_writer.clone()
+    }
+
+    /// The group coordinator behind an `Arc`, for writers that outlive a request.
+    pub fn group_coordinator_arc(&self) -> Arc<GroupCoordinator> {
+        self.group_coordinator.clone()
+    }
+
+    /// The replica manager behind an `Arc`.
+    pub fn replica_manager_arc(&self) -> Arc<ReplicaManager> {
+        self.replica_manager.clone()
+    }
+
     pub fn set_txn_marker_writer(&self, writer: Arc<dyn TxnMarkerWriter>) {
         self.transaction_coordinator.set_marker_writer(writer);
     }

@@ -19,8 +19,6 @@ mod controller_listener;
 mod group_cli;
 mod http;
 mod metadata_service;
-// The cluster wiring (issue 8) uses it; until then only its tests do.
-#[cfg_attr(not(test), allow(dead_code))]
 mod node_client;
 mod output;
 mod produce_cli;
