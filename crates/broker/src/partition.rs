@@ -430,15 +430,18 @@ impl Partition {
     /// Kafka `appendRecordsToLeader`'s min ISR check for acks=all.
     pub fn check_append(&self, acks_all: bool) -> Result<(), PartitionError> {
         match self.leader.lock().as_ref() {
-            Some(leader) => leader.check_append(acks_all).map_err(|NotEnoughReplicas { .. }| {
-                PartitionError::NotEnoughReplicas
-            }),
+            Some(leader) => leader
+                .check_append(acks_all)
+                .map_err(|NotEnoughReplicas { .. }| PartitionError::NotEnoughReplicas),
             None => Err(PartitionError::NotLeaderOrFollower),
         }
     }
 
     /// Kafka `checkEnoughReplicasReachOffset` for a produce ending before `required_offset`.
-    pub fn check_enough_replicas(&self, required_offset: i64) -> Result<AckDecision, PartitionError> {
+    pub fn check_enough_replicas(
+        &self,
+        required_offset: i64,
+    ) -> Result<AckDecision, PartitionError> {
         let leader = self.leader.lock();
         let leader = leader.as_ref().ok_or(PartitionError::NotLeaderOrFollower)?;
         let high_watermark = self.offsets()?.high_watermark;

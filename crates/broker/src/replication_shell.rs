@@ -272,9 +272,8 @@ impl ReplicationShell {
         let Some(partition) = self.replica_manager.partition_by_id(&key.0, key.1) else {
             return;
         };
-        let added = partition.with_follower_log(|log| {
-            fetcher.core.lock().add_partition(key, leader_epoch, &*log)
-        });
+        let added = partition
+            .with_follower_log(|log| fetcher.core.lock().add_partition(key, leader_epoch, &*log));
         match added {
             Ok(Ok(_)) => {}
             Ok(Err(err)) => {
@@ -438,10 +437,12 @@ impl ReplicationShell {
                             .collect()),
                     }
                 }
-                Ok(ControllerReply::Error(error)) => match ResponseError::try_from_code(error.code.code()) {
-                    Some(error) => Err(BatchFailure::Error(error)),
-                    None => Err(BatchFailure::Retriable),
-                },
+                Ok(ControllerReply::Error(error)) => {
+                    match ResponseError::try_from_code(error.code.code()) {
+                        Some(error) => Err(BatchFailure::Error(error)),
+                        None => Err(BatchFailure::Retriable),
+                    }
+                }
                 Ok(_) | Err(_) => Err(BatchFailure::Retriable),
             };
             let whole_failed = response.is_err();
@@ -500,8 +501,7 @@ impl ReplicationShell {
                 next_checkpoint_ms = now_ms.saturating_add(checkpoint_interval_ms);
                 let manager = self.replica_manager.clone();
                 let written =
-                    tokio::task::spawn_blocking(move || manager.checkpoint_high_watermarks())
-                        .await;
+                    tokio::task::spawn_blocking(move || manager.checkpoint_high_watermarks()).await;
                 if let Ok(Err(err)) = written {
                     warn!(error = %err, "writing the replication offset checkpoint failed");
                 }
@@ -614,7 +614,8 @@ impl ReplicationShell {
             return reached;
         }
         let request = self.fetch_request(&fetches, config);
-        let timeout_ms = REQUEST_TIMEOUT_MS + config.replica_fetch_wait_max_ms.unsigned_abs() as u64;
+        let timeout_ms =
+            REQUEST_TIMEOUT_MS + config.replica_fetch_wait_max_ms.unsigned_abs() as u64;
         let response = channel
             .send(
                 leader,
@@ -769,8 +770,7 @@ impl ReplicationShell {
         let now_ms = now_ms();
         let mut core = fetcher.core.lock();
         for (partition, request) in requests {
-            let Some(answer) = answers.remove(&(partition.topic.to_string(), request.key.1))
-            else {
+            let Some(answer) = answers.remove(&(partition.topic.to_string(), request.key.1)) else {
                 continue;
             };
             let outcome = partition
@@ -788,7 +788,10 @@ impl ReplicationShell {
     ) -> bool {
         let mut found: [BTreeMap<(String, i32), Result<i64, ResponseError>>; 2] =
             [BTreeMap::new(), BTreeMap::new()];
-        for (slot, timestamp) in [EARLIEST_TIMESTAMP, LATEST_TIMESTAMP].into_iter().enumerate() {
+        for (slot, timestamp) in [EARLIEST_TIMESTAMP, LATEST_TIMESTAMP]
+            .into_iter()
+            .enumerate()
+        {
             let mut topics: BTreeMap<Arc<str>, Vec<ListOffsetsPartition>> = BTreeMap::new();
             for (partition, r) in &requests {
                 topics.entry(partition.topic.clone()).or_default().push(
@@ -842,9 +845,8 @@ impl ReplicationShell {
             else {
                 continue;
             };
-            let answer = earliest.and_then(|earliest| {
-                latest.map(|latest| LeaderOffsets { earliest, latest })
-            });
+            let answer = earliest
+                .and_then(|earliest| latest.map(|latest| LeaderOffsets { earliest, latest }));
             let outcome = partition
                 .with_follower_log(|log| core.on_leader_offsets(&request, answer, log, now_ms));
             self.log_outcome(&partition, outcome);

@@ -406,13 +406,9 @@ fn read_all(
         .zip(partitions)
         .map(|(read, partition)| {
             let result = match follower {
-                Some(replica) => read_for_follower(
-                    broker,
-                    replica,
-                    read,
-                    partition.as_deref(),
-                    remaining_bytes,
-                ),
+                Some(replica) => {
+                    read_for_follower(broker, replica, read, partition.as_deref(), remaining_bytes)
+                }
                 None => read_one(
                     read,
                     partition.as_deref(),

@@ -58,9 +58,13 @@ pub fn handle(
                     if !partition.is_leader() && request.replica_id.0 != DEBUGGING_REPLICA_ID {
                         return failure(response, ResponseError::NotLeaderOrFollower);
                     }
-                    // A follower (replica id >= 0) asks for the leader's log end, not the
-                    // high watermark (Kafka: no isolation for replicas).
-                    let follower = request.replica_id.0 >= 0;
+                    // A follower (a replica id naming another replica of the partition)
+                    // asks for the leader's log end, not the high watermark (Kafka: no
+                    // isolation for replicas). Clients send -1; a default 0 is no replica.
+                    let replica_id = request.replica_id.0;
+                    let follower = replica_id >= 0
+                        && replica_id != broker.config().node_id
+                        && partition.state().replicas.contains(&replica_id);
                     match lookup(partition, p.timestamp, request.isolation_level == READ_COMMITTED, follower) {
                         Ok(found) => {
                             let found = found.unwrap_or(TimestampAndOffset {

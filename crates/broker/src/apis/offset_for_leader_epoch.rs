@@ -50,8 +50,7 @@ pub fn handle(
                             response.with_error_code(ResponseError::UnknownTopicOrPartition.code())
                         }
                         Err(
-                            PartitionError::NotLeaderOrFollower
-                            | PartitionError::NotEnoughReplicas,
+                            PartitionError::NotLeaderOrFollower | PartitionError::NotEnoughReplicas,
                         ) => response.with_error_code(ResponseError::NotLeaderOrFollower.code()),
                         Err(PartitionError::Storage(err)) => {
                             tracing::error!(error = %err, "epoch lookup failed");

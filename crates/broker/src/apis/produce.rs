@@ -30,11 +30,11 @@ use fjord_protocol::{ResponseError, VersionRange};
 use fjord_storage::{ProducerStateError, StorageError};
 
 use crate::forwarding::AutoCreated;
-use crate::metrics::GaugeGuard;
-use crate::replication_shell::ProduceWait;
 use crate::metadata_view::{ImageView, CLIENT_LISTENER_NAME};
+use crate::metrics::GaugeGuard;
 use crate::partition::PartitionError;
 use crate::replica_manager::{is_internal_topic, validate_topic_name, Topic};
+use crate::replication_shell::ProduceWait;
 use crate::time::now_ms;
 use crate::Broker;
 
@@ -178,8 +178,7 @@ async fn await_acks(
     let waits: Vec<_> = pending
         .into_iter()
         .map(|(topic, slot, wait)| {
-            let outcome =
-                shell.wait_for_acks(&wait.partition, wait.required_offset, timeout_ms);
+            let outcome = shell.wait_for_acks(&wait.partition, wait.required_offset, timeout_ms);
             (topic, slot, outcome)
         })
         .collect();
@@ -343,9 +342,22 @@ fn produce_to_partition(
         );
     };
     if !partition.is_leader() {
-        return (not_leader(broker, txn.api_version, topic, index, hints), None);
+        return (
+            not_leader(broker, txn.api_version, topic, index, hints),
+            None,
+        );
     }
-    let response = append_to_partition(broker, config, txn, acks, topic, partition, data, appended_any, hints);
+    let response = append_to_partition(
+        broker,
+        config,
+        txn,
+        acks,
+        topic,
+        partition,
+        data,
+        appended_any,
+        hints,
+    );
     match response {
         Ok((response, info)) if acks == -1 => {
             let wait = AckWait {
@@ -453,7 +465,11 @@ fn append_to_partition(
         Err(PartitionError::Storage(StorageError::Producer(err))) => {
             // Expected in normal operation (retries, fencing): not a broker failure.
             tracing::debug!(topic = %topic.name, partition = index, error = %err, "produce refused by producer state");
-            Err(error_response(index, producer_error_code(&err), Some(err.to_string())))
+            Err(error_response(
+                index,
+                producer_error_code(&err),
+                Some(err.to_string()),
+            ))
         }
         Err(PartitionError::Deleted) => Err(error_response(
             index,
@@ -479,7 +495,11 @@ fn append_to_partition(
         }
         Err(PartitionError::Storage(err)) => {
             tracing::error!(topic = %topic.name, partition = index, error = %err, "append failed");
-            Err(error_response(index, ResponseError::KafkaStorageError, None))
+            Err(error_response(
+                index,
+                ResponseError::KafkaStorageError,
+                None,
+            ))
         }
     }
 }
