@@ -70,12 +70,15 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "group.consumer.session.timeout.ms", default: "45000", doc: "KIP-848 consumer groups: a member that has not heartbeated for this long is removed and its partitions reassigned." },
     SettingSpec { key: "group.consumer.assignor", default: "uniform", doc: "KIP-848 consumer groups: server-side assignor when members name none (uniform or range; Kafka: first of group.consumer.assignors)." },
     SettingSpec { key: "offsets.topic.num.partitions", default: "50", doc: "Partitions of __consumer_offsets, created on first use; a group's coordinator partition is abs(groupId.hashCode) % this." },
+    SettingSpec { key: "offsets.topic.replication.factor", default: "3", doc: "Replication factor of __consumer_offsets, at most the live brokers when it is created (a single node gets 1)." },
     SettingSpec { key: "offsets.retention.minutes", default: "10080", doc: "Committed offsets of a group that has been empty this long (or of a standalone consumer, since its last commit) are deleted." },
     SettingSpec { key: "offsets.retention.check.interval.ms", default: "600000", doc: "How often expired offsets and empty groups without offsets are looked for." },
     SettingSpec { key: "offset.metadata.max.bytes", default: "4096", doc: "Largest metadata string an offset commit may carry (OFFSET_METADATA_TOO_LARGE above)." },
     SettingSpec { key: "transactional.id.expiration.ms", default: "604800000", doc: "A transactional id whose transaction state has not changed for this long (and has no ongoing transaction) is expired: its state is deleted from __transaction_state." },
     SettingSpec { key: "transaction.max.timeout.ms", default: "900000", doc: "Largest transaction timeout a producer may ask for in InitProducerId (INVALID_TRANSACTION_TIMEOUT above)." },
     SettingSpec { key: "transaction.state.log.num.partitions", default: "50", doc: "Partitions of __transaction_state, created on first use; a transactional id's coordinator partition is abs(transactionalId.hashCode) % this." },
+    SettingSpec { key: "transaction.state.log.replication.factor", default: "3", doc: "Replication factor of __transaction_state, at most the live brokers when it is created." },
+    SettingSpec { key: "transaction.state.log.min.isr", default: "2", doc: "min.insync.replicas of __transaction_state (at most its replication factor)." },
     SettingSpec { key: "transaction.state.log.segment.bytes", default: "104857600", doc: "segment.bytes of __transaction_state (small segments so compaction can clean them early)." },
     SettingSpec { key: "transaction.abort.timed.out.transaction.cleanup.interval.ms", default: "10000", doc: "How often ongoing transactions older than their timeout are looked for and aborted (their producer is fenced)." },
     SettingSpec { key: "transaction.remove.expired.transaction.cleanup.interval.ms", default: "3600000", doc: "How often transactional ids idle longer than transactional.id.expiration.ms are looked for and expired." },
@@ -183,6 +186,9 @@ pub struct BrokerConfig {
     pub group_consumer_session_timeout_ms: i32,
     pub group_consumer_assignor: String,
     pub offsets_topic_num_partitions: i32,
+    pub offsets_topic_replication_factor: i16,
+    pub transaction_state_log_replication_factor: i16,
+    pub transaction_state_log_min_isr: i16,
     pub offsets_retention_ms: i64,
     pub offsets_retention_check_interval_ms: i64,
     pub offset_metadata_max_bytes: usize,
@@ -597,6 +603,10 @@ impl BrokerConfig {
                 }
                 name
             },
+            offsets_topic_replication_factor: s.positive("offsets.topic.replication.factor")?,
+            transaction_state_log_replication_factor: s
+                .positive("transaction.state.log.replication.factor")?,
+            transaction_state_log_min_isr: s.positive("transaction.state.log.min.isr")?,
             offsets_topic_num_partitions: s.positive("offsets.topic.num.partitions")?,
             // Minutes to milliseconds without overflow for absurd values.
             offsets_retention_ms: offsets_retention_minutes.saturating_mul(60_000),

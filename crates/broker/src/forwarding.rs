@@ -118,7 +118,8 @@ impl Broker {
             return AutoCreated::Exists(topic);
         }
         let config = self.config();
-        let topic = match internal_topic_spec(name, &config) {
+        let live_brokers = self.image().live_brokers().count();
+        let topic = match internal_topic_spec(name, &config, live_brokers) {
             Some(spec) => spec,
             None if allow_auto_create && config.auto_create_topics_enable => CreatableTopic {
                 name: name.to_string(),
@@ -196,29 +197,57 @@ impl Broker {
 /// `transaction.state.log.num.partitions` and `transaction.state.log.segment.bytes`; both
 /// compacted, compression as produced (Kafka's `GroupCoordinator.groupMetadataTopicConfigs`
 /// and `TransactionStateManager.transactionTopicConfigs`). Replication factor:
-/// `default.replication.factor` until `offsets.topic.replication.factor` and
-/// `transaction.state.log.replication.factor` exist as settings.
-pub fn internal_topic_spec(name: &str, config: &crate::BrokerConfig) -> Option<CreatableTopic> {
-    let (partitions, segment_bytes) = match name {
+/// `offsets.topic.replication.factor` / `transaction.state.log.replication.factor`, at most
+/// the number of live brokers (Kafka 4 refuses with COORDINATOR_NOT_AVAILABLE until enough
+/// brokers exist; Fjord creates the topic on what there is, so a single node works with the
+/// defaults, and logs it); `__transaction_state` gets `min.insync.replicas` =
+/// `transaction.state.log.min.isr`, at most its replication factor.
+pub fn internal_topic_spec(
+    name: &str,
+    config: &crate::BrokerConfig,
+    live_brokers: usize,
+) -> Option<CreatableTopic> {
+    let (partitions, segment_bytes, configured_rf) = match name {
         GROUP_METADATA_TOPIC_NAME => (
             config.offsets_topic_num_partitions,
             OFFSETS_TOPIC_SEGMENT_BYTES.to_string(),
+            config.offsets_topic_replication_factor,
         ),
         TRANSACTION_STATE_TOPIC_NAME => (
             config.transaction_state_log_num_partitions,
             config.transaction_state_log_segment_bytes.to_string(),
+            config.transaction_state_log_replication_factor,
         ),
         _ => return None,
     };
-    let configs = BTreeMap::from([
+    let replication_factor =
+        configured_rf.min(i16::try_from(live_brokers.max(1)).unwrap_or(i16::MAX));
+    if replication_factor < configured_rf {
+        tracing::warn!(
+            topic = name,
+            configured = configured_rf,
+            live_brokers,
+            "creating an internal topic with fewer replicas than configured: not enough live brokers"
+        );
+    }
+    let mut configs = BTreeMap::from([
         ("cleanup.policy".to_string(), "compact".to_string()),
         ("segment.bytes".to_string(), segment_bytes),
         ("compression.type".to_string(), "producer".to_string()),
     ]);
+    if name == TRANSACTION_STATE_TOPIC_NAME {
+        configs.insert(
+            "min.insync.replicas".to_string(),
+            config
+                .transaction_state_log_min_isr
+                .min(replication_factor)
+                .to_string(),
+        );
+    }
     Some(CreatableTopic {
         name: name.to_string(),
         num_partitions: partitions,
-        replication_factor: config.default_replication_factor,
+        replication_factor,
         assignments: Vec::new(),
         configs: configs.into_iter().map(|(k, v)| (k, Some(v))).collect(),
     })

@@ -191,7 +191,7 @@ impl Broker {
         ));
         // Partitions the image has this node follow at start go to their fetchers.
         replication.on_applied(&replica_manager.initial_roles());
-        Ok(Self {
+        let broker = Self {
             static_config,
             replica_manager,
             group_coordinator,
@@ -204,7 +204,12 @@ impl Broker {
             shutdown,
             metrics: metrics::BrokerMetrics::new(),
             replication,
-        })
+        };
+        // Shards were loaded from every local `__consumer_offsets` log, followers' too: keep
+        // only those this node leads.
+        broker.sync_group_coordinator(&broker.image(), &[], time::now_ms());
+        broker.sync_transaction_coordinator(&broker.image(), &[]);
+        Ok(broker)
     }
 
     /// Applies a committed delta (Kafka `BrokerMetadataPublisher.onMetadataUpdate`), in
@@ -250,16 +255,21 @@ impl Broker {
             // Kafka's onPartitionsDeleted: committed offsets of the topic go too.
             self.group_coordinator.on_topic_deleted(topic, now_ms);
         }
-        for (topic, partition, leader_epoch) in &applied.new_leaders {
-            if replica_manager::is_internal_topic(topic) {
-                tracing::info!(
-                    topic,
-                    partition,
-                    leader_epoch,
-                    "leading a coordinator partition"
-                );
-            }
-        }
+        // Coordinators follow the leadership of their internal topic's partitions.
+        let elected: Vec<i32> = applied
+            .new_leaders
+            .iter()
+            .filter(|(topic, ..)| topic == replica_manager::GROUP_METADATA_TOPIC_NAME)
+            .map(|(_, partition, _)| *partition)
+            .collect();
+        self.sync_group_coordinator(image, &elected, now_ms);
+        let elected: Vec<i32> = applied
+            .new_leaders
+            .iter()
+            .filter(|(topic, ..)| topic == replica_manager::TRANSACTION_STATE_TOPIC_NAME)
+            .map(|(_, partition, _)| *partition)
+            .collect();
+        self.sync_transaction_coordinator(image, &elected);
         if applied.logs_opened + applied.logs_deleted > 0 {
             tracing::debug!(
                 opened = applied.logs_opened,
@@ -270,6 +280,45 @@ impl Broker {
         }
         self.metadata.publish(image.clone());
         Ok(())
+    }
+
+    /// Makes the group coordinator own exactly the `__consumer_offsets` partitions this node
+    /// leads in `image`, reloading those in `elected`.
+    fn sync_group_coordinator(&self, image: &MetadataImage, elected: &[i32], now_ms: i64) {
+        let node_id = self.config().node_id;
+        let led = image
+            .topic_by_name(replica_manager::GROUP_METADATA_TOPIC_NAME)
+            .map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .filter(|(_, p)| p.leader == node_id)
+                    .map(|(index, _)| *index)
+                    .collect::<std::collections::BTreeSet<i32>>()
+            });
+        // Before the topic exists every shard stays as it is (nothing to coordinate yet).
+        if let Some(led) = led {
+            self.group_coordinator.sync_leadership(
+                &|partition| led.contains(&partition),
+                elected,
+                now_ms,
+            );
+        }
+    }
+
+    /// As [`Self::sync_group_coordinator`], for `__transaction_state`.
+    fn sync_transaction_coordinator(&self, image: &MetadataImage, elected: &[i32]) {
+        let node_id = self.config().node_id;
+        if let Some(topic) = image.topic_by_name(replica_manager::TRANSACTION_STATE_TOPIC_NAME) {
+            let led: std::collections::BTreeSet<i32> = topic
+                .partitions
+                .iter()
+                .filter(|(_, p)| p.leader == node_id)
+                .map(|(index, _)| *index)
+                .collect();
+            self.transaction_coordinator
+                .sync_leadership(&|partition| led.contains(&partition), elected);
+        }
     }
 
     /// The metadata image this broker serves from.

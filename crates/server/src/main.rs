@@ -18,8 +18,6 @@ mod controller_client;
 mod controller_listener;
 mod group_cli;
 mod http;
-// The cluster wiring (issue 8) uses it; until then only its tests do.
-#[cfg_attr(not(test), allow(dead_code))]
 mod metadata_service;
 // The cluster wiring (issue 8) uses it; until then only its tests do.
 #[cfg_attr(not(test), allow(dead_code))]

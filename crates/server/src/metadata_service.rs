@@ -50,8 +50,10 @@ pub struct MetadataService {
     pub runtime: Arc<MetadataRuntime<FileLogStore>>,
     /// The broker's way to the active controller.
     pub channel: Arc<dyn ControllerChannel>,
-    /// This node's cluster id once formed ("" before), stamped on Raft frames.
-    pub cluster_id: Arc<RwLock<String>>,
+    /// This node's cluster id once formed ("" before), stamped on Raft frames by the tasks;
+    /// kept here for tests to inspect.
+    #[cfg_attr(not(test), allow(dead_code))]
+    cluster_id: Arc<RwLock<String>>,
     /// Where the controller listener is bound, if it is.
     pub controller_address: Option<String>,
     stop: watch::Sender<bool>,

@@ -13,8 +13,17 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use fjord_broker::lifecycle::{
+    registration_request, BrokerLifecycle, BrokerState, LifecycleConfig,
+};
+use fjord_broker::metadata_runtime::initial_records;
+use fjord_metadata::migration::LegacyMetadata;
+use fjord_metadata::{MetadataDelta, MetadataImage};
+use tokio::sync::watch as lifecycle_watch;
+
 use crate::connection::{self, ConnectionLimits};
 use crate::http::{self, HealthState};
+use crate::metadata_service::MetadataService;
 
 /// Starts the broker in an order that makes readiness observable: the metrics and health
 /// listener first (live, not ready), then recovery (`Broker::open`), then the Kafka listener,
@@ -23,13 +32,10 @@ pub async fn serve(
     config: BrokerConfig,
     shutdown_requested: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    // The multi-node settings are parsed and checked; their runtime lands with the rest of
-    // issue 8. Until then say so instead of starting a single node that ignores them.
-    if config.controller_quorum_voters.len() > 1
-        || !config.process_roles.broker
-        || !config.process_roles.controller
-    {
-        anyhow::bail!("multi-node clusters (controller.quorum.voters with several voters, process.roles other than broker,controller) are not available yet");
+    // A broker-only node reads the metadata log as an observer of the quorum, which is not
+    // built yet: say so instead of starting a node that cannot learn its metadata.
+    if !config.process_roles.controller {
+        anyhow::bail!("broker-only nodes (process.roles=broker) are not available yet: run every node as broker,controller");
     }
     let metrics_listener = TcpListener::bind(&config.metrics_listen)
         .await
@@ -52,21 +58,90 @@ async fn open_and_run(
     health: Arc<HealthState>,
     shutdown_requested: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    // Recovery reads every unflushed log: blocking work, off the runtime's workers so the
-    // health listener keeps answering meanwhile.
-    let data_dir = config.data_dir.clone();
+    let node_id = config.node_id;
+    let legacy = {
+        let data_dir = config.data_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            fjord_broker::migration::read_legacy_metadata(&data_dir)
+        })
+        .await
+        .context("reading legacy metadata")??
+    };
+    if legacy.is_some() && config.controller_quorum_voters.len() > 1 {
+        anyhow::bail!(
+            "{} holds a single-node data dir (topics.json); start it once as a single node to migrate it before it joins a quorum",
+            config.data_dir.display()
+        );
+    }
+    let incarnation = uuid::Uuid::new_v4();
+    let (seed, _) = incarnation.as_u64_pair();
+    let registration = registration_request(&config, "", incarnation, config.broker_rack.clone());
+    let initial = initial_records(&registration, legacy.as_ref(), node_id);
+    let service = MetadataService::start(&config, initial, seed, Some(incarnation)).await?;
+    let cluster_id = loop {
+        if let Some(id) = service.wait_for_cluster_id(Duration::from_secs(5)).await {
+            break id;
+        }
+        info!(voters = ?config.controller_quorum_voters, "waiting for a majority of the controller quorum");
+    };
+    check_cluster_id(&config, &cluster_id)?;
+    if !config.process_roles.broker {
+        info!(node_id, %cluster_id, "controller ready");
+        health.set_ready(true);
+        shutdown_requested.await;
+        service.stop();
+        return Ok(());
+    }
+    if let Some(legacy) = &legacy {
+        wait_for_migration(&service, legacy).await;
+        fjord_broker::migration::finish_migration(&config.data_dir)?;
+        info!(
+            topics = legacy.topics.len(),
+            "migrated topics.json and broker-configs.json into the metadata log"
+        );
+    }
+
+    // Images committed while the broker opens are queued, then applied in order.
+    let publisher = Arc::new(QueueingPublisher::default());
+    {
+        let publisher = publisher.clone();
+        service.runtime.set_publisher(Box::new(move |delta, image| {
+            publisher.publish(delta, image)
+        }));
+    }
+    let image = service.runtime.image();
     let opened = {
         let config = config.clone();
-        // Bridge until the server runs the metadata quorum itself: the in-process one-voter
-        // harness (metadata log, controller, registration) with the broker on top.
-        tokio::task::spawn_blocking(move || fjord_broker::testing::SingleNode::start(config)).await
+        let channel = service.channel.clone();
+        let image = image.clone();
+        tokio::task::spawn_blocking(move || Broker::open(config, image, channel)).await
     };
-    let node = opened
-        .context("recovery task failed")?
-        .map_err(|err| anyhow::anyhow!(err))
-        .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
-    let broker = node.broker.clone();
+    let broker =
+        Arc::new(opened.context("recovery task failed")?.with_context(|| {
+            format!("cannot open data directory {}", config.data_dir.display())
+        })?);
+    publisher.attach(&broker, image.offset)?;
     health.set_broker(broker.clone());
+
+    let mut registration = registration;
+    registration.cluster_id = cluster_id.clone();
+    let lifecycle = BrokerLifecycle::new(
+        service.channel.clone(),
+        LifecycleConfig {
+            heartbeat_interval_ms: config.broker_heartbeat_interval_ms,
+            controlled_shutdown_timeout_ms: config.shutdown_timeout_ms,
+            ..LifecycleConfig::default()
+        },
+        registration,
+        {
+            let broker = broker.clone();
+            Box::new(move || broker.image().offset)
+        },
+    );
+    let (stop_lifecycle, stop_lifecycle_rx) = lifecycle_watch::channel(false);
+    let lifecycle_task = tokio::spawn(lifecycle.clone().run(stop_lifecycle_rx));
+    wait_until_unfenced(&lifecycle).await;
+
     let listener = TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -74,14 +149,139 @@ async fn open_and_run(
         listen = %config.listen,
         advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
         data_dir = %config.data_dir.display(),
-        node_id = config.node_id,
-        cluster_id = %broker.cluster_id(),
+        node_id,
+        cluster_id = %cluster_id,
+        controller_listen = service.controller_address.as_deref().unwrap_or("in-process"),
         "fjord broker ready"
     );
     health.set_ready(true);
-    let outcome = run(listener, broker, shutdown_requested, &health).await;
-    drop(node);
+    // Controlled shutdown (leaderships move away) runs before the listener stops.
+    let shutdown = {
+        let lifecycle = lifecycle.clone();
+        async move {
+            shutdown_requested.await;
+            info!("controlled shutdown: moving leaderships away");
+            let _ = stop_lifecycle.send(true);
+            let mut state = lifecycle.subscribe();
+            while !matches!(*state.borrow(), BrokerState::ShutDown) {
+                if state.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+    };
+    let outcome = run(listener, broker, shutdown, &health).await;
+    lifecycle_task.abort();
+    service.stop();
     outcome
+}
+
+/// Applies images to the broker in log order, holding those published while it opens.
+#[derive(Default)]
+struct QueueingPublisher {
+    state: parking_lot::Mutex<PublisherState>,
+}
+
+#[derive(Default)]
+struct PublisherState {
+    queued: Vec<(MetadataDelta, Arc<MetadataImage>)>,
+    broker: Option<std::sync::Weak<Broker>>,
+}
+
+impl QueueingPublisher {
+    fn publish(&self, delta: &MetadataDelta, image: &Arc<MetadataImage>) {
+        let mut state = self.state.lock();
+        match state.broker.as_ref().and_then(|broker| broker.upgrade()) {
+            Some(broker) => {
+                if let Err(error) = broker.publish_metadata(delta, image) {
+                    tracing::error!(%error, offset = image.offset, "applying metadata failed");
+                }
+            }
+            None if state.broker.is_none() => state.queued.push((delta.clone(), image.clone())),
+            None => {}
+        }
+    }
+
+    /// From now on images go to `broker`; the queued ones after `opened_at` (the offset of the
+    /// image the broker opened with) are applied first, in order.
+    fn attach(&self, broker: &Arc<Broker>, opened_at: i64) -> anyhow::Result<()> {
+        let mut state = self.state.lock();
+        for (delta, image) in std::mem::take(&mut state.queued) {
+            if image.offset > opened_at {
+                broker
+                    .publish_metadata(&delta, &image)
+                    .context("applying metadata committed while the broker opened")?;
+            }
+        }
+        state.broker = Some(Arc::downgrade(broker));
+        Ok(())
+    }
+}
+
+/// Writes the cluster id to `meta.properties` on first start; refuses a data dir of another
+/// cluster (Kafka: INCONSISTENT_CLUSTER_ID at start).
+fn check_cluster_id(config: &BrokerConfig, cluster_id: &str) -> anyhow::Result<()> {
+    match fjord_storage::read_meta_properties(&config.data_dir)? {
+        Some(meta) if meta.cluster_id != cluster_id => anyhow::bail!(
+            "INCONSISTENT_CLUSTER_ID: {} belongs to cluster {}, but the controller quorum is cluster {cluster_id}",
+            config.data_dir.display(),
+            meta.cluster_id
+        ),
+        Some(meta) if meta.node_id != config.node_id => anyhow::bail!(
+            "{} belongs to node {}, not node.id {}",
+            config.data_dir.display(),
+            meta.node_id,
+            config.node_id
+        ),
+        Some(_) => Ok(()),
+        None => {
+            fjord_storage::write_meta_properties(
+                &config.data_dir,
+                &fjord_storage::MetaProperties {
+                    version: 1,
+                    node_id: config.node_id,
+                    cluster_id: cluster_id.to_string(),
+                },
+            )?;
+            Ok(())
+        }
+    }
+}
+
+/// Waits until the migration records (written by the controller right after bootstrap) are in
+/// the image.
+async fn wait_for_migration(service: &MetadataService, legacy: &LegacyMetadata) {
+    let mut images = service.runtime.subscribe();
+    loop {
+        let done = {
+            let image = images.borrow();
+            legacy
+                .topics
+                .iter()
+                .all(|topic| image.topic_by_name(&topic.name).is_some())
+        };
+        if done || images.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Waits until the controller unfenced this broker (its metadata caught up with its
+/// registration), logging while it waits.
+async fn wait_until_unfenced(lifecycle: &BrokerLifecycle) {
+    let mut state = lifecycle.subscribe();
+    loop {
+        if matches!(*state.borrow(), BrokerState::Running { .. }) {
+            return;
+        }
+        match tokio::time::timeout(Duration::from_secs(5), state.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                info!(state = ?lifecycle.state(), "waiting for the controller to unfence this broker")
+            }
+        }
+    }
 }
 
 pub async fn run(

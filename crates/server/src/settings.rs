@@ -201,6 +201,51 @@ fn source_label(merged: &MergedSettings, key: &str, source: ConfigSource) -> Str
     }
 }
 
+/// The dynamic broker configs committed in the metadata log of `config.data_dir` (read
+/// without opening it: the node may be running), or those of a single-node data dir that was
+/// not migrated yet (`broker-configs.json`).
+fn stored_dynamic_broker_configs(
+    config: &BrokerConfig,
+) -> anyhow::Result<fjord_storage::DynamicBrokerConfigs> {
+    let dir = config.data_dir.join(fjord_storage::METADATA_LOG_DIR_NAME);
+    let Some(log) =
+        fjord_storage::read_metadata_log(&dir).context("cannot read the metadata log")?
+    else {
+        return fjord_storage::read_dynamic_broker_configs(&config.data_dir)
+            .context("cannot read the dynamic broker configs");
+    };
+    let mut delta = fjord_metadata::MetadataDelta::new(std::sync::Arc::new(
+        fjord_metadata::MetadataImage::empty(),
+    ));
+    let mut payloads: Vec<&[u8]> = Vec::new();
+    if let Some(snapshot) = &log.snapshot {
+        payloads.push(&snapshot.data);
+    }
+    payloads.extend(
+        log.entries
+            .iter()
+            .filter(|entry| entry.index <= log.hard_state.commit && !entry.payload.is_empty())
+            .map(|entry| &entry.payload[..]),
+    );
+    for payload in payloads {
+        let records = fjord_metadata::decode_batch(payload).context("metadata log entry")?;
+        for record in &records {
+            delta.replay(record).context("metadata log entry")?;
+        }
+    }
+    let image = delta.apply(0, 0);
+    let configs = |name: String| {
+        image
+            .config(&fjord_metadata::ConfigResource::broker(name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    Ok(fjord_storage::DynamicBrokerConfigs {
+        cluster_default: configs(String::new()),
+        broker: configs(config.node_id.to_string()),
+    })
+}
+
 /// Every setting with the value a start with `config` would use and where it comes from,
 /// including the dynamic broker configs stored in the data directory (read, not opened).
 /// Stored dynamic configs a start would ignore are ignored here too, with the same warning.
@@ -208,8 +253,7 @@ pub fn effective_settings(
     merged: &MergedSettings,
     config: &BrokerConfig,
 ) -> anyhow::Result<Vec<(&'static str, String, String)>> {
-    let stored = fjord_storage::read_dynamic_broker_configs(&config.data_dir)
-        .context("cannot read the dynamic broker configs")?;
+    let stored = stored_dynamic_broker_configs(config)?;
     let effective = fjord_broker::dynamic_config::effective_at_start(config.clone(), stored);
     Ok(SETTINGS
         .iter()

@@ -76,9 +76,10 @@ pub use manager::{
     LogManager, MetaProperties, TopicRecord, MIGRATED_SUFFIX,
 };
 pub use metadata_log::{
-    MetadataHardState, MetadataLog, MetadataLogEntry, MetadataSnapshot, RecoveredMetadataLog,
-    METADATA_ENTRIES_FILE_NAME, METADATA_ENTRY_PAYLOAD_BYTES_MAX, METADATA_LOG_DIR_NAME,
-    METADATA_SNAPSHOT_BYTES_MAX, METADATA_SNAPSHOT_VOTERS_BYTES_MAX, QUORUM_STATE_FILE_NAME,
+    read_metadata_log, MetadataHardState, MetadataLog, MetadataLogEntry, MetadataSnapshot,
+    RecoveredMetadataLog, METADATA_ENTRIES_FILE_NAME, METADATA_ENTRY_PAYLOAD_BYTES_MAX,
+    METADATA_LOG_DIR_NAME, METADATA_SNAPSHOT_BYTES_MAX, METADATA_SNAPSHOT_VOTERS_BYTES_MAX,
+    QUORUM_STATE_FILE_NAME,
 };
 pub use producer_state::{
     ActiveProducer, AppendOrigin, ProducerStateError, MAX_PRODUCERS_PER_PARTITION,

@@ -340,6 +340,39 @@ fn read_hard_state(path: &Path) -> Result<MetadataHardState, StorageError> {
     })
 }
 
+/// Reads the metadata log in `dir` without changing anything (no lock, no tail cut, no
+/// compaction finished): for tools that look at a data dir while its node runs
+/// (`fjord serve --print-config`). `None` if there is no metadata log. Entries stop at the
+/// first torn or corrupt record; entries the newest snapshot covers are skipped.
+pub fn read_metadata_log(dir: &Path) -> Result<Option<RecoveredMetadataLog>, StorageError> {
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let checkpoints = list_checkpoints(dir)?;
+    let snapshot = match checkpoints.last() {
+        Some((index, term, path)) => Some(read_checkpoint(path, *index, *term)?),
+        None => None,
+    };
+    let hard_state = read_hard_state(&dir.join(QUORUM_STATE_FILE_NAME))?;
+    let entries_path = dir.join(METADATA_ENTRIES_FILE_NAME);
+    let contents = match std::fs::read(&entries_path) {
+        Ok(contents) => Bytes::from(contents),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Bytes::new(),
+        Err(error) => return Err(io_error("read", &entries_path)(error)),
+    };
+    let (records, _, _) = scan_records(&contents);
+    let after = snapshot.as_ref().map_or(0, |s| s.index);
+    Ok(Some(RecoveredMetadataLog {
+        snapshot,
+        hard_state,
+        entries: records
+            .into_iter()
+            .map(|r| r.entry)
+            .filter(|entry| entry.index > after)
+            .collect(),
+    }))
+}
+
 impl MetadataLog {
     /// Opens (creating if needed) the metadata log in `dir` (normally
     /// `{data_dir}/__cluster_metadata-0`) and recovers it: newest checkpoint, hard state,
