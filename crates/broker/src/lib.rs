@@ -39,6 +39,7 @@ pub mod partition;
 pub mod producer_id_blocks;
 pub mod replica_manager;
 pub mod replication;
+pub mod replication_shell;
 #[doc(hidden)]
 pub mod testing;
 pub mod time;
@@ -126,6 +127,8 @@ pub struct Broker {
     publish_lock: Mutex<()>,
     shutdown: watch::Sender<bool>,
     metrics: metrics::BrokerMetrics,
+    /// Follower fetchers, delayed produces, ISR changes (design section 5).
+    replication: Arc<replication_shell::ReplicationShell>,
 }
 
 impl Broker {
@@ -184,6 +187,14 @@ impl Broker {
             time::now_ms(),
         )?;
         let (shutdown, _) = watch::channel(false);
+        let replication = Arc::new(replication_shell::ReplicationShell::new(
+            config.node_id,
+            replica_manager.clone(),
+            controller.clone(),
+            shutdown.subscribe(),
+        ));
+        // Partitions the image has this node follow at start go to their fetchers.
+        replication.on_applied(&replica_manager.initial_roles());
         let broker = Self {
             static_config,
             replica_manager,
@@ -197,6 +208,7 @@ impl Broker {
             shutdown,
             metrics: metrics::BrokerMetrics::new(),
             local_marker_writer,
+            replication,
         };
         // Shards were loaded from every local `__consumer_offsets` log, followers' too: keep
         // only those this node leads.
@@ -242,6 +254,7 @@ impl Broker {
         } else {
             self.replica_manager.apply_delta(delta, image)?
         };
+        self.replication.on_applied(&applied);
         let now_ms = time::now_ms();
         for topic in &applied.deleted_topics {
             // Kafka's onPartitionsDeleted: committed offsets of the topic go too.
@@ -365,6 +378,21 @@ impl Broker {
 
     pub fn transaction_coordinator(&self) -> &TransactionCoordinator {
         &self.transaction_coordinator
+    }
+
+    /// The replication shell: follower fetchers, delayed produces, ISR changes.
+    pub fn replication(&self) -> &Arc<replication_shell::ReplicationShell> {
+        &self.replication
+    }
+
+    /// Gives the broker its channel to the other nodes (follower fetches go through it) and
+    /// starts the replication tasks on the current tokio runtime: a fetcher per leader
+    /// broker, AlterPartition, ISR shrink and high watermark checkpoint timers. The caller
+    /// keeps the channel's endpoints current from the image (each broker's PLAINTEXT
+    /// listener). Call it inside a tokio runtime that outlives the broker's work.
+    pub fn set_node_channel(&self, channel: Arc<dyn node_channel::NodeChannel>) {
+        self.replication.set_node_channel(channel);
+        self.replication.start();
     }
 
     /// Replaces the transaction coordinator's marker writer.

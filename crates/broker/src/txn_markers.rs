@@ -58,6 +58,9 @@ impl LocalTxnMarkerWriter {
         match partition.append_end_txn_marker(producer_id, producer_epoch, marker, now_ms) {
             Ok(_) => {}
             Err(PartitionError::Deleted) => return Err(ResponseError::UnknownTopicOrPartition),
+            Err(PartitionError::NotLeaderOrFollower | PartitionError::NotEnoughReplicas) => {
+                return Err(ResponseError::NotLeaderOrFollower)
+            }
             Err(PartitionError::Storage(StorageError::Producer(err))) => {
                 tracing::warn!(topic, partition = index, producer_id, error = %err, "transaction marker refused");
                 return Err(marker_error_code(&err));

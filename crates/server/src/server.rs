@@ -135,6 +135,8 @@ async fn open_and_run(
         service.runtime.subscribe(),
         node_channel.clone(),
     ));
+    // Starts replication: follower fetchers, AlterPartition, ISR and HW checkpoint timers.
+    broker.set_node_channel(node_channel.clone());
     {
         let weak = Arc::downgrade(&broker);
         broker.set_txn_marker_writer(Arc::new(ClusterTxnMarkerWriter::new(

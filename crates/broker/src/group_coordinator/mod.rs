@@ -1032,7 +1032,11 @@ fn load_partition(
             crate::partition::Isolation::ReadUncommitted,
         ) {
             Ok((data, _)) => data,
-            Err(PartitionError::Deleted) => return Ok(()),
+            Err(
+                PartitionError::Deleted
+                | PartitionError::NotLeaderOrFollower
+                | PartitionError::NotEnoughReplicas,
+            ) => return Ok(()),
             Err(PartitionError::Storage(err)) => return Err(err.into()),
         };
         if data.records.is_empty() {

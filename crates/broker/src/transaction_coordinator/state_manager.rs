@@ -299,7 +299,11 @@ impl TransactionStateManager {
                 fjord_storage::Isolation::ReadUncommitted,
             ) {
                 Ok((data, _)) => data,
-                Err(PartitionError::Deleted) => return Ok(()),
+                Err(
+                    PartitionError::Deleted
+                    | PartitionError::NotLeaderOrFollower
+                    | PartitionError::NotEnoughReplicas,
+                ) => return Ok(()),
                 Err(PartitionError::Storage(err)) => return Err(err.into()),
             };
             if data.records.is_empty() {
