@@ -62,13 +62,16 @@ fn create_topic(node: &SingleNode, topic: &str, partitions: i32) {
     assert_eq!(response.topics[0].error_code, 0, "{response:?}");
 }
 
-/// (topic, partition, error code, message) of every ElectLeaders result.
+/// (topic, partition, error code, message) of one ElectLeaders result.
+type ElectionResult = (String, i32, i16, Option<String>);
+
+/// The top-level error code and every ElectLeaders result.
 fn elect(
     node: &SingleNode,
     version: i16,
     election_type: i8,
     partitions: Option<Vec<(&str, Vec<i32>)>>,
-) -> (i16, Vec<(String, i32, i16, Option<String>)>) {
+) -> (i16, Vec<ElectionResult>) {
     let request = ElectLeadersRequest::default()
         .with_election_type(election_type)
         .with_timeout_ms(10_000)
