@@ -129,6 +129,8 @@ pub struct Broker {
     metrics: metrics::BrokerMetrics,
     /// Follower fetchers, delayed produces, ISR changes (design section 5).
     replication: Arc<replication_shell::ReplicationShell>,
+    /// DescribeQuorum's view of this node's metadata quorum (set by the server).
+    quorum_describer: parking_lot::RwLock<Option<apis::describe_quorum::QuorumDescriber>>,
 }
 
 impl Broker {
@@ -209,6 +211,7 @@ impl Broker {
             metrics: metrics::BrokerMetrics::new(),
             local_marker_writer,
             replication,
+            quorum_describer: parking_lot::RwLock::new(None),
         };
         // Shards were loaded from every local `__consumer_offsets` log, followers' too: keep
         // only those this node leads.
@@ -344,6 +347,20 @@ impl Broker {
     /// The channel to the active controller.
     pub fn controller(&self) -> &Arc<dyn ControllerChannel> {
         &self.controller
+    }
+
+    /// Installs how DescribeQuorum learns the metadata quorum's state: the server passes its
+    /// node's [`metadata_runtime::MetadataRuntime::quorum_describer`]. Without one, DescribeQuorum
+    /// answers NOT_LEADER_OR_FOLLOWER.
+    pub fn set_quorum_describer(&self, describer: apis::describe_quorum::QuorumDescriber) {
+        *self.quorum_describer.write() = Some(describer);
+    }
+
+    /// The quorum as this node's Raft leader describes it; `None` when this node is not the
+    /// leader or no describer is installed.
+    pub fn quorum_snapshot(&self) -> Option<apis::describe_quorum::QuorumSnapshot> {
+        let describer = self.quorum_describer.read().clone()?;
+        describer()
     }
 
     /// The effective configuration: static settings with the dynamic broker configs on top.
@@ -582,6 +599,23 @@ impl Broker {
             }
             RequestKind::ListTransactions(r) => {
                 ResponseKind::ListTransactions(apis::list_transactions::handle(self, version, &r))
+            }
+            RequestKind::ElectLeaders(r) => {
+                ResponseKind::ElectLeaders(apis::elect_leaders::handle(self, version, &r).await)
+            }
+            RequestKind::AlterPartitionReassignments(r) => {
+                ResponseKind::AlterPartitionReassignments(
+                    apis::alter_partition_reassignments::handle(self, &r).await,
+                )
+            }
+            RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
+                apis::list_partition_reassignments::handle(self, &r).await,
+            ),
+            RequestKind::UnregisterBroker(r) => {
+                ResponseKind::UnregisterBroker(apis::unregister_broker::handle(self, &r).await)
+            }
+            RequestKind::DescribeQuorum(r) => {
+                ResponseKind::DescribeQuorum(apis::describe_quorum::handle(self, version, &r))
             }
             other => {
                 // The connection layer checks `supports` first, so this is a broker bug.

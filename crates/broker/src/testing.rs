@@ -192,6 +192,7 @@ impl SingleNode {
             crate::Broker::open(config.clone(), harness.image(), harness.channel.clone())
                 .map_err(|e| e.to_string())?,
         );
+        broker.set_quorum_describer(harness.runtime.quorum_describer());
         let weak = Arc::downgrade(&broker);
         harness.set_publisher(Box::new(move |delta, image| {
             if let Some(broker) = weak.upgrade() {

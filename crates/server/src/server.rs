@@ -123,6 +123,7 @@ async fn open_and_run(
         Arc::new(opened.context("recovery task failed")?.with_context(|| {
             format!("cannot open data directory {}", config.data_dir.display())
         })?);
+    broker.set_quorum_describer(service.runtime.quorum_describer());
     publisher.attach(&broker, image.offset)?;
     health.set_broker(broker.clone());
     // Requests to other brokers (transaction markers today, follower fetches next), addressed
