@@ -59,6 +59,9 @@ pub struct RunOptions {
     pub keys: Option<u64>,
     /// Topic configs for the topic the run creates (e.g. `cleanup.policy=compact`).
     pub topic_configs: Vec<(String, String)>,
+    /// Replicas per partition of the topic the run creates (3 with acks=all on a 3-node
+    /// cluster measures replicated produce).
+    pub replication_factor: i32,
     /// Producers use `enable.idempotence=true` (InitProducerId, sequence numbers, broker-side
     /// deduplication), as librdkafka and Java clients do by default.
     pub idempotence: bool,
@@ -209,12 +212,13 @@ fn consumer_config(bootstrap: &str) -> ClientConfig {
     c
 }
 
-/// Creates `topic` with `partitions` partitions (replication factor 1) and waits until the
-/// metadata shows all of them. An existing topic is accepted when `allow_existing`.
+/// Creates `topic` with `partitions` partitions of `replication_factor` replicas and waits
+/// until the metadata shows all of them. An existing topic is accepted when `allow_existing`.
 pub fn create_topic(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
+    replication_factor: i32,
     allow_existing: bool,
     configs: &[(String, String)],
 ) -> Result<()> {
@@ -227,7 +231,7 @@ pub fn create_topic(
         .enable_all()
         .build()
         .context("creating a tokio runtime")?;
-    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication_factor));
     for (name, value) in configs {
         new_topic = new_topic.set(name, value);
     }
@@ -506,6 +510,7 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunResult> {
         &opts.bootstrap,
         &topic,
         w.partitions,
+        opts.replication_factor,
         opts.topic.is_some(),
         &opts.topic_configs,
     )?;

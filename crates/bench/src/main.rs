@@ -68,6 +68,10 @@ struct RunArgs {
     /// preset override the preset's values.
     #[arg(long, short = 'w', value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
     workload: Option<String>,
+    /// Replication factor of the topic the run creates (e.g. 3 with `--acks all` against a
+    /// 3-node cluster: the replicated-produce benchmark).
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i32,
     /// Short run: 8 s per workload instead of 30 s, 256 MiB catch-up backlog instead of 2 GiB.
     #[arg(long)]
     quick: bool,
@@ -176,7 +180,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::CreateTopic(a) => {
-            load::create_topic(&a.bootstrap, &a.topic, a.partitions, false, &[])?;
+            load::create_topic(&a.bootstrap, &a.topic, a.partitions, 1, false, &[])?;
             eprintln!("created {} with {} partitions", a.topic, a.partitions);
             Ok(())
         }
@@ -256,6 +260,7 @@ fn cmd_run(a: RunArgs) -> Result<()> {
         max_in_flight_bytes: a.max_in_flight_mib << 20,
         keys: a.keys,
         idempotence: a.idempotence,
+        replication_factor: a.replication_factor,
         topic_configs: a
             .topic_config
             .iter()
