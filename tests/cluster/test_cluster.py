@@ -225,6 +225,51 @@ def test_broker_kill9_is_fenced_and_leaderships_move(cluster):
         assert victim not in part.offline, f"partition {p} still lists {victim} offline: {part}"
 
 
+def test_paused_broker_is_fenced_and_unfenced_after_resume(cluster):
+    topic = unique_topic("pause")
+    before = create_topic(cluster, topic, partitions=6, rf=3)
+    controller = cluster.active_controller()
+    victim = next(n for n in cluster.ids() if n != controller
+                  and any(p.leader == n for p in before.partitions.values()))
+    observer = next(n for n in cluster.ids() if n != victim)
+    cluster.pause(victim)    # SIGSTOP: no heartbeats, sockets stay open
+    try:
+        cluster.wait_brokers({n for n in cluster.ids() if n != victim}, observer)
+        t = cluster.raw_metadata(observer, [topic]).topics[topic]
+        assert all(p.leader != victim and victim in p.offline for p in t.partitions.values()), t
+    finally:
+        cluster.resume(victim)
+    # The same process heartbeats again and is unfenced (no restart, same broker epoch rules).
+    for n in cluster.ids():
+        cluster.wait_brokers(set(cluster.ids()), n)
+    assert cluster.node(victim).is_running()
+    assert cluster.node(victim).health() == 200
+
+
+def test_paused_active_controller_is_replaced_and_follows_after_resume(cluster):
+    active = cluster.wait_for("an active controller in the logs", cluster.active_controller)
+    old_term = cluster.controller_terms()[active]
+    cluster.pause(active)
+    try:
+        new = cluster.wait_for("a new active controller", lambda: (
+            cluster.active_controller() if cluster.active_controller() not in (None, active) else None))
+        assert cluster.controller_terms()[new] > old_term
+    finally:
+        cluster.resume(active)
+    # The resumed node learns the higher term and follows: CreateTopics through it reaches the
+    # new controller, and it rejoins as a broker.
+    topic = unique_topic("after-pause")
+    result = cluster.wait_for(
+        f"CreateTopics through the resumed node {active}",
+        lambda: (lambda r: r if r[0] == 0 else None)(
+            raw_create_topic(cluster.node(active).client_port, topic, 3, 3)), timeout=30)
+    assert result[0] == 0
+    wait_topic(cluster, topic, 3)
+    for n in cluster.ids():
+        cluster.wait_brokers(set(cluster.ids()), n)
+    assert cluster.active_controller() == new
+
+
 # ------------------------------------------------------------------ 5. controlled shutdown
 @pytest.mark.parametrize("which", ["broker", "active-controller"])
 def test_sigterm_moves_leaderships_before_exit(cluster, which):
@@ -239,6 +284,7 @@ def test_sigterm_moves_leaderships_before_exit(cluster, which):
     assert led, f"node {victim} leads nothing: {before.partitions}"
     observer = next(n for n in cluster.ids() if n != victim)
 
+    log_starts = {n: len(cluster.node(n).log_text()) for n in cluster.ids()}
     cluster.stop(victim)  # SIGTERM; returns once the process exited with code 0
     exited = time.monotonic()
     # Leaderships were moved before the process exited: an observer's Metadata shows it at
@@ -260,6 +306,12 @@ def test_sigterm_moves_leaderships_before_exit(cluster, which):
         assert now.leader != victim and now.leader in now.replicas
         assert now.leader_epoch > old.leader_epoch, (p, old, now)
         assert victim not in now.isr, (p, now)
+    # The logs tell the same without timing: the controller saw a controlled shutdown, not a
+    # session timeout, and the node finished it before exiting.
+    since = {n: cluster.node(n).log_text()[start:] for n, start in log_starts.items()}
+    assert "controlled shutdown complete" in since[victim], since[victim][-3000:]
+    assert any(f"broker enters controlled shutdown broker={victim}" in text for text in since.values())
+    assert not any(f"its session timed out broker={victim}" in text for text in since.values())
     cluster.start(victim)
     for n in cluster.ids():
         cluster.wait_brokers(set(cluster.ids()), n)

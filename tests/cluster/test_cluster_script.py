@@ -75,8 +75,10 @@ def test_scripts_cluster_up_status_kill_start_down(tmp_path):
         return out
 
     try:
+        # shutdown.timeout.ms bounds `down`: the node stopping last has no controller quorum
+        # left to finish its controlled shutdown with, and waits that long.
         out = run("up", "--", "--set", "broker.session.timeout.ms=3000",
-                  "--set", "broker.heartbeat.interval.ms=500")
+                  "--set", "broker.heartbeat.interval.ms=500", "--set", "shutdown.timeout.ms=5000")
         assert "cluster ready" in out, out
         for n in NODES:
             assert _pid(directory, n) is not None, f"node {n} does not run after up"

@@ -58,7 +58,7 @@ class AckingProducer(threading.Thread):
         self.acked_order: list[bytes] = []                 # values in acknowledgement order
         self.errors: list[tuple[bytes, KafkaError]] = []
         self.sent = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def _report(self, err, msg):
         with self.lock:
@@ -70,7 +70,7 @@ class AckingProducer(threading.Thread):
 
     def run(self):
         i = 0
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             value = f"v-{i}".encode()
             kwargs = {"value": value, "key": f"k-{i}".encode(), "on_delivery": self._report}
             if self.partition is not None:
@@ -97,7 +97,7 @@ class AckingProducer(threading.Thread):
             time.sleep(0.05)
 
     def stop(self, flush_timeout: float = 120.0) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=30)
         remaining = self.producer.flush(flush_timeout)
         assert remaining == 0, f"{remaining} records undelivered after {flush_timeout}s"
@@ -164,10 +164,10 @@ class Tail(threading.Thread):
         self.c.assign([TopicPartition(topic, partition, 0)])
         self.values: list[bytes] = []
         self.lock = threading.Lock()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self):
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             msg = self.c.poll(0.2)
             if msg is not None and not msg.error():
                 with self.lock:
@@ -179,7 +179,7 @@ class Tail(threading.Thread):
             return set(self.values)
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=30)
 
 
@@ -347,6 +347,11 @@ def test_group_offsets_survive_coordinator_kill9(cluster):
     a = cluster.admin()   # must outlive the future
     desc = a.describe_consumer_groups([group])[group].result(timeout=OP_TIMEOUT)
     coordinator = desc.coordinator.id
+    # Every replica of the offsets topic in sync (earlier tests restarted nodes): the commit is
+    # on the followers of the coordinator's partition.
+    offsets_partitions = len(cluster.raw_metadata(None, ["__consumer_offsets"])
+                             .topics["__consumer_offsets"].partitions)
+    wait_isr(cluster, "__consumer_offsets", offsets_partitions, set(cluster.ids()))
     cluster.kill(coordinator)
     survivors = [n for n in cluster.ids() if n != coordinator]
     cluster.wait_brokers(set(survivors), survivors[0])
