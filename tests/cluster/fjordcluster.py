@@ -11,7 +11,8 @@ client views (``metadata()`` through confluent-kafka's AdminClient, ``raw_metada
 hand-built Metadata v7 request, which also carries leader epochs, offline replicas, racks and the
 cluster id that librdkafka does not expose), ``active_controller()`` from the nodes' logs, and
 ``wait_for`` to poll a condition with a deadline (never a timing assertion: the deadline only
-bounds how long a test waits for something that must eventually happen).
+bounds how long a test waits for something that must eventually happen); ``create_topic`` and
+``wait_topic`` create a topic through a real client and wait until every node serves it.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 import kwire  # noqa: E402
-from confluent_kafka.admin import AdminClient  # noqa: E402
-from helpers import RDKAFKA_LOGGER  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from helpers import OP_TIMEOUT, RDKAFKA_LOGGER  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60.0
@@ -506,3 +507,39 @@ class Cluster:
     def copy_data_dir(self, n: int, dest: Path) -> Path:
         shutil.copytree(self.nodes[n].data_dir, dest)
         return dest
+
+
+# ------------------------------------------------------------------------ topic helpers
+class Bootstrap:
+    """What helpers.producer/consumer/admin take: anything with ``.bootstrap``."""
+
+    def __init__(self, bootstrap: str):
+        self.bootstrap = bootstrap
+
+
+def create_topic(cluster, topic: str, partitions: int, rf: int, bootstrap: str | None = None,
+                 config: dict | None = None, assignment=None):
+    a = cluster.admin(bootstrap)
+    if assignment is not None:
+        # confluent-kafka wants the partition count with an assignment (librdkafka does not)
+        new = NewTopic(topic, num_partitions=len(assignment), replica_assignment=assignment,
+                       config=config or {})
+    else:
+        new = NewTopic(topic, num_partitions=partitions, replication_factor=rf, config=config or {})
+    a.create_topics([new], operation_timeout=10)[topic].result(timeout=OP_TIMEOUT)
+    return wait_topic(cluster, topic, partitions)
+
+
+def wait_topic(cluster, topic: str, partitions: int, n: int | None = None):
+    """Until node ``n`` (default: every running node) shows ``topic`` with ``partitions``
+    partitions, each with a leader; returns the last node's view of the topic."""
+    nodes = [n] if n is not None else cluster.running()
+    view = None
+    for node in nodes:
+        def check():
+            t = cluster.raw_metadata(node, [topic]).topics.get(topic)
+            ok = (t is not None and t.error == 0 and len(t.partitions) == partitions
+                  and all(p.leader >= 0 for p in t.partitions.values()))
+            return t if ok else None
+        view = cluster.wait_for(f"{topic} with {partitions} led partitions on node {node}", check)
+    return view

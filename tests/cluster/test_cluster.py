@@ -21,44 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fjordcluster import (  # noqa: E402
-    INVALID_REPLICA_ASSIGNMENT, INVALID_REPLICATION_FACTOR, raw_create_topic, read_meta_properties)
+    INVALID_REPLICA_ASSIGNMENT, INVALID_REPLICATION_FACTOR, Bootstrap, create_topic,
+    raw_create_topic, read_meta_properties, wait_topic)
 from helpers import (  # noqa: E402
     OP_TIMEOUT, consume_n, consumer, error_code_of, produce_all, producer, unique_topic)
-
-
-class _Bootstrap:
-    """What helpers.producer/consumer/admin take: anything with ``.bootstrap``."""
-
-    def __init__(self, bootstrap: str):
-        self.bootstrap = bootstrap
-
-
-def create_topic(cluster, topic: str, partitions: int, rf: int, bootstrap: str | None = None,
-                 config: dict | None = None, assignment=None):
-    a = cluster.admin(bootstrap)
-    if assignment is not None:
-        # confluent-kafka wants the partition count with an assignment (librdkafka does not)
-        new = NewTopic(topic, num_partitions=len(assignment), replica_assignment=assignment,
-                       config=config or {})
-    else:
-        new = NewTopic(topic, num_partitions=partitions, replication_factor=rf, config=config or {})
-    a.create_topics([new], operation_timeout=10)[topic].result(timeout=OP_TIMEOUT)
-    return wait_topic(cluster, topic, partitions)
-
-
-def wait_topic(cluster, topic: str, partitions: int, n: int | None = None):
-    """Until node ``n`` (default: every running node) shows ``topic`` with ``partitions``
-    partitions, each with a leader; returns the last node's view of the topic."""
-    nodes = [n] if n is not None else cluster.running()
-    view = None
-    for node in nodes:
-        def check():
-            t = cluster.raw_metadata(node, [topic]).topics.get(topic)
-            ok = (t is not None and t.error == 0 and len(t.partitions) == partitions
-                  and all(p.leader >= 0 for p in t.partitions.values()))
-            return t if ok else None
-        view = cluster.wait_for(f"{topic} with {partitions} led partitions on node {node}", check)
-    return view
 
 
 def leaders_of(topic_view) -> dict[int, int]:
@@ -368,7 +334,7 @@ def test_produce_acks1_and_consume_through_one_node(cluster):
     topic = unique_topic("client")
     create_topic(cluster, topic, partitions=3, rf=3)
     for n in cluster.ids():
-        one = _Bootstrap(cluster.bootstrap_of(n))
+        one = Bootstrap(cluster.bootstrap_of(n))
         p = producer(one, acks=1)
         expected = {}
         for partition in range(3):

@@ -27,9 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import kwire  # noqa: E402
-from fjordcluster import NOT_ENOUGH_REPLICAS  # noqa: E402
+from fjordcluster import NOT_ENOUGH_REPLICAS, Bootstrap, create_topic  # noqa: E402
 from helpers import OP_TIMEOUT, RDKAFKA_LOGGER, consumer, producer, unique_topic  # noqa: E402
-from test_cluster import _Bootstrap, create_topic  # noqa: E402
 
 pytestmark = pytest.mark.replication
 
@@ -52,7 +51,7 @@ class AckingProducer(threading.Thread):
         settings = {"acks": "all", "enable.idempotence": True, "message.timeout.ms": 120000,
                     "linger.ms": 2, "retry.backoff.ms": 100}
         settings.update(conf)
-        self.producer = producer(_Bootstrap(bootstrap), **settings)
+        self.producer = producer(Bootstrap(bootstrap), **settings)
         self.lock = threading.Lock()
         self.acked: dict[bytes, tuple[int, int]] = {}      # value -> (partition, offset)
         self.acked_order: list[bytes] = []                 # values in acknowledgement order
@@ -105,7 +104,7 @@ class AckingProducer(threading.Thread):
 
 def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60.0) -> dict[int, dict[int, bytes]]:
     """Every record of every partition up to its high watermark: {partition: {offset: value}}."""
-    c = consumer(_Bootstrap(bootstrap), **{"enable.partition.eof": True})
+    c = consumer(Bootstrap(bootstrap), **{"enable.partition.eof": True})
     out: dict[int, dict[int, bytes]] = {p: {} for p in range(partitions)}
     try:
         ends = {}
@@ -160,7 +159,7 @@ class Tail(threading.Thread):
 
     def __init__(self, bootstrap: str, topic: str, partition: int):
         super().__init__(daemon=True)
-        self.c: Consumer = consumer(_Bootstrap(bootstrap))
+        self.c: Consumer = consumer(Bootstrap(bootstrap))
         self.c.assign([TopicPartition(topic, partition, 0)])
         self.values: list[bytes] = []
         self.lock = threading.Lock()
@@ -318,7 +317,7 @@ def test_group_offsets_survive_coordinator_kill9(cluster):
     group = unique_topic("g")
     partitions = 3
     create_topic(cluster, topic, partitions=partitions, rf=3, config={"min.insync.replicas": "2"})
-    p = producer(_Bootstrap(cluster.bootstrap), acks="all", **{"enable.idempotence": True})
+    p = producer(Bootstrap(cluster.bootstrap), acks="all", **{"enable.idempotence": True})
     for i in range(300):
         p.produce(topic, value=f"m-{i}".encode(), key=f"k-{i}".encode())
     assert p.flush(60) == 0
