@@ -158,6 +158,15 @@ def test_api_versions_v0(broker):
     assert apis[kw.API_VERSIONS][1] >= 3
 
 
+def test_api_versions_lists_the_cluster_admin_apis(broker):
+    """ElectLeaders (43), AlterPartitionReassignments (45), ListPartitionReassignments (46),
+    DescribeQuorum (55) and UnregisterBroker (64), at Kafka's version ranges."""
+    _, err, apis = kw.parse_api_versions_v0(kw.roundtrip(broker.port, kw.api_versions_v0(7)))
+    assert err == 0
+    assert {key: apis.get(key) for key in (43, 45, 46, 55, 64)} == {
+        43: (0, 2), 45: (0, 0), 46: (0, 0), 55: (0, 2), 64: (0, 0)}
+
+
 def test_api_versions_unsupported_version(broker):
     # v99 with a flexible (v2) header, as a future client would send it
     payload = kw.request_header_v2(kw.API_VERSIONS, 99, 4711) + kw.compact_string("future-client") \

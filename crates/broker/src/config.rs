@@ -83,6 +83,14 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "transaction.abort.timed.out.transaction.cleanup.interval.ms", default: "10000", doc: "How often ongoing transactions older than their timeout are looked for and aborted (their producer is fenced)." },
     SettingSpec { key: "transaction.remove.expired.transaction.cleanup.interval.ms", default: "3600000", doc: "How often transactional ids idle longer than transactional.id.expiration.ms are looked for and expired." },
     SettingSpec { key: "producer.id.expiration.ms", default: "86400000", doc: "A partition forgets an idempotent producer's state (sequence numbers) this long after the producer's last write, unless a transaction of it is open." },
+    SettingSpec { key: "replica.lag.time.max.ms", default: "30000", doc: "A follower that has not caught up with the leader's log end for this long leaves the ISR (checked every half of it)." },
+    SettingSpec { key: "replica.fetch.wait.max.ms", default: "500", doc: "How long a follower's fetch may wait at the leader for data (its max_wait_ms)." },
+    SettingSpec { key: "replica.fetch.min.bytes", default: "1", doc: "Bytes a follower's fetch waits for at the leader (its min_bytes)." },
+    SettingSpec { key: "replica.fetch.max.bytes", default: "1048576", doc: "Bytes a follower asks per partition in one fetch (at least one batch is returned)." },
+    SettingSpec { key: "replica.fetch.response.max.bytes", default: "10485760", doc: "Bytes a follower asks for in one fetch response over all partitions." },
+    SettingSpec { key: "replica.fetch.backoff.ms", default: "1000", doc: "How long a follower waits before fetching a partition again after an error." },
+    SettingSpec { key: "replica.high.watermark.checkpoint.interval.ms", default: "5000", doc: "How often the high watermarks are written to replication-offset-checkpoint (also at clean shutdown)." },
+    SettingSpec { key: "min.insync.replicas", default: "1", doc: "Default min.insync.replicas of topics: acks=all produces fail with NOT_ENOUGH_REPLICAS while fewer replicas are in sync." },
     SettingSpec { key: "producer.id.expiration.check.interval.ms", default: "600000", doc: "How often partitions look for producer state older than producer.id.expiration.ms." },
 ];
 
@@ -192,6 +200,14 @@ pub struct BrokerConfig {
     pub transaction_remove_expired_transaction_cleanup_interval_ms: i64,
     pub producer_id_expiration_ms: i64,
     pub producer_id_expiration_check_interval_ms: i64,
+    pub replica_lag_time_max_ms: i64,
+    pub replica_fetch_wait_max_ms: i32,
+    pub replica_fetch_min_bytes: i32,
+    pub replica_fetch_max_bytes: i32,
+    pub replica_fetch_response_max_bytes: i32,
+    pub replica_fetch_backoff_ms: i64,
+    pub replica_high_watermark_checkpoint_interval_ms: i64,
+    pub min_insync_replicas: usize,
 }
 
 impl Default for BrokerConfig {
@@ -610,6 +626,15 @@ impl BrokerConfig {
             producer_id_expiration_ms: s.positive("producer.id.expiration.ms")?,
             producer_id_expiration_check_interval_ms: s
                 .positive("producer.id.expiration.check.interval.ms")?,
+            replica_lag_time_max_ms: s.positive("replica.lag.time.max.ms")?,
+            replica_fetch_wait_max_ms: s.positive("replica.fetch.wait.max.ms")?,
+            replica_fetch_min_bytes: s.positive("replica.fetch.min.bytes")?,
+            replica_fetch_max_bytes: s.positive("replica.fetch.max.bytes")?,
+            replica_fetch_response_max_bytes: s.positive("replica.fetch.response.max.bytes")?,
+            replica_fetch_backoff_ms: s.positive("replica.fetch.backoff.ms")?,
+            replica_high_watermark_checkpoint_interval_ms: s
+                .positive("replica.high.watermark.checkpoint.interval.ms")?,
+            min_insync_replicas: s.positive("min.insync.replicas")?,
         })
     }
 

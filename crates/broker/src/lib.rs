@@ -39,6 +39,7 @@ pub mod partition;
 pub mod producer_id_blocks;
 pub mod replica_manager;
 pub mod replication;
+pub mod replication_shell;
 #[doc(hidden)]
 pub mod testing;
 pub mod time;
@@ -112,6 +113,9 @@ pub struct Broker {
     static_config: BrokerConfig,
     replica_manager: Arc<ReplicaManager>,
     group_coordinator: Arc<GroupCoordinator>,
+    /// Writes markers to partitions led here only: what a WriteTxnMarkers request from
+    /// another node's coordinator gets (never forwarded on).
+    local_marker_writer: Arc<dyn TxnMarkerWriter>,
     transaction_coordinator: TransactionCoordinator,
     fetch_sessions: Mutex<FetchSessionCache>,
     /// `meta.properties`' cluster id, for the time before the image has one.
@@ -123,6 +127,10 @@ pub struct Broker {
     publish_lock: Mutex<()>,
     shutdown: watch::Sender<bool>,
     metrics: metrics::BrokerMetrics,
+    /// Follower fetchers, delayed produces, ISR changes (design section 5).
+    replication: Arc<replication_shell::ReplicationShell>,
+    /// DescribeQuorum's view of this node's metadata quorum (set by the server).
+    quorum_describer: parking_lot::RwLock<Option<apis::describe_quorum::QuorumDescriber>>,
 }
 
 impl Broker {
@@ -172,6 +180,7 @@ impl Broker {
             metadata.clone(),
             config.node_id,
         ));
+        let local_marker_writer = marker_writer.clone();
         let transaction_coordinator = TransactionCoordinator::open(
             &config,
             replica_manager.clone(),
@@ -180,7 +189,15 @@ impl Broker {
             time::now_ms(),
         )?;
         let (shutdown, _) = watch::channel(false);
-        Ok(Self {
+        let replication = Arc::new(replication_shell::ReplicationShell::new(
+            config.node_id,
+            replica_manager.clone(),
+            controller.clone(),
+            shutdown.subscribe(),
+        ));
+        // Partitions the image has this node follow at start go to their fetchers.
+        replication.on_applied(&replica_manager.initial_roles());
+        let broker = Self {
             static_config,
             replica_manager,
             group_coordinator,
@@ -192,7 +209,15 @@ impl Broker {
             publish_lock: Mutex::new(()),
             shutdown,
             metrics: metrics::BrokerMetrics::new(),
-        })
+            local_marker_writer,
+            replication,
+            quorum_describer: parking_lot::RwLock::new(None),
+        };
+        // Shards were loaded from every local `__consumer_offsets` log, followers' too: keep
+        // only those this node leads.
+        broker.sync_group_coordinator(&broker.image(), &[], time::now_ms());
+        broker.sync_transaction_coordinator(&broker.image(), &[]);
+        Ok(broker)
     }
 
     /// Applies a committed delta (Kafka `BrokerMetadataPublisher.onMetadataUpdate`), in
@@ -232,21 +257,27 @@ impl Broker {
         } else {
             self.replica_manager.apply_delta(delta, image)?
         };
+        self.replication.on_applied(&applied);
         let now_ms = time::now_ms();
         for topic in &applied.deleted_topics {
             // Kafka's onPartitionsDeleted: committed offsets of the topic go too.
             self.group_coordinator.on_topic_deleted(topic, now_ms);
         }
-        for (topic, partition, leader_epoch) in &applied.new_leaders {
-            if replica_manager::is_internal_topic(topic) {
-                tracing::info!(
-                    topic,
-                    partition,
-                    leader_epoch,
-                    "leading a coordinator partition"
-                );
-            }
-        }
+        // Coordinators follow the leadership of their internal topic's partitions.
+        let elected: Vec<i32> = applied
+            .new_leaders
+            .iter()
+            .filter(|(topic, ..)| topic == replica_manager::GROUP_METADATA_TOPIC_NAME)
+            .map(|(_, partition, _)| *partition)
+            .collect();
+        self.sync_group_coordinator(image, &elected, now_ms);
+        let elected: Vec<i32> = applied
+            .new_leaders
+            .iter()
+            .filter(|(topic, ..)| topic == replica_manager::TRANSACTION_STATE_TOPIC_NAME)
+            .map(|(_, partition, _)| *partition)
+            .collect();
+        self.sync_transaction_coordinator(image, &elected);
         if applied.logs_opened + applied.logs_deleted > 0 {
             tracing::debug!(
                 opened = applied.logs_opened,
@@ -257,6 +288,45 @@ impl Broker {
         }
         self.metadata.publish(image.clone());
         Ok(())
+    }
+
+    /// Makes the group coordinator own exactly the `__consumer_offsets` partitions this node
+    /// leads in `image`, reloading those in `elected`.
+    fn sync_group_coordinator(&self, image: &MetadataImage, elected: &[i32], now_ms: i64) {
+        let node_id = self.config().node_id;
+        let led = image
+            .topic_by_name(replica_manager::GROUP_METADATA_TOPIC_NAME)
+            .map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .filter(|(_, p)| p.leader == node_id)
+                    .map(|(index, _)| *index)
+                    .collect::<std::collections::BTreeSet<i32>>()
+            });
+        // Before the topic exists every shard stays as it is (nothing to coordinate yet).
+        if let Some(led) = led {
+            self.group_coordinator.sync_leadership(
+                &|partition| led.contains(&partition),
+                elected,
+                now_ms,
+            );
+        }
+    }
+
+    /// As [`Self::sync_group_coordinator`], for `__transaction_state`.
+    fn sync_transaction_coordinator(&self, image: &MetadataImage, elected: &[i32]) {
+        let node_id = self.config().node_id;
+        if let Some(topic) = image.topic_by_name(replica_manager::TRANSACTION_STATE_TOPIC_NAME) {
+            let led: std::collections::BTreeSet<i32> = topic
+                .partitions
+                .iter()
+                .filter(|(_, p)| p.leader == node_id)
+                .map(|(index, _)| *index)
+                .collect();
+            self.transaction_coordinator
+                .sync_leadership(&|partition| led.contains(&partition), elected);
+        }
     }
 
     /// The metadata image this broker serves from.
@@ -277,6 +347,20 @@ impl Broker {
     /// The channel to the active controller.
     pub fn controller(&self) -> &Arc<dyn ControllerChannel> {
         &self.controller
+    }
+
+    /// Installs how DescribeQuorum learns the metadata quorum's state: the server passes its
+    /// node's [`metadata_runtime::MetadataRuntime::quorum_describer`]. Without one, DescribeQuorum
+    /// answers NOT_LEADER_OR_FOLLOWER.
+    pub fn set_quorum_describer(&self, describer: apis::describe_quorum::QuorumDescriber) {
+        *self.quorum_describer.write() = Some(describer);
+    }
+
+    /// The quorum as this node's Raft leader describes it; `None` when this node is not the
+    /// leader or no describer is installed.
+    pub fn quorum_snapshot(&self) -> Option<apis::describe_quorum::QuorumSnapshot> {
+        let describer = self.quorum_describer.read().clone()?;
+        describer()
     }
 
     /// The effective configuration: static settings with the dynamic broker configs on top.
@@ -313,7 +397,37 @@ impl Broker {
         &self.transaction_coordinator
     }
 
+    /// The replication shell: follower fetchers, delayed produces, ISR changes.
+    pub fn replication(&self) -> &Arc<replication_shell::ReplicationShell> {
+        &self.replication
+    }
+
+    /// Gives the broker its channel to the other nodes (follower fetches go through it) and
+    /// starts the replication tasks on the current tokio runtime: a fetcher per leader
+    /// broker, AlterPartition, ISR shrink and high watermark checkpoint timers. The caller
+    /// keeps the channel's endpoints current from the image (each broker's PLAINTEXT
+    /// listener). Call it inside a tokio runtime that outlives the broker's work.
+    pub fn set_node_channel(&self, channel: Arc<dyn node_channel::NodeChannel>) {
+        self.replication.set_node_channel(channel);
+        self.replication.start();
+    }
+
     /// Replaces the transaction coordinator's marker writer.
+    /// The marker writer for this node's own partitions (see the field).
+    pub fn local_marker_writer(&self) -> Arc<dyn TxnMarkerWriter> {
+        self.local_marker_writer.clone()
+    }
+
+    /// The group coordinator behind an `Arc`, for writers that outlive a request.
+    pub fn group_coordinator_arc(&self) -> Arc<GroupCoordinator> {
+        self.group_coordinator.clone()
+    }
+
+    /// The replica manager behind an `Arc`.
+    pub fn replica_manager_arc(&self) -> Arc<ReplicaManager> {
+        self.replica_manager.clone()
+    }
+
     pub fn set_txn_marker_writer(&self, writer: Arc<dyn TxnMarkerWriter>) {
         self.transaction_coordinator.set_marker_writer(writer);
     }
@@ -485,6 +599,23 @@ impl Broker {
             }
             RequestKind::ListTransactions(r) => {
                 ResponseKind::ListTransactions(apis::list_transactions::handle(self, version, &r))
+            }
+            RequestKind::ElectLeaders(r) => {
+                ResponseKind::ElectLeaders(apis::elect_leaders::handle(self, version, &r).await)
+            }
+            RequestKind::AlterPartitionReassignments(r) => {
+                ResponseKind::AlterPartitionReassignments(
+                    apis::alter_partition_reassignments::handle(self, &r).await,
+                )
+            }
+            RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
+                apis::list_partition_reassignments::handle(self, &r).await,
+            ),
+            RequestKind::UnregisterBroker(r) => {
+                ResponseKind::UnregisterBroker(apis::unregister_broker::handle(self, &r).await)
+            }
+            RequestKind::DescribeQuorum(r) => {
+                ResponseKind::DescribeQuorum(apis::describe_quorum::handle(self, version, &r))
             }
             other => {
                 // The connection layer checks `supports` first, so this is a broker bug.

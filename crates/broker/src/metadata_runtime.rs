@@ -101,6 +101,45 @@ impl<S: RaftLogStore + Send> MetadataRuntime<S> {
         self.node.lock().quorum().describe()
     }
 
+    /// DescribeQuorum's source for the broker of this node
+    /// ([`crate::Broker::set_quorum_describer`]): the quorum with wall-clock times when this
+    /// node is the Raft leader, `None` otherwise. Observers are the registered brokers that
+    /// are not voters, with the metadata offset of their last heartbeat to this controller.
+    /// Holds the runtime weakly (the runtime's publisher holds the broker).
+    pub fn quorum_describer(self: &Arc<Self>) -> crate::apis::describe_quorum::QuorumDescriber
+    where
+        S: 'static,
+    {
+        let runtime = Arc::downgrade(self);
+        Arc::new(move || {
+            let runtime = runtime.upgrade()?;
+            let node = runtime.node.lock();
+            let description = node.quorum().describe();
+            let own_id = node.quorum().node_id();
+            if description.leader_id != Some(own_id) {
+                return None;
+            }
+            let voters: std::collections::BTreeSet<u64> =
+                description.voters.iter().map(|v| v.id).collect();
+            let heartbeats = node.controller().heartbeats();
+            let observers = node
+                .image()
+                .brokers
+                .keys()
+                .filter(|id| u64::try_from(**id).map_or(true, |id| !voters.contains(&id)))
+                .map(|id| (*id, heartbeats.get(*id).map_or(-1, |h| h.metadata_offset)))
+                .collect();
+            Some(crate::apis::describe_quorum::QuorumSnapshot {
+                description,
+                observers,
+                clock: Some(crate::controller_wire::TickClock {
+                    now_ms: crate::time::now_ms(),
+                    tick_ms: TICK_MS as i64,
+                }),
+            })
+        })
+    }
+
     pub fn failure(&self) -> Option<RuntimeFailed> {
         self.failed.read().clone().map(RuntimeFailed)
     }

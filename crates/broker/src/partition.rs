@@ -8,11 +8,18 @@
 //! [`Partition::is_leader`] before serving Produce, consumer Fetch and ListOffsets and answer
 //! NOT_LEADER_OR_FOLLOWER otherwise, as Kafka does.
 //!
+//! Replication (design section 5): while this node leads, the partition holds a
+//! [`LeaderState`] (followers, ISR, high watermark rules); appends move the high watermark
+//! through it, follower fetches are served by [`Partition::serve_follower_fetch`], and
+//! [`Partition::apply_state`] turns a new registration from the image into Kafka's
+//! `makeLeader`/`makeFollower`. Lock order: leader state, then log.
+//!
 //! The log sits behind a mutex. Appends need `&mut`; reads only need `&` but take the same lock
 //! for now, because a read is a few `pread`s from the page cache. The `Option` becomes `None`
 //! when the topic is deleted, so requests holding an `Arc<Partition>` from before the deletion
 //! answer UNKNOWN_TOPIC_OR_PARTITION instead of touching a removed directory.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -27,6 +34,77 @@ use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::metrics::{PartitionTraffic, LOG_FLUSH_DURATION};
+use crate::replication::{
+    AckDecision, AlterPartitionItem, AlterPartitionOutcome, BrokerStatus, FetchPartitionRequest,
+    FetchPartitionResponse, FollowerFetchEffects, LeaderAndIsr, LeaderState, NotEnoughReplicas,
+    PartitionRegistration, ReplicationConfig,
+};
+
+/// Kafka's defaults for a partition built without topic configs (tests and tools).
+pub const DEFAULT_REPLICATION_CONFIG: ReplicationConfig = ReplicationConfig {
+    replica_lag_time_max_ms: 30_000,
+    min_insync_replicas: 1,
+};
+
+/// The registered brokers as the last published image has them (epoch, fenced, controlled
+/// shutdown): what ISR eligibility and follower broker-epoch checks read. Shared by every
+/// partition; swapped whole on each image.
+#[derive(Default)]
+pub struct BrokerDirectory {
+    statuses: RwLock<Arc<BTreeMap<i32, BrokerStatus>>>,
+}
+
+impl BrokerDirectory {
+    pub fn snapshot(&self) -> Arc<BTreeMap<i32, BrokerStatus>> {
+        self.statuses.read().clone()
+    }
+
+    /// Takes the brokers of `image`.
+    pub fn update(&self, image: &fjord_metadata::MetadataImage) {
+        let statuses = image
+            .brokers
+            .iter()
+            .map(|(&id, broker)| {
+                (
+                    id,
+                    BrokerStatus {
+                        broker_epoch: broker.epoch,
+                        fenced: broker.fenced,
+                        in_controlled_shutdown: broker.in_controlled_shutdown,
+                    },
+                )
+            })
+            .collect();
+        *self.statuses.write() = Arc::new(statuses);
+    }
+
+    /// The broker epoch of `broker_id`, -1 if it is not registered.
+    pub fn broker_epoch(&self, broker_id: i32) -> i64 {
+        self.statuses
+            .read()
+            .get(&broker_id)
+            .map_or(-1, |status| status.broker_epoch)
+    }
+}
+
+/// What a new registration changed in this replica's role (Kafka `makeLeader`/`makeFollower`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleChange {
+    /// Nothing the replication shell must act on.
+    Unchanged,
+    /// Leads now: `became` when it did not lead before (stop fetching it).
+    Leader {
+        became: bool,
+        high_watermark_moved: bool,
+    },
+    /// Follows `leader` (-1: nobody leads) at `leader_epoch`; `resigned` when it led before
+    /// (parked produces fail with NOT_LEADER_OR_FOLLOWER).
+    Follower {
+        leader: i32,
+        leader_epoch: i32,
+        resigned: bool,
+    },
+}
 
 /// The leader epoch of a partition when it is created (Kafka's initial `LeaderEpoch`).
 pub const INITIAL_LEADER_EPOCH: i32 = 0;
@@ -44,6 +122,17 @@ pub struct PartitionState {
 }
 
 impl PartitionState {
+    /// The registration the replication cores take.
+    pub fn registration(&self) -> PartitionRegistration {
+        PartitionRegistration {
+            leader: self.leader,
+            leader_epoch: self.leader_epoch,
+            partition_epoch: self.partition_epoch,
+            replicas: self.replicas.clone(),
+            isr: self.isr.clone(),
+        }
+    }
+
     /// This node alone leads, at the initial epochs (tests and tools).
     pub fn sole_leader(node_id: i32) -> Self {
         Self {
@@ -75,6 +164,10 @@ pub struct Partition {
     local_broker_id: i32,
     /// As published by the last metadata image that changed this partition.
     state: RwLock<PartitionState>,
+    /// The leader side of replication while this node leads (locked before `log`).
+    leader: Mutex<Option<LeaderState>>,
+    /// Brokers of the image, for ISR eligibility.
+    brokers: Arc<BrokerDirectory>,
     /// `None` when this node hosts no replica of the partition, or after deletion/shutdown.
     log: Mutex<Option<Log>>,
     /// The log's offsets, republished after every change so that readers who only need them
@@ -136,12 +229,20 @@ pub struct PartitionOffsets {
 pub enum PartitionError {
     #[error("partition was deleted")]
     Deleted,
+    /// Not in the role the operation needs (leader for appends and follower fetches,
+    /// follower for replicated appends): NOT_LEADER_OR_FOLLOWER.
+    #[error("this replica is not the leader (or not a follower) of the partition")]
+    NotLeaderOrFollower,
+    /// acks=all refused: the ISR is below the effective `min.insync.replicas`.
+    #[error("the in-sync replicas are fewer than min.insync.replicas")]
+    NotEnoughReplicas,
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
 
 impl Partition {
-    /// A partition hosted here with `log`, in `state` as the image has it.
+    /// A partition hosted here with `log`, in `state` as the image has it, with Kafka's
+    /// default replication settings and no other brokers known (tests and tools).
     pub fn new(
         topic: Arc<str>,
         topic_id: Uuid,
@@ -150,12 +251,41 @@ impl Partition {
         local_broker_id: i32,
         state: PartitionState,
     ) -> Self {
-        Self {
+        Self::hosted(
+            topic,
+            topic_id,
+            index,
+            log,
+            local_broker_id,
+            state,
+            Arc::new(BrokerDirectory::default()),
+            DEFAULT_REPLICATION_CONFIG,
+        )
+    }
+
+    /// A partition hosted here with `log`: leads at once if `state` names this node.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hosted(
+        topic: Arc<str>,
+        topic_id: Uuid,
+        index: i32,
+        log: Log,
+        local_broker_id: i32,
+        state: PartitionState,
+        brokers: Arc<BrokerDirectory>,
+        config: ReplicationConfig,
+    ) -> Self {
+        let partition = Self {
             topic,
             topic_id,
             index,
             local_broker_id,
-            state: RwLock::new(state),
+            state: RwLock::new(PartitionState {
+                leader: -1,
+                ..state.clone()
+            }),
+            leader: Mutex::new(None),
+            brokers,
             published: {
                 let published = PublishedOffsets::default();
                 published.publish(&log);
@@ -163,7 +293,11 @@ impl Partition {
             },
             log: Mutex::new(Some(log)),
             traffic: PartitionTraffic::default(),
+        };
+        if let Err(err) = partition.apply_state(state, config, crate::time::now_ms()) {
+            tracing::warn!(topic = %partition.topic, partition = index, error = %err, "could not take the leadership of a partition");
         }
+        partition
     }
 
     /// A partition of a known topic that this node hosts no replica of: it only carries the
@@ -183,6 +317,8 @@ impl Partition {
             index,
             local_broker_id,
             state: RwLock::new(state),
+            leader: Mutex::new(None),
+            brokers: Arc::new(BrokerDirectory::default()),
             published,
             log: Mutex::new(None),
             traffic: PartitionTraffic::default(),
@@ -199,10 +335,187 @@ impl Partition {
         self.state.read().clone()
     }
 
-    /// Takes the state of a newer image (Kafka `Partition.makeLeader`/`makeFollower` for the
-    /// part this broker keeps).
+    /// Takes the state of a newer image without touching the replication role (a partition
+    /// not hosted here keeps it for leader hints).
     pub fn set_state(&self, state: PartitionState) {
         *self.state.write() = state;
+    }
+
+    /// Kafka `Partition.makeLeader`/`makeFollower` for a registration of the image: as leader,
+    /// a new leadership starts ([`LeaderState::become_leader`]: epoch start offset at the log
+    /// end, followers reset) or a newer partition epoch is applied (one at our own partition
+    /// epoch is ignored); the high watermark is tried. As follower, the leader state goes.
+    pub fn apply_state(
+        &self,
+        state: PartitionState,
+        config: ReplicationConfig,
+        now_ms: i64,
+    ) -> Result<RoleChange, PartitionError> {
+        let mut leader = self.leader.lock();
+        let mut guard = self.log.lock();
+        *self.state.write() = state.clone();
+        let Some(log) = guard.as_mut() else {
+            *leader = None;
+            return Ok(RoleChange::Unchanged);
+        };
+        if state.leader != self.local_broker_id {
+            let resigned = leader.take().is_some();
+            return Ok(RoleChange::Follower {
+                leader: state.leader,
+                leader_epoch: state.leader_epoch,
+                resigned,
+            });
+        }
+        let registration = state.registration();
+        let brokers = self.brokers.snapshot();
+        let became = match leader.as_mut() {
+            Some(current) => {
+                current.set_config(config);
+                current
+                    .apply_registration(&registration, log, now_ms)
+                    .map_err(leader_state_error)?;
+                false
+            }
+            None => {
+                let local = (
+                    self.local_broker_id,
+                    self.brokers.broker_epoch(self.local_broker_id),
+                );
+                *leader = Some(
+                    LeaderState::become_leader(
+                        self.topic_id,
+                        self.index,
+                        local,
+                        &registration,
+                        config,
+                        log,
+                        now_ms,
+                    )
+                    .map_err(leader_state_error)?,
+                );
+                true
+            }
+        };
+        let high_watermark_moved = leader
+            .as_ref()
+            .is_some_and(|l| l.maybe_increment_high_watermark(log, now_ms, &*brokers));
+        self.published.publish(log);
+        Ok(RoleChange::Leader {
+            became,
+            high_watermark_moved,
+        })
+    }
+
+    /// Topic config (`min.insync.replicas`) or broker config (`replica.lag.time.max.ms`)
+    /// changes for a partition led here.
+    pub fn set_replication_config(&self, config: ReplicationConfig) {
+        if let Some(leader) = self.leader.lock().as_mut() {
+            leader.set_config(config);
+        }
+    }
+
+    /// Whether the leader side of replication runs here (this node leads and hosts it).
+    pub fn has_leader_state(&self) -> bool {
+        self.leader.lock().is_some()
+    }
+
+    /// `(committed ISR size, replicas)` while leading: under-replicated when smaller.
+    pub fn isr_and_replicas(&self) -> Option<(usize, usize)> {
+        self.leader
+            .lock()
+            .as_ref()
+            .map(|l| (l.isr_state().isr().len(), l.replicas().len()))
+    }
+
+    /// Kafka `appendRecordsToLeader`'s min ISR check for acks=all.
+    pub fn check_append(&self, acks_all: bool) -> Result<(), PartitionError> {
+        match self.leader.lock().as_ref() {
+            Some(leader) => leader
+                .check_append(acks_all)
+                .map_err(|NotEnoughReplicas { .. }| PartitionError::NotEnoughReplicas),
+            None => Err(PartitionError::NotLeaderOrFollower),
+        }
+    }
+
+    /// Kafka `checkEnoughReplicasReachOffset` for a produce ending before `required_offset`.
+    pub fn check_enough_replicas(
+        &self,
+        required_offset: i64,
+    ) -> Result<AckDecision, PartitionError> {
+        let leader = self.leader.lock();
+        let leader = leader.as_ref().ok_or(PartitionError::NotLeaderOrFollower)?;
+        let high_watermark = self.offsets()?.high_watermark;
+        Ok(leader.check_enough_replicas(required_offset, high_watermark))
+    }
+
+    /// The leader's side of one partition of a follower's Fetch (see
+    /// `replication::serve_follower_fetch`).
+    pub fn serve_follower_fetch(
+        &self,
+        replica: (i32, i64),
+        request: &FetchPartitionRequest,
+        max_bytes: usize,
+        now_ms: i64,
+    ) -> Result<(FetchPartitionResponse, FollowerFetchEffects), PartitionError> {
+        let mut leader = self.leader.lock();
+        let leader = leader.as_mut().ok_or(PartitionError::NotLeaderOrFollower)?;
+        let brokers = self.brokers.snapshot();
+        self.with_log(|log| {
+            let served = crate::replication::serve_follower_fetch(
+                leader, log, &*brokers, replica, request, max_bytes, now_ms,
+            );
+            if served.1.high_watermark_moved {
+                self.published.publish(log);
+            }
+            Ok(served)
+        })
+    }
+
+    /// Kafka `maybeShrinkIsr` (the `isr-expiration` task): the AlterPartition entry removing
+    /// followers that have not caught up within `replica.lag.time.max.ms`.
+    pub fn maybe_shrink_isr(&self, now_ms: i64) -> Option<AlterPartitionItem> {
+        let mut leader = self.leader.lock();
+        let leader = leader.as_mut()?;
+        let log_end_offset = self.offsets().ok()?.log_end_offset;
+        leader.maybe_shrink_isr(now_ms, log_end_offset)
+    }
+
+    /// The controller's answer to an ISR change this leader proposed; `None` when it no longer
+    /// leads.
+    pub fn on_alter_partition_result(
+        &self,
+        sent: &AlterPartitionItem,
+        result: Result<LeaderAndIsr, fjord_protocol::ResponseError>,
+        now_ms: i64,
+    ) -> Option<AlterPartitionOutcome> {
+        let mut leader = self.leader.lock();
+        let leader = leader.as_mut()?;
+        let brokers = self.brokers.snapshot();
+        self.with_log(|log| {
+            let outcome = leader.on_alter_partition_result(sent, result, log, now_ms, &*brokers);
+            self.published.publish(log);
+            Ok(outcome)
+        })
+        .ok()
+    }
+
+    /// Runs `f` on the log of a follower (the replica fetcher's appends and truncations),
+    /// then republishes the offsets. Refused while this node leads the partition.
+    pub fn with_follower_log<T>(&self, f: impl FnOnce(&mut Log) -> T) -> Result<T, PartitionError> {
+        let leader = self.leader.lock();
+        if leader.is_some() {
+            return Err(PartitionError::NotLeaderOrFollower);
+        }
+        let mut guard = self.log.lock();
+        let log = guard.as_mut().ok_or(PartitionError::Deleted)?;
+        let result = f(log);
+        self.published.publish(log);
+        Ok(result)
+    }
+
+    /// The high watermark to checkpoint (`replication-offset-checkpoint`), if hosted.
+    pub fn checkpoint_high_watermark(&self) -> Option<i64> {
+        self.offsets().ok().map(|o| o.high_watermark)
     }
 
     /// Whether this node hosts a replica (a log) of the partition.
@@ -234,8 +547,9 @@ impl Partition {
         now_ms: i64,
         origin: AppendOrigin,
     ) -> Result<LogAppendInfo, PartitionError> {
-        let leader_epoch = self.leader_epoch();
-        self.append_with(|log| log.append(records, leader_epoch, now_ms, origin))
+        self.append_with(now_ms, |log, leader_epoch| {
+            log.append(records, leader_epoch, now_ms, origin)
+        })
     }
 
     /// Appends one validated client batch without modifying its bytes (see
@@ -245,8 +559,7 @@ impl Partition {
         batch: &[u8],
         now_ms: i64,
     ) -> Result<LogAppendInfo, PartitionError> {
-        let leader_epoch = self.leader_epoch();
-        let info = self.append_with(|log| {
+        let info = self.append_with(now_ms, |log, leader_epoch| {
             log.append_batch(batch, leader_epoch, now_ms, AppendOrigin::Client)
         })?;
         self.count_produced(&info, batch.len());
@@ -270,8 +583,7 @@ impl Partition {
         marker: EndTxnMarker,
         now_ms: i64,
     ) -> Result<LogAppendInfo, PartitionError> {
-        let leader_epoch = self.leader_epoch();
-        self.append_with(|log| {
+        self.append_with(now_ms, |log, leader_epoch| {
             log.append_end_txn_marker(producer_id, producer_epoch, marker, leader_epoch, now_ms)
         })
     }
@@ -299,19 +611,31 @@ impl Partition {
         self.with_log(|log| Ok(log.remove_expired_producers(now_ms, producer_id_expiration_ms)))
     }
 
+    /// Appends as leader at the leader state's epoch, then tries the high watermark (Kafka
+    /// `appendRecordsToLeader` + `maybeIncrementLeaderHW`): with no follower in the ISR (a
+    /// single node) it follows the log end at once.
     fn append_with(
         &self,
-        append: impl FnOnce(&mut Log) -> Result<LogAppendInfo, StorageError>,
+        now_ms: i64,
+        append: impl FnOnce(&mut Log, i32) -> Result<LogAppendInfo, StorageError>,
     ) -> Result<LogAppendInfo, PartitionError> {
+        let leader = self.leader.lock();
+        let leader = leader.as_ref().ok_or(PartitionError::NotLeaderOrFollower)?;
         self.with_log(|log| {
             // Two clock reads per append: the only way to time a flush the append triggers.
             let started = std::time::Instant::now();
-            let info = append(log)?;
+            let info = append(log, leader.leader_epoch())?;
             if info.flushed {
                 LOG_FLUSH_DURATION.observe(started.elapsed());
             }
-            let log_end_offset = log.log_end_offset();
-            log.update_high_watermark(log_end_offset);
+            if leader.followers_count() == 0 {
+                // Alone in the ISR (a single node): no broker lookups on the hot path.
+                let log_end_offset = log.log_end_offset();
+                log.maybe_increment_high_watermark(log_end_offset);
+            } else {
+                let brokers = self.brokers.snapshot();
+                leader.maybe_increment_high_watermark(log, now_ms, &*brokers);
+            }
             self.published.publish(log);
             Ok(info)
         })
@@ -467,9 +791,20 @@ impl Partition {
 
     /// Takes the log out, leaving the partition answering "deleted" from now on.
     pub fn take_log(&self) -> Option<Log> {
+        let mut leader = self.leader.lock();
+        *leader = None;
         let mut guard = self.log.lock();
         self.published.deleted.store(true, Ordering::Release);
         guard.take()
+    }
+}
+
+fn leader_state_error(error: crate::replication::LeaderStateError) -> PartitionError {
+    match error {
+        crate::replication::LeaderStateError::Storage(err) => PartitionError::Storage(err),
+        crate::replication::LeaderStateError::NotLeader { .. } => {
+            PartitionError::NotLeaderOrFollower
+        }
     }
 }
 

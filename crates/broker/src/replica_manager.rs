@@ -21,7 +21,8 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
-use crate::partition::{Partition, PartitionError, PartitionState};
+use crate::partition::{BrokerDirectory, Partition, PartitionError, PartitionState, RoleChange};
+use crate::replication::ReplicationConfig;
 use crate::time::now_ms;
 
 /// The group coordinator's internal topic (Kafka's `GROUP_METADATA_TOPIC_NAME`).
@@ -83,6 +84,11 @@ pub struct AppliedDelta {
     /// Logs opened and deleted.
     pub logs_opened: usize,
     pub logs_deleted: usize,
+    /// Hosted partitions whose replication role changed: (topic id, partition, change).
+    pub role_changes: Vec<(Uuid, i32, RoleChange)>,
+    /// Partitions no longer hosted here (deleted or moved away): stop fetching them and fail
+    /// their parked produces.
+    pub removed: Vec<(Uuid, i32)>,
 }
 
 pub struct ReplicaManager {
@@ -97,6 +103,10 @@ pub struct ReplicaManager {
     /// Woken on every append, so long-polling fetches re-check their partitions.
     pub data_arrived: Notify,
     had_clean_shutdown: bool,
+    /// The brokers of the last applied image (ISR eligibility), shared with every partition.
+    brokers: Arc<BrokerDirectory>,
+    /// High watermarks from `replication-offset-checkpoint`, for the logs opened at start.
+    checkpointed_high_watermarks: Mutex<BTreeMap<(String, i32), i64>>,
 }
 
 /// Kafka's `Topic.validate`: 1 to 249 characters from `[a-zA-Z0-9._-]`, and not "." or "..".
@@ -140,7 +150,12 @@ impl ReplicaManager {
             admin_lock: Mutex::new(()),
             data_arrived: Notify::new(),
             had_clean_shutdown,
+            brokers: Arc::new(BrokerDirectory::default()),
+            checkpointed_high_watermarks: Mutex::new(BTreeMap::new()),
         };
+        manager.brokers.update(image);
+        *manager.checkpointed_high_watermarks.lock() =
+            fjord_storage::read_replication_offset_checkpoint(manager.log_manager.data_dir())?;
         let mut table = TopicTable::default();
         for topic in image.topics.values() {
             let built = manager.build_topic(topic, image, None, &mut AppliedDelta::default())?;
@@ -173,6 +188,8 @@ impl ReplicaManager {
             "loaded topics from the metadata image"
         );
         *manager.topics.write() = table;
+        // Logs opened later are new (or come back from another broker): no checkpoint.
+        manager.checkpointed_high_watermarks.lock().clear();
         Ok(manager)
     }
 
@@ -237,7 +254,20 @@ impl ReplicaManager {
                                 .new_leaders
                                 .push((name.to_string(), index, state.leader_epoch));
                         }
-                        previous.set_state(state);
+                        if assigned {
+                            let replication = replication_config(&configs, &config);
+                            match previous.apply_state(state, replication, now_ms()) {
+                                Ok(RoleChange::Unchanged) => {}
+                                Ok(change) => {
+                                    applied.role_changes.push((topic_image.id, index, change))
+                                }
+                                Err(err) => {
+                                    warn!(topic = %name, partition = index, error = %err, "could not apply the partition's new state")
+                                }
+                            }
+                        } else {
+                            previous.set_state(state);
+                        }
                     }
                     previous
                 }
@@ -247,10 +277,11 @@ impl ReplicaManager {
                             // No longer a replica here (reassigned away).
                             self.delete_log(&name, index, log);
                             applied.logs_deleted += 1;
+                            applied.removed.push((previous.topic_id, index));
                         }
                     }
                     if assigned {
-                        let (log, replaced) = self.log_manager.open_log_with_topic_id(
+                        let (mut log, replaced) = self.log_manager.open_log_with_topic_id(
                             &name,
                             index,
                             topic_image.id,
@@ -261,19 +292,42 @@ impl ReplicaManager {
                         if replaced {
                             warn!(topic = %name, partition = index, "removed the log of a deleted topic of the same name");
                         }
+                        // Kafka initialises the high watermark from the checkpoint (missing: the
+                        // log start); leading alone moves it to the log end at once.
+                        let checkpointed = self
+                            .checkpointed_high_watermarks
+                            .lock()
+                            .get(&(name.to_string(), index))
+                            .copied()
+                            .unwrap_or(0);
+                        log.set_initial_high_watermark(checkpointed);
                         applied.logs_opened += 1;
-                        if state.leader == node_id {
+                        let change = if state.leader == node_id {
                             applied
                                 .new_leaders
                                 .push((name.to_string(), index, state.leader_epoch));
-                        }
-                        Arc::new(Partition::new(
+                            RoleChange::Leader {
+                                became: true,
+                                high_watermark_moved: false,
+                            }
+                        } else {
+                            RoleChange::Follower {
+                                leader: state.leader,
+                                leader_epoch: state.leader_epoch,
+                                resigned: false,
+                            }
+                        };
+                        applied.role_changes.push((topic_image.id, index, change));
+                        let replication = replication_config(&configs, &config);
+                        Arc::new(Partition::hosted(
                             name.clone(),
                             topic_image.id,
                             index,
                             log,
                             node_id,
                             state,
+                            self.brokers.clone(),
+                            replication,
                         ))
                     } else {
                         Arc::new(Partition::remote(
@@ -294,11 +348,14 @@ impl ReplicaManager {
                 if let Some(log) = partition.take_log() {
                     self.delete_log(&name, partition.index, log);
                     applied.logs_deleted += 1;
+                    applied.removed.push((partition.topic_id, partition.index));
                 }
             }
             if existing.configs != configs {
                 let log_config = crate::topic_config::log_config(&configs, &config);
+                let replication = replication_config(&configs, &config);
                 for partition in &partitions {
+                    partition.set_replication_config(replication);
                     match partition.set_log_config(log_config.clone()) {
                         Ok(()) | Err(PartitionError::Deleted) => {}
                         Err(err) => {
@@ -362,6 +419,7 @@ impl ReplicaManager {
         image: &MetadataImage,
     ) -> Result<AppliedDelta, BrokerError> {
         let _admin = self.admin_lock.lock();
+        self.brokers.update(image);
         let mut applied = AppliedDelta::default();
         for id in deleted {
             let removed = {
@@ -377,6 +435,7 @@ impl ReplicaManager {
                 if let Some(log) = partition.take_log() {
                     self.delete_log(&topic.name, partition.index, log);
                     applied.logs_deleted += 1;
+                    applied.removed.push((topic.id, partition.index));
                 }
             }
             info!(topic = %topic.name, "deleted topic");
@@ -405,6 +464,7 @@ impl ReplicaManager {
                         if let Some(log) = partition.take_log() {
                             self.delete_log(&stale.name, partition.index, log);
                             applied.logs_deleted += 1;
+                            applied.removed.push((stale.id, partition.index));
                         }
                     }
                 }
@@ -455,6 +515,72 @@ impl ReplicaManager {
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
         self.topics.read().by_id.get(id).cloned()
+    }
+
+    /// The roles of every hosted partition as they are now (for the replication shell at
+    /// start): leaders, and followers with their leader and epoch.
+    pub fn initial_roles(&self) -> AppliedDelta {
+        let mut applied = AppliedDelta::default();
+        for topic in self.topics() {
+            for partition in topic.partitions.iter().filter(|p| p.is_hosted()) {
+                let state = partition.state();
+                let change = if partition.has_leader_state() {
+                    RoleChange::Leader {
+                        became: true,
+                        high_watermark_moved: false,
+                    }
+                } else {
+                    RoleChange::Follower {
+                        leader: state.leader,
+                        leader_epoch: state.leader_epoch,
+                        resigned: false,
+                    }
+                };
+                applied
+                    .role_changes
+                    .push((partition.topic_id, partition.index, change));
+            }
+        }
+        applied
+    }
+
+    /// A partition by topic id and index.
+    pub fn partition_by_id(&self, topic_id: &Uuid, index: i32) -> Option<Arc<Partition>> {
+        let topic = self.topic_by_id(topic_id)?;
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| topic.partitions.get(i).cloned())
+    }
+
+    /// The brokers of the last applied image.
+    pub fn brokers(&self) -> &Arc<BrokerDirectory> {
+        &self.brokers
+    }
+
+    /// Every partition this node leads (with a leader state).
+    pub fn led_partitions(&self) -> Vec<Arc<Partition>> {
+        self.topics()
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.has_leader_state())
+            .cloned()
+            .collect()
+    }
+
+    /// Writes `replication-offset-checkpoint` with the high watermark of every hosted
+    /// partition (Kafka `checkpointHighWatermarks`, every
+    /// `replica.high.watermark.checkpoint.interval.ms` and at shutdown).
+    pub fn checkpoint_high_watermarks(&self) -> Result<usize, StorageError> {
+        let mut offsets = BTreeMap::new();
+        for topic in self.topics() {
+            for partition in &topic.partitions {
+                if let Some(high_watermark) = partition.checkpoint_high_watermark() {
+                    offsets.insert((topic.name.to_string(), partition.index), high_watermark);
+                }
+            }
+        }
+        fjord_storage::write_replication_offset_checkpoint(self.log_manager.data_dir(), &offsets)?;
+        Ok(offsets.len())
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
@@ -513,7 +639,11 @@ impl ReplicaManager {
         let info = target
             .append_as_leader(batch, now_ms, fjord_storage::AppendOrigin::Coordinator)
             .map_err(|err| match err {
-                PartitionError::Deleted => CoordinatorAppendError::Unavailable(err.to_string()),
+                PartitionError::Deleted
+                | PartitionError::NotLeaderOrFollower
+                | PartitionError::NotEnoughReplicas => {
+                    CoordinatorAppendError::Unavailable(err.to_string())
+                }
                 PartitionError::Storage(StorageError::RecordBatchTooLarge {
                     size_bytes,
                     segment_bytes,
@@ -594,6 +724,9 @@ impl ReplicaManager {
     /// recovery.
     pub fn shutdown(&self) -> Result<(), BrokerError> {
         let _admin = self.admin_lock.lock();
+        if let Err(err) = self.checkpoint_high_watermarks() {
+            warn!(error = %err, "writing the replication offset checkpoint at shutdown failed");
+        }
         let table = std::mem::take(&mut *self.topics.write());
         let mut first_error = None;
         for topic in table.by_name.values() {
@@ -612,6 +745,18 @@ impl ReplicaManager {
         }
         self.log_manager.write_clean_shutdown_marker()?;
         Ok(())
+    }
+}
+
+/// The replication settings of a topic: its `min.insync.replicas` (else the broker's) and the
+/// broker's `replica.lag.time.max.ms`.
+pub fn replication_config(
+    configs: &BTreeMap<String, String>,
+    broker: &BrokerConfig,
+) -> ReplicationConfig {
+    ReplicationConfig {
+        replica_lag_time_max_ms: broker.replica_lag_time_max_ms,
+        min_insync_replicas: crate::topic_config::min_insync_replicas(configs, broker),
     }
 }
 
@@ -649,7 +794,9 @@ impl ReplicaManager {
         let mut updated = 0;
         for topic in self.topics() {
             let log_config = crate::topic_config::log_config(&topic.configs, &config);
+            let replication = replication_config(&topic.configs, &config);
             for partition in &topic.partitions {
+                partition.set_replication_config(replication);
                 match partition.set_log_config(log_config.clone()) {
                     Ok(()) => updated += 1,
                     Err(crate::partition::PartitionError::Deleted) => {}

@@ -192,6 +192,7 @@ impl SingleNode {
             crate::Broker::open(config.clone(), harness.image(), harness.channel.clone())
                 .map_err(|e| e.to_string())?,
         );
+        broker.set_quorum_describer(harness.runtime.quorum_describer());
         let weak = Arc::downgrade(&broker);
         harness.set_publisher(Box::new(move |delta, image| {
             if let Some(broker) = weak.upgrade() {
@@ -229,6 +230,305 @@ impl std::ops::Deref for SingleNode {
     fn deref(&self) -> &crate::Broker {
         &self.broker
     }
+}
+
+/// Routes node requests between brokers of one process (no sockets): `send` calls the target
+/// broker's `handle` and reads file ranges into the response. A node marked down neither
+/// sends nor receives (a network partition around it).
+#[derive(Default)]
+pub struct InProcessNetwork {
+    brokers: parking_lot::RwLock<std::collections::BTreeMap<i32, std::sync::Weak<crate::Broker>>>,
+    down: parking_lot::RwLock<std::collections::BTreeSet<i32>>,
+}
+
+impl InProcessNetwork {
+    pub fn add(&self, node_id: i32, broker: &Arc<crate::Broker>) {
+        self.brokers.write().insert(node_id, Arc::downgrade(broker));
+    }
+
+    /// Cuts (`true`) or restores (`false`) every link of `node_id`.
+    pub fn set_down(&self, node_id: i32, down: bool) {
+        if down {
+            self.down.write().insert(node_id);
+        } else {
+            self.down.write().remove(&node_id);
+        }
+    }
+
+    /// The channel `from` sends through.
+    pub fn channel(self: &Arc<Self>, from: i32) -> Arc<dyn crate::node_channel::NodeChannel> {
+        Arc::new(InProcessNodeChannel {
+            from,
+            network: self.clone(),
+        })
+    }
+}
+
+struct InProcessNodeChannel {
+    from: i32,
+    network: Arc<InProcessNetwork>,
+}
+
+impl crate::node_channel::NodeChannel for InProcessNodeChannel {
+    fn send(
+        &self,
+        node_id: i32,
+        request: crate::node_channel::NodeRequest,
+    ) -> crate::node_channel::BoxFuture<
+        '_,
+        Result<fjord_protocol::ResponseKind, crate::node_channel::ChannelError>,
+    > {
+        use crate::node_channel::ChannelError;
+        Box::pin(async move {
+            let down = {
+                let down = self.network.down.read();
+                down.contains(&self.from) || down.contains(&node_id)
+            };
+            if down {
+                // As a dead connection: the caller learns it after a while, not at once.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return Err(ChannelError::Disconnected {
+                    node_id,
+                    reason: "link down".to_string(),
+                });
+            }
+            let broker = self
+                .network
+                .brokers
+                .read()
+                .get(&node_id)
+                .and_then(|b| b.upgrade())
+                .ok_or(ChannelError::UnknownNode { node_id })?;
+            let header = fjord_protocol::kafka_protocol::messages::RequestHeader::default()
+                .with_request_api_key(request.api_key as i16)
+                .with_request_api_version(request.api_version);
+            let outcome = broker.handle(&header, request.body).await;
+            match outcome.into_inline() {
+                Ok(crate::Outcome::Respond(response)) => Ok(response),
+                Ok(_) => Err(ChannelError::Disconnected {
+                    node_id,
+                    reason: "no response".to_string(),
+                }),
+                Err(err) => Err(ChannelError::Disconnected {
+                    node_id,
+                    reason: err.to_string(),
+                }),
+            }
+        })
+    }
+
+    fn set_endpoints(&self, _endpoints: Vec<(i32, String)>) {}
+}
+
+/// Several brokers in one process on one metadata quorum (the voter runs beside broker 1):
+/// the other brokers register and heartbeat through an in-process `ControllerChannel`, and
+/// replicate through an [`InProcessNetwork`]. Every committed image goes to every broker.
+/// Create it inside a multi-threaded tokio runtime (the replication tasks run there).
+pub struct Cluster {
+    pub brokers: Vec<Arc<crate::Broker>>,
+    pub network: Arc<InProcessNetwork>,
+    pub runtime: Arc<MetadataRuntime<FileLogStore>>,
+    pub channel: Arc<dyn ControllerChannel>,
+    lifecycles: Vec<Arc<BrokerLifecycle>>,
+    heartbeats: parking_lot::Mutex<Vec<Option<tokio::task::JoinHandle<()>>>>,
+    harness_runtime: tokio::runtime::Handle,
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Cluster {
+    /// Starts `configs.len()` brokers (node ids from the configs; the first hosts the voter)
+    /// with `broker.session.timeout.ms` = `session_timeout_ms` at the controller, and waits
+    /// until all are unfenced.
+    pub fn start(configs: Vec<BrokerConfig>, session_timeout_ms: i64) -> Result<Cluster, String> {
+        let first = configs.first().ok_or("no broker")?.clone();
+        let store = FileLogStore::open(&first.data_dir.join(fjord_storage::METADATA_LOG_DIR_NAME))
+            .map_err(|e| e.to_string())?;
+        let incarnations: Vec<Uuid> = configs.iter().map(|_| Uuid::new_v4()).collect();
+        let mut controller = controller_config(&first, incarnations[0].as_u64_pair().0);
+        controller.local_broker_incarnation = Some(incarnations[0]);
+        controller.broker_session_timeout_ms = session_timeout_ms;
+        let node_id = u64::try_from(first.node_id).map_err(|_| "node.id must be positive")?;
+        let runtime = MetadataRuntime::open(
+            MetadataNodeConfig::new(QuorumConfig::new(node_id, vec![node_id])),
+            fjord_controller::QuorumController::new(controller),
+            store,
+            Arc::new(NoPeers),
+        )
+        .map_err(|e| e.to_string())?;
+        let channel: Arc<dyn ControllerChannel> =
+            Arc::new(LocalControllerChannel::new(runtime.clone()));
+        let deadline = Instant::now() + START_TIMEOUT;
+        while runtime.image().cluster_id.is_none() {
+            if Instant::now() > deadline {
+                return Err("the metadata quorum did not bootstrap".to_string());
+            }
+            runtime
+                .tick(crate::time::now_ms())
+                .map_err(|e| e.to_string())?;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let cluster_id = runtime.image().cluster_id.clone().unwrap_or_default();
+        let lifecycles: Vec<Arc<BrokerLifecycle>> = configs
+            .iter()
+            .zip(&incarnations)
+            .map(|(config, incarnation)| {
+                let source = runtime.clone();
+                BrokerLifecycle::new(
+                    channel.clone(),
+                    LifecycleConfig {
+                        heartbeat_interval_ms: 200,
+                        ..LifecycleConfig::default()
+                    },
+                    registration_request(config, &cluster_id, *incarnation, None),
+                    Box::new(move || source.image().offset),
+                )
+            })
+            .collect();
+        let (stop, stop_rx) = watch::channel(false);
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let runtime = runtime.clone();
+            std::thread::Builder::new()
+                .name("cluster-harness".to_string())
+                .spawn(move || tick_cluster(runtime, stop_rx, handle_tx))
+                .map_err(|e| e.to_string())?
+        };
+        let harness_runtime = handle_rx
+            .recv_timeout(START_TIMEOUT)
+            .map_err(|e| e.to_string())?;
+        let network = Arc::new(InProcessNetwork::default());
+        let mut brokers = Vec::new();
+        for config in &configs {
+            let broker = Arc::new(
+                crate::Broker::open(config.clone(), runtime.image(), channel.clone())
+                    .map_err(|e| e.to_string())?,
+            );
+            network.add(config.node_id, &broker);
+            brokers.push(broker);
+        }
+        let weak: Vec<_> = brokers.iter().map(Arc::downgrade).collect();
+        runtime.set_publisher(Box::new(move |delta, image| {
+            for broker in weak.iter().filter_map(|b| b.upgrade()) {
+                if let Err(err) = broker.publish_metadata(delta, image) {
+                    tracing::error!(error = %err, "publishing metadata failed");
+                }
+            }
+        }));
+        let latest = runtime.image();
+        for broker in &brokers {
+            if latest.offset != broker.image().offset {
+                let delta = fjord_metadata::MetadataDelta::new(broker.image());
+                broker
+                    .publish_metadata(&delta, &latest)
+                    .map_err(|e| e.to_string())?;
+            }
+            broker.set_node_channel(network.channel(broker.config().node_id));
+        }
+        let heartbeats = lifecycles
+            .iter()
+            .map(|lifecycle| {
+                let (_stop, rx) = watch::channel(false);
+                let lifecycle = lifecycle.clone();
+                Some(harness_runtime.spawn(async move {
+                    let _keep = _stop;
+                    lifecycle.run(rx).await
+                }))
+            })
+            .collect();
+        let cluster = Cluster {
+            brokers,
+            network,
+            runtime,
+            channel,
+            lifecycles,
+            heartbeats: parking_lot::Mutex::new(heartbeats),
+            harness_runtime,
+            stop,
+            thread: Some(thread),
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !cluster
+            .lifecycles
+            .iter()
+            .all(|l| matches!(l.state(), BrokerState::Running { .. }))
+        {
+            if Instant::now() > deadline {
+                return Err("brokers were not unfenced in time".to_string());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(cluster)
+    }
+
+    /// The broker with `node_id`.
+    pub fn broker(&self, node_id: i32) -> &Arc<crate::Broker> {
+        let index = self
+            .brokers
+            .iter()
+            .position(|b| b.config().node_id == node_id);
+        &self.brokers[index.unwrap_or(0)]
+    }
+
+    /// Stops (`false`) or restarts (`true`) the heartbeats of the broker at `index`: without
+    /// them the controller fences it after the session timeout and moves its leaderships.
+    pub fn set_heartbeating(&self, index: usize, on: bool) {
+        let mut heartbeats = self.heartbeats.lock();
+        if let Some(task) = heartbeats[index].take() {
+            task.abort();
+        }
+        if on {
+            let lifecycle = self.lifecycles[index].clone();
+            heartbeats[index] = Some(self.harness_runtime.spawn(async move {
+                let (_stop, rx) = watch::channel(false);
+                lifecycle.run(rx).await
+            }));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for broker in &self.brokers {
+            broker.begin_shutdown();
+        }
+        for task in self.heartbeats.lock().iter().flatten() {
+            task.abort();
+        }
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The cluster harness thread: ticks the quorum; its runtime also runs the lifecycles.
+fn tick_cluster(
+    runtime: Arc<MetadataRuntime<FileLogStore>>,
+    mut stop: watch::Receiver<bool>,
+    handle: std::sync::mpsc::Sender<tokio::runtime::Handle>,
+) {
+    let Ok(tokio) = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let _ = handle.send(tokio.handle().clone());
+    tokio.block_on(async move {
+        let mut ticks = tokio::time::interval(Duration::from_millis(TICK_MS));
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {
+                    if runtime.tick(crate::time::now_ms()).is_err() {
+                        break;
+                    }
+                }
+                _ = stop.changed() => break,
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -129,8 +129,8 @@ const TOPIC_CONFIGS: &[TopicConfigSpec] = &[
     TopicConfigSpec {
         name: "min.insync.replicas",
         kind: Kind::Count,
-        honoured: false,
-        default: |_| "1".into(),
+        honoured: true,
+        default: |c| c.min_insync_replicas.to_string(),
     },
     TopicConfigSpec {
         name: "unclean.leader.election.enable",
@@ -381,6 +381,11 @@ pub fn uses_log_append_time(configs: &BTreeMap<String, String>) -> bool {
         .is_some_and(|v| v == "LogAppendTime")
 }
 
+/// The topic's `min.insync.replicas` (else the broker's), at least 1.
+pub fn min_insync_replicas(configs: &BTreeMap<String, String>, broker: &BrokerConfig) -> usize {
+    number(configs, "min.insync.replicas", broker.min_insync_replicas).max(1)
+}
+
 /// The largest batch a producer may append to a topic with these configs.
 pub fn max_message_bytes(configs: &BTreeMap<String, String>, broker: &BrokerConfig) -> usize {
     number(configs, "max.message.bytes", broker.message_max_bytes)
@@ -402,6 +407,7 @@ pub fn broker_synonym(name: &str) -> Option<&'static str> {
         "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
         "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
         "max.compaction.lag.ms" => "log.cleaner.max.compaction.lag.ms",
+        "min.insync.replicas" => "min.insync.replicas",
         _ => return None,
     })
 }

@@ -637,3 +637,54 @@ fn deleting_a_topic_deletes_its_committed_offsets() {
         "a new topic of the same name starts clean"
     );
 }
+
+/// Coordinator failover (Kafka `onResignation` / `onElection`): a `__consumer_offsets`
+/// partition led elsewhere answers NOT_COORDINATOR and forgets its groups; leading it again
+/// reloads everything committed from the log.
+#[test]
+fn a_shard_unloads_on_resignation_and_reloads_from_the_log_on_election() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path());
+    assert_eq!(create_topic(&node, "failover"), 0);
+    // A standalone consumer (no generation) commits.
+    assert_eq!(commit(&node, "g-failover", "", None, -1, "failover", 42), 0);
+    assert_eq!(fetch(&node, "g-failover", "failover").0, 42);
+    let coordinator = node.group_coordinator();
+    let partition = coordinator.partition_for("g-failover");
+
+    // Another broker leads the partition now.
+    coordinator.sync_leadership(&|p| p != partition, &[], 0);
+    assert!(!coordinator.owns_partition(partition));
+    let request = OffsetFetchRequest::default()
+        .with_group_id(gid("g-failover"))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(s("failover")))
+            .with_partition_indexes(vec![1])]));
+    match call(
+        &node,
+        ApiKey::OffsetFetch,
+        7,
+        RequestKind::OffsetFetch(request),
+    ) {
+        ResponseKind::OffsetFetch(r) => {
+            assert_eq!(r.error_code, ResponseError::NotCoordinator.code())
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        commit(&node, "g-failover", "", None, -1, "failover", 50),
+        ResponseError::NotCoordinator.code()
+    );
+    // Other groups' shards keep working.
+    let other_group = (0..1000)
+        .map(|i| format!("other-{i}"))
+        .find(|g| coordinator.partition_for(g) != partition)
+        .unwrap();
+    assert_eq!(commit(&node, &other_group, "", None, -1, "failover", 7), 0);
+
+    // Elected again: the shard is rebuilt from the log, the commit is back.
+    coordinator.sync_leadership(&|_| true, &[partition], 0);
+    assert!(coordinator.owns_partition(partition));
+    assert_eq!(fetch(&node, "g-failover", "failover").0, 42);
+    assert_eq!(fetch(&node, &other_group, "failover").0, 7);
+}

@@ -607,6 +607,45 @@ fn every_response_encodes_at_every_advertised_version() {
                             (version >= 2).then(|| StrBytes::from_static_str("enc-.*")),
                         ),
                 ),
+                ApiKey::ElectLeaders => RequestKind::ElectLeaders(
+                    ElectLeadersRequest::default()
+                        .with_election_type(if version >= 1 { 1 } else { 0 })
+                        .with_topic_partitions(Some(vec![
+                            elect_leaders_request::TopicPartitions::default()
+                                .with_topic(name("enc-elect"))
+                                .with_partitions(vec![0, 7]),
+                        ])),
+                ),
+                ApiKey::AlterPartitionReassignments => RequestKind::AlterPartitionReassignments(
+                    AlterPartitionReassignmentsRequest::default().with_topics(vec![
+                        alter_partition_reassignments_request::ReassignableTopic::default()
+                            .with_name(name("enc-reassign"))
+                            .with_partitions(vec![
+                                alter_partition_reassignments_request::ReassignablePartition::default()
+                                    .with_partition_index(0)
+                                    .with_replicas(Some(vec![BrokerId(9)])),
+                                alter_partition_reassignments_request::ReassignablePartition::default()
+                                    .with_partition_index(1)
+                                    .with_replicas(None),
+                            ]),
+                    ]),
+                ),
+                ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(
+                    ListPartitionReassignmentsRequest::default().with_topics(None),
+                ),
+                ApiKey::UnregisterBroker => RequestKind::UnregisterBroker(
+                    UnregisterBrokerRequest::default().with_broker_id(BrokerId(42)),
+                ),
+                ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(
+                    DescribeQuorumRequest::default().with_topics(vec![
+                        describe_quorum_request::TopicData::default()
+                            .with_topic_name(name("__cluster_metadata"))
+                            .with_partitions(vec![
+                                describe_quorum_request::PartitionData::default()
+                                    .with_partition_index(0),
+                            ]),
+                    ]),
+                ),
                 other => panic!("add {other:?} to this test"),
             };
             let Outcome::Respond(response) =

@@ -146,14 +146,17 @@ fn batch() -> Bytes {
     Bytes::from(fjord_protocol::batch_builder::encode_values(1_000, 2, b"v"))
 }
 
+/// acks=1: these tests are about who leads; the followers of `cluster_image` never fetch,
+/// so acks=all would wait for them (and time out).
 fn produce(broker: &Broker, partition: i32) -> ProduceResponse {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_static_str("t")))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(batch()))])]);
+    let request =
+        ProduceRequest::default()
+            .with_acks(1)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(batch()))])]);
     let ResponseKind::Produce(response) =
         call(broker, ApiKey::Produce, 11, RequestKind::Produce(request))
     else {

@@ -419,3 +419,38 @@ fn transactions_and_producer_ids_survive_a_restart() {
         r.producer_id.0
     );
 }
+
+/// Coordinator failover for transactions: a `__transaction_state` partition led elsewhere
+/// answers NOT_COORDINATOR; leading it again reloads the transactional id from the log, so
+/// the next InitProducerId bumps the epoch instead of starting over.
+#[test]
+fn a_transaction_shard_unloads_on_resignation_and_reloads_on_election() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = broker(dir.path());
+    let first = init(&node, 4, "tx-failover", (-1, -1));
+    assert_eq!(first.error_code, 0);
+    let coordinator = node.transaction_coordinator();
+    let partition = coordinator.partition_for("tx-failover");
+
+    coordinator.sync_leadership(&|p| p != partition, &[]);
+    assert!(coordinator.transaction_metadata("tx-failover").is_none());
+    assert_eq!(
+        init(&node, 4, "tx-failover", (-1, -1)).error_code,
+        ResponseError::NotCoordinator.code()
+    );
+
+    coordinator.sync_leadership(&|_| true, &[partition]);
+    let reloaded = coordinator
+        .transaction_metadata("tx-failover")
+        .expect("reloaded from __transaction_state");
+    assert_eq!(reloaded.producer_id, first.producer_id.0);
+    let again = init(
+        &node,
+        4,
+        "tx-failover",
+        (first.producer_id.0, first.producer_epoch),
+    );
+    assert_eq!(again.error_code, 0);
+    assert_eq!(again.producer_id, first.producer_id);
+    assert_eq!(again.producer_epoch, first.producer_epoch + 1);
+}

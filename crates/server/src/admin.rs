@@ -105,6 +105,11 @@ impl AdminClient {
         &self.address
     }
 
+    /// The request timeout this client was made with.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn negotiate_versions(&mut self) -> Result<()> {
         let request = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("fjord-cli"))

@@ -1,13 +1,26 @@
-//! `fjord cluster info`: the cluster id, the controller, the brokers (DescribeCluster where
-//! supported, else Metadata) and the API versions the connected broker supports (ApiVersions).
+//! `fjord cluster ...`: `info` (the cluster id, the controller, the brokers from
+//! DescribeCluster where supported, else Metadata, and the API versions the connected broker
+//! supports), `status` (brokers with rack and fencing, the metadata quorum, under-replicated
+//! and offline partition counts), `describe-quorum` (DescribeQuorum in full, like
+//! `kafka-metadata-quorum.sh describe --status --replication`) and `unregister`
+//! (UnregisterBroker). Plain Kafka requests: they work against any KRaft cluster.
+//!
+//! Only the metadata quorum's Raft leader answers DescribeQuorum (others answer
+//! NOT_LEADER_OR_FOLLOWER, as Kafka's voters do), so the CLI asks the connected broker first
+//! and then every other broker Metadata lists until one answers.
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
-use fjord_protocol::kafka_protocol::messages::{DescribeClusterRequest, MetadataRequest};
+use fjord_protocol::kafka_protocol::messages::describe_quorum_response::ReplicaState;
+use fjord_protocol::kafka_protocol::messages::{
+    describe_quorum_request, BrokerId, DescribeClusterRequest, DescribeQuorumRequest,
+    DescribeQuorumResponse, MetadataRequest, TopicName, UnregisterBrokerRequest,
+};
+use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
 use serde_json::json;
 
-use crate::admin::{check, AdminClient, ConnectArgs};
+use crate::admin::{check, error_name, AdminClient, ConnectArgs};
 use crate::client::BrokerInfo;
 use crate::output::print_table;
 use crate::output::{print_json, OutputFormat};
@@ -25,6 +38,19 @@ enum ClusterCommand {
     /// Cluster id, controller, brokers (id, host:port, rack) and the API versions the
     /// connected broker supports
     Info,
+    /// Health at a glance: brokers (rack, fenced or not), the metadata quorum (leader, epoch,
+    /// high watermark, each voter's lag) and the under-replicated and offline partition counts
+    Status,
+    /// The metadata quorum in detail: leader, epoch, high watermark, and per voter and
+    /// observer its log end offset, lag and last fetch and caught-up times
+    DescribeQuorum,
+    /// Remove a broker's registration (decommissioning: reassign its partitions away and stop
+    /// it first)
+    Unregister {
+        /// Id of the broker to unregister
+        #[arg(long, value_name = "N")]
+        broker: i32,
+    },
 }
 
 struct ClusterInfo {
@@ -38,6 +64,11 @@ pub fn run(args: ClusterArgs) -> Result<()> {
     let mut client = args.connect.connect()?;
     match args.command {
         ClusterCommand::Info => info(&mut client, args.connect.output()),
+        ClusterCommand::Status => status(&mut client, args.connect.output()),
+        ClusterCommand::DescribeQuorum => describe_quorum(&mut client, args.connect.output()),
+        ClusterCommand::Unregister { broker } => {
+            unregister(&mut client, broker, args.connect.output())
+        }
     }
 }
 
@@ -153,4 +184,386 @@ fn metadata(client: &mut AdminClient) -> Result<ClusterInfo> {
         controller_id: response.controller_id.0,
         brokers,
     })
+}
+
+// ------------------------------------------------------------------------------- status
+
+/// Kafka's metadata partition.
+const METADATA_TOPIC: &str = "__cluster_metadata";
+/// Kafka's NOT_LEADER_OR_FOLLOWER.
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
+/// A broker with its fencing state (DescribeCluster v2 lists fenced brokers too).
+struct BrokerStatus {
+    info: BrokerInfo,
+    fenced: bool,
+}
+
+/// Every registered broker: DescribeCluster v2 with fenced ones where supported, else the
+/// live ones (DescribeCluster v0-1 or Metadata), all unfenced.
+fn broker_statuses(client: &mut AdminClient) -> Result<(ClusterInfo, Vec<BrokerStatus>)> {
+    if client.supports(ApiKey::DescribeCluster)
+        && client.version_for(ApiKey::DescribeCluster, 2) >= 2
+    {
+        let ResponseKind::DescribeCluster(response) = client.send(
+            ApiKey::DescribeCluster,
+            2,
+            RequestKind::DescribeCluster(
+                DescribeClusterRequest::default().with_include_fenced_brokers(true),
+            ),
+        )?
+        else {
+            bail!("unexpected answer to DescribeCluster");
+        };
+        check(response.error_code, "DescribeCluster")?;
+        let mut statuses: Vec<BrokerStatus> = response
+            .brokers
+            .iter()
+            .map(|b| BrokerStatus {
+                info: BrokerInfo {
+                    node_id: b.broker_id.0,
+                    host: b.host.to_string(),
+                    port: b.port,
+                    rack: b.rack.as_ref().map(|r| r.to_string()),
+                },
+                fenced: b.is_fenced,
+            })
+            .collect();
+        statuses.sort_by_key(|b| b.info.node_id);
+        let cluster = ClusterInfo {
+            cluster_id: Some(response.cluster_id.to_string()),
+            controller_id: response.controller_id.0,
+            brokers: Vec::new(),
+        };
+        return Ok((cluster, statuses));
+    }
+    let mut cluster = if client.supports(ApiKey::DescribeCluster) {
+        describe_cluster(client)?
+    } else {
+        metadata(client)?
+    };
+    let statuses = std::mem::take(&mut cluster.brokers)
+        .into_iter()
+        .map(|info| BrokerStatus {
+            info,
+            fenced: false,
+        })
+        .collect();
+    Ok((cluster, statuses))
+}
+
+/// The ids of the unfenced brokers.
+pub fn live_brokers(client: &mut AdminClient) -> Result<Vec<i32>> {
+    let (_, statuses) = broker_statuses(client)?;
+    Ok(statuses
+        .iter()
+        .filter(|b| !b.fenced)
+        .map(|b| b.info.node_id)
+        .collect())
+}
+
+/// The quorum as its leader describes it.
+struct Quorum {
+    /// Which broker answered.
+    answered_by: String,
+    leader_id: i32,
+    leader_epoch: i32,
+    high_watermark: i64,
+    voters: Vec<ReplicaState>,
+    observers: Vec<ReplicaState>,
+}
+
+fn describe_quorum_request() -> DescribeQuorumRequest {
+    DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default(
+    )
+    .with_topic_name(TopicName(StrBytes::from_static_str(METADATA_TOPIC)))
+    .with_partitions(vec![
+        describe_quorum_request::PartitionData::default().with_partition_index(0)
+    ])])
+}
+
+/// The quorum from the first broker that answers DescribeQuorum without
+/// NOT_LEADER_OR_FOLLOWER: the connected one, then the others Metadata lists.
+fn quorum(client: &mut AdminClient) -> Result<Quorum> {
+    if !client.supports(ApiKey::DescribeQuorum) {
+        bail!("{} does not support DescribeQuorum", client.address());
+    }
+    let mut last_error = None;
+    let mut addresses = vec![client.address().to_string()];
+    for (_, address) in client.cluster_brokers()? {
+        if !addresses.contains(&address) {
+            addresses.push(address);
+        }
+    }
+    for address in addresses {
+        let mut connection = match client.client_for(&address) {
+            Ok(connection) => connection,
+            Err(error) => {
+                last_error = Some(error);
+                continue;
+            }
+        };
+        let peer = connection.client();
+        let ResponseKind::DescribeQuorum(response) = peer.send(
+            ApiKey::DescribeQuorum,
+            2,
+            RequestKind::DescribeQuorum(describe_quorum_request()),
+        )?
+        else {
+            bail!("unexpected answer to DescribeQuorum");
+        };
+        match quorum_of(&response, &address) {
+            Ok(quorum) => return Ok(quorum),
+            Err((code, error)) if code == NOT_LEADER_OR_FOLLOWER => last_error = Some(error),
+            Err((_, error)) => return Err(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow!("no broker described the metadata quorum")))
+}
+
+fn quorum_of(
+    response: &DescribeQuorumResponse,
+    address: &str,
+) -> std::result::Result<Quorum, (i16, anyhow::Error)> {
+    let failed = |code: i16| (code, anyhow!("DescribeQuorum failed: {}", error_name(code)));
+    if response.error_code != 0 {
+        return Err(failed(response.error_code));
+    }
+    let partition = response
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .next()
+        .ok_or_else(|| (-1, anyhow!("DescribeQuorum answered no partition")))?;
+    if partition.error_code != 0 {
+        return Err(failed(partition.error_code));
+    }
+    Ok(Quorum {
+        answered_by: address.to_string(),
+        leader_id: partition.leader_id.0,
+        leader_epoch: partition.leader_epoch,
+        high_watermark: partition.high_watermark,
+        voters: partition.current_voters.clone(),
+        observers: partition.observers.clone(),
+    })
+}
+
+impl Quorum {
+    /// The leader's log end offset (its high watermark if it is not listed).
+    fn leader_end_offset(&self) -> i64 {
+        self.voters
+            .iter()
+            .find(|v| v.replica_id == BrokerId(self.leader_id))
+            .map_or(self.high_watermark, |v| v.log_end_offset)
+    }
+
+    /// How far `replica` is behind the leader's log end offset (null if unknown).
+    fn lag(&self, replica: &ReplicaState) -> Option<i64> {
+        (replica.log_end_offset >= 0)
+            .then(|| (self.leader_end_offset() - replica.log_end_offset).max(0))
+    }
+
+    fn replica_json(&self, replica: &ReplicaState, now_ms: i64) -> serde_json::Value {
+        json!({
+            "node_id": replica.replica_id.0,
+            "log_end_offset": crate::output::non_negative(replica.log_end_offset),
+            "lag": self.lag(replica),
+            "last_fetch_ms_ago": ago(replica.last_fetch_timestamp, now_ms),
+            "last_caught_up_ms_ago": ago(replica.last_caught_up_timestamp, now_ms),
+        })
+    }
+
+    fn replica_row(&self, replica: &ReplicaState, role: &str, now_ms: i64) -> Vec<String> {
+        let text = |value: Option<i64>| value.map_or_else(|| "-".to_string(), |v| v.to_string());
+        vec![
+            replica.replica_id.0.to_string(),
+            role.to_string(),
+            text((replica.log_end_offset >= 0).then_some(replica.log_end_offset)),
+            text(self.lag(replica)),
+            text(ago(replica.last_fetch_timestamp, now_ms)),
+            text(ago(replica.last_caught_up_timestamp, now_ms)),
+        ]
+    }
+
+    fn role(&self, replica: &ReplicaState) -> &'static str {
+        if replica.replica_id == BrokerId(self.leader_id) {
+            "leader"
+        } else {
+            "follower"
+        }
+    }
+}
+
+/// Milliseconds since `timestamp_ms` (null when unknown, -1).
+fn ago(timestamp_ms: i64, now_ms: i64) -> Option<i64> {
+    (timestamp_ms >= 0).then(|| (now_ms - timestamp_ms).max(0))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn status(client: &mut AdminClient, output: OutputFormat) -> Result<()> {
+    let (cluster, brokers) = broker_statuses(client)?;
+    let partitions =
+        crate::partition_cli::partitions_of(&crate::partition_cli::metadata(client, None)?)?;
+    let under_replicated = partitions.iter().filter(|p| p.under_replicated()).count();
+    let offline = partitions.iter().filter(|p| p.is_offline()).count();
+    // A Kafka without KRaft (or a broker that cannot describe it) still gets the rest.
+    let quorum = if client.supports(ApiKey::DescribeQuorum) {
+        Some(quorum(client))
+    } else {
+        None
+    };
+    let now = now_ms();
+    if output == OutputFormat::Json {
+        let quorum_json = match &quorum {
+            Some(Ok(q)) => json!({
+                "leader_id": q.leader_id,
+                "leader_epoch": q.leader_epoch,
+                "high_watermark": q.high_watermark,
+                "voters": q.voters.iter().map(|v| q.replica_json(v, now)).collect::<Vec<_>>(),
+            }),
+            Some(Err(error)) => json!({ "error": format!("{error:#}") }),
+            None => serde_json::Value::Null,
+        };
+        return print_json(&json!({
+            "cluster_id": cluster.cluster_id,
+            "controller_id": cluster.controller_id,
+            "brokers": brokers.iter().map(|b| json!({
+                "node_id": b.info.node_id,
+                "host": b.info.host,
+                "port": b.info.port,
+                "rack": b.info.rack,
+                "fenced": b.fenced,
+            })).collect::<Vec<_>>(),
+            "quorum": quorum_json,
+            "partitions": partitions.len(),
+            "under_replicated_partitions": under_replicated,
+            "offline_partitions": offline,
+        }));
+    }
+    println!(
+        "Cluster id:    {}",
+        cluster.cluster_id.as_deref().unwrap_or("-")
+    );
+    println!("\nBrokers:");
+    let rows: Vec<Vec<String>> = brokers
+        .iter()
+        .map(|b| {
+            vec![
+                b.info.node_id.to_string(),
+                b.info.address(),
+                b.info.rack.clone().unwrap_or_else(|| "-".into()),
+                if b.fenced { "fenced" } else { "unfenced" }.to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["NODE", "ADDRESS", "RACK", "STATE"], &rows);
+    println!("\nMetadata quorum:");
+    match &quorum {
+        Some(Ok(q)) => {
+            println!("Leader:        {}", q.leader_id);
+            println!("Epoch:         {}", q.leader_epoch);
+            println!("High watermark: {}", q.high_watermark);
+            let rows: Vec<Vec<String>> = q
+                .voters
+                .iter()
+                .map(|v| q.replica_row(v, q.role(v), now))
+                .collect();
+            print_table(
+                &[
+                    "NODE",
+                    "ROLE",
+                    "LOG_END_OFFSET",
+                    "LAG",
+                    "LAST_FETCH_MS_AGO",
+                    "CAUGHT_UP_MS_AGO",
+                ],
+                &rows,
+            );
+        }
+        Some(Err(error)) => println!("unavailable: {error:#}"),
+        None => println!("unavailable: the broker does not support DescribeQuorum"),
+    }
+    println!("\nPartitions:    {}", partitions.len());
+    println!("Under-replicated: {under_replicated}");
+    println!("Offline:       {offline}");
+    Ok(())
+}
+
+fn describe_quorum(client: &mut AdminClient, output: OutputFormat) -> Result<()> {
+    let q = quorum(client)?;
+    let now = now_ms();
+    if output == OutputFormat::Json {
+        return print_json(&json!({
+            "answered_by": q.answered_by,
+            "leader_id": q.leader_id,
+            "leader_epoch": q.leader_epoch,
+            "high_watermark": q.high_watermark,
+            "voters": q.voters.iter().map(|v| q.replica_json(v, now)).collect::<Vec<_>>(),
+            "observers": q.observers.iter().map(|o| q.replica_json(o, now)).collect::<Vec<_>>(),
+        }));
+    }
+    println!("Leader:         {}", q.leader_id);
+    println!("Epoch:          {}", q.leader_epoch);
+    println!("High watermark: {}", q.high_watermark);
+    println!("Answered by:    {}", q.answered_by);
+    println!();
+    let rows: Vec<Vec<String>> = q
+        .voters
+        .iter()
+        .map(|v| q.replica_row(v, q.role(v), now))
+        .chain(
+            q.observers
+                .iter()
+                .map(|o| q.replica_row(o, "observer", now)),
+        )
+        .collect();
+    print_table(
+        &[
+            "NODE",
+            "ROLE",
+            "LOG_END_OFFSET",
+            "LAG",
+            "LAST_FETCH_MS_AGO",
+            "CAUGHT_UP_MS_AGO",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+fn unregister(client: &mut AdminClient, broker: i32, output: OutputFormat) -> Result<()> {
+    if !client.supports(ApiKey::UnregisterBroker) {
+        bail!("{} does not support UnregisterBroker", client.address());
+    }
+    let ResponseKind::UnregisterBroker(response) = client.send(
+        ApiKey::UnregisterBroker,
+        0,
+        RequestKind::UnregisterBroker(
+            UnregisterBrokerRequest::default().with_broker_id(BrokerId(broker)),
+        ),
+    )?
+    else {
+        bail!("unexpected answer to UnregisterBroker");
+    };
+    if response.error_code != 0 {
+        bail!(
+            "cannot unregister broker {broker}: {}{}",
+            error_name(response.error_code),
+            response
+                .error_message
+                .as_deref()
+                .filter(|m| !m.is_empty())
+                .map_or(String::new(), |m| format!(": {m}"))
+        );
+    }
+    if output == OutputFormat::Json {
+        return print_json(&json!({ "unregistered": broker }));
+    }
+    println!("Unregistered broker {broker}.");
+    Ok(())
 }

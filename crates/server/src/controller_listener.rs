@@ -3,7 +3,7 @@
 //! - Raft messages between voters (Fjord-private API key 10000, see `raft_transport`), one-way;
 //! - Kafka requests to the active controller, answered in order: BrokerRegistration,
 //!   BrokerHeartbeat, CreateTopics and the other controller APIs of
-//!   `fjord_broker::controller_wire`, plus ApiVersions and DescribeQuorum. A node that is not
+//!   `fjord_broker::controller_wire`, plus ApiVersions. A node that is not
 //!   the active controller answers NOT_CONTROLLER, and the sender tries another voter.
 //!
 //! Limits: frame size (`RAFT_FRAME_SIZE_BYTES_MAX`), one request at a time per connection (the

@@ -19,10 +19,9 @@ mod controller_listener;
 mod group_cli;
 mod http;
 mod metadata_service;
-// The cluster wiring (issue 8) uses it; until then only its tests do.
-#[cfg_attr(not(test), allow(dead_code))]
 mod node_client;
 mod output;
+mod partition_cli;
 mod produce_cli;
 // The cluster wiring (issue 8) uses it; until then only its tests do.
 #[cfg_attr(not(test), allow(dead_code))]
@@ -68,8 +67,12 @@ enum Command {
     /// Transactions on any Kafka-compatible broker: list, describe a transactional id,
     /// producers of a partition (like kafka-transactions.sh)
     Txn(txn_cli::TxnArgs),
-    /// The cluster as the connected broker describes it: id, controller, brokers, API versions
+    /// The cluster: id, brokers, API versions (info), health and the metadata quorum
+    /// (status, describe-quorum), decommissioning (unregister)
     Cluster(cluster_cli::ClusterArgs),
+    /// Partitions on any Kafka-compatible cluster: describe (leader, replicas, ISR), elect
+    /// leaders, reassign replicas with Kafka's plan format, rebalance
+    Partition(partition_cli::PartitionArgs),
     /// Produce records from stdin or a file (text lines or JSON objects), like kcat -P
     Produce(produce_cli::ProduceArgs),
     /// Consume records and print them (text template or JSON lines), alone or in a consumer
@@ -264,6 +267,7 @@ fn main() -> anyhow::Result<()> {
         Command::Config(args) => topic_cli::run_config(args),
         Command::Txn(args) => txn_cli::run(args),
         Command::Cluster(args) => cluster_cli::run(args),
+        Command::Partition(args) => partition_cli::run(args),
         Command::Produce(args) => produce_cli::run(args),
         Command::Consume(args) => consume_cli::run(args),
         Command::Completions { shell } => {

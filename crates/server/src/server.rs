@@ -24,6 +24,9 @@ use tokio::sync::watch as lifecycle_watch;
 use crate::connection::{self, ConnectionLimits};
 use crate::http::{self, HealthState};
 use crate::metadata_service::MetadataService;
+use crate::node_client::{NodeChannelLimits, TcpNodeChannel};
+use fjord_broker::node_channel::NodeChannel;
+use fjord_broker::txn_markers::{ClusterTxnMarkerWriter, LocalTxnMarkerWriter};
 
 /// Starts the broker in an order that makes readiness observable: the metrics and health
 /// listener first (live, not ready), then recovery (`Broker::open`), then the Kafka listener,
@@ -120,8 +123,34 @@ async fn open_and_run(
         Arc::new(opened.context("recovery task failed")?.with_context(|| {
             format!("cannot open data directory {}", config.data_dir.display())
         })?);
+    broker.set_quorum_describer(service.runtime.quorum_describer());
     publisher.attach(&broker, image.offset)?;
     health.set_broker(broker.clone());
+    // Requests to other brokers (transaction markers today, follower fetches next), addressed
+    // by node id; the addresses follow the image.
+    let node_channel = Arc::new(TcpNodeChannel::new(
+        format!("broker-{node_id}"),
+        NodeChannelLimits::default(),
+    ));
+    let endpoints_task = tokio::spawn(follow_endpoints(
+        service.runtime.subscribe(),
+        node_channel.clone(),
+    ));
+    // Starts replication: follower fetchers, AlterPartition, ISR and HW checkpoint timers.
+    broker.set_node_channel(node_channel.clone());
+    {
+        let weak = Arc::downgrade(&broker);
+        broker.set_txn_marker_writer(Arc::new(ClusterTxnMarkerWriter::new(
+            LocalTxnMarkerWriter::new(broker.replica_manager_arc(), broker.group_coordinator_arc()),
+            node_id,
+            Box::new(move || {
+                weak.upgrade()
+                    .map(|broker| broker.image())
+                    .unwrap_or_else(|| Arc::new(MetadataImage::empty()))
+            }),
+            node_channel.clone(),
+        )));
+    }
 
     let mut registration = registration;
     registration.cluster_id = cluster_id.clone();
@@ -172,8 +201,33 @@ async fn open_and_run(
     };
     let outcome = run(listener, broker, shutdown, &health).await;
     lifecycle_task.abort();
+    endpoints_task.abort();
+    node_channel.shutdown();
     service.stop();
     outcome
+}
+
+/// Keeps the node channel's addresses equal to the brokers' client listeners in the image.
+async fn follow_endpoints(
+    mut images: watch::Receiver<Arc<MetadataImage>>,
+    channel: Arc<TcpNodeChannel>,
+) {
+    loop {
+        let endpoints: Vec<(i32, String)> = images
+            .borrow_and_update()
+            .brokers
+            .values()
+            .filter_map(|broker| {
+                let endpoint =
+                    broker.endpoint(fjord_broker::metadata_view::CLIENT_LISTENER_NAME)?;
+                Some((broker.id, format!("{}:{}", endpoint.host, endpoint.port)))
+            })
+            .collect();
+        channel.set_endpoints(endpoints);
+        if images.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Applies images to the broker in log order, holding those published while it opens.

@@ -52,6 +52,8 @@ pub fn handle(broker: &Broker, request: &DeleteRecordsRequest) -> DeleteRecordsR
                         }
                         Err(PartitionError::Deleted) => result
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                        Err(PartitionError::NotLeaderOrFollower | PartitionError::NotEnoughReplicas) => result
+                            .with_error_code(ResponseError::NotLeaderOrFollower.code()),
                         Err(PartitionError::Storage(err)) => {
                             tracing::error!(topic = %topic.name.as_str(), partition = p.partition_index, error = %err, "DeleteRecords failed");
                             result.with_error_code(ResponseError::KafkaStorageError.code())

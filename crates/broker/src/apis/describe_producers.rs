@@ -48,6 +48,8 @@ pub fn handle(broker: &Broker, request: &DescribeProducersRequest) -> DescribePr
                         ),
                         Err(PartitionError::Deleted) => response
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                        Err(PartitionError::NotLeaderOrFollower | PartitionError::NotEnoughReplicas) => response
+                            .with_error_code(ResponseError::NotLeaderOrFollower.code()),
                         Err(PartitionError::Storage(err)) => {
                             tracing::error!(topic = %topic.name.as_str(), partition = index, error = %err, "describe producers failed");
                             response.with_error_code(ResponseError::KafkaStorageError.code())

@@ -8,6 +8,11 @@
 //!   of a transaction still open), and each partition's answer lists the aborted transactions
 //!   overlapping the returned data, so the consumer can drop their records (Kafka's
 //!   `FetchResponse.abortedTransactions`); control batches are returned like any batch,
+//! - followers (replica id >= 0: `replica_id` up to v14, `ReplicaState.ReplicaId` from v15):
+//!   each partition is served by `Partition::serve_follower_fetch` (leader epoch and
+//!   divergence checks, DivergingEpoch, a read up to the log end, the follower's state, ISR
+//!   expansion and high watermark); a high watermark that moved completes parked produces and
+//!   wakes consumer fetches. Consumers keep reading up to the high watermark / LSO,
 //! - leadership: a partition this broker does not lead (or host) answers
 //!   NOT_LEADER_OR_FOLLOWER with KIP-951's `CurrentLeader` (v12+) and `NodeEndpoints` (v16+)
 //!   from the metadata image.
@@ -51,6 +56,26 @@ struct PlannedRead {
     fetch_offset: i64,
     partition_max_bytes: i32,
     current_leader_epoch: i32,
+    /// KIP-320, followers only (-1: none).
+    last_fetched_epoch: i32,
+    /// The follower's log start offset (-1 for consumers).
+    log_start_offset: i64,
+}
+
+/// First Fetch version whose follower id is in `ReplicaState` (KIP-903).
+const REPLICA_STATE_VERSION: i16 = 15;
+
+/// The follower a fetch comes from: (broker id, broker epoch), `None` for consumers.
+fn follower_of(api_version: i16, request: &FetchRequest) -> Option<(i32, i64)> {
+    let (replica_id, replica_epoch) = if api_version >= REPLICA_STATE_VERSION {
+        (
+            request.replica_state.replica_id.0,
+            request.replica_state.replica_epoch,
+        )
+    } else {
+        (request.replica_id.0, -1)
+    };
+    (replica_id >= 0).then_some((replica_id, replica_epoch))
 }
 
 /// How the request relates to a fetch session.
@@ -92,6 +117,7 @@ pub async fn handle(
         Isolation::ReadUncommitted
     };
 
+    let follower = follower_of(api_version, &request);
     let partitions = resolve_partitions(broker, &reads);
     let mut shutdown = broker.shutdown_signal();
     let results = loop {
@@ -100,7 +126,8 @@ pub async fn handle(
         let notified = broker.replica_manager().data_arrived.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (results, bytes_read, any_error) = read_all(&reads, &partitions, max_bytes, isolation);
+        let (results, bytes_read, any_error) =
+            read_all(broker, follower, &reads, &partitions, max_bytes, isolation);
         let satisfied = bytes_read >= min_bytes.max(1) || any_error || min_bytes == 0;
         if satisfied || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
             break results;
@@ -192,10 +219,10 @@ fn count_fetched(
 ) {
     for ((read, partition), result) in reads.iter().zip(partitions).zip(results) {
         let Some(partition) = partition else { continue };
-        if result.records.is_empty() {
+        if !result.has_records() {
             continue;
         }
-        partition.traffic.bytes_out.add(result.records.size_bytes());
+        partition.traffic.bytes_out.add(result.size_bytes() as u64);
         let delivered = result.next_offset.saturating_sub(read.fetch_offset).max(0);
         partition.traffic.messages_out.add(delivered as u64);
     }
@@ -229,6 +256,8 @@ fn plan(
         fetch_offset: p.fetch_offset,
         partition_max_bytes: p.partition_max_bytes,
         current_leader_epoch: p.current_leader_epoch,
+        last_fetched_epoch: p.last_fetched_epoch,
+        log_start_offset: p.log_start_offset,
     };
     let session_id = request.session_id;
     let epoch = request.session_epoch;
@@ -275,6 +304,8 @@ fn plan(
             fetch_offset: cached.fetch_offset,
             partition_max_bytes: cached.partition_max_bytes,
             current_leader_epoch: -1,
+            last_fetched_epoch: -1,
+            log_start_offset: -1,
         })
         .collect();
     Ok((SessionMode::Incremental { session_id }, reads))
@@ -304,6 +335,10 @@ struct ReadResult {
     aborted_transactions: Vec<AbortedTxn>,
     /// The offset after `records` (for the metrics).
     next_offset: i64,
+    /// A follower's records, read into memory by the replication core (instead of `records`).
+    inline_records: Option<bytes::Bytes>,
+    /// A follower's log diverges from ours (KIP-320): no records, truncate first.
+    diverging_epoch: Option<crate::replication::EpochEndOffset>,
 }
 
 impl ReadResult {
@@ -314,7 +349,21 @@ impl ReadResult {
             records,
             aborted_transactions: Vec::new(),
             next_offset: -1,
+            inline_records: None,
+            diverging_epoch: None,
         }
+    }
+
+    /// Bytes of records the result carries.
+    fn size_bytes(&self) -> usize {
+        match &self.inline_records {
+            Some(bytes) => bytes.len(),
+            None => usize::try_from(self.records.size_bytes()).unwrap_or(usize::MAX),
+        }
+    }
+
+    fn has_records(&self) -> bool {
+        self.size_bytes() > 0
     }
 
     fn failed(error: ResponseError, offsets: Option<PartitionOffsets>) -> Self {
@@ -324,6 +373,8 @@ impl ReadResult {
             records: FileRecords::empty(),
             aborted_transactions: Vec::new(),
             next_offset: -1,
+            inline_records: None,
+            diverging_epoch: None,
         }
     }
 }
@@ -339,6 +390,8 @@ fn resolve_partitions(broker: &Broker, reads: &[PlannedRead]) -> Vec<Option<Arc<
 }
 
 fn read_all(
+    broker: &Broker,
+    follower: Option<(i32, i64)>,
     reads: &[PlannedRead],
     partitions: &[Option<Arc<Partition>>],
     max_bytes: usize,
@@ -352,24 +405,85 @@ fn read_all(
         .iter()
         .zip(partitions)
         .map(|(read, partition)| {
-            let result = read_one(
-                read,
-                partition.as_deref(),
-                remaining_bytes,
-                min_one_batch,
-                isolation,
-            );
-            if !result.records.is_empty() {
-                let size_bytes = usize::try_from(result.records.size_bytes()).unwrap_or(usize::MAX);
+            let result = match follower {
+                Some(replica) => {
+                    read_for_follower(broker, replica, read, partition.as_deref(), remaining_bytes)
+                }
+                None => read_one(
+                    read,
+                    partition.as_deref(),
+                    remaining_bytes,
+                    min_one_batch,
+                    isolation,
+                ),
+            };
+            if result.has_records() {
+                let size_bytes = result.size_bytes();
                 min_one_batch = false;
                 bytes_read = bytes_read.saturating_add(size_bytes);
                 remaining_bytes = remaining_bytes.saturating_sub(size_bytes);
             }
-            any_error |= result.error.is_some();
+            any_error |= result.error.is_some() || result.diverging_epoch.is_some();
             result
         })
         .collect();
     (results, bytes_read, any_error)
+}
+
+/// One partition of a follower's fetch (Kafka `Partition.fetchRecords` for a follower, then
+/// `updateFollowerFetchState`).
+fn read_for_follower(
+    broker: &Broker,
+    replica: (i32, i64),
+    read: &PlannedRead,
+    partition: Option<&Partition>,
+    remaining_bytes: usize,
+) -> ReadResult {
+    let Some(partition) = partition else {
+        return ReadResult::failed(ResponseError::UnknownTopicOrPartition, None);
+    };
+    let request = crate::replication::FetchPartitionRequest {
+        key: (partition.topic_id, partition.index),
+        fetch_offset: read.fetch_offset,
+        current_leader_epoch: read.current_leader_epoch,
+        last_fetched_epoch: (read.last_fetched_epoch >= 0).then_some(read.last_fetched_epoch),
+        log_start_offset: read.log_start_offset,
+    };
+    let limit = usize::try_from(read.partition_max_bytes.max(0))
+        .unwrap_or(0)
+        .min(remaining_bytes)
+        .max(1);
+    let served = partition.serve_follower_fetch(replica, &request, limit, crate::time::now_ms());
+    let (answer, effects) = match served {
+        Ok(served) => served,
+        Err(PartitionError::Deleted) => {
+            return ReadResult::failed(ResponseError::UnknownTopicOrPartition, None)
+        }
+        Err(PartitionError::Storage(err)) => {
+            tracing::error!(topic = %read.key.topic, partition = read.key.partition, error = %err, "follower read failed");
+            return ReadResult::failed(ResponseError::KafkaStorageError, None);
+        }
+        Err(_) => return ReadResult::failed(ResponseError::NotLeaderOrFollower, None),
+    };
+    broker.replication().on_follower_fetch(partition, effects);
+    if let Some(error) = answer.error {
+        return ReadResult::failed(error, None);
+    }
+    let last_stable_offset = partition
+        .offsets()
+        .map_or(answer.high_watermark, |o| o.last_stable_offset);
+    let offsets = PartitionOffsets {
+        log_start_offset: answer.log_start_offset,
+        log_end_offset: -1,
+        high_watermark: answer.high_watermark,
+        last_stable_offset: last_stable_offset.min(answer.high_watermark),
+    };
+    let mut result = ReadResult::data(offsets, FileRecords::empty());
+    result.diverging_epoch = answer.diverging_epoch;
+    if !answer.records.is_empty() {
+        result.inline_records = Some(answer.records);
+    }
+    result
 }
 
 fn read_one(
@@ -426,6 +540,9 @@ fn read_one(
             ReadResult::failed(ResponseError::OffsetOutOfRange, partition.offsets().ok())
         }
         Err(PartitionError::Deleted) => ReadResult::failed(unknown, None),
+        Err(PartitionError::NotLeaderOrFollower | PartitionError::NotEnoughReplicas) => {
+            ReadResult::failed(ResponseError::NotLeaderOrFollower, None)
+        }
         Err(PartitionError::Storage(err)) => {
             tracing::error!(topic = %read.key.topic, partition = read.key.partition, error = %err, "read failed");
             ReadResult::failed(ResponseError::KafkaStorageError, None)
@@ -482,7 +599,10 @@ fn finish_session(
                             || o.log_start_offset != cached.last_log_start_offset
                     });
                     remember(cached, result);
-                    result.error.is_some() || !result.records.is_empty() || offsets_changed
+                    result.error.is_some()
+                        || result.has_records()
+                        || result.diverging_epoch.is_some()
+                        || offsets_changed
                 })
                 .collect();
             (*session_id, include)
@@ -531,12 +651,20 @@ fn build_topics(
             .with_log_start_offset(offsets.log_start_offset)
             .with_aborted_transactions(aborted_transactions)
             .with_preferred_read_replica(BrokerId(-1))
-            .with_records(Some(if result.records.is_empty() {
+            .with_records(Some(if let Some(inline) = result.inline_records {
+                inline
+            } else if result.records.is_empty() {
                 Default::default()
             } else {
                 file_records.push(result.records);
                 placeholder(file_records.len() - 1)
             }));
+        if let Some(diverging) = result.diverging_epoch {
+            partition.diverging_epoch = partition
+                .diverging_epoch
+                .with_epoch(diverging.epoch)
+                .with_end_offset(diverging.end_offset);
+        }
         if let (Some(hint), true) = (hint, api_version >= CURRENT_LEADER_VERSION) {
             partition = partition.with_current_leader(
                 LeaderIdAndEpoch::default()

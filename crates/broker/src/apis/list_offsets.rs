@@ -58,7 +58,14 @@ pub fn handle(
                     if !partition.is_leader() && request.replica_id.0 != DEBUGGING_REPLICA_ID {
                         return failure(response, ResponseError::NotLeaderOrFollower);
                     }
-                    match lookup(partition, p.timestamp, request.isolation_level == READ_COMMITTED) {
+                    // A follower (a replica id naming another replica of the partition)
+                    // asks for the leader's log end, not the high watermark (Kafka: no
+                    // isolation for replicas). Clients send -1; a default 0 is no replica.
+                    let replica_id = request.replica_id.0;
+                    let follower = replica_id >= 0
+                        && replica_id != broker.config().node_id
+                        && partition.state().replicas.contains(&replica_id);
+                    match lookup(partition, p.timestamp, request.isolation_level == READ_COMMITTED, follower) {
                         Ok(found) => {
                             let found = found.unwrap_or(TimestampAndOffset {
                                 timestamp: UNKNOWN,
@@ -73,6 +80,7 @@ pub fn handle(
                             }
                         }
                         Err(PartitionError::Deleted) => failure(response, ResponseError::UnknownTopicOrPartition),
+                        Err(PartitionError::NotLeaderOrFollower | PartitionError::NotEnoughReplicas) => failure(response, ResponseError::NotLeaderOrFollower),
                         Err(PartitionError::Storage(err)) => {
                             tracing::error!(topic = %topic.name.as_str(), partition = p.partition_index, error = %err, "offset lookup failed");
                             failure(response, ResponseError::KafkaStorageError)
@@ -105,9 +113,12 @@ fn lookup(
     partition: &Partition,
     timestamp: i64,
     read_committed: bool,
+    follower: bool,
 ) -> Result<Option<TimestampAndOffset>, PartitionError> {
     let offsets = partition.offsets()?;
-    let last_fetchable_offset = if read_committed {
+    let last_fetchable_offset = if follower {
+        offsets.log_end_offset
+    } else if read_committed {
         offsets.last_stable_offset
     } else {
         offsets.high_watermark

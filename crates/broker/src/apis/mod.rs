@@ -7,6 +7,7 @@ use fjord_protocol::{ApiKey, VersionRange};
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -20,7 +21,9 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_quorum;
 pub mod describe_transactions;
+pub mod elect_leaders;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
@@ -31,6 +34,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
@@ -40,6 +44,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 pub mod txn_offset_commit;
+pub mod unregister_broker;
 pub mod write_txn_markers;
 
 /// Every API this broker implements, with the versions it implements.
@@ -96,6 +101,17 @@ pub const SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[
         describe_transactions::VERSIONS,
     ),
     (ApiKey::ListTransactions, list_transactions::VERSIONS),
+    (ApiKey::ElectLeaders, elect_leaders::VERSIONS),
+    (
+        ApiKey::AlterPartitionReassignments,
+        alter_partition_reassignments::VERSIONS,
+    ),
+    (
+        ApiKey::ListPartitionReassignments,
+        list_partition_reassignments::VERSIONS,
+    ),
+    (ApiKey::DescribeQuorum, describe_quorum::VERSIONS),
+    (ApiKey::UnregisterBroker, unregister_broker::VERSIONS),
 ];
 
 /// The version range implemented for `api_key`, if the API is implemented at all.

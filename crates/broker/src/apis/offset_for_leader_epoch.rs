@@ -49,6 +49,9 @@ pub fn handle(
                         Err(PartitionError::Deleted) => {
                             response.with_error_code(ResponseError::UnknownTopicOrPartition.code())
                         }
+                        Err(
+                            PartitionError::NotLeaderOrFollower | PartitionError::NotEnoughReplicas,
+                        ) => response.with_error_code(ResponseError::NotLeaderOrFollower.code()),
                         Err(PartitionError::Storage(err)) => {
                             tracing::error!(error = %err, "epoch lookup failed");
                             response.with_error_code(ResponseError::KafkaStorageError.code())

@@ -2,8 +2,13 @@
 //! check it against `max.message.bytes`, then append it with offsets patched in place. The
 //! batch is never decompressed here.
 //!
-//! acks=0 gets no response at all; acks=1 and acks=-1 are the same on a single node (the
-//! in-sync replica set is this broker), answered once the batch is in the log. A partition
+//! acks=0 gets no response at all; acks=1 is answered once the batch is in the leader's log;
+//! acks=-1 (all) is refused with NOT_ENOUGH_REPLICAS while the ISR is below the effective
+//! `min.insync.replicas`, and after the append waits (Kafka `DelayedProduce`) until the high
+//! watermark passes the batch (NONE), the ISR fell below min ISR
+//! (NOT_ENOUGH_REPLICAS_AFTER_APPEND), the leadership moved (NOT_LEADER_OR_FOLLOWER) or the
+//! request's `timeout_ms` passed (REQUEST_TIMED_OUT). A single node answers at once: its
+//! high watermark follows its log end. A partition
 //! this broker does not lead answers NOT_LEADER_OR_FOLLOWER with KIP-951's `CurrentLeader`
 //! and `NodeEndpoints` (v10+), so the producer goes to the new leader without a Metadata
 //! round trip.
@@ -26,8 +31,10 @@ use fjord_storage::{ProducerStateError, StorageError};
 
 use crate::forwarding::AutoCreated;
 use crate::metadata_view::{ImageView, CLIENT_LISTENER_NAME};
+use crate::metrics::GaugeGuard;
 use crate::partition::PartitionError;
 use crate::replica_manager::{is_internal_topic, validate_topic_name, Topic};
+use crate::replication_shell::ProduceWait;
 use crate::time::now_ms;
 use crate::Broker;
 
@@ -79,6 +86,10 @@ pub async fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) 
         topics.push(resolve_topic(broker, api_version, topic_data).await);
     }
     let mut hints = LeaderHints::default();
+    // acks=all partitions that must wait for the high watermark: (topic slot, partition slot,
+    // partition, offset the high watermark must reach).
+    let mut pending = Vec::new();
+    let timeout_ms = i64::from(request.timeout_ms);
     for (topic_data, topic) in request.topic_data.into_iter().zip(topics) {
         let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
         for partition_data in topic_data.partition_data {
@@ -90,15 +101,22 @@ pub async fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) 
                 )
             } else {
                 match &topic {
-                    Ok(topic) => produce_to_partition(
-                        broker,
-                        &config,
-                        &txn,
-                        topic,
-                        partition_data,
-                        &mut appended_any,
-                        &mut hints,
-                    ),
+                    Ok(topic) => {
+                        let (response, wait) = produce_to_partition(
+                            broker,
+                            &config,
+                            &txn,
+                            acks,
+                            topic,
+                            partition_data,
+                            &mut appended_any,
+                            &mut hints,
+                        );
+                        if let Some(wait) = wait {
+                            pending.push((responses.len(), partition_responses.len(), wait));
+                        }
+                        response
+                    }
                     Err(code) => error_response(partition_data.index, *code, None),
                 }
             };
@@ -114,8 +132,10 @@ pub async fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) 
         responses.push(topic_response);
     }
     if appended_any {
+        // Followers long-polling for these batches wake first: the wait below needs them.
         broker.replica_manager().data_arrived.notify_waiters();
     }
+    await_acks(broker, &mut responses, pending, timeout_ms).await;
     let mut response = ProduceResponse::default().with_responses(responses);
     if api_version >= LEADER_HINT_VERSION {
         response = response.with_node_endpoints(
@@ -133,6 +153,60 @@ pub async fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) 
         );
     }
     response
+}
+
+/// An acks=all append waiting for the high watermark to reach `required_offset`.
+struct AckWait {
+    partition: std::sync::Arc<crate::partition::Partition>,
+    required_offset: i64,
+}
+
+/// Waits for every acks=all partition of the request (all parked first, so they wait
+/// together), then writes the outcomes into the responses.
+async fn await_acks(
+    broker: &Broker,
+    responses: &mut [TopicProduceResponse],
+    pending: Vec<(usize, usize, AckWait)>,
+    timeout_ms: i64,
+) {
+    if pending.is_empty() {
+        return;
+    }
+    let deadline =
+        tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms.max(0) as u64);
+    let shell = broker.replication();
+    let waits: Vec<_> = pending
+        .into_iter()
+        .map(|(topic, slot, wait)| {
+            let outcome = shell.wait_for_acks(&wait.partition, wait.required_offset, timeout_ms);
+            (topic, slot, outcome)
+        })
+        .collect();
+    let parked = waits
+        .iter()
+        .filter(|(_, _, w)| matches!(w, ProduceWait::Parked(_)))
+        .count();
+    let _gauge = (parked > 0).then(|| GaugeGuard::enter(&broker.metrics().produce_purgatory));
+    for (topic, slot, outcome) in waits {
+        let error = match outcome {
+            ProduceWait::Done(error) => error,
+            ProduceWait::Parked(receiver) => {
+                match tokio::time::timeout_at(deadline, receiver).await {
+                    Ok(Ok(error)) => error,
+                    // Timed out, or the purgatory dropped it (expired by another produce).
+                    Ok(Err(_)) | Err(_) => Some(ResponseError::RequestTimedOut),
+                }
+            }
+        };
+        if let (Some(error), Some(response)) = (
+            error,
+            responses
+                .get_mut(topic)
+                .and_then(|t| t.partition_responses.get_mut(slot)),
+        ) {
+            response.error_code = error.code();
+        }
+    }
 }
 
 /// First Produce version with KIP-951's `CurrentLeader` and `NodeEndpoints`.
@@ -246,25 +320,72 @@ fn record_error_code(err: &RecordError) -> ResponseError {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn produce_to_partition(
     broker: &Broker,
     config: &crate::BrokerConfig,
     txn: &TxnContext,
+    acks: i16,
     topic: &Topic,
     data: PartitionProduceData,
     appended_any: &mut bool,
     hints: &mut LeaderHints,
-) -> PartitionProduceResponse {
+) -> (PartitionProduceResponse, Option<AckWait>) {
     let index = data.index;
     let Some(partition) = usize::try_from(index)
         .ok()
         .and_then(|i| topic.partitions.get(i))
     else {
-        return error_response(index, ResponseError::UnknownTopicOrPartition, None);
+        return (
+            error_response(index, ResponseError::UnknownTopicOrPartition, None),
+            None,
+        );
     };
     if !partition.is_leader() {
-        return not_leader(broker, txn.api_version, topic, index, hints);
+        return (
+            not_leader(broker, txn.api_version, topic, index, hints),
+            None,
+        );
     }
+    let response = append_to_partition(
+        broker,
+        config,
+        txn,
+        acks,
+        topic,
+        partition,
+        data,
+        appended_any,
+        hints,
+    );
+    match response {
+        Ok((response, info)) if acks == -1 => {
+            let wait = AckWait {
+                partition: partition.clone(),
+                required_offset: info.last_offset.saturating_add(1),
+            };
+            (response, Some(wait))
+        }
+        Ok((response, _)) => (response, None),
+        Err(response) => (response, None),
+    }
+}
+
+/// Validates and appends one partition's batch. `Ok` carries the append's offsets; `Err` is
+/// the partition's final answer (returned once per partition, so not boxed).
+#[allow(clippy::too_many_arguments, clippy::result_large_err)]
+fn append_to_partition(
+    broker: &Broker,
+    config: &crate::BrokerConfig,
+    txn: &TxnContext,
+    acks: i16,
+    topic: &Topic,
+    partition: &std::sync::Arc<crate::partition::Partition>,
+    data: PartitionProduceData,
+    appended_any: &mut bool,
+    hints: &mut LeaderHints,
+) -> Result<(PartitionProduceResponse, fjord_storage::LogAppendInfo), PartitionProduceResponse> {
+    let index = data.index;
     let records = data.records.unwrap_or_default();
     let max_message_bytes = crate::topic_config::max_message_bytes(&topic.configs, config);
     if let Err((error, message)) = validate_records(&records, max_message_bytes) {
@@ -275,7 +396,7 @@ fn produce_to_partition(
                 .with_batch_index(0)
                 .with_batch_index_error_message(Some(StrBytes::from_string(message)))]);
         }
-        return response;
+        return Err(response);
     }
     if crate::topic_config::is_compacted(&topic.configs, config) {
         if let Err((error, message)) = check_keys(&records, &topic.name, index) {
@@ -286,13 +407,22 @@ fn produce_to_partition(
                     .with_batch_index(0)
                     .with_batch_index_error_message(Some(StrBytes::from_string(message)))]);
             }
-            return response;
+            return Err(response);
         }
     }
     let now_ms = now_ms();
     if let Err(error) = verify_transaction(broker, txn, &records, topic, partition, now_ms) {
         tracing::debug!(topic = %topic.name, partition = index, ?error, "transactional produce refused by the transaction coordinator");
-        return error_response(index, error, None);
+        return Err(error_response(index, error, None));
+    }
+    // Kafka `appendRecordsToLeader`: acks=all needs min.insync.replicas in the ISR first.
+    if let Err(error) = partition.check_append(acks == -1) {
+        return Err(match error {
+            PartitionError::NotEnoughReplicas => {
+                error_response(index, ResponseError::NotEnoughReplicas, None)
+            }
+            _ => not_leader(broker, txn.api_version, topic, index, hints),
+        });
     }
     let (appended, log_append_time_ms) =
         if crate::topic_config::uses_log_append_time(&topic.configs) {
@@ -322,7 +452,7 @@ fn produce_to_partition(
             } else {
                 *appended_any = true;
             }
-            PartitionProduceResponse::default()
+            let response = PartitionProduceResponse::default()
                 .with_index(index)
                 .with_base_offset(info.first_offset)
                 .with_log_append_time_ms(if info.duplicate {
@@ -330,28 +460,47 @@ fn produce_to_partition(
                 } else {
                     log_append_time_ms
                 })
-                .with_log_start_offset(info.log_start_offset)
+                .with_log_start_offset(info.log_start_offset);
+            Ok((response, info))
         }
         Err(PartitionError::Storage(StorageError::Producer(err))) => {
             // Expected in normal operation (retries, fencing): not a broker failure.
             tracing::debug!(topic = %topic.name, partition = index, error = %err, "produce refused by producer state");
-            error_response(index, producer_error_code(&err), Some(err.to_string()))
+            Err(error_response(
+                index,
+                producer_error_code(&err),
+                Some(err.to_string()),
+            ))
         }
-        Err(PartitionError::Deleted) => {
-            error_response(index, ResponseError::UnknownTopicOrPartition, None)
+        Err(PartitionError::Deleted) => Err(error_response(
+            index,
+            ResponseError::UnknownTopicOrPartition,
+            None,
+        )),
+        Err(PartitionError::NotLeaderOrFollower) => {
+            Err(not_leader(broker, txn.api_version, topic, index, hints))
         }
+        Err(PartitionError::NotEnoughReplicas) => Err(error_response(
+            index,
+            ResponseError::NotEnoughReplicas,
+            None,
+        )),
         Err(PartitionError::Storage(err @ StorageError::RecordBatchTooLarge { .. })) => {
             // Kafka: RecordBatchTooLargeException, a final error the producer must not retry.
             tracing::debug!(topic = %topic.name, partition = index, error = %err, "rejected produce");
-            error_response(
+            Err(error_response(
                 index,
                 ResponseError::RecordListTooLarge,
                 Some(err.to_string()),
-            )
+            ))
         }
         Err(PartitionError::Storage(err)) => {
             tracing::error!(topic = %topic.name, partition = index, error = %err, "append failed");
-            error_response(index, ResponseError::KafkaStorageError, None)
+            Err(error_response(
+                index,
+                ResponseError::KafkaStorageError,
+                None,
+            ))
         }
     }
 }

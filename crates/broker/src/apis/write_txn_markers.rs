@@ -14,7 +14,9 @@ use crate::Broker;
 pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 1 };
 
 pub fn handle(broker: &Broker, request: &WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
-    let coordinator = broker.transaction_coordinator();
+    // Markers arriving over the network are for partitions this node leads; they are never
+    // sent on (that could bounce between nodes with stale metadata).
+    let writer = broker.local_marker_writer();
     let markers = request
         .markers
         .iter()
@@ -28,7 +30,7 @@ pub fn handle(broker: &Broker, request: &WriteTxnMarkersRequest) -> WriteTxnMark
                         .iter()
                         .map(|p| (topic.name.to_string(), *p))
                         .collect();
-                    let results = coordinator.write_markers(
+                    let results = writer.write_markers(
                         marker.producer_id.0,
                         marker.producer_epoch,
                         marker.coordinator_epoch,

@@ -287,6 +287,15 @@ impl GroupMetadataManager {
         }
     }
 
+    /// The shard's partition moved to another coordinator: parked requests get NOT_COORDINATOR
+    /// and every group leaves the broker-wide count (the shard is then dropped).
+    pub fn unload(&mut self) {
+        self.complete_all_futures(ResponseError::NotCoordinator);
+        for _ in self.groups.drain() {
+            self.groups_count.remove();
+        }
+    }
+
     // ------------------------------------------------------------------------ replay
 
     /// Applies a GroupMetadata record read back from the log.

@@ -321,9 +321,20 @@ impl CoordinatorLog for OffsetsTopicLog {
     }
 }
 
+/// A shard's ownership (Kafka `CoordinatorRuntime`'s states, without a separate loading phase:
+/// a shard is loaded synchronously when its partition's leadership arrives).
+const SHARD_NOT_OWNED: u8 = 0;
+const SHARD_ACTIVE: u8 = 2;
+
 pub struct GroupCoordinator {
     config: Arc<GroupCoordinatorConfig>,
     shards: Vec<Mutex<GroupCoordinatorShard>>,
+    /// Per shard: whether this broker coordinates its groups (leads its `__consumer_offsets`
+    /// partition). Requests for groups of other shards answer NOT_COORDINATOR.
+    ownership: Vec<std::sync::atomic::AtomicU8>,
+    /// The log shards write to and are reloaded from on election.
+    log: Arc<dyn CoordinatorLog>,
+    replica_manager: Option<Arc<ReplicaManager>>,
     groups_count: Arc<GroupsCount>,
     /// Wakes [`run_timers`] when an operation scheduled a deadline earlier than the one it
     /// sleeps towards.
@@ -351,7 +362,8 @@ impl GroupCoordinator {
             replica_manager.clone(),
             coordinator_config.batch_bytes_max,
         ));
-        let coordinator = Self::with_log(coordinator_config, log, partitions, now_ms);
+        let mut coordinator = Self::with_log(coordinator_config, log, partitions, now_ms);
+        coordinator.replica_manager = Some(replica_manager.clone());
         if let Some(topic) = existing {
             let started = std::time::Instant::now();
             for (shard, partition) in coordinator.shards.iter().zip(&topic.partitions) {
@@ -390,9 +402,15 @@ impl GroupCoordinator {
                 ))
             })
             .collect();
+        let ownership = (0..partitions.max(1))
+            .map(|_| std::sync::atomic::AtomicU8::new(SHARD_ACTIVE))
+            .collect();
         Self {
             config,
             shards,
+            ownership,
+            log,
+            replica_manager: None,
             groups_count,
             timers_changed: Notify::new(),
             timer_wake_ms: AtomicI64::new(i64::MAX),
@@ -414,6 +432,89 @@ impl GroupCoordinator {
 
     pub fn groups_count(&self) -> usize {
         self.groups_count.get()
+    }
+
+    /// Whether this broker coordinates the groups of `__consumer_offsets` partition `partition`.
+    pub fn owns_partition(&self, partition: i32) -> bool {
+        self.ownership
+            .get(partition as usize)
+            .is_some_and(|o| o.load(Ordering::Acquire) == SHARD_ACTIVE)
+    }
+
+    /// COORDINATOR_NOT_AVAILABLE while shutting down, NOT_COORDINATOR for a group whose
+    /// partition another broker leads.
+    fn check(&self, group_id: &str) -> Result<(), ResponseError> {
+        if !self.is_active() {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if !self.owns_partition(self.partition_for(group_id)) {
+            return Err(ResponseError::NotCoordinator);
+        }
+        Ok(())
+    }
+
+    /// Follows the leadership of `__consumer_offsets` (Kafka `GroupCoordinatorService.onElection`
+    /// / `onResignation`): a partition this broker now leads (`elected`: newly, or again with a
+    /// new leader epoch) has its shard reloaded from the log; a partition led elsewhere has its
+    /// shard unloaded (parked requests answer NOT_COORDINATOR, clients find the new one).
+    pub fn sync_leadership(&self, leading: &dyn Fn(i32) -> bool, elected: &[i32], now_ms: i64) {
+        for (index, shard) in self.shards.iter().enumerate() {
+            let partition = index as i32;
+            let owned = self.owns_partition(partition);
+            let lead = leading(partition);
+            if lead && (!owned || elected.contains(&partition)) {
+                self.load_shard(partition, now_ms);
+            } else if !lead && owned {
+                self.ownership[index].store(SHARD_NOT_OWNED, Ordering::Release);
+                let mut shard = shard.lock();
+                shard.unload();
+                *shard = GroupCoordinatorShard::new(
+                    self.config.clone(),
+                    self.log.clone(),
+                    partition,
+                    self.groups_count.clone(),
+                    now_ms,
+                );
+                info!(
+                    partition,
+                    "resigned as group coordinator of __consumer_offsets partition"
+                );
+            }
+        }
+    }
+
+    /// Rebuilds shard `partition` from its `__consumer_offsets` partition and makes it active.
+    fn load_shard(&self, partition: i32, now_ms: i64) {
+        let Some(replica_manager) = &self.replica_manager else {
+            return;
+        };
+        let Some(log_partition) = replica_manager.partition(GROUP_METADATA_TOPIC_NAME, partition)
+        else {
+            return;
+        };
+        let mut shard = self.shards[partition as usize].lock();
+        shard.unload();
+        *shard = GroupCoordinatorShard::new(
+            self.config.clone(),
+            self.log.clone(),
+            partition,
+            self.groups_count.clone(),
+            now_ms,
+        );
+        match load_partition(&log_partition, &mut shard, now_ms) {
+            Ok(()) => {
+                shard.on_loaded(now_ms);
+                self.ownership[partition as usize].store(SHARD_ACTIVE, Ordering::Release);
+                info!(
+                    partition,
+                    "elected group coordinator of __consumer_offsets partition: loaded"
+                );
+            }
+            Err(error) => {
+                self.ownership[partition as usize].store(SHARD_NOT_OWNED, Ordering::Release);
+                tracing::error!(partition, %error, "loading a group coordinator shard failed");
+            }
+        }
     }
 
     fn shard(&self, group_id: &str) -> &Mutex<GroupCoordinatorShard> {
@@ -543,6 +644,9 @@ impl GroupCoordinator {
         if request.group_id.is_empty() {
             return error(ResponseError::InvalidGroupId);
         }
+        if !self.owns_partition(self.partition_for(request.group_id.as_str())) {
+            return error(ResponseError::NotCoordinator);
+        }
         if request.session_timeout_ms < self.config.min_session_timeout_ms
             || request.session_timeout_ms > self.config.max_session_timeout_ms
         {
@@ -594,6 +698,9 @@ impl GroupCoordinator {
         if request.group_id.is_empty() {
             return error(ResponseError::InvalidGroupId);
         }
+        if !self.owns_partition(self.partition_for(request.group_id.as_str())) {
+            return error(ResponseError::NotCoordinator);
+        }
         let rx = self.with_shard(request.group_id.as_str(), now_ms, |shard| {
             shard.sync_group(request, now_ms)
         });
@@ -615,6 +722,9 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
+        if !self.owns_partition(self.partition_for(group_id)) {
+            return Err(ResponseError::NotCoordinator);
+        }
         self.with_shard(group_id, now_ms, |shard| {
             shard.heartbeat(
                 group_id,
@@ -634,6 +744,9 @@ impl GroupCoordinator {
         }
         if request.group_id.is_empty() {
             return error(ResponseError::InvalidGroupId);
+        }
+        if !self.owns_partition(self.partition_for(request.group_id.as_str())) {
+            return error(ResponseError::NotCoordinator);
         }
         self.with_shard(request.group_id.as_str(), now_ms, |shard| {
             shard.leave_group(request, now_ms)
@@ -655,6 +768,9 @@ impl GroupCoordinator {
         if request.group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
+        if !self.owns_partition(self.partition_for(request.group_id.as_str())) {
+            return Err(ResponseError::NotCoordinator);
+        }
         Ok(self.with_shard(request.group_id.as_str(), now_ms, |shard| {
             shard.commit_offsets(request, api_version, now_ms)
         }))
@@ -675,6 +791,9 @@ impl GroupCoordinator {
         }
         if request.group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
+        }
+        if !self.owns_partition(self.partition_for(request.group_id.as_str())) {
+            return Err(ResponseError::NotCoordinator);
         }
         Ok(self.with_shard(request.group_id.as_str(), now_ms, |shard| {
             shard.commit_transactional_offsets(request, api_version, now_ms)
@@ -729,6 +848,9 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
+        if !self.owns_partition(self.partition_for(group_id)) {
+            return Err(ResponseError::NotCoordinator);
+        }
         Ok(self
             .shard(group_id)
             .lock()
@@ -747,6 +869,9 @@ impl GroupCoordinator {
         }
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
+        }
+        if !self.owns_partition(self.partition_for(group_id)) {
+            return Err(ResponseError::NotCoordinator);
         }
         self.with_shard(group_id, now_ms, |shard| {
             shard.delete_offsets(group_id, topics, now_ms)
@@ -776,6 +901,8 @@ impl GroupCoordinator {
             Some(ResponseError::CoordinatorNotAvailable)
         } else if request.group_id.is_empty() {
             Some(ResponseError::InvalidGroupId)
+        } else if !self.owns_partition(self.partition_for(request.group_id.as_str())) {
+            Some(ResponseError::NotCoordinator)
         } else {
             None
         };
@@ -798,10 +925,10 @@ impl GroupCoordinator {
         group_ids
             .iter()
             .map(|group_id| {
-                if !self.is_active() {
+                if let Err(code) = self.check(group_id) {
                     return consumer_group_describe_response::DescribedGroup::default()
                         .with_group_id(GroupId(StrBytes::from_string(group_id.clone())))
-                        .with_error_code(ResponseError::CoordinatorNotAvailable.code());
+                        .with_error_code(code.code());
                 }
                 self.shard(group_id)
                     .lock()
@@ -811,9 +938,7 @@ impl GroupCoordinator {
     }
 
     pub fn describe_group(&self, group_id: &str) -> Result<Option<DescribedGroup>, ResponseError> {
-        if !self.is_active() {
-            return Err(ResponseError::CoordinatorNotAvailable);
-        }
+        self.check(group_id)?;
         Ok(self.shard(group_id).lock().describe_group(group_id))
     }
 
@@ -834,7 +959,9 @@ impl GroupCoordinator {
         let mut groups: Vec<ListedGroup> = self
             .shards
             .iter()
-            .flat_map(|shard| shard.lock().list_groups(&states, &types))
+            .enumerate()
+            .filter(|(partition, _)| self.owns_partition(*partition as i32))
+            .flat_map(|(_, shard)| shard.lock().list_groups(&states, &types))
             .collect();
         groups.sort_by(|a, b| a.group_id.as_str().cmp(b.group_id.as_str()));
         Ok(groups)
@@ -861,6 +988,13 @@ impl GroupCoordinator {
         }
         let mut results: Vec<(String, Option<ResponseError>)> = Vec::with_capacity(group_ids.len());
         for (partition, ids) in by_shard {
+            if !self.owns_partition(partition) {
+                results.extend(
+                    ids.into_iter()
+                        .map(|id| (id, Some(ResponseError::NotCoordinator))),
+                );
+                continue;
+            }
             let mut shard = self.shards[partition as usize].lock();
             results.extend(shard.delete_groups(&ids, now_ms));
         }
@@ -898,7 +1032,11 @@ fn load_partition(
             crate::partition::Isolation::ReadUncommitted,
         ) {
             Ok((data, _)) => data,
-            Err(PartitionError::Deleted) => return Ok(()),
+            Err(
+                PartitionError::Deleted
+                | PartitionError::NotLeaderOrFollower
+                | PartitionError::NotEnoughReplicas,
+            ) => return Ok(()),
             Err(PartitionError::Storage(err)) => return Err(err.into()),
         };
         if data.records.is_empty() {

@@ -282,6 +282,11 @@ impl GroupCoordinatorShard {
         }
     }
 
+    /// Before the shard is dropped because its partition is led elsewhere now.
+    pub fn unload(&mut self) {
+        self.groups.unload();
+    }
+
     pub fn on_loaded(&mut self, now_ms: i64) {
         self.groups.on_loaded(now_ms);
     }

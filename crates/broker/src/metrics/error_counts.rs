@@ -144,6 +144,29 @@ pub fn for_each_error_code(response: &ResponseKind, visit: &mut impl FnMut(i16))
             r.transaction_states.iter().for_each(|s| code(s.error_code))
         }
         ResponseKind::ListTransactions(r) => code(r.error_code),
+        ResponseKind::ElectLeaders(r) => {
+            code(r.error_code);
+            r.replica_election_results
+                .iter()
+                .flat_map(|t| &t.partition_result)
+                .for_each(|p| code(p.error_code));
+        }
+        ResponseKind::AlterPartitionReassignments(r) => {
+            code(r.error_code);
+            r.responses
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .for_each(|p| code(p.error_code));
+        }
+        ResponseKind::ListPartitionReassignments(r) => code(r.error_code),
+        ResponseKind::UnregisterBroker(r) => code(r.error_code),
+        ResponseKind::DescribeQuorum(r) => {
+            code(r.error_code);
+            r.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .for_each(|p| code(p.error_code));
+        }
         // APIs the broker does not answer (the connection refuses them before dispatch).
         _ => {}
     }

@@ -509,4 +509,9 @@ const COVERED_APIS: &[ApiKey] = &[
     ApiKey::WriteTxnMarkers,
     ApiKey::DescribeTransactions,
     ApiKey::ListTransactions,
+    ApiKey::ElectLeaders,
+    ApiKey::AlterPartitionReassignments,
+    ApiKey::ListPartitionReassignments,
+    ApiKey::UnregisterBroker,
+    ApiKey::DescribeQuorum,
 ];

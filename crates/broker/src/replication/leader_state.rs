@@ -466,6 +466,11 @@ impl LeaderState {
         self.leader_epoch_start_offset
     }
 
+    /// How many followers (replicas other than this leader) the partition has.
+    pub fn followers_count(&self) -> usize {
+        self.followers.len()
+    }
+
     pub fn follower(&self, replica_id: i32) -> Option<&FollowerState> {
         self.followers.get(&replica_id)
     }

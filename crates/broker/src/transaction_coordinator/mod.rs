@@ -230,6 +230,11 @@ enum InitStep {
 }
 
 pub struct TransactionCoordinator {
+    /// Per `__transaction_state` partition: whether this broker leads it and so coordinates
+    /// its transactional ids (others answer NOT_COORDINATOR).
+    owned: Vec<AtomicBool>,
+    /// Where shards are reloaded from on election.
+    replica_manager: Option<Arc<ReplicaManager>>,
     config: Arc<TransactionCoordinatorConfig>,
     state: TransactionStateManager,
     producer_ids: ProducerIdManager,
@@ -268,7 +273,7 @@ impl TransactionCoordinator {
                 reason: err.to_string(),
             }
         })?;
-        let coordinator = Self::with_log(
+        let mut coordinator = Self::with_log(
             coordinator_config,
             log,
             producer_ids,
@@ -276,6 +281,7 @@ impl TransactionCoordinator {
             partitions,
             now_ms,
         );
+        coordinator.replica_manager = Some(replica_manager.clone());
         if let Some(topic) = existing {
             let started = std::time::Instant::now();
             for (shard, partition) in coordinator.state.shards.iter().zip(&topic.partitions) {
@@ -315,6 +321,10 @@ impl TransactionCoordinator {
             producer_ids,
             marker_writer: RwLock::new(marker_writer),
             active: AtomicBool::new(true),
+            owned: (0..partitions.max(1))
+                .map(|_| AtomicBool::new(true))
+                .collect(),
+            replica_manager: None,
             timers_changed: Notify::new(),
         }
     }
@@ -368,6 +378,63 @@ impl TransactionCoordinator {
             .map(|e| e.metadata.clone())
     }
 
+    /// NOT_COORDINATOR for a transactional id whose partition another broker leads.
+    fn check_owner(&self, transactional_id: &str) -> Result<(), ResponseError> {
+        if self.owns_partition(self.partition_for(transactional_id)) {
+            Ok(())
+        } else {
+            Err(ResponseError::NotCoordinator)
+        }
+    }
+
+    pub fn owns_partition(&self, partition: i32) -> bool {
+        self.owned
+            .get(partition as usize)
+            .is_some_and(|owned| owned.load(Ordering::Acquire))
+    }
+
+    /// Follows the leadership of `__transaction_state` (Kafka `TransactionCoordinator`
+    /// `onElection` / `onResignation`): partitions this broker now leads (`elected`: newly or
+    /// with a new leader epoch) are reloaded from the log, and their transactions in
+    /// PrepareCommit/PrepareAbort get their markers from the next timer run; partitions led
+    /// elsewhere are dropped.
+    pub fn sync_leadership(&self, leading: &dyn Fn(i32) -> bool, elected: &[i32]) {
+        for (index, shard) in self.state.shards.iter().enumerate() {
+            let partition = index as i32;
+            let owned = self.owns_partition(partition);
+            let lead = leading(partition);
+            if lead && (!owned || elected.contains(&partition)) {
+                let Some(log_partition) = self
+                    .replica_manager
+                    .as_ref()
+                    .and_then(|rm| rm.partition(TRANSACTION_STATE_TOPIC_NAME, partition))
+                else {
+                    continue;
+                };
+                let mut shard = shard.lock();
+                self.state.clear(&mut shard);
+                match self.state.load_partition(&log_partition, &mut shard) {
+                    Ok(()) => {
+                        self.owned[index].store(true, Ordering::Release);
+                        info!(partition, "elected transaction coordinator of __transaction_state partition: loaded");
+                    }
+                    Err(error) => {
+                        self.owned[index].store(false, Ordering::Release);
+                        tracing::error!(partition, %error, "loading a transaction coordinator shard failed");
+                    }
+                }
+                self.timers_changed.notify_one();
+            } else if !lead && owned {
+                self.owned[index].store(false, Ordering::Release);
+                self.state.clear(&mut shard.lock());
+                info!(
+                    partition,
+                    "resigned as transaction coordinator of __transaction_state partition"
+                );
+            }
+        }
+    }
+
     fn check_active(&self) -> Result<(), ResponseError> {
         if self.is_active() {
             Ok(())
@@ -406,6 +473,9 @@ impl TransactionCoordinator {
         now_ms: i64,
     ) -> Result<(i64, i16), ResponseError> {
         self.check_active()?;
+        if let Some(id) = transactional_id.filter(|id| !id.is_empty()) {
+            self.check_owner(id)?;
+        }
         let Some(transactional_id) = transactional_id else {
             return Ok((self.generate_producer_id()?, 0));
         };
@@ -575,6 +645,7 @@ impl TransactionCoordinator {
         if transactional_id.is_empty() {
             return Err(ResponseError::InvalidRequest);
         }
+        self.check_owner(transactional_id)?;
         let partition = self.partition_for(transactional_id);
         let mut shard = self.state.shard(transactional_id).lock();
         let entry = shard
@@ -628,6 +699,7 @@ impl TransactionCoordinator {
         if transactional_id.is_empty() {
             return Err(ResponseError::InvalidRequest);
         }
+        self.check_owner(transactional_id)?;
         let shard = self.state.shard(transactional_id).lock();
         let entry = shard
             .transactions
@@ -709,6 +781,7 @@ impl TransactionCoordinator {
         if transactional_id.is_empty() {
             return Err(ResponseError::InvalidRequest);
         }
+        self.check_owner(transactional_id)?;
         let partition = self.partition_for(transactional_id);
         let (result, job) = {
             let mut shard = self.state.shard(transactional_id).lock();

@@ -173,6 +173,14 @@ impl TransactionStateManager {
         }
     }
 
+    /// Forgets every transactional id of a shard (its partition is led elsewhere, or it is
+    /// about to be reloaded).
+    pub fn clear(&self, shard: &mut TxnShard) {
+        for _ in shard.transactions.drain() {
+            self.count.remove();
+        }
+    }
+
     /// Removes an expired transactional id.
     fn remove(&self, shard: &mut TxnShard, transactional_id: &str) {
         if shard.transactions.remove(transactional_id).is_some() {
@@ -291,7 +299,11 @@ impl TransactionStateManager {
                 fjord_storage::Isolation::ReadUncommitted,
             ) {
                 Ok((data, _)) => data,
-                Err(PartitionError::Deleted) => return Ok(()),
+                Err(
+                    PartitionError::Deleted
+                    | PartitionError::NotLeaderOrFollower
+                    | PartitionError::NotEnoughReplicas,
+                ) => return Ok(()),
                 Err(PartitionError::Storage(err)) => return Err(err.into()),
             };
             if data.records.is_empty() {
