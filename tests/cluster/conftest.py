@@ -8,7 +8,7 @@
                      test's own (stopped at teardown), e.g. a second cluster or other settings.
 
 Each node gets ``--broker-rack rack-N``, ``broker.session.timeout.ms=3000`` and
-``broker.heartbeat.interval.ms=500`` (fencing within seconds); logs stay under the pytest
+``broker.heartbeat.interval.ms=500`` (fencing within seconds), ``shutdown.timeout.ms=5000``; logs stay under the pytest
 basetemp (``.../node-N/node.log``) and their tails are attached to every failing test's report.
 The binary is ``$FJORD_BIN`` or ``${CARGO_TARGET_DIR:-target}/release/fjord``.
 """

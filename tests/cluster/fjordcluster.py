@@ -9,7 +9,8 @@ across restarts (a banner per start).  Nodes are started exactly as ``scripts/cl
 ``pause``/``resume`` = SIGSTOP/SIGCONT, ``wait_ready`` = ``/health/ready`` answers 200),
 client views (``metadata()`` through confluent-kafka's AdminClient, ``raw_metadata()`` through a
 hand-built Metadata v7 request, which also carries leader epochs, offline replicas, racks and the
-cluster id that librdkafka does not expose), ``active_controller()`` from the nodes' logs, and
+cluster id that librdkafka does not expose), ``active_controller()`` (DescribeQuorum's Raft leader, agreeing with the "became the active
+controller" lines of the logs), and
 ``wait_for`` to poll a condition with a deadline (never a timing assertion: the deadline only
 bounds how long a test waits for something that must eventually happen); ``create_topic`` and
 ``wait_topic`` create a topic through a real client and wait until every node serves it.
@@ -40,10 +41,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 40.0
 
-# Small timeouts so that fencing and failover happen within seconds in tests.
-FAST_FAILOVER_SETTINGS = {
+# Small timeouts so that fencing and failover happen within seconds in tests.  A bounded
+# shutdown.timeout.ms because the node that stops last (all nodes SIGTERMed at once at teardown)
+# has no controller quorum left to finish its controlled shutdown with and waits that long.
+TEST_SETTINGS = {
     "broker.session.timeout.ms": 3000,
     "broker.heartbeat.interval.ms": 500,
+    "shutdown.timeout.ms": 5000,
 }
 
 # Kafka error codes the cluster tests look for.
@@ -158,6 +162,37 @@ def raw_metadata(port: int, topics: list[str] | None = None, timeout: float = 10
                                                flexible=False))
 
 
+DESCRIBE_QUORUM = 55
+METADATA_TOPIC = "__cluster_metadata"
+
+
+def raw_quorum_leader(port: int, timeout: float = 3.0) -> tuple[int, int] | None:
+    """DescribeQuorum v0 for ``__cluster_metadata``-0 at the broker on ``port``: (leader id,
+    leader epoch = Raft term) when that node is the Raft leader, None when it answers
+    NOT_LEADER_OR_FOLLOWER (only the leader describes the quorum) or any other error."""
+    body = kwire.compact_array([
+        kwire.compact_string(METADATA_TOPIC)
+        + kwire.compact_array([kwire.i32(0) + kwire.TAGS])
+        + kwire.TAGS]) + kwire.TAGS
+    with kwire.Conn(port, timeout=timeout) as conn:
+        version = conn.version(DESCRIBE_QUORUM, 0)
+        r = conn.request(DESCRIBE_QUORUM, version, body, flexible=True)
+        if r.i16() != 0:
+            return None
+        if version >= 2:
+            kwire._compact_string_r(r)            # error message
+        for _ in range(r.uvarint() - 1):          # topics
+            kwire._compact_string_r(r)
+            for _ in range(r.uvarint() - 1):      # partitions: the first one is all we need
+                r.i32()                           # partition index
+                err = r.i16()
+                if version >= 2:
+                    kwire._compact_string_r(r)
+                leader, epoch = r.i32(), r.i32()
+                return (leader, epoch) if err == 0 and leader >= 0 else None
+    return None
+
+
 CREATE_TOPICS_V4 = 4
 
 
@@ -207,6 +242,7 @@ class ClusterNode:
         self.rack = f"rack-{node_id}"
         self.extra_args: list[str] = []
         self.proc: subprocess.Popen | None = None
+        self.paused = False
         self._log_file = None
         self.starts = 0
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -256,6 +292,7 @@ class ClusterNode:
                                  f"`cargo build --release -p fjord --bin fjord`)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.starts += 1
+        self.paused = False
         self._close_log()
         self._log_file = open(self.log_path, "ab")
         self._log_file.write(f"\n===== start #{self.starts}: {' '.join(self.command())}\n".encode())
@@ -299,6 +336,7 @@ class ClusterNode:
             self.proc.send_signal(signal.SIGCONT)   # a paused process dies just the same
             self.proc.kill()
             self.proc.wait()
+        self.paused = False
         self._close_log()
 
     def stop(self, timeout: float = STOP_TIMEOUT_S, check: bool = True) -> int | None:
@@ -307,6 +345,7 @@ class ClusterNode:
             return None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)
+            self.paused = False
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=timeout)
@@ -326,10 +365,12 @@ class ClusterNode:
     def pause(self) -> None:
         assert self.is_running(), f"node {self.node_id} does not run"
         self.proc.send_signal(signal.SIGSTOP)
+        self.paused = True
 
     def resume(self) -> None:
         assert self.is_running(), f"node {self.node_id} does not run"
         self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
 
     def _close_log(self) -> None:
         if self._log_file is not None:
@@ -348,13 +389,14 @@ class Cluster:
                  binary: Path | None = None):
         self.workdir = Path(workdir)
         self.binary = Path(binary or find_binary())
-        self.settings = dict(FAST_FAILOVER_SETTINGS)
+        self.settings = dict(TEST_SETTINGS)
         self.settings.update(settings or {})
         ports = free_ports(3 * size)
         self.nodes: dict[int, ClusterNode] = {}
         for i in range(size):
             n = i + 1
             self.nodes[n] = ClusterNode(self, n, ports[3 * i], ports[3 * i + 1], ports[3 * i + 2])
+        self._describe_quorum: bool | None = None   # whether the binary serves DescribeQuorum
         self.voters = ",".join(f"{n}@{node.controller_address}" for n, node in self.nodes.items())
 
     # ------------------------------------------------------------------ process control
@@ -394,6 +436,10 @@ class Cluster:
     def running(self) -> list[int]:
         return [n for n, node in sorted(self.nodes.items()) if node.is_running()]
 
+    def live(self) -> list[int]:
+        """Running and not paused: the nodes that answer."""
+        return [n for n, node in sorted(self.nodes.items()) if node.is_running() and not node.paused]
+
     def shutdown(self) -> list[str]:
         """SIGTERM to every running node at once, then wait; returns problems (bad exit codes)."""
         problems = []
@@ -424,7 +470,7 @@ class Cluster:
         return ",".join(self.nodes[n].bootstrap for n in ids)
 
     def live_bootstrap(self) -> str:
-        return self.bootstrap_of(*self.running())
+        return self.bootstrap_of(*self.live())
 
     def admin(self, bootstrap: str | None = None, **conf) -> AdminClient:
         c = {"bootstrap.servers": bootstrap or self.live_bootstrap(), "socket.timeout.ms": 10000}
@@ -436,14 +482,48 @@ class Cluster:
         return self.admin(bootstrap).list_topics(topic=topic, timeout=timeout)
 
     def raw_metadata(self, n: int | None = None, topics: list[str] | None = None) -> RawMetadata:
-        """Metadata v7 as node ``n`` (default: the first running node) sees it."""
+        """Metadata v7 as node ``n`` (default: the first live node) sees it."""
         if n is None:
-            n = self.running()[0]
+            n = self.live()[0]
         return raw_metadata(self.nodes[n].client_port, topics)
 
+    def supports_describe_quorum(self) -> bool:
+        if self._describe_quorum is None:
+            n = self.live()[0]
+            with kwire.Conn(self.nodes[n].client_port) as conn:
+                self._describe_quorum = DESCRIBE_QUORUM in conn.apis
+        return self._describe_quorum
+
+    def quorum_leader(self) -> tuple[int, int] | None:
+        """(leader id, Raft term) from DescribeQuorum, asking every running, not paused node
+        (only the Raft leader answers); the highest term wins."""
+        best = None
+        for n, node in sorted(self.nodes.items()):
+            if not node.is_running() or node.paused:
+                continue
+            try:
+                answer = raw_quorum_leader(node.client_port)
+            except (OSError, ValueError, AssertionError):
+                continue
+            if answer is not None and (best is None or answer[1] > best[1]):
+                best = answer
+        return best
+
     def active_controller(self) -> int | None:
+        """The active controller: the Raft leader per DescribeQuorum, cross-checked with the
+        logs (a node logs "became the active controller" with its term once it has caught up
+        with the log); from the logs alone on a binary without DescribeQuorum."""
+        from_logs = self._active_controller_from_logs()
+        if not self.supports_describe_quorum():
+            return from_logs
+        leader = self.quorum_leader()
+        if leader is None or leader[0] != from_logs:
+            return None    # an election is under way, or the leader has not caught up yet
+        return leader[0]
+
+    def _active_controller_from_logs(self) -> int | None:
         """The running node whose log says it became the active controller in the highest term
-        (DescribeQuorum is not served yet; a node elected later always logs a higher term)."""
+        (a node elected later always logs a higher term)."""
         best = None
         for n, node in self.nodes.items():
             if not node.is_running():
@@ -492,6 +572,7 @@ class Cluster:
         for node in self.nodes.values():
             if node.proc is not None and node.is_running():
                 node.proc.send_signal(signal.SIGCONT)
+                node.paused = False
         for node in self.nodes.values():
             if not node.is_running():
                 node.start(wait=False)
@@ -533,7 +614,7 @@ def create_topic(cluster, topic: str, partitions: int, rf: int, bootstrap: str |
 def wait_topic(cluster, topic: str, partitions: int, n: int | None = None):
     """Until node ``n`` (default: every running node) shows ``topic`` with ``partitions``
     partitions, each with a leader; returns the last node's view of the topic."""
-    nodes = [n] if n is not None else cluster.running()
+    nodes = [n] if n is not None else cluster.live()
     view = None
     for node in nodes:
         def check():
