@@ -284,11 +284,6 @@ def test_sigterm_moves_leaderships_before_exit(cluster, which):
 
 
 # -------------------------------------------------------------------- 6. cluster identity
-@pytest.mark.xfail(strict=True, reason=(
-    "broker bug: a node started with another cluster's data dir keeps running; its "
-    "BrokerRegistration gets INCONSISTENT_CLUSTER_ID and is retried forever, and both sides "
-    "only log 'INCONSISTENT_CLUSTER_ID: a node of another cluster sent a Raft message; closing' "
-    "(design section 2: the sender exits with one line)"))
 def test_data_dir_of_another_cluster_is_refused(cluster, cluster_factory, tmp_path):
     other = cluster_factory()
     other_id = read_meta_properties(other.node(1).data_dir)["cluster.id"]

@@ -231,7 +231,11 @@ pub fn create_topic(
         .enable_all()
         .build()
         .context("creating a tokio runtime")?;
-    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication_factor));
+    let mut new_topic = NewTopic::new(
+        topic,
+        partitions,
+        TopicReplication::Fixed(replication_factor),
+    );
     for (name, value) in configs {
         new_topic = new_topic.set(name, value);
     }

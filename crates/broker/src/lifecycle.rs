@@ -41,6 +41,9 @@ pub enum BrokerState {
     Running { epoch: i64 },
     /// Controlled shutdown finished (or timed out): leaderships moved away.
     ShutDown,
+    /// The controller refused the registration for good: the quorum is another cluster's
+    /// (INCONSISTENT_CLUSTER_ID). The node must stop.
+    Refused,
 }
 
 /// The registration this broker sends: its client listener, rack and supported features.
@@ -144,8 +147,9 @@ impl BrokerLifecycle {
     }
 
     /// Registers, retrying refusals (e.g. DUPLICATE_BROKER_REGISTRATION while the previous
-    /// incarnation's session lasts) until accepted. Returns the broker epoch.
-    pub async fn register(&self) -> i64 {
+    /// incarnation's session lasts) until accepted. Returns the broker epoch, or `None` when
+    /// the controller belongs to another cluster (state [`BrokerState::Refused`]).
+    pub async fn register(&self) -> Option<i64> {
         let mut logged = false;
         loop {
             let request = ControllerRequest::BrokerRegistration(self.registration.clone());
@@ -163,7 +167,18 @@ impl BrokerLifecycle {
                     self.state.send_replace(BrokerState::Fenced {
                         epoch: reply.broker_epoch,
                     });
-                    return reply.broker_epoch;
+                    return Some(reply.broker_epoch);
+                }
+                Ok(ControllerReply::BrokerRegistration(reply))
+                    if reply.error.code == ErrorCode::InconsistentClusterId =>
+                {
+                    tracing::error!(
+                        broker = self.registration.broker_id,
+                        cluster_id = %self.registration.cluster_id,
+                        "INCONSISTENT_CLUSTER_ID: the controller quorum belongs to another cluster than this data directory"
+                    );
+                    self.state.send_replace(BrokerState::Refused);
+                    return None;
                 }
                 outcome => {
                     if !logged {
@@ -200,7 +215,9 @@ impl BrokerLifecycle {
 
     /// Registers, then heartbeats until `shutdown` turns true; then runs controlled shutdown.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut epoch = self.register().await;
+        let Some(mut epoch) = self.register().await else {
+            return;
+        };
         let interval = Duration::from_millis(self.config.heartbeat_interval_ms);
         // The first heartbeat goes at once: unfencing should not wait a whole interval.
         let mut next = tokio::time::Instant::now();
@@ -230,7 +247,10 @@ impl BrokerLifecycle {
                             "the controller forgot this broker epoch; registering again"
                         );
                         self.state.send_replace(BrokerState::Starting);
-                        epoch = self.register().await;
+                        match self.register().await {
+                            Some(new_epoch) => epoch = new_epoch,
+                            None => return,
+                        }
                         continue;
                     }
                     if reply.error.code.is_none() {

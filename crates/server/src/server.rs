@@ -169,7 +169,13 @@ async fn open_and_run(
     );
     let (stop_lifecycle, stop_lifecycle_rx) = lifecycle_watch::channel(false);
     let lifecycle_task = tokio::spawn(lifecycle.clone().run(stop_lifecycle_rx));
-    wait_until_unfenced(&lifecycle).await;
+    if let Err(error) = wait_until_unfenced(&lifecycle).await {
+        lifecycle_task.abort();
+        endpoints_task.abort();
+        node_channel.shutdown();
+        service.stop();
+        return Err(error);
+    }
 
     let listener = TcpListener::bind(&config.listen)
         .await
@@ -321,16 +327,21 @@ async fn wait_for_migration(service: &MetadataService, legacy: &LegacyMetadata) 
 }
 
 /// Waits until the controller unfenced this broker (its metadata caught up with its
-/// registration), logging while it waits.
-async fn wait_until_unfenced(lifecycle: &BrokerLifecycle) {
+/// registration), logging while it waits. Fails when the controller refused this broker for
+/// good (another cluster).
+async fn wait_until_unfenced(lifecycle: &BrokerLifecycle) -> anyhow::Result<()> {
     let mut state = lifecycle.subscribe();
     loop {
-        if matches!(*state.borrow(), BrokerState::Running { .. }) {
-            return;
+        match *state.borrow() {
+            BrokerState::Running { .. } => return Ok(()),
+            BrokerState::Refused => anyhow::bail!(
+                "INCONSISTENT_CLUSTER_ID: the controller quorum belongs to another cluster than this data directory"
+            ),
+            _ => {}
         }
         match tokio::time::timeout(Duration::from_secs(5), state.changed()).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return,
+            Ok(Err(_)) => return Ok(()),
             Err(_) => {
                 info!(state = ?lifecycle.state(), "waiting for the controller to unfence this broker")
             }
