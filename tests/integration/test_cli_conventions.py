@@ -363,3 +363,15 @@ def test_logs_written_to_a_file_have_no_colour_codes(tmp_path):
     text = log_path.read_bytes()
     assert b"INFO" in text and b"fjord broker ready" in text, text
     assert b"\x1b[" not in text, text[:500]
+
+
+def test_bootstrap_takes_a_comma_separated_list(broker):
+    # As Kafka clients: the first reachable address of the list is used.
+    dead = f"127.0.0.1:{free_port()}"
+    proc = run("cluster", "info", "--bootstrap", f"{dead},{broker.bootstrap}",
+               "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["brokers"]
+    proc = run("cluster", "info", "--bootstrap", f"{dead}, {dead}")
+    assert proc.returncode != 0
+    assert "cannot connect" in proc.stderr

@@ -79,7 +79,19 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
+    /// Connects to `address`, or to the first reachable of a comma-separated bootstrap list
+    /// (`host1:9092,host2:9092`, as Kafka clients take it).
     pub fn connect(address: &str, timeout: Duration) -> Result<Self> {
+        if address.contains(',') {
+            let mut last_error = None;
+            for candidate in address.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+                match Self::connect(candidate, timeout) {
+                    Ok(client) => return Ok(client),
+                    Err(error) => last_error = Some(error),
+                }
+            }
+            return Err(last_error.unwrap_or_else(|| anyhow!("empty bootstrap list {address:?}")));
+        }
         let socket_address = address
             .to_socket_addrs()
             .with_context(|| format!("cannot resolve {address}"))?
