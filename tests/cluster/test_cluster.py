@@ -9,6 +9,7 @@ controller gives.  ``test_replication.py`` has the data-path tests.
 from __future__ import annotations
 
 import shutil
+import urllib.request
 import sys
 import time
 from pathlib import Path
@@ -182,6 +183,10 @@ def test_broker_kill9_is_fenced_and_leaderships_move(cluster):
             if p not in led:
                 assert part.leader == before.partitions[p].leader, \
                     f"partition {p} not led by {victim} changed leader: {before.partitions[p]} -> {part}"
+    # Every partition of the topic now lacks the victim in its ISR: the surviving leaders
+    # report them under-replicated (Kafka's UnderReplicatedPartitions).
+    under = sum(metric(cluster.node(n), "fjord_under_replicated_partitions") for n in survivors)
+    assert under >= len(before.partitions), f"under-replicated partitions reported: {under}"
 
     cluster.start(victim)
     for n in cluster.ids():
@@ -351,3 +356,12 @@ def test_produce_acks1_and_consume_through_one_node(cluster):
         for m in got:
             by_partition.setdefault(m.partition(), []).append(m.value())
         assert by_partition == expected, f"bootstrap {one.bootstrap}"
+
+
+def metric(node, name: str) -> float:
+    """The value of an unlabelled gauge in the node's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.metrics_port}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} not in the metrics of node {node.node_id}")

@@ -655,6 +655,24 @@ fn render_topics(encoder: &mut TextEncoder, broker: &crate::Broker) {
     encoder.sample("fjord_topics", &[], topics.len() as f64);
     encoder.family("fjord_partitions", "Partitions hosted.", MetricType::Gauge);
     encoder.sample("fjord_partitions", &[], partitions_total as f64);
+    // Kafka's UnderReplicatedPartitions: partitions this broker leads whose ISR is smaller
+    // than their replica set.
+    let under_replicated = topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter_map(|p| p.isr_and_replicas())
+        .filter(|(isr, replicas)| isr < replicas)
+        .count();
+    encoder.family(
+        "fjord_under_replicated_partitions",
+        "Partitions led here whose in-sync replicas are fewer than their replicas.",
+        MetricType::Gauge,
+    );
+    encoder.sample(
+        "fjord_under_replicated_partitions",
+        &[],
+        under_replicated as f64,
+    );
 
     let traffic: [Family<ReadTraffic>; 4] = [
         (
