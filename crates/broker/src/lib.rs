@@ -264,20 +264,23 @@ impl Broker {
             self.group_coordinator.on_topic_deleted(topic, now_ms);
         }
         // Coordinators follow the leadership of their internal topic's partitions.
-        let elected: Vec<i32> = applied
-            .new_leaders
-            .iter()
-            .filter(|(topic, ..)| topic == replica_manager::GROUP_METADATA_TOPIC_NAME)
-            .map(|(_, partition, _)| *partition)
-            .collect();
-        self.sync_group_coordinator(image, &elected, now_ms);
-        let elected: Vec<i32> = applied
-            .new_leaders
-            .iter()
-            .filter(|(topic, ..)| topic == replica_manager::TRANSACTION_STATE_TOPIC_NAME)
-            .map(|(_, partition, _)| *partition)
-            .collect();
-        self.sync_transaction_coordinator(image, &elected);
+        let elected = |name: &str| -> Vec<i32> {
+            applied
+                .new_leaders
+                .iter()
+                .filter(|(topic, ..)| topic == name)
+                .map(|(_, partition, _)| *partition)
+                .collect()
+        };
+        self.sync_group_coordinator(
+            image,
+            &elected(replica_manager::GROUP_METADATA_TOPIC_NAME),
+            now_ms,
+        );
+        self.sync_transaction_coordinator(
+            image,
+            &elected(replica_manager::TRANSACTION_STATE_TOPIC_NAME),
+        );
         if applied.logs_opened + applied.logs_deleted > 0 {
             tracing::debug!(
                 opened = applied.logs_opened,
@@ -290,22 +293,28 @@ impl Broker {
         Ok(())
     }
 
+    /// The partitions of internal topic `topic` this node leads in `image`; `None` before the
+    /// topic exists (the coordinator's shards then stay as they are: nothing to coordinate).
+    fn led_partitions(
+        &self,
+        image: &MetadataImage,
+        topic: &str,
+    ) -> Option<std::collections::BTreeSet<i32>> {
+        let node_id = self.config().node_id;
+        image.topic_by_name(topic).map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .filter(|(_, p)| p.leader == node_id)
+                .map(|(index, _)| *index)
+                .collect()
+        })
+    }
+
     /// Makes the group coordinator own exactly the `__consumer_offsets` partitions this node
     /// leads in `image`, reloading those in `elected`.
     fn sync_group_coordinator(&self, image: &MetadataImage, elected: &[i32], now_ms: i64) {
-        let node_id = self.config().node_id;
-        let led = image
-            .topic_by_name(replica_manager::GROUP_METADATA_TOPIC_NAME)
-            .map(|topic| {
-                topic
-                    .partitions
-                    .iter()
-                    .filter(|(_, p)| p.leader == node_id)
-                    .map(|(index, _)| *index)
-                    .collect::<std::collections::BTreeSet<i32>>()
-            });
-        // Before the topic exists every shard stays as it is (nothing to coordinate yet).
-        if let Some(led) = led {
+        if let Some(led) = self.led_partitions(image, replica_manager::GROUP_METADATA_TOPIC_NAME) {
             self.group_coordinator.sync_leadership(
                 &|partition| led.contains(&partition),
                 elected,
@@ -316,14 +325,8 @@ impl Broker {
 
     /// As [`Self::sync_group_coordinator`], for `__transaction_state`.
     fn sync_transaction_coordinator(&self, image: &MetadataImage, elected: &[i32]) {
-        let node_id = self.config().node_id;
-        if let Some(topic) = image.topic_by_name(replica_manager::TRANSACTION_STATE_TOPIC_NAME) {
-            let led: std::collections::BTreeSet<i32> = topic
-                .partitions
-                .iter()
-                .filter(|(_, p)| p.leader == node_id)
-                .map(|(index, _)| *index)
-                .collect();
+        if let Some(led) = self.led_partitions(image, replica_manager::TRANSACTION_STATE_TOPIC_NAME)
+        {
             self.transaction_coordinator
                 .sync_leadership(&|partition| led.contains(&partition), elected);
         }

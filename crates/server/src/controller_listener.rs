@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::raft_transport::{
-    decode_raft_frame, RaftFrame, FJORD_RAFT_API_KEY, RAFT_FRAME_SIZE_BYTES_MAX,
+    accept_raft_frame, RaftFrame, FJORD_RAFT_API_KEY, RAFT_FRAME_SIZE_BYTES_MAX,
 };
 
 /// Kafka's NOT_CONTROLLER.
@@ -70,7 +70,7 @@ pub async fn serve_controller_connection(mut stream: TcpStream, endpoint: Arc<Co
             None => return,
         };
         let keep_open = if api_key == FJORD_RAFT_API_KEY {
-            accept_raft_frame(&endpoint, body, peer)
+            accept_raft_frame(body, &endpoint.cluster_id, &endpoint.raft_inbound, peer)
         } else {
             match answer_request(&endpoint, body).await {
                 Some(response) => stream.write_all(&response).await.is_ok(),
@@ -81,29 +81,6 @@ pub async fn serve_controller_connection(mut stream: TcpStream, endpoint: Arc<Co
             return;
         }
     }
-}
-
-fn accept_raft_frame(
-    endpoint: &ControllerEndpoint,
-    body: Bytes,
-    peer: Option<std::net::SocketAddr>,
-) -> bool {
-    let frame = match decode_raft_frame(body) {
-        Ok(frame) => frame,
-        Err(error) => {
-            warn!(?peer, %error, "undecodable Raft frame; closing");
-            return false;
-        }
-    };
-    let ours = endpoint.cluster_id.read().clone();
-    if !ours.is_empty() && !frame.cluster_id.is_empty() && frame.cluster_id != ours {
-        warn!(?peer, from = frame.from, theirs = %frame.cluster_id, %ours,
-            "INCONSISTENT_CLUSTER_ID: a node of another cluster sent a Raft message; closing");
-        return false;
-    }
-    // A full queue drops the frame: Raft resends.
-    let _ = endpoint.raft_inbound.try_send(frame);
-    true
 }
 
 /// Decodes and answers one Kafka request; `None` closes the connection (garbage, or an API

@@ -22,12 +22,10 @@
 //! requests with a foreign cluster id.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use fjord_protocol::frame::decode_frame;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -199,50 +197,61 @@ async fn run_peer_link(node_id: i32, address: String, mut queue: mpsc::Receiver<
     }
 }
 
-/// Reads Raft frames from one accepted connection and forwards them, until the connection
-/// ends. `cluster_id` is this node's current cluster id ("" while unformed); a frame of another
-/// formed cluster closes the connection. A full inbound queue drops the frame (Raft resends).
-pub async fn serve_raft_connection(
-    mut stream: TcpStream,
-    cluster_id: Arc<parking_lot::RwLock<String>>,
-    inbound: mpsc::Sender<RaftFrame>,
-) {
-    let peer = stream.peer_addr().ok();
-    let mut buffer = BytesMut::with_capacity(64 * 1024);
-    loop {
-        let body = match decode_frame(&mut buffer, RAFT_FRAME_SIZE_BYTES_MAX) {
-            Ok(Some(body)) => body,
-            Ok(None) => match stream.read_buf(&mut buffer).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => continue,
-            },
-            Err(err) => {
-                warn!(?peer, error = %err, "bad frame on the controller listener; closing");
-                return;
-            }
-        };
-        let frame = match decode_raft_frame(body) {
-            Ok(frame) => frame,
-            Err(err) => {
-                warn!(?peer, error = %err, "undecodable Raft frame; closing");
-                return;
-            }
-        };
-        let ours = cluster_id.read().clone();
-        if !ours.is_empty() && !frame.cluster_id.is_empty() && frame.cluster_id != ours {
-            warn!(?peer, from = frame.from, theirs = %frame.cluster_id, %ours,
-                "INCONSISTENT_CLUSTER_ID: a node of another cluster sent a Raft message; closing");
-            return;
+/// Takes one Raft frame body from a controller-listener connection: decodes it, drops it if it
+/// comes from another formed cluster (`cluster_id` is this node's, "" while unformed), and
+/// queues it for the quorum (a full queue drops it: Raft resends). `false` means the
+/// connection must close.
+pub fn accept_raft_frame(
+    body: Bytes,
+    cluster_id: &parking_lot::RwLock<String>,
+    inbound: &mpsc::Sender<RaftFrame>,
+    peer: Option<std::net::SocketAddr>,
+) -> bool {
+    let frame = match decode_raft_frame(body) {
+        Ok(frame) => frame,
+        Err(err) => {
+            warn!(?peer, error = %err, "undecodable Raft frame; closing");
+            return false;
         }
-        if inbound.try_send(frame).is_err() && inbound.is_closed() {
-            return;
-        }
+    };
+    let ours = cluster_id.read().clone();
+    if !ours.is_empty() && !frame.cluster_id.is_empty() && frame.cluster_id != ours {
+        warn!(?peer, from = frame.from, theirs = %frame.cluster_id, %ours,
+            "INCONSISTENT_CLUSTER_ID: a node of another cluster sent a Raft message; closing");
+        return false;
     }
+    !(inbound.try_send(frame).is_err() && inbound.is_closed())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fjord_protocol::frame::decode_frame;
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+
+    /// A connection carrying only Raft frames (the controller listener's Raft half).
+    async fn serve_raft_connection(
+        mut stream: TcpStream,
+        cluster_id: Arc<parking_lot::RwLock<String>>,
+        inbound: mpsc::Sender<RaftFrame>,
+    ) {
+        let peer = stream.peer_addr().ok();
+        let mut buffer = BytesMut::with_capacity(64 * 1024);
+        loop {
+            let body = match decode_frame(&mut buffer, RAFT_FRAME_SIZE_BYTES_MAX) {
+                Ok(Some(body)) => body,
+                Ok(None) => match stream.read_buf(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                },
+                Err(_) => return,
+            };
+            if !accept_raft_frame(body, &cluster_id, &inbound, peer) {
+                return;
+            }
+        }
+    }
     use proptest::prelude::*;
     use tokio::net::TcpListener;
 

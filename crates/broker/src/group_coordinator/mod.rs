@@ -466,21 +466,25 @@ impl GroupCoordinator {
                 self.load_shard(partition, now_ms);
             } else if !lead && owned {
                 self.ownership[index].store(SHARD_NOT_OWNED, Ordering::Release);
-                let mut shard = shard.lock();
-                shard.unload();
-                *shard = GroupCoordinatorShard::new(
-                    self.config.clone(),
-                    self.log.clone(),
-                    partition,
-                    self.groups_count.clone(),
-                    now_ms,
-                );
+                self.reset_shard(&mut shard.lock(), partition, now_ms);
                 info!(
                     partition,
                     "resigned as group coordinator of __consumer_offsets partition"
                 );
             }
         }
+    }
+
+    /// Replaces a shard with an empty one (its groups leave the broker-wide count first).
+    fn reset_shard(&self, shard: &mut GroupCoordinatorShard, partition: i32, now_ms: i64) {
+        shard.unload();
+        *shard = GroupCoordinatorShard::new(
+            self.config.clone(),
+            self.log.clone(),
+            partition,
+            self.groups_count.clone(),
+            now_ms,
+        );
     }
 
     /// Rebuilds shard `partition` from its `__consumer_offsets` partition and makes it active.
@@ -493,14 +497,7 @@ impl GroupCoordinator {
             return;
         };
         let mut shard = self.shards[partition as usize].lock();
-        shard.unload();
-        *shard = GroupCoordinatorShard::new(
-            self.config.clone(),
-            self.log.clone(),
-            partition,
-            self.groups_count.clone(),
-            now_ms,
-        );
+        self.reset_shard(&mut shard, partition, now_ms);
         match load_partition(&log_partition, &mut shard, now_ms) {
             Ok(()) => {
                 shard.on_loaded(now_ms);
