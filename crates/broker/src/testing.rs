@@ -201,10 +201,12 @@ impl SingleNode {
                 }
             }
         }));
-        // Images committed between `harness.image()` and the publisher: catch up.
+        // Images committed between `harness.image()` and the publisher: catch up. A delta
+        // based on another image than the broker's makes `publish_metadata` reconcile with the
+        // whole image (an empty delta on the broker's own image would apply nothing).
         let latest = harness.image();
         if latest.offset != broker.image().offset {
-            let delta = fjord_metadata::MetadataDelta::new(broker.image());
+            let delta = fjord_metadata::MetadataDelta::new(latest.clone());
             broker
                 .publish_metadata(&delta, &latest)
                 .map_err(|e| e.to_string())?;
