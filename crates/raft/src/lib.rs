@@ -66,8 +66,8 @@ mod store;
 
 pub use message::{RaftMessage, RAFT_MESSAGE_BYTES_MAX};
 pub use quorum::{
-    CommittedEntry, MetadataQuorum, ProposeError, QuorumConfig, QuorumDescription, QuorumReady,
-    RoleChange, SnapshotData, VoterState,
+    CommittedEntry, CommittedRead, MetadataQuorum, ProposeError, QuorumConfig, QuorumDescription,
+    QuorumReady, RoleChange, SnapshotData, VoterState,
 };
 pub use raft::eraftpb::MessageType;
 pub use store::{FileLogStore, MemLogStore, RaftLogStore};
