@@ -28,6 +28,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "broker.rack", default: "", doc: "This broker's rack (failure domain): replicas of a partition are spread across racks, and consumers with client.rack may fetch from a replica in their rack." },
     SettingSpec { key: "broker.heartbeat.interval.ms", default: "2000", doc: "How often the broker heartbeats to the active controller." },
     SettingSpec { key: "broker.session.timeout.ms", default: "9000", doc: "The controller fences a broker (takes away its leaderships and ISR memberships) after this long without a heartbeat; a restarted broker may register again once its previous session expired." },
+    SettingSpec { key: "metadata.log.max.record.bytes.between.snapshots", default: "20971520", doc: "Snapshot the metadata image (and trim the metadata log) after this many bytes of metadata entries; voters and broker-only observers each do so for their own copy." },
     SettingSpec { key: "data.dir", default: "./fjord-data", doc: "Directory holding the logs and metadata (Kafka: log.dirs, one directory)." },
     SettingSpec { key: "listen", default: "127.0.0.1:9092", doc: "Address the Kafka listener binds (Kafka: listeners)." },
     SettingSpec { key: "metrics.listen", default: "127.0.0.1:9644", doc: "Address of the HTTP listener for Prometheus metrics (GET /metrics) and health checks (GET /health/live, /health/ready)." },
@@ -142,6 +143,8 @@ pub struct BrokerConfig {
     pub broker_rack: Option<String>,
     pub broker_heartbeat_interval_ms: u64,
     pub broker_session_timeout_ms: u64,
+    /// Kafka `metadata.log.max.record.bytes.between.snapshots`.
+    pub metadata_snapshot_interval_bytes: u64,
     pub data_dir: PathBuf,
     pub listen: String,
     /// HOST:PORT of the metrics and health HTTP listener.
@@ -364,8 +367,9 @@ fn parse_voters(value: &str) -> Result<Vec<(i32, String)>, String> {
 }
 
 /// Kafka's `KafkaConfig.validateValues` rules for the quorum settings: a controller is a voter
-/// whose address's port is its `controller.listen` port; a broker-only node is not a voter and
-/// needs the voters; more than one voter needs controller listeners.
+/// whose address's port is its `controller.listen` port; a broker-only node is not a voter,
+/// needs the voters and binds no controller listener; more than one voter needs controller
+/// listeners.
 type QuorumVoters = Vec<(i32, Option<String>)>;
 
 fn check_quorum(
@@ -410,6 +414,10 @@ fn check_quorum(
             }
             Ok(voters.into_iter().map(|(id, a)| (id, Some(a))).collect())
         }
+        (false, None) if controller_listen.is_some() => Err((
+            "controller.listen",
+            "a broker-only node (process.roles=broker) has no controller listener: it observes the voters".into(),
+        )),
         (false, None) => Ok(voters.into_iter().map(|(id, a)| (id, Some(a))).collect()),
     }
 }
@@ -515,6 +523,8 @@ impl BrokerConfig {
                 "must be greater than broker.heartbeat.interval.ms",
             ));
         }
+        let metadata_snapshot_interval_bytes: u64 =
+            s.positive("metadata.log.max.record.bytes.between.snapshots")?;
         let broker_rack = match s.raw("broker.rack").trim() {
             "" => None,
             rack => Some(rack.to_string()),
@@ -548,6 +558,7 @@ impl BrokerConfig {
             broker_rack,
             broker_heartbeat_interval_ms,
             broker_session_timeout_ms,
+            metadata_snapshot_interval_bytes,
             data_dir: PathBuf::from(s.raw("data.dir")),
             listen,
             metrics_listen,
@@ -884,8 +895,17 @@ mod quorum_settings_tests {
             ],
             "controller.listen",
         );
-        // A broker-only node needs the voters.
+        // A broker-only node needs the voters, and has no controller listener.
         rejected(&[("process.roles", "broker")], "controller.quorum.voters");
+        rejected(
+            &[
+                ("node.id", "4"),
+                ("process.roles", "broker"),
+                ("controller.listen", "127.0.0.1:19194"),
+                ("controller.quorum.voters", voters),
+            ],
+            "controller.listen",
+        );
         rejected(&[("process.roles", "broker,broker")], "process.roles");
         rejected(
             &[("controller.quorum.voters", "1@nowhere")],
