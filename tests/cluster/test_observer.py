@@ -11,7 +11,9 @@ metadata written while it was down, a late broker-only node starts from the vote
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -75,6 +77,25 @@ def test_broker_only_node_is_an_observer_listed_by_every_node(cluster):
     # It never became a voter: the active controller is one of the three.
     leader = cluster.wait_for("an active controller", cluster.active_controller)
     assert leader in (1, 2, 3)
+
+
+def test_cluster_status_shows_the_broker_only_node(cluster):
+    # Asked through the broker-only node itself: it forwards nothing, it answers from its image
+    # and finds the quorum's leader among the others for DescribeQuorum.
+    def status():
+        proc = subprocess.run(
+            [str(cluster.binary), "cluster", "status", "--bootstrap",
+             cluster.node(BROKER_ONLY).bootstrap, "--output", "json"],
+            capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        out = json.loads(proc.stdout)
+        roles = {b["node_id"]: (b["roles"], b["fenced"]) for b in out["brokers"]}
+        return out if roles.get(BROKER_ONLY) == ("broker", False) else None
+    out = cluster.wait_for("broker 4 listed as broker-only by fjord cluster status", status)
+    roles = {b["node_id"]: b["roles"] for b in out["brokers"]}
+    assert roles == {1: "broker,controller", 2: "broker,controller", 3: "broker,controller",
+                     BROKER_ONLY: "broker"}
+    assert sorted(v["node_id"] for v in out["quorum"]["voters"]) == [1, 2, 3]
 
 
 def test_topics_are_placed_on_the_broker_only_node(cluster):
