@@ -440,3 +440,247 @@ async fn blocking(
         Err(error) => Err(RoundError::Fatal(format!("metadata task failed: {error}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use fjord_broker::lifecycle::{
+        registration_request, BrokerLifecycle, BrokerState, LifecycleConfig,
+    };
+    use fjord_controller::{
+        ControllerReply, ControllerRequest, CreatableTopic, CreateTopicsRequest,
+    };
+
+    use super::*;
+    use crate::metadata_service::MetadataService;
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn config(pairs: &[(&str, String)]) -> BrokerConfig {
+        BrokerConfig::from_settings(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        )
+        .unwrap()
+    }
+
+    fn observer_config(dir: &std::path::Path, voters: &str) -> BrokerConfig {
+        config(&[
+            ("node.id", "4".into()),
+            ("process.roles", "broker".into()),
+            ("data.dir", dir.display().to_string()),
+            ("controller.quorum.voters", voters.into()),
+        ])
+    }
+
+    async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..400 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    fn checkpoints(data_dir: &std::path::Path) -> usize {
+        std::fs::read_dir(data_dir.join(fjord_storage::METADATA_LOG_DIR_NAME))
+            .map(|items| {
+                items
+                    .filter(|i| {
+                        i.as_ref()
+                            .is_ok_and(|i| i.file_name().to_string_lossy().ends_with(".checkpoint"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// A broker-only node's metadata over real TCP: the observer follows a voter (log, then
+    /// the voter's snapshot for a late one), its broker registers and is unfenced through the
+    /// controller channel (which needs the observer caught up), creates a topic that lands on
+    /// it, restarts from its own files, and an observer of another cluster is refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_observer_follows_a_voter_over_tcp() {
+        let voter_dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let voters = format!("1@127.0.0.1:{port}");
+        let voter = MetadataService::start(
+            &config(&[
+                ("node.id", "1".into()),
+                ("data.dir", voter_dir.path().display().to_string()),
+                ("controller.listen", format!("127.0.0.1:{port}")),
+                ("controller.quorum.voters", voters.clone()),
+                (
+                    "metadata.log.max.record.bytes.between.snapshots",
+                    "1024".into(),
+                ),
+            ]),
+            Vec::new(),
+            1,
+            None,
+        )
+        .await
+        .unwrap();
+        let cluster_id = voter
+            .wait_for_cluster_id(Duration::from_secs(20))
+            .await
+            .unwrap();
+
+        let observer_dir = tempfile::tempdir().unwrap();
+        let observer_config = observer_config(observer_dir.path(), &voters);
+        let observer = ObserverService::start(&observer_config).await.unwrap();
+        assert_eq!(
+            observer
+                .wait_for_cluster_id(Duration::from_secs(20))
+                .await
+                .unwrap(),
+            Some(cluster_id.clone())
+        );
+        // The broker of the node registers through the channel to the voter and is unfenced
+        // once its observed metadata reached its registration.
+        let lifecycle = {
+            let runtime = observer.runtime.clone();
+            BrokerLifecycle::new(
+                observer.channel.clone(),
+                LifecycleConfig {
+                    heartbeat_interval_ms: 100,
+                    ..LifecycleConfig::default()
+                },
+                registration_request(&observer_config, &cluster_id, uuid::Uuid::new_v4(), None),
+                Box::new(move || runtime.image().offset),
+            )
+        };
+        let (_stop_lifecycle, stop_rx) = watch::channel(false);
+        tokio::spawn(lifecycle.clone().run(stop_rx));
+        wait_until("broker 4 unfenced", || {
+            matches!(lifecycle.state(), BrokerState::Running { .. })
+        })
+        .await;
+        let reply = observer
+            .channel
+            .send(
+                ControllerRequest::CreateTopics(CreateTopicsRequest {
+                    topics: vec![CreatableTopic {
+                        name: "on-four".into(),
+                        num_partitions: 2,
+                        replication_factor: 1,
+                        assignments: Vec::new(),
+                        configs: Vec::new(),
+                    }],
+                    validate_only: false,
+                }),
+                10_000,
+            )
+            .await
+            .unwrap();
+        let ControllerReply::CreateTopics(created) = reply else {
+            panic!("{reply:?}")
+        };
+        assert!(created.topics[0].error.code.is_none(), "{created:?}");
+        wait_until("the topic in the observer's image", || {
+            observer.runtime.image().topic_by_name("on-four").is_some()
+        })
+        .await;
+        let image = observer.runtime.image();
+        let topic = image.topic_by_name("on-four").unwrap();
+        assert!(topic.partitions.values().all(|p| p.replicas == vec![4]));
+        assert_eq!(
+            image.topics,
+            voter.runtime.image().topics,
+            "observer and voter agree on the topics"
+        );
+
+        // A restart replays its own log first, then resumes after it.
+        let next = observer.runtime.next_index();
+        observer.stop();
+        drop(observer);
+        let observer = ObserverService::start(&observer_config).await.unwrap();
+        assert!(observer.runtime.next_index() >= next);
+        assert!(observer.runtime.image().topic_by_name("on-four").is_some());
+        observer.stop();
+
+        // A late observer, behind the voter's compaction, starts from its snapshot.
+        let mut filled = 0;
+        while checkpoints(voter_dir.path()) == 0 {
+            assert!(filled < 200, "no voter snapshot after {filled} topics");
+            let reply = voter
+                .channel
+                .send(
+                    ControllerRequest::CreateTopics(CreateTopicsRequest {
+                        topics: vec![CreatableTopic {
+                            name: format!("fill-{filled}"),
+                            num_partitions: 4,
+                            replication_factor: 1,
+                            assignments: Vec::new(),
+                            configs: Vec::new(),
+                        }],
+                        validate_only: false,
+                    }),
+                    10_000,
+                )
+                .await
+                .unwrap();
+            assert!(
+                matches!(reply, ControllerReply::CreateTopics(_)),
+                "{reply:?}"
+            );
+            filled += 1;
+        }
+        let late_dir = tempfile::tempdir().unwrap();
+        let late = ObserverService::start(&observer_config_with_id(late_dir.path(), &voters, 5))
+            .await
+            .unwrap();
+        wait_until("the late observer has the topic", || {
+            late.runtime.image().topic_by_name("on-four").is_some()
+        })
+        .await;
+        assert_eq!(checkpoints(late_dir.path()), 1, "it installed the snapshot");
+        late.stop();
+
+        // Another cluster's observer is refused for good.
+        let foreign_dir = tempfile::tempdir().unwrap();
+        fjord_storage::write_meta_properties(
+            foreign_dir.path(),
+            &fjord_storage::MetaProperties {
+                version: 1,
+                node_id: 6,
+                cluster_id: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            },
+        )
+        .unwrap();
+        let foreign =
+            ObserverService::start(&observer_config_with_id(foreign_dir.path(), &voters, 6))
+                .await
+                .unwrap();
+        let refused = foreign
+            .wait_for_cluster_id(Duration::from_secs(20))
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("INCONSISTENT_CLUSTER_ID"),
+            "{refused}"
+        );
+        assert!(foreign.runtime.image().cluster_id.is_none());
+        foreign.stop();
+        voter.stop();
+    }
+
+    fn observer_config_with_id(dir: &std::path::Path, voters: &str, id: i32) -> BrokerConfig {
+        config(&[
+            ("node.id", id.to_string()),
+            ("process.roles", "broker".into()),
+            ("data.dir", dir.display().to_string()),
+            ("controller.quorum.voters", voters.into()),
+        ])
+    }
+}
