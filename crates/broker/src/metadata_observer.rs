@@ -44,6 +44,8 @@ pub enum ObserverError {
     NotContiguous { last: u64, got: u64 },
     #[error("snapshot download: {0}")]
     Snapshot(String),
+    #[error("{0} holds a voter's metadata log (quorum-state), whose tail may be uncommitted; a broker-only node keeps committed entries only: move that directory away and the node fetches the log from the voters")]
+    VoterLog(String),
 }
 
 /// Replays one entry's records into `delta` (an empty payload is a leader's no-op entry).
@@ -96,8 +98,12 @@ pub struct MetadataObserver {
 
 impl MetadataObserver {
     /// Opens (creating if needed) the local metadata log in `dir` and replays it: the newest
-    /// snapshot, then every entry after it (all committed).
+    /// snapshot, then every entry after it (all committed). A voter's log (it has
+    /// `quorum-state`, and maybe an uncommitted tail) is refused.
     pub fn open(dir: &Path, snapshot_interval_bytes: u64) -> Result<Self, ObserverError> {
+        if dir.join(fjord_storage::QUORUM_STATE_FILE_NAME).exists() {
+            return Err(ObserverError::VoterLog(dir.display().to_string()));
+        }
         let (log, recovered) = MetadataLog::open(dir)?;
         let mut last = (0, 0);
         let mut delta = match &recovered.snapshot {

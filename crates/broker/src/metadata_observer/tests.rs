@@ -310,6 +310,24 @@ fn entries_that_do_not_replay_or_do_not_continue_are_never_kept() {
 }
 
 #[test]
+fn a_voters_log_is_not_taken_for_an_observers() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _) = MetadataLog::open(dir.path()).unwrap();
+        log.set_hard_state(&fjord_storage::MetadataHardState {
+            term: 1,
+            vote: 1,
+            commit: 0,
+        })
+        .unwrap();
+    }
+    assert!(matches!(
+        MetadataObserver::open(dir.path(), u64::MAX),
+        Err(ObserverError::VoterLog(_))
+    ));
+}
+
+#[test]
 fn a_snapshot_download_takes_only_the_chunk_it_waits_for() {
     assert!(SnapshotDownload::new(5, 1, u64::MAX).is_err());
     let mut download = SnapshotDownload::new(5, 1, 6).unwrap();
