@@ -96,6 +96,16 @@ def test_cluster_status_shows_the_broker_only_node(cluster):
     assert roles == {1: "broker,controller", 2: "broker,controller", 3: "broker,controller",
                      BROKER_ONLY: "broker"}
     assert sorted(v["node_id"] for v in out["quorum"]["voters"]) == [1, 2, 3]
+    # DescribeQuorum lists it as an observer (Kafka's term for a broker-only node), with the
+    # metadata offset of its last heartbeat.
+    proc = subprocess.run(
+        [str(cluster.binary), "cluster", "describe-quorum", "--bootstrap",
+         cluster.node(BROKER_ONLY).bootstrap, "--output", "json"],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    quorum = json.loads(proc.stdout)
+    observers = {o["node_id"]: o for o in quorum["observers"]}
+    assert BROKER_ONLY in observers and not set(observers) & {1, 2, 3}, quorum
 
 
 def test_topics_are_placed_on_the_broker_only_node(cluster):
