@@ -365,6 +365,13 @@ impl ReplicaManager {
                 }
             }
         }
+        for partition in &partitions {
+            partition.set_replication_throttles(crate::topic_config::replication_throttles(
+                &configs,
+                node_id,
+                partition.index,
+            ));
+        }
         Ok(Arc::new(Topic {
             name,
             id: topic_image.id,

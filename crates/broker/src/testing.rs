@@ -44,7 +44,7 @@ impl MetadataHarness {
             .map_err(|e| e.to_string())?
             .map(|meta| meta.cluster_id);
         let incarnation = Uuid::new_v4();
-        let request = registration_request(config, "", incarnation, None);
+        let request = registration_request(config, "", incarnation, config.broker_rack.clone());
         let mut controller = controller_config(config, incarnation.as_u64_pair().0);
         controller.cluster_id = existing_cluster_id;
         controller.local_broker_incarnation = Some(incarnation);
@@ -382,7 +382,12 @@ impl Cluster {
                         heartbeat_interval_ms: 200,
                         ..LifecycleConfig::default()
                     },
-                    registration_request(config, &cluster_id, *incarnation, None),
+                    registration_request(
+                        config,
+                        &cluster_id,
+                        *incarnation,
+                        config.broker_rack.clone(),
+                    ),
                     Box::new(move || source.image().offset),
                 )
             })
