@@ -5,8 +5,11 @@
 //! Every partition of every topic in the image has a `Partition`; only the ones whose replicas
 //! include this node have a log. `ReplicaManager::apply_delta` keeps the published state
 //! (leader, leader epoch, partition epoch, replicas, ISR) current; handlers ask
-//! [`Partition::is_leader`] before serving Produce, consumer Fetch and ListOffsets and answer
-//! NOT_LEADER_OR_FOLLOWER otherwise, as Kafka does.
+//! [`Partition::is_leader`] before serving Produce, ListOffsets and consumer Fetch before v11
+//! and answer NOT_LEADER_OR_FOLLOWER otherwise, as Kafka does; from v11 (KIP-392) any hosted
+//! replica serves consumers up to its own high watermark, and the leader may name a
+//! [`Partition::preferred_read_replica`]. The topic's throttled replica lists (KIP-73) are
+//! kept as two flags, read lock-free on the replication paths.
 //!
 //! Replication (design section 5): while this node leads, the partition holds a
 //! [`LeaderState`] (followers, ISR, high watermark rules); appends move the high watermark
