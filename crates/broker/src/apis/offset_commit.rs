@@ -20,7 +20,7 @@ use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 2, max: 9 };
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     api_version: i16,
     request: &OffsetCommitRequest,
@@ -52,6 +52,7 @@ pub fn handle(
         match broker
             .group_coordinator()
             .commit_offsets(&filtered, api_version, now_ms())
+            .await
         {
             Ok(topics) => {
                 for topic in topics {

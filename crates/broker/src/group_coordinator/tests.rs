@@ -13,6 +13,7 @@ use tokio::sync::oneshot::error::TryRecvError;
 
 use super::classic_group::ClassicGroupState;
 use super::*;
+use crate::testing::CompleteNow;
 
 const SESSION_MS: i32 = 10_000;
 const REBALANCE_MS: i32 = 30_000;
@@ -1460,6 +1461,7 @@ mod transactional {
         let request = request("g", "", -1, PID, &[(0, 10)]);
         let topics = coordinator
             .commit_transactional_offsets(&request, 5, START_MS)
+            .now()
             .unwrap();
         assert_eq!(topics[0].partitions[0].error_code, 0);
         let requested = [("t".to_string(), vec![0])];
@@ -1484,6 +1486,7 @@ mod transactional {
                     5,
                     START_MS
                 )
+                .now()
                 .unwrap_err(),
             ResponseError::InvalidGroupId
         );
