@@ -4,7 +4,8 @@
 //! request handler does; the rest go to the group's coordinator shard, which checks the
 //! member and generation (generation -1 with no member id: a standalone consumer's commit,
 //! allowed while the group has no members), writes one record per partition to
-//! `__consumer_offsets`, and answers once the records are in the log.
+//! `__consumer_offsets`, and answers once the records are committed (the partition's high
+//! watermark passed them with enough in-sync replicas; see `group_coordinator`).
 
 use std::collections::HashMap;
 

@@ -17,6 +17,34 @@
 //! sync deadlines, the initial rebalance delay, offset expiration) run in [`run_timers`], a task
 //! the server spawns, and after every operation on the shard it touched. Time is passed in as
 //! milliseconds, so tests drive it.
+//!
+//! Replication (Kafka appends coordinator records with acks=-1 and answers once the high
+//! watermark passes them):
+//!
+//! - A shard applies its records to memory at the leader's local append, under its lock
+//!   (Kafka's coordinator runtime replays records as it writes them). The append is refused
+//!   while the partition's ISR is below `min.insync.replicas`.
+//! - Every operation that goes through a shard's write path (JoinGroup, SyncGroup, Heartbeat,
+//!   LeaveGroup, OffsetCommit, TxnOffsetCommit, OffsetDelete, DeleteGroups,
+//!   ConsumerGroupHeartbeat) answers only once the partition's high watermark reached its log
+//!   end offset as it was right after the operation ([`CoordinatorLog::wait_for_commit`],
+//!   the replication purgatory; the lock is released first). That is Kafka's "wait for the
+//!   last written offset": an answer never reflects state a failover could still lose,
+//!   including records of other operations it depends on. On one node the wait ends at once.
+//! - If the wait fails (too few in-sync replicas, REQUEST_TIMED_OUT after
+//!   `COORDINATOR_WRITE_TIMEOUT_MS`, leadership lost) the answer is COORDINATOR_NOT_AVAILABLE
+//!   or NOT_COORDINATOR (Kafka's mapping) and memory keeps the change: the record is in the
+//!   leader's log, so memory equals that log. The record either commits later (the high
+//!   watermark passes every record of a leader that stays leader, the ISR shrinking if need
+//!   be) or the leadership moves, and then the shard is dropped and, when this node leads
+//!   again, rebuilt from its log. Nothing is rolled back by hand.
+//! - Loads replay to the log end, not the high watermark: a new leader's high watermark may
+//!   lag records the previous leader acknowledged, and answers wait for their commit anyway.
+//! - Reads (OffsetFetch, DescribeGroups, ListGroups) answer from memory at once, so they may
+//!   show a change whose commit is still pending (design Q4). Kafka reads at the last
+//!   committed offset; here the cost is bounded: such a change is either committed moments
+//!   later or lost with a failover, and then a consumer re-reads from an older offset
+//!   (re-consumption, never loss).
 
 pub mod assignor;
 pub mod classic_group;

@@ -16,9 +16,25 @@
 //!
 //! Concurrency: a shard's mutex is held from the checks through the append to the update of
 //! memory, never while markers are written (the writer takes partition locks and the group
-//! coordinator's). Markers of a transaction in PrepareCommit/PrepareAbort are written by one
-//! thread at a time (`markers_in_flight`); failures leave it in PrepareX for [`run_timers`]
-//! to retry. Time is passed in as milliseconds, so tests drive it.
+//! coordinator's) nor while an answer waits for its commit. Markers of a transaction in
+//! PrepareCommit/PrepareAbort are written by one thread at a time (`markers_in_flight`);
+//! failures leave it in PrepareX for [`run_timers`] to retry. Time is passed in as
+//! milliseconds, so tests drive it.
+//!
+//! Replication (Kafka's `appendTransactionToLog` with `requiredAcks = -1`): a transition is
+//! applied to memory at the leader's local append (refused while the ISR is below
+//! `transaction.state.log.min.isr`), and the entry remembers the offset after its record
+//! (`TxnEntry::written_offset`). InitProducerId, AddPartitionsToTxn / AddOffsetsToTxn, the
+//! KIP-890 verification with add, and EndTxn answer once the high watermark reached what the
+//! answer depends on (their own record, or the id's last uncommitted one), waiting in the
+//! replication purgatory with no lock held. Markers go out only after their PrepareCommit /
+//! PrepareAbort is committed: a failover must not lose the decision after a partition got a
+//! marker. A failed wait answers COORDINATOR_NOT_AVAILABLE (too few in-sync replicas, timeout)
+//! or NOT_COORDINATOR (leadership lost) and memory keeps the transition, which equals the
+//! leader's log: it commits later (the timer then writes the markers) or the shard is dropped
+//! with the leadership and rebuilt from the log. Loads replay to the log end; entries above
+//! the high watermark count as uncommitted. DescribeTransactions, ListTransactions and
+//! verify-only checks read memory at once (design Q4).
 //!
 //! [`run_timers`]: TransactionCoordinator::run_timers
 

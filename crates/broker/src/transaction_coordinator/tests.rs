@@ -18,6 +18,8 @@ const EXPIRATION_MS: i64 = 3_600_000;
 struct MemoryLog {
     batches: Mutex<Vec<(i32, Vec<TransactionLogRecord>)>>,
     fail: AtomicBool,
+    /// Appends stay above the high watermark: commit waits time out.
+    uncommitted: AtomicBool,
 }
 
 impl TransactionStateLog for MemoryLog {
@@ -41,6 +43,19 @@ impl TransactionStateLog for MemoryLog {
         let mut batches = self.batches.lock();
         batches.push((partition, decoded));
         Ok(batches.len() as i64)
+    }
+
+    fn is_committed(&self, _: i32, _: i64) -> bool {
+        !self.uncommitted.load(Ordering::Relaxed)
+    }
+
+    fn wait_for_commit(&self, _: i32, _: i64) -> CommitFuture {
+        let answer = if self.uncommitted.load(Ordering::Relaxed) {
+            Err(ResponseError::RequestTimedOut)
+        } else {
+            Ok(())
+        };
+        Box::pin(std::future::ready(answer))
     }
 }
 
@@ -870,4 +885,59 @@ fn shutdown_answers_coordinator_not_available() {
             .error_code,
         ResponseError::CoordinatorNotAvailable.code()
     );
+}
+
+/// Kafka's `appendTransactionToLog` with acks=-1: an EndTxn whose PrepareCommit is not
+/// committed in time answers COORDINATOR_NOT_AVAILABLE, and no marker goes out until the record
+/// is committed; then the timer writes them and completes the transaction.
+#[test]
+fn markers_wait_for_the_commit_of_prepare_commit() {
+    let h = Harness::new();
+    let c = &h.coordinator;
+    let (pid, epoch) = h.init("t", START_MS).unwrap();
+    h.add("t", pid, epoch, &[("a", 0)], START_MS).unwrap();
+    h.log.uncommitted.store(true, Ordering::Relaxed);
+    assert_eq!(
+        c.end_transaction("t", pid, epoch, true, metadata::TV_0, START_MS + 1)
+            .now(),
+        Err(ResponseError::CoordinatorNotAvailable)
+    );
+    // In the leader's log and in memory, but no marker before the commit.
+    assert_eq!(h.md("t").state, TransactionState::PrepareCommit);
+    assert!(h.writer.calls().is_empty());
+    c.retry_pending_markers(START_MS + 10_000);
+    assert!(h.writer.calls().is_empty());
+    // Other operations on the id wait for the same commit.
+    assert_eq!(
+        h.init("t", START_MS + 10_000),
+        Err(ResponseError::CoordinatorNotAvailable)
+    );
+    h.log.uncommitted.store(false, Ordering::Relaxed);
+    c.retry_pending_markers(START_MS + 20_000);
+    assert_eq!(h.writer.calls().len(), 1);
+    assert!(h.writer.calls()[0].commit);
+    assert_eq!(h.md("t").state, TransactionState::CompleteCommit);
+    assert_eq!(
+        h.log.states("t").last(),
+        Some(&Some(TransactionState::CompleteCommit))
+    );
+}
+
+/// A timed-out transaction's PrepareAbort: markers only once it is committed.
+#[test]
+fn timed_out_aborts_write_markers_after_the_commit() {
+    let h = Harness::new();
+    let c = &h.coordinator;
+    let (pid, epoch) = h.init("t", START_MS).unwrap();
+    h.add("t", pid, epoch, &[("a", 0)], START_MS).unwrap();
+    h.log.uncommitted.store(true, Ordering::Relaxed);
+    let later = START_MS + i64::from(TIMEOUT_MS) + 1;
+    assert_eq!(c.abort_timed_out_transactions(later), 0);
+    assert_eq!(h.md("t").state, TransactionState::PrepareAbort);
+    assert!(h.writer.calls().is_empty());
+    h.log.uncommitted.store(false, Ordering::Relaxed);
+    c.retry_pending_markers(later + 1_000);
+    assert_eq!(h.writer.calls().len(), 1);
+    assert!(!h.writer.calls()[0].commit);
+    assert_eq!(h.md("t").state, TransactionState::CompleteAbort);
 }
