@@ -452,6 +452,33 @@ impl ReplicationShell {
         }
     }
 
+    /// A coordinator write's acks=all wait (Kafka appends `__consumer_offsets` and
+    /// `__transaction_state` records with `requiredAcks = -1`): [`Self::wait_for_acks`], then
+    /// the parked answer, at most `timeout_ms`. `Ok` once the high watermark reached
+    /// `required_offset` with enough in-sync replicas; else the produce error
+    /// (NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT), which
+    /// the coordinators map to their own (see
+    /// [`crate::replica_manager::coordinator_commit_error`]). No lock is held while waiting.
+    pub async fn wait_committed(
+        &self,
+        partition: &Partition,
+        required_offset: i64,
+        timeout_ms: i64,
+    ) -> Result<(), ResponseError> {
+        let receiver = match self.wait_for_acks(partition, required_offset, timeout_ms) {
+            ProduceWait::Done(None) => return Ok(()),
+            ProduceWait::Done(Some(error)) => return Err(error),
+            ProduceWait::Parked(receiver) => receiver,
+        };
+        let timeout = Duration::from_millis(timeout_ms.max(0).unsigned_abs());
+        match tokio::time::timeout(timeout, receiver).await {
+            Ok(Ok(None)) => Ok(()),
+            Ok(Ok(Some(error))) => Err(error),
+            // Timed out, or the purgatory dropped it (expired by another waiter).
+            Ok(Err(_)) | Err(_) => Err(ResponseError::RequestTimedOut),
+        }
+    }
+
     /// How many produces wait for the high watermark.
     pub fn parked_produces(&self) -> usize {
         self.purgatory.lock().len()

@@ -538,6 +538,23 @@ fn tick_cluster(
     });
 }
 
+/// Runs a future that completes without waiting, such as a coordinator operation over an
+/// in-memory log or on a single node (its high watermark follows its log end at once, so
+/// commit waits finish inline). Panics if the future would wait: the caller expected
+/// everything to be committed already.
+pub trait CompleteNow: std::future::Future + Sized {
+    fn now(self) -> Self::Output {
+        let mut future = std::pin::pin!(self);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => panic!("the future waits (an uncommitted write?)"),
+        }
+    }
+}
+
+impl<F: std::future::Future> CompleteNow for F {}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

@@ -2,6 +2,7 @@
 //! arrive, followers and non-hosted partitions answering NOT_LEADER_OR_FOLLOWER with KIP-951
 //! hints, and a pre-cluster data dir migrated into the metadata log.
 
+use fjord_broker::testing::CompleteNow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -467,6 +468,7 @@ fn a_legacy_data_dir_is_migrated_into_the_metadata_log() {
     let (producer_id, _) = node
         .transaction_coordinator()
         .init_producer_id(None, 0, None, 1_000)
+        .now()
         .unwrap();
     assert!(producer_id >= 5_000, "{producer_id}");
     node.close().unwrap();
