@@ -183,6 +183,7 @@ impl Broker {
             Arc::new(txn_markers::LocalTxnMarkerWriter::new(
                 replica_manager.clone(),
                 group_coordinator.clone(),
+                replication.clone(),
             ));
         let producer_id_blocks = Arc::new(producer_id_blocks::ControllerProducerIdBlockStore::new(
             controller.clone(),

@@ -5,6 +5,8 @@
 //! followers fetch the record, then answer NONE with the record in every replica's log; with
 //! too few in-sync replicas they answer COORDINATOR_NOT_AVAILABLE.
 //!
+//! Transaction markers (WriteTxnMarkers) likewise count as written only once committed.
+//!
 //! "Still pending" is checked by polling the request for a short while; every outcome asserted
 //! is a final answer, never a duration.
 
@@ -22,9 +24,12 @@ use fjord_controller::{
 use fjord_protocol::kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
+use fjord_protocol::kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
 use fjord_protocol::kafka_protocol::messages::{
     GroupId, InitProducerIdRequest, OffsetCommitRequest, ProducerId, RequestHeader, TopicName,
-    TransactionalId,
+    TransactionalId, WriteTxnMarkersRequest,
 };
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
@@ -57,14 +62,18 @@ fn config(dir: &std::path::Path, node_id: i32) -> BrokerConfig {
 }
 
 async fn create_topic(cluster: &Cluster) {
+    create_topic_with(cluster, TOPIC, 1).await;
+}
+
+async fn create_topic_with(cluster: &Cluster, name: &str, replication_factor: i16) {
     let reply = cluster
         .channel
         .send(
             ControllerRequest::CreateTopics(CreateTopicsRequest {
                 topics: vec![CreatableTopic {
-                    name: TOPIC.to_string(),
+                    name: name.to_string(),
                     num_partitions: 1,
-                    replication_factor: 1,
+                    replication_factor,
                     assignments: Vec::new(),
                     configs: Vec::new(),
                 }],
@@ -333,4 +342,95 @@ async fn coordinator_writes_are_answered_once_committed() {
     .await;
     let (_, retried_epoch) = init_producer_id(leader.clone()).await.unwrap();
     assert!(retried_epoch > epoch + 1);
+}
+
+/// A COMMIT marker for producer 7000 on partition 0 of `topic`, sent to `broker` as the
+/// coordinator would: the partition's error code.
+async fn write_marker(broker: Arc<Broker>, topic: &'static str) -> Option<ResponseError> {
+    let request =
+        WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+            .with_producer_id(ProducerId(7000))
+            .with_producer_epoch(0)
+            .with_transaction_result(true)
+            .with_coordinator_epoch(0)
+            .with_topics(vec![WritableTxnMarkerTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(topic)))
+                .with_partition_indexes(vec![0])])]);
+    match call(
+        broker,
+        ApiKey::WriteTxnMarkers,
+        1,
+        RequestKind::WriteTxnMarkers(request),
+    )
+    .await
+    {
+        ResponseKind::WriteTxnMarkers(r) => {
+            ResponseError::try_from_code(r.markers[0].topics[0].partitions[0].error_code)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_markers_are_answered_once_committed() {
+    const MARKED: &str = "marked";
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let configs = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| config(dir.path(), i as i32 + 1))
+        .collect();
+    let cluster = Arc::new(Cluster::start(configs, 1_000).unwrap());
+    create_topic_with(&cluster, MARKED, 3).await;
+    eventually("every replica hosted and in sync", || {
+        cluster.brokers.iter().all(|b| {
+            b.replica_manager()
+                .partition(MARKED, 0)
+                .is_some_and(|p| p.is_hosted())
+        }) && {
+            let leader = partition(&cluster.brokers[0], MARKED).state().leader;
+            leader > 0
+                && partition(cluster.broker(leader), MARKED).isr_and_replicas() == Some((3, 3))
+        }
+    })
+    .await;
+    let leader_id = partition(&cluster.brokers[0], MARKED).state().leader;
+    let leader = cluster.broker(leader_id).clone();
+    let followers: Vec<i32> = (1..=3).filter(|id| *id != leader_id).collect();
+
+    cut_off(&cluster, &followers).await;
+    let mut task = tokio::spawn(write_marker(leader.clone(), MARKED));
+    assert_pending(&mut task, "the WriteTxnMarkers").await;
+    restore(&cluster, &followers);
+    assert_eq!(task.await.unwrap(), None);
+    let offsets = partition(&leader, MARKED).offsets().unwrap();
+    assert_eq!(offsets.log_end_offset, 1, "one marker written");
+    assert_eq!(offsets.high_watermark, 1, "answered only once committed");
+    for id in &followers {
+        let follower = partition(cluster.broker(*id), MARKED);
+        assert!(follower.offsets().unwrap().log_end_offset >= 1);
+    }
+
+    // One follower stays away until its lag shrinks the ISR below min.insync.replicas (3):
+    // the marker is not acknowledged (the coordinator retries it later).
+    cut_off(&cluster, &followers[..1]).await;
+    let refused = write_marker(leader.clone(), MARKED).await;
+    assert!(
+        matches!(
+            refused,
+            Some(
+                ResponseError::NotEnoughReplicasAfterAppend
+                    | ResponseError::NotEnoughReplicas
+                    | ResponseError::RequestTimedOut
+            )
+        ),
+        "{refused:?}"
+    );
+    restore(&cluster, &followers[..1]);
+    eventually("the full ISR", || {
+        partition(&leader, MARKED).isr_and_replicas() == Some((3, 3))
+    })
+    .await;
+    // The retried marker: the transaction is no longer ongoing, nothing changes but the log.
+    assert_eq!(write_marker(leader.clone(), MARKED).await, None);
 }
