@@ -34,4 +34,4 @@ pub use leader_state::{
     ReplicationConfig,
 };
 pub use purgatory::{ParkOutcome, Purgatory, PurgatoryFull};
-pub use replica_log::{FollowerRead, ReplicaLog, SimBatch, SimLog};
+pub use replica_log::{FollowerRead, PowerCut, ReplicaLog, SimBatch, SimLog};
