@@ -923,10 +923,12 @@ pub fn alter_partition_answers(
                     .collect()),
             }
         }
-        Some(ControllerReply::Error(error)) => match ResponseError::try_from_code(error.code.code()) {
-            Some(error) => Err(BatchFailure::Error(error)),
-            None => Err(BatchFailure::Retriable),
-        },
+        Some(ControllerReply::Error(error)) => {
+            match ResponseError::try_from_code(error.code.code()) {
+                Some(error) => Err(BatchFailure::Error(error)),
+                None => Err(BatchFailure::Retriable),
+            }
+        }
         Some(_) | None => Err(BatchFailure::Retriable),
     }
 }

@@ -268,12 +268,20 @@ fn power_cut_keeps_the_flushed_prefix_and_whole_unflushed_batches_that_reached_t
         .unwrap();
     assert_eq!((cut.log_end_offset_after, cut.torn), (6, true));
     assert_eq!(one_and_a_half.log_end_offset(), 6);
-    assert_eq!(one_and_a_half.flushed_offset(), 6, "recovered data is on disk");
+    assert_eq!(
+        one_and_a_half.flushed_offset(),
+        6,
+        "recovered data is on disk"
+    );
     // Everything reached the disk, the last 7 bytes torn: the last batch fails its CRC.
     let all = log.unflushed_bytes();
     let cut = log.power_cut(all, 7).unwrap();
     assert_eq!(
-        (cut.log_end_offset_before, cut.log_end_offset_after, cut.torn),
+        (
+            cut.log_end_offset_before,
+            cut.log_end_offset_after,
+            cut.torn
+        ),
         (10, 8, true)
     );
     assert_eq!(log.batches().len(), 4);
@@ -302,5 +310,8 @@ fn truncation_is_durable_and_lowers_the_flushed_offset() {
     let mut batch = client_batch(2, 77);
     log.append_as_leader(&mut batch, 1, 0).unwrap();
     let cut = log.power_cut(0, 0).unwrap();
-    assert_eq!(cut.log_end_offset_after, 4, "the new batch was never flushed");
+    assert_eq!(
+        cut.log_end_offset_after, 4,
+        "the new batch was never flushed"
+    );
 }
