@@ -448,17 +448,14 @@ impl Sim {
             );
             return;
         }
-        if self.faults && (self.cuts.contains(&(from, to)) || self.rng.percent(3)) {
+        let faults = self.faults_now();
+        if faults && (self.cuts.contains(&(from, to)) || self.rng.percent(3)) {
             return;
         }
-        let copies = if self.faults && self.rng.percent(2) {
-            2
-        } else {
-            1
-        };
+        let copies = if faults && self.rng.percent(2) { 2 } else { 1 };
         for _ in 0..copies {
             let mut delay = self.rng.range(1, 20);
-            if self.faults && self.rng.percent(5) {
+            if faults && self.rng.percent(5) {
                 delay += self.rng.range(50, 500);
             }
             self.schedule(
@@ -580,7 +577,7 @@ impl Sim {
                 Ok(())
             }
             Event::Crash { node, power } => {
-                if self.faults && self.node(node).alive {
+                if self.faults_now() && self.node(node).alive {
                     let power = power && self.power_crash_allowed(node);
                     self.crash(node, power)?;
                 }
@@ -605,9 +602,7 @@ impl Sim {
         let down = self.nodes.iter().filter(|n| !n.alive).count();
         let roll = self.rng.below(100);
         let count = self.ids.len() as u64;
-        if !self.recovering.is_empty() && !self.design_power_rule {
-            // A power-crashed node's recovery window: no other crash, fencing or partition
-            // until it is back in every ISR with the committed data (only the lossy network).
+        if !self.faults_now() {
             return;
         }
         if roll < 30 && down == 0 {
@@ -654,12 +649,29 @@ impl Sim {
         if self.design_power_rule {
             return true;
         }
+        // A member is stable when its current incarnation is the registered, unfenced one: a
+        // restarted broker's old membership goes with its registration.
+        let stable = |member: i32| {
+            let node = self.node(member);
+            node.alive
+                && self.reference.broker(member).is_some_and(|b| {
+                    !b.fenced && b.incarnation_id == incarnation_id(member, node.incarnation)
+                })
+        };
         self.reference.topic_by_name(TOPIC).is_none_or(|topic| {
-            topic
-                .partitions
-                .values()
-                .all(|r| !r.isr.contains(&id) || r.isr.len() >= MIN_INSYNC_REPLICAS)
+            topic.partitions.values().all(|r| {
+                !r.isr.contains(&id)
+                    || r.isr.iter().filter(|&&m| m != id && stable(m)).count()
+                        >= MIN_INSYNC_REPLICAS - 1
+            })
         })
+    }
+
+    /// Whether faults run now: not during a power-crashed node's recovery window (unless
+    /// `FJORD_SIM_POWER_RULE=design`), so that no other ISR member is fenced, shrunk away or
+    /// crashed before the committed data is back on the crashed node.
+    fn faults_now(&self) -> bool {
+        self.faults && (self.recovering.is_empty() || self.design_power_rule)
     }
 
     // ---- the metadata node ----
