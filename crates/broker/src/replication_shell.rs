@@ -52,6 +52,7 @@ use crate::metrics::Counter;
 use crate::node_channel::{NodeChannel, NodeRequest};
 use crate::partition::{Partition, PartitionError, RoleChange};
 use crate::replica_manager::{AppliedDelta, ReplicaManager};
+use crate::replication::alter_partition::AlterPartitionResult;
 use crate::replication::{
     AckDecision, AlterPartitionBatch, AlterPartitionBatcher, AlterPartitionItem,
     AlterPartitionOutcome, BatchFailure, EpochEndOffset, EpochRequest, FetchOutcome,
@@ -899,7 +900,7 @@ pub fn alter_partition_request(batch: &AlterPartitionBatch) -> ControllerRequest
 /// unexpected replies are retriable failures of the whole request.
 pub fn alter_partition_answers(
     reply: Option<ControllerReply>,
-) -> Result<Vec<(PartitionKey, Result<LeaderAndIsr, ResponseError>)>, BatchFailure> {
+) -> Result<Vec<(PartitionKey, AlterPartitionResult)>, BatchFailure> {
     match reply {
         Some(ControllerReply::AlterPartition(reply)) => {
             match ResponseError::try_from_code(reply.error.code()) {
