@@ -26,6 +26,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "controller.listen", default: "", doc: "HOST:PORT of the controller listener (Raft between controllers, broker registration and heartbeats). Required on a controller of a quorum with more than one voter; empty on a single node, whose controller is in-process (Kafka: the CONTROLLER entry of listeners)." },
     SettingSpec { key: "controller.quorum.voters", default: "", doc: "The controllers, as ID@HOST:PORT,... (their controller.listen addresses). Empty: this node alone, in-process (Kafka: controller.quorum.voters)." },
     SettingSpec { key: "broker.rack", default: "", doc: "This broker's rack (failure domain): replicas of a partition are spread across racks, and consumers with client.rack may fetch from a replica in their rack." },
+    SettingSpec { key: "replica.selector.class", default: "", doc: "KIP-392 fetch from follower: org.apache.kafka.common.replica.RackAwareReplicaSelector sends consumers that name a client.rack to an in-sync follower in their rack (preferred_read_replica); unset: consumers read from the leader. Followers serve consumer fetches (v11+) up to their high watermark either way." },
     SettingSpec { key: "broker.heartbeat.interval.ms", default: "2000", doc: "How often the broker heartbeats to the active controller." },
     SettingSpec { key: "broker.session.timeout.ms", default: "9000", doc: "The controller fences a broker (takes away its leaderships and ISR memberships) after this long without a heartbeat; a restarted broker may register again once its previous session expired." },
     SettingSpec { key: "data.dir", default: "./fjord-data", doc: "Directory holding the logs and metadata (Kafka: log.dirs, one directory)." },
@@ -90,6 +91,8 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "replica.fetch.response.max.bytes", default: "10485760", doc: "Bytes a follower asks for in one fetch response over all partitions." },
     SettingSpec { key: "replica.fetch.backoff.ms", default: "1000", doc: "How long a follower waits before fetching a partition again after an error." },
     SettingSpec { key: "replica.high.watermark.checkpoint.interval.ms", default: "5000", doc: "How often the high watermarks are written to replication-offset-checkpoint (also at clean shutdown)." },
+    SettingSpec { key: "leader.replication.throttled.rate", default: "9223372036854775807", doc: "Bytes per second the leader sends to followers of the replicas listed in leader.replication.throttled.replicas (topic config) while they are out of the ISR (dynamic; default: unlimited)." },
+    SettingSpec { key: "follower.replication.throttled.rate", default: "9223372036854775807", doc: "Bytes per second the follower fetches for the replicas listed in follower.replication.throttled.replicas (topic config) while they are not caught up (dynamic; default: unlimited)." },
     SettingSpec { key: "min.insync.replicas", default: "1", doc: "Default min.insync.replicas of topics: acks=all produces fail with NOT_ENOUGH_REPLICAS while fewer replicas are in sync." },
     SettingSpec { key: "producer.id.expiration.check.interval.ms", default: "600000", doc: "How often partitions look for producer state older than producer.id.expiration.ms." },
 ];
@@ -140,6 +143,12 @@ pub struct BrokerConfig {
     /// the in-process quorum of a single node.
     pub controller_quorum_voters: Vec<(i32, Option<String>)>,
     pub broker_rack: Option<String>,
+    /// `replica.selector.class` (KIP-392); `None`: consumers read from the leader.
+    pub replica_selector: Option<crate::replication::ReplicaSelector>,
+    /// `leader.replication.throttled.rate`, bytes/s (`UNLIMITED_RATE_BYTES_PER_S`: none).
+    pub leader_replication_throttled_rate: u64,
+    /// `follower.replication.throttled.rate`, bytes/s.
+    pub follower_replication_throttled_rate: u64,
     pub broker_heartbeat_interval_ms: u64,
     pub broker_session_timeout_ms: u64,
     pub data_dir: PathBuf,
@@ -546,6 +555,12 @@ impl BrokerConfig {
             controller_listen,
             controller_quorum_voters,
             broker_rack,
+            replica_selector: crate::replication::ReplicaSelector::parse(
+                s.raw("replica.selector.class"),
+            )
+            .map_err(|reason| s.invalid("replica.selector.class", &reason))?,
+            leader_replication_throttled_rate: s.parse("leader.replication.throttled.rate")?,
+            follower_replication_throttled_rate: s.parse("follower.replication.throttled.rate")?,
             broker_heartbeat_interval_ms,
             broker_session_timeout_ms,
             data_dir: PathBuf::from(s.raw("data.dir")),

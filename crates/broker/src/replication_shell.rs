@@ -58,7 +58,7 @@ use crate::replication::{
     AlterPartitionOutcome, BatchFailure, EpochEndOffset, EpochRequest, FetchOutcome,
     FetchPartitionRequest, FetchPartitionResponse, FetcherConfig, FetcherCore,
     FollowerFetchEffects, LeaderAndIsr, LeaderOffsets, OffsetsRequest, PartitionKey,
-    PartitionRequest, Purgatory,
+    PartitionRequest, Purgatory, ReplicationQuota,
 };
 use crate::time::now_ms;
 
@@ -105,6 +105,124 @@ pub struct ReplicationMetrics {
     pub isr_expands: Counter,
 }
 
+/// Which side of replication a quota limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaSide {
+    /// The leader answering follower fetches (`leader.replication.throttled.rate`).
+    Leader,
+    /// The follower fetcher (`follower.replication.throttled.rate`).
+    Follower,
+}
+
+impl QuotaSide {
+    pub fn label(self) -> &'static str {
+        match self {
+            QuotaSide::Leader => "leader",
+            QuotaSide::Follower => "follower",
+        }
+    }
+
+    /// This side's rate in `config` (bytes/s).
+    pub fn rate_bytes_per_s(self, config: &crate::BrokerConfig) -> u64 {
+        match self {
+            QuotaSide::Leader => config.leader_replication_throttled_rate,
+            QuotaSide::Follower => config.follower_replication_throttled_rate,
+        }
+    }
+}
+
+/// One side's quota and its counters.
+struct SideQuota {
+    bucket: Mutex<ReplicationQuota>,
+    /// Partition reads held back because the quota was exceeded.
+    held_back: Counter,
+}
+
+/// What `/metrics` shows of one side's quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaStats {
+    pub throttled_bytes: u64,
+    pub exceeded_ms: i64,
+    pub held_back: u64,
+}
+
+/// The leader and follower replication quotas of this broker (Kafka `QuotaFactory`'s
+/// `leader` and `follower` `ReplicationQuotaManager`s). The lock is only taken for partitions
+/// listed as throttled; time is a monotonic clock from the broker's start.
+pub struct ReplicationQuotas {
+    leader: SideQuota,
+    follower: SideQuota,
+    clock: std::time::Instant,
+}
+
+impl Default for ReplicationQuotas {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReplicationQuotas {
+    pub fn new() -> Self {
+        let side = || SideQuota {
+            bucket: Mutex::new(ReplicationQuota::new(0)),
+            held_back: Counter::new(),
+        };
+        Self {
+            leader: side(),
+            follower: side(),
+            clock: std::time::Instant::now(),
+        }
+    }
+
+    fn side(&self, side: QuotaSide) -> &SideQuota {
+        match side {
+            QuotaSide::Leader => &self.leader,
+            QuotaSide::Follower => &self.follower,
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        i64::try_from(self.clock.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Kafka `isQuotaExceeded` at `rate_bytes_per_s`.
+    pub fn is_exceeded(&self, side: QuotaSide, rate_bytes_per_s: u64) -> bool {
+        if rate_bytes_per_s >= crate::replication::UNLIMITED_RATE_BYTES_PER_S {
+            return false;
+        }
+        let now_ms = self.now_ms();
+        self.side(side)
+            .bucket
+            .lock()
+            .is_exceeded(now_ms, rate_bytes_per_s)
+    }
+
+    /// Kafka `record`: `bytes` of throttled traffic went out (or were fetched).
+    pub fn record(&self, side: QuotaSide, bytes: u64, rate_bytes_per_s: u64) {
+        let now_ms = self.now_ms();
+        self.side(side)
+            .bucket
+            .lock()
+            .record(bytes, now_ms, rate_bytes_per_s);
+    }
+
+    /// A throttled partition was held back (no records sent, or left out of a fetch).
+    pub fn count_held_back(&self, side: QuotaSide) {
+        self.side(side).held_back.inc();
+    }
+
+    pub fn stats(&self, side: QuotaSide) -> QuotaStats {
+        let now_ms = self.now_ms();
+        let quota = self.side(side);
+        let bucket = quota.bucket.lock();
+        QuotaStats {
+            throttled_bytes: bucket.recorded_bytes(),
+            exceeded_ms: bucket.exceeded_ms(now_ms),
+            held_back: quota.held_back.get(),
+        }
+    }
+}
+
 /// One follower fetcher: the partitions fetched from one leader broker.
 struct Fetcher {
     leader_id: i32,
@@ -125,6 +243,8 @@ pub struct ReplicationShell {
     runtime: Mutex<Option<tokio::runtime::Handle>>,
     shutdown: watch::Receiver<bool>,
     pub metrics: ReplicationMetrics,
+    /// Replication throttles (leader and follower side).
+    pub quotas: ReplicationQuotas,
 }
 
 impl ReplicationShell {
@@ -151,6 +271,7 @@ impl ReplicationShell {
             runtime: Mutex::new(None),
             shutdown,
             metrics: ReplicationMetrics::default(),
+            quotas: ReplicationQuotas::new(),
         }
     }
 
@@ -329,6 +450,33 @@ impl ReplicationShell {
                 warn!(max_parked = full.max_parked, "produce purgatory full");
                 ProduceWait::Done(Some(ResponseError::RequestTimedOut))
             }
+        }
+    }
+
+    /// A coordinator write's acks=all wait (Kafka appends `__consumer_offsets` and
+    /// `__transaction_state` records with `requiredAcks = -1`): [`Self::wait_for_acks`], then
+    /// the parked answer, at most `timeout_ms`. `Ok` once the high watermark reached
+    /// `required_offset` with enough in-sync replicas; else the produce error
+    /// (NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT), which
+    /// the coordinators map to their own (see
+    /// [`crate::replica_manager::coordinator_commit_error`]). No lock is held while waiting.
+    pub async fn wait_committed(
+        &self,
+        partition: &Partition,
+        required_offset: i64,
+        timeout_ms: i64,
+    ) -> Result<(), ResponseError> {
+        let receiver = match self.wait_for_acks(partition, required_offset, timeout_ms) {
+            ProduceWait::Done(None) => return Ok(()),
+            ProduceWait::Done(Some(error)) => return Err(error),
+            ProduceWait::Parked(receiver) => receiver,
+        };
+        let timeout = Duration::from_millis(timeout_ms.max(0).unsigned_abs());
+        match tokio::time::timeout(timeout, receiver).await {
+            Ok(Ok(None)) => Ok(()),
+            Ok(Ok(Some(error))) => Err(error),
+            // Timed out, or the purgatory dropped it (expired by another waiter).
+            Ok(Err(_)) | Err(_) => Err(ResponseError::RequestTimedOut),
         }
     }
 
@@ -515,6 +663,15 @@ impl ReplicationShell {
                         continue;
                     };
                     match partition.with_follower_log(|log| core.poll(&key, log, now_ms)) {
+                        Ok(Ok(Some(PartitionRequest::Fetch(_))))
+                            if self.follower_throttled(&partition, &core, &key, &config) =>
+                        {
+                            // Kafka `shouldFollowerThrottle`: left out of this round.
+                            self.quotas.count_held_back(QuotaSide::Follower);
+                            let until =
+                                now_ms.saturating_add(config.replica_fetch_backoff_ms.min(100));
+                            wake_at_ms = Some(wake_at_ms.map_or(until, |w| w.min(until)));
+                        }
                         Ok(Ok(Some(request))) => requests.push((partition, request)),
                         Ok(Ok(None)) => {
                             if let Some(until) =
@@ -552,6 +709,30 @@ impl ReplicationShell {
                 }
             }
         }
+    }
+
+    /// Kafka `shouldFollowerThrottle`: a partition listed in
+    /// `follower.replication.throttled.replicas` that is not caught up with the leader's high
+    /// watermark waits while the follower quota is exceeded.
+    fn follower_throttled(
+        &self,
+        partition: &Partition,
+        core: &FetcherCore,
+        key: &PartitionKey,
+        config: &crate::BrokerConfig,
+    ) -> bool {
+        if !partition.is_follower_throttled() {
+            return false;
+        }
+        let in_sync = core
+            .partition(key)
+            .and_then(|state| state.lag)
+            .is_some_and(|lag| lag <= 0);
+        !in_sync
+            && self.quotas.is_exceeded(
+                QuotaSide::Follower,
+                QuotaSide::Follower.rate_bytes_per_s(config),
+            )
     }
 
     /// Sends one round of requests to the leader and hands the answers to the core. Returns
@@ -628,6 +809,8 @@ impl ReplicationShell {
             }
         }
         let now_ms = now_ms();
+        let follower_rate = QuotaSide::Follower.rate_bytes_per_s(config);
+        let mut high_watermark_moved = false;
         let mut core = fetcher.core.lock();
         for (partition, request) in fetches {
             let answer = match (top_level, answers.remove(&request.key)) {
@@ -636,9 +819,27 @@ impl ReplicationShell {
                 // Not in the answer: ask again next round.
                 (None, None) => continue,
             };
+            let size_bytes = answer.records.len() as u64;
+            partition.traffic.replication_bytes_in.add(size_bytes);
+            if partition.is_follower_throttled() {
+                self.quotas
+                    .record(QuotaSide::Follower, size_bytes, follower_rate);
+            }
             let outcome = partition
                 .with_follower_log(|log| core.on_fetch_response(&request, answer, log, now_ms));
+            high_watermark_moved |= matches!(
+                outcome,
+                Ok(Ok(FetchOutcome::Appended {
+                    high_watermark_changed: true,
+                    ..
+                }))
+            );
             self.log_outcome(&partition, outcome);
+        }
+        drop(core);
+        if high_watermark_moved {
+            // Consumers parked on this follower (KIP-392) read up to its high watermark.
+            self.replica_manager.data_arrived.notify_waiters();
         }
         reached && top_level.is_none()
     }

@@ -44,7 +44,7 @@ impl MetadataHarness {
             .map_err(|e| e.to_string())?
             .map(|meta| meta.cluster_id);
         let incarnation = Uuid::new_v4();
-        let request = registration_request(config, "", incarnation, None);
+        let request = registration_request(config, "", incarnation, config.broker_rack.clone());
         let mut controller = controller_config(config, incarnation.as_u64_pair().0);
         controller.cluster_id = existing_cluster_id;
         controller.local_broker_incarnation = Some(incarnation);
@@ -382,7 +382,12 @@ impl Cluster {
                         heartbeat_interval_ms: 200,
                         ..LifecycleConfig::default()
                     },
-                    registration_request(config, &cluster_id, *incarnation, None),
+                    registration_request(
+                        config,
+                        &cluster_id,
+                        *incarnation,
+                        config.broker_rack.clone(),
+                    ),
                     Box::new(move || source.image().offset),
                 )
             })
@@ -532,6 +537,23 @@ fn tick_cluster(
         }
     });
 }
+
+/// Runs a future that completes without waiting, such as a coordinator operation over an
+/// in-memory log or on a single node (its high watermark follows its log end at once, so
+/// commit waits finish inline). Panics if the future would wait: the caller expected
+/// everything to be committed already.
+pub trait CompleteNow: std::future::Future + Sized {
+    fn now(self) -> Self::Output {
+        let mut future = std::pin::pin!(self);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => panic!("the future waits (an uncommitted write?)"),
+        }
+    }
+}
+
+impl<F: std::future::Future> CompleteNow for F {}
 
 #[cfg(test)]
 mod tests {

@@ -141,7 +141,11 @@ async fn open_and_run(
     {
         let weak = Arc::downgrade(&broker);
         broker.set_txn_marker_writer(Arc::new(ClusterTxnMarkerWriter::new(
-            LocalTxnMarkerWriter::new(broker.replica_manager_arc(), broker.group_coordinator_arc()),
+            LocalTxnMarkerWriter::new(
+                broker.replica_manager_arc(),
+                broker.group_coordinator_arc(),
+                broker.replication().clone(),
+            ),
             node_id,
             Box::new(move || {
                 weak.upgrade()
