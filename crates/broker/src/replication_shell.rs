@@ -52,6 +52,7 @@ use crate::metrics::Counter;
 use crate::node_channel::{NodeChannel, NodeRequest};
 use crate::partition::{Partition, PartitionError, RoleChange};
 use crate::replica_manager::{AppliedDelta, ReplicaManager};
+use crate::replication::alter_partition::AlterPartitionResult;
 use crate::replication::{
     AckDecision, AlterPartitionBatch, AlterPartitionBatcher, AlterPartitionItem,
     AlterPartitionOutcome, BatchFailure, EpochEndOffset, EpochRequest, FetchOutcome,
@@ -557,42 +558,12 @@ impl ReplicationShell {
                 }
                 continue;
             };
-            let response = match self
-                .controller
-                .send(alter_partition_request(&batch), ALTER_PARTITION_TIMEOUT_MS)
-                .await
-            {
-                Ok(ControllerReply::AlterPartition(reply)) => {
-                    match ResponseError::try_from_code(reply.error.code()) {
-                        Some(error) => Err(BatchFailure::Error(error)),
-                        None => Ok(reply
-                            .topics
-                            .iter()
-                            .flat_map(|topic| {
-                                topic.partitions.iter().map(|p| {
-                                    let result = match ResponseError::try_from_code(p.error.code())
-                                    {
-                                        Some(error) => Err(error),
-                                        None => Ok(LeaderAndIsr {
-                                            leader_epoch: p.leader_epoch,
-                                            partition_epoch: p.partition_epoch,
-                                            isr: p.isr.clone(),
-                                        }),
-                                    };
-                                    ((topic.topic_id, p.partition_index), result)
-                                })
-                            })
-                            .collect()),
-                    }
-                }
-                Ok(ControllerReply::Error(error)) => {
-                    match ResponseError::try_from_code(error.code.code()) {
-                        Some(error) => Err(BatchFailure::Error(error)),
-                        None => Err(BatchFailure::Retriable),
-                    }
-                }
-                Ok(_) | Err(_) => Err(BatchFailure::Retriable),
-            };
+            let response = alter_partition_answers(
+                self.controller
+                    .send(alter_partition_request(&batch), ALTER_PARTITION_TIMEOUT_MS)
+                    .await
+                    .ok(),
+            );
             let whole_failed = response.is_err();
             let results = self.alter_partition.lock().on_response(response);
             let now_ms = now_ms();
@@ -1090,7 +1061,8 @@ fn topic_name(name: &str) -> TopicName {
 }
 
 /// The controller request for one AlterPartition batch (v3: topic ids, ISR with epochs).
-fn alter_partition_request(batch: &AlterPartitionBatch) -> ControllerRequest {
+/// Public for the deterministic simulation, which drives the same conversion.
+pub fn alter_partition_request(batch: &AlterPartitionBatch) -> ControllerRequest {
     let mut topics: BTreeMap<Uuid, Vec<AlterPartitionData>> = BTreeMap::new();
     for item in &batch.items {
         topics
@@ -1122,4 +1094,43 @@ fn alter_partition_request(batch: &AlterPartitionBatch) -> ControllerRequest {
             })
             .collect(),
     })
+}
+
+/// The per-partition results of an AlterPartition reply for
+/// [`AlterPartitionBatcher::on_response`]; `None` (timeout, disconnection, no controller) and
+/// unexpected replies are retriable failures of the whole request.
+pub fn alter_partition_answers(
+    reply: Option<ControllerReply>,
+) -> Result<Vec<(PartitionKey, AlterPartitionResult)>, BatchFailure> {
+    match reply {
+        Some(ControllerReply::AlterPartition(reply)) => {
+            match ResponseError::try_from_code(reply.error.code()) {
+                Some(error) => Err(BatchFailure::Error(error)),
+                None => Ok(reply
+                    .topics
+                    .iter()
+                    .flat_map(|topic| {
+                        topic.partitions.iter().map(|p| {
+                            let result = match ResponseError::try_from_code(p.error.code()) {
+                                Some(error) => Err(error),
+                                None => Ok(LeaderAndIsr {
+                                    leader_epoch: p.leader_epoch,
+                                    partition_epoch: p.partition_epoch,
+                                    isr: p.isr.clone(),
+                                }),
+                            };
+                            ((topic.topic_id, p.partition_index), result)
+                        })
+                    })
+                    .collect()),
+            }
+        }
+        Some(ControllerReply::Error(error)) => {
+            match ResponseError::try_from_code(error.code.code()) {
+                Some(error) => Err(BatchFailure::Error(error)),
+                None => Err(BatchFailure::Retriable),
+            }
+        }
+        Some(_) | None => Err(BatchFailure::Retriable),
+    }
 }

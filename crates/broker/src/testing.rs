@@ -653,3 +653,59 @@ mod tests {
         assert!(reply.topics[0].error.code.is_none(), "{reply:?}");
     }
 }
+
+/// The seeded random source of the deterministic simulations (splitmix64): tiny, fast, and
+/// the same sequence on every platform, so a seed replays a schedule bit for bit. Not for
+/// anything but test schedules.
+#[derive(Debug, Clone)]
+pub struct SimRng(u64);
+
+impl SimRng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// Uniform in `low..=high`.
+    pub fn range(&mut self, low: i64, high: i64) -> i64 {
+        debug_assert!(low <= high);
+        low + self.below((high - low + 1) as u64) as i64
+    }
+
+    /// True with probability `percent` / 100.
+    pub fn percent(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// The seeds a simulation test runs: `FJORD_SIM_SEED=<n>` replays one, `FJORD_SIM_SEEDS=<count>`
+/// runs `0..count` (`FJORD_SIM_SEED_START` moves the start), else `0..default_count`.
+pub fn sim_seeds(default_count: u64) -> Vec<u64> {
+    if let Some(seed) = std::env::var("FJORD_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return vec![seed];
+    }
+    let count = std::env::var("FJORD_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_count);
+    let start = std::env::var("FJORD_SIM_SEED_START")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0u64);
+    (start..start + count).collect()
+}

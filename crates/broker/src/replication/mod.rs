@@ -41,7 +41,7 @@ pub use purgatory::{ParkOutcome, Purgatory, PurgatoryFull};
 pub use quota::{
     validate_throttled_replicas, ReplicationQuota, ThrottledReplicas, UNLIMITED_RATE_BYTES_PER_S,
 };
-pub use replica_log::{FollowerRead, ReplicaLog, SimBatch, SimLog};
+pub use replica_log::{FollowerRead, PowerCut, ReplicaLog, SimBatch, SimLog};
 pub use replica_selector::{
     preferred_read_replica, ReplicaCandidate, ReplicaSelector, RACK_AWARE_REPLICA_SELECTOR,
 };
