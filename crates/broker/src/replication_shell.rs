@@ -59,7 +59,9 @@ use crate::replication::{
     FollowerFetchEffects, LeaderAndIsr, LeaderOffsets, OffsetsRequest, PartitionKey,
     PartitionRequest, Purgatory,
 };
-use crate::time::now_ms;
+// Every interval here (purgatory deadlines, ISR lag, fetcher backoff, timers) is measured on
+// the monotonic clock: a wall-clock jump must not expire acks=all waits or shrink ISRs.
+use crate::time::monotonic_ms;
 
 /// Fetch version the follower sends: the first with `ReplicaState` (KIP-903).
 pub const REPLICA_FETCH_VERSION: i16 = 15;
@@ -298,7 +300,7 @@ impl ReplicationShell {
         required_offset: i64,
         timeout_ms: i64,
     ) -> ProduceWait {
-        let now_ms = now_ms();
+        let now_ms = monotonic_ms();
         let mut purgatory = self.purgatory.lock();
         for expired in purgatory.expire(now_ms) {
             let _ = expired.reply.send(Some(ResponseError::RequestTimedOut));
@@ -386,7 +388,11 @@ impl ReplicationShell {
             Ok(()) => self.alter_partition_wake.notify_one(),
             Err(err) => {
                 // Kafka: OPERATION_NOT_ATTEMPTED, back to the committed ISR.
-                partition.on_alter_partition_result(&item, Err(err.response_error()), now_ms());
+                partition.on_alter_partition_result(
+                    &item,
+                    Err(err.response_error()),
+                    monotonic_ms(),
+                );
             }
         }
     }
@@ -447,7 +453,7 @@ impl ReplicationShell {
             };
             let whole_failed = response.is_err();
             let results = self.alter_partition.lock().on_response(response);
-            let now_ms = now_ms();
+            let now_ms = monotonic_ms();
             for (item, result) in results {
                 let Some(partition) = self
                     .replica_manager
@@ -483,7 +489,7 @@ impl ReplicationShell {
     /// The ISR shrink check and the high watermark checkpoint.
     async fn run_timers(self: Arc<Self>) {
         let mut shutdown = self.shutdown.clone();
-        let mut next_checkpoint_ms = now_ms();
+        let mut next_checkpoint_ms = monotonic_ms();
         loop {
             let config = self.replica_manager.config();
             let shrink_interval_ms = (config.replica_lag_time_max_ms / 2).max(1);
@@ -496,7 +502,7 @@ impl ReplicationShell {
                 return;
             }
             self.shrink_isrs();
-            let now_ms = now_ms();
+            let now_ms = monotonic_ms();
             if now_ms >= next_checkpoint_ms {
                 next_checkpoint_ms = now_ms.saturating_add(checkpoint_interval_ms);
                 let manager = self.replica_manager.clone();
@@ -511,7 +517,7 @@ impl ReplicationShell {
 
     /// Kafka `maybeShrinkIsr` for every partition led here.
     pub fn shrink_isrs(&self) {
-        let now_ms = now_ms();
+        let now_ms = monotonic_ms();
         for partition in self.replica_manager.led_partitions() {
             if let Some(item) = partition.maybe_shrink_isr(now_ms) {
                 info!(topic = %partition.topic, partition = partition.index, new_isr = ?item.new_isr(), "shrinking the ISR");
@@ -531,7 +537,7 @@ impl ReplicationShell {
                 return;
             }
             let config = self.replica_manager.config();
-            let now_ms = now_ms();
+            let now_ms = monotonic_ms();
             let mut requests = Vec::new();
             let mut wake_at_ms: Option<i64> = None;
             {
@@ -656,7 +662,7 @@ impl ReplicationShell {
                 );
             }
         }
-        let now_ms = now_ms();
+        let now_ms = monotonic_ms();
         let mut core = fetcher.core.lock();
         for (partition, request) in fetches {
             let answer = match (top_level, answers.remove(&request.key)) {
@@ -767,7 +773,7 @@ impl ReplicationShell {
                 answers.insert((topic.topic.to_string(), p.partition), answer);
             }
         }
-        let now_ms = now_ms();
+        let now_ms = monotonic_ms();
         let mut core = fetcher.core.lock();
         for (partition, request) in requests {
             let Some(answer) = answers.remove(&(partition.topic.to_string(), request.key.1)) else {
@@ -837,7 +843,7 @@ impl ReplicationShell {
                 }
             }
         }
-        let now_ms = now_ms();
+        let now_ms = monotonic_ms();
         let mut core = fetcher.core.lock();
         for (partition, request) in requests {
             let name = (partition.topic.to_string(), request.key.1);

@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use crate::controller_client::ClusterControllerChannel;
 use crate::controller_listener::{serve_controller_connection, ControllerEndpoint};
 use crate::raft_transport::{encode_raft_frame, RaftFrame, RaftPeers, SendOutcome};
+use crate::test_hooks::{PeerAddresses, PeerListener};
 
 /// Raft frames waiting to be stepped; beyond this they are dropped (Raft resends).
 const INBOUND_RAFT_FRAMES_MAX: usize = 4_096;
@@ -68,6 +69,7 @@ impl MetadataService {
         initial_records: Vec<MetadataRecord>,
         seed: u64,
         local_broker_incarnation: Option<uuid::Uuid>,
+        peer_addresses: &PeerAddresses,
     ) -> anyhow::Result<Self> {
         let node_id = config.node_id;
         let voter_ids: Vec<u64> = config
@@ -95,12 +97,14 @@ impl MetadataService {
         quorum.seed = seed;
 
         let cluster_id = Arc::new(RwLock::new(String::new()));
-        let peers: Vec<(i32, String)> = config
-            .controller_quorum_voters
-            .iter()
-            .filter(|(id, _)| *id != node_id)
-            .filter_map(|(id, address)| address.clone().map(|a| (*id, a)))
-            .collect();
+        let peers: Vec<(i32, String)> = peer_addresses.resolve_all(
+            PeerListener::Controller,
+            config
+                .controller_quorum_voters
+                .iter()
+                .filter(|(id, _)| *id != node_id)
+                .filter_map(|(id, address)| address.clone().map(|a| (*id, a))),
+        );
         let sink = Arc::new(PeerSink {
             node_id,
             cluster_id: cluster_id.clone(),
@@ -148,6 +152,7 @@ impl MetadataService {
             node_id,
             Some(runtime.clone()),
             &config.controller_quorum_voters,
+            peer_addresses,
         ));
         Ok(Self {
             runtime,
@@ -204,7 +209,7 @@ async fn tick(
             _ = ticks.tick() => {}
             _ = stop.changed() => return,
         }
-        if let Err(failed) = runtime.tick(fjord_broker::time::now_ms()) {
+        if let Err(failed) = runtime.tick(fjord_broker::time::monotonic_ms()) {
             warn!(error = %failed, "metadata quorum stopped");
             return;
         }
@@ -230,7 +235,7 @@ async fn step_inbound(
                 continue;
             }
         };
-        if let Err(failed) = runtime.step(message, fjord_broker::time::now_ms()) {
+        if let Err(failed) = runtime.step(message, fjord_broker::time::monotonic_ms()) {
             warn!(error = %failed, "metadata quorum stopped");
             return;
         }
@@ -342,9 +347,15 @@ mod tests {
         for i in 0..3 {
             let config = node_config(i as i32 + 1, dirs[i].path(), &voters, ports[i]);
             services.push(Some(
-                MetadataService::start(&config, Vec::new(), 1_000 + i as u64, None)
-                    .await
-                    .unwrap(),
+                MetadataService::start(
+                    &config,
+                    Vec::new(),
+                    1_000 + i as u64,
+                    None,
+                    &PeerAddresses::default(),
+                )
+                .await
+                .unwrap(),
             ));
         }
         let mut ids = Vec::new();

@@ -453,7 +453,8 @@ fn read_for_follower(
         .unwrap_or(0)
         .min(remaining_bytes)
         .max(1);
-    let served = partition.serve_follower_fetch(replica, &request, limit, crate::time::now_ms());
+    let served =
+        partition.serve_follower_fetch(replica, &request, limit, crate::time::monotonic_ms());
     let (answer, effects) = match served {
         Ok(served) => served,
         Err(PartitionError::Deleted) => {
