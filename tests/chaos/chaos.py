@@ -59,6 +59,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -251,6 +252,43 @@ class Node:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+
+
+def dump_stacks(nodes: dict[int, "Node"]) -> None:
+    """On a driver failure (a node that stopped answering): every running node's thread
+    stacks into ``nodes/<id>/stacks.txt`` when gdb is installed (best effort)."""
+    gdb = shutil.which("gdb")
+    for node in nodes.values():
+        if gdb is None or not node.is_running():
+            continue
+        try:
+            dump = subprocess.run([gdb, "-batch", "-p", str(node.proc.pid), "-ex", "thread apply all bt"],
+                                  capture_output=True, text=True, timeout=60)
+            (node.workdir / "stacks.txt").write_text(dump.stdout + dump.stderr)
+            log(f"node {node.id}: stacks in {node.workdir / 'stacks.txt'}")
+        except (OSError, subprocess.TimeoutExpired) as e:
+            log(f"node {node.id}: no stacks ({e!r})")
+
+
+def stop_all(nodes: dict[int, "Node"], timeout: float = 30.0) -> dict[int, int | None]:
+    """SIGTERM to every running node at once (a cluster's controlled shutdowns overlap instead
+    of each waiting for a quorum the previous one took away), then waits; exit codes by id."""
+    for node in nodes.values():
+        if node.is_running():
+            node.resume()
+            node.proc.send_signal(signal.SIGTERM)
+    exits: dict[int, int | None] = {}
+    deadline = time.monotonic() + timeout
+    for n, node in nodes.items():
+        if node.proc is None:
+            exits[n] = None
+            continue
+        try:
+            exits[n] = node.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            node.proc.kill()
+            exits[n] = node.proc.wait()
+    return exits
 
 
 # ---------------------------------------------------------------------------- schedule
@@ -882,6 +920,7 @@ def run(args) -> int:
         run_info["txn_outcomes"] = {c.name: c.outcomes for c in producers if isinstance(c, TxnWorker)}
     except Exception as e:  # noqa: BLE001
         log(f"driver failed: {e!r}")
+        dump_stacks(nodes)
         run_info["driver_error"] = repr(e)
         return DRIVER_FAILED
     finally:
@@ -890,7 +929,7 @@ def run(args) -> int:
         stop_consumers.set()
         rec.close()
         mesh.close()
-        exits = {n: node.stop() for n, node in nodes.items()}
+        exits = stop_all(nodes)
         run_info["node_exit_codes"] = exits
         executed = nemesis.executed if nemesis is not None else []
         (out / "schedule.json").write_text(json.dumps({"seed": seed, "planned": plan, "executed": executed},
@@ -909,7 +948,7 @@ def run(args) -> int:
     for ev in executed:
         kinds[ev["kind"]] = kinds.get(ev["kind"], 0) + 1
     print(f"faults: {kinds}; seed {seed}; output in {out}")
-    print(f"rerun: ./scripts/chaos --seed {seed} --duration {args.duration:g} --faults {','.join(args.faults)}")
+    print(f"rerun: ./scripts/chaos --seed {seed} --duration {args.duration:g} --nodes {args.nodes} --faults {','.join(args.faults)}")
     return human.returncode
 
 

@@ -722,14 +722,25 @@ def leader_of(cluster, topic: str, partition: int, n: int | None = None) -> int:
     return cluster.raw_metadata(n, [topic]).topics[topic].partitions[partition].leader
 
 
-def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60.0) -> dict[int, dict[int, bytes]]:
-    """Every record of every partition up to its high watermark: {partition: {offset: value}}."""
+def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60.0,
+             min_ends: dict[int, int] | None = None) -> dict[int, dict[int, bytes]]:
+    """Every record of every partition up to its high watermark: {partition: {offset: value}}.
+    ``min_ends``: first wait until partition p's high watermark reaches ``min_ends[p]`` (a newly
+    elected leader's high watermark may trail the previous leader's until its followers fetch
+    again, as in Kafka)."""
     c = consumer(Bootstrap(bootstrap), **{"enable.partition.eof": True})
     out: dict[int, dict[int, bytes]] = {p: {} for p in range(partitions)}
     try:
         ends = {}
+        deadline = time.monotonic() + timeout
         for p in range(partitions):
-            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=OP_TIMEOUT, cached=False)
+            while True:
+                lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=OP_TIMEOUT, cached=False)
+                if hi >= (min_ends or {}).get(p, 0):
+                    break
+                assert time.monotonic() < deadline, (
+                    f"high watermark of {topic}-{p} stayed at {hi}, below {min_ends[p]}")
+                time.sleep(0.1)
             ends[p] = hi
         c.assign([TopicPartition(topic, p, 0) for p in range(partitions) if ends[p] > 0])
         pending = {p for p in range(partitions) if ends[p] > 0}
