@@ -541,20 +541,32 @@ impl ReplicationShell {
             let mut requests = Vec::new();
             let mut wake_at_ms: Option<i64> = None;
             {
-                let mut core = fetcher.core.lock();
-                let keys: Vec<PartitionKey> = core.partitions().map(|(key, _)| *key).collect();
+                // Lock order: partition (leader, log) before the fetcher core, as `follow` and
+                // the publish path take them; the core is locked per partition, never across
+                // `with_follower_log`.
+                let keys: Vec<PartitionKey> = fetcher
+                    .core
+                    .lock()
+                    .partitions()
+                    .map(|(key, _)| *key)
+                    .collect();
                 for key in keys {
                     let Some(partition) = self.replica_manager.partition_by_id(&key.0, key.1)
                     else {
-                        core.remove_partition(&key);
+                        fetcher.core.lock().remove_partition(&key);
                         continue;
                     };
-                    match partition.with_follower_log(|log| core.poll(&key, log, now_ms)) {
+                    match partition
+                        .with_follower_log(|log| fetcher.core.lock().poll(&key, log, now_ms))
+                    {
                         Ok(Ok(Some(request))) => requests.push((partition, request)),
                         Ok(Ok(None)) => {
-                            if let Some(until) =
-                                core.partition(&key).and_then(|s| s.delayed_until_ms)
-                            {
+                            let delayed = fetcher
+                                .core
+                                .lock()
+                                .partition(&key)
+                                .and_then(|s| s.delayed_until_ms);
+                            if let Some(until) = delayed {
                                 wake_at_ms = Some(wake_at_ms.map_or(until, |w| w.min(until)));
                             }
                         }
@@ -562,7 +574,7 @@ impl ReplicationShell {
                             warn!(topic = %partition.topic, partition = key.1, error = %err, "follower log failed")
                         }
                         Err(_) => {
-                            core.remove_partition(&key);
+                            fetcher.core.lock().remove_partition(&key);
                         }
                     }
                 }
@@ -663,7 +675,6 @@ impl ReplicationShell {
             }
         }
         let now_ms = monotonic_ms();
-        let mut core = fetcher.core.lock();
         for (partition, request) in fetches {
             let answer = match (top_level, answers.remove(&request.key)) {
                 (Some(error), _) => FetchPartitionResponse::error(error),
@@ -671,8 +682,13 @@ impl ReplicationShell {
                 // Not in the answer: ask again next round.
                 (None, None) => continue,
             };
-            let outcome = partition
-                .with_follower_log(|log| core.on_fetch_response(&request, answer, log, now_ms));
+            // Partition locks first, then the core (see `run_fetcher`).
+            let outcome = partition.with_follower_log(|log| {
+                fetcher
+                    .core
+                    .lock()
+                    .on_fetch_response(&request, answer, log, now_ms)
+            });
             self.log_outcome(&partition, outcome);
         }
         reached && top_level.is_none()
@@ -774,13 +790,16 @@ impl ReplicationShell {
             }
         }
         let now_ms = monotonic_ms();
-        let mut core = fetcher.core.lock();
         for (partition, request) in requests {
             let Some(answer) = answers.remove(&(partition.topic.to_string(), request.key.1)) else {
                 continue;
             };
-            let outcome = partition
-                .with_follower_log(|log| core.on_epoch_response(&request, answer, log, now_ms));
+            let outcome = partition.with_follower_log(|log| {
+                fetcher
+                    .core
+                    .lock()
+                    .on_epoch_response(&request, answer, log, now_ms)
+            });
             self.log_outcome(&partition, outcome);
         }
         true
@@ -844,7 +863,6 @@ impl ReplicationShell {
             }
         }
         let now_ms = monotonic_ms();
-        let mut core = fetcher.core.lock();
         for (partition, request) in requests {
             let name = (partition.topic.to_string(), request.key.1);
             let (Some(earliest), Some(latest)) = (found[0].remove(&name), found[1].remove(&name))
@@ -853,8 +871,12 @@ impl ReplicationShell {
             };
             let answer = earliest
                 .and_then(|earliest| latest.map(|latest| LeaderOffsets { earliest, latest }));
-            let outcome = partition
-                .with_follower_log(|log| core.on_leader_offsets(&request, answer, log, now_ms));
+            let outcome = partition.with_follower_log(|log| {
+                fetcher
+                    .core
+                    .lock()
+                    .on_leader_offsets(&request, answer, log, now_ms)
+            });
             self.log_outcome(&partition, outcome);
         }
         true
