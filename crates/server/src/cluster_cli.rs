@@ -47,8 +47,8 @@ enum ClusterCommand {
     /// Remove a broker's registration (decommissioning: reassign its partitions away and stop
     /// it first)
     Unregister {
-        /// Id of the broker to unregister
-        #[arg(long, value_name = "N")]
+        /// Id of the broker to unregister (Kafka's `kafka-cluster.sh unregister --id`)
+        #[arg(long, visible_alias = "id", value_name = "N")]
         broker: i32,
     },
 }
