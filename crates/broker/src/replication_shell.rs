@@ -285,6 +285,11 @@ impl ReplicationShell {
         }
     }
 
+    /// The channel to the other nodes, once the server gave one (None in a bare broker).
+    pub fn node_channel(&self) -> Option<Arc<dyn NodeChannel>> {
+        self.node_channel.read().clone()
+    }
+
     /// Starts the background tasks on the current tokio runtime (once): AlterPartition,
     /// timers, and a fetcher task per leader broker. Without a runtime it does nothing.
     pub fn start(self: &Arc<Self>) {

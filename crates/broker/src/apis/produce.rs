@@ -686,18 +686,17 @@ async fn verify_transactions(
             {
                 continue;
             }
-            let verdict = broker
-                .transaction_coordinator()
-                .verify_or_add_partitions(
-                    transactional_id,
-                    header.producer_id,
-                    header.producer_epoch,
-                    &[(topic.name.to_string(), index)],
-                    txn.add_partitions,
-                    now_ms(),
-                )
-                .await
-                .map_err(|error| verification_error_for(error, txn.api_version));
+            let verdict = crate::txn_verification::verify_or_add_partitions(
+                broker,
+                transactional_id,
+                header.producer_id,
+                header.producer_epoch,
+                &[(topic.name.to_string(), index)],
+                txn.add_partitions,
+                now_ms(),
+            )
+            .await
+            .map_err(|error| verification_error_for(error, txn.api_version));
             verified.insert((topic.name.to_string(), index), verdict);
         }
     }

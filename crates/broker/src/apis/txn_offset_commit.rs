@@ -154,20 +154,19 @@ async fn verify_transaction(
     now_ms: i64,
 ) -> Result<(), ResponseError> {
     let add = api_version >= TRANSACTIONS_V2_VERSION;
-    broker
-        .transaction_coordinator()
-        .verify_or_add_partitions(
-            request.transactional_id.as_str(),
-            request.producer_id.0,
-            request.producer_epoch,
-            &[(
-                crate::replica_manager::GROUP_METADATA_TOPIC_NAME.to_string(),
-                offsets_partition,
-            )],
-            add,
-            now_ms,
-        )
-        .await
+    crate::txn_verification::verify_or_add_partitions(
+        broker,
+        request.transactional_id.as_str(),
+        request.producer_id.0,
+        request.producer_epoch,
+        &[(
+            crate::replica_manager::GROUP_METADATA_TOPIC_NAME.to_string(),
+            offsets_partition,
+        )],
+        add,
+        now_ms,
+    )
+    .await
 }
 
 /// Kafka's mapping of verification errors: a network error becomes the retriable
