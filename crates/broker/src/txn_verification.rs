@@ -12,7 +12,11 @@
 //! NOT_ENOUGH_REPLICAS) until the client's delivery timeout.
 //!
 //! Errors are the coordinator's, as if local; a node that cannot be reached (or no known
-//! coordinator) answers NOT_COORDINATOR, which callers map to their retriable error.
+//! coordinator) answers NOT_COORDINATOR, which callers map to their retriable error. The
+//! requests go through [`Broker::coordinator_channel`], whose connections are apart from the
+//! follower fetchers' (an AddPartitionsToTxn that adds waits for the coordinator's high
+//! watermark, which may wait for this node's fetches: on one in-order connection they would
+//! queue behind it).
 
 use fjord_protocol::kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,

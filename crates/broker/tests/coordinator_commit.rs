@@ -6,6 +6,8 @@
 //! too few in-sync replicas they answer COORDINATOR_NOT_AVAILABLE.
 //!
 //! Transaction markers (WriteTxnMarkers) likewise count as written only once committed.
+//! A partition leader that is not the transaction coordinator verifies a transactional batch
+//! (KIP-890) with the coordinator's node, not with its own coordinator.
 //!
 //! "Still pending" is checked by polling the request for a short while; every outcome asserted
 //! is a final answer, never a duration.
@@ -433,4 +435,178 @@ async fn transaction_markers_are_answered_once_committed() {
     .await;
     // The retried marker: the transaction is no longer ongoing, nothing changes but the log.
     assert_eq!(write_marker(leader.clone(), MARKED).await, None);
+}
+
+/// Creates `name` with one partition on `replicas` (the first leads).
+async fn create_assigned(cluster: &Cluster, name: &str, replicas: Vec<i32>) {
+    let reply = cluster
+        .channel
+        .send(
+            ControllerRequest::CreateTopics(CreateTopicsRequest {
+                topics: vec![CreatableTopic {
+                    name: name.to_string(),
+                    num_partitions: -1,
+                    replication_factor: -1,
+                    assignments: vec![(0, replicas)],
+                    configs: Vec::new(),
+                }],
+                validate_only: false,
+            }),
+            10_000,
+        )
+        .await
+        .unwrap();
+    let ControllerReply::CreateTopics(reply) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(reply.topics[0].error.code, ErrorCode::None, "{reply:?}");
+}
+
+/// AddPartitionsToTxn v3 (a client's) of partition 0 of `topic`, sent to `broker`.
+async fn add_partition(
+    broker: Arc<Broker>,
+    topic: &'static str,
+    producer: (i64, i16),
+) -> Option<ResponseError> {
+    use fjord_protocol::kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use fjord_protocol::kafka_protocol::messages::AddPartitionsToTxnRequest;
+    let request = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str(
+            TRANSACTIONAL_ID,
+        )))
+        .with_v3_and_below_producer_id(ProducerId(producer.0))
+        .with_v3_and_below_producer_epoch(producer.1)
+        .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(topic)))
+            .with_partitions(vec![0])]);
+    match call(
+        broker,
+        ApiKey::AddPartitionsToTxn,
+        3,
+        RequestKind::AddPartitionsToTxn(request),
+    )
+    .await
+    {
+        ResponseKind::AddPartitionsToTxn(r) => ResponseError::try_from_code(
+            r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// A transactional Produce v9 (acks=1) of one record to partition 0 of `topic` at `broker`.
+async fn produce_transactional(
+    broker: Arc<Broker>,
+    topic: &'static str,
+    producer: (i64, i16),
+) -> Option<ResponseError> {
+    use fjord_protocol::batch_builder::{
+        encode_uncompressed_with_producer, ProducerFields, Record, TRANSACTIONAL_ATTRIBUTE,
+    };
+    use fjord_protocol::kafka_protocol::messages::produce_request::{
+        PartitionProduceData, TopicProduceData,
+    };
+    use fjord_protocol::kafka_protocol::messages::ProduceRequest;
+    let records = Bytes::from(encode_uncompressed_with_producer(
+        0,
+        1_000,
+        TRANSACTIONAL_ATTRIBUTE,
+        ProducerFields {
+            producer_id: producer.0,
+            producer_epoch: producer.1,
+            base_sequence: 0,
+        },
+        &[Record {
+            timestamp_delta: 0,
+            key: None,
+            value: Some(b"in-a-transaction"),
+            headers: &[],
+        }],
+    ));
+    let request = ProduceRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(
+            TRANSACTIONAL_ID,
+        ))))
+        .with_acks(1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])]);
+    match call(broker, ApiKey::Produce, 9, RequestKind::Produce(request)).await {
+        ResponseKind::Produce(r) => {
+            ResponseError::try_from_code(r.responses[0].partition_responses[0].error_code)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// KIP-890 verification when the partition leader is not the transaction coordinator: the
+/// leader asks the coordinator's node (AddPartitionsToTxn v4, verify_only) rather than its
+/// own coordinator, which does not own the transactional id (NOT_COORDINATOR, answered as the
+/// retriable NOT_ENOUGH_REPLICAS until the client gave up). A partition added to the
+/// transaction takes the batch; one that was not is refused with the coordinator's verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_verifies_transactions_with_the_coordinator_on_another_node() {
+    const ADDED: &str = "added";
+    const NOT_ADDED: &str = "not-added";
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let configs = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| config(d.path(), i as i32 + 1))
+        .collect();
+    let cluster = Cluster::start(configs, 6_000).unwrap();
+    let coordinator_id = internal_topic(&cluster, TRANSACTION_STATE_TOPIC_NAME).await;
+    let coordinator = cluster.broker(coordinator_id).clone();
+    let leader_id = (1..=3).find(|n| *n != coordinator_id).unwrap();
+    let leader = cluster.broker(leader_id).clone();
+    for topic in [ADDED, NOT_ADDED] {
+        create_assigned(&cluster, topic, vec![leader_id]).await;
+    }
+    eventually("the topics led by the other broker", || {
+        [ADDED, NOT_ADDED].iter().all(|t| {
+            leader
+                .replica_manager()
+                .partition(t, 0)
+                .is_some_and(|p| p.is_leader())
+        }) && cluster
+            .brokers
+            .iter()
+            .all(|b| b.image().topic_by_name(NOT_ADDED).is_some())
+    })
+    .await;
+    // The leader's own coordinator does not own the transactional id.
+    assert_eq!(
+        leader
+            .transaction_coordinator()
+            .verify_partitions_in_transaction(TRANSACTIONAL_ID, 0, 0, &[]),
+        Err(ResponseError::NotCoordinator)
+    );
+
+    let producer = init_producer_id(coordinator.clone()).await.unwrap();
+    assert_eq!(
+        add_partition(coordinator.clone(), ADDED, producer).await,
+        None
+    );
+    assert_eq!(
+        produce_transactional(leader.clone(), ADDED, producer).await,
+        None
+    );
+    assert_eq!(
+        partition(&leader, ADDED).offsets().unwrap().log_end_offset,
+        1
+    );
+    assert_eq!(
+        produce_transactional(leader.clone(), NOT_ADDED, producer).await,
+        Some(ResponseError::InvalidTxnState)
+    );
+    assert_eq!(
+        partition(&leader, NOT_ADDED)
+            .offsets()
+            .unwrap()
+            .log_end_offset,
+        0
+    );
 }
