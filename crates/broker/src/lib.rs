@@ -134,9 +134,6 @@ pub struct Broker {
     replication: Arc<replication_shell::ReplicationShell>,
     /// DescribeQuorum's view of this node's metadata quorum (set by the server).
     quorum_describer: parking_lot::RwLock<Option<apis::describe_quorum::QuorumDescriber>>,
-    /// The channel transaction verification sends AddPartitionsToTxn to other nodes through
-    /// (set by the server; connections apart from replication's, see `set_coordinator_channel`).
-    coordinator_channel: parking_lot::RwLock<Option<Arc<dyn node_channel::NodeChannel>>>,
 }
 
 impl Broker {
@@ -222,7 +219,6 @@ impl Broker {
             local_marker_writer,
             replication,
             quorum_describer: parking_lot::RwLock::new(None),
-            coordinator_channel: parking_lot::RwLock::new(None),
         };
         // Shards were loaded from every local `__consumer_offsets` log, followers' too: keep
         // only those this node leads.
@@ -424,23 +420,6 @@ impl Broker {
     pub fn set_node_channel(&self, channel: Arc<dyn node_channel::NodeChannel>) {
         self.replication.set_node_channel(channel);
         self.replication.start();
-    }
-
-    /// Gives the broker the channel that transaction verification (KIP-890) sends
-    /// AddPartitionsToTxn to remote transaction coordinators through. It must not share
-    /// connections with follower fetches: a node answers one connection's requests in order,
-    /// and a request that waits for the high watermark would hold the fetches it waits for.
-    pub fn set_coordinator_channel(&self, channel: Arc<dyn node_channel::NodeChannel>) {
-        *self.coordinator_channel.write() = Some(channel);
-    }
-
-    /// The channel of [`Broker::set_coordinator_channel`], else the replication channel (an
-    /// in-process test cluster, whose channel has no per-connection ordering).
-    pub fn coordinator_channel(&self) -> Option<Arc<dyn node_channel::NodeChannel>> {
-        self.coordinator_channel
-            .read()
-            .clone()
-            .or_else(|| self.replication.node_channel())
     }
 
     /// Replaces the transaction coordinator's marker writer.

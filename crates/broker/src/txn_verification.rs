@@ -13,10 +13,10 @@
 //!
 //! Errors are the coordinator's, as if local; a node that cannot be reached (or no known
 //! coordinator) answers NOT_COORDINATOR, which callers map to their retriable error. The
-//! requests go through [`Broker::coordinator_channel`], whose connections are apart from the
-//! follower fetchers' (an AddPartitionsToTxn that adds waits for the coordinator's high
-//! watermark, which may wait for this node's fetches: on one in-order connection they would
-//! queue behind it).
+//! requests go through the broker's node channel, which keeps follower fetches on connections
+//! of their own (an AddPartitionsToTxn that adds waits for the coordinator's high watermark,
+//! which may wait for this node's fetches: on one in-order connection they would queue behind
+//! it).
 
 use fjord_protocol::kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
@@ -99,7 +99,7 @@ async fn verify_remotely(
     partitions: &[(String, i32)],
     add: bool,
 ) -> Result<(), ResponseError> {
-    let Some(channel) = broker.coordinator_channel() else {
+    let Some(channel) = broker.replication().node_channel() else {
         return Err(ResponseError::NotCoordinator);
     };
     let Some(coordinator) = remote_coordinator(broker, transactional_id) else {

@@ -155,22 +155,6 @@ async fn open_and_run(
         node_channel.clone(),
         peer_addresses.clone(),
     ));
-    // Transaction markers and transaction verification get connections of their own, as in
-    // Kafka (`TransactionMarkerChannelManager` and `AddPartitionsToTxnManager` each own a
-    // `NetworkClient`): a node answers the requests of one connection in order, and a
-    // WriteTxnMarkers (or an AddPartitionsToTxn that adds) waits for the high watermark, which
-    // waits for the sender's follower fetches; on the replication connection those would
-    // queue behind it until the request timed out.
-    let coordinator_channel = Arc::new(TcpNodeChannel::new(
-        format!("broker-{node_id}-coordinator"),
-        NodeChannelLimits::default(),
-    ));
-    let coordinator_endpoints_task = tokio::spawn(follow_endpoints(
-        service.subscribe(),
-        coordinator_channel.clone(),
-        peer_addresses.clone(),
-    ));
-    broker.set_coordinator_channel(coordinator_channel.clone());
     // Starts replication: follower fetchers, AlterPartition, ISR and HW checkpoint timers.
     broker.set_node_channel(node_channel.clone());
     {
@@ -187,7 +171,7 @@ async fn open_and_run(
                     .map(|broker| broker.image())
                     .unwrap_or_else(|| Arc::new(MetadataImage::empty()))
             }),
-            coordinator_channel.clone(),
+            node_channel.clone(),
         )));
     }
 
@@ -211,7 +195,6 @@ async fn open_and_run(
     if let Err(error) = wait_until_unfenced(&lifecycle).await {
         lifecycle_task.abort();
         endpoints_task.abort();
-        coordinator_endpoints_task.abort();
         node_channel.shutdown();
         service.stop();
         return Err(error);
@@ -273,7 +256,6 @@ async fn open_and_run(
     let outcome = run(listener, broker, shutdown, &health).await;
     lifecycle_task.abort();
     endpoints_task.abort();
-    coordinator_endpoints_task.abort();
     node_channel.shutdown();
     service.stop();
     outcome?;
