@@ -597,7 +597,8 @@ impl Partition {
         self.with_log(|log| Ok(log.has_ongoing_transaction(producer_id, producer_epoch)))
     }
 
-    /// The producers this partition tracks (DescribeProducers).
+    /// The producers this replica's log tracks (DescribeProducers; any replica answers, as
+    /// Kafka's `Partition.activeProducerState`, so a follower's state can be inspected).
     pub fn active_producers(&self) -> Result<Vec<ActiveProducer>, PartitionError> {
         self.with_log(|log| Ok(log.active_producers()))
     }
@@ -691,8 +692,29 @@ impl Partition {
         self.with_log(|log| Ok(log.epoch_for_offset(offset)))
     }
 
+    /// OffsetForLeaderEpoch (Kafka `Partition.lastOffsetForLeaderEpoch` with
+    /// `fetchOnlyFromLeader`): the end offset of `epoch` (or of the largest epoch below it) in
+    /// the leader's log; NOT_LEADER_OR_FOLLOWER unless this node leads.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<Option<(i32, i64)>, PartitionError> {
-        self.with_log(|log| Ok(log.end_offset_for_epoch(epoch)))
+        self.with_leader_log(|log| Ok(log.end_offset_for_epoch(epoch)))
+    }
+
+    /// Kafka `Partition.leaderLogIfLocal`: runs `f` on the log only while this node leads the
+    /// partition. The leader lock is held throughout (lock order: leader state, then log), so
+    /// leadership cannot move to another broker in the middle of `f`.
+    fn with_leader_log<T>(
+        &self,
+        f: impl FnOnce(&mut Log) -> Result<T, StorageError>,
+    ) -> Result<T, PartitionError> {
+        let leader = self.leader.lock();
+        if leader.is_none() {
+            return Err(if self.is_hosted() {
+                PartitionError::NotLeaderOrFollower
+            } else {
+                PartitionError::Deleted
+            });
+        }
+        self.with_log(f)
     }
 
     pub fn flush(&self) -> Result<(), PartitionError> {
@@ -737,10 +759,11 @@ impl Partition {
         })
     }
 
-    /// DeleteRecords: `offset` -1 means the high watermark. Returns the new low watermark
-    /// (log start offset).
+    /// DeleteRecords on the leader (Kafka `Partition.deleteRecordsOnLeader`): `offset` -1
+    /// means the high watermark. Returns the new low watermark (log start offset); followers
+    /// take it from the leader's fetch responses. NOT_LEADER_OR_FOLLOWER unless this node leads.
     pub fn delete_records_before(&self, offset: i64, now_ms: i64) -> Result<i64, PartitionError> {
-        self.with_log(|log| {
+        self.with_leader_log(|log| {
             let target = if offset == -1 {
                 log.high_watermark()
             } else {
