@@ -419,6 +419,15 @@ impl Partition {
         self.leader.lock().is_some()
     }
 
+    /// Kafka `leaderEpochStartOffsetOpt`: the log end offset when this node's current
+    /// leadership began (its leader epoch's start offset); `None` unless this node leads.
+    pub fn leader_epoch_start_offset(&self) -> Option<i64> {
+        self.leader
+            .lock()
+            .as_ref()
+            .map(|l| l.leader_epoch_start_offset())
+    }
+
     /// `(committed ISR size, replicas)` while leading: under-replicated when smaller.
     pub fn isr_and_replicas(&self) -> Option<(usize, usize)> {
         self.leader
