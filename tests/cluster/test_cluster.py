@@ -8,7 +8,9 @@ controller gives.  ``test_replication.py`` has the data-path tests.
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 import urllib.request
 import sys
 import time
@@ -23,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fjordcluster import (  # noqa: E402
     INVALID_REPLICA_ASSIGNMENT, INVALID_REPLICATION_FACTOR, Bootstrap, create_topic,
-    raw_create_topic, read_meta_properties, wait_topic)
+    raw_create_topic, raw_quorum_leader, read_meta_properties, wait_topic)
 from helpers import (  # noqa: E402
     OP_TIMEOUT, consume_n, consumer, error_code_of, produce_all, producer, unique_topic)
 
@@ -63,6 +65,26 @@ def test_cluster_forms_with_one_id_and_racks(cluster):
         desc = a.describe_cluster().result(timeout=OP_TIMEOUT)
         assert desc.cluster_id == cluster_id
         assert {node.id: node.rack for node in desc.nodes} == {b: f"rack-{b}" for b in ids}
+
+
+def test_describe_quorum_is_answered_by_the_leader_and_forwarded_by_every_broker(cluster):
+    leader = cluster.wait_for("a Raft leader", cluster.quorum_leader)
+    for n in cluster.ids():
+        # Controller listeners: only the Raft leader describes the quorum (KafkaRaftClient).
+        on_controller = raw_quorum_leader(cluster.node(n).controller_port)
+        assert on_controller == (leader if n == leader[0] else None), (n, on_controller)
+        # Broker listeners forward to the leader, as Kafka brokers do.
+        assert raw_quorum_leader(cluster.node(n).client_port) == leader, n
+    # The CLI connected to a follower gets its answer from that broker.
+    follower = next(n for n in cluster.ids() if n != leader[0])
+    result = subprocess.run(
+        [str(cluster.binary), "cluster", "describe-quorum", "--bootstrap",
+         cluster.bootstrap_of(follower), "--output", "json"],
+        capture_output=True, text=True, timeout=60, check=True)
+    quorum = json.loads(result.stdout)
+    assert quorum["answered_by"] == cluster.bootstrap_of(follower), quorum
+    assert (quorum["leader_id"], quorum["leader_epoch"]) == leader, quorum
+    assert sorted(v["node_id"] for v in quorum["voters"]) == sorted(cluster.ids()), quorum
 
 
 # --------------------------------------------------------------------------- 2. placement

@@ -353,8 +353,9 @@ impl Broker {
     }
 
     /// Installs how DescribeQuorum learns the metadata quorum's state: the server passes its
-    /// node's [`metadata_runtime::MetadataRuntime::quorum_describer`]. Without one, DescribeQuorum
-    /// answers NOT_LEADER_OR_FOLLOWER.
+    /// node's [`metadata_runtime::MetadataRuntime::quorum_describer`]. Without one, or while
+    /// this node is not the Raft leader, DescribeQuorum is forwarded to the leader through the
+    /// controller channel.
     pub fn set_quorum_describer(&self, describer: apis::describe_quorum::QuorumDescriber) {
         *self.quorum_describer.write() = Some(describer);
     }
@@ -618,7 +619,7 @@ impl Broker {
                 ResponseKind::UnregisterBroker(apis::unregister_broker::handle(self, &r).await)
             }
             RequestKind::DescribeQuorum(r) => {
-                ResponseKind::DescribeQuorum(apis::describe_quorum::handle(self, version, &r))
+                ResponseKind::DescribeQuorum(apis::describe_quorum::handle(self, version, &r).await)
             }
             other => {
                 // The connection layer checks `supports` first, so this is a broker bug.
