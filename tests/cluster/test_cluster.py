@@ -180,6 +180,7 @@ def test_broker_kill9_is_fenced_and_leaderships_move(cluster):
                   and any(p.leader == n for p in before.partitions.values()))
     led = {p: part for p, part in before.partitions.items() if part.leader == victim}
     survivors = [n for n in cluster.ids() if n != victim]
+    expands_before = sum(metric(cluster.node(n), "fjord_isr_expands_total") for n in survivors)
 
     cluster.kill(victim)
 
@@ -216,6 +217,16 @@ def test_broker_kill9_is_fenced_and_leaderships_move(cluster):
     after = cluster.raw_metadata(victim, [topic]).topics[topic]
     for p, part in after.partitions.items():
         assert victim not in part.offline, f"partition {p} still lists {victim} offline: {part}"
+
+    # Fencing took it out of every ISR at the controller; the surviving leaders put it back
+    # with AlterPartition once it caught up, each counted (Kafka's IsrExpandsPerSec).
+    def rejoined():
+        t = cluster.raw_metadata(survivors[0], [topic]).topics[topic]
+        return all(victim in part.isr for part in t.partitions.values())
+
+    cluster.wait_for(f"broker {victim} back in every ISR", rejoined, timeout=60)
+    expands = sum(metric(cluster.node(n), "fjord_isr_expands_total") for n in survivors)
+    assert expands - expands_before >= len(before.partitions), (expands_before, expands)
 
 
 def test_paused_broker_is_fenced_and_unfenced_after_resume(cluster):

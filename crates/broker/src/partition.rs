@@ -19,7 +19,7 @@
 //! when the topic is deleted, so requests holding an `Arc<Partition>` from before the deletion
 //! answer UNKNOWN_TOPIC_OR_PARTITION instead of touching a removed directory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -33,11 +33,11 @@ use fjord_storage::{
 use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
-use crate::metrics::{PartitionTraffic, LOG_FLUSH_DURATION};
+use crate::metrics::{Counter, PartitionTraffic, ISR_EXPANDS, ISR_SHRINKS, LOG_FLUSH_DURATION};
 use crate::replication::{
     AckDecision, AlterPartitionItem, AlterPartitionOutcome, BrokerStatus, FetchPartitionRequest,
-    FetchPartitionResponse, FollowerFetchEffects, LeaderAndIsr, LeaderState, NotEnoughReplicas,
-    PartitionRegistration, ReplicationConfig,
+    FetchPartitionResponse, FollowerFetchEffects, IsrState, LeaderAndIsr, LeaderState,
+    NotEnoughReplicas, PartitionRegistration, ReplicationConfig,
 };
 
 /// Kafka's defaults for a partition built without topic configs (tests and tools).
@@ -55,6 +55,13 @@ pub struct BrokerDirectory {
 }
 
 impl BrokerDirectory {
+    /// A directory holding `statuses` (tests and tools; brokers use [`BrokerDirectory::update`]).
+    pub fn from_statuses(statuses: BTreeMap<i32, BrokerStatus>) -> Self {
+        Self {
+            statuses: RwLock::new(Arc::new(statuses)),
+        }
+    }
+
     pub fn snapshot(&self) -> Arc<BTreeMap<i32, BrokerStatus>> {
         self.statuses.read().clone()
     }
@@ -371,9 +378,12 @@ impl Partition {
         let became = match leader.as_mut() {
             Some(current) => {
                 current.set_config(config);
+                let proposal = proposed_isr_change(current);
                 current
                     .apply_registration(&registration, log, now_ms)
                     .map_err(leader_state_error)?;
+                // The image may bring our AlterPartition's result before its answer does.
+                count_committed_isr_change(proposal, current);
                 false
             }
             None => {
@@ -500,8 +510,10 @@ impl Partition {
         let mut leader = self.leader.lock();
         let leader = leader.as_mut()?;
         let brokers = self.brokers.snapshot();
+        let proposal = proposed_isr_change(leader);
         self.with_log(|log| {
             let outcome = leader.on_alter_partition_result(sent, result, log, now_ms, &*brokers);
+            count_committed_isr_change(proposal, leader);
             self.published.publish(log);
             Ok(outcome)
         })
@@ -837,6 +849,33 @@ fn leader_state_error(error: crate::replication::LeaderStateError) -> PartitionE
         crate::replication::LeaderStateError::NotLeader { .. } => {
             PartitionError::NotLeaderOrFollower
         }
+    }
+}
+
+/// The ISR change this leader proposed and has not seen committed: the counter its commit
+/// increments ([`ISR_EXPANDS`], [`ISR_SHRINKS`]) and the ISR it asked for.
+fn proposed_isr_change(leader: &LeaderState) -> Option<(&'static Counter, BTreeSet<i32>)> {
+    match leader.isr_state() {
+        IsrState::PendingExpand { sent, .. } => Some((&ISR_EXPANDS, sent.new_isr())),
+        IsrState::PendingShrink { sent, .. } => Some((&ISR_SHRINKS, sent.new_isr())),
+        IsrState::Committed { .. } => None,
+    }
+}
+
+/// Kafka counts an ISR expansion or shrink once the controller committed the leader's
+/// proposal (`PendingExpandIsr`/`PendingShrinkIsr.notifyListener`). Here the commit reaches
+/// the leader by the AlterPartition answer or, often first on the controller's own node, by
+/// the metadata image; either way the proposal is counted once, when the committed ISR
+/// becomes the one it asked for (the later path then finds nothing pending).
+fn count_committed_isr_change(
+    proposal: Option<(&'static Counter, BTreeSet<i32>)>,
+    leader: &LeaderState,
+) {
+    let Some((counter, proposed_isr)) = proposal else {
+        return;
+    };
+    if matches!(leader.isr_state(), IsrState::Committed { isr } if *isr == proposed_isr) {
+        counter.inc();
     }
 }
 
