@@ -202,6 +202,19 @@ def test_graceful_restart_keeps_topics_and_data(broker):
     assert t3 not in names and t1 in names
 
 
+UNCLEAN = "previous shutdown was not clean"
+
+
+def test_only_an_existing_dir_without_the_marker_is_unclean(broker):
+    # A brand-new data dir had no previous run to shut down.
+    assert UNCLEAN not in broker.log_path.read_text(errors="replace")
+    broker.restart()      # graceful: the marker is written
+    assert UNCLEAN not in broker.log_path.read_text(errors="replace")
+    broker.kill9()
+    broker.start()
+    assert UNCLEAN in broker.log_path.read_text(errors="replace")
+
+
 def test_restart_twice_with_empty_topic(broker):
     t = unique_topic("empty-rs")
     create_topic(broker, t, partitions=2)

@@ -146,7 +146,8 @@ impl Broker {
         let (log_manager, had_clean_shutdown) = LogManager::open(&config.data_dir)?;
         let (meta_cluster_id, formatted) =
             ensure_meta_properties(&log_manager, config.node_id, image.cluster_id.as_deref())?;
-        if !had_clean_shutdown && !formatted {
+        // Only an existing directory without the marker was shut down uncleanly.
+        if !had_clean_shutdown && !formatted && !log_manager.is_new_directory() {
             tracing::info!(data_dir = %config.data_dir.display(), "previous shutdown was not clean: recovering logs");
         }
         let static_config = config.clone();

@@ -38,14 +38,23 @@ pub struct LogManager {
     data_dir: PathBuf,
     /// Held open for its exclusive lock; released when the manager is dropped.
     _lock_file: File,
+    /// No broker had opened the directory before this one (see [`LogManager::is_new_directory`]).
+    new_directory: bool,
 }
 
 impl LogManager {
     /// Opens `data_dir`, locking it against other brokers. Returns whether the previous run
-    /// shut down cleanly; the marker is removed so that a crash from now on is detected.
+    /// shut down cleanly; the marker is removed so that a crash from now on is detected. A
+    /// directory no broker has opened before has no marker either, but had no previous run:
+    /// see [`LogManager::is_new_directory`].
     pub fn open(data_dir: &Path) -> Result<(LogManager, bool), StorageError> {
         std::fs::create_dir_all(data_dir).map_err(io_error("create dir", data_dir))?;
         let lock_path = data_dir.join(LOCK_FILE_NAME);
+        let marker_path = data_dir.join(CLEAN_SHUTDOWN_FILE_NAME);
+        // The lock file is created by the first open and never removed, so its absence means
+        // no broker ever opened the directory (other nodes' files, such as the metadata log,
+        // may already be there).
+        let new_directory = !lock_path.exists() && !marker_path.exists();
         let lock_file = File::options()
             .create(true)
             .truncate(false)
@@ -63,7 +72,6 @@ impl LogManager {
                 return Err(io_error("lock", &lock_path)(error))
             }
         }
-        let marker_path = data_dir.join(CLEAN_SHUTDOWN_FILE_NAME);
         let had_clean_shutdown = marker_path.exists();
         if had_clean_shutdown {
             std::fs::remove_file(&marker_path).map_err(io_error("remove", &marker_path))?;
@@ -72,6 +80,7 @@ impl LogManager {
         let manager = LogManager {
             data_dir: data_dir.to_path_buf(),
             _lock_file: lock_file,
+            new_directory,
         };
         manager.remove_deleted_logs()?;
         Ok((manager, had_clean_shutdown))
@@ -79,6 +88,13 @@ impl LogManager {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Whether this is the first time a broker opened the directory (it had no lock file and
+    /// no clean-shutdown marker). Its missing marker is then no sign of an unclean shutdown:
+    /// there was no previous run. Only an existing directory without the marker is unclean.
+    pub fn is_new_directory(&self) -> bool {
+        self.new_directory
     }
 
     /// Finishes deletions interrupted by a crash.
@@ -358,6 +374,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (manager, clean) = LogManager::open(dir.path()).unwrap();
         assert!(!clean);
+        assert!(manager.is_new_directory(), "first open: no previous run");
         assert!(matches!(
             LogManager::open(dir.path()),
             Err(StorageError::DirectoryLocked { .. })
@@ -385,10 +402,37 @@ mod tests {
         drop(manager);
         let (manager, clean) = LogManager::open(dir.path()).unwrap();
         assert!(clean);
+        assert!(!manager.is_new_directory());
         assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE_NAME).exists());
         drop(manager);
-        let (_manager, clean) = LogManager::open(dir.path()).unwrap();
+        let (manager, clean) = LogManager::open(dir.path()).unwrap();
         assert!(!clean, "marker is consumed on open");
+        assert!(
+            !manager.is_new_directory(),
+            "an existing dir without the marker is unclean"
+        );
+    }
+
+    #[test]
+    fn a_directory_other_files_were_written_to_is_still_new_until_a_broker_opened_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // What the metadata quorum and the cluster id check write before the broker opens.
+        std::fs::create_dir(dir.path().join("__cluster_metadata-0")).unwrap();
+        write_meta_properties(
+            dir.path(),
+            &MetaProperties {
+                version: 1,
+                node_id: 1,
+                cluster_id: "abcDEF123".into(),
+            },
+        )
+        .unwrap();
+        let (manager, clean) = LogManager::open(dir.path()).unwrap();
+        assert!(!clean && manager.is_new_directory());
+        drop(manager);
+        // A crash (no marker written) on the next start is unclean.
+        let (manager, clean) = LogManager::open(dir.path()).unwrap();
+        assert!(!clean && !manager.is_new_directory());
     }
 
     #[test]
