@@ -136,7 +136,8 @@ pub struct Broker {
 impl Broker {
     /// Opens the data directory and recovers the logs of the partitions `image` (the metadata
     /// as replayed at start) assigns to `config.node_id`. Partition directories the image
-    /// does not assign here are left alone with a warning. Metadata changes go to the
+    /// does not assign here are left alone (with a warning) until the server renames the
+    /// strays once caught up ([`ReplicaManager::rename_stray_partition_dirs`]). Metadata changes go to the
     /// controller through `controller`; images come back through [`Broker::publish_metadata`].
     pub fn open(
         config: BrokerConfig,

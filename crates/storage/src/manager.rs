@@ -15,6 +15,11 @@ const CLEAN_SHUTDOWN_FILE_NAME: &str = ".kafka_cleanshutdown";
 const META_PROPERTIES_FILE_NAME: &str = "meta.properties";
 const TOPICS_FILE_NAME: &str = "topics.json";
 const DELETE_DIR_SUFFIX: &str = "-delete";
+/// Kafka's `StrayDirSuffix`: a partition directory moved aside because the metadata does not
+/// assign the partition to this broker (KAFKA-14616).
+pub const STRAY_DIR_SUFFIX: &str = "-stray";
+/// Longest directory name most file systems accept (Kafka caps renamed log dirs at it).
+const DIR_NAME_LENGTH_MAX: usize = 255;
 
 /// A topic as persisted in `topics.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +229,34 @@ impl LogManager {
         Log::open(&dir, config, had_clean_shutdown, now_ms)
     }
 
+    /// Moves the directory of `topic`-`partition` aside as a stray (Kafka
+    /// `LogManager.asyncDelete(isStray = true)`): renamed to
+    /// `{topic}-{partition}.{unique id}-stray` (the topic cut so the name stays within 255
+    /// bytes, as Kafka's `logStrayDirName`), the data dir fsynced. A stray is never listed by
+    /// [`LogManager::partition_dirs`], opened or served again, and not deleted: its data is
+    /// left for an operator to inspect or remove. The log must not be open.
+    pub fn rename_stray_log_dir(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<PathBuf, StorageError> {
+        let dir = self.log_dir(topic, partition)?;
+        let suffix = format!(
+            "-{partition}.{}{STRAY_DIR_SUFFIX}",
+            uuid::Uuid::new_v4().simple()
+        );
+        // Topic names are ASCII (validated by `log_dir`), so any byte index is a boundary.
+        let topic_length = topic
+            .len()
+            .min(DIR_NAME_LENGTH_MAX.saturating_sub(suffix.len()));
+        let stray = self
+            .data_dir
+            .join(format!("{}{suffix}", &topic[..topic_length]));
+        std::fs::rename(&dir, &stray).map_err(io_error("rename", &dir))?;
+        sync_dir(&self.data_dir)?;
+        Ok(stray)
+    }
+
     /// Renames the log's directory out of the way first (so a crash mid-delete can't leave a
     /// half-deleted log that looks live), then removes it.
     pub fn delete_log(&self, log: Log) -> Result<(), StorageError> {
@@ -410,6 +443,71 @@ mod tests {
         assert!(
             !manager.is_new_directory(),
             "an existing dir without the marker is unclean"
+        );
+    }
+
+    #[test]
+    fn strays_are_renamed_aside_and_no_longer_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (manager, _) = LogManager::open(dir.path()).unwrap();
+        let long_topic = "t".repeat(249);
+        for (topic, partition) in [("ghost", 3), (long_topic.as_str(), 0), ("kept", 0)] {
+            let log = manager
+                .open_log(topic, partition, LogConfig::default(), true, 0)
+                .unwrap();
+            drop(log);
+        }
+        std::fs::write(dir.path().join("ghost-3").join("evidence"), b"data").unwrap();
+        let stray = manager.rename_stray_log_dir("ghost", 3).unwrap();
+        let name = stray.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            name.starts_with("ghost-3.") && name.ends_with(STRAY_DIR_SUFFIX),
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::read(stray.join("evidence")).unwrap(),
+            b"data",
+            "kept, not deleted"
+        );
+        assert!(!dir.path().join("ghost-3").exists());
+        // Kafka's cap: the topic is cut so that the name fits in 255 bytes.
+        let stray = manager.rename_stray_log_dir(&long_topic, 0).unwrap();
+        let name = stray.file_name().unwrap().to_str().unwrap().to_owned();
+        assert_eq!(name.len(), DIR_NAME_LENGTH_MAX, "{name}");
+        assert!(name.ends_with(STRAY_DIR_SUFFIX));
+        assert_eq!(
+            manager.partition_dirs().unwrap(),
+            vec![("kept".to_string(), 0)]
+        );
+        // The same partition can become a stray again.
+        drop(
+            manager
+                .open_log("ghost", 3, LogConfig::default(), true, 0)
+                .unwrap(),
+        );
+        manager.rename_stray_log_dir("ghost", 3).unwrap();
+        assert!(matches!(
+            manager.rename_stray_log_dir("ghost", 3),
+            Err(StorageError::Io { .. })
+        ));
+        // Strays survive a restart (only `-delete` dirs are finished off at open).
+        drop(manager);
+        let (manager, _) = LogManager::open(dir.path()).unwrap();
+        let strays = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_str()
+                    .unwrap()
+                    .ends_with(STRAY_DIR_SUFFIX)
+            })
+            .count();
+        assert_eq!(strays, 3);
+        assert_eq!(
+            manager.partition_dirs().unwrap(),
+            vec![("kept".to_string(), 0)]
         );
     }
 
