@@ -16,6 +16,7 @@
 //! election in progress; clients retry). A request naming anything but
 //! `__cluster_metadata`-0 gets UNKNOWN_TOPIC_OR_PARTITION per partition
 //! (`getPartitionLevelErrorResponse`).
+
 use std::sync::Arc;
 
 use fjord_protocol::kafka_protocol::messages::describe_quorum_response::{
