@@ -1,7 +1,8 @@
 //! Which broker answers DeleteRecords, OffsetForLeaderEpoch and DescribeProducers, on three
 //! in-process brokers (`testing::Cluster`) with a topic on brokers 1 and 2 only: as Kafka's
 //! `ReplicaManager`, the first two only on the partition's leader, DescribeProducers on any
-//! replica, and NOT_LEADER_OR_FOLLOWER on a follower or on a broker without a replica.
+//! replica, and NOT_LEADER_OR_FOLLOWER on a follower or on a broker without a replica;
+//! DeleteRecords of a topic whose `cleanup.policy` lacks `delete` is a POLICY_VIOLATION.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +33,8 @@ use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
 
 const TOPIC: &str = "two-replicas";
+/// `cleanup.policy=compact`: DeleteRecords is a POLICY_VIOLATION.
+const COMPACTED: &str = "compacted";
 const PRODUCER_ID: i64 = 4_711;
 
 fn config(dir: &std::path::Path, node_id: i32) -> BrokerConfig {
@@ -98,10 +101,18 @@ async fn produce(broker: &Broker, sequence: i32) -> Option<ResponseError> {
 
 /// DeleteRecords of partition 0 before `offset`: (error, low watermark).
 async fn delete_records(broker: &Broker, offset: i64) -> (Option<ResponseError>, i64) {
+    delete_records_of(broker, TOPIC, offset).await
+}
+
+async fn delete_records_of(
+    broker: &Broker,
+    topic: &'static str,
+    offset: i64,
+) -> (Option<ResponseError>, i64) {
     let request = DeleteRecordsRequest::default()
         .with_timeout_ms(10_000)
         .with_topics(vec![DeleteRecordsTopic::default()
-            .with_name(topic_name())
+            .with_name(TopicName(StrBytes::from_static_str(topic)))
             .with_partitions(vec![DeleteRecordsPartition::default()
                 .with_partition_index(0)
                 .with_offset(offset)])]);
@@ -197,17 +208,19 @@ async fn only_the_leader_deletes_records_and_answers_epoch_end_offsets() {
         .map(|(i, dir)| config(dir.path(), i as i32 + 1))
         .collect();
     let cluster = Arc::new(Cluster::start(configs, 1_000).unwrap());
+    let topic = |name: &str, configs: Vec<(String, Option<String>)>| CreatableTopic {
+        name: name.to_string(),
+        num_partitions: -1,
+        replication_factor: -1,
+        assignments: vec![(0, vec![1, 2])],
+        configs,
+    };
+    let compact = vec![("cleanup.policy".to_string(), Some("compact".to_string()))];
     let reply = cluster
         .channel
         .send(
             ControllerRequest::CreateTopics(CreateTopicsRequest {
-                topics: vec![CreatableTopic {
-                    name: TOPIC.to_string(),
-                    num_partitions: -1,
-                    replication_factor: -1,
-                    assignments: vec![(0, vec![1, 2])],
-                    configs: Vec::new(),
-                }],
+                topics: vec![topic(TOPIC, Vec::new()), topic(COMPACTED, compact)],
                 validate_only: false,
             }),
             10_000,
@@ -217,7 +230,10 @@ async fn only_the_leader_deletes_records_and_answers_epoch_end_offsets() {
     let ControllerReply::CreateTopics(reply) = reply else {
         panic!("{reply:?}")
     };
-    assert_eq!(reply.topics[0].error.code, ErrorCode::None, "{reply:?}");
+    assert!(
+        reply.topics.iter().all(|t| t.error.code == ErrorCode::None),
+        "{reply:?}"
+    );
     let (leader, follower, outsider) = (cluster.broker(1), cluster.broker(2), cluster.broker(3));
     eventually("the topic on every broker, led by broker 1", || {
         cluster.brokers.iter().all(|b| {
@@ -301,6 +317,18 @@ async fn only_the_leader_deletes_records_and_answers_epoch_end_offsets() {
         log_start(follower) == 2
     })
     .await;
+    // Without `delete` in cleanup.policy, nothing is deleted (Kafka's policy check).
+    eventually("the compacted topic led by broker 1", || {
+        leader
+            .replica_manager()
+            .partition(COMPACTED, 0)
+            .is_some_and(|p| p.is_leader())
+    })
+    .await;
+    assert_eq!(
+        delete_records_of(leader, COMPACTED, -1).await,
+        (Some(ResponseError::PolicyViolation), -1)
+    );
 
     // DescribeProducers: any replica answers from its own producer state; a broker without a
     // replica of the partition answers NOT_LEADER_OR_FOLLOWER.
