@@ -4,8 +4,9 @@
                      ready and sees all three brokers when the test starts.  The processes are
                      shared by the tests of a module (starting three nodes costs seconds); a test
                      may kill, stop or pause nodes, the next one restarts what is down.
-``cluster_factory``  ``cluster_factory(size=3, settings=None, start=True)``: a cluster of the
-                     test's own (stopped at teardown), e.g. a second cluster or other settings.
+``cluster_factory``  ``cluster_factory(size=3, settings=None, start=True, brokers=0)``: a cluster
+                     of the test's own (stopped at teardown), e.g. a second cluster, other
+                     settings, or ``brokers`` broker-only nodes beside the voters.
 
 Each node gets ``--broker-rack rack-N``, ``broker.session.timeout.ms=3000`` and
 ``broker.heartbeat.interval.ms=500`` (fencing within seconds), ``shutdown.timeout.ms=5000``; logs stay under the pytest
@@ -59,8 +60,10 @@ def cluster(_module_cluster, request) -> Cluster:
 def cluster_factory(tmp_path_factory, request):
     created: list[Cluster] = []
 
-    def make(size: int = 3, settings: dict | None = None, start: bool = True) -> Cluster:
-        c = Cluster(tmp_path_factory.mktemp("cluster"), size=size, settings=settings)
+    def make(size: int = 3, settings: dict | None = None, start: bool = True,
+             brokers: int = 0) -> Cluster:
+        c = Cluster(tmp_path_factory.mktemp("cluster"), size=size, settings=settings,
+                    brokers=brokers)
         created.append(c)
         _register(request, c)
         if start:

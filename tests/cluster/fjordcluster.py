@@ -1,8 +1,10 @@
 """A local multi-node Fjord cluster for black-box tests: N ``fjord serve`` processes on loopback.
 
-Every node is a combined broker+controller (``process.roles=broker,controller``), a voter of the
-Raft metadata quorum, on free ports (clients, controllers, metrics), with ``--broker-rack
-rack-N`` and its own data dir; its stdout+stderr are appended to ``<workdir>/node-N/node.log``
+Nodes 1..size are combined broker+controllers (``process.roles=broker,controller``), the voters
+of the Raft metadata quorum; ``brokers=M`` (or ``add_broker()``) adds broker-only nodes
+(``process.roles=broker``, ids size+1..), observers that fetch the committed metadata log from
+the voters and bind no controller listener.  Every node runs on free ports (clients,
+controllers, metrics), with ``--broker-rack rack-N`` and its own data dir; its stdout+stderr are appended to ``<workdir>/node-N/node.log``
 across restarts (a banner per start).  Nodes are started exactly as ``scripts/cluster`` does.
 
 ``Cluster`` offers process control (``kill`` = SIGKILL, ``stop`` = SIGTERM and wait, ``start``,
@@ -231,9 +233,11 @@ class ClusterNode:
     """One ``fjord serve`` process of the cluster, on fixed ports and a fixed data dir."""
 
     def __init__(self, cluster: "Cluster", node_id: int, client_port: int, controller_port: int,
-                 metrics_port: int):
+                 metrics_port: int, controller: bool = True):
         self.cluster = cluster
         self.node_id = node_id
+        # A voter (broker,controller) or a broker-only observer (no controller listener).
+        self.controller = controller
         self.client_port = client_port
         self.controller_port = controller_port
         self.metrics_port = metrics_port
@@ -265,7 +269,12 @@ class ClusterNode:
             "--node-id", str(self.node_id),
             "--data-dir", str(self.data_dir),
             "--listen", self.bootstrap,
-            "--controller-listen", self.controller_address,
+        ]
+        if self.controller:
+            cmd += ["--controller-listen", self.controller_address]
+        else:
+            cmd += ["--process-roles", "broker"]
+        cmd += [
             "--controller-quorum-voters", self.cluster.voters,
             "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
             "--broker-rack", self.rack,
@@ -384,10 +393,11 @@ _ACTIVE_CONTROLLER = re.compile(r"became the active controller.*?\bterm=(\d+)")
 
 
 class Cluster:
-    """``size`` combined broker+controller nodes forming one quorum (ids 1..size)."""
+    """``size`` combined broker+controller nodes forming one quorum (ids 1..size), plus
+    ``brokers`` broker-only nodes (ids size+1..size+brokers)."""
 
     def __init__(self, workdir: Path, size: int = 3, settings: dict | None = None,
-                 binary: Path | None = None):
+                 binary: Path | None = None, brokers: int = 0):
         self.workdir = Path(workdir)
         self.binary = Path(binary or find_binary())
         self.settings = dict(TEST_SETTINGS)
@@ -399,6 +409,27 @@ class Cluster:
             self.nodes[n] = ClusterNode(self, n, ports[3 * i], ports[3 * i + 1], ports[3 * i + 2])
         self._describe_quorum: bool | None = None   # whether the binary serves DescribeQuorum
         self.voters = ",".join(f"{n}@{node.controller_address}" for n, node in self.nodes.items())
+        for _ in range(brokers):
+            self.add_broker(start=False)
+
+    def add_broker(self, start: bool = True, wait: bool = True) -> ClusterNode:
+        """A new broker-only node (``process.roles=broker``) with the next free id; started
+        (and waited for) unless ``start=False``."""
+        # Ids are never reused within a cluster (a removed node's data dir stays behind).
+        n = max(max(self.nodes), getattr(self, "_last_broker_id", 0)) + 1
+        self._last_broker_id = n
+        client, metrics = free_ports(2)
+        node = ClusterNode(self, n, client, 0, metrics, controller=False)
+        self.nodes[n] = node
+        if start:
+            node.start(wait=wait)
+        return node
+
+    def voter_ids(self) -> list[int]:
+        return sorted(n for n, node in self.nodes.items() if node.controller)
+
+    def broker_only_ids(self) -> list[int]:
+        return sorted(n for n, node in self.nodes.items() if not node.controller)
 
     # ------------------------------------------------------------------ process control
     def node(self, n: int) -> ClusterNode:
@@ -527,7 +558,7 @@ class Cluster:
         (a node elected later always logs a higher term)."""
         best = None
         for n, node in self.nodes.items():
-            if not node.is_running():
+            if not node.is_running() or not node.controller:
                 continue
             for m in _ACTIVE_CONTROLLER.finditer(node.log_text()):
                 term = int(m.group(1))

@@ -26,8 +26,10 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "controller.listen", default: "", doc: "HOST:PORT of the controller listener (Raft between controllers, broker registration and heartbeats). Required on a controller of a quorum with more than one voter; empty on a single node, whose controller is in-process (Kafka: the CONTROLLER entry of listeners)." },
     SettingSpec { key: "controller.quorum.voters", default: "", doc: "The controllers, as ID@HOST:PORT,... (their controller.listen addresses). Empty: this node alone, in-process (Kafka: controller.quorum.voters)." },
     SettingSpec { key: "broker.rack", default: "", doc: "This broker's rack (failure domain): replicas of a partition are spread across racks, and consumers with client.rack may fetch from a replica in their rack." },
+    SettingSpec { key: "replica.selector.class", default: "", doc: "KIP-392 fetch from follower: org.apache.kafka.common.replica.RackAwareReplicaSelector sends consumers that name a client.rack to an in-sync follower in their rack (preferred_read_replica); unset: consumers read from the leader. Followers serve consumer fetches (v11+) up to their high watermark either way." },
     SettingSpec { key: "broker.heartbeat.interval.ms", default: "2000", doc: "How often the broker heartbeats to the active controller." },
     SettingSpec { key: "broker.session.timeout.ms", default: "9000", doc: "The controller fences a broker (takes away its leaderships and ISR memberships) after this long without a heartbeat; a restarted broker may register again once its previous session expired." },
+    SettingSpec { key: "metadata.log.max.record.bytes.between.snapshots", default: "20971520", doc: "Snapshot the metadata image (and trim the metadata log) after this many bytes of metadata entries; voters and broker-only observers each do so for their own copy." },
     SettingSpec { key: "data.dir", default: "./fjord-data", doc: "Directory holding the logs and metadata (Kafka: log.dirs, one directory)." },
     SettingSpec { key: "listen", default: "127.0.0.1:9092", doc: "Address the Kafka listener binds (Kafka: listeners)." },
     SettingSpec { key: "metrics.listen", default: "127.0.0.1:9644", doc: "Address of the HTTP listener for Prometheus metrics (GET /metrics) and health checks (GET /health/live, /health/ready)." },
@@ -90,6 +92,8 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "replica.fetch.response.max.bytes", default: "10485760", doc: "Bytes a follower asks for in one fetch response over all partitions." },
     SettingSpec { key: "replica.fetch.backoff.ms", default: "1000", doc: "How long a follower waits before fetching a partition again after an error." },
     SettingSpec { key: "replica.high.watermark.checkpoint.interval.ms", default: "5000", doc: "How often the high watermarks are written to replication-offset-checkpoint (also at clean shutdown)." },
+    SettingSpec { key: "leader.replication.throttled.rate", default: "9223372036854775807", doc: "Bytes per second the leader sends to followers of the replicas listed in leader.replication.throttled.replicas (topic config) while they are out of the ISR (dynamic; default: unlimited)." },
+    SettingSpec { key: "follower.replication.throttled.rate", default: "9223372036854775807", doc: "Bytes per second the follower fetches for the replicas listed in follower.replication.throttled.replicas (topic config) while they are not caught up (dynamic; default: unlimited)." },
     SettingSpec { key: "min.insync.replicas", default: "1", doc: "Default min.insync.replicas of topics: acks=all produces fail with NOT_ENOUGH_REPLICAS while fewer replicas are in sync." },
     SettingSpec { key: "producer.id.expiration.check.interval.ms", default: "600000", doc: "How often partitions look for producer state older than producer.id.expiration.ms." },
 ];
@@ -140,8 +144,16 @@ pub struct BrokerConfig {
     /// the in-process quorum of a single node.
     pub controller_quorum_voters: Vec<(i32, Option<String>)>,
     pub broker_rack: Option<String>,
+    /// `replica.selector.class` (KIP-392); `None`: consumers read from the leader.
+    pub replica_selector: Option<crate::replication::ReplicaSelector>,
+    /// `leader.replication.throttled.rate`, bytes/s (`UNLIMITED_RATE_BYTES_PER_S`: none).
+    pub leader_replication_throttled_rate: u64,
+    /// `follower.replication.throttled.rate`, bytes/s.
+    pub follower_replication_throttled_rate: u64,
     pub broker_heartbeat_interval_ms: u64,
     pub broker_session_timeout_ms: u64,
+    /// Kafka `metadata.log.max.record.bytes.between.snapshots`.
+    pub metadata_snapshot_interval_bytes: u64,
     pub data_dir: PathBuf,
     pub listen: String,
     /// HOST:PORT of the metrics and health HTTP listener.
@@ -364,8 +376,9 @@ fn parse_voters(value: &str) -> Result<Vec<(i32, String)>, String> {
 }
 
 /// Kafka's `KafkaConfig.validateValues` rules for the quorum settings: a controller is a voter
-/// whose address's port is its `controller.listen` port; a broker-only node is not a voter and
-/// needs the voters; more than one voter needs controller listeners.
+/// whose address's port is its `controller.listen` port; a broker-only node is not a voter,
+/// needs the voters and binds no controller listener; more than one voter needs controller
+/// listeners.
 type QuorumVoters = Vec<(i32, Option<String>)>;
 
 fn check_quorum(
@@ -410,6 +423,10 @@ fn check_quorum(
             }
             Ok(voters.into_iter().map(|(id, a)| (id, Some(a))).collect())
         }
+        (false, None) if controller_listen.is_some() => Err((
+            "controller.listen",
+            "a broker-only node (process.roles=broker) has no controller listener: it observes the voters".into(),
+        )),
         (false, None) => Ok(voters.into_iter().map(|(id, a)| (id, Some(a))).collect()),
     }
 }
@@ -515,6 +532,8 @@ impl BrokerConfig {
                 "must be greater than broker.heartbeat.interval.ms",
             ));
         }
+        let metadata_snapshot_interval_bytes: u64 =
+            s.positive("metadata.log.max.record.bytes.between.snapshots")?;
         let broker_rack = match s.raw("broker.rack").trim() {
             "" => None,
             rack => Some(rack.to_string()),
@@ -546,8 +565,15 @@ impl BrokerConfig {
             controller_listen,
             controller_quorum_voters,
             broker_rack,
+            replica_selector: crate::replication::ReplicaSelector::parse(
+                s.raw("replica.selector.class"),
+            )
+            .map_err(|reason| s.invalid("replica.selector.class", &reason))?,
+            leader_replication_throttled_rate: s.parse("leader.replication.throttled.rate")?,
+            follower_replication_throttled_rate: s.parse("follower.replication.throttled.rate")?,
             broker_heartbeat_interval_ms,
             broker_session_timeout_ms,
+            metadata_snapshot_interval_bytes,
             data_dir: PathBuf::from(s.raw("data.dir")),
             listen,
             metrics_listen,
@@ -884,8 +910,17 @@ mod quorum_settings_tests {
             ],
             "controller.listen",
         );
-        // A broker-only node needs the voters.
+        // A broker-only node needs the voters, and has no controller listener.
         rejected(&[("process.roles", "broker")], "controller.quorum.voters");
+        rejected(
+            &[
+                ("node.id", "4"),
+                ("process.roles", "broker"),
+                ("controller.listen", "127.0.0.1:19194"),
+                ("controller.quorum.voters", voters),
+            ],
+            "controller.listen",
+        );
         rejected(&[("process.roles", "broker,broker")], "process.roles");
         rejected(
             &[("controller.quorum.voters", "1@nowhere")],

@@ -49,6 +49,9 @@ pub const DYNAMIC_SETTINGS: &[&str] = &[
     "log.cleaner.io.buffer.size",
     // SocketServer: checked at every accept.
     "max.connections",
+    // Replication quotas (Kafka `DynamicConfig.Broker`): read at every follower fetch.
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
 ];
 
 /// Whether `key` (a Kafka name) may be changed dynamically.

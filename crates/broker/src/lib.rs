@@ -29,7 +29,9 @@ pub mod group_coordinator;
 pub mod lifecycle;
 pub mod log_cleaner;
 pub mod metadata_cache;
+pub mod metadata_fetch;
 pub mod metadata_node;
+pub mod metadata_observer;
 pub mod metadata_runtime;
 pub mod metadata_view;
 pub mod metrics;
@@ -165,9 +167,18 @@ impl Broker {
             had_clean_shutdown,
             &image,
         )?);
+        let (shutdown, _) = watch::channel(false);
+        let replication = Arc::new(replication_shell::ReplicationShell::new(
+            config.node_id,
+            replica_manager.clone(),
+            controller.clone(),
+            shutdown.subscribe(),
+        ));
+        // Coordinator writes wait in the replication purgatory for the high watermark.
         let group_coordinator = Arc::new(GroupCoordinator::open(
             &config,
             replica_manager.clone(),
+            replication.clone(),
             time::now_ms(),
         )?);
         // Markers go straight to this broker's partitions (and transactional offsets to its
@@ -176,6 +187,7 @@ impl Broker {
             Arc::new(txn_markers::LocalTxnMarkerWriter::new(
                 replica_manager.clone(),
                 group_coordinator.clone(),
+                replication.clone(),
             ));
         let producer_id_blocks = Arc::new(producer_id_blocks::ControllerProducerIdBlockStore::new(
             controller.clone(),
@@ -186,17 +198,11 @@ impl Broker {
         let transaction_coordinator = TransactionCoordinator::open(
             &config,
             replica_manager.clone(),
+            replication.clone(),
             marker_writer,
             producer_id_blocks,
             time::now_ms(),
         )?;
-        let (shutdown, _) = watch::channel(false);
-        let replication = Arc::new(replication_shell::ReplicationShell::new(
-            config.node_id,
-            replica_manager.clone(),
-            controller.clone(),
-            shutdown.subscribe(),
-        ));
         // Partitions the image has this node follow at start go to their fetchers.
         replication.on_applied(&replica_manager.initial_roles());
         let broker = Self {
@@ -533,7 +539,9 @@ impl Broker {
             RequestKind::SyncGroup(r) => {
                 ResponseKind::SyncGroup(apis::sync_group::handle(self, version, &r).await)
             }
-            RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(apis::heartbeat::handle(self, &r)),
+            RequestKind::Heartbeat(r) => {
+                ResponseKind::Heartbeat(apis::heartbeat::handle(self, &r).await)
+            }
             RequestKind::DescribeConfigs(r) => {
                 ResponseKind::DescribeConfigs(apis::describe_configs::handle(self, &r))
             }
@@ -556,25 +564,25 @@ impl Broker {
                 ResponseKind::DeleteRecords(apis::delete_records::handle(self, &r))
             }
             RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
-                apis::consumer_group_heartbeat::handle(self, &ctx(), &r),
+                apis::consumer_group_heartbeat::handle(self, &ctx(), &r).await,
             ),
             RequestKind::ConsumerGroupDescribe(r) => {
                 ResponseKind::ConsumerGroupDescribe(apis::consumer_group_describe::handle(self, &r))
             }
             RequestKind::LeaveGroup(r) => {
-                ResponseKind::LeaveGroup(apis::leave_group::handle(self, version, r))
+                ResponseKind::LeaveGroup(apis::leave_group::handle(self, version, r).await)
             }
             RequestKind::OffsetCommit(r) => {
-                ResponseKind::OffsetCommit(apis::offset_commit::handle(self, version, &r))
+                ResponseKind::OffsetCommit(apis::offset_commit::handle(self, version, &r).await)
             }
             RequestKind::OffsetFetch(r) => {
                 ResponseKind::OffsetFetch(apis::offset_fetch::handle(self, version, &r))
             }
-            RequestKind::TxnOffsetCommit(r) => {
-                ResponseKind::TxnOffsetCommit(apis::txn_offset_commit::handle(self, version, &r))
-            }
+            RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(
+                apis::txn_offset_commit::handle(self, version, &r).await,
+            ),
             RequestKind::OffsetDelete(r) => {
-                ResponseKind::OffsetDelete(apis::offset_delete::handle(self, &r))
+                ResponseKind::OffsetDelete(apis::offset_delete::handle(self, &r).await)
             }
             RequestKind::DescribeGroups(r) => {
                 ResponseKind::DescribeGroups(apis::describe_groups::handle(self, version, &r))
@@ -583,19 +591,19 @@ impl Broker {
                 ResponseKind::ListGroups(apis::list_groups::handle(self, version, &r))
             }
             RequestKind::DeleteGroups(r) => {
-                ResponseKind::DeleteGroups(apis::delete_groups::handle(self, &r))
+                ResponseKind::DeleteGroups(apis::delete_groups::handle(self, &r).await)
             }
             RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(
                 apis::init_producer_id::handle(self, version, &r).await,
             ),
             RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
-                apis::add_partitions_to_txn::handle(self, version, &r),
+                apis::add_partitions_to_txn::handle(self, version, &r).await,
             ),
-            RequestKind::AddOffsetsToTxn(r) => {
-                ResponseKind::AddOffsetsToTxn(apis::add_offsets_to_txn::handle(self, version, &r))
-            }
+            RequestKind::AddOffsetsToTxn(r) => ResponseKind::AddOffsetsToTxn(
+                apis::add_offsets_to_txn::handle(self, version, &r).await,
+            ),
             RequestKind::EndTxn(r) => {
-                ResponseKind::EndTxn(apis::end_txn::handle(self, version, &r))
+                ResponseKind::EndTxn(apis::end_txn::handle(self, version, &r).await)
             }
             RequestKind::WriteTxnMarkers(r) => {
                 ResponseKind::WriteTxnMarkers(apis::write_txn_markers::handle(self, &r))

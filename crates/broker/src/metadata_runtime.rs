@@ -140,6 +140,30 @@ impl<S: RaftLogStore + Send> MetadataRuntime<S> {
         })
     }
 
+    /// Answers an observer's FetchMetadata or FetchMetadataSnapshot from this voter's
+    /// committed log (see [`crate::metadata_fetch`]).
+    pub fn answer_observer(
+        &self,
+        request: &crate::metadata_fetch::ObserverRequest,
+    ) -> Result<crate::metadata_fetch::ObserverResponse, RuntimeFailed> {
+        use crate::metadata_fetch::{
+            answer_fetch_metadata, answer_fetch_snapshot, ObserverRequest, ObserverResponse,
+        };
+        self.check()?;
+        let node = self.node.lock();
+        let cluster_id = node.image().cluster_id.clone();
+        Ok(match request {
+            ObserverRequest::Fetch(request) => ObserverResponse::Fetch(answer_fetch_metadata(
+                node.quorum(),
+                cluster_id.as_deref(),
+                request,
+            )),
+            ObserverRequest::Snapshot(request) => ObserverResponse::Snapshot(
+                answer_fetch_snapshot(node.quorum(), cluster_id.as_deref(), request),
+            ),
+        })
+    }
+
     pub fn failure(&self) -> Option<RuntimeFailed> {
         self.failed.read().clone().map(RuntimeFailed)
     }

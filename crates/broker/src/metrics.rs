@@ -214,12 +214,17 @@ impl ApiStats {
 }
 
 /// Traffic of one partition, counted by Produce and Fetch; summed per topic at scrape.
+/// As Kafka's `BytesInPerSec`/`BytesOutPerSec`, the client counters leave replication out:
+/// that goes to `replication_bytes_in` (records a follower fetched from its leader) and
+/// `replication_bytes_out` (records a leader sent to followers).
 #[derive(Debug, Default)]
 pub struct PartitionTraffic {
     pub bytes_in: Counter,
     pub messages_in: Counter,
     pub bytes_out: Counter,
     pub messages_out: Counter,
+    pub replication_bytes_in: Counter,
+    pub replication_bytes_out: Counter,
 }
 
 /// The broker's own metrics (the rest is computed at scrape time).
@@ -508,6 +513,7 @@ impl crate::Broker {
         render_requests(&mut encoder, metrics);
         render_connections(&mut encoder, metrics);
         render_topics(&mut encoder, self);
+        render_replication_quotas(&mut encoder, self);
         render_groups(&mut encoder, self);
         encoder.family(
             "fjord_log_flush_duration_seconds",
@@ -700,7 +706,7 @@ fn render_topics(encoder: &mut TextEncoder, broker: &crate::Broker) {
         encoder.sample(name, &[], counter.get() as f64);
     }
 
-    let traffic: [Family<ReadTraffic>; 4] = [
+    let traffic: [Family<ReadTraffic>; 6] = [
         (
             "fjord_topic_bytes_in_total",
             "Record batch bytes appended by Produce.",
@@ -713,13 +719,23 @@ fn render_topics(encoder: &mut TextEncoder, broker: &crate::Broker) {
         ),
         (
             "fjord_topic_bytes_out_total",
-            "Record bytes sent in Fetch responses.",
+            "Record bytes sent in Fetch responses to consumers (by a leader, or by a follower under KIP-392); replication is not counted.",
             |t| t.bytes_out.get(),
         ),
         (
             "fjord_topic_messages_out_total",
-            "Offsets delivered by Fetch responses (from the fetch offset to the end of the returned batches).",
+            "Offsets delivered by Fetch responses to consumers (from the fetch offset to the end of the returned batches).",
             |t| t.messages_out.get(),
+        ),
+        (
+            "fjord_topic_replication_bytes_in_total",
+            "Record bytes this broker fetched as a follower from partition leaders.",
+            |t| t.replication_bytes_in.get(),
+        ),
+        (
+            "fjord_topic_replication_bytes_out_total",
+            "Record bytes this broker sent as a leader in answers to follower fetches.",
+            |t| t.replication_bytes_out.get(),
         ),
     ];
     for (name, help, read) in traffic {
@@ -769,6 +785,38 @@ fn render_topics(encoder: &mut TextEncoder, broker: &crate::Broker) {
                     value,
                 );
             }
+        }
+    }
+}
+
+/// Replication throttles (Kafka's `LeaderReplication`/`FollowerReplication` quota metrics).
+fn render_replication_quotas(encoder: &mut TextEncoder, broker: &crate::Broker) {
+    use crate::replication_shell::QuotaSide;
+    let quotas = &broker.replication().quotas;
+    let sides = [QuotaSide::Leader, QuotaSide::Follower];
+    let stats = sides.map(|side| (side.label(), quotas.stats(side)));
+    type ReadStats = fn(&crate::replication_shell::QuotaStats) -> f64;
+    let families: [(&'static str, &str, ReadStats); 3] = [
+        (
+            "fjord_replication_throttled_bytes_total",
+            "Replication bytes of throttled replicas (leader/follower.replication.throttled.replicas) counted against the replication quota.",
+            |s| s.throttled_bytes as f64,
+        ),
+        (
+            "fjord_replication_throttled_seconds_total",
+            "Time the replication quota (leader/follower.replication.throttled.rate) was exceeded.",
+            |s| s.exceeded_ms as f64 / 1000.0,
+        ),
+        (
+            "fjord_replication_throttled_partition_fetches_total",
+            "Partition reads of throttled, not in-sync replicas held back because the replication quota was exceeded.",
+            |s| s.held_back as f64,
+        ),
+    ];
+    for (name, help, read) in families {
+        encoder.family(name, help, MetricType::Counter);
+        for (label, stats) in &stats {
+            encoder.sample(name, &[("side", label)], read(stats));
         }
     }
 }

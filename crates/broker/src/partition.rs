@@ -5,8 +5,11 @@
 //! Every partition of every topic in the image has a `Partition`; only the ones whose replicas
 //! include this node have a log. `ReplicaManager::apply_delta` keeps the published state
 //! (leader, leader epoch, partition epoch, replicas, ISR) current; handlers ask
-//! [`Partition::is_leader`] before serving Produce, consumer Fetch and ListOffsets and answer
-//! NOT_LEADER_OR_FOLLOWER otherwise, as Kafka does.
+//! [`Partition::is_leader`] before serving Produce, ListOffsets and consumer Fetch before v11
+//! and answer NOT_LEADER_OR_FOLLOWER otherwise, as Kafka does; from v11 (KIP-392) any hosted
+//! replica serves consumers up to its own high watermark, and the leader may name a
+//! [`Partition::preferred_read_replica`]. The topic's throttled replica lists (KIP-73) are
+//! kept as two flags, read lock-free on the replication paths.
 //!
 //! Replication (design section 5): while this node leads, the partition holds a
 //! [`LeaderState`] (followers, ISR, high watermark rules); appends move the high watermark
@@ -182,6 +185,10 @@ pub struct Partition {
     published: PublishedOffsets,
     /// Produce and Fetch traffic, summed per topic by the metrics scrape.
     pub traffic: PartitionTraffic,
+    /// This replica is in the topic's `leader.replication.throttled.replicas` (KIP-73).
+    leader_throttled: AtomicBool,
+    /// This replica is in the topic's `follower.replication.throttled.replicas`.
+    follower_throttled: AtomicBool,
 }
 
 #[derive(Default)]
@@ -300,6 +307,8 @@ impl Partition {
             },
             log: Mutex::new(Some(log)),
             traffic: PartitionTraffic::default(),
+            leader_throttled: AtomicBool::new(false),
+            follower_throttled: AtomicBool::new(false),
         };
         if let Err(err) = partition.apply_state(state, config, crate::time::now_ms()) {
             tracing::warn!(topic = %partition.topic, partition = index, error = %err, "could not take the leadership of a partition");
@@ -329,7 +338,79 @@ impl Partition {
             published,
             log: Mutex::new(None),
             traffic: PartitionTraffic::default(),
+            leader_throttled: AtomicBool::new(false),
+            follower_throttled: AtomicBool::new(false),
         }
+    }
+
+    /// Takes the topic's throttled replica lists as they apply to this replica
+    /// (`topic_config::replication_throttles`).
+    pub fn set_replication_throttles(&self, (leader, follower): (bool, bool)) {
+        self.leader_throttled.store(leader, Ordering::Relaxed);
+        self.follower_throttled.store(follower, Ordering::Relaxed);
+    }
+
+    /// Whether the leader's answers to follower fetches of this partition count against
+    /// `leader.replication.throttled.rate`.
+    pub fn is_leader_throttled(&self) -> bool {
+        self.leader_throttled.load(Ordering::Relaxed)
+    }
+
+    /// Whether this follower's fetches of the partition count against
+    /// `follower.replication.throttled.rate`.
+    pub fn is_follower_throttled(&self) -> bool {
+        self.follower_throttled.load(Ordering::Relaxed)
+    }
+
+    /// Whether `broker_id` is in the ISR as published (Kafka `inSyncReplicaIds`).
+    pub fn isr_contains(&self, broker_id: i32) -> bool {
+        self.state.read().isr.contains(&broker_id)
+    }
+
+    /// KIP-392 (Kafka `ReplicaManager.findPreferredReadReplica`): while this node leads, the
+    /// follower a consumer in `client_rack` fetching at `fetch_offset` should read from, per
+    /// `selector`, with brokers (racks, liveness, endpoints) from `image`. `None`: read here.
+    pub fn preferred_read_replica(
+        &self,
+        selector: crate::replication::ReplicaSelector,
+        client_rack: &str,
+        fetch_offset: i64,
+        image: &fjord_metadata::MetadataImage,
+        now_ms: i64,
+    ) -> Option<i32> {
+        let rack_of = |id: i32| image.brokers.get(&id).and_then(|b| b.rack.as_deref());
+        let leader_rack = rack_of(self.local_broker_id);
+        if client_rack.is_empty() || leader_rack == Some(client_rack) {
+            return None;
+        }
+        let leader = self.leader.lock();
+        let leader = leader.as_ref()?;
+        let isr = leader.isr_state().isr();
+        let candidates: Vec<crate::replication::ReplicaCandidate<'_>> = leader
+            .followers()
+            .map(|(id, follower)| crate::replication::ReplicaCandidate {
+                broker_id: id,
+                rack: rack_of(id),
+                alive: image.brokers.get(&id).is_some_and(|b| {
+                    !b.fenced
+                        && b.endpoint(crate::metadata_view::CLIENT_LISTENER_NAME)
+                            .is_some()
+                }),
+                in_isr: isr.contains(&id),
+                log_start_offset: follower.log_start_offset,
+                log_end_offset: follower.log_end_offset,
+                time_since_last_caught_up_ms: now_ms
+                    .saturating_sub(follower.last_caught_up_time_ms)
+                    .max(0),
+            })
+            .collect();
+        crate::replication::preferred_read_replica(
+            selector,
+            client_rack,
+            leader_rack,
+            &candidates,
+            fetch_offset,
+        )
     }
 
     /// The current leader epoch (as published).

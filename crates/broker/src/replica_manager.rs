@@ -10,9 +10,12 @@
 //! the local logs to match.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use fjord_metadata::{ConfigResource, MetadataDelta, MetadataImage, TopicImage};
+use fjord_protocol::ResponseError;
 use fjord_storage::{LogAppendInfo, LogManager, StorageError};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
@@ -23,6 +26,7 @@ use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::partition::{BrokerDirectory, Partition, PartitionError, PartitionState, RoleChange};
 use crate::replication::ReplicationConfig;
+use crate::replication_shell::ReplicationShell;
 use crate::time::now_ms;
 
 /// The group coordinator's internal topic (Kafka's `GROUP_METADATA_TOPIC_NAME`).
@@ -69,9 +73,83 @@ pub enum CoordinatorAppendError {
         size_bytes: usize,
         limit_bytes: usize,
     },
-    /// The partition does not exist, is being deleted, or is not led here.
+    /// The partition does not exist or is being deleted (Kafka: UNKNOWN_TOPIC_OR_PARTITION),
+    /// or its ISR is below `min.insync.replicas` (NOT_ENOUGH_REPLICAS): the coordinator is
+    /// not available for now.
     Unavailable(String),
+    /// This broker does not lead the partition (any more): NOT_LEADER_OR_FOLLOWER, which the
+    /// coordinators answer as NOT_COORDINATOR.
+    NotLeader(String),
     Storage(StorageError),
+}
+
+/// What a coordinator awaits before it answers: the commit (high watermark, with enough
+/// in-sync replicas) of its records. `Err` carries the produce error
+/// ([`ReplicationShell::wait_committed`]); map it with [`coordinator_commit_error`].
+pub type CommitFuture = Pin<Box<dyn Future<Output = Result<(), ResponseError>> + Send>>;
+
+/// How long a coordinator write may wait for its commit (Kafka's `offsets.commit.timeout.ms`
+/// default, which Kafka's group coordinator runtime uses as the write timeout of every
+/// operation; the transaction coordinator uses `request.timeout.ms`, also in this range).
+pub const COORDINATOR_WRITE_TIMEOUT_MS: i64 = 5_000;
+
+/// A commit that needs no wait (an in-memory log, nothing written).
+pub fn committed_now() -> CommitFuture {
+    Box::pin(std::future::ready(Ok(())))
+}
+
+/// Kafka's mapping of a failed coordinator write to the coordinator's answer (the group
+/// coordinator runtime's `normalizeException`, `appendGroupMetadataErrorToResponseError` and
+/// `TransactionStateManager.appendTransactionToLog`): the partition missing, too few in-sync
+/// replicas or a timeout make the coordinator unavailable for now (the client retries);
+/// leadership lost means another broker coordinates (the client looks it up again).
+pub fn coordinator_commit_error(error: ResponseError) -> ResponseError {
+    match error {
+        ResponseError::NotLeaderOrFollower
+        | ResponseError::KafkaStorageError
+        | ResponseError::NotCoordinator => ResponseError::NotCoordinator,
+        ResponseError::UnknownTopicOrPartition
+        | ResponseError::NotEnoughReplicas
+        | ResponseError::NotEnoughReplicasAfterAppend
+        | ResponseError::RequestTimedOut
+        | ResponseError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        other => other,
+    }
+}
+
+/// The acks=all wait of a coordinator's writes to partition `partition` of internal topic
+/// `topic`: until its high watermark reaches `required_offset` (`None`: the log end offset
+/// now, so everything the coordinator has written so far, as Kafka's coordinator runtime
+/// waits for its last written offset) with enough in-sync replicas, the leadership moves, or
+/// [`COORDINATOR_WRITE_TIMEOUT_MS`] passes. A partition that does not exist has nothing to
+/// wait for; one not hosted here answers NOT_LEADER_OR_FOLLOWER; one whose high watermark is
+/// there already answers at once.
+pub fn wait_for_coordinator_commit(
+    replica_manager: &ReplicaManager,
+    replication: &Arc<ReplicationShell>,
+    topic: &str,
+    partition: i32,
+    required_offset: Option<i64>,
+) -> CommitFuture {
+    let Some(target) = replica_manager.partition(topic, partition) else {
+        return committed_now();
+    };
+    let Ok(offsets) = target.offsets() else {
+        return Box::pin(std::future::ready(Err(ResponseError::NotLeaderOrFollower)));
+    };
+    let required_offset = required_offset.unwrap_or(offsets.log_end_offset);
+    if offsets.high_watermark >= required_offset {
+        // Committed already (nothing new since the last wait): an operation that wrote
+        // nothing answers even while the ISR is below min ISR, as Kafka's coordinator runtime
+        // answers a read-only write operation. Appends were checked against min ISR.
+        return committed_now();
+    }
+    let replication = replication.clone();
+    Box::pin(async move {
+        replication
+            .wait_committed(&target, required_offset, COORDINATOR_WRITE_TIMEOUT_MS)
+            .await
+    })
 }
 
 /// What [`ReplicaManager::apply_delta`] did that others must react to.
@@ -361,6 +439,13 @@ impl ReplicaManager {
                 }
             }
         }
+        for partition in &partitions {
+            partition.set_replication_throttles(crate::topic_config::replication_throttles(
+                &configs,
+                node_id,
+                partition.index,
+            ));
+        }
         Ok(Arc::new(Topic {
             name,
             id: topic_image.id,
@@ -605,7 +690,9 @@ impl ReplicaManager {
 
     /// Appends a coordinator's batch (at most `batch_bytes_max` bytes) to partition
     /// `partition` of its internal topic with the Coordinator origin (a transactional batch is
-    /// checked against the producer's epoch only), then wakes long-polling readers of it.
+    /// checked against the producer's epoch only), then wakes long-polling readers of it
+    /// (followers first of all). This is the leader's local append only: the coordinator
+    /// answers once [`wait_for_coordinator_commit`] says the batch is committed.
     pub fn append_coordinator_batch(
         &self,
         topic: &Topic,
@@ -627,28 +714,33 @@ impl ReplicaManager {
                 CoordinatorAppendError::Unavailable(format!("partition {partition} does not exist"))
             })?;
         if !target.is_leader() {
-            return Err(CoordinatorAppendError::Unavailable(format!(
+            return Err(CoordinatorAppendError::NotLeader(format!(
                 "partition {partition} of {} is not led by this broker",
                 topic.name
             )));
         }
-        let info = target
-            .append_as_leader(batch, now_ms, fjord_storage::AppendOrigin::Coordinator)
-            .map_err(|err| match err {
-                PartitionError::Deleted
-                | PartitionError::NotLeaderOrFollower
-                | PartitionError::NotEnoughReplicas => {
-                    CoordinatorAppendError::Unavailable(err.to_string())
-                }
-                PartitionError::Storage(StorageError::RecordBatchTooLarge {
-                    size_bytes,
-                    segment_bytes,
-                }) => CoordinatorAppendError::TooLarge {
-                    size_bytes,
-                    limit_bytes: usize::try_from(segment_bytes).unwrap_or(usize::MAX),
-                },
-                PartitionError::Storage(err) => CoordinatorAppendError::Storage(err),
-            })?;
+        // acks=all, as Kafka's coordinators append: refused while the ISR is below the
+        // topic's min.insync.replicas (`transaction.state.log.min.isr` for
+        // `__transaction_state`); the caller then waits for the high watermark.
+        let appended = target.check_append(true).and_then(|()| {
+            target.append_as_leader(batch, now_ms, fjord_storage::AppendOrigin::Coordinator)
+        });
+        let info = appended.map_err(|err| match err {
+            PartitionError::NotLeaderOrFollower => {
+                CoordinatorAppendError::NotLeader(err.to_string())
+            }
+            PartitionError::Deleted | PartitionError::NotEnoughReplicas => {
+                CoordinatorAppendError::Unavailable(err.to_string())
+            }
+            PartitionError::Storage(StorageError::RecordBatchTooLarge {
+                size_bytes,
+                segment_bytes,
+            }) => CoordinatorAppendError::TooLarge {
+                size_bytes,
+                limit_bytes: usize::try_from(segment_bytes).unwrap_or(usize::MAX),
+            },
+            PartitionError::Storage(err) => CoordinatorAppendError::Storage(err),
+        })?;
         // Readers of the internal topics (tools) long-poll like any consumer.
         self.data_arrived.notify_waiters();
         Ok(info)

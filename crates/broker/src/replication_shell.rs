@@ -52,12 +52,13 @@ use crate::metrics::Counter;
 use crate::node_channel::{NodeChannel, NodeRequest};
 use crate::partition::{Partition, PartitionError, RoleChange};
 use crate::replica_manager::{AppliedDelta, ReplicaManager};
+use crate::replication::alter_partition::AlterPartitionResult;
 use crate::replication::{
     AckDecision, AlterPartitionBatch, AlterPartitionBatcher, AlterPartitionItem,
     AlterPartitionOutcome, BatchFailure, EpochEndOffset, EpochRequest, FetchOutcome,
     FetchPartitionRequest, FetchPartitionResponse, FetcherConfig, FetcherCore,
     FollowerFetchEffects, LeaderAndIsr, LeaderOffsets, OffsetsRequest, PartitionKey,
-    PartitionRequest, Purgatory,
+    PartitionRequest, Purgatory, ReplicationQuota,
 };
 use crate::time::now_ms;
 
@@ -104,6 +105,124 @@ pub struct ReplicationMetrics {
     pub isr_expands: Counter,
 }
 
+/// Which side of replication a quota limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaSide {
+    /// The leader answering follower fetches (`leader.replication.throttled.rate`).
+    Leader,
+    /// The follower fetcher (`follower.replication.throttled.rate`).
+    Follower,
+}
+
+impl QuotaSide {
+    pub fn label(self) -> &'static str {
+        match self {
+            QuotaSide::Leader => "leader",
+            QuotaSide::Follower => "follower",
+        }
+    }
+
+    /// This side's rate in `config` (bytes/s).
+    pub fn rate_bytes_per_s(self, config: &crate::BrokerConfig) -> u64 {
+        match self {
+            QuotaSide::Leader => config.leader_replication_throttled_rate,
+            QuotaSide::Follower => config.follower_replication_throttled_rate,
+        }
+    }
+}
+
+/// One side's quota and its counters.
+struct SideQuota {
+    bucket: Mutex<ReplicationQuota>,
+    /// Partition reads held back because the quota was exceeded.
+    held_back: Counter,
+}
+
+/// What `/metrics` shows of one side's quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaStats {
+    pub throttled_bytes: u64,
+    pub exceeded_ms: i64,
+    pub held_back: u64,
+}
+
+/// The leader and follower replication quotas of this broker (Kafka `QuotaFactory`'s
+/// `leader` and `follower` `ReplicationQuotaManager`s). The lock is only taken for partitions
+/// listed as throttled; time is a monotonic clock from the broker's start.
+pub struct ReplicationQuotas {
+    leader: SideQuota,
+    follower: SideQuota,
+    clock: std::time::Instant,
+}
+
+impl Default for ReplicationQuotas {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReplicationQuotas {
+    pub fn new() -> Self {
+        let side = || SideQuota {
+            bucket: Mutex::new(ReplicationQuota::new(0)),
+            held_back: Counter::new(),
+        };
+        Self {
+            leader: side(),
+            follower: side(),
+            clock: std::time::Instant::now(),
+        }
+    }
+
+    fn side(&self, side: QuotaSide) -> &SideQuota {
+        match side {
+            QuotaSide::Leader => &self.leader,
+            QuotaSide::Follower => &self.follower,
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        i64::try_from(self.clock.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Kafka `isQuotaExceeded` at `rate_bytes_per_s`.
+    pub fn is_exceeded(&self, side: QuotaSide, rate_bytes_per_s: u64) -> bool {
+        if rate_bytes_per_s >= crate::replication::UNLIMITED_RATE_BYTES_PER_S {
+            return false;
+        }
+        let now_ms = self.now_ms();
+        self.side(side)
+            .bucket
+            .lock()
+            .is_exceeded(now_ms, rate_bytes_per_s)
+    }
+
+    /// Kafka `record`: `bytes` of throttled traffic went out (or were fetched).
+    pub fn record(&self, side: QuotaSide, bytes: u64, rate_bytes_per_s: u64) {
+        let now_ms = self.now_ms();
+        self.side(side)
+            .bucket
+            .lock()
+            .record(bytes, now_ms, rate_bytes_per_s);
+    }
+
+    /// A throttled partition was held back (no records sent, or left out of a fetch).
+    pub fn count_held_back(&self, side: QuotaSide) {
+        self.side(side).held_back.inc();
+    }
+
+    pub fn stats(&self, side: QuotaSide) -> QuotaStats {
+        let now_ms = self.now_ms();
+        let quota = self.side(side);
+        let bucket = quota.bucket.lock();
+        QuotaStats {
+            throttled_bytes: bucket.recorded_bytes(),
+            exceeded_ms: bucket.exceeded_ms(now_ms),
+            held_back: quota.held_back.get(),
+        }
+    }
+}
+
 /// One follower fetcher: the partitions fetched from one leader broker.
 struct Fetcher {
     leader_id: i32,
@@ -124,6 +243,8 @@ pub struct ReplicationShell {
     runtime: Mutex<Option<tokio::runtime::Handle>>,
     shutdown: watch::Receiver<bool>,
     pub metrics: ReplicationMetrics,
+    /// Replication throttles (leader and follower side).
+    pub quotas: ReplicationQuotas,
 }
 
 impl ReplicationShell {
@@ -150,6 +271,7 @@ impl ReplicationShell {
             runtime: Mutex::new(None),
             shutdown,
             metrics: ReplicationMetrics::default(),
+            quotas: ReplicationQuotas::new(),
         }
     }
 
@@ -331,6 +453,33 @@ impl ReplicationShell {
         }
     }
 
+    /// A coordinator write's acks=all wait (Kafka appends `__consumer_offsets` and
+    /// `__transaction_state` records with `requiredAcks = -1`): [`Self::wait_for_acks`], then
+    /// the parked answer, at most `timeout_ms`. `Ok` once the high watermark reached
+    /// `required_offset` with enough in-sync replicas; else the produce error
+    /// (NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT), which
+    /// the coordinators map to their own (see
+    /// [`crate::replica_manager::coordinator_commit_error`]). No lock is held while waiting.
+    pub async fn wait_committed(
+        &self,
+        partition: &Partition,
+        required_offset: i64,
+        timeout_ms: i64,
+    ) -> Result<(), ResponseError> {
+        let receiver = match self.wait_for_acks(partition, required_offset, timeout_ms) {
+            ProduceWait::Done(None) => return Ok(()),
+            ProduceWait::Done(Some(error)) => return Err(error),
+            ProduceWait::Parked(receiver) => receiver,
+        };
+        let timeout = Duration::from_millis(timeout_ms.max(0).unsigned_abs());
+        match tokio::time::timeout(timeout, receiver).await {
+            Ok(Ok(None)) => Ok(()),
+            Ok(Ok(Some(error))) => Err(error),
+            // Timed out, or the purgatory dropped it (expired by another waiter).
+            Ok(Err(_)) | Err(_) => Err(ResponseError::RequestTimedOut),
+        }
+    }
+
     /// How many produces wait for the high watermark.
     pub fn parked_produces(&self) -> usize {
         self.purgatory.lock().len()
@@ -409,42 +558,12 @@ impl ReplicationShell {
                 }
                 continue;
             };
-            let response = match self
-                .controller
-                .send(alter_partition_request(&batch), ALTER_PARTITION_TIMEOUT_MS)
-                .await
-            {
-                Ok(ControllerReply::AlterPartition(reply)) => {
-                    match ResponseError::try_from_code(reply.error.code()) {
-                        Some(error) => Err(BatchFailure::Error(error)),
-                        None => Ok(reply
-                            .topics
-                            .iter()
-                            .flat_map(|topic| {
-                                topic.partitions.iter().map(|p| {
-                                    let result = match ResponseError::try_from_code(p.error.code())
-                                    {
-                                        Some(error) => Err(error),
-                                        None => Ok(LeaderAndIsr {
-                                            leader_epoch: p.leader_epoch,
-                                            partition_epoch: p.partition_epoch,
-                                            isr: p.isr.clone(),
-                                        }),
-                                    };
-                                    ((topic.topic_id, p.partition_index), result)
-                                })
-                            })
-                            .collect()),
-                    }
-                }
-                Ok(ControllerReply::Error(error)) => {
-                    match ResponseError::try_from_code(error.code.code()) {
-                        Some(error) => Err(BatchFailure::Error(error)),
-                        None => Err(BatchFailure::Retriable),
-                    }
-                }
-                Ok(_) | Err(_) => Err(BatchFailure::Retriable),
-            };
+            let response = alter_partition_answers(
+                self.controller
+                    .send(alter_partition_request(&batch), ALTER_PARTITION_TIMEOUT_MS)
+                    .await
+                    .ok(),
+            );
             let whole_failed = response.is_err();
             let results = self.alter_partition.lock().on_response(response);
             let now_ms = now_ms();
@@ -544,6 +663,15 @@ impl ReplicationShell {
                         continue;
                     };
                     match partition.with_follower_log(|log| core.poll(&key, log, now_ms)) {
+                        Ok(Ok(Some(PartitionRequest::Fetch(_))))
+                            if self.follower_throttled(&partition, &core, &key, &config) =>
+                        {
+                            // Kafka `shouldFollowerThrottle`: left out of this round.
+                            self.quotas.count_held_back(QuotaSide::Follower);
+                            let until =
+                                now_ms.saturating_add(config.replica_fetch_backoff_ms.min(100));
+                            wake_at_ms = Some(wake_at_ms.map_or(until, |w| w.min(until)));
+                        }
                         Ok(Ok(Some(request))) => requests.push((partition, request)),
                         Ok(Ok(None)) => {
                             if let Some(until) =
@@ -581,6 +709,30 @@ impl ReplicationShell {
                 }
             }
         }
+    }
+
+    /// Kafka `shouldFollowerThrottle`: a partition listed in
+    /// `follower.replication.throttled.replicas` that is not caught up with the leader's high
+    /// watermark waits while the follower quota is exceeded.
+    fn follower_throttled(
+        &self,
+        partition: &Partition,
+        core: &FetcherCore,
+        key: &PartitionKey,
+        config: &crate::BrokerConfig,
+    ) -> bool {
+        if !partition.is_follower_throttled() {
+            return false;
+        }
+        let in_sync = core
+            .partition(key)
+            .and_then(|state| state.lag)
+            .is_some_and(|lag| lag <= 0);
+        !in_sync
+            && self.quotas.is_exceeded(
+                QuotaSide::Follower,
+                QuotaSide::Follower.rate_bytes_per_s(config),
+            )
     }
 
     /// Sends one round of requests to the leader and hands the answers to the core. Returns
@@ -657,6 +809,8 @@ impl ReplicationShell {
             }
         }
         let now_ms = now_ms();
+        let follower_rate = QuotaSide::Follower.rate_bytes_per_s(config);
+        let mut high_watermark_moved = false;
         let mut core = fetcher.core.lock();
         for (partition, request) in fetches {
             let answer = match (top_level, answers.remove(&request.key)) {
@@ -665,9 +819,27 @@ impl ReplicationShell {
                 // Not in the answer: ask again next round.
                 (None, None) => continue,
             };
+            let size_bytes = answer.records.len() as u64;
+            partition.traffic.replication_bytes_in.add(size_bytes);
+            if partition.is_follower_throttled() {
+                self.quotas
+                    .record(QuotaSide::Follower, size_bytes, follower_rate);
+            }
             let outcome = partition
                 .with_follower_log(|log| core.on_fetch_response(&request, answer, log, now_ms));
+            high_watermark_moved |= matches!(
+                outcome,
+                Ok(Ok(FetchOutcome::Appended {
+                    high_watermark_changed: true,
+                    ..
+                }))
+            );
             self.log_outcome(&partition, outcome);
+        }
+        drop(core);
+        if high_watermark_moved {
+            // Consumers parked on this follower (KIP-392) read up to its high watermark.
+            self.replica_manager.data_arrived.notify_waiters();
         }
         reached && top_level.is_none()
     }
@@ -889,7 +1061,8 @@ fn topic_name(name: &str) -> TopicName {
 }
 
 /// The controller request for one AlterPartition batch (v3: topic ids, ISR with epochs).
-fn alter_partition_request(batch: &AlterPartitionBatch) -> ControllerRequest {
+/// Public for the deterministic simulation, which drives the same conversion.
+pub fn alter_partition_request(batch: &AlterPartitionBatch) -> ControllerRequest {
     let mut topics: BTreeMap<Uuid, Vec<AlterPartitionData>> = BTreeMap::new();
     for item in &batch.items {
         topics
@@ -921,4 +1094,43 @@ fn alter_partition_request(batch: &AlterPartitionBatch) -> ControllerRequest {
             })
             .collect(),
     })
+}
+
+/// The per-partition results of an AlterPartition reply for
+/// [`AlterPartitionBatcher::on_response`]; `None` (timeout, disconnection, no controller) and
+/// unexpected replies are retriable failures of the whole request.
+pub fn alter_partition_answers(
+    reply: Option<ControllerReply>,
+) -> Result<Vec<(PartitionKey, AlterPartitionResult)>, BatchFailure> {
+    match reply {
+        Some(ControllerReply::AlterPartition(reply)) => {
+            match ResponseError::try_from_code(reply.error.code()) {
+                Some(error) => Err(BatchFailure::Error(error)),
+                None => Ok(reply
+                    .topics
+                    .iter()
+                    .flat_map(|topic| {
+                        topic.partitions.iter().map(|p| {
+                            let result = match ResponseError::try_from_code(p.error.code()) {
+                                Some(error) => Err(error),
+                                None => Ok(LeaderAndIsr {
+                                    leader_epoch: p.leader_epoch,
+                                    partition_epoch: p.partition_epoch,
+                                    isr: p.isr.clone(),
+                                }),
+                            };
+                            ((topic.topic_id, p.partition_index), result)
+                        })
+                    })
+                    .collect()),
+            }
+        }
+        Some(ControllerReply::Error(error)) => {
+            match ResponseError::try_from_code(error.code.code()) {
+                Some(error) => Err(BatchFailure::Error(error)),
+                None => Err(BatchFailure::Retriable),
+            }
+        }
+        Some(_) | None => Err(BatchFailure::Retriable),
+    }
 }

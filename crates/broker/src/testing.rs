@@ -44,7 +44,7 @@ impl MetadataHarness {
             .map_err(|e| e.to_string())?
             .map(|meta| meta.cluster_id);
         let incarnation = Uuid::new_v4();
-        let request = registration_request(config, "", incarnation, None);
+        let request = registration_request(config, "", incarnation, config.broker_rack.clone());
         let mut controller = controller_config(config, incarnation.as_u64_pair().0);
         controller.cluster_id = existing_cluster_id;
         controller.local_broker_incarnation = Some(incarnation);
@@ -382,7 +382,12 @@ impl Cluster {
                         heartbeat_interval_ms: 200,
                         ..LifecycleConfig::default()
                     },
-                    registration_request(config, &cluster_id, *incarnation, None),
+                    registration_request(
+                        config,
+                        &cluster_id,
+                        *incarnation,
+                        config.broker_rack.clone(),
+                    ),
                     Box::new(move || source.image().offset),
                 )
             })
@@ -533,6 +538,23 @@ fn tick_cluster(
     });
 }
 
+/// Runs a future that completes without waiting, such as a coordinator operation over an
+/// in-memory log or on a single node (its high watermark follows its log end at once, so
+/// commit waits finish inline). Panics if the future would wait: the caller expected
+/// everything to be committed already.
+pub trait CompleteNow: std::future::Future + Sized {
+    fn now(self) -> Self::Output {
+        let mut future = std::pin::pin!(self);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => panic!("the future waits (an uncommitted write?)"),
+        }
+    }
+}
+
+impl<F: std::future::Future> CompleteNow for F {}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -630,4 +652,60 @@ mod tests {
         };
         assert!(reply.topics[0].error.code.is_none(), "{reply:?}");
     }
+}
+
+/// The seeded random source of the deterministic simulations (splitmix64): tiny, fast, and
+/// the same sequence on every platform, so a seed replays a schedule bit for bit. Not for
+/// anything but test schedules.
+#[derive(Debug, Clone)]
+pub struct SimRng(u64);
+
+impl SimRng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// Uniform in `low..=high`.
+    pub fn range(&mut self, low: i64, high: i64) -> i64 {
+        debug_assert!(low <= high);
+        low + self.below((high - low + 1) as u64) as i64
+    }
+
+    /// True with probability `percent` / 100.
+    pub fn percent(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// The seeds a simulation test runs: `FJORD_SIM_SEED=<n>` replays one, `FJORD_SIM_SEEDS=<count>`
+/// runs `0..count` (`FJORD_SIM_SEED_START` moves the start), else `0..default_count`.
+pub fn sim_seeds(default_count: u64) -> Vec<u64> {
+    if let Some(seed) = std::env::var("FJORD_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return vec![seed];
+    }
+    let count = std::env::var("FJORD_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_count);
+    let start = std::env::var("FJORD_SIM_SEED_START")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0u64);
+    (start..start + count).collect()
 }

@@ -24,6 +24,8 @@ enum Kind {
     Text,
     /// `cleanup.policy`: a non-empty list of `delete` and `compact`.
     CleanupPolicy,
+    /// `{leader,follower}.replication.throttled.replicas`: `*` or `partition:broker,...`.
+    ThrottledReplicas,
 }
 
 struct TopicConfigSpec {
@@ -200,14 +202,14 @@ const TOPIC_CONFIGS: &[TopicConfigSpec] = &[
     },
     TopicConfigSpec {
         name: "leader.replication.throttled.replicas",
-        kind: Kind::Text,
-        honoured: false,
+        kind: Kind::ThrottledReplicas,
+        honoured: true,
         default: |_| "".into(),
     },
     TopicConfigSpec {
         name: "follower.replication.throttled.replicas",
-        kind: Kind::Text,
-        honoured: false,
+        kind: Kind::ThrottledReplicas,
+        honoured: true,
         default: |_| "".into(),
     },
 ];
@@ -227,6 +229,7 @@ fn validate_value(spec: &TopicConfigSpec, value: &str) -> Result<(), String> {
         Kind::CleanupPolicy => value
             .split(',')
             .all(|word| matches!(word.trim(), "delete" | "compact")),
+        Kind::ThrottledReplicas => crate::replication::validate_throttled_replicas(value).is_ok(),
     };
     if ok {
         Ok(())
@@ -392,6 +395,26 @@ pub fn max_message_bytes(configs: &BTreeMap<String, String>, broker: &BrokerConf
     number(configs, "max.message.bytes", broker.message_max_bytes)
 }
 
+/// Whether this broker's replica of partition `index` is listed in the topic's
+/// `leader.replication.throttled.replicas` and `follower.replication.throttled.replicas`
+/// (Kafka `TopicConfigHandler.updateThrottledList`): `(leader, follower)`.
+pub fn replication_throttles(
+    configs: &BTreeMap<String, String>,
+    broker_id: i32,
+    index: i32,
+) -> (bool, bool) {
+    let listed = |name: &str| {
+        configs.get(name).is_some_and(|value| {
+            crate::replication::ThrottledReplicas::parse(value, broker_id)
+                .is_ok_and(|replicas| replicas.contains(index))
+        })
+    };
+    (
+        listed("leader.replication.throttled.replicas"),
+        listed("follower.replication.throttled.replicas"),
+    )
+}
+
 /// The broker setting a topic config falls back to (its synonym in DescribeConfigs).
 pub fn broker_synonym(name: &str) -> Option<&'static str> {
     Some(match name {
@@ -445,6 +468,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn throttled_replicas_name_this_brokers_partitions() {
+        let mut configs = BTreeMap::new();
+        configs.insert(
+            "leader.replication.throttled.replicas".to_string(),
+            "0:1,1:2".to_string(),
+        );
+        configs.insert(
+            "follower.replication.throttled.replicas".to_string(),
+            "*".to_string(),
+        );
+        assert_eq!(replication_throttles(&configs, 1, 0), (true, true));
+        assert_eq!(replication_throttles(&configs, 1, 1), (false, true));
+        assert_eq!(replication_throttles(&configs, 2, 1), (true, true));
+        assert_eq!(
+            replication_throttles(&BTreeMap::new(), 1, 0),
+            (false, false)
+        );
+    }
+
+    #[test]
     fn unknown_and_bad_values_are_rejected() {
         let mut requested = BTreeMap::new();
         requested.insert("retention.mss".to_string(), Some("1".to_string()));
@@ -457,6 +500,12 @@ mod tests {
         requested.insert("cleanup.policy".to_string(), None);
         let stored = validate_topic_configs(&requested).unwrap();
         assert_eq!(stored.len(), 1);
+        let mut requested = BTreeMap::new();
+        requested.insert(
+            "leader.replication.throttled.replicas".to_string(),
+            Some("0:1,x".to_string()),
+        );
+        assert!(validate_topic_configs(&requested).is_err());
         let broker = BrokerConfig::default();
         assert_eq!(log_config(&stored, &broker).segment_bytes, 1_048_576);
         assert_eq!(

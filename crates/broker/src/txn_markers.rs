@@ -5,6 +5,14 @@
 //! a `__consumer_offsets` partition the group coordinator then applies or drops the
 //! transaction's pending offsets, as Kafka's `GroupCoordinator.onTransactionCompleted` does.
 //!
+//! A marker counts as written only once it is committed (Kafka's `handleWriteTxnMarkersRequest`
+//! appends with `requiredAcks = -1`): the writer waits in the replication purgatory until the
+//! partition's high watermark passes the marker, so a leader failover cannot drop a marker the
+//! coordinator already counted (it would then write CompleteCommit/CompleteAbort and leave the
+//! partition's transaction hanging). A marker that is not committed in time is answered with
+//! the produce error and the coordinator retries it; a second marker for a transaction that is
+//! no longer ongoing changes nothing (`ProducerStateManager.appendEndTxnMarker`).
+//!
 //! Lock order: the transaction coordinator calls this without its own locks held; a marker
 //! takes the partition's log lock, then (offsets partitions) the group coordinator's shard lock.
 
@@ -16,7 +24,10 @@ use fjord_storage::{ProducerStateError, StorageError};
 
 use crate::group_coordinator::GroupCoordinator;
 use crate::partition::PartitionError;
-use crate::replica_manager::{ReplicaManager, GROUP_METADATA_TOPIC_NAME};
+use crate::replica_manager::{
+    wait_for_coordinator_commit, CommitFuture, ReplicaManager, GROUP_METADATA_TOPIC_NAME,
+};
+use crate::replication_shell::ReplicationShell;
 use crate::time::now_ms;
 use crate::transaction_coordinator::TxnMarkerWriter;
 
@@ -24,16 +35,19 @@ use crate::transaction_coordinator::TxnMarkerWriter;
 pub struct LocalTxnMarkerWriter {
     replica_manager: Arc<ReplicaManager>,
     group_coordinator: Arc<GroupCoordinator>,
+    replication: Arc<ReplicationShell>,
 }
 
 impl LocalTxnMarkerWriter {
     pub fn new(
         replica_manager: Arc<ReplicaManager>,
         group_coordinator: Arc<GroupCoordinator>,
+        replication: Arc<ReplicationShell>,
     ) -> Self {
         Self {
             replica_manager,
             group_coordinator,
+            replication,
         }
     }
 
@@ -44,7 +58,7 @@ impl LocalTxnMarkerWriter {
         marker: EndTxnMarker,
         topic: &str,
         index: i32,
-    ) -> Result<(), ResponseError> {
+    ) -> Result<i64, ResponseError> {
         let partition = self
             .replica_manager
             .partition(topic, index)
@@ -55,8 +69,13 @@ impl LocalTxnMarkerWriter {
             return Err(ResponseError::NotLeaderOrFollower);
         }
         let now_ms = now_ms();
-        match partition.append_end_txn_marker(producer_id, producer_epoch, marker, now_ms) {
-            Ok(_) => {}
+        let last_offset = match partition.append_end_txn_marker(
+            producer_id,
+            producer_epoch,
+            marker,
+            now_ms,
+        ) {
+            Ok(info) => info.last_offset,
             Err(PartitionError::Deleted) => return Err(ResponseError::UnknownTopicOrPartition),
             Err(PartitionError::NotLeaderOrFollower | PartitionError::NotEnoughReplicas) => {
                 return Err(ResponseError::NotLeaderOrFollower)
@@ -69,13 +88,42 @@ impl LocalTxnMarkerWriter {
                 tracing::error!(topic, partition = index, producer_id, error = %err, "writing a transaction marker failed");
                 return Err(ResponseError::KafkaStorageError);
             }
-        }
+        };
         if topic == GROUP_METADATA_TOPIC_NAME {
             self.group_coordinator
                 .complete_transaction(index, producer_id, marker.commit, now_ms);
         }
-        Ok(())
+        Ok(last_offset)
     }
+
+    /// The acks=all wait of a written marker: until the high watermark passes `last_offset`.
+    fn wait_committed(&self, topic: &str, index: i32, last_offset: i64) -> CommitFuture {
+        wait_for_coordinator_commit(
+            &self.replica_manager,
+            &self.replication,
+            topic,
+            index,
+            Some(last_offset.saturating_add(1)),
+        )
+    }
+}
+
+/// Resolves a commit wait from synchronous code (the marker writer is called synchronously by
+/// the coordinator and the WriteTxnMarkers handler). A wait that is already over (a single
+/// node, a follower that fetched already) answers at once; otherwise this worker thread blocks
+/// on it (tokio `block_in_place`), and outside a multi-threaded runtime the marker is reported
+/// as not yet written (COORDINATOR_LOAD_IN_PROGRESS) so the coordinator's timer retries it.
+fn resolve_commit(mut wait: CommitFuture) -> Result<(), ResponseError> {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    if let std::task::Poll::Ready(result) = wait.as_mut().poll(&mut context) {
+        return result;
+    }
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if !multi_threaded {
+        return Err(ResponseError::CoordinatorLoadInProgress);
+    }
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(wait))
 }
 
 impl TxnMarkerWriter for LocalTxnMarkerWriter {
@@ -91,16 +139,22 @@ impl TxnMarkerWriter for LocalTxnMarkerWriter {
             commit,
             coordinator_epoch,
         };
-        let results = partitions
+        // Every marker is appended first, then all are awaited: the waits overlap.
+        let written: Vec<_> = partitions
             .iter()
             .map(|(topic, index)| {
-                let result = self.write_one(producer_id, producer_epoch, marker, topic, *index);
+                let result = self
+                    .write_one(producer_id, producer_epoch, marker, topic, *index)
+                    .map(|last_offset| self.wait_committed(topic, *index, last_offset));
                 ((topic.clone(), *index), result)
             })
             .collect();
         // read_committed fetches parked at the last stable offset can move on.
         self.replica_manager.data_arrived.notify_waiters();
-        results
+        written
+            .into_iter()
+            .map(|(tp, result)| (tp, result.and_then(resolve_commit)))
+            .collect()
     }
 }
 

@@ -2,6 +2,7 @@
 //! arrive, followers and non-hosted partitions answering NOT_LEADER_OR_FOLLOWER with KIP-951
 //! hints, and a pre-cluster data dir migrated into the metadata log.
 
+use fjord_broker::testing::CompleteNow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -205,7 +206,8 @@ fn followers_and_remote_partitions_answer_not_leader_with_kip_951_hints() {
     assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
     assert!(response.node_endpoints.is_empty());
 
-    // Consumer Fetch v16: the same answer, with NodeEndpoints.
+    // Consumer Fetch v16: a partition not hosted here answers as Produce, with NodeEndpoints;
+    // the follower replica serves it (KIP-392: v11+ consumers may read from followers).
     let fetch = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(0)
@@ -221,22 +223,39 @@ fn followers_and_remote_partitions_answer_not_leader_with_kip_951_hints() {
                     })
                     .collect(),
             )]);
-    let ResponseKind::Fetch(response) = call(&broker, ApiKey::Fetch, 16, RequestKind::Fetch(fetch))
-    else {
+    let ResponseKind::Fetch(response) = call(
+        &broker,
+        ApiKey::Fetch,
+        16,
+        RequestKind::Fetch(fetch.clone()),
+    ) else {
         panic!("not a fetch response")
     };
     let partitions = &response.responses[0].partitions;
     let codes: Vec<i16> = partitions.iter().map(|p| p.error_code).collect();
     let not_leader = ResponseError::NotLeaderOrFollower.code();
-    assert_eq!(codes, vec![not_leader, not_leader, 0]);
-    assert_eq!(partitions[0].current_leader.leader_id.0, 2);
-    assert_eq!(partitions[0].current_leader.leader_epoch, 3);
+    assert_eq!(codes, vec![0, not_leader, 0]);
+    assert_eq!(partitions[0].preferred_read_replica.0, -1);
+    assert_eq!(partitions[1].current_leader.leader_id.0, 2);
+    assert_eq!(partitions[1].current_leader.leader_epoch, 0);
     assert_eq!(
         partitions[2].records.as_ref().map(|r| r.is_empty()),
         Some(false)
     );
     assert_eq!(response.node_endpoints.len(), 1);
     assert_eq!(response.node_endpoints[0].node_id.0, 2);
+    // Before v11 (no client metadata) only the leader serves consumers.
+    let fetch_v10 = fetch.with_topics(vec![FetchTopic::default()
+        .with_topic(TopicName(StrBytes::from_static_str("t")))
+        .with_partitions(vec![FetchPartition::default()
+            .with_partition(0)
+            .with_partition_max_bytes(1 << 20)])]);
+    let ResponseKind::Fetch(response) =
+        call(&broker, ApiKey::Fetch, 10, RequestKind::Fetch(fetch_v10))
+    else {
+        panic!("not a fetch response")
+    };
+    assert_eq!(response.responses[0].partitions[0].error_code, not_leader);
 
     // ListOffsets: the leader only.
     let list = ListOffsetsRequest::default()
@@ -449,6 +468,7 @@ fn a_legacy_data_dir_is_migrated_into_the_metadata_log() {
     let (producer_id, _) = node
         .transaction_coordinator()
         .init_producer_id(None, 0, None, 1_000)
+        .now()
         .unwrap();
     assert!(producer_id >= 5_000, "{producer_id}");
     node.close().unwrap();

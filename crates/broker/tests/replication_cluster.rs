@@ -1,7 +1,9 @@
 //! Three brokers in one process (`testing::Cluster`: one metadata quorum, in-process node
 //! channels): acks=all produces to an RF=3 topic with min.insync.replicas=2, followers copy
 //! the batches byte for byte, ISR shrink and expansion, NOT_ENOUGH_REPLICAS, and a leader
-//! change that keeps every acknowledged record.
+//! change that keeps every acknowledged record; KIP-392 fetch from follower (the leader's
+//! preferred read replica, a follower serving consumers up to its high watermark) and the
+//! leader's replication throttle.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,7 +26,14 @@ const TOPIC: &str = "replicated";
 const LAG_MS: &str = "3000";
 
 fn config(dir: &std::path::Path, node_id: i32) -> BrokerConfig {
+    config_with(dir, node_id, &[])
+}
+
+fn config_with(dir: &std::path::Path, node_id: i32, extra: &[(&str, &str)]) -> BrokerConfig {
     let mut values = BTreeMap::new();
+    for (key, value) in extra {
+        values.insert(key.to_string(), value.to_string());
+    }
     values.insert("data.dir".to_string(), dir.display().to_string());
     values.insert("node.id".to_string(), node_id.to_string());
     values.insert(
@@ -39,6 +48,16 @@ fn config(dir: &std::path::Path, node_id: i32) -> BrokerConfig {
 }
 
 async fn create_topic(cluster: &Cluster) {
+    create_topic_with(cluster, &[]).await
+}
+
+async fn create_topic_with(cluster: &Cluster, extra: &[(&str, &str)]) {
+    let mut configs = vec![("min.insync.replicas".to_string(), Some("2".to_string()))];
+    configs.extend(
+        extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), Some(v.to_string()))),
+    );
     let reply = cluster
         .channel
         .send(
@@ -48,7 +67,7 @@ async fn create_topic(cluster: &Cluster) {
                     num_partitions: 1,
                     replication_factor: 3,
                     assignments: Vec::new(),
-                    configs: vec![("min.insync.replicas".to_string(), Some("2".to_string()))],
+                    configs,
                 }],
                 validate_only: false,
             }),
@@ -232,4 +251,216 @@ async fn acks_all_replicates_shrinks_and_expands_the_isr_and_survives_a_leader_c
         state(&leader).leader == new_leader_id && log_bytes(&leader) == log_bytes(&new_leader)
     })
     .await;
+}
+
+const RACK_AWARE: &str = "org.apache.kafka.common.replica.RackAwareReplicaSelector";
+
+/// Three brokers in racks rack-1..rack-3 with the rack-aware replica selector, `extra`
+/// settings on each, the topic created (RF=3) with `topic_configs`, everything hosted.
+async fn rack_cluster(
+    dirs: &[tempfile::TempDir],
+    extra: &[(&str, &str)],
+    topic_configs: &[(&str, &str)],
+) -> Arc<Cluster> {
+    let configs = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| {
+            let rack = format!("rack-{}", i + 1);
+            let mut settings = vec![
+                ("broker.rack", rack.as_str()),
+                ("replica.selector.class", RACK_AWARE),
+            ];
+            settings.extend_from_slice(extra);
+            config_with(dir.path(), i as i32 + 1, &settings)
+        })
+        .collect();
+    let cluster = Arc::new(Cluster::start(configs, 1_000).unwrap());
+    create_topic_with(&cluster, topic_configs).await;
+    eventually("the topic on every broker", || {
+        cluster.brokers.iter().all(|b| {
+            b.replica_manager()
+                .partition(TOPIC, 0)
+                .is_some_and(|p| p.is_hosted())
+        })
+    })
+    .await;
+    cluster
+}
+
+/// One partition of a consumer Fetch answer.
+struct Fetched {
+    error: Option<ResponseError>,
+    high_watermark: i64,
+    preferred_read_replica: i32,
+    records: Bytes,
+}
+
+/// A sessionless consumer fetch (`version` >= 4, topic by name) of partition 0 at `offset`.
+async fn consumer_fetch(broker: &Broker, version: i16, rack: &str, offset: i64) -> Fetched {
+    use fjord_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use fjord_protocol::kafka_protocol::messages::FetchRequest;
+    let request = FetchRequest::default()
+        .with_replica_id(fjord_protocol::kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_rack_id(StrBytes::from_string(rack.to_string()))
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])]);
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::Fetch as i16)
+        .with_request_api_version(version);
+    let (response, files) = match broker.handle(&header, RequestKind::Fetch(request)).await {
+        Outcome::RespondWithFileRecords(ResponseKind::Fetch(r), files) => (r, files),
+        Outcome::Respond(ResponseKind::Fetch(r)) => (r, Vec::new()),
+        other => panic!("unexpected {other:?}"),
+    };
+    let p = &response.responses[0].partitions[0];
+    let mut records = Vec::new();
+    for file in files {
+        records.extend_from_slice(&file.read_to_bytes().unwrap());
+    }
+    Fetched {
+        error: ResponseError::try_from_code(p.error_code),
+        high_watermark: p.high_watermark,
+        preferred_read_replica: p.preferred_read_replica.0,
+        records: Bytes::from(records),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_are_sent_to_a_same_rack_follower_which_serves_up_to_its_high_watermark() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let cluster = rack_cluster(&dirs, &[], &[]).await;
+    let leader_id = state(&cluster.brokers[0]).leader;
+    let leader = cluster.broker(leader_id).clone();
+    let follower_id = (1..=3).find(|id| *id != leader_id).unwrap();
+    let follower = cluster.broker(follower_id).clone();
+    for i in 0..3 {
+        let (error, _) = produce(&leader, format!("v{i}").as_bytes(), -1).await;
+        assert_eq!(error, None);
+    }
+    eventually("the follower's log and high watermark", || {
+        log_bytes(&follower) == log_bytes(&leader) && offsets(&follower).high_watermark == 6
+    })
+    .await;
+
+    // The leader: a consumer in the follower's rack is sent there, without records.
+    let answer = consumer_fetch(&leader, 12, &format!("rack-{follower_id}"), 0).await;
+    assert_eq!(answer.error, None);
+    assert_eq!(answer.preferred_read_replica, follower_id);
+    assert!(answer.records.is_empty());
+    assert_eq!(answer.high_watermark, 6);
+    // In the leader's rack, without a rack, or in an unknown rack: the leader serves.
+    for rack in [format!("rack-{leader_id}"), String::new(), "rack-9".into()] {
+        let answer = consumer_fetch(&leader, 12, &rack, 0).await;
+        assert_eq!(answer.preferred_read_replica, -1, "rack {rack:?}");
+        assert_eq!(answer.records, log_bytes(&leader), "rack {rack:?}");
+    }
+    // A fetch offset beyond the follower's log end: the leader serves.
+    let answer = consumer_fetch(&leader, 12, &format!("rack-{follower_id}"), 7).await;
+    assert_eq!(answer.preferred_read_replica, -1);
+
+    // The follower serves v11+ consumers the same bytes; before v11 only leaders serve.
+    let answer = consumer_fetch(&follower, 11, &format!("rack-{follower_id}"), 0).await;
+    assert_eq!(answer.error, None);
+    assert_eq!(answer.preferred_read_replica, -1);
+    assert_eq!(answer.records, log_bytes(&leader));
+    assert_eq!(answer.high_watermark, 6);
+    let old = consumer_fetch(&follower, 10, "", 0).await;
+    assert_eq!(old.error, Some(ResponseError::NotLeaderOrFollower));
+
+    // Cut off, with its high watermark behind its log end: it serves only below the high
+    // watermark; between the two nothing (no error), past the log end OFFSET_OUT_OF_RANGE.
+    cluster.network.set_down(follower_id, true);
+    let partition = follower.replica_manager().partition(TOPIC, 0).unwrap();
+    // A fetch already in flight when the link went down may still raise the high watermark
+    // again: retry until three reads in a row saw the lowered one.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (below, between, beyond) = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the follower's high watermark kept moving"
+        );
+        partition
+            .with_follower_log(|log| {
+                fjord_broker::replication::ReplicaLog::update_follower_high_watermark(log, 4)
+            })
+            .unwrap();
+        let below = consumer_fetch(&follower, 12, "", 0).await;
+        let between = consumer_fetch(&follower, 12, "", 5).await;
+        let beyond = consumer_fetch(&follower, 12, "", 7).await;
+        if [&below, &between, &beyond]
+            .iter()
+            .all(|a| a.high_watermark == 4)
+        {
+            break (below, between, beyond);
+        }
+    };
+    assert_eq!(below.error, None);
+    let batches: Vec<i64> = fjord_protocol::records::BatchIter::new(&below.records)
+        .map(|b| b.unwrap().0.base_offset)
+        .collect();
+    assert_eq!(
+        batches,
+        vec![0, 2],
+        "only the batches below the high watermark"
+    );
+    assert_eq!(between.error, None);
+    assert!(between.records.is_empty());
+    assert_eq!(beyond.error, Some(ResponseError::OffsetOutOfRange));
+    cluster.network.set_down(follower_id, false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_throttles_a_listed_replica_out_of_the_isr_but_not_the_isr() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    // 1 byte/s: after the first throttled response the quota stays exceeded.
+    let cluster = rack_cluster(
+        &dirs,
+        &[("leader.replication.throttled.rate", "1")],
+        &[("leader.replication.throttled.replicas", "*")],
+    )
+    .await;
+    let leader_id = state(&cluster.brokers[0]).leader;
+    let leader = cluster.broker(leader_id).clone();
+    let followers: Vec<i32> = (1..=3).filter(|id| *id != leader_id).collect();
+    let (lagging, in_sync) = (followers[0], followers[1]);
+    let quotas = &leader.replication().quotas;
+    use fjord_broker::replication_shell::QuotaSide;
+
+    // One follower cut off until it leaves the ISR; records go on with the other.
+    cluster.network.set_down(lagging, true);
+    let (error, _) = produce(&leader, b"first", -1).await;
+    assert_eq!(error, None);
+    eventually("the lagging follower out of the ISR", || {
+        !state(&leader).isr.contains(&lagging)
+    })
+    .await;
+    for i in 0..5 {
+        let (error, _) = produce(&leader, format!("v{i}").as_bytes(), -1).await;
+        assert_eq!(error, None, "ISR members are never throttled");
+    }
+    assert!(quotas.stats(QuotaSide::Leader).throttled_bytes > 0);
+
+    // Back: its fetches are held back while the quota is exceeded.
+    cluster.network.set_down(lagging, false);
+    eventually("a held-back fetch of the lagging follower", || {
+        quotas.stats(QuotaSide::Leader).held_back > 0
+    })
+    .await;
+    assert!(offsets(cluster.broker(lagging)).log_end_offset < offsets(&leader).log_end_offset);
+    let (error, _) = produce(&leader, b"still-acked", -1).await;
+    assert_eq!(error, None);
+    assert!(offsets(cluster.broker(in_sync)).log_end_offset >= 14);
+    let rendered = leader.render_metrics();
+    assert!(
+        rendered.contains("fjord_replication_throttled_partition_fetches_total{side=\"leader\"}")
+    );
 }

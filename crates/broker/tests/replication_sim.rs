@@ -49,30 +49,8 @@ fn key() -> PartitionKey {
     (Uuid::from_u128(0xF10D), 0)
 }
 
-/// splitmix64: tiny, seedable, good enough for schedules.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn range(&mut self, low: i64, high: i64) -> i64 {
-        low + self.below((high - low + 1) as u64) as i64
-    }
-
-    fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-}
+/// The shared seeded schedule source.
+type Rng = fjord_broker::testing::SimRng;
 
 #[derive(Debug, Clone)]
 enum Msg {
@@ -379,7 +357,7 @@ impl Sim {
             })
             .collect();
         let mut sim = Sim {
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             now_ms: START_MS,
             seq: 0,
             queue: BTreeMap::new(),

@@ -2,6 +2,7 @@
 //! requests: a TV1 transaction (AddPartitionsToTxn, AddOffsetsToTxn, EndTxn v3), a TV2 one
 //! (implicit add, EndTxn v5), fencing, admin APIs and a restart.
 
+use fjord_broker::testing::CompleteNow;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -322,6 +323,7 @@ fn a_tv2_transaction_bumps_the_epoch_in_end_txn() {
             true,
             fjord_broker::time::now_ms(),
         )
+        .now()
         .unwrap();
     let before = log_end(&broker, "orders", 0);
     let r = end_txn(&broker, 5, "tx-2", pid, epoch, false);

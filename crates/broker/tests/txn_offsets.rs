@@ -3,6 +3,7 @@
 //! UNSTABLE_OFFSET_COMMIT until the transaction's marker, and pending offsets and markers come
 //! back from the log after a restart.
 
+use fjord_broker::testing::CompleteNow;
 use std::collections::BTreeMap;
 
 use fjord_broker::testing::SingleNode;
@@ -27,12 +28,14 @@ fn begin(broker: &Broker, transactional_id: &str) -> (i64, i16) {
     let coordinator = broker.transaction_coordinator();
     let (producer_id, epoch) = coordinator
         .init_producer_id(Some(transactional_id), 60_000, None, 1_000)
+        .now()
         .unwrap();
     let offsets_partition = broker.group_coordinator().offsets_partition(GROUP);
     let partitions =
         std::collections::BTreeSet::from([("__consumer_offsets".to_string(), offsets_partition)]);
     coordinator
         .add_partitions_to_transaction(transactional_id, producer_id, epoch, &partitions, 0, 1_000)
+        .now()
         .unwrap();
     (producer_id, epoch)
 }
@@ -41,6 +44,7 @@ fn end(broker: &Broker, transactional_id: &str, (producer_id, epoch): (i64, i16)
     broker
         .transaction_coordinator()
         .end_transaction(transactional_id, producer_id, epoch, commit, 0, 2_000)
+        .now()
         .unwrap();
 }
 
@@ -188,6 +192,7 @@ fn transactional_offsets_are_pending_until_the_marker_and_survive_a_restart() {
         let producer = broker
             .transaction_coordinator()
             .init_producer_id(Some("tx"), 60_000, None, 1_000)
+            .now()
             .unwrap();
         assert_eq!(
             txn_commit(&broker, 3, "tx", producer, 10),

@@ -53,8 +53,8 @@
 //!    records must be idempotent or checked against the committed state.
 //! 7. The library's `slog` output goes to `tracing` at debug level (target `raft`).
 //!
-//! Voters are static (no KIP-853) and there are no learners: broker-only nodes will fetch
-//! committed entries from voters (design 3.3). Messages between voters are trusted to come
+//! Voters are static (no KIP-853) and there are no learners: broker-only nodes fetch
+//! committed entries from voters ([`MetadataQuorum::read_committed`], design 3.3). Messages between voters are trusted to come
 //! from Fjord voters of the same cluster (the transport checks the cluster id); the library
 //! can panic on some malformed-but-decodable messages, so every call into it runs under
 //! `catch_unwind` and a panic poisons the quorum (restart it from its store).
@@ -66,8 +66,8 @@ mod store;
 
 pub use message::{RaftMessage, RAFT_MESSAGE_BYTES_MAX};
 pub use quorum::{
-    CommittedEntry, MetadataQuorum, ProposeError, QuorumConfig, QuorumDescription, QuorumReady,
-    RoleChange, SnapshotData, VoterState,
+    CommittedEntry, CommittedRead, MetadataQuorum, ProposeError, QuorumConfig, QuorumDescription,
+    QuorumReady, RoleChange, SnapshotData, VoterState,
 };
 pub use raft::eraftpb::MessageType;
 pub use store::{FileLogStore, MemLogStore, RaftLogStore};

@@ -177,6 +177,17 @@ impl QuorumReady {
     }
 }
 
+/// What [`MetadataQuorum::read_committed`] found at the asked index: what an observer
+/// (a broker-only node, design 3.3) fetches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommittedRead {
+    /// Committed entries from the asked index on, in order, empty no-op entries included (an
+    /// observer's log stays contiguous); empty when nothing committed there yet.
+    Entries(Vec<MetadataLogEntry>),
+    /// The asked index is compacted away: start from this snapshot (`index`, `term`).
+    SnapshotRequired { index: u64, term: u64 },
+}
+
 /// One voter in [`QuorumDescription`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VoterState {
@@ -850,6 +861,36 @@ impl<S: RaftLogStore> MetadataQuorum<S> {
             applied_index: self.applied_index,
             voters,
         }
+    }
+
+    /// Committed entries from `from_index` on (never beyond what this voter has handed out as
+    /// committed, so never an entry that a new leader could still replace), stopping once
+    /// their payloads exceed `size_bytes_max` but with at least one if any. An index below the
+    /// log's start (compacted into the snapshot) answers [`CommittedRead::SnapshotRequired`].
+    /// Index 0 reads like 1.
+    pub fn read_committed(&self, from_index: u64, size_bytes_max: u64) -> CommittedRead {
+        let store = self.store();
+        let from_index = from_index.max(1);
+        if from_index < store.first_index() {
+            if let Some(snapshot) = store.snapshot() {
+                return CommittedRead::SnapshotRequired {
+                    index: snapshot.index,
+                    term: snapshot.term,
+                };
+            }
+        }
+        let committed = self.applied_index.min(store.last_index());
+        if from_index > committed || from_index < store.first_index() {
+            return CommittedRead::Entries(Vec::new());
+        }
+        let entries = store.entries(from_index, committed + 1, size_bytes_max);
+        debug_assert!(entries.iter().all(|e| e.index <= committed));
+        CommittedRead::Entries(entries)
+    }
+
+    /// The newest snapshot this voter holds (what [`CommittedRead::SnapshotRequired`] names).
+    pub fn latest_snapshot(&self) -> Option<MetadataSnapshot> {
+        self.store().snapshot()
     }
 
     /// Whether this voter is the leader.

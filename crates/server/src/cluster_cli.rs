@@ -420,6 +420,13 @@ fn status(client: &mut AdminClient, output: OutputFormat) -> Result<()> {
         None
     };
     let now = now_ms();
+    // A broker that is a voter of the quorum is a combined node; one that is not is broker-only
+    // (process.roles=broker, an observer). Unknown without DescribeQuorum.
+    let roles = |node_id: i32| match &quorum {
+        Some(Ok(q)) if q.voters.iter().any(|v| v.replica_id.0 == node_id) => "broker,controller",
+        Some(Ok(_)) => "broker",
+        _ => "-",
+    };
     if output == OutputFormat::Json {
         let quorum_json = match &quorum {
             Some(Ok(q)) => json!({
@@ -440,6 +447,7 @@ fn status(client: &mut AdminClient, output: OutputFormat) -> Result<()> {
                 "port": b.info.port,
                 "rack": b.info.rack,
                 "fenced": b.fenced,
+                "roles": roles(b.info.node_id),
             })).collect::<Vec<_>>(),
             "quorum": quorum_json,
             "partitions": partitions.len(),
@@ -460,10 +468,11 @@ fn status(client: &mut AdminClient, output: OutputFormat) -> Result<()> {
                 b.info.address(),
                 b.info.rack.clone().unwrap_or_else(|| "-".into()),
                 if b.fenced { "fenced" } else { "unfenced" }.to_string(),
+                roles(b.info.node_id).to_string(),
             ]
         })
         .collect();
-    print_table(&["NODE", "ADDRESS", "RACK", "STATE"], &rows);
+    print_table(&["NODE", "ADDRESS", "RACK", "STATE", "ROLES"], &rows);
     println!("\nMetadata quorum:");
     match &quorum {
         Some(Ok(q)) => {

@@ -1,6 +1,10 @@
 //! The controller listener (`controller.listen`): what Kafka's `CONTROLLER` listener carries.
 //! Two kinds of frames share it, told apart by their first field:
 //! - Raft messages between voters (Fjord-private API key 10000, see `raft_transport`), one-way;
+//! - FetchMetadata and FetchMetadataSnapshot from broker-only nodes (Fjord-private keys 10001
+//!   and 10002, `fjord_broker::metadata_fetch`), answered by any voter from its committed
+//!   log; an empty FetchMetadata answer is held until something commits or `max_wait_ms`
+//!   (at most `FETCH_METADATA_WAIT_MS_MAX`) passes;
 //! - Kafka requests to the active controller, answered in order: BrokerRegistration,
 //!   BrokerHeartbeat, CreateTopics and the other controller APIs of
 //!   `fjord_broker::controller_wire`, plus ApiVersions. A node that is not
@@ -13,11 +17,16 @@
 //! next frame is read only after the answer is written), connections bounded by the caller.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use fjord_broker::apis::describe_quorum::{answer_locally, VERSIONS as DESCRIBE_QUORUM_VERSIONS};
 use fjord_broker::controller_wire::{
     error_to_wire, reply_to_wire, request_from_wire, wire_version, CONTROLLER_APIS,
+};
+use fjord_broker::metadata_fetch::{
+    is_observer_api_key, FetchMetadataBody, ObserverRequest, ObserverResponse,
+    FETCH_METADATA_WAIT_MS_MAX,
 };
 use fjord_broker::metadata_node::NotController;
 use fjord_broker::metadata_runtime::MetadataRuntime;
@@ -75,6 +84,11 @@ pub async fn serve_controller_connection(mut stream: TcpStream, endpoint: Arc<Co
         };
         let keep_open = if api_key == FJORD_RAFT_API_KEY {
             accept_raft_frame(body, &endpoint.cluster_id, &endpoint.raft_inbound, peer)
+        } else if is_observer_api_key(api_key) {
+            match answer_observer(&endpoint, body, peer).await {
+                Some(response) => stream.write_all(&response).await.is_ok(),
+                None => false,
+            }
         } else {
             match answer_request(&endpoint, body).await {
                 Some(response) => stream.write_all(&response).await.is_ok(),
@@ -83,6 +97,58 @@ pub async fn serve_controller_connection(mut stream: TcpStream, endpoint: Arc<Co
         };
         if !keep_open {
             return;
+        }
+    }
+}
+
+/// Answers an observer's FetchMetadata or FetchMetadataSnapshot; `None` closes the
+/// connection (garbage, or this voter's runtime failed: the observer tries another voter).
+async fn answer_observer(
+    endpoint: &ControllerEndpoint,
+    body: Bytes,
+    peer: Option<std::net::SocketAddr>,
+) -> Option<Bytes> {
+    let request = match ObserverRequest::decode(body) {
+        Ok(request) => request,
+        Err(error) => {
+            warn!(?peer, %error, "undecodable FetchMetadata request; closing");
+            return None;
+        }
+    };
+    let wait_ms = match &request {
+        ObserverRequest::Fetch(fetch) => fetch.max_wait_ms.min(FETCH_METADATA_WAIT_MS_MAX),
+        ObserverRequest::Snapshot(_) => 0,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(wait_ms));
+    let mut images = endpoint.runtime.subscribe();
+    loop {
+        // Seen before answering: a commit after this read wakes the wait below.
+        images.borrow_and_update();
+        let response = match endpoint.runtime.answer_observer(&request) {
+            Ok(response) => response,
+            Err(error) => {
+                debug!(?peer, %error, "cannot answer FetchMetadata; closing");
+                return None;
+            }
+        };
+        let nothing_yet = matches!(&response, ObserverResponse::Fetch(fetch)
+            if fetch.error_code == 0
+                && matches!(&fetch.body, FetchMetadataBody::Entries(entries) if entries.is_empty()));
+        if let ObserverResponse::Fetch(fetch) = &response {
+            if fetch.error_code == fjord_broker::metadata_fetch::error_code::INCONSISTENT_CLUSTER_ID
+            {
+                if let ObserverRequest::Fetch(asked) = &request {
+                    warn!(?peer, node = asked.node_id, theirs = %asked.cluster_id, ours = %fetch.cluster_id,
+                        "INCONSISTENT_CLUSTER_ID: an observer of another cluster fetched metadata");
+                }
+            }
+        }
+        if !nothing_yet
+            || tokio::time::timeout_at(deadline, images.changed())
+                .await
+                .map_or(true, |changed| changed.is_err())
+        {
+            return Some(response.encode());
         }
     }
 }

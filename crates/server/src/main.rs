@@ -20,6 +20,7 @@ mod group_cli;
 mod http;
 mod metadata_service;
 mod node_client;
+mod observer_service;
 mod output;
 mod partition_cli;
 mod produce_cli;

@@ -106,8 +106,10 @@ impl MetadataService {
             cluster_id: cluster_id.clone(),
             peers: RaftPeers::start(peers),
         });
+        let mut node_config = MetadataNodeConfig::new(quorum);
+        node_config.snapshot_interval_bytes = config.metadata_snapshot_interval_bytes;
         let runtime = MetadataRuntime::open(
-            MetadataNodeConfig::new(quorum),
+            node_config,
             fjord_controller::QuorumController::new(controller),
             store,
             sink,

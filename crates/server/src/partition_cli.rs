@@ -11,6 +11,15 @@
 //! shift that grows every full round (Kafka's `AdminUtils.assignReplicasToBrokers` without
 //! the random start, so a plan is reproducible); the replication factor of each partition is
 //! kept. Racks are not considered.
+//!
+//! `--execute --throttle BYTES_PER_S` throttles the moves as Kafka's tool does (KIP-73), with
+//! IncrementalAlterConfigs (44): per topic, `leader.replication.throttled.replicas` lists the
+//! partitions' current replicas (`partition:broker`, the possible sources) and
+//! `follower.replication.throttled.replicas` the new ones (the destinations); every broker
+//! involved gets `leader.replication.throttled.rate` and `follower.replication.throttled.rate`
+//! (sent to that broker, as its own dynamic config). `--verify` removes all of them, on every
+//! broker and every topic of the plan, once no reassignment of the plan is in progress
+//! (`--preserve-throttles` keeps them).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -108,9 +117,18 @@ struct ReassignArgs {
     /// roll back)
     #[arg(long)]
     execute: bool,
-    /// Report which reassignments of the plan are complete or still in progress
+    /// Report which reassignments of the plan are complete or still in progress; once none is,
+    /// remove the replication throttles (unless --preserve-throttles)
     #[arg(long)]
     verify: bool,
+    /// With --execute: limit the replication traffic of the moving replicas to this many
+    /// bytes per second (leader and follower side, on every broker involved) until --verify
+    /// finds the reassignment complete
+    #[arg(long, value_name = "BYTES_PER_S", requires = "execute")]
+    throttle: Option<u64>,
+    /// With --verify: keep the replication throttles even when the reassignment is complete
+    #[arg(long, requires = "verify")]
+    preserve_throttles: bool,
     /// Cancel the reassignments of the plan that are still in progress
     #[arg(long)]
     cancel: bool,
@@ -161,9 +179,9 @@ pub fn run(args: PartitionArgs) -> Result<()> {
                 .ok_or_else(|| anyhow!("--plan FILE is required"))?;
             let plan = read_plan(path)?;
             if reassign.execute {
-                execute(&mut client, &plan, output)
+                execute(&mut client, &plan, reassign.throttle, output)
             } else if reassign.verify {
-                verify(&mut client, &plan, output)
+                verify(&mut client, &plan, reassign.preserve_throttles, output)
             } else {
                 cancel(&mut client, &plan, output)
             }
@@ -750,7 +768,7 @@ fn list_reassignments(client: &mut AdminClient, plan: &Plan) -> Result<Ongoing> 
 fn report_outcomes(
     what: &str,
     outcomes: &BTreeMap<(String, i32), Option<String>>,
-    extra: Option<(&str, Value)>,
+    extra: &[(&str, Value)],
     output: OutputFormat,
 ) -> Result<()> {
     let failed = outcomes.values().filter(|e| e.is_some()).count();
@@ -760,8 +778,10 @@ fn report_outcomes(
                 "topic": topic, "partition": partition, "error": error,
             })).collect::<Vec<_>>(),
         });
-        if let (Some((key, value)), Some(map)) = (extra, document.as_object_mut()) {
-            map.insert(key.to_string(), value);
+        if let Some(map) = document.as_object_mut() {
+            for (key, value) in extra {
+                map.insert(key.to_string(), value.clone());
+            }
         }
         print_json(&document)?;
     } else {
@@ -788,7 +808,217 @@ fn report_outcomes(
     Ok(())
 }
 
-fn execute(client: &mut AdminClient, plan: &Plan, output: OutputFormat) -> Result<()> {
+// ---------------------------------------------------------------------------- throttles
+
+/// Kafka's topic-level throttle configs (`QuotaConfig`).
+const LEADER_THROTTLED_REPLICAS: &str = "leader.replication.throttled.replicas";
+const FOLLOWER_THROTTLED_REPLICAS: &str = "follower.replication.throttled.replicas";
+/// Kafka's broker-level throttle configs (dynamic, per broker).
+const LEADER_THROTTLED_RATE: &str = "leader.replication.throttled.rate";
+const FOLLOWER_THROTTLED_RATE: &str = "follower.replication.throttled.rate";
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+/// One partition's move (Kafka `PartitionMove`): where it is, where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMove {
+    pub sources: BTreeSet<i32>,
+    pub destinations: BTreeSet<i32>,
+}
+
+/// Kafka `calculateProposedMoveMap`: sources are the current replicas (for a partition
+/// already moving, its replicas without the ones being added), destinations the plan's
+/// replicas that are not sources.
+pub fn move_map(
+    plan: &Plan,
+    current: &Plan,
+    ongoing: &Ongoing,
+) -> BTreeMap<(String, i32), PartitionMove> {
+    plan.iter()
+        .map(|(key, target)| {
+            let sources: BTreeSet<i32> = match ongoing.get(key) {
+                Some((replicas, adding, _)) => replicas
+                    .iter()
+                    .filter(|id| !adding.contains(id))
+                    .copied()
+                    .collect(),
+                None => current.get(key).into_iter().flatten().copied().collect(),
+            };
+            let destinations = target
+                .iter()
+                .filter(|id| !sources.contains(id))
+                .copied()
+                .collect();
+            (
+                key.clone(),
+                PartitionMove {
+                    sources,
+                    destinations,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Kafka `calculateLeaderThrottles`/`calculateFollowerThrottles`: per topic, the
+/// `partition:broker` lists of sources (leader side) and destinations (follower side).
+pub fn throttled_replicas(
+    moves: &BTreeMap<(String, i32), PartitionMove>,
+) -> BTreeMap<String, (String, String)> {
+    let mut lists: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+    for ((topic, partition), m) in moves {
+        let entry = lists.entry(topic.clone()).or_default();
+        entry
+            .0
+            .extend(m.sources.iter().map(|b| format!("{partition}:{b}")));
+        entry
+            .1
+            .extend(m.destinations.iter().map(|b| format!("{partition}:{b}")));
+    }
+    let join = |set: BTreeSet<String>| set.into_iter().collect::<Vec<_>>().join(",");
+    lists
+        .into_iter()
+        .map(|(topic, (leader, follower))| (topic, (join(leader), join(follower))))
+        .collect()
+}
+
+/// IncrementalAlterConfigs of one resource: `Some(value)` sets, `None` deletes.
+fn alter_configs(
+    client: &mut AdminClient,
+    resource_type: i8,
+    name: &str,
+    ops: &[(&str, Option<String>)],
+) -> Result<()> {
+    use fjord_protocol::kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use fjord_protocol::kafka_protocol::messages::IncrementalAlterConfigsRequest;
+    if !client.supports(ApiKey::IncrementalAlterConfigs) {
+        bail!(
+            "{} does not support IncrementalAlterConfigs",
+            client.address()
+        );
+    }
+    let configs = ops
+        .iter()
+        .map(|(key, value)| {
+            AlterableConfig::default()
+                .with_name(StrBytes::from_string(key.to_string()))
+                .with_config_operation(if value.is_some() { 0 } else { 1 })
+                .with_value(value.clone().map(StrBytes::from_string))
+        })
+        .collect();
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(StrBytes::from_string(name.to_string()))
+            .with_configs(configs),
+    ]);
+    let ResponseKind::IncrementalAlterConfigs(response) = client.send(
+        ApiKey::IncrementalAlterConfigs,
+        1,
+        RequestKind::IncrementalAlterConfigs(request),
+    )?
+    else {
+        bail!("unexpected answer to IncrementalAlterConfigs");
+    };
+    for result in &response.responses {
+        if result.error_code != 0 {
+            bail!(
+                "could not alter the configs of {name:?}: {}",
+                error_text(result.error_code, result.error_message.as_deref())
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Sets the broker-level throttle rates on `broker` (sent to that broker).
+fn alter_broker_configs(
+    client: &mut AdminClient,
+    broker: i32,
+    ops: &[(&str, Option<String>)],
+) -> Result<()> {
+    let mut node = client.broker_client(broker)?;
+    alter_configs(node.client(), RESOURCE_BROKER, &broker.to_string(), ops)
+}
+
+/// Kafka `modifyReassignmentThrottle`: the topic lists, then the rates on every broker of
+/// the moves. Returns the brokers throttled.
+fn set_throttles(
+    client: &mut AdminClient,
+    moves: &BTreeMap<(String, i32), PartitionMove>,
+    rate_bytes_per_s: u64,
+) -> Result<Vec<i32>> {
+    for (topic, (leader, follower)) in throttled_replicas(moves) {
+        alter_configs(
+            client,
+            RESOURCE_TOPIC,
+            &topic,
+            &[
+                (LEADER_THROTTLED_REPLICAS, Some(leader)),
+                (FOLLOWER_THROTTLED_REPLICAS, Some(follower)),
+            ],
+        )?;
+    }
+    let brokers: BTreeSet<i32> = moves
+        .values()
+        .flat_map(|m| m.sources.iter().chain(&m.destinations).copied())
+        .collect();
+    let rate = rate_bytes_per_s.to_string();
+    for &broker in &brokers {
+        alter_broker_configs(
+            client,
+            broker,
+            &[
+                (LEADER_THROTTLED_RATE, Some(rate.clone())),
+                (FOLLOWER_THROTTLED_RATE, Some(rate.clone())),
+            ],
+        )?;
+    }
+    Ok(brokers.into_iter().collect())
+}
+
+/// Kafka `clearAllThrottles`: the rates of every broker of the cluster and of the plan, the
+/// lists of every topic of the plan. A broker that cannot be reached is reported and
+/// skipped (run --verify again once it is back). Returns the brokers and topics cleared.
+fn clear_throttles(client: &mut AdminClient, plan: &Plan) -> Result<(Vec<i32>, Vec<String>)> {
+    let mut brokers: BTreeSet<i32> = crate::cluster_cli::live_brokers(client)?
+        .into_iter()
+        .collect();
+    brokers.extend(plan.values().flatten().copied());
+    let mut cleared = Vec::new();
+    for broker in brokers {
+        let ops = [
+            (LEADER_THROTTLED_RATE, None),
+            (FOLLOWER_THROTTLED_RATE, None),
+        ];
+        match alter_broker_configs(client, broker, &ops) {
+            Ok(()) => cleared.push(broker),
+            Err(err) => eprintln!("warning: throttle of broker {broker} not cleared: {err:#}"),
+        }
+    }
+    let topics: BTreeSet<String> = plan.keys().map(|(t, _)| t.clone()).collect();
+    for topic in &topics {
+        alter_configs(
+            client,
+            RESOURCE_TOPIC,
+            topic,
+            &[
+                (LEADER_THROTTLED_REPLICAS, None),
+                (FOLLOWER_THROTTLED_REPLICAS, None),
+            ],
+        )?;
+    }
+    Ok((cleared, topics.into_iter().collect()))
+}
+
+fn execute(
+    client: &mut AdminClient,
+    plan: &Plan,
+    throttle_bytes_per_s: Option<u64>,
+    output: OutputFormat,
+) -> Result<()> {
     let topics: Vec<String> = plan
         .keys()
         .map(|(t, _)| t.clone())
@@ -804,28 +1034,47 @@ fn execute(client: &mut AdminClient, plan: &Plan, output: OutputFormat) -> Resul
         println!("{}", plan_json(&current));
         println!();
     }
+    let mut throttled = None;
+    if let Some(rate) = throttle_bytes_per_s {
+        let ongoing = list_reassignments(client, plan)?;
+        let moves = move_map(plan, &current, &ongoing);
+        let brokers = set_throttles(client, &moves, rate)?;
+        if output == OutputFormat::Text {
+            println!(
+                "Warning: You must run --verify periodically, until the reassignment completes, \
+                 to ensure the throttle is removed."
+            );
+            println!(
+                "The inter-broker throttle limit was set to {rate} B/s on brokers {}",
+                ids_text(&brokers)
+            );
+        }
+        throttled = Some(json!({ "rate_bytes_per_s": rate, "brokers": brokers }));
+    }
     let request = plan
         .iter()
         .map(|(key, replicas)| (key.clone(), Some(replicas.clone())))
         .collect();
     let outcomes = alter_reassignments(client, &request)?;
-    report_outcomes(
-        "started",
-        &outcomes,
-        Some(("current", plan_json(&current))),
-        output,
-    )
+    let mut extra = vec![("current", plan_json(&current))];
+    extra.extend(throttled.map(|throttle| ("throttle", throttle)));
+    report_outcomes("started", &outcomes, &extra, output)
 }
 
 fn cancel(client: &mut AdminClient, plan: &Plan, output: OutputFormat) -> Result<()> {
     let request = plan.keys().map(|key| (key.clone(), None)).collect();
     let outcomes = alter_reassignments(client, &request)?;
-    report_outcomes("cancelled", &outcomes, None, output)
+    report_outcomes("cancelled", &outcomes, &[], output)
 }
 
 /// Kafka's `--verify`: complete when the partition's replicas are the plan's and no
 /// reassignment is in progress; in progress when one is listed; else the replicas differ.
-fn verify(client: &mut AdminClient, plan: &Plan, output: OutputFormat) -> Result<()> {
+fn verify(
+    client: &mut AdminClient,
+    plan: &Plan,
+    preserve_throttles: bool,
+    output: OutputFormat,
+) -> Result<()> {
     let ongoing = list_reassignments(client, plan)?;
     let topics: Vec<String> = plan
         .keys()
@@ -847,6 +1096,13 @@ fn verify(client: &mut AdminClient, plan: &Plan, output: OutputFormat) -> Result
         states.push((key.clone(), state, target.clone(), replicas));
     }
     let incomplete = states.iter().filter(|s| s.1 != "complete").count();
+    let in_progress = states.iter().any(|s| s.1 == "in_progress");
+    // Kafka: throttles go once nothing of the plan is moving any more.
+    let cleared = if in_progress || preserve_throttles {
+        None
+    } else {
+        Some(clear_throttles(client, plan)?)
+    };
     if output == OutputFormat::Json {
         print_json(&json!({
             "partitions": states.iter().map(|((topic, partition), state, target, replicas)| json!({
@@ -854,6 +1110,9 @@ fn verify(client: &mut AdminClient, plan: &Plan, output: OutputFormat) -> Result
                 "target_replicas": target, "replicas": replicas,
             })).collect::<Vec<_>>(),
             "complete": incomplete == 0,
+            "throttles_cleared": cleared.as_ref().map(|(brokers, topics)| json!({
+                "brokers": brokers, "topics": topics,
+            })),
         }))?;
     } else {
         let rows: Vec<Vec<String>> = states
@@ -872,6 +1131,13 @@ fn verify(client: &mut AdminClient, plan: &Plan, output: OutputFormat) -> Result
             &["TOPIC", "PARTITION", "STATE", "TARGET", "REPLICAS"],
             &rows,
         );
+        if let Some((brokers, topics)) = &cleared {
+            println!(
+                "Cleared broker-level throttles on brokers {} and topic-level throttles on topics {}",
+                ids_text(brokers),
+                topics.join(",")
+            );
+        }
     }
     // Like Kafka's tool, an incomplete reassignment is not an error: the state says it.
     Ok(())
@@ -926,12 +1192,7 @@ fn rebalance(
             ids_text(&brokers)
         );
     }
-    report_outcomes(
-        "started",
-        &outcomes,
-        Some(("plan", plan_json(&moves))),
-        output,
-    )
+    report_outcomes("started", &outcomes, &[("plan", plan_json(&moves))], output)
 }
 
 #[cfg(test)]
@@ -943,6 +1204,28 @@ mod tests {
             .iter()
             .map(|(t, p, r)| ((t.to_string(), *p), r.to_vec()))
             .collect()
+    }
+
+    #[test]
+    fn throttles_list_sources_for_leaders_and_destinations_for_followers() {
+        let target = plan(&[("t", 0, &[1, 2, 4]), ("t", 1, &[3, 4]), ("u", 0, &[1])]);
+        let current = plan(&[("t", 0, &[1, 2, 3]), ("t", 1, &[1, 2]), ("u", 0, &[1])]);
+        let mut ongoing = Ongoing::new();
+        // t-1 is already moving from [1, 2] to [1, 5]: replicas [1, 2, 5], adding 5.
+        ongoing.insert(("t".into(), 1), (vec![1, 2, 5], vec![5], vec![2]));
+        let moves = move_map(&target, &current, &ongoing);
+        let set = |ids: &[i32]| ids.iter().copied().collect::<BTreeSet<i32>>();
+        assert_eq!(moves[&("t".to_string(), 0)].sources, set(&[1, 2, 3]));
+        assert_eq!(moves[&("t".to_string(), 0)].destinations, set(&[4]));
+        assert_eq!(moves[&("t".to_string(), 1)].sources, set(&[1, 2]));
+        assert_eq!(moves[&("t".to_string(), 1)].destinations, set(&[3, 4]));
+        assert!(moves[&("u".to_string(), 0)].destinations.is_empty());
+        let lists = throttled_replicas(&moves);
+        assert_eq!(
+            lists["t"],
+            ("0:1,0:2,0:3,1:1,1:2".to_string(), "0:4,1:3,1:4".to_string())
+        );
+        assert_eq!(lists["u"], ("0:1".to_string(), String::new()));
     }
 
     #[test]

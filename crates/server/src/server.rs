@@ -25,6 +25,7 @@ use crate::connection::{self, ConnectionLimits};
 use crate::http::{self, HealthState};
 use crate::metadata_service::MetadataService;
 use crate::node_client::{NodeChannelLimits, TcpNodeChannel};
+use crate::observer_service::ObserverService;
 use fjord_broker::node_channel::NodeChannel;
 use fjord_broker::txn_markers::{ClusterTxnMarkerWriter, LocalTxnMarkerWriter};
 
@@ -35,11 +36,7 @@ pub async fn serve(
     config: BrokerConfig,
     shutdown_requested: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    // A broker-only node reads the metadata log as an observer of the quorum, which is not
-    // built yet: say so instead of starting a node that cannot learn its metadata.
-    if !config.process_roles.controller {
-        anyhow::bail!("broker-only nodes (process.roles=broker) are not available yet: run every node as broker,controller");
-    }
+    // A controller-only node runs the quorum and no broker (see `open_and_run`).
     let metrics_listener = TcpListener::bind(&config.metrics_listen)
         .await
         .with_context(|| {
@@ -76,13 +73,25 @@ async fn open_and_run(
             config.data_dir.display()
         );
     }
+    if legacy.is_some() && !config.process_roles.controller {
+        anyhow::bail!(
+            "{} holds a single-node data dir (topics.json); start it once as a single node (broker,controller) to migrate it",
+            config.data_dir.display()
+        );
+    }
     let incarnation = uuid::Uuid::new_v4();
     let (seed, _) = incarnation.as_u64_pair();
     let registration = registration_request(&config, "", incarnation, config.broker_rack.clone());
-    let initial = initial_records(&registration, legacy.as_ref(), node_id);
-    let service = MetadataService::start(&config, initial, seed, Some(incarnation)).await?;
+    let service = if config.process_roles.controller {
+        let initial = initial_records(&registration, legacy.as_ref(), node_id);
+        MetadataSource::Quorum(
+            MetadataService::start(&config, initial, seed, Some(incarnation)).await?,
+        )
+    } else {
+        MetadataSource::Observer(ObserverService::start(&config).await?)
+    };
     let cluster_id = loop {
-        if let Some(id) = service.wait_for_cluster_id(Duration::from_secs(5)).await {
+        if let Some(id) = service.wait_for_cluster_id(Duration::from_secs(5)).await? {
             break id;
         }
         info!(voters = ?config.controller_quorum_voters, "waiting for a majority of the controller quorum");
@@ -108,14 +117,14 @@ async fn open_and_run(
     let publisher = Arc::new(QueueingPublisher::default());
     {
         let publisher = publisher.clone();
-        service.runtime.set_publisher(Box::new(move |delta, image| {
+        service.set_publisher(Box::new(move |delta, image| {
             publisher.publish(delta, image)
         }));
     }
-    let image = service.runtime.image();
+    let image = service.image();
     let opened = {
         let config = config.clone();
-        let channel = service.channel.clone();
+        let channel = service.channel();
         let image = image.clone();
         tokio::task::spawn_blocking(move || Broker::open(config, image, channel)).await
     };
@@ -123,7 +132,9 @@ async fn open_and_run(
         Arc::new(opened.context("recovery task failed")?.with_context(|| {
             format!("cannot open data directory {}", config.data_dir.display())
         })?);
-    broker.set_quorum_describer(service.runtime.quorum_describer());
+    if let MetadataSource::Quorum(quorum) = &service {
+        broker.set_quorum_describer(quorum.runtime.quorum_describer());
+    }
     publisher.attach(&broker, image.offset)?;
     health.set_broker(broker.clone());
     // Requests to other brokers (transaction markers today, follower fetches next), addressed
@@ -132,16 +143,17 @@ async fn open_and_run(
         format!("broker-{node_id}"),
         NodeChannelLimits::default(),
     ));
-    let endpoints_task = tokio::spawn(follow_endpoints(
-        service.runtime.subscribe(),
-        node_channel.clone(),
-    ));
+    let endpoints_task = tokio::spawn(follow_endpoints(service.subscribe(), node_channel.clone()));
     // Starts replication: follower fetchers, AlterPartition, ISR and HW checkpoint timers.
     broker.set_node_channel(node_channel.clone());
     {
         let weak = Arc::downgrade(&broker);
         broker.set_txn_marker_writer(Arc::new(ClusterTxnMarkerWriter::new(
-            LocalTxnMarkerWriter::new(broker.replica_manager_arc(), broker.group_coordinator_arc()),
+            LocalTxnMarkerWriter::new(
+                broker.replica_manager_arc(),
+                broker.group_coordinator_arc(),
+                broker.replication().clone(),
+            ),
             node_id,
             Box::new(move || {
                 weak.upgrade()
@@ -155,7 +167,7 @@ async fn open_and_run(
     let mut registration = registration;
     registration.cluster_id = cluster_id.clone();
     let lifecycle = BrokerLifecycle::new(
-        service.channel.clone(),
+        service.channel(),
         LifecycleConfig {
             heartbeat_interval_ms: config.broker_heartbeat_interval_ms,
             controlled_shutdown_timeout_ms: config.shutdown_timeout_ms,
@@ -194,15 +206,40 @@ async fn open_and_run(
         data_dir = %config.data_dir.display(),
         node_id,
         cluster_id = %cluster_id,
-        controller_listen = service.controller_address.as_deref().unwrap_or("in-process"),
+        controller_listen = service.controller_address(),
+        process_roles = if config.process_roles.controller { "broker,controller" } else { "broker" },
         "fjord broker ready"
     );
     health.set_ready(true);
-    // Controlled shutdown (leaderships move away) runs before the listener stops.
+    // Controlled shutdown (leaderships move away) runs before the listener stops. A broker-only
+    // node whose observer stopped for good (another cluster, a failed metadata log) shuts down
+    // too, and exits with that error.
+    let mut observer_fatal = service.fatal();
+    let fatal_reason: Arc<parking_lot::Mutex<Option<String>>> = Arc::default();
     let shutdown = {
         let lifecycle = lifecycle.clone();
+        let fatal_reason = fatal_reason.clone();
         async move {
-            shutdown_requested.await;
+            let observer_stopped = async {
+                match observer_fatal.as_mut() {
+                    Some(fatal) => loop {
+                        if let Some(reason) = fatal.borrow_and_update().clone() {
+                            return reason;
+                        }
+                        if fatal.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    },
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown_requested => {}
+                reason = observer_stopped => {
+                    tracing::error!(%reason, "metadata observer stopped; shutting down");
+                    *fatal_reason.lock() = Some(reason);
+                }
+            }
             info!("controlled shutdown: moving leaderships away");
             let _ = stop_lifecycle.send(true);
             let mut state = lifecycle.subscribe();
@@ -218,7 +255,79 @@ async fn open_and_run(
     endpoints_task.abort();
     node_channel.shutdown();
     service.stop();
-    outcome
+    outcome?;
+    if let Some(reason) = fatal_reason.lock().take() {
+        anyhow::bail!(reason);
+    }
+    Ok(())
+}
+
+/// Where this node's metadata comes from: its own quorum member (controller roles) or the
+/// observer loop (`process.roles=broker`). The broker above it is the same either way.
+enum MetadataSource {
+    Quorum(MetadataService),
+    Observer(ObserverService),
+}
+
+impl MetadataSource {
+    fn set_publisher(&self, publisher: fjord_broker::metadata_runtime::Publisher) {
+        match self {
+            Self::Quorum(quorum) => quorum.runtime.set_publisher(publisher),
+            Self::Observer(observer) => observer.runtime.set_publisher(publisher),
+        }
+    }
+
+    fn image(&self) -> Arc<MetadataImage> {
+        match self {
+            Self::Quorum(quorum) => quorum.runtime.image(),
+            Self::Observer(observer) => observer.runtime.image(),
+        }
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        match self {
+            Self::Quorum(quorum) => quorum.runtime.subscribe(),
+            Self::Observer(observer) => observer.runtime.subscribe(),
+        }
+    }
+
+    fn channel(&self) -> Arc<dyn fjord_broker::controller_channel::ControllerChannel> {
+        match self {
+            Self::Quorum(quorum) => quorum.channel.clone(),
+            Self::Observer(observer) => observer.channel.clone(),
+        }
+    }
+
+    fn controller_address(&self) -> &str {
+        match self {
+            Self::Quorum(quorum) => quorum.controller_address.as_deref().unwrap_or("in-process"),
+            Self::Observer(_) => "none (observer)",
+        }
+    }
+
+    /// The cluster id once formed (`None` after `timeout`); an observer refused by the quorum
+    /// (another cluster) fails.
+    async fn wait_for_cluster_id(&self, timeout: Duration) -> anyhow::Result<Option<String>> {
+        match self {
+            Self::Quorum(quorum) => Ok(quorum.wait_for_cluster_id(timeout).await),
+            Self::Observer(observer) => observer.wait_for_cluster_id(timeout).await,
+        }
+    }
+
+    /// An observer's "stopped for good" signal; `None` for a quorum member.
+    fn fatal(&self) -> Option<watch::Receiver<Option<String>>> {
+        match self {
+            Self::Quorum(_) => None,
+            Self::Observer(observer) => Some(observer.fatal()),
+        }
+    }
+
+    fn stop(&self) {
+        match self {
+            Self::Quorum(quorum) => quorum.stop(),
+            Self::Observer(observer) => observer.stop(),
+        }
+    }
 }
 
 /// Keeps the node channel's addresses equal to the brokers' client listeners in the image.
@@ -318,8 +427,8 @@ fn check_cluster_id(config: &BrokerConfig, cluster_id: &str) -> anyhow::Result<(
 
 /// Waits until the migration records (written by the controller right after bootstrap) are in
 /// the image.
-async fn wait_for_migration(service: &MetadataService, legacy: &LegacyMetadata) {
-    let mut images = service.runtime.subscribe();
+async fn wait_for_migration(service: &MetadataSource, legacy: &LegacyMetadata) {
+    let mut images = service.subscribe();
     loop {
         let done = {
             let image = images.borrow();

@@ -17,12 +17,12 @@ pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 4 };
 /// First version where PRODUCER_FENCED may be returned.
 const PRODUCER_FENCED_VERSION: i16 = 2;
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     api_version: i16,
     request: &AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
-    let result = add(broker, request);
+    let result = add(broker, request).await;
     let error = match result {
         Ok(()) => return AddOffsetsToTxnResponse::default(),
         Err(ResponseError::ProducerFenced) if api_version < PRODUCER_FENCED_VERSION => {
@@ -33,7 +33,7 @@ pub fn handle(
     AddOffsetsToTxnResponse::default().with_error_code(error.code())
 }
 
-fn add(broker: &Broker, request: &AddOffsetsToTxnRequest) -> Result<(), ResponseError> {
+async fn add(broker: &Broker, request: &AddOffsetsToTxnRequest) -> Result<(), ResponseError> {
     if request.group_id.is_empty() {
         return Err(ResponseError::InvalidGroupId);
     }
@@ -56,4 +56,5 @@ fn add(broker: &Broker, request: &AddOffsetsToTxnRequest) -> Result<(), Response
             TV_0,
             now_ms(),
         )
+        .await
 }

@@ -39,7 +39,7 @@ const TV2_VERSION: i16 = 5;
 /// Each partition's error code (0 = none).
 type Results = BTreeMap<(String, i32), i16>;
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     api_version: i16,
     request: &AddPartitionsToTxnRequest,
@@ -53,34 +53,35 @@ pub fn handle(
             request.v3_and_below_producer_epoch,
             false,
             &request.v3_and_below_topics,
-        );
+        )
+        .await;
         return AddPartitionsToTxnResponse::default()
             .with_results_by_topic_v3_and_below(topic_results(results));
     }
-    let results = request
-        .transactions
-        .iter()
-        .map(|transaction| {
-            let results = handle_transaction(
-                broker,
-                api_version,
-                transaction.transactional_id.as_str(),
-                transaction.producer_id.0,
-                transaction.producer_epoch,
-                transaction.verify_only,
-                &transaction.topics,
-            );
+    let mut results = Vec::with_capacity(request.transactions.len());
+    for transaction in &request.transactions {
+        let topics = handle_transaction(
+            broker,
+            api_version,
+            transaction.transactional_id.as_str(),
+            transaction.producer_id.0,
+            transaction.producer_epoch,
+            transaction.verify_only,
+            &transaction.topics,
+        )
+        .await;
+        results.push(
             AddPartitionsToTxnResult::default()
                 .with_transactional_id(TransactionalId(StrBytes::from_string(
                     transaction.transactional_id.to_string(),
                 )))
-                .with_topic_results(topic_results(results))
-        })
-        .collect();
+                .with_topic_results(topic_results(topics)),
+        );
+    }
     AddPartitionsToTxnResponse::default().with_results_by_transaction(results)
 }
 
-fn handle_transaction(
+async fn handle_transaction(
     broker: &Broker,
     api_version: i16,
     transactional_id: &str,
@@ -162,14 +163,17 @@ fn handle_transaction(
     } else {
         TV_0
     };
-    match coordinator.add_partitions_to_transaction(
-        transactional_id,
-        producer_id,
-        producer_epoch,
-        &partitions,
-        client_transaction_version,
-        now_ms(),
-    ) {
+    match coordinator
+        .add_partitions_to_transaction(
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            &partitions,
+            client_transaction_version,
+            now_ms(),
+        )
+        .await
+    {
         Ok(()) => partitions.iter().map(|tp| (tp.clone(), 0)).collect(),
         Err(error) => all(error),
     }

@@ -18,7 +18,7 @@ use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 1 };
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     ctx: &RequestContext,
     request: &ConsumerGroupHeartbeatRequest,
@@ -50,4 +50,5 @@ pub fn handle(
     broker
         .group_coordinator()
         .consumer_group_heartbeat(ctx, request, &topic_metadata, now_ms())
+        .await
 }

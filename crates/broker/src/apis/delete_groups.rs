@@ -15,10 +15,11 @@ use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 
-pub fn handle(broker: &Broker, request: &DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn handle(broker: &Broker, request: &DeleteGroupsRequest) -> DeleteGroupsResponse {
     let results = broker
         .group_coordinator()
         .delete_groups(&group_ids(&request.groups_names), now_ms())
+        .await
         .into_iter()
         .map(|(group_id, error)| {
             DeletableGroupResult::default()

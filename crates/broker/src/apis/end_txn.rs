@@ -20,20 +20,23 @@ const PRODUCER_FENCED_VERSION: i16 = 2;
 /// First version of transaction version 2 (and of the producer id/epoch response fields).
 const TV2_VERSION: i16 = 5;
 
-pub fn handle(broker: &Broker, api_version: i16, request: &EndTxnRequest) -> EndTxnResponse {
+pub async fn handle(broker: &Broker, api_version: i16, request: &EndTxnRequest) -> EndTxnResponse {
     let client_transaction_version = if api_version >= TV2_VERSION {
         TV_2
     } else {
         TV_0
     };
-    let result = broker.transaction_coordinator().end_transaction(
-        request.transactional_id.as_str(),
-        request.producer_id.0,
-        request.producer_epoch,
-        request.committed,
-        client_transaction_version,
-        now_ms(),
-    );
+    let result = broker
+        .transaction_coordinator()
+        .end_transaction(
+            request.transactional_id.as_str(),
+            request.producer_id.0,
+            request.producer_epoch,
+            request.committed,
+            client_transaction_version,
+            now_ms(),
+        )
+        .await;
     match result {
         Ok((producer_id, producer_epoch)) => {
             let response = EndTxnResponse::default();

@@ -13,9 +13,18 @@
 //!   divergence checks, DivergingEpoch, a read up to the log end, the follower's state, ISR
 //!   expansion and high watermark); a high watermark that moved completes parked produces and
 //!   wakes consumer fetches. Consumers keep reading up to the high watermark / LSO,
-//! - leadership: a partition this broker does not lead (or host) answers
-//!   NOT_LEADER_OR_FOLLOWER with KIP-951's `CurrentLeader` (v12+) and `NodeEndpoints` (v16+)
-//!   from the metadata image.
+//! - fetch from follower (KIP-392): a consumer fetch (v11+, Kafka's `ClientMetadata`) is
+//!   served by any replica hosted here, leader or follower, up to its own high watermark
+//!   (LSO for read_committed); with `replica.selector.class` set, the leader answers a
+//!   consumer that names a `rack_id` with `preferred_read_replica` (Kafka
+//!   `findPreferredReadReplica`, see `replication::replica_selector`) and no records,
+//! - replication throttles (KIP-73): a follower fetch of a partition in the topic's
+//!   `leader.replication.throttled.replicas` from a follower outside the ISR gets no records
+//!   while `leader.replication.throttled.rate` is exceeded (Kafka `shouldLeaderThrottle`);
+//!   bytes sent for throttled partitions count against it,
+//! - leadership: a partition this broker does not host (or, before v11, does not lead)
+//!   answers NOT_LEADER_OR_FOLLOWER with KIP-951's `CurrentLeader` (v12+) and `NodeEndpoints`
+//!   (v16+) from the metadata image.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,6 +49,7 @@ use crate::fetch_session::{
 use crate::metadata_view::{ImageView, LeaderHint, CLIENT_LISTENER_NAME};
 use crate::metrics::GaugeGuard;
 use crate::partition::{Isolation, Partition, PartitionError, PartitionOffsets};
+use crate::replication_shell::QuotaSide;
 use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 18 };
@@ -64,6 +74,48 @@ struct PlannedRead {
 
 /// First Fetch version whose follower id is in `ReplicaState` (KIP-903).
 const REPLICA_STATE_VERSION: i16 = 15;
+/// First Fetch version with `rack_id` (KIP-392): Kafka builds `ClientMetadata` from it, and
+/// consumers may then read from followers.
+const CLIENT_METADATA_VERSION: i16 = 11;
+
+/// Who a consumer fetch comes from (Kafka `ClientMetadata`, v11+) and how the leader picks a
+/// preferred read replica for it.
+struct ClientMetadata {
+    rack_id: String,
+    selector: Option<crate::replication::ReplicaSelector>,
+    /// One image for the whole request: racks and liveness of the replicas.
+    image: Option<Arc<fjord_metadata::MetadataImage>>,
+}
+
+impl ClientMetadata {
+    fn of(broker: &Broker, api_version: i16, request: &FetchRequest) -> Option<Self> {
+        if api_version < CLIENT_METADATA_VERSION {
+            return None;
+        }
+        let rack_id = request.rack_id.to_string();
+        let selector = broker.config().replica_selector;
+        let image = (selector.is_some() && !rack_id.is_empty()).then(|| broker.image());
+        Some(Self {
+            rack_id,
+            selector,
+            image,
+        })
+    }
+
+    /// Kafka `findPreferredReadReplica` for a partition led here.
+    fn preferred_read_replica(&self, partition: &Partition, fetch_offset: i64) -> Option<i32> {
+        let (Some(selector), Some(image)) = (self.selector, self.image.as_deref()) else {
+            return None;
+        };
+        partition.preferred_read_replica(
+            selector,
+            &self.rack_id,
+            fetch_offset,
+            image,
+            crate::time::now_ms(),
+        )
+    }
+}
 
 /// The follower a fetch comes from: (broker id, broker epoch), `None` for consumers.
 fn follower_of(api_version: i16, request: &FetchRequest) -> Option<(i32, i64)> {
@@ -118,6 +170,10 @@ pub async fn handle(
     };
 
     let follower = follower_of(api_version, &request);
+    let client = match follower {
+        Some(_) => None,
+        None => ClientMetadata::of(broker, api_version, &request),
+    };
     let partitions = resolve_partitions(broker, &reads);
     let mut shutdown = broker.shutdown_signal();
     let results = loop {
@@ -126,8 +182,14 @@ pub async fn handle(
         let notified = broker.replica_manager().data_arrived.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (results, bytes_read, any_error) =
-            read_all(broker, follower, &reads, &partitions, max_bytes, isolation);
+        let (results, bytes_read, any_error) = read_all(
+            broker,
+            (follower, client.as_ref()),
+            &reads,
+            &partitions,
+            max_bytes,
+            isolation,
+        );
         let satisfied = bytes_read >= min_bytes.max(1) || any_error || min_bytes == 0;
         if satisfied || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
             break results;
@@ -141,7 +203,7 @@ pub async fn handle(
             _ = shutdown.changed() => {}
         }
     };
-    count_fetched(&reads, &partitions, &results);
+    count_fetched(follower.is_some(), &reads, &partitions, &results);
     let (session_id, include) = finish_session(broker, &mode, &reads, &results);
     let hints = leader_hints(broker, &reads, &results);
     let (responses, file_records) = build_topics(
@@ -211,8 +273,10 @@ fn leader_hints(
 }
 
 /// Fetch traffic for the metrics: the bytes sent, and the offsets delivered (from the fetch
-/// offset to the end of the returned batches; compaction gaps count as delivered).
+/// offset to the end of the returned batches; compaction gaps count as delivered). What
+/// followers fetch is replication traffic, counted apart (Kafka `ReplicationBytesOutPerSec`).
 fn count_fetched(
+    from_follower: bool,
     reads: &[PlannedRead],
     partitions: &[Option<Arc<Partition>>],
     results: &[ReadResult],
@@ -220,6 +284,13 @@ fn count_fetched(
     for ((read, partition), result) in reads.iter().zip(partitions).zip(results) {
         let Some(partition) = partition else { continue };
         if !result.has_records() {
+            continue;
+        }
+        if from_follower {
+            partition
+                .traffic
+                .replication_bytes_out
+                .add(result.size_bytes() as u64);
             continue;
         }
         partition.traffic.bytes_out.add(result.size_bytes() as u64);
@@ -339,6 +410,8 @@ struct ReadResult {
     inline_records: Option<bytes::Bytes>,
     /// A follower's log diverges from ours (KIP-320): no records, truncate first.
     diverging_epoch: Option<crate::replication::EpochEndOffset>,
+    /// KIP-392: the consumer should read this partition from that broker (no records).
+    preferred_read_replica: Option<i32>,
 }
 
 impl ReadResult {
@@ -351,6 +424,7 @@ impl ReadResult {
             next_offset: -1,
             inline_records: None,
             diverging_epoch: None,
+            preferred_read_replica: None,
         }
     }
 
@@ -375,6 +449,7 @@ impl ReadResult {
             next_offset: -1,
             inline_records: None,
             diverging_epoch: None,
+            preferred_read_replica: None,
         }
     }
 }
@@ -391,7 +466,7 @@ fn resolve_partitions(broker: &Broker, reads: &[PlannedRead]) -> Vec<Option<Arc<
 
 fn read_all(
     broker: &Broker,
-    follower: Option<(i32, i64)>,
+    (follower, client): (Option<(i32, i64)>, Option<&ClientMetadata>),
     reads: &[PlannedRead],
     partitions: &[Option<Arc<Partition>>],
     max_bytes: usize,
@@ -410,6 +485,7 @@ fn read_all(
                     read_for_follower(broker, replica, read, partition.as_deref(), remaining_bytes)
                 }
                 None => read_one(
+                    client,
                     read,
                     partition.as_deref(),
                     remaining_bytes,
@@ -423,7 +499,10 @@ fn read_all(
                 bytes_read = bytes_read.saturating_add(size_bytes);
                 remaining_bytes = remaining_bytes.saturating_sub(size_bytes);
             }
-            any_error |= result.error.is_some() || result.diverging_epoch.is_some();
+            // Kafka answers at once on errors, divergence and a preferred read replica.
+            any_error |= result.error.is_some()
+                || result.diverging_epoch.is_some()
+                || result.preferred_read_replica.is_some();
             result
         })
         .collect();
@@ -453,8 +532,18 @@ fn read_for_follower(
         .unwrap_or(0)
         .min(remaining_bytes)
         .max(1);
+    // Kafka `shouldLeaderThrottle`, decided before the read as Kafka does: a throttled
+    // replica outside the ISR gets no records while the leader quota is exceeded (its fetch
+    // position is still recorded).
+    let config = broker.config();
+    let leader_rate = QuotaSide::Leader.rate_bytes_per_s(&config);
+    let quotas = &broker.replication().quotas;
+    let throttled = partition.is_leader_throttled();
+    let hold_back = throttled
+        && !partition.isr_contains(replica.0)
+        && quotas.is_exceeded(QuotaSide::Leader, leader_rate);
     let served = partition.serve_follower_fetch(replica, &request, limit, crate::time::now_ms());
-    let (answer, effects) = match served {
+    let (mut answer, effects) = match served {
         Ok(served) => served,
         Err(PartitionError::Deleted) => {
             return ReadResult::failed(ResponseError::UnknownTopicOrPartition, None)
@@ -468,6 +557,12 @@ fn read_for_follower(
     broker.replication().on_follower_fetch(partition, effects);
     if let Some(error) = answer.error {
         return ReadResult::failed(error, None);
+    }
+    if hold_back && !answer.records.is_empty() {
+        answer.records = bytes::Bytes::new();
+        quotas.count_held_back(QuotaSide::Leader);
+    } else if throttled {
+        quotas.record(QuotaSide::Leader, answer.records.len() as u64, leader_rate);
     }
     let last_stable_offset = partition
         .offsets()
@@ -487,6 +582,7 @@ fn read_for_follower(
 }
 
 fn read_one(
+    client: Option<&ClientMetadata>,
     read: &PlannedRead,
     partition: Option<&Partition>,
     remaining_bytes: usize,
@@ -504,9 +600,26 @@ fn read_one(
     if let Err(error) = partition.check_leader_epoch(read.current_leader_epoch) {
         return ReadResult::failed(error, None);
     }
-    if !partition.is_leader() {
-        // A consumer reads from the leader only (no KIP-392 preferred replicas yet).
+    if !partition.is_hosted() {
         return ReadResult::failed(ResponseError::NotLeaderOrFollower, None);
+    }
+    if !partition.is_leader() && client.is_none() {
+        // Before v11 (no client metadata) consumers read from the leader only (Kafka
+        // `FetchParams.fetchOnlyLeader`); from v11 any replica serves up to its high watermark.
+        return ReadResult::failed(ResponseError::NotLeaderOrFollower, None);
+    }
+    if let Some(replica) = client
+        .filter(|_| partition.is_leader())
+        .and_then(|client| client.preferred_read_replica(partition, read.fetch_offset))
+    {
+        return match partition.offsets() {
+            Ok(offsets) => {
+                let mut result = ReadResult::data(offsets, FileRecords::empty());
+                result.preferred_read_replica = Some(replica);
+                result
+            }
+            Err(_) => ReadResult::failed(unknown, None),
+        };
     }
     let limit = usize::try_from(read.partition_max_bytes.max(0))
         .unwrap_or(0)
@@ -602,6 +715,7 @@ fn finish_session(
                     result.error.is_some()
                         || result.has_records()
                         || result.diverging_epoch.is_some()
+                        || result.preferred_read_replica.is_some()
                         || offsets_changed
                 })
                 .collect();
@@ -650,7 +764,7 @@ fn build_topics(
             .with_last_stable_offset(offsets.last_stable_offset)
             .with_log_start_offset(offsets.log_start_offset)
             .with_aborted_transactions(aborted_transactions)
-            .with_preferred_read_replica(BrokerId(-1))
+            .with_preferred_read_replica(BrokerId(result.preferred_read_replica.unwrap_or(-1)))
             .with_records(Some(if let Some(inline) = result.inline_records {
                 inline
             } else if result.records.is_empty() {

@@ -9,13 +9,16 @@ use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 4 };
 
-pub fn handle(broker: &Broker, request: &HeartbeatRequest) -> HeartbeatResponse {
-    let result = broker.group_coordinator().heartbeat(
-        request.group_id.as_str(),
-        request.member_id.as_str(),
-        request.group_instance_id.as_ref().map(|s| s.as_str()),
-        request.generation_id,
-        now_ms(),
-    );
+pub async fn handle(broker: &Broker, request: &HeartbeatRequest) -> HeartbeatResponse {
+    let result = broker
+        .group_coordinator()
+        .heartbeat(
+            request.group_id.as_str(),
+            request.member_id.as_str(),
+            request.group_instance_id.as_ref().map(|s| s.as_str()),
+            request.generation_id,
+            now_ms(),
+        )
+        .await;
     HeartbeatResponse::default().with_error_code(result.err().map_or(0, |e| e.code()))
 }

@@ -38,14 +38,20 @@ pub async fn handle(
         (NO_PRODUCER_ID, _) | (_, NO_PRODUCER_EPOCH) => Err(ResponseError::InvalidRequest),
         (producer_id, epoch) => Ok(Some((producer_id, epoch))),
     };
-    let result = expected.and_then(|expected| {
-        broker.transaction_coordinator().init_producer_id(
-            request.transactional_id.as_ref().map(|id| id.as_str()),
-            request.transaction_timeout_ms,
-            expected,
-            now_ms(),
-        )
-    });
+    let result = match expected {
+        Ok(expected) => {
+            broker
+                .transaction_coordinator()
+                .init_producer_id(
+                    request.transactional_id.as_ref().map(|id| id.as_str()),
+                    request.transaction_timeout_ms,
+                    expected,
+                    now_ms(),
+                )
+                .await
+        }
+        Err(error) => Err(error),
+    };
     match result {
         Ok((producer_id, producer_epoch)) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(producer_id))

@@ -13,7 +13,7 @@ pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 5 };
 /// First version with a list of members.
 const BATCH_VERSION: i16 = 3;
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     api_version: i16,
     mut request: LeaveGroupRequest,
@@ -21,7 +21,10 @@ pub fn handle(
     if api_version < BATCH_VERSION {
         request.members = vec![MemberIdentity::default().with_member_id(request.member_id.clone())];
     }
-    let response = broker.group_coordinator().leave_group(&request, now_ms());
+    let response = broker
+        .group_coordinator()
+        .leave_group(&request, now_ms())
+        .await;
     if api_version >= BATCH_VERSION {
         return response;
     }

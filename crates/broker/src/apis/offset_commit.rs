@@ -4,7 +4,8 @@
 //! request handler does; the rest go to the group's coordinator shard, which checks the
 //! member and generation (generation -1 with no member id: a standalone consumer's commit,
 //! allowed while the group has no members), writes one record per partition to
-//! `__consumer_offsets`, and answers once the records are in the log.
+//! `__consumer_offsets`, and answers once the records are committed (the partition's high
+//! watermark passed them with enough in-sync replicas; see `group_coordinator`).
 
 use std::collections::HashMap;
 
@@ -20,7 +21,7 @@ use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 2, max: 9 };
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     api_version: i16,
     request: &OffsetCommitRequest,
@@ -52,6 +53,7 @@ pub fn handle(
         match broker
             .group_coordinator()
             .commit_offsets(&filtered, api_version, now_ms())
+            .await
         {
             Ok(topics) => {
                 for topic in topics {

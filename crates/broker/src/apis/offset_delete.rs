@@ -13,7 +13,7 @@ use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 0 };
 
-pub fn handle(broker: &Broker, request: &OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn handle(broker: &Broker, request: &OffsetDeleteRequest) -> OffsetDeleteResponse {
     let manager = broker.replica_manager();
     let partition_exists = |topic: &str, partition: i32| {
         manager
@@ -34,14 +34,14 @@ pub fn handle(broker: &Broker, request: &OffsetDeleteRequest) -> OffsetDeleteRes
         })
         .filter(|(_, partitions): &(String, Vec<i32>)| !partitions.is_empty())
         .collect();
-    let results =
-        match broker
-            .group_coordinator()
-            .delete_offsets(&request.group_id, &valid, now_ms())
-        {
-            Ok(results) => results,
-            Err(error) => return OffsetDeleteResponse::default().with_error_code(error.code()),
-        };
+    let results = match broker
+        .group_coordinator()
+        .delete_offsets(&request.group_id, &valid, now_ms())
+        .await
+    {
+        Ok(results) => results,
+        Err(error) => return OffsetDeleteResponse::default().with_error_code(error.code()),
+    };
     let topics = request
         .topics
         .iter()

@@ -52,6 +52,9 @@ struct TxnContext {
     api_version: i16,
     transactional_id: Option<String>,
     add_partitions: bool,
+    /// The transaction coordinator's verdict per (topic, partition) whose transactional batch
+    /// needed verifying, obtained before any append (see [`verify_transactions`]).
+    verified: std::collections::HashMap<(String, i32), Result<(), ResponseError>>,
 }
 
 /// Handles a produce request. The response is built for every acks value; for acks=0 the
@@ -63,12 +66,13 @@ pub async fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) 
     let mut appended_any = false;
     // Once per request: dynamic broker configs may swap it at any time.
     let config = broker.config();
-    let txn = TxnContext {
+    let mut txn = TxnContext {
         api_version,
         transactional_id: request.transactional_id.as_ref().map(|id| id.to_string()),
         // KIP-890 part 2: a client that sends Produce v12+ uses transactions version 2 and
         // does not add partitions itself; the partition is added on its first write.
         add_partitions: api_version >= IMPLICIT_ADD_PARTITION_VERSION,
+        verified: std::collections::HashMap::new(),
     };
     if !acks_valid {
         // Checked per partition below (Kafka answers INVALID_REQUIRED_ACKS per partition).
@@ -84,6 +88,9 @@ pub async fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) 
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic_data in &request.topic_data {
         topics.push(resolve_topic(broker, api_version, topic_data).await);
+    }
+    if acks_valid {
+        txn.verified = verify_transactions(broker, &txn, &request.topic_data, &topics).await;
     }
     let mut hints = LeaderHints::default();
     // acks=all partitions that must wait for the high watermark: (topic slot, partition slot,
@@ -411,7 +418,7 @@ fn append_to_partition(
         }
     }
     let now_ms = now_ms();
-    if let Err(error) = verify_transaction(broker, txn, &records, topic, partition, now_ms) {
+    if let Err(error) = verify_transaction(txn, &records, topic, partition) {
         tracing::debug!(topic = %topic.name, partition = index, ?error, "transactional produce refused by the transaction coordinator");
         return Err(error_response(index, error, None));
     }
@@ -637,16 +644,72 @@ fn whole_request_error(
 
 /// KIP-890: a transactional batch is appended only if its partition is part of the producer's
 /// ongoing transaction, which the transaction coordinator confirms (and, for transactions
-/// version 2 clients, arranges). This keeps a late or zombie write from opening a transaction
-/// that nobody will ever end, which would stall read_committed consumers at the last stable
-/// offset forever ("hanging transactions").
-fn verify_transaction(
+/// version 2 clients, arranges: an AddPartitions record answered once committed in
+/// `__transaction_state`). This keeps a late or zombie write from opening a transaction that
+/// nobody will ever end, which would stall read_committed consumers at the last stable offset
+/// forever ("hanging transactions"). Runs before any append, holding no lock, so the
+/// coordinator's commit wait never blocks a partition.
+async fn verify_transactions(
     broker: &Broker,
+    txn: &TxnContext,
+    topic_data: &[TopicProduceData],
+    topics: &[Result<std::sync::Arc<Topic>, ResponseError>],
+) -> std::collections::HashMap<(String, i32), Result<(), ResponseError>> {
+    let mut verified = std::collections::HashMap::new();
+    let Some(transactional_id) = txn.transactional_id.as_deref() else {
+        return verified;
+    };
+    for (data, topic) in topic_data.iter().zip(topics) {
+        let Ok(topic) = topic else { continue };
+        for partition_data in &data.partition_data {
+            let index = partition_data.index;
+            let Some(partition) = usize::try_from(index)
+                .ok()
+                .and_then(|i| topic.partitions.get(i))
+            else {
+                continue;
+            };
+            let Some(records) = partition_data.records.as_deref() else {
+                continue;
+            };
+            let Ok(header) = records::RecordBatchHeader::parse(records) else {
+                continue; // refused by validation later
+            };
+            // As in Kafka, only a producer's first batch of a transaction on this partition is
+            // verified: later ones belong to the transaction already open here (a stale epoch
+            // is refused by the append itself).
+            if !header.is_transactional()
+                || !partition.is_leader()
+                || partition
+                    .has_ongoing_transaction(header.producer_id, header.producer_epoch)
+                    .unwrap_or(false)
+            {
+                continue;
+            }
+            let verdict = broker
+                .transaction_coordinator()
+                .verify_or_add_partitions(
+                    transactional_id,
+                    header.producer_id,
+                    header.producer_epoch,
+                    &[(topic.name.to_string(), index)],
+                    txn.add_partitions,
+                    now_ms(),
+                )
+                .await
+                .map_err(|error| verification_error_for(error, txn.api_version));
+            verified.insert((topic.name.to_string(), index), verdict);
+        }
+    }
+    verified
+}
+
+/// The verdict [`verify_transactions`] obtained for a transactional batch, if it needed one.
+fn verify_transaction(
     txn: &TxnContext,
     records: &[u8],
     topic: &Topic,
     partition: &crate::partition::Partition,
-    now_ms: i64,
 ) -> Result<(), ResponseError> {
     let Ok(header) = records::RecordBatchHeader::parse(records) else {
         return Ok(()); // validated before: unreachable in practice
@@ -654,30 +717,13 @@ fn verify_transaction(
     if !header.is_transactional() {
         return Ok(());
     }
-    // As in Kafka, only a producer's first batch of a transaction on this partition is
-    // verified: later ones belong to the transaction already open here (a stale epoch is
-    // refused by the append itself).
-    if partition
-        .has_ongoing_transaction(header.producer_id, header.producer_epoch)
-        .unwrap_or(false)
-    {
-        return Ok(());
-    }
-    let index = partition.index;
-    let Some(transactional_id) = txn.transactional_id.as_deref() else {
+    if txn.transactional_id.is_none() {
         return Err(ResponseError::TransactionalIdAuthorizationFailed);
-    };
-    broker
-        .transaction_coordinator()
-        .verify_or_add_partitions(
-            transactional_id,
-            header.producer_id,
-            header.producer_epoch,
-            &[(topic.name.to_string(), index)],
-            txn.add_partitions,
-            now_ms,
-        )
-        .map_err(|error| verification_error_for(error, txn.api_version))
+    }
+    txn.verified
+        .get(&(topic.name.to_string(), partition.index))
+        .copied()
+        .unwrap_or(Ok(()))
 }
 
 /// Kafka's translation of the coordinator's verdict into produce errors

@@ -32,7 +32,7 @@ const TRANSACTIONS_V2_VERSION: i16 = 5;
 /// COORDINATOR_LOAD_IN_PROGRESS, so they get COORDINATOR_NOT_AVAILABLE instead (as Kafka).
 const LOAD_IN_PROGRESS_VERSION: i16 = 2;
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     api_version: i16,
     request: &TxnOffsetCommitRequest,
@@ -61,7 +61,7 @@ pub fn handle(
     let mut request_error = None;
     if !valid_topics.is_empty() {
         let filtered = request.clone().with_topics(valid_topics);
-        match commit(broker, api_version, &filtered, now_ms()) {
+        match commit(broker, api_version, &filtered, now_ms()).await {
             Ok(topics) => {
                 for topic in topics {
                     for p in topic.partitions {
@@ -105,7 +105,7 @@ pub fn handle(
 
 /// The coordinator's part for partitions that exist: request checks, the transaction's
 /// verification (outside any group shard lock), then the shard.
-fn commit(
+async fn commit(
     broker: &Broker,
     api_version: i16,
     request: &TxnOffsetCommitRequest,
@@ -123,7 +123,8 @@ fn commit(
         return Err(ResponseError::InvalidProducerIdMapping);
     }
     let offsets_partition = coordinator.offsets_partition(request.group_id.as_str());
-    if let Err(error) = verify_transaction(broker, request, api_version, offsets_partition, now_ms)
+    if let Err(error) =
+        verify_transaction(broker, request, api_version, offsets_partition, now_ms).await
     {
         debug!(
             transactional_id = request.transactional_id.as_str(),
@@ -135,7 +136,9 @@ fn commit(
         );
         return Err(verification_error(error, api_version));
     }
-    coordinator.commit_transactional_offsets(request, api_version, now_ms)
+    coordinator
+        .commit_transactional_offsets(request, api_version, now_ms)
+        .await
 }
 
 /// Checks with the transaction coordinator that the producer's ongoing transaction includes
@@ -143,7 +146,7 @@ fn commit(
 /// from v5 (transactions V2) it adds the partition, as the client sent no AddOffsetsToTxn.
 /// Must be called without any group shard lock held (the transaction coordinator takes its
 /// own lock, then may call into group shards).
-fn verify_transaction(
+async fn verify_transaction(
     broker: &Broker,
     request: &TxnOffsetCommitRequest,
     api_version: i16,
@@ -151,17 +154,20 @@ fn verify_transaction(
     now_ms: i64,
 ) -> Result<(), ResponseError> {
     let add = api_version >= TRANSACTIONS_V2_VERSION;
-    broker.transaction_coordinator().verify_or_add_partitions(
-        request.transactional_id.as_str(),
-        request.producer_id.0,
-        request.producer_epoch,
-        &[(
-            crate::replica_manager::GROUP_METADATA_TOPIC_NAME.to_string(),
-            offsets_partition,
-        )],
-        add,
-        now_ms,
-    )
+    broker
+        .transaction_coordinator()
+        .verify_or_add_partitions(
+            request.transactional_id.as_str(),
+            request.producer_id.0,
+            request.producer_epoch,
+            &[(
+                crate::replica_manager::GROUP_METADATA_TOPIC_NAME.to_string(),
+                offsets_partition,
+            )],
+            add,
+            now_ms,
+        )
+        .await
 }
 
 /// Kafka's mapping of verification errors: a network error becomes the retriable

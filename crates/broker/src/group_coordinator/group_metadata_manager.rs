@@ -99,6 +99,7 @@ fn group_metadata_append_error(error: &AppendError) -> ResponseError {
     match error {
         AppendError::TooLarge { .. } => ResponseError::UnknownServerError,
         AppendError::Unavailable(_) => ResponseError::CoordinatorNotAvailable,
+        AppendError::NotLeader(_) => ResponseError::NotCoordinator,
         AppendError::Storage(_) => ResponseError::NotCoordinator,
         // Group metadata is never written transactionally, so never fenced.
         AppendError::Rejected(_) => ResponseError::UnknownServerError,

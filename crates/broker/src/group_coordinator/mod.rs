@@ -17,6 +17,34 @@
 //! sync deadlines, the initial rebalance delay, offset expiration) run in [`run_timers`], a task
 //! the server spawns, and after every operation on the shard it touched. Time is passed in as
 //! milliseconds, so tests drive it.
+//!
+//! Replication (Kafka appends coordinator records with acks=-1 and answers once the high
+//! watermark passes them):
+//!
+//! - A shard applies its records to memory at the leader's local append, under its lock
+//!   (Kafka's coordinator runtime replays records as it writes them). The append is refused
+//!   while the partition's ISR is below `min.insync.replicas`.
+//! - Every operation that goes through a shard's write path (JoinGroup, SyncGroup, Heartbeat,
+//!   LeaveGroup, OffsetCommit, TxnOffsetCommit, OffsetDelete, DeleteGroups,
+//!   ConsumerGroupHeartbeat) answers only once the partition's high watermark reached its log
+//!   end offset as it was right after the operation ([`CoordinatorLog::wait_for_commit`],
+//!   the replication purgatory; the lock is released first). That is Kafka's "wait for the
+//!   last written offset": an answer never reflects state a failover could still lose,
+//!   including records of other operations it depends on. On one node the wait ends at once.
+//! - If the wait fails (too few in-sync replicas, REQUEST_TIMED_OUT after
+//!   `COORDINATOR_WRITE_TIMEOUT_MS`, leadership lost) the answer is COORDINATOR_NOT_AVAILABLE
+//!   or NOT_COORDINATOR (Kafka's mapping) and memory keeps the change: the record is in the
+//!   leader's log, so memory equals that log. The record either commits later (the high
+//!   watermark passes every record of a leader that stays leader, the ISR shrinking if need
+//!   be) or the leadership moves, and then the shard is dropped and, when this node leads
+//!   again, rebuilt from its log. Nothing is rolled back by hand.
+//! - Loads replay to the log end, not the high watermark: a new leader's high watermark may
+//!   lag records the previous leader acknowledged, and answers wait for their commit anyway.
+//! - Reads (OffsetFetch, DescribeGroups, ListGroups) answer from memory at once, so they may
+//!   show a change whose commit is still pending (design Q4). Kafka reads at the last
+//!   committed offset; here the cost is bounded: such a change is either committed moments
+//!   later or lost with a failover, and then a consumer re-reads from an older offset
+//!   (re-consumption, never loss).
 
 pub mod assignor;
 pub mod classic_group;
@@ -55,7 +83,11 @@ use tracing::{info, warn};
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::partition::{Partition, PartitionError};
-use crate::replica_manager::{CoordinatorAppendError, ReplicaManager, GROUP_METADATA_TOPIC_NAME};
+use crate::replica_manager::{
+    committed_now, coordinator_commit_error, wait_for_coordinator_commit, CommitFuture,
+    CoordinatorAppendError, ReplicaManager, GROUP_METADATA_TOPIC_NAME,
+};
+use crate::replication_shell::ReplicationShell;
 use crate::time::now_ms;
 use classic_group::Protocol;
 use group_metadata_manager::JoinRequest;
@@ -150,6 +182,9 @@ pub enum AppendError {
     },
     #[error("__consumer_offsets is not available: {0}")]
     Unavailable(String),
+    /// This broker no longer leads the shard's partition (NOT_COORDINATOR).
+    #[error("not the leader of the __consumer_offsets partition: {0}")]
+    NotLeader(String),
     #[error("storage: {0}")]
     Storage(String),
     /// The log refused the batch with this Kafka error (a transactional write from a fenced
@@ -167,10 +202,12 @@ pub struct TransactionalProducer {
 
 /// Where a shard's records go: a partition of `__consumer_offsets` (or, in tests, memory).
 pub trait CoordinatorLog: Send + Sync {
-    /// Appends `records` (not empty) as one batch to `partition`; returns once they are in the
-    /// log (the same durability as a produce with acks=all on this single node), with the
-    /// offset of the first record. With a `producer` the batch is transactional, carrying the
-    /// producer's id and epoch; its records count only once the transaction's marker commits.
+    /// Appends `records` (not empty) as one batch to `partition` (the leader's local append,
+    /// refused while the ISR is below `min.insync.replicas`), with the offset of the first
+    /// record. The batch is not committed yet: answers wait for
+    /// [`CoordinatorLog::wait_for_commit`]. With a `producer` the batch is transactional,
+    /// carrying the producer's id and epoch; its records count only once the transaction's
+    /// marker commits.
     fn append_batch(
         &self,
         partition: i32,
@@ -192,6 +229,14 @@ pub trait CoordinatorLog: Send + Sync {
         }
         self.append_batch(partition, records, None, now_ms)
             .map(|_| ())
+    }
+
+    /// Resolves once everything appended to `partition` so far is committed (the high
+    /// watermark passed it with enough in-sync replicas), or with the produce error that
+    /// prevented it. The future holds no lock. An in-memory log is committed at once.
+    fn wait_for_commit(&self, partition: i32) -> CommitFuture {
+        let _ = partition;
+        committed_now()
     }
 }
 
@@ -257,13 +302,20 @@ pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
 /// creating the topic on first use.
 pub struct OffsetsTopicLog {
     replica_manager: Arc<ReplicaManager>,
+    /// The purgatory writes wait in for the high watermark.
+    replication: Arc<ReplicationShell>,
     batch_bytes_max: usize,
 }
 
 impl OffsetsTopicLog {
-    pub fn new(replica_manager: Arc<ReplicaManager>, batch_bytes_max: usize) -> Self {
+    pub fn new(
+        replica_manager: Arc<ReplicaManager>,
+        replication: Arc<ReplicationShell>,
+        batch_bytes_max: usize,
+    ) -> Self {
         Self {
             replica_manager,
+            replication,
             batch_bytes_max,
         }
     }
@@ -303,6 +355,7 @@ impl CoordinatorLog for OffsetsTopicLog {
                     limit_bytes,
                 },
                 CoordinatorAppendError::Unavailable(reason) => AppendError::Unavailable(reason),
+                CoordinatorAppendError::NotLeader(reason) => AppendError::NotLeader(reason),
                 // A transactional offset commit from a fenced or finished producer epoch.
                 CoordinatorAppendError::Storage(fjord_storage::StorageError::Producer(err)) => {
                     AppendError::Rejected(match err {
@@ -318,6 +371,16 @@ impl CoordinatorLog for OffsetsTopicLog {
                 CoordinatorAppendError::Storage(err) => AppendError::Storage(err.to_string()),
             })?;
         Ok(info.first_offset)
+    }
+
+    fn wait_for_commit(&self, partition: i32) -> CommitFuture {
+        wait_for_coordinator_commit(
+            &self.replica_manager,
+            &self.replication,
+            GROUP_METADATA_TOPIC_NAME,
+            partition,
+            None,
+        )
     }
 }
 
@@ -351,6 +414,7 @@ impl GroupCoordinator {
     pub fn open(
         config: &BrokerConfig,
         replica_manager: Arc<ReplicaManager>,
+        replication: Arc<ReplicationShell>,
         now_ms: i64,
     ) -> Result<Self, BrokerError> {
         let coordinator_config = GroupCoordinatorConfig::from_broker(config);
@@ -360,6 +424,7 @@ impl GroupCoordinator {
         );
         let log: Arc<dyn CoordinatorLog> = Arc::new(OffsetsTopicLog::new(
             replica_manager.clone(),
+            replication,
             coordinator_config.batch_bytes_max,
         ));
         let mut coordinator = Self::with_log(coordinator_config, log, partitions, now_ms);
@@ -538,6 +603,20 @@ impl GroupCoordinator {
         result
     }
 
+    /// Waits until everything the shard of `group_id` has written is committed (Kafka's
+    /// coordinator runtime completes a write operation once the high watermark passes the
+    /// shard's last written offset), holding no lock. The error is the coordinator's
+    /// (COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR, see `coordinator_commit_error`).
+    async fn committed(&self, group_id: &str) -> Result<(), ResponseError> {
+        let partition = self.partition_for(group_id);
+        self.log.wait_for_commit(partition).await.map_err(|error| {
+            let mapped = coordinator_commit_error(error);
+            warn!(group = group_id, partition, ?error, answer = ?mapped,
+                    "__consumer_offsets write not committed");
+            mapped
+        })
+    }
+
     /// Groups and their committed offsets for the metrics scrape: at most `groups_max`
     /// groups, each shard locked once in turn.
     pub fn metrics_snapshot(&self, groups_max: usize) -> Vec<crate::metrics::GroupSnapshot> {
@@ -678,12 +757,18 @@ impl GroupCoordinator {
             rebalance_timeout_ms: request.rebalance_timeout_ms,
             reason: request.reason.as_ref().map(|s| s.to_string()),
         };
-        let rx = self.with_shard(&join.group_id.clone(), now_ms, |shard| {
+        let group_id = join.group_id.clone();
+        let rx = self.with_shard(&group_id, now_ms, |shard| {
             shard.join_group(ctx, join, now_ms)
         });
         // The sender is dropped only if the group vanished with the request parked.
-        rx.await
-            .unwrap_or_else(|_| error(ResponseError::CoordinatorNotAvailable))
+        let response = rx
+            .await
+            .unwrap_or_else(|_| error(ResponseError::CoordinatorNotAvailable));
+        match self.committed(&group_id).await {
+            Ok(()) => response,
+            Err(code) => error(code),
+        }
     }
 
     /// SyncGroup: a follower's waits for the leader's assignment.
@@ -701,11 +786,17 @@ impl GroupCoordinator {
         let rx = self.with_shard(request.group_id.as_str(), now_ms, |shard| {
             shard.sync_group(request, now_ms)
         });
-        rx.await
-            .unwrap_or_else(|_| error(ResponseError::CoordinatorNotAvailable))
+        let response = rx
+            .await
+            .unwrap_or_else(|_| error(ResponseError::CoordinatorNotAvailable));
+        // The assignment is answered once its GroupMetadata record is committed.
+        match self.committed(request.group_id.as_str()).await {
+            Ok(()) => response,
+            Err(code) => error(code),
+        }
     }
 
-    pub fn heartbeat(
+    pub async fn heartbeat(
         &self,
         group_id: &str,
         member_id: &str,
@@ -722,7 +813,7 @@ impl GroupCoordinator {
         if !self.owns_partition(self.partition_for(group_id)) {
             return Err(ResponseError::NotCoordinator);
         }
-        self.with_shard(group_id, now_ms, |shard| {
+        let result = self.with_shard(group_id, now_ms, |shard| {
             shard.heartbeat(
                 group_id,
                 member_id,
@@ -730,10 +821,16 @@ impl GroupCoordinator {
                 generation_id,
                 now_ms,
             )
-        })
+        });
+        self.committed(group_id).await?;
+        result
     }
 
-    pub fn leave_group(&self, request: &LeaveGroupRequest, now_ms: i64) -> LeaveGroupResponse {
+    pub async fn leave_group(
+        &self,
+        request: &LeaveGroupRequest,
+        now_ms: i64,
+    ) -> LeaveGroupResponse {
         let error =
             |code: ResponseError| LeaveGroupResponse::default().with_error_code(code.code());
         if !self.is_active() {
@@ -745,15 +842,20 @@ impl GroupCoordinator {
         if !self.owns_partition(self.partition_for(request.group_id.as_str())) {
             return error(ResponseError::NotCoordinator);
         }
-        self.with_shard(request.group_id.as_str(), now_ms, |shard| {
+        let response = self.with_shard(request.group_id.as_str(), now_ms, |shard| {
             shard.leave_group(request, now_ms)
-        })
+        });
+        match self.committed(request.group_id.as_str()).await {
+            Ok(()) => response,
+            Err(code) => error(code),
+        }
     }
 
     // ------------------------------------------------------------------------ offsets
 
-    /// OffsetCommit for partitions that exist (the handler answered the others).
-    pub fn commit_offsets(
+    /// OffsetCommit for partitions that exist (the handler answered the others), answered
+    /// once the records are committed.
+    pub async fn commit_offsets(
         &self,
         request: &OffsetCommitRequest,
         api_version: i16,
@@ -768,16 +870,18 @@ impl GroupCoordinator {
         if !self.owns_partition(self.partition_for(request.group_id.as_str())) {
             return Err(ResponseError::NotCoordinator);
         }
-        Ok(self.with_shard(request.group_id.as_str(), now_ms, |shard| {
+        let topics = self.with_shard(request.group_id.as_str(), now_ms, |shard| {
             shard.commit_offsets(request, api_version, now_ms)
-        }))
+        });
+        self.committed(request.group_id.as_str()).await?;
+        Ok(topics)
     }
 
     /// TxnOffsetCommit (Kafka's `GroupCoordinatorService.commitTransactionalOffsets`) for
     /// partitions that exist (the handler answered the others, and verified the transaction):
     /// one transactional batch with the request's producer id and epoch; the offsets stay
     /// pending until [`GroupCoordinator::complete_transaction`].
-    pub fn commit_transactional_offsets(
+    pub async fn commit_transactional_offsets(
         &self,
         request: &TxnOffsetCommitRequest,
         api_version: i16,
@@ -792,9 +896,11 @@ impl GroupCoordinator {
         if !self.owns_partition(self.partition_for(request.group_id.as_str())) {
             return Err(ResponseError::NotCoordinator);
         }
-        Ok(self.with_shard(request.group_id.as_str(), now_ms, |shard| {
+        let topics = self.with_shard(request.group_id.as_str(), now_ms, |shard| {
             shard.commit_transactional_offsets(request, api_version, now_ms)
-        }))
+        });
+        self.committed(request.group_id.as_str()).await?;
+        Ok(topics)
     }
 
     /// A transaction ended: its COMMIT (`commit`) or ABORT marker was just appended to
@@ -855,7 +961,7 @@ impl GroupCoordinator {
     }
 
     #[allow(clippy::type_complexity)]
-    pub fn delete_offsets(
+    pub async fn delete_offsets(
         &self,
         group_id: &str,
         topics: &[(String, Vec<i32>)],
@@ -870,9 +976,11 @@ impl GroupCoordinator {
         if !self.owns_partition(self.partition_for(group_id)) {
             return Err(ResponseError::NotCoordinator);
         }
-        self.with_shard(group_id, now_ms, |shard| {
+        let result = self.with_shard(group_id, now_ms, |shard| {
             shard.delete_offsets(group_id, topics, now_ms)
-        })
+        });
+        self.committed(group_id).await?;
+        result
     }
 
     /// Drops every committed offset of a deleted topic.
@@ -886,11 +994,11 @@ impl GroupCoordinator {
 
     /// DescribeGroups: `None` for a group this coordinator does not know.
     /// ConsumerGroupHeartbeat (KIP-848).
-    pub fn consumer_group_heartbeat(
+    pub async fn consumer_group_heartbeat(
         &self,
         ctx: &RequestContext,
         request: &ConsumerGroupHeartbeatRequest,
-        topic_metadata: &dyn Fn(&str) -> Option<assignor::TopicMetadata>,
+        topic_metadata: &(dyn Fn(&str) -> Option<assignor::TopicMetadata> + Sync),
         now_ms: i64,
     ) -> ConsumerGroupHeartbeatResponse {
         let interval_ms = self.config.consumer_heartbeat_interval_ms;
@@ -908,9 +1016,15 @@ impl GroupCoordinator {
                 .with_error_code(error.code())
                 .with_heartbeat_interval_ms(interval_ms);
         }
-        self.with_shard(request.group_id.as_str(), now_ms, |shard| {
+        let response = self.with_shard(request.group_id.as_str(), now_ms, |shard| {
             shard.consumer_group_heartbeat(ctx, request, topic_metadata, now_ms)
-        })
+        });
+        match self.committed(request.group_id.as_str()).await {
+            Ok(()) => response,
+            Err(error) => ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(error.code())
+                .with_heartbeat_interval_ms(interval_ms),
+        }
     }
 
     /// ConsumerGroupDescribe (KIP-848): one entry per requested group.
@@ -964,8 +1078,9 @@ impl GroupCoordinator {
         Ok(groups)
     }
 
-    /// DeleteGroups: each group's error, or `None` when deleted.
-    pub fn delete_groups(
+    /// DeleteGroups: each group's error, or `None` when deleted (and the tombstones
+    /// committed).
+    pub async fn delete_groups(
         &self,
         group_ids: &[String],
         now_ms: i64,
@@ -984,6 +1099,7 @@ impl GroupCoordinator {
                 .push(group_id.clone());
         }
         let mut results: Vec<(String, Option<ResponseError>)> = Vec::with_capacity(group_ids.len());
+        let mut written = Vec::new();
         for (partition, ids) in by_shard {
             if !self.owns_partition(partition) {
                 results.extend(
@@ -994,6 +1110,18 @@ impl GroupCoordinator {
             }
             let mut shard = self.shards[partition as usize].lock();
             results.extend(shard.delete_groups(&ids, now_ms));
+            written.push((partition, ids));
+        }
+        // Each shard's tombstones are answered once committed (no shard lock held).
+        for (partition, ids) in written {
+            let Some(first) = ids.first() else { continue };
+            if let Err(error) = self.committed(first).await {
+                for (id, result) in &mut results {
+                    if result.is_none() && self.partition_for(id) == partition {
+                        *result = Some(error);
+                    }
+                }
+            }
         }
         // Answer in request order.
         group_ids
@@ -1021,12 +1149,15 @@ fn load_partition(
     };
     let mut position = offsets.log_start_offset;
     let mut stats = ReplayStats::default();
-    while position < offsets.high_watermark {
+    // To the log end, as Kafka's coordinator loader: a new leader's high watermark may still
+    // lag records the previous leader acknowledged (committed, but the followers had not
+    // learned it yet). Answers wait for the commit of everything loaded (`wait_for_commit`).
+    while position < offsets.log_end_offset {
         let data = match partition.read(
             position,
             LOAD_READ_BYTES,
             true,
-            crate::partition::Isolation::ReadUncommitted,
+            crate::partition::Isolation::LogEnd,
         ) {
             Ok((data, _)) => data,
             Err(

@@ -67,6 +67,7 @@ fn offset_commit_append_error(error: &AppendError) -> ResponseError {
     match error {
         AppendError::TooLarge { .. } => ResponseError::InvalidCommitOffsetSize,
         AppendError::Unavailable(_) => ResponseError::CoordinatorNotAvailable,
+        AppendError::NotLeader(_) => ResponseError::NotCoordinator,
         AppendError::Storage(_) => ResponseError::NotCoordinator,
         AppendError::Rejected(error) => *error,
     }
@@ -77,6 +78,7 @@ fn write_append_error(error: &AppendError) -> ResponseError {
     match error {
         AppendError::TooLarge { .. } => ResponseError::UnknownServerError,
         AppendError::Unavailable(_) => ResponseError::CoordinatorNotAvailable,
+        AppendError::NotLeader(_) => ResponseError::NotCoordinator,
         AppendError::Storage(_) => ResponseError::NotCoordinator,
         AppendError::Rejected(error) => *error,
     }

@@ -13,6 +13,7 @@ use tokio::sync::oneshot::error::TryRecvError;
 
 use super::classic_group::ClassicGroupState;
 use super::*;
+use crate::testing::CompleteNow;
 
 const SESSION_MS: i32 = 10_000;
 const REBALANCE_MS: i32 = 30_000;
@@ -40,6 +41,8 @@ struct MemoryLog {
     fail: AtomicBool,
     /// Refuses transactional batches with this error (a fenced producer epoch).
     reject_transactional: Mutex<Option<ResponseError>>,
+    /// What commit waits end with (`None`: committed).
+    commit_error: Mutex<Option<ResponseError>>,
 }
 
 impl CoordinatorLog for MemoryLog {
@@ -64,6 +67,14 @@ impl CoordinatorLog for MemoryLog {
             records: records.to_vec(),
         });
         Ok(base_offset)
+    }
+
+    fn wait_for_commit(&self, _: i32) -> CommitFuture {
+        let answer = match *self.commit_error.lock() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        };
+        Box::pin(std::future::ready(answer))
     }
 }
 
@@ -1460,6 +1471,7 @@ mod transactional {
         let request = request("g", "", -1, PID, &[(0, 10)]);
         let topics = coordinator
             .commit_transactional_offsets(&request, 5, START_MS)
+            .now()
             .unwrap();
         assert_eq!(topics[0].partitions[0].error_code, 0);
         let requested = [("t".to_string(), vec![0])];
@@ -1484,8 +1496,65 @@ mod transactional {
                     5,
                     START_MS
                 )
+                .now()
                 .unwrap_err(),
             ResponseError::InvalidGroupId
         );
     }
+}
+
+/// Kafka's error mapping for coordinator writes whose commit fails: too few in-sync replicas
+/// or a timeout make the coordinator unavailable, a lost leadership sends the client to the
+/// new coordinator. Memory keeps the commit: it is in the leader's log (the shard is rebuilt
+/// from the log if the leadership moves).
+#[test]
+fn a_commit_that_is_not_replicated_answers_the_coordinator_errors() {
+    let log = Arc::new(MemoryLog::default());
+    let coordinator = GroupCoordinator::with_log(config(), log.clone(), 1, START_MS);
+    let request = |offset: i64| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_retention_time_ms(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])])
+    };
+    let committed = || {
+        coordinator
+            .fetch_offsets("g", Some(&[("t".to_string(), vec![0])]), false)
+            .unwrap()[0]
+            .1[0]
+            .committed_offset
+    };
+    for (commit_error, answer) in [
+        (
+            ResponseError::NotEnoughReplicasAfterAppend,
+            ResponseError::CoordinatorNotAvailable,
+        ),
+        (
+            ResponseError::RequestTimedOut,
+            ResponseError::CoordinatorNotAvailable,
+        ),
+        (
+            ResponseError::NotLeaderOrFollower,
+            ResponseError::NotCoordinator,
+        ),
+    ] {
+        *log.commit_error.lock() = Some(commit_error);
+        assert_eq!(
+            coordinator.commit_offsets(&request(7), 8, START_MS).now(),
+            Err(answer)
+        );
+        assert_eq!(committed(), 7);
+    }
+    *log.commit_error.lock() = None;
+    let topics = coordinator
+        .commit_offsets(&request(8), 8, START_MS)
+        .now()
+        .unwrap();
+    assert_eq!(topics[0].partitions[0].error_code, 0);
+    assert_eq!(committed(), 8);
 }

@@ -24,21 +24,15 @@ use super::*;
 const VOTERS: [u64; 3] = [1, 2, 3];
 const TICK_MS: i64 = 100;
 
-struct Rng(u64);
+/// The shared seeded schedule source.
+struct Rng(crate::testing::SimRng);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.below(n)
     }
     fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
+        self.0.percent(percent)
     }
 }
 
@@ -120,7 +114,7 @@ impl Sim {
             })
             .collect();
         Self {
-            rng: Rng(seed),
+            rng: Rng(crate::testing::SimRng::new(seed)),
             now_ms: 0,
             stores,
             nodes,

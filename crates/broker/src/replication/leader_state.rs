@@ -475,6 +475,11 @@ impl LeaderState {
         self.followers.get(&replica_id)
     }
 
+    /// Every follower with what the leader knows of it.
+    pub fn followers(&self) -> impl Iterator<Item = (i32, &FollowerState)> {
+        self.followers.iter().map(|(&id, state)| (id, state))
+    }
+
     pub fn config(&self) -> ReplicationConfig {
         self.config
     }

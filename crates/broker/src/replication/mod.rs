@@ -11,6 +11,8 @@
 //!   back-off), and the leader's side of a follower fetch.
 //! - [`purgatory`]: `Purgatory<T>`, acks=all produces waiting for the high watermark.
 //! - [`alter_partition`]: `AlterPartitionBatcher`, ISR changes batched to the controller.
+//! - [`replica_selector`]: KIP-392, the preferred read replica of a consumer with a rack.
+//! - [`quota`]: replication throttles (`ReplicationQuota`, throttled replica lists).
 //!
 //! `README.md` beside this file maps each type to its Kafka class.
 
@@ -18,7 +20,9 @@ pub mod alter_partition;
 pub mod fetcher;
 pub mod leader_state;
 pub mod purgatory;
+pub mod quota;
 pub mod replica_log;
+pub mod replica_selector;
 
 pub use alter_partition::{AlterPartitionBatch, AlterPartitionBatcher, BatchFailure, SubmitError};
 pub use fetcher::{
@@ -34,4 +38,10 @@ pub use leader_state::{
     ReplicationConfig,
 };
 pub use purgatory::{ParkOutcome, Purgatory, PurgatoryFull};
-pub use replica_log::{FollowerRead, ReplicaLog, SimBatch, SimLog};
+pub use quota::{
+    validate_throttled_replicas, ReplicationQuota, ThrottledReplicas, UNLIMITED_RATE_BYTES_PER_S,
+};
+pub use replica_log::{FollowerRead, PowerCut, ReplicaLog, SimBatch, SimLog};
+pub use replica_selector::{
+    preferred_read_replica, ReplicaCandidate, ReplicaSelector, RACK_AWARE_REPLICA_SELECTOR,
+};

@@ -16,6 +16,14 @@
 //! high watermark clamped into `[log start, log end]`. It has no segments, indexes, producer
 //! state or transactions. The `contract` tests run the same scripted operations against both
 //! implementations and compare everything observable.
+//!
+//! `SimLog` also models its disk (design section 9, `SimDisk`): the log file is the batches'
+//! bytes in order, durable up to the last [`SimLog::flush`] (fsync) and volatile beyond. A
+//! process crash (kill -9) keeps everything (the page cache survives); a power cut
+//! ([`SimLog::power_cut`]) keeps the flushed prefix plus a prefix of the volatile tail whose
+//! last bytes may be torn (zero-filled), and recovery cuts the file at the first batch that is
+//! incomplete, out of order or fails its CRC, as `LogSegment::recover` does. Truncations are
+//! durable at once.
 
 use bytes::Bytes;
 use fjord_protocol::records::{self, BatchIter};
@@ -200,6 +208,21 @@ pub struct SimLog {
     /// Where the log (re)started: the log end after truncating every batch away, as a `Log`'s
     /// first segment's base offset.
     base_offset: i64,
+    /// Everything below this offset is on disk (fsynced); a batch boundary.
+    flushed_offset: i64,
+}
+
+/// What a [`SimLog::power_cut`] did to the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PowerCut {
+    /// The log end offset before the cut.
+    pub log_end_offset_before: i64,
+    /// The log end offset recovery left.
+    pub log_end_offset_after: i64,
+    /// Bytes of the volatile tail that reached the disk, torn ones included.
+    pub kept_bytes: usize,
+    /// Whether recovery found a torn or corrupt batch in them (and cut it).
+    pub torn: bool,
 }
 
 impl SimLog {
@@ -222,6 +245,79 @@ impl SimLog {
     /// The high watermark at open, from the checkpoint (see `Log::set_initial_high_watermark`).
     pub fn set_initial_high_watermark(&mut self, high_watermark: i64) {
         self.high_watermark = high_watermark.clamp(self.log_start_offset, self.next_offset);
+    }
+
+    /// fsync: everything appended so far survives a power cut.
+    pub fn flush(&mut self) {
+        self.flushed_offset = self.next_offset;
+    }
+
+    /// The offset below which the log is durable.
+    pub fn flushed_offset(&self) -> i64 {
+        self.flushed_offset
+    }
+
+    /// The size of the unflushed tail of the log file.
+    pub fn unflushed_bytes(&self) -> usize {
+        let first = self.first_unflushed_batch();
+        self.batches[first..].iter().map(|b| b.bytes.len()).sum()
+    }
+
+    fn first_unflushed_batch(&self) -> usize {
+        self.batches
+            .partition_point(|batch| batch.last_offset < self.flushed_offset)
+    }
+
+    /// A power cut, then recovery at open (see the module docs). The file keeps its flushed
+    /// prefix and the first `kept_bytes` of the unflushed tail, of which the last
+    /// `torn_bytes` are zeros (a write the disk did not finish). Recovery re-reads the tail
+    /// and keeps its batches up to the first one that is incomplete, out of order or fails its
+    /// CRC (`LogSegment::recover`); the log is truncated there, which also drops the epoch
+    /// cache entries beyond it and clamps the high watermark.
+    pub fn power_cut(
+        &mut self,
+        kept_bytes: usize,
+        torn_bytes: usize,
+    ) -> Result<PowerCut, StorageError> {
+        let before = self.next_offset;
+        let first = self.first_unflushed_batch();
+        let mut tail: Vec<u8> = self.batches[first..]
+            .iter()
+            .flat_map(|batch| batch.bytes.iter().copied())
+            .collect();
+        tail.truncate(kept_bytes);
+        let kept_bytes = tail.len();
+        let torn_from = kept_bytes.saturating_sub(torn_bytes);
+        tail[torn_from..].fill(0);
+        let mut valid_end = self.batches[..first]
+            .last()
+            .map_or(self.base_offset, |batch| batch.last_offset + 1)
+            .max(self.base_offset);
+        let mut valid_bytes = 0;
+        for item in BatchIter::new(&tail) {
+            let Ok((header, range)) = item else { break };
+            let in_order = header.base_offset >= valid_end && header.last_offset_delta >= 0;
+            if !in_order || records::verify_crc(&tail[range.clone()], &header).is_err() {
+                break;
+            }
+            valid_end = header.last_offset() + 1;
+            valid_bytes = range.end;
+        }
+        let torn = valid_bytes < kept_bytes;
+        if valid_end < self.next_offset {
+            self.truncate_to(valid_end)?;
+        }
+        assert!(
+            self.next_offset == valid_end,
+            "recovery keeps exactly the valid prefix"
+        );
+        self.flushed_offset = self.next_offset;
+        Ok(PowerCut {
+            log_end_offset_before: before,
+            log_end_offset_after: self.next_offset,
+            kept_bytes,
+            torn,
+        })
     }
 
     /// Kafka's `LeaderEpochFileCache.assign`: drops entries that conflict with the new one.
@@ -247,6 +343,7 @@ impl SimLog {
 
     fn after_truncation(&mut self) {
         let end = self.next_offset;
+        self.flushed_offset = self.flushed_offset.min(end);
         while self.epochs.last().is_some_and(|&(_, start)| start >= end) {
             self.epochs.pop();
         }
@@ -457,6 +554,7 @@ impl ReplicaLog for SimLog {
         self.log_start_offset = offset;
         self.next_offset = offset;
         self.high_watermark = offset;
+        self.flushed_offset = offset;
         Ok(())
     }
 

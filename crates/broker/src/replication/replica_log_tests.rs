@@ -236,3 +236,82 @@ impl<L: ReplicaLog> ReplicaLogDyn for L {
         ));
     }
 }
+
+/// A log of `batches` leader batches of 2 records each in epoch 0, flushed after `flushed`.
+fn sim_log_with(batches: usize, flushed: usize) -> SimLog {
+    let mut log = SimLog::new();
+    for tag in 0..batches {
+        if tag == flushed {
+            log.flush();
+        }
+        let mut batch = client_batch(2, tag as u64);
+        log.append_as_leader(&mut batch, 0, 0).unwrap();
+    }
+    if flushed >= batches {
+        log.flush();
+    }
+    log
+}
+
+#[test]
+fn power_cut_keeps_the_flushed_prefix_and_whole_unflushed_batches_that_reached_the_disk() {
+    let mut log = sim_log_with(5, 2);
+    assert_eq!(log.flushed_offset(), 4);
+    let batch_bytes = log.batches()[2].bytes.len();
+    // Nothing of the tail reached the disk.
+    let cut = log.clone().power_cut(0, 0).unwrap();
+    assert_eq!((cut.log_end_offset_after, cut.torn), (4, false));
+    // One whole unflushed batch and half of the next: the half batch is cut.
+    let mut one_and_a_half = log.clone();
+    let cut = one_and_a_half
+        .power_cut(batch_bytes + batch_bytes / 2, 0)
+        .unwrap();
+    assert_eq!((cut.log_end_offset_after, cut.torn), (6, true));
+    assert_eq!(one_and_a_half.log_end_offset(), 6);
+    assert_eq!(
+        one_and_a_half.flushed_offset(),
+        6,
+        "recovered data is on disk"
+    );
+    // Everything reached the disk, the last 7 bytes torn: the last batch fails its CRC.
+    let all = log.unflushed_bytes();
+    let cut = log.power_cut(all, 7).unwrap();
+    assert_eq!(
+        (
+            cut.log_end_offset_before,
+            cut.log_end_offset_after,
+            cut.torn
+        ),
+        (10, 8, true)
+    );
+    assert_eq!(log.batches().len(), 4);
+}
+
+#[test]
+fn power_cut_recovery_drops_epochs_and_clamps_the_high_watermark() {
+    let mut log = sim_log_with(2, 2);
+    let mut batch = client_batch(3, 9);
+    log.append_as_leader(&mut batch, 4, 0).unwrap();
+    assert!(log.maybe_increment_high_watermark(7));
+    assert_eq!(log.epoch_entries(), &[(0, 0), (4, 4)]);
+    let cut = log.power_cut(10, 0).unwrap();
+    assert_eq!(cut.log_end_offset_after, 4);
+    assert_eq!(log.epoch_entries(), &[(0, 0)]);
+    assert_eq!(log.high_watermark(), 4);
+    assert_eq!(log.latest_epoch(), Some(0));
+}
+
+#[test]
+fn truncation_is_durable_and_lowers_the_flushed_offset() {
+    let mut log = sim_log_with(4, 4);
+    assert_eq!(log.flushed_offset(), 8);
+    log.truncate_to(4).unwrap();
+    assert_eq!(log.flushed_offset(), 4);
+    let mut batch = client_batch(2, 77);
+    log.append_as_leader(&mut batch, 1, 0).unwrap();
+    let cut = log.power_cut(0, 0).unwrap();
+    assert_eq!(
+        cut.log_end_offset_after, 4,
+        "the new batch was never flushed"
+    );
+}

@@ -16,9 +16,25 @@
 //!
 //! Concurrency: a shard's mutex is held from the checks through the append to the update of
 //! memory, never while markers are written (the writer takes partition locks and the group
-//! coordinator's). Markers of a transaction in PrepareCommit/PrepareAbort are written by one
-//! thread at a time (`markers_in_flight`); failures leave it in PrepareX for [`run_timers`]
-//! to retry. Time is passed in as milliseconds, so tests drive it.
+//! coordinator's) nor while an answer waits for its commit. Markers of a transaction in
+//! PrepareCommit/PrepareAbort are written by one thread at a time (`markers_in_flight`);
+//! failures leave it in PrepareX for [`run_timers`] to retry. Time is passed in as
+//! milliseconds, so tests drive it.
+//!
+//! Replication (Kafka's `appendTransactionToLog` with `requiredAcks = -1`): a transition is
+//! applied to memory at the leader's local append (refused while the ISR is below
+//! `transaction.state.log.min.isr`), and the entry remembers the offset after its record
+//! (`TxnEntry::written_offset`). InitProducerId, AddPartitionsToTxn / AddOffsetsToTxn, the
+//! KIP-890 verification with add, and EndTxn answer once the high watermark reached what the
+//! answer depends on (their own record, or the id's last uncommitted one), waiting in the
+//! replication purgatory with no lock held. Markers go out only after their PrepareCommit /
+//! PrepareAbort is committed: a failover must not lose the decision after a partition got a
+//! marker. A failed wait answers COORDINATOR_NOT_AVAILABLE (too few in-sync replicas, timeout)
+//! or NOT_COORDINATOR (leadership lost) and memory keeps the transition, which equals the
+//! leader's log: it commits later (the timer then writes the markers) or the shard is dropped
+//! with the leadership and rebuilt from the log. Loads replay to the log end; entries above
+//! the high watermark count as uncommitted. DescribeTransactions, ListTransactions and
+//! verify-only checks read memory at once (design Q4).
 //!
 //! [`run_timers`]: TransactionCoordinator::run_timers
 
@@ -46,8 +62,10 @@ use tracing::{debug, info, warn};
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::replica_manager::{
+    committed_now, coordinator_commit_error, wait_for_coordinator_commit, CommitFuture,
     CoordinatorAppendError, ReplicaManager, TRANSACTION_STATE_TOPIC_NAME,
 };
+use crate::replication_shell::ReplicationShell;
 use crate::time::now_ms;
 use metadata::{
     is_epoch_exhausted, supports_epoch_bump, TransactionMetadata, TransactionState,
@@ -115,6 +133,9 @@ pub enum TxnAppendError {
     },
     #[error("__transaction_state is not available: {0}")]
     Unavailable(String),
+    /// This broker no longer leads the partition (NOT_COORDINATOR).
+    #[error("not the leader of the __transaction_state partition: {0}")]
+    NotLeader(String),
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -125,20 +146,39 @@ impl TxnAppendError {
         match self {
             TxnAppendError::TooLarge { .. } => ResponseError::UnknownServerError,
             TxnAppendError::Unavailable(_) => ResponseError::CoordinatorNotAvailable,
-            TxnAppendError::Storage(_) => ResponseError::NotCoordinator,
+            TxnAppendError::NotLeader(_) | TxnAppendError::Storage(_) => {
+                ResponseError::NotCoordinator
+            }
         }
     }
 }
 
 /// Where a shard's records go: a partition of `__transaction_state` (or memory in tests).
 pub trait TransactionStateLog: Send + Sync {
-    /// Appends `records` as one batch to `partition`; returns once they are in the log.
+    /// Appends `records` as one batch to `partition` (the leader's local append, refused while
+    /// the ISR is below `transaction.state.log.min.isr`). Returns the offset after the batch:
+    /// it is committed once the high watermark reaches it
+    /// ([`TransactionStateLog::wait_for_commit`]).
     fn append(
         &self,
         partition: i32,
         records: &[TransactionLogRecord],
         now_ms: i64,
-    ) -> Result<(), TxnAppendError>;
+    ) -> Result<i64, TxnAppendError>;
+
+    /// Whether the high watermark of `partition` reached `offset` (an in-memory log commits at
+    /// once).
+    fn is_committed(&self, partition: i32, offset: i64) -> bool {
+        let _ = (partition, offset);
+        true
+    }
+
+    /// Resolves once the high watermark of `partition` reached `offset` with enough in-sync
+    /// replicas, or with the produce error that prevented it. Holds no lock.
+    fn wait_for_commit(&self, partition: i32, offset: i64) -> CommitFuture {
+        let _ = (partition, offset);
+        committed_now()
+    }
 }
 
 /// Writes transaction markers to the partitions of a transaction.
@@ -161,13 +201,20 @@ pub trait TxnMarkerWriter: Send + Sync {
 /// on first use.
 pub struct TransactionStateTopicLog {
     replica_manager: Arc<ReplicaManager>,
+    /// The purgatory writes wait in for the high watermark.
+    replication: Arc<ReplicationShell>,
     batch_bytes_max: usize,
 }
 
 impl TransactionStateTopicLog {
-    pub fn new(replica_manager: Arc<ReplicaManager>, batch_bytes_max: usize) -> Self {
+    pub fn new(
+        replica_manager: Arc<ReplicaManager>,
+        replication: Arc<ReplicationShell>,
+        batch_bytes_max: usize,
+    ) -> Self {
         Self {
             replica_manager,
+            replication,
             batch_bytes_max,
         }
     }
@@ -179,9 +226,9 @@ impl TransactionStateLog for TransactionStateTopicLog {
         partition: i32,
         records: &[TransactionLogRecord],
         now_ms: i64,
-    ) -> Result<(), TxnAppendError> {
+    ) -> Result<i64, TxnAppendError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let mut batch = transaction_log::encode_batch(records, now_ms);
         // The topic is created through the controller before a coordinator writes (see
@@ -194,7 +241,8 @@ impl TransactionStateLog for TransactionStateTopicLog {
                     "{TRANSACTION_STATE_TOPIC_NAME} does not exist yet"
                 ))
             })?;
-        self.replica_manager
+        let info = self
+            .replica_manager
             .append_coordinator_batch(&topic, partition, &mut batch, self.batch_bytes_max, now_ms)
             .map_err(|err| match err {
                 CoordinatorAppendError::TooLarge {
@@ -205,9 +253,27 @@ impl TransactionStateLog for TransactionStateTopicLog {
                     limit_bytes,
                 },
                 CoordinatorAppendError::Unavailable(reason) => TxnAppendError::Unavailable(reason),
+                CoordinatorAppendError::NotLeader(reason) => TxnAppendError::NotLeader(reason),
                 CoordinatorAppendError::Storage(err) => TxnAppendError::Storage(err.to_string()),
             })?;
-        Ok(())
+        Ok(info.last_offset.saturating_add(1))
+    }
+
+    fn is_committed(&self, partition: i32, offset: i64) -> bool {
+        self.replica_manager
+            .partition(TRANSACTION_STATE_TOPIC_NAME, partition)
+            .and_then(|p| p.offsets().ok())
+            .is_some_and(|o| o.high_watermark >= offset)
+    }
+
+    fn wait_for_commit(&self, partition: i32, offset: i64) -> CommitFuture {
+        wait_for_coordinator_commit(
+            &self.replica_manager,
+            &self.replication,
+            TRANSACTION_STATE_TOPIC_NAME,
+            partition,
+            Some(offset),
+        )
     }
 }
 
@@ -219,6 +285,34 @@ struct MarkerJob {
     producer_epoch: i16,
     commit: bool,
     partitions: Vec<(String, i32)>,
+}
+
+/// What a write-path operation leaves for after its shard lock (Kafka's
+/// `appendTransactionToLog` callback): the `__transaction_state` offset the high watermark must
+/// reach before the answer may be given (its own record, or the last uncommitted one of the
+/// transactional id it answered about), and markers to write once it has.
+#[derive(Debug, Default)]
+struct Pending {
+    commit: Option<(i32, i64)>,
+    markers: Option<MarkerJob>,
+}
+
+impl Pending {
+    /// The answer depends on `entry`'s state: wait for its last record too.
+    fn depends_on(&mut self, partition: i32, entry: &TxnEntry) {
+        self.wrote(partition, entry.written_offset);
+    }
+
+    /// A record was appended to `partition`, ending before `offset`.
+    fn wrote(&mut self, partition: i32, offset: i64) {
+        if offset <= 0 {
+            return;
+        }
+        let offset = self
+            .commit
+            .map_or(offset, |(_, earlier)| earlier.max(offset));
+        self.commit = Some((partition, offset));
+    }
 }
 
 /// What the InitProducerId checks decided.
@@ -253,6 +347,7 @@ impl TransactionCoordinator {
     pub fn open(
         config: &BrokerConfig,
         replica_manager: Arc<ReplicaManager>,
+        replication: Arc<ReplicationShell>,
         marker_writer: Arc<dyn TxnMarkerWriter>,
         producer_id_blocks: Arc<dyn ProducerIdBlockStore>,
         now_ms: i64,
@@ -264,6 +359,7 @@ impl TransactionCoordinator {
         );
         let log: Arc<dyn TransactionStateLog> = Arc::new(TransactionStateTopicLog::new(
             replica_manager.clone(),
+            replication,
             coordinator_config.batch_bytes_max,
         ));
         let producer_ids = ProducerIdManager::open(producer_id_blocks).map_err(|err| {
@@ -465,12 +561,33 @@ impl TransactionCoordinator {
     /// a bumped epoch, which fences any older producer instance. `expected` is the KIP-360
     /// producer id and epoch of the request (v3+). Errors are Kafka's (PRODUCER_FENCED is
     /// mapped to INVALID_PRODUCER_EPOCH for old versions by the handler).
-    pub fn init_producer_id(
+    pub async fn init_producer_id(
         &self,
         transactional_id: Option<&str>,
         transaction_timeout_ms: i32,
         expected: Option<(i64, i16)>,
         now_ms: i64,
+    ) -> Result<(i64, i16), ResponseError> {
+        let mut pending = Pending::default();
+        let answer = self.init_producer_id_locally(
+            transactional_id,
+            transaction_timeout_ms,
+            expected,
+            now_ms,
+            &mut pending,
+        );
+        self.finish(answer, pending, now_ms).await
+    }
+
+    /// InitProducerId under the shard lock: the transition is in the leader's log and in
+    /// memory; `pending` says what to wait for before answering.
+    fn init_producer_id_locally(
+        &self,
+        transactional_id: Option<&str>,
+        transaction_timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+        now_ms: i64,
+        pending: &mut Pending,
     ) -> Result<(i64, i16), ResponseError> {
         self.check_active()?;
         if let Some(id) = transactional_id.filter(|id| !id.is_empty()) {
@@ -491,6 +608,9 @@ impl TransactionCoordinator {
         let job = {
             let mut shard = self.state.shard(transactional_id).lock();
             let existing = shard.transactions.get(transactional_id).cloned();
+            if let Some(entry) = &existing {
+                pending.depends_on(partition, entry);
+            }
             let is_new = existing.is_none();
             let mut entry = match existing {
                 Some(entry) => entry,
@@ -520,12 +640,14 @@ impl TransactionCoordinator {
             )?;
             match step {
                 InitStep::Transit(transit) => {
-                    self.state.append_transition(
+                    let written_offset = self.state.append_transition(
                         partition,
                         &mut entry.metadata,
                         &transit,
                         now_ms,
                     )?;
+                    entry.written_offset = written_offset;
+                    pending.wrote(partition, written_offset);
                     let result = (entry.metadata.producer_id, entry.metadata.producer_epoch);
                     info!(
                         transactional_id,
@@ -538,6 +660,7 @@ impl TransactionCoordinator {
                         self.state.insert(&mut shard, entry);
                     } else if let Some(slot) = shard.transactions.get_mut(transactional_id) {
                         slot.metadata = entry.metadata;
+                        slot.written_offset = entry.written_offset;
                     }
                     return Ok(result);
                 }
@@ -546,12 +669,14 @@ impl TransactionCoordinator {
                         .transactions
                         .get_mut(transactional_id)
                         .ok_or(ResponseError::UnknownServerError)?;
-                    self.state.append_transition(
+                    let written_offset = self.state.append_transition(
                         partition,
                         &mut slot.metadata,
                         &transit,
                         now_ms,
                     )?;
+                    slot.written_offset = written_offset;
+                    pending.wrote(partition, written_offset);
                     info!(
                         transactional_id,
                         producer_epoch = slot.metadata.producer_epoch,
@@ -561,10 +686,52 @@ impl TransactionCoordinator {
                 }
             }
         };
-        if let Some(job) = job {
+        // Written once the fence is committed (see `finish`).
+        pending.markers = job;
+        Err(ResponseError::ConcurrentTransactions)
+    }
+
+    /// The end of every write-path operation, with no lock held: waits until what the answer
+    /// depends on is committed in `__transaction_state` (Kafka appends with acks=-1), then
+    /// writes the markers the operation started (never before their PrepareCommit /
+    /// PrepareAbort is committed: a coordinator failover could otherwise lose the decision
+    /// after markers went out). A failed wait answers COORDINATOR_NOT_AVAILABLE or
+    /// NOT_COORDINATOR (`appendTransactionToLog`'s mapping); memory keeps the transition (it
+    /// is in the leader's log: it commits later, or the shard is reloaded from the log when
+    /// the leadership moves) and the timer writes the markers once it is committed.
+    async fn finish<T>(
+        &self,
+        answer: Result<T, ResponseError>,
+        pending: Pending,
+        now_ms: i64,
+    ) -> Result<T, ResponseError> {
+        if let Some((partition, offset)) = pending.commit {
+            if let Err(error) = self.state.wait_for_commit(partition, offset).await {
+                let mapped = coordinator_commit_error(error);
+                warn!(partition, offset, ?error, answer = ?mapped,
+                    "__transaction_state write not committed");
+                if let Some(job) = pending.markers {
+                    self.release_marker_job(&job, now_ms);
+                }
+                return Err(mapped);
+            }
+        }
+        if let Some(job) = pending.markers {
             self.send_markers(job, now_ms);
         }
-        Err(ResponseError::ConcurrentTransactions)
+        answer
+    }
+
+    /// Markers taken by an operation whose PrepareX was not committed in time: the timer
+    /// writes them once it is.
+    fn release_marker_job(&self, job: &MarkerJob, now_ms: i64) {
+        let mut shard = self.state.shard(&job.transactional_id).lock();
+        if let Some(entry) = shard.transactions.get_mut(&job.transactional_id) {
+            entry.markers_in_flight = false;
+            entry.marker_retry_at_ms = now_ms.saturating_add(MARKER_RETRY_BACKOFF_MS);
+        }
+        drop(shard);
+        self.timers_changed.notify_one();
     }
 
     /// Kafka's `prepareInitProducerIdTransit`.
@@ -632,7 +799,7 @@ impl TransactionCoordinator {
 
     /// AddPartitionsToTxn / AddOffsetsToTxn (Kafka's `handleAddPartitionsToTransaction`).
     /// `client_transaction_version` is 2 for KIP-890 implicit adds.
-    pub fn add_partitions_to_transaction(
+    pub async fn add_partitions_to_transaction(
         &self,
         transactional_id: &str,
         producer_id: i64,
@@ -640,6 +807,27 @@ impl TransactionCoordinator {
         partitions: &BTreeSet<(String, i32)>,
         client_transaction_version: i16,
         now_ms: i64,
+    ) -> Result<(), ResponseError> {
+        let mut pending = Pending::default();
+        let answer = self.add_partitions_locally(
+            transactional_id,
+            (producer_id, producer_epoch),
+            partitions,
+            client_transaction_version,
+            now_ms,
+            &mut pending,
+        );
+        self.finish(answer, pending, now_ms).await
+    }
+
+    fn add_partitions_locally(
+        &self,
+        transactional_id: &str,
+        (producer_id, producer_epoch): (i64, i16),
+        partitions: &BTreeSet<(String, i32)>,
+        client_transaction_version: i16,
+        now_ms: i64,
+        pending: &mut Pending,
     ) -> Result<(), ResponseError> {
         self.check_active()?;
         if transactional_id.is_empty() {
@@ -652,6 +840,7 @@ impl TransactionCoordinator {
             .transactions
             .get_mut(transactional_id)
             .ok_or(ResponseError::InvalidProducerIdMapping)?;
+        pending.depends_on(partition, entry);
         let md = &entry.metadata;
         if md.producer_id != producer_id {
             return Err(ResponseError::InvalidProducerIdMapping);
@@ -681,8 +870,12 @@ impl TransactionCoordinator {
                 warn!(error = %err, "AddPartitionsToTxn: illegal transition");
                 ResponseError::UnknownServerError
             })?;
-        self.state
-            .append_transition(partition, &mut entry.metadata, &transit, now_ms)
+        let written_offset =
+            self.state
+                .append_transition(partition, &mut entry.metadata, &transit, now_ms)?;
+        entry.written_offset = written_offset;
+        pending.wrote(partition, written_offset);
+        Ok(())
     }
 
     /// AddPartitionsToTxn v4+ `verify_only` (Kafka's `handleVerifyPartitionsInTransaction`):
@@ -728,7 +921,7 @@ impl TransactionCoordinator {
     /// PRODUCER_FENCED (callers map it to INVALID_PRODUCER_EPOCH for old versions),
     /// INVALID_TXN_STATE (partition not in the transaction and `!add`),
     /// CONCURRENT_TRANSACTIONS (the transaction is completing).
-    pub fn verify_or_add_partitions(
+    pub async fn verify_or_add_partitions(
         &self,
         transactional_id: &str,
         producer_id: i64,
@@ -739,14 +932,16 @@ impl TransactionCoordinator {
     ) -> Result<(), ResponseError> {
         if add {
             let partitions: BTreeSet<(String, i32)> = partitions.iter().cloned().collect();
-            return self.add_partitions_to_transaction(
-                transactional_id,
-                producer_id,
-                producer_epoch,
-                &partitions,
-                TV_2,
-                now_ms,
-            );
+            return self
+                .add_partitions_to_transaction(
+                    transactional_id,
+                    producer_id,
+                    producer_epoch,
+                    &partitions,
+                    TV_2,
+                    now_ms,
+                )
+                .await;
         }
         let found = self.verify_partitions_in_transaction(
             transactional_id,
@@ -768,7 +963,7 @@ impl TransactionCoordinator {
     /// CompleteAbort. The answer depends only on the PrepareX append: marker failures leave the
     /// transaction for the timer. `client_transaction_version` is 2 for EndTxn v5+ (the epoch
     /// is bumped; the returned producer id and epoch are the ones to use next).
-    pub fn end_transaction(
+    pub async fn end_transaction(
         &self,
         transactional_id: &str,
         producer_id: i64,
@@ -776,6 +971,27 @@ impl TransactionCoordinator {
         commit: bool,
         client_transaction_version: i16,
         now_ms: i64,
+    ) -> Result<(i64, i16), ResponseError> {
+        let mut pending = Pending::default();
+        let answer = self.end_transaction_locally(
+            transactional_id,
+            (producer_id, producer_epoch),
+            commit,
+            client_transaction_version,
+            now_ms,
+            &mut pending,
+        );
+        self.finish(answer, pending, now_ms).await
+    }
+
+    fn end_transaction_locally(
+        &self,
+        transactional_id: &str,
+        (producer_id, producer_epoch): (i64, i16),
+        commit: bool,
+        client_transaction_version: i16,
+        now_ms: i64,
+        pending: &mut Pending,
     ) -> Result<(i64, i16), ResponseError> {
         self.check_active()?;
         if transactional_id.is_empty() {
@@ -789,6 +1005,7 @@ impl TransactionCoordinator {
                 .transactions
                 .get_mut(transactional_id)
                 .ok_or(ResponseError::InvalidProducerIdMapping)?;
+            pending.depends_on(partition, entry);
             let transit = match self.prepare_end_transaction(
                 entry,
                 producer_id,
@@ -800,8 +1017,11 @@ impl TransactionCoordinator {
                 EndStep::Done(result) => return Ok(result),
                 EndStep::Transit(transit) => transit,
             };
-            self.state
-                .append_transition(partition, &mut entry.metadata, &transit, now_ms)?;
+            let written_offset =
+                self.state
+                    .append_transition(partition, &mut entry.metadata, &transit, now_ms)?;
+            entry.written_offset = written_offset;
+            pending.wrote(partition, written_offset);
             let md = &entry.metadata;
             let result = if supports_epoch_bump(md.client_transaction_version)
                 && md.next_producer_id != NO_PRODUCER_ID
@@ -813,9 +1033,8 @@ impl TransactionCoordinator {
             debug!(transactional_id, state = %md.state, "transaction completing");
             (result, take_marker_job(entry))
         };
-        if let Some(job) = job {
-            self.send_markers(job, now_ms);
-        }
+        // Written once PrepareCommit/PrepareAbort is committed (see `finish`).
+        pending.markers = job;
         Ok(result)
     }
 
@@ -1026,8 +1245,11 @@ impl TransactionCoordinator {
             .state
             .append_transition(partition, &mut entry.metadata, &transit, now_ms)
         {
-            Ok(()) => debug!(transactional_id = job.transactional_id.as_str(),
-                state = %entry.metadata.state, "transaction completed"),
+            Ok(written_offset) => {
+                entry.written_offset = written_offset;
+                debug!(transactional_id = job.transactional_id.as_str(),
+                    state = %entry.metadata.state, "transaction completed")
+            }
             Err(_) => {
                 entry.marker_retry_at_ms = now_ms.saturating_add(MARKER_RETRY_BACKOFF_MS);
                 self.timers_changed.notify_one();
@@ -1042,11 +1264,17 @@ impl TransactionCoordinator {
         let mut jobs = Vec::new();
         for shard in &self.state.shards {
             let mut shard = shard.lock();
+            let partition = shard.partition;
             for entry in shard.transactions.values_mut() {
                 if entry.metadata.state.is_prepare()
                     && !entry.markers_in_flight
                     && entry.marker_retry_at_ms <= now_ms
                 {
+                    // Never before the PrepareX record is committed.
+                    if !self.state.is_committed(partition, entry.written_offset) {
+                        entry.marker_retry_at_ms = now_ms.saturating_add(MARKER_RETRY_BACKOFF_MS);
+                        continue;
+                    }
                     jobs.extend(take_marker_job(entry));
                 }
             }
@@ -1126,14 +1354,21 @@ impl TransactionCoordinator {
             .state
             .append_transition(partition, &mut entry.metadata, &transit, now_ms)
         {
-            Ok(()) => {
+            Ok(written_offset) => {
+                entry.written_offset = written_offset;
                 info!(
                     transactional_id,
                     producer_id = entry.metadata.producer_id,
                     producer_epoch = entry.metadata.producer_epoch,
                     "aborting a timed out transaction"
                 );
-                take_marker_job(entry)
+                if self.state.is_committed(partition, written_offset) {
+                    take_marker_job(entry)
+                } else {
+                    // The markers wait for the PrepareAbort's commit: the timer retries.
+                    entry.marker_retry_at_ms = now_ms.saturating_add(MARKER_RETRY_BACKOFF_MS);
+                    None
+                }
             }
             Err(error) => {
                 warn!(

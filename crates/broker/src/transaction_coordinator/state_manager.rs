@@ -32,6 +32,10 @@ pub struct TxnEntry {
     pub markers_in_flight: bool,
     /// When the timer may retry this transaction's markers.
     pub marker_retry_at_ms: i64,
+    /// The `__transaction_state` offset after this id's last record: its state is committed
+    /// once the high watermark reaches it (0: nothing uncommitted). Answers about the id wait
+    /// for it; markers of a PrepareCommit/PrepareAbort are written only after it.
+    pub written_offset: i64,
 }
 
 impl TxnEntry {
@@ -40,6 +44,7 @@ impl TxnEntry {
             metadata,
             markers_in_flight: false,
             marker_retry_at_ms: 0,
+            written_offset: 0,
         }
     }
 }
@@ -131,14 +136,16 @@ impl TransactionStateManager {
     /// Appends `transit` for `metadata` and applies it (Kafka's `appendTransactionToLog` and
     /// `completeTransitionTo`). The transition is checked on a copy first, so a record is only
     /// written if memory can follow it; a failed append changes nothing. A Dead transition
-    /// writes a tombstone; the caller removes the entry.
+    /// writes a tombstone; the caller removes the entry. Returns the offset the high
+    /// watermark must reach for the record to be committed (the caller keeps it in
+    /// [`TxnEntry::written_offset`]): memory follows the leader's log at once, answers wait.
     pub fn append_transition(
         &self,
         partition: i32,
         metadata: &mut TransactionMetadata,
         transit: &TxnTransitMetadata,
         now_ms: i64,
-    ) -> Result<(), ResponseError> {
+    ) -> Result<i64, ResponseError> {
         let mut next = metadata.clone();
         let value = if transit.state == TransactionState::Dead {
             None
@@ -153,13 +160,26 @@ impl TransactionStateManager {
             transactional_id: metadata.transactional_id.clone(),
             value,
         };
-        if let Err(err) = self.log.append(partition, &[record], now_ms) {
-            warn!(transactional_id = metadata.transactional_id.as_str(), to = %transit.state,
-                error = %err, "appending to __transaction_state failed; transition not applied");
-            return Err(err.response_error());
-        }
+        let written_offset = match self.log.append(partition, &[record], now_ms) {
+            Ok(offset) => offset,
+            Err(err) => {
+                warn!(transactional_id = metadata.transactional_id.as_str(), to = %transit.state,
+                    error = %err, "appending to __transaction_state failed; transition not applied");
+                return Err(err.response_error());
+            }
+        };
         *metadata = next;
-        Ok(())
+        Ok(written_offset)
+    }
+
+    /// Whether `partition`'s high watermark reached `offset`.
+    pub fn is_committed(&self, partition: i32, offset: i64) -> bool {
+        offset <= 0 || self.log.is_committed(partition, offset)
+    }
+
+    /// See [`super::TransactionStateLog::wait_for_commit`].
+    pub fn wait_for_commit(&self, partition: i32, offset: i64) -> super::CommitFuture {
+        self.log.wait_for_commit(partition, offset)
     }
 
     /// Inserts a transactional id created by a completed transition.
@@ -245,7 +265,7 @@ impl TransactionStateManager {
                     })
                     .collect();
                 match self.log.append(shard.partition, &records, now_ms) {
-                    Ok(()) => {
+                    Ok(_) => {
                         for id in &expired[start..end] {
                             info!(transactional_id = id.as_str(), "expired transactional id");
                             self.remove(&mut shard, id);
@@ -291,12 +311,15 @@ impl TransactionStateManager {
         let mut position = offsets.log_start_offset;
         let mut loaded = 0usize;
         let mut skipped = 0usize;
-        while position < offsets.high_watermark {
+        // To the log end, as Kafka's `loadTransactionsForTxnTopicPartition`: a new leader's
+        // high watermark may lag records the previous leader acknowledged. What is above the
+        // high watermark is not committed yet: answers and markers wait for it.
+        while position < offsets.log_end_offset {
             let data = match partition.read(
                 position,
                 LOAD_READ_BYTES,
                 true,
-                fjord_storage::Isolation::ReadUncommitted,
+                fjord_storage::Isolation::LogEnd,
             ) {
                 Ok((data, _)) => data,
                 Err(
@@ -347,6 +370,11 @@ impl TransactionStateManager {
                 break;
             }
             position = next;
+        }
+        if offsets.high_watermark < offsets.log_end_offset {
+            for entry in shard.transactions.values_mut() {
+                entry.written_offset = offsets.log_end_offset;
+            }
         }
         if loaded > 0 || skipped > 0 {
             info!(

@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 
 use super::producer_id_manager::MemoryProducerIdBlockStore;
 use super::*;
+use crate::testing::CompleteNow;
 
 const START_MS: i64 = 1_000_000;
 const TIMEOUT_MS: i32 = 60_000;
@@ -17,6 +18,8 @@ const EXPIRATION_MS: i64 = 3_600_000;
 struct MemoryLog {
     batches: Mutex<Vec<(i32, Vec<TransactionLogRecord>)>>,
     fail: AtomicBool,
+    /// Appends stay above the high watermark: commit waits time out.
+    uncommitted: AtomicBool,
 }
 
 impl TransactionStateLog for MemoryLog {
@@ -25,7 +28,7 @@ impl TransactionStateLog for MemoryLog {
         partition: i32,
         records: &[TransactionLogRecord],
         _: i64,
-    ) -> Result<(), TxnAppendError> {
+    ) -> Result<i64, TxnAppendError> {
         if self.fail.load(Ordering::Relaxed) {
             return Err(TxnAppendError::Storage("disk on fire".into()));
         }
@@ -37,8 +40,22 @@ impl TransactionStateLog for MemoryLog {
                 transaction_log::decode_record(Some(&key), value.as_deref()).unwrap()
             })
             .collect();
-        self.batches.lock().push((partition, decoded));
-        Ok(())
+        let mut batches = self.batches.lock();
+        batches.push((partition, decoded));
+        Ok(batches.len() as i64)
+    }
+
+    fn is_committed(&self, _: i32, _: i64) -> bool {
+        !self.uncommitted.load(Ordering::Relaxed)
+    }
+
+    fn wait_for_commit(&self, _: i32, _: i64) -> CommitFuture {
+        let answer = if self.uncommitted.load(Ordering::Relaxed) {
+            Err(ResponseError::RequestTimedOut)
+        } else {
+            Ok(())
+        };
+        Box::pin(std::future::ready(answer))
     }
 }
 
@@ -173,6 +190,7 @@ impl Harness {
     fn init(&self, id: &str, now: i64) -> Result<(i64, i16), ResponseError> {
         self.coordinator
             .init_producer_id(Some(id), TIMEOUT_MS, None, now)
+            .now()
     }
 
     fn add(
@@ -186,6 +204,7 @@ impl Harness {
         let set: BTreeSet<(String, i32)> = tps.iter().map(|(t, p)| (t.to_string(), *p)).collect();
         self.coordinator
             .add_partitions_to_transaction(id, pid, epoch, &set, metadata::TV_0, now)
+            .now()
     }
 
     fn md(&self, id: &str) -> TransactionMetadata {
@@ -203,10 +222,12 @@ fn idempotent_producers_get_fresh_ids_at_epoch_zero() {
     let a = h
         .coordinator
         .init_producer_id(None, 0, None, START_MS)
+        .now()
         .unwrap();
     let b = h
         .coordinator
         .init_producer_id(None, 0, None, START_MS)
+        .now()
         .unwrap();
     assert_eq!((a.1, b.1), (0, 0));
     assert_ne!(a.0, b.0);
@@ -221,15 +242,16 @@ fn init_validates_like_kafka() {
     let h = Harness::new();
     let c = &h.coordinator;
     assert_eq!(
-        c.init_producer_id(Some(""), TIMEOUT_MS, None, START_MS),
+        c.init_producer_id(Some(""), TIMEOUT_MS, None, START_MS)
+            .now(),
         Err(ResponseError::InvalidRequest)
     );
     assert_eq!(
-        c.init_producer_id(Some("t"), 0, None, START_MS),
+        c.init_producer_id(Some("t"), 0, None, START_MS).now(),
         Err(ResponseError::InvalidTransactionTimeout)
     );
     assert_eq!(
-        c.init_producer_id(Some("t"), 900_001, None, START_MS),
+        c.init_producer_id(Some("t"), 900_001, None, START_MS).now(),
         Err(ResponseError::InvalidTransactionTimeout)
     );
     for i in 0..5 {
@@ -252,21 +274,25 @@ fn init_creates_then_bumps_and_kip_360_retries() {
     // KIP-360: the producer knows (pid, 1): bump to 2 with last epoch 1.
     let c = &h.coordinator;
     assert_eq!(
-        c.init_producer_id(Some("t"), TIMEOUT_MS, Some((pid, 1)), START_MS + 2),
+        c.init_producer_id(Some("t"), TIMEOUT_MS, Some((pid, 1)), START_MS + 2)
+            .now(),
         Ok((pid, 2))
     );
     // A retry of that call (response lost) gets the same answer.
     assert_eq!(
-        c.init_producer_id(Some("t"), TIMEOUT_MS, Some((pid, 1)), START_MS + 3),
+        c.init_producer_id(Some("t"), TIMEOUT_MS, Some((pid, 1)), START_MS + 3)
+            .now(),
         Ok((pid, 2))
     );
     // An older epoch is fenced, and so is a foreign producer id.
     assert_eq!(
-        c.init_producer_id(Some("t"), TIMEOUT_MS, Some((pid, 0)), START_MS + 4),
+        c.init_producer_id(Some("t"), TIMEOUT_MS, Some((pid, 0)), START_MS + 4)
+            .now(),
         Err(ResponseError::ProducerFenced)
     );
     assert_eq!(
-        c.init_producer_id(Some("t"), TIMEOUT_MS, Some((pid + 100, 5)), START_MS + 4),
+        c.init_producer_id(Some("t"), TIMEOUT_MS, Some((pid + 100, 5)), START_MS + 4)
+            .now(),
         Err(ResponseError::ProducerFenced)
     );
 }
@@ -282,12 +308,14 @@ fn a_new_producer_instance_fences_the_old_one() {
     );
     assert_eq!(
         h.coordinator
-            .end_transaction("t", pid, e0, true, metadata::TV_0, START_MS),
+            .end_transaction("t", pid, e0, true, metadata::TV_0, START_MS)
+            .now(),
         Err(ResponseError::ProducerFenced)
     );
     assert_eq!(
         h.coordinator
-            .end_transaction("t", pid + 1, e1, true, metadata::TV_0, START_MS),
+            .end_transaction("t", pid + 1, e1, true, metadata::TV_0, START_MS)
+            .now(),
         Err(ResponseError::InvalidProducerIdMapping)
     );
     assert_eq!(
@@ -313,7 +341,8 @@ fn commit_writes_markers_to_exactly_the_transactions_partitions() {
 
     let result = h
         .coordinator
-        .end_transaction("t", pid, epoch, true, metadata::TV_0, START_MS + 4);
+        .end_transaction("t", pid, epoch, true, metadata::TV_0, START_MS + 4)
+        .now();
     assert_eq!(result, Ok((pid, epoch)));
     assert_eq!(
         h.writer.calls(),
@@ -344,12 +373,14 @@ fn commit_writes_markers_to_exactly_the_transactions_partitions() {
     // A retry of the commit is answered OK without a new record; an abort is refused.
     assert_eq!(
         h.coordinator
-            .end_transaction("t", pid, epoch, true, metadata::TV_0, START_MS + 5),
+            .end_transaction("t", pid, epoch, true, metadata::TV_0, START_MS + 5)
+            .now(),
         Ok((pid, epoch))
     );
     assert_eq!(
         h.coordinator
-            .end_transaction("t", pid, epoch, false, metadata::TV_0, START_MS + 5),
+            .end_transaction("t", pid, epoch, false, metadata::TV_0, START_MS + 5)
+            .now(),
         Err(ResponseError::InvalidTxnState)
     );
     assert_eq!(h.log.records().len(), 5);
@@ -364,12 +395,14 @@ fn abort_writes_abort_markers_and_empty_end_is_invalid_for_tv1() {
     let (pid, epoch) = h.init("t", START_MS).unwrap();
     assert_eq!(
         h.coordinator
-            .end_transaction("t", pid, epoch, false, metadata::TV_0, START_MS),
+            .end_transaction("t", pid, epoch, false, metadata::TV_0, START_MS)
+            .now(),
         Err(ResponseError::InvalidTxnState)
     );
     h.add("t", pid, epoch, &[("a", 0)], START_MS).unwrap();
     h.coordinator
         .end_transaction("t", pid, epoch, false, metadata::TV_0, START_MS + 1)
+        .now()
         .unwrap();
     let calls = h.writer.calls();
     assert_eq!(calls.len(), 1);
@@ -384,27 +417,32 @@ fn tv2_end_bumps_the_epoch_and_markers_carry_it() {
     let (pid, epoch) = h.init("t", START_MS).unwrap();
     // TV2: partitions are added implicitly by produce.
     c.verify_or_add_partitions("t", pid, epoch, &[tp("a", 0)], true, START_MS)
+        .now()
         .unwrap();
     assert_eq!(h.md("t").client_transaction_version, metadata::TV_2);
     let (pid2, epoch2) = c
         .end_transaction("t", pid, epoch, true, metadata::TV_2, START_MS + 1)
+        .now()
         .unwrap();
     assert_eq!((pid2, epoch2), (pid, epoch + 1));
     assert_eq!(h.writer.calls()[0].producer_epoch, epoch + 1);
     assert_eq!(h.md("t").state, TransactionState::CompleteCommit);
     // A retry with the old epoch is recognised (its bump is ours) and answered the same.
     assert_eq!(
-        c.end_transaction("t", pid, epoch, true, metadata::TV_2, START_MS + 2),
+        c.end_transaction("t", pid, epoch, true, metadata::TV_2, START_MS + 2)
+            .now(),
         Ok((pid, epoch + 1))
     );
     // The old epoch cannot add partitions any more.
     assert_eq!(
-        c.verify_or_add_partitions("t", pid, epoch, &[tp("a", 0)], true, START_MS + 2),
+        c.verify_or_add_partitions("t", pid, epoch, &[tp("a", 0)], true, START_MS + 2)
+            .now(),
         Err(ResponseError::ProducerFenced)
     );
     // Ending with nothing produced (TV2) bumps again without markers.
     assert_eq!(
-        c.end_transaction("t", pid, epoch2, false, metadata::TV_2, START_MS + 3),
+        c.end_transaction("t", pid, epoch2, false, metadata::TV_2, START_MS + 3)
+            .now(),
         Ok((pid, epoch2 + 1))
     );
     assert_eq!(h.writer.calls().len(), 1);
@@ -424,9 +462,11 @@ fn tv2_epoch_overflow_moves_to_a_new_producer_id() {
     }
     let epoch = i16::MAX - 1;
     c.verify_or_add_partitions("t", pid, epoch, &[tp("a", 0)], true, START_MS)
+        .now()
         .unwrap();
     let (new_pid, new_epoch) = c
         .end_transaction("t", pid, epoch, true, metadata::TV_2, START_MS + 1)
+        .now()
         .unwrap();
     assert_ne!(new_pid, pid);
     assert_eq!(new_epoch, 0);
@@ -440,7 +480,8 @@ fn tv2_epoch_overflow_moves_to_a_new_producer_id() {
     );
     // A retry from before the rotation is recognised.
     assert_eq!(
-        c.end_transaction("t", pid, epoch, true, metadata::TV_2, START_MS + 2),
+        c.end_transaction("t", pid, epoch, true, metadata::TV_2, START_MS + 2)
+            .now(),
         Ok((new_pid, 0))
     );
 }
@@ -476,7 +517,8 @@ fn failed_markers_keep_the_transaction_preparing_and_the_timer_retries() {
         .fail(tp("gone", 0), ResponseError::UnknownTopicOrPartition);
     // Answered once PrepareCommit is durable.
     assert_eq!(
-        c.end_transaction("t", pid, epoch, true, metadata::TV_0, START_MS + 1),
+        c.end_transaction("t", pid, epoch, true, metadata::TV_0, START_MS + 1)
+            .now(),
         Ok((pid, epoch))
     );
     let md = h.md("t");
@@ -485,11 +527,13 @@ fn failed_markers_keep_the_transaction_preparing_and_the_timer_retries() {
     assert_eq!(md.topic_partitions, BTreeSet::from([tp("a", 0)]));
     // Everything else waits: CONCURRENT_TRANSACTIONS.
     assert_eq!(
-        c.end_transaction("t", pid, epoch, true, metadata::TV_0, START_MS + 2),
+        c.end_transaction("t", pid, epoch, true, metadata::TV_0, START_MS + 2)
+            .now(),
         Err(ResponseError::ConcurrentTransactions)
     );
     assert_eq!(
-        c.end_transaction("t", pid, epoch, false, metadata::TV_0, START_MS + 2),
+        c.end_transaction("t", pid, epoch, false, metadata::TV_0, START_MS + 2)
+            .now(),
         Err(ResponseError::InvalidTxnState)
     );
     assert_eq!(
@@ -501,7 +545,8 @@ fn failed_markers_keep_the_transaction_preparing_and_the_timer_retries() {
         Err(ResponseError::ConcurrentTransactions)
     );
     assert_eq!(
-        c.verify_or_add_partitions("t", pid, epoch, &[tp("a", 0)], false, START_MS + 2),
+        c.verify_or_add_partitions("t", pid, epoch, &[tp("a", 0)], false, START_MS + 2)
+            .now(),
         Err(ResponseError::ConcurrentTransactions)
     );
     // Not before the backoff.
@@ -537,12 +582,14 @@ fn init_during_an_ongoing_transaction_aborts_it_and_fences_the_old_producer() {
     for tv in [metadata::TV_0, metadata::TV_2] {
         assert_eq!(
             h.coordinator
-                .end_transaction("t", pid, epoch, true, tv, START_MS + 2),
+                .end_transaction("t", pid, epoch, true, tv, START_MS + 2)
+                .now(),
             Err(ResponseError::ProducerFenced)
         );
         assert_eq!(
             h.coordinator
-                .end_transaction("t", pid, epoch, false, tv, START_MS + 2),
+                .end_transaction("t", pid, epoch, false, tv, START_MS + 2)
+                .now(),
             Err(ResponseError::ProducerFenced)
         );
     }
@@ -582,7 +629,8 @@ fn timed_out_transactions_are_aborted_and_their_producer_fenced() {
     assert_eq!(h.md("t").state, TransactionState::CompleteAbort);
     assert_eq!(h.md("u").state, TransactionState::Ongoing);
     assert_eq!(
-        c.end_transaction("t", pid, epoch, true, metadata::TV_0, START_MS + 70_000),
+        c.end_transaction("t", pid, epoch, true, metadata::TV_0, START_MS + 70_000)
+            .now(),
         Err(ResponseError::ProducerFenced)
     );
     // The timer task runs the same scan at its interval.
@@ -640,6 +688,7 @@ fn state_is_reloaded_from_the_log_and_preparing_transactions_complete() {
         .fail(tp("b", 3), ResponseError::NotLeaderOrFollower);
     h.coordinator
         .end_transaction("t", pid, epoch, true, metadata::TV_0, START_MS + 1)
+        .now()
         .unwrap();
 
     let h2 = h.restart();
@@ -678,6 +727,7 @@ fn producer_ids_are_never_reused_across_restarts() {
     seen.insert(
         h.coordinator
             .init_producer_id(None, 0, None, START_MS)
+            .now()
             .unwrap()
             .0,
     );
@@ -686,6 +736,7 @@ fn producer_ids_are_never_reused_across_restarts() {
         let (pid, _) = h2
             .coordinator
             .init_producer_id(None, 0, None, START_MS)
+            .now()
             .unwrap();
         assert!(seen.insert(pid), "producer id {pid} reused");
     }
@@ -718,24 +769,29 @@ fn verification_follows_kip_890() {
     let (pid, epoch) = h.init("t", START_MS).unwrap();
     let a0 = [tp("a", 0)];
     assert_eq!(
-        c.verify_or_add_partitions("t", pid, epoch, &a0, false, START_MS),
+        c.verify_or_add_partitions("t", pid, epoch, &a0, false, START_MS)
+            .now(),
         Err(ResponseError::InvalidTxnState)
     );
     assert_eq!(
-        c.verify_or_add_partitions("nope", pid, epoch, &a0, false, START_MS),
+        c.verify_or_add_partitions("nope", pid, epoch, &a0, false, START_MS)
+            .now(),
         Err(ResponseError::InvalidProducerIdMapping)
     );
     assert_eq!(
-        c.verify_or_add_partitions("t", pid + 1, epoch, &a0, false, START_MS),
+        c.verify_or_add_partitions("t", pid + 1, epoch, &a0, false, START_MS)
+            .now(),
         Err(ResponseError::InvalidProducerIdMapping)
     );
     assert_eq!(
-        c.verify_or_add_partitions("t", pid, epoch + 1, &a0, true, START_MS),
+        c.verify_or_add_partitions("t", pid, epoch + 1, &a0, true, START_MS)
+            .now(),
         Err(ResponseError::ProducerFenced)
     );
     h.add("t", pid, epoch, &[("a", 0)], START_MS).unwrap();
     assert_eq!(
-        c.verify_or_add_partitions("t", pid, epoch, &a0, false, START_MS),
+        c.verify_or_add_partitions("t", pid, epoch, &a0, false, START_MS)
+            .now(),
         Ok(())
     );
     assert_eq!(
@@ -829,4 +885,59 @@ fn shutdown_answers_coordinator_not_available() {
             .error_code,
         ResponseError::CoordinatorNotAvailable.code()
     );
+}
+
+/// Kafka's `appendTransactionToLog` with acks=-1: an EndTxn whose PrepareCommit is not
+/// committed in time answers COORDINATOR_NOT_AVAILABLE, and no marker goes out until the record
+/// is committed; then the timer writes them and completes the transaction.
+#[test]
+fn markers_wait_for_the_commit_of_prepare_commit() {
+    let h = Harness::new();
+    let c = &h.coordinator;
+    let (pid, epoch) = h.init("t", START_MS).unwrap();
+    h.add("t", pid, epoch, &[("a", 0)], START_MS).unwrap();
+    h.log.uncommitted.store(true, Ordering::Relaxed);
+    assert_eq!(
+        c.end_transaction("t", pid, epoch, true, metadata::TV_0, START_MS + 1)
+            .now(),
+        Err(ResponseError::CoordinatorNotAvailable)
+    );
+    // In the leader's log and in memory, but no marker before the commit.
+    assert_eq!(h.md("t").state, TransactionState::PrepareCommit);
+    assert!(h.writer.calls().is_empty());
+    c.retry_pending_markers(START_MS + 10_000);
+    assert!(h.writer.calls().is_empty());
+    // Other operations on the id wait for the same commit.
+    assert_eq!(
+        h.init("t", START_MS + 10_000),
+        Err(ResponseError::CoordinatorNotAvailable)
+    );
+    h.log.uncommitted.store(false, Ordering::Relaxed);
+    c.retry_pending_markers(START_MS + 20_000);
+    assert_eq!(h.writer.calls().len(), 1);
+    assert!(h.writer.calls()[0].commit);
+    assert_eq!(h.md("t").state, TransactionState::CompleteCommit);
+    assert_eq!(
+        h.log.states("t").last(),
+        Some(&Some(TransactionState::CompleteCommit))
+    );
+}
+
+/// A timed-out transaction's PrepareAbort: markers only once it is committed.
+#[test]
+fn timed_out_aborts_write_markers_after_the_commit() {
+    let h = Harness::new();
+    let c = &h.coordinator;
+    let (pid, epoch) = h.init("t", START_MS).unwrap();
+    h.add("t", pid, epoch, &[("a", 0)], START_MS).unwrap();
+    h.log.uncommitted.store(true, Ordering::Relaxed);
+    let later = START_MS + i64::from(TIMEOUT_MS) + 1;
+    assert_eq!(c.abort_timed_out_transactions(later), 0);
+    assert_eq!(h.md("t").state, TransactionState::PrepareAbort);
+    assert!(h.writer.calls().is_empty());
+    h.log.uncommitted.store(false, Ordering::Relaxed);
+    c.retry_pending_markers(later + 1_000);
+    assert_eq!(h.writer.calls().len(), 1);
+    assert!(!h.writer.calls()[0].commit);
+    assert_eq!(h.md("t").state, TransactionState::CompleteAbort);
 }

@@ -374,3 +374,126 @@ fn three_voters_on_files_catch_up_by_snapshot() {
     let store = FileLogStore::open(dirs[(follower - 1) as usize].path()).unwrap();
     assert_eq!(store.snapshot().map(|s| s.index), Some(applied));
 }
+
+/// What observers fetch (`read_committed`): only entries the quorum committed, never the
+/// leader's uncommitted tail; bounded by bytes (at least one entry); `SnapshotRequired` below
+/// the compacted start.
+#[test]
+fn read_committed_serves_committed_entries_only() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let open = |id: u64| {
+        let store = FileLogStore::open(dirs[(id - 1) as usize].path()).unwrap();
+        let config = QuorumConfig {
+            seed: 11,
+            ..QuorumConfig::new(id, vec![1, 2, 3])
+        };
+        MetadataQuorum::new(config, store).unwrap()
+    };
+    /// Ticks and delivers every message between the running nodes.
+    fn run(nodes: &mut [Option<MetadataQuorum<FileLogStore>>], ticks: usize) {
+        for _ in 0..ticks {
+            for node in nodes.iter_mut().flatten() {
+                node.tick();
+            }
+            for _ in 0..20 {
+                let mut queue = Vec::new();
+                for node in nodes.iter_mut().flatten() {
+                    queue.extend(node.ready().unwrap().messages);
+                }
+                if queue.is_empty() {
+                    break;
+                }
+                for (to, message) in queue {
+                    let from = message.from();
+                    let is_snapshot = message.is_snapshot();
+                    let delivered = match &mut nodes[(to - 1) as usize] {
+                        Some(node) => node.step(message).is_ok(),
+                        None => false,
+                    };
+                    if let Some(sender) = &mut nodes[(from - 1) as usize] {
+                        if !delivered {
+                            sender.report_unreachable(to);
+                        }
+                        if is_snapshot {
+                            sender.report_snapshot(to, delivered);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut nodes: Vec<Option<MetadataQuorum<FileLogStore>>> =
+        (1..=3).map(|id| Some(open(id))).collect();
+    run(&mut nodes, 30);
+    let leader = nodes
+        .iter()
+        .flatten()
+        .find(|n| n.is_leader())
+        .unwrap()
+        .node_id();
+    let leader_at = (leader - 1) as usize;
+    let first = nodes[leader_at]
+        .as_mut()
+        .unwrap()
+        .propose(Bytes::from_static(b"committed"))
+        .unwrap();
+    run(&mut nodes, 2);
+    let read = nodes[leader_at]
+        .as_ref()
+        .unwrap()
+        .read_committed(1, u64::MAX);
+    let CommittedRead::Entries(entries) = read else {
+        panic!("{read:?}")
+    };
+    assert_eq!(entries.first().map(|e| e.index), Some(1));
+    assert_eq!(entries.last().map(|e| e.index), Some(first));
+    assert!(entries.windows(2).all(|w| w[1].index == w[0].index + 1));
+    assert!(
+        entries.iter().any(|e| e.payload.is_empty()),
+        "the leaders' no-op entries are served too"
+    );
+
+    // Both followers gone: the leader appends (and persists) but cannot commit.
+    for (i, node) in nodes.iter_mut().enumerate() {
+        if i != leader_at {
+            *node = None;
+        }
+    }
+    let pending = nodes[leader_at]
+        .as_mut()
+        .unwrap()
+        .propose(Bytes::from_static(b"uncommitted"))
+        .unwrap();
+    run(&mut nodes, 2);
+    let quorum = nodes[leader_at].as_ref().unwrap();
+    assert_eq!(
+        quorum.read_committed(pending, u64::MAX),
+        CommittedRead::Entries(Vec::new())
+    );
+    let CommittedRead::Entries(entries) = quorum.read_committed(1, u64::MAX) else {
+        panic!("entries expected")
+    };
+    assert!(entries.iter().all(|e| e.index < pending), "{entries:?}");
+    // A byte limit below one payload still returns one entry; then stops at the limit.
+    let CommittedRead::Entries(one) = quorum.read_committed(first, 1) else {
+        panic!("entries expected")
+    };
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].payload, Bytes::from_static(b"committed"));
+
+    // Compacted: below the log's start only the snapshot helps.
+    let quorum = nodes[leader_at].as_mut().unwrap();
+    quorum.compact(first, Bytes::from_static(b"state")).unwrap();
+    let snapshot_term = quorum.latest_snapshot().unwrap().term;
+    assert_eq!(
+        quorum.read_committed(1, u64::MAX),
+        CommittedRead::SnapshotRequired {
+            index: first,
+            term: snapshot_term
+        }
+    );
+    assert_eq!(
+        quorum.read_committed(first + 1, u64::MAX),
+        CommittedRead::Entries(Vec::new())
+    );
+}
