@@ -6,6 +6,7 @@ Usually started through ``scripts/chaos`` (builds the binaries, sets up the venv
     ./scripts/chaos                                   # 60 s, random seed, one node
     ./scripts/chaos --duration 1800 --seed 42         # a long schedule (30 min)
     ./scripts/chaos --faults kill,pause --seed 7 --out /tmp/run7
+    ./scripts/chaos --nodes 3 --faults kill,pause,partition,clock --seed 3   # a cluster
 
 What runs, concurrently, for ``--duration`` seconds:
 
@@ -17,12 +18,14 @@ What runs, concurrently, for ``--duration`` seconds:
 * transactional workers ``t0..`` sending 1-4 values per transaction, committing or aborting at
   random;
 * a seeded nemesis (``random.Random(seed)``, the schedule is fixed before the run starts):
-  ``kill`` (kill -9, restart after a pause), ``pause`` (SIGSTOP ... SIGCONT) and ``proxy``
+  ``kill`` (kill -9, restart after a pause), ``pause`` (SIGSTOP ... SIGCONT), ``proxy``
   (client-side network faults through the proxy in front of each node: hold every
   connection, drop and refuse connections, or lose produce/fetch/transaction answers after the
-  node handled them).  Node-to-node ``partition`` faults need at least two nodes and nodes
-  wired through the mesh (``--node-arg ...{peer_overrides}``).  Clock jumps are out of scope
-  until the broker reads time through an injectable clock (docs/cluster-design.md Q8).
+  node handled them), ``partition`` (node-to-node: one node isolated from the others, or two
+  nodes cut from each other, holding or dropping connections, then healed; needs >= 2 nodes)
+  and ``clock`` (one node's wall clock jumps by up to +-2 minutes, then back: the hidden
+  ``FJORD_TEST_CLOCK_OFFSET_FILE``; intervals inside the broker are on a monotonic clock, so
+  what may move are timestamps and wall-clock timers such as transaction timeouts).
 
 Every operation goes through one thread-safe recorder into ``history.jsonl`` (schema: the docs
 of crates/chaos).  After the duration the nemesis heals everything, restarts what is down,
@@ -42,10 +45,12 @@ history's growth (sends per second per producer; about 100 bytes per event, so 3
 the defaults is a few hundred MB, which the checker streams).  A failing run is reproduced by
 its seed: ``./scripts/chaos --seed <seed> --duration <same>``.
 
-More than one node: ``--nodes N`` with ``--node-arg`` templates telling each node how to form
-the cluster (placeholders ``{id}``, ``{port}``, ``{data_dir}``, ``{bootstrap}``,
-``{peer_overrides}``); without them ``--nodes`` > 1 is refused (independent single nodes are
-not a cluster).
+More than one node: ``--nodes N`` starts a cluster of N combined broker+controller nodes
+(every node a voter; controller listeners on free ports).  Every node-to-node link (Kafka and
+controller listeners) goes through the proxy mesh (tests/chaos/mesh.py), wired by the hidden
+``test.peer.address.overrides`` setting; every node runs with ``FJORD_TEST_HOOKS=1`` and its
+own clock offset file.  ``--node-arg`` adds arguments to every node (placeholders ``{id}``,
+``{port}``, ``{data_dir}``, ``{bootstrap}``, ``{peer_overrides}``).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -84,7 +90,11 @@ DRAIN_RECORDS_PER_EVENT = 2000
 POLL_RECORDS_MAX = 500
 READY_TIMEOUT_S = 60.0
 CLIENT_STOP_TIMEOUT_S = 120.0
-FAULT_KINDS = ("kill", "pause", "proxy", "partition")
+FAULT_KINDS = ("kill", "pause", "proxy", "partition", "clock")
+CLOCK_JUMP_MS_MAX = 120_000
+# Cluster nodes: fencing and failover within seconds (as tests/cluster), bounded shutdown.
+CLUSTER_SETTINGS = {"broker.session.timeout.ms": 3000, "broker.heartbeat.interval.ms": 500,
+                    "shutdown.timeout.ms": 5000}
 PRODUCE, FETCH, ADD_PARTITIONS_TO_TXN, END_TXN = 0, 1, 24, 26
 
 DRIVER_FAILED = 3
@@ -151,6 +161,10 @@ class Node:
         self.port = free_port()
         self.metrics_port = free_port()
         self.advertised = f"127.0.0.1:{self.port}"
+        self.controller_port: int | None = None   # set for a cluster node
+        self.voters = ""
+        self.peer_overrides = ""
+        self.clock_offset_path = workdir / "clock-offset-ms"
         self.settings = settings
         self.extra_args = extra_args
         self.placeholders: dict[str, str] = {}
@@ -165,6 +179,11 @@ class Node:
                "--advertised-listener", self.advertised, "--node-id", str(self.id)]
         for k, v in self.settings.items():
             cmd += ["--set", f"{k}={v}"]
+        if self.controller_port is not None:
+            cmd += ["--controller-listen", f"127.0.0.1:{self.controller_port}",
+                    "--controller-quorum-voters", self.voters]
+        if self.peer_overrides:
+            cmd += ["--set", f"test.peer.address.overrides={self.peer_overrides}"]
         ph = {"id": str(self.id), "port": str(self.port), "data_dir": str(self.data_dir),
               **self.placeholders}
         return cmd + [a.format(**ph) for a in self.extra_args]
@@ -180,7 +199,8 @@ class Node:
         logf = open(self.log_path, "ab")
         # the driver's own FJORD_* variables are no broker settings (the broker warns about them)
         env = {k: v for k, v in os.environ.items() if k not in DRIVER_ENV_VARS}
-        env.update(RUST_BACKTRACE="1", NO_COLOR="1")
+        env.update(RUST_BACKTRACE="1", NO_COLOR="1", FJORD_TEST_HOOKS="1",
+                   FJORD_TEST_CLOCK_OFFSET_FILE=str(self.clock_offset_path))
         self.proc = subprocess.Popen(self.command(), stdout=logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env, cwd=str(self.workdir))
         logf.close()
@@ -216,6 +236,12 @@ class Node:
             self.proc.send_signal(signal.SIGCONT)
         self.paused = False
 
+    def set_clock_offset(self, offset_ms: int) -> None:
+        """Shifts this node's wall clock (read by the broker within 100 ms); 0 heals."""
+        tmp = self.clock_offset_path.with_suffix(".tmp")
+        tmp.write_text(f"{int(offset_ms)}\n")
+        os.replace(tmp, self.clock_offset_path)
+
     def stop(self, timeout: float = 30.0) -> int | None:
         if not self.is_running():
             return None if self.proc is None else self.proc.returncode
@@ -226,6 +252,43 @@ class Node:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+
+
+def dump_stacks(nodes: dict[int, "Node"]) -> None:
+    """On a driver failure (a node that stopped answering): every running node's thread
+    stacks into ``nodes/<id>/stacks.txt`` when gdb is installed (best effort)."""
+    gdb = shutil.which("gdb")
+    for node in nodes.values():
+        if gdb is None or not node.is_running():
+            continue
+        try:
+            dump = subprocess.run([gdb, "-batch", "-p", str(node.proc.pid), "-ex", "thread apply all bt"],
+                                  capture_output=True, text=True, timeout=60)
+            (node.workdir / "stacks.txt").write_text(dump.stdout + dump.stderr)
+            log(f"node {node.id}: stacks in {node.workdir / 'stacks.txt'}")
+        except (OSError, subprocess.TimeoutExpired) as e:
+            log(f"node {node.id}: no stacks ({e!r})")
+
+
+def stop_all(nodes: dict[int, "Node"], timeout: float = 30.0) -> dict[int, int | None]:
+    """SIGTERM to every running node at once (a cluster's controlled shutdowns overlap instead
+    of each waiting for a quorum the previous one took away), then waits; exit codes by id."""
+    for node in nodes.values():
+        if node.is_running():
+            node.resume()
+            node.proc.send_signal(signal.SIGTERM)
+    exits: dict[int, int | None] = {}
+    deadline = time.monotonic() + timeout
+    for n, node in nodes.items():
+        if node.proc is None:
+            exits[n] = None
+            continue
+        try:
+            exits[n] = node.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            node.proc.kill()
+            exits[n] = node.proc.wait()
+    return exits
 
 
 # ---------------------------------------------------------------------------- schedule
@@ -249,6 +312,11 @@ def make_schedule(seed: int, duration_s: float, faults: list[str], node_ids: lis
         elif kind == "proxy":
             ev.update(node=rng.choice(node_ids), mode=rng.choice(["hold", "drop", "lose"]),
                       length_s=round(rng.uniform(0.5, 2.5), 3), rule_seed=rng.randrange(1 << 30))
+            length = ev["length_s"]
+        elif kind == "clock":
+            offset = rng.randint(1000, CLOCK_JUMP_MS_MAX) * rng.choice([-1, 1])
+            ev.update(node=rng.choice(node_ids), offset_ms=offset,
+                      length_s=round(rng.uniform(1.0, 4.0), 3))
             length = ev["length_s"]
         else:  # partition: two nodes, or one node from all others
             a = rng.choice(node_ids)
@@ -316,6 +384,11 @@ class Nemesis(threading.Thread):
                         self.mesh.partition(CLIENT, ev["node"], ev["mode"])
                     self._hold(ev["length_s"])
                     self.mesh.heal()
+                elif kind == "clock":
+                    node = self.nodes[ev["node"]]
+                    node.set_clock_offset(ev["offset_ms"])   # a jump ...
+                    self._hold(ev["length_s"])
+                    node.set_clock_offset(0)                 # ... and one back
                 else:
                     if ev["b"] == "others":
                         for other in self.nodes:
@@ -690,8 +763,6 @@ def parse_args(argv=None):
         ap.error("--faults is empty")
     if args.nodes < 1:
         ap.error("--nodes must be >= 1")
-    if args.nodes > 1 and not args.node_arg:
-        ap.error("--nodes > 1 needs --node-arg templates that make the nodes one cluster")
     if "partition" in args.faults and args.nodes < 2:
         ap.error("the partition fault needs at least two nodes (use proxy for client-side faults)")
     if args.seed is None:
@@ -719,20 +790,30 @@ def run(args) -> int:
     seed = args.seed
     log(f"seed {seed}, duration {args.duration}s, nodes {args.nodes}, faults {args.faults}, out {out}")
     settings = {"transaction.abort.timed.out.transaction.cleanup.interval.ms": 1000}
+    if args.nodes > 1:
+        settings.update(CLUSTER_SETTINGS)
     for kv in args.broker_set:
         k, _, v = kv.partition("=")
         settings[k] = v
     node_ids = list(range(1, args.nodes + 1))
     nodes = {n: Node(n, Path(args.fjord_bin), out / "nodes" / str(n), settings, args.node_arg) for n in node_ids}
+    if args.nodes > 1:
+        for node in nodes.values():
+            node.controller_port = free_port()
+        voters = ",".join(f"{n}@127.0.0.1:{node.controller_port}" for n, node in nodes.items())
+        for node in nodes.values():
+            node.voters = voters
     mesh = ProxyMesh(seed)
     for n, node in nodes.items():
-        mesh.add_node(n, node.port)
+        mesh.add_node(n, node.port, node.controller_port)
+    for n, node in nodes.items():
+        node.peer_overrides = mesh.peer_overrides(n) if args.nodes > 1 else ""
     for n, node in nodes.items():
         node.advertised = mesh.client_address(n)
     bootstrap = ",".join(mesh.client_address(n) for n in node_ids)
     for n, node in nodes.items():
         node.placeholders = {"bootstrap": bootstrap,
-                             "peer_overrides": mesh.peer_overrides(n) if args.nodes > 1 else ""}
+                             "peer_overrides": node.peer_overrides}
     plan = make_schedule(seed, args.duration, args.faults, node_ids)
     (out / "schedule.json").write_text(json.dumps({"seed": seed, "planned": plan}, indent=1))
     rec = Recorder(out / "history.jsonl")
@@ -790,6 +871,7 @@ def run(args) -> int:
         rec.nemesis({"heal": True})
         mesh.heal()
         for node in nodes.values():
+            node.set_clock_offset(0)
             if node.is_running():
                 node.resume()
             else:
@@ -838,6 +920,7 @@ def run(args) -> int:
         run_info["txn_outcomes"] = {c.name: c.outcomes for c in producers if isinstance(c, TxnWorker)}
     except Exception as e:  # noqa: BLE001
         log(f"driver failed: {e!r}")
+        dump_stacks(nodes)
         run_info["driver_error"] = repr(e)
         return DRIVER_FAILED
     finally:
@@ -846,7 +929,7 @@ def run(args) -> int:
         stop_consumers.set()
         rec.close()
         mesh.close()
-        exits = {n: node.stop() for n, node in nodes.items()}
+        exits = stop_all(nodes)
         run_info["node_exit_codes"] = exits
         executed = nemesis.executed if nemesis is not None else []
         (out / "schedule.json").write_text(json.dumps({"seed": seed, "planned": plan, "executed": executed},
@@ -865,7 +948,7 @@ def run(args) -> int:
     for ev in executed:
         kinds[ev["kind"]] = kinds.get(ev["kind"], 0) + 1
     print(f"faults: {kinds}; seed {seed}; output in {out}")
-    print(f"rerun: ./scripts/chaos --seed {seed} --duration {args.duration:g} --faults {','.join(args.faults)}")
+    print(f"rerun: ./scripts/chaos --seed {seed} --duration {args.duration:g} --nodes {args.nodes} --faults {','.join(args.faults)}")
     return human.returncode
 
 

@@ -4,9 +4,13 @@
                      ready and sees all three brokers when the test starts.  The processes are
                      shared by the tests of a module (starting three nodes costs seconds); a test
                      may kill, stop or pause nodes, the next one restarts what is down.
-``cluster_factory``  ``cluster_factory(size=3, settings=None, start=True, brokers=0)``: a cluster
-                     of the test's own (stopped at teardown), e.g. a second cluster, other
-                     settings, or ``brokers`` broker-only nodes beside the voters.
+``mesh_cluster``     like ``cluster``, with a fault-injecting proxy on every node-to-node link
+                     (``partition``, ``isolate``, ``split``, ``heal``) and clock-offset files
+                     (``set_clock_offset``); links healed and clocks reset before every test.
+``cluster_factory``  ``cluster_factory(size=3, settings=None, start=True, brokers=0, mesh=False,
+                     clock_offsets=False)``: a cluster of the test's own (stopped at teardown),
+                     e.g. a second cluster, other settings, or ``brokers`` broker-only nodes
+                     beside the voters.
 
 Each node gets ``--broker-rack rack-N``, ``broker.session.timeout.ms=3000`` and
 ``broker.heartbeat.interval.ms=500`` (fencing within seconds), ``shutdown.timeout.ms=5000``; logs stay under the pytest
@@ -35,18 +39,29 @@ def _register(request, cluster: Cluster) -> None:
         clusters.append(cluster)
 
 
-@pytest.fixture(scope="module")
-def _module_cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("cluster"))
+def _started_module_cluster(tmp_path_factory, **options):
+    c = Cluster(tmp_path_factory.mktemp("cluster"), **options)
     try:
         c.start_all()
     except BaseException:
         c.kill_all()
+        c.close()
         raise
     yield c
     problems = c.shutdown()
     c.kill_all()
+    c.close()
     assert not problems, "\n".join(problems)
+
+
+@pytest.fixture(scope="module")
+def _module_cluster(tmp_path_factory):
+    yield from _started_module_cluster(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def _module_mesh_cluster(tmp_path_factory):
+    yield from _started_module_cluster(tmp_path_factory, mesh=True, clock_offsets=True)
 
 
 @pytest.fixture
@@ -57,13 +72,20 @@ def cluster(_module_cluster, request) -> Cluster:
 
 
 @pytest.fixture
+def mesh_cluster(_module_mesh_cluster, request) -> Cluster:
+    _register(request, _module_mesh_cluster)
+    _module_mesh_cluster.ensure_healthy()
+    return _module_mesh_cluster
+
+
+@pytest.fixture
 def cluster_factory(tmp_path_factory, request):
     created: list[Cluster] = []
 
     def make(size: int = 3, settings: dict | None = None, start: bool = True,
-             brokers: int = 0) -> Cluster:
+             brokers: int = 0, mesh: bool = False, clock_offsets: bool = False) -> Cluster:
         c = Cluster(tmp_path_factory.mktemp("cluster"), size=size, settings=settings,
-                    brokers=brokers)
+                    brokers=brokers, mesh=mesh, clock_offsets=clock_offsets)
         created.append(c)
         _register(request, c)
         if start:
@@ -74,6 +96,7 @@ def cluster_factory(tmp_path_factory, request):
     for c in created:
         c.shutdown()
         c.kill_all()
+        c.close()
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

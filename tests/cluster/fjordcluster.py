@@ -15,7 +15,19 @@ cluster id that librdkafka does not expose), ``active_controller()`` (DescribeQu
 controller" lines of the logs), and
 ``wait_for`` to poll a condition with a deadline (never a timing assertion: the deadline only
 bounds how long a test waits for something that must eventually happen); ``create_topic`` and
-``wait_topic`` create a topic through a real client and wait until every node serves it.
+``wait_topic`` create a topic through a real client and wait until every node serves it;
+``wait_isr``, ``leader_of``, ``read_all`` and ``assert_no_acked_loss`` for replication tests.
+
+Network faults between nodes: ``Cluster(..., mesh=True)`` starts a ``ProxyMesh``
+(tests/chaos/mesh.py) with a fault-injecting TCP proxy on every directed node-to-node link
+(each peer's Kafka listener and controller listener), wired through the hidden
+``test.peer.address.overrides`` setting (``FJORD_TEST_HOOKS=1``).  Clients still connect to the
+nodes directly.  ``partition(a, b)``, ``isolate(n)``, ``split(group_a, group_b)`` cut links
+(``mode="hold"``: connections stay open and nothing flows; ``"drop"``: connections closed and
+refused), ``heal()`` restores every link.  Clock jumps: ``Cluster(..., clock_offsets=True)``
+points each node's ``FJORD_TEST_CLOCK_OFFSET_FILE`` at ``node-N/clock-offset-ms``;
+``set_clock_offset(n, ms)`` shifts that node's wall clock (the broker re-reads it within
+100 ms).
 """
 
 from __future__ import annotations
@@ -37,7 +49,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 import kwire  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-from helpers import OP_TIMEOUT, RDKAFKA_LOGGER  # noqa: E402
+from helpers import OP_TIMEOUT, RDKAFKA_LOGGER, consumer  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
+
+from mesh import ProxyMesh  # noqa: E402
+from confluent_kafka import KafkaError, TopicPartition  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60.0
@@ -244,6 +261,7 @@ class ClusterNode:
         self.workdir = cluster.workdir / f"node-{node_id}"
         self.data_dir = self.workdir / "data"
         self.log_path = self.workdir / "node.log"
+        self.clock_offset_path = self.workdir / "clock-offset-ms"
         self.rack = f"rack-{node_id}"
         self.extra_args: list[str] = []
         self.proc: subprocess.Popen | None = None
@@ -283,6 +301,8 @@ class ClusterNode:
             if isinstance(value, bool):
                 value = "true" if value else "false"
             cmd += ["--set", f"{key}={value}"]
+        if self.cluster.mesh is not None:
+            cmd += ["--set", f"test.peer.address.overrides={self.cluster.mesh.peer_overrides(self.node_id)}"]
         return cmd + self.extra_args
 
     def log_text(self) -> str:
@@ -310,6 +330,10 @@ class ClusterNode:
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
         env["NO_COLOR"] = "1"
+        if self.cluster.mesh is not None or self.cluster.clock_offsets:
+            env["FJORD_TEST_HOOKS"] = "1"
+        if self.cluster.clock_offsets:
+            env["FJORD_TEST_CLOCK_OFFSET_FILE"] = str(self.clock_offset_path)
         self.proc = subprocess.Popen(self.command(), stdout=self._log_file, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env, cwd=str(self.workdir))
         if wait:
@@ -397,7 +421,8 @@ class Cluster:
     ``brokers`` broker-only nodes (ids size+1..size+brokers)."""
 
     def __init__(self, workdir: Path, size: int = 3, settings: dict | None = None,
-                 binary: Path | None = None, brokers: int = 0):
+                 binary: Path | None = None, brokers: int = 0, mesh: bool = False,
+                 clock_offsets: bool = False):
         self.workdir = Path(workdir)
         self.binary = Path(binary or find_binary())
         self.settings = dict(TEST_SETTINGS)
@@ -409,12 +434,21 @@ class Cluster:
             self.nodes[n] = ClusterNode(self, n, ports[3 * i], ports[3 * i + 1], ports[3 * i + 2])
         self._describe_quorum: bool | None = None   # whether the binary serves DescribeQuorum
         self.voters = ",".join(f"{n}@{node.controller_address}" for n, node in self.nodes.items())
+        self.mesh: ProxyMesh | None = None
+        if mesh:
+            self.mesh = ProxyMesh(seed=size)
+            for n, node in self.nodes.items():
+                self.mesh.add_node(n, node.client_port, node.controller_port)
+        self.clock_offsets = clock_offsets
+
         for _ in range(brokers):
             self.add_broker(start=False)
 
     def add_broker(self, start: bool = True, wait: bool = True) -> ClusterNode:
         """A new broker-only node (``process.roles=broker``) with the next free id; started
-        (and waited for) unless ``start=False``."""
+        (and waited for) unless ``start=False``. Not with ``mesh=True``: the mesh proxies the
+        voters' links only."""
+        assert self.mesh is None, "broker-only nodes are not wired into the proxy mesh"
         # Ids are never reused within a cluster (a removed node's data dir stays behind).
         n = max(max(self.nodes), getattr(self, "_last_broker_id", 0)) + 1
         self._last_broker_id = n
@@ -472,8 +506,48 @@ class Cluster:
         """Running and not paused: the nodes that answer."""
         return [n for n, node in sorted(self.nodes.items()) if node.is_running() and not node.paused]
 
+    # ------------------------------------------------------------------ network and clocks
+    def _mesh(self) -> ProxyMesh:
+        assert self.mesh is not None, "start the cluster with mesh=True for network faults"
+        return self.mesh
+
+    def partition(self, a: int, b: int, mode: str = "hold") -> None:
+        """Cuts every link between nodes ``a`` and ``b`` (both directions, both listeners)."""
+        self._mesh().partition(a, b, mode)
+
+    def isolate(self, n: int, mode: str = "hold") -> None:
+        """Cuts node ``n`` off from every other node; clients still reach it directly."""
+        self._mesh().isolate(n, mode, clients=False)
+
+    def split(self, group_a: list[int], group_b: list[int], mode: str = "hold") -> None:
+        """Cuts every link between the two groups of nodes."""
+        self._mesh().split(group_a, group_b, mode)
+
+    def heal(self) -> None:
+        """Every node-to-node link relays again (a no-op without a mesh)."""
+        if self.mesh is not None:
+            self.mesh.heal()
+
+    def set_clock_offset(self, n: int, offset_ms: int) -> None:
+        """Shifts node ``n``'s wall clock by ``offset_ms`` (0 heals); atomic replace."""
+        assert self.clock_offsets, "start the cluster with clock_offsets=True for clock jumps"
+        node = self.nodes[n]
+        tmp = node.clock_offset_path.with_suffix(".tmp")
+        tmp.write_text(f"{int(offset_ms)}\n")
+        os.replace(tmp, node.clock_offset_path)
+
+    def close(self) -> None:
+        """Closes the proxies (after the nodes are down)."""
+        if self.mesh is not None:
+            self.mesh.close()
+
     def shutdown(self) -> list[str]:
-        """SIGTERM to every running node at once, then wait; returns problems (bad exit codes)."""
+        """SIGTERM to every running node at once, then wait; returns problems (bad exit codes).
+        Heals the network and clocks first: a controlled shutdown needs the controller."""
+        self.heal()
+        if self.clock_offsets:
+            for n in self.nodes:
+                self.set_clock_offset(n, 0)
         problems = []
         live = [node for node in self.nodes.values() if node.is_running()]
         for node in live:
@@ -600,7 +674,12 @@ class Cluster:
         return self.wait_for(f"brokers {sorted(expected)} in Metadata", check, timeout)
 
     def ensure_healthy(self) -> None:
-        """Every node running and ready, and every node's Metadata lists all brokers."""
+        """Every link healed, every clock back, every node running and ready, and every node's
+        Metadata lists all brokers."""
+        self.heal()
+        if self.clock_offsets:
+            for n in self.nodes:
+                self.set_clock_offset(n, 0)
         for node in self.nodes.values():
             if node.proc is not None and node.is_running():
                 node.proc.send_signal(signal.SIGCONT)
@@ -656,3 +735,72 @@ def wait_topic(cluster, topic: str, partitions: int, n: int | None = None):
             return t if ok else None
         view = cluster.wait_for(f"{topic} with {partitions} led partitions on node {node}", check)
     return view
+
+
+# ------------------------------------------------------------------ replication helpers
+def wait_isr(cluster, topic: str, partitions: int, members: set[int], timeout: float = 60.0,
+             nodes: list[int] | None = None):
+    """Until every live node (or each of ``nodes``) shows ISR == ``members`` for every
+    partition of ``topic``; returns the last node's view of the topic."""
+    t = None
+    for n in nodes if nodes is not None else cluster.live():
+        def check():
+            t = cluster.raw_metadata(n, [topic]).topics[topic]
+            ok = len(t.partitions) == partitions and all(
+                set(p.isr) == members for p in t.partitions.values())
+            return t if ok else None
+        t = cluster.wait_for(f"ISR {sorted(members)} of {topic} on node {n}", check, timeout)
+    return t
+
+
+def leader_of(cluster, topic: str, partition: int, n: int | None = None) -> int:
+    """The leader of ``topic``-``partition`` as node ``n`` (default: the first live) sees it."""
+    return cluster.raw_metadata(n, [topic]).topics[topic].partitions[partition].leader
+
+
+def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60.0,
+             min_ends: dict[int, int] | None = None) -> dict[int, dict[int, bytes]]:
+    """Every record of every partition up to its high watermark: {partition: {offset: value}}.
+    ``min_ends``: first wait until partition p's high watermark reaches ``min_ends[p]`` (a newly
+    elected leader's high watermark may trail the previous leader's until its followers fetch
+    again, as in Kafka)."""
+    c = consumer(Bootstrap(bootstrap), **{"enable.partition.eof": True})
+    out: dict[int, dict[int, bytes]] = {p: {} for p in range(partitions)}
+    try:
+        ends = {}
+        deadline = time.monotonic() + timeout
+        for p in range(partitions):
+            while True:
+                lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=OP_TIMEOUT, cached=False)
+                if hi >= (min_ends or {}).get(p, 0):
+                    break
+                assert time.monotonic() < deadline, (
+                    f"high watermark of {topic}-{p} stayed at {hi}, below {min_ends[p]}")
+                time.sleep(0.1)
+            ends[p] = hi
+        c.assign([TopicPartition(topic, p, 0) for p in range(partitions) if ends[p] > 0])
+        pending = {p for p in range(partitions) if ends[p] > 0}
+        deadline = time.monotonic() + timeout
+        while pending:
+            assert time.monotonic() < deadline, f"reading {topic} did not reach the ends {ends}"
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    if msg.offset() >= ends[msg.partition()]:
+                        pending.discard(msg.partition())
+                continue
+            out[msg.partition()][msg.offset()] = msg.value()
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                pending.discard(msg.partition())
+    finally:
+        c.close()
+    return out
+
+
+def assert_no_acked_loss(acked: dict[bytes, tuple[int, int]], log: dict[int, dict[int, bytes]]) -> None:
+    """Every acknowledged value is at its acknowledged (partition, offset)."""
+    lost = [(v, where) for v, where in acked.items() if log.get(where[0], {}).get(where[1]) != v]
+    assert not lost, (f"{len(lost)} of {len(acked)} acknowledged records are not at their offsets "
+                      f"(first: {sorted(lost, key=lambda x: x[1])[:5]})")

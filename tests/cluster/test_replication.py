@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import kwire  # noqa: E402
-from fjordcluster import NOT_ENOUGH_REPLICAS, Bootstrap, create_topic  # noqa: E402
+from fjordcluster import (NOT_ENOUGH_REPLICAS, Bootstrap, assert_no_acked_loss, create_topic,  # noqa: E402
+                          leader_of, read_all, wait_isr)
 from helpers import OP_TIMEOUT, RDKAFKA_LOGGER, consumer, producer, unique_topic  # noqa: E402
 
 pytestmark = pytest.mark.replication
@@ -100,58 +101,6 @@ class AckingProducer(threading.Thread):
         self.join(timeout=30)
         remaining = self.producer.flush(flush_timeout)
         assert remaining == 0, f"{remaining} records undelivered after {flush_timeout}s"
-
-
-def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60.0) -> dict[int, dict[int, bytes]]:
-    """Every record of every partition up to its high watermark: {partition: {offset: value}}."""
-    c = consumer(Bootstrap(bootstrap), **{"enable.partition.eof": True})
-    out: dict[int, dict[int, bytes]] = {p: {} for p in range(partitions)}
-    try:
-        ends = {}
-        for p in range(partitions):
-            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=OP_TIMEOUT, cached=False)
-            ends[p] = hi
-        c.assign([TopicPartition(topic, p, 0) for p in range(partitions) if ends[p] > 0])
-        pending = {p for p in range(partitions) if ends[p] > 0}
-        deadline = time.monotonic() + timeout
-        while pending:
-            assert time.monotonic() < deadline, f"reading {topic} did not reach the ends {ends}"
-            msg = c.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    if msg.offset() >= ends[msg.partition()]:
-                        pending.discard(msg.partition())
-                continue
-            out[msg.partition()][msg.offset()] = msg.value()
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                pending.discard(msg.partition())
-    finally:
-        c.close()
-    return out
-
-
-def assert_no_acked_loss(acked: dict[bytes, tuple[int, int]], log: dict[int, dict[int, bytes]]) -> None:
-    lost = [(v, where) for v, where in acked.items() if log.get(where[0], {}).get(where[1]) != v]
-    assert not lost, (f"{len(lost)} of {len(acked)} acknowledged records are not at their offsets "
-                      f"(first: {sorted(lost, key=lambda x: x[1])[:5]})")
-
-
-def wait_isr(cluster, topic: str, partitions: int, members: set[int], timeout: float = 60.0):
-    """Until every running node shows ISR == ``members`` for every partition of ``topic``."""
-    for n in cluster.live():
-        def check():
-            t = cluster.raw_metadata(n, [topic]).topics[topic]
-            ok = len(t.partitions) == partitions and all(
-                set(p.isr) == members for p in t.partitions.values())
-            return t if ok else None
-        t = cluster.wait_for(f"ISR {sorted(members)} of {topic} on node {n}", check, timeout)
-    return t
-
-
-def leader_of(cluster, topic: str, partition: int) -> int:
-    return cluster.raw_metadata(None, [topic]).topics[topic].partitions[partition].leader
 
 
 class Tail(threading.Thread):

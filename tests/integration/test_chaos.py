@@ -152,29 +152,42 @@ def _request(address: str, corr: int, timeout: float = 5.0):
 
 
 def test_mesh_cuts_and_heals_links():
-    from mesh import CLIENT, ProxyMesh
+    from mesh import CLIENT, CONTROLLER, KAFKA, ProxyMesh
 
     echo = _FrameEcho()
     mesh = ProxyMesh(seed=1)
     try:
-        mesh.add_node(1, echo.port)
-        mesh.add_node(2, echo.port)
+        mesh.add_node(1, echo.port, controller_port=echo.port)
+        mesh.add_node(2, echo.port, controller_port=echo.port)
         client_1 = mesh.client_address(1)
         assert _request(client_1, 7) == (7).to_bytes(4, "big") + b"pong"
-        assert mesh.peer_overrides(1) == f"2={mesh.address(1, 2)}"
+        assert mesh.peer_overrides(1) == (f"2@{mesh.address(1, 2)},"
+                                          f"controller:2@{mesh.address(1, 2, CONTROLLER)}")
+        assert mesh.address(1, 2, CONTROLLER) != mesh.address(1, 2, KAFKA)
 
-        assert mesh.partition(CLIENT, 1, "drop") == [(CLIENT, 1)]
+        assert mesh.partition(CLIENT, 1, "drop") == [(CLIENT, 1, KAFKA)]
         assert _request(client_1, 8) == b""            # refused / closed
         assert _request(mesh.address(1, 2), 9) == (9).to_bytes(4, "big") + b"pong"
         mesh.heal()
         assert _request(client_1, 10) == (10).to_bytes(4, "big") + b"pong"
 
         cut = mesh.isolate(1, "hold")
-        assert set(cut) == {(CLIENT, 1), (1, 2), (2, 1)}   # clients never listen: no (1, CLIENT)
+        # clients never listen: no (1, CLIENT); both listeners of each node-to-node link
+        assert set(cut) == {(CLIENT, 1, KAFKA), (1, 2, KAFKA), (1, 2, CONTROLLER),
+                            (2, 1, KAFKA), (2, 1, CONTROLLER)}
         assert _request(client_1, 11, timeout=0.5) is None   # held: nothing relayed
         assert _request(mesh.address(2, 1), 12, timeout=0.5) is None
+        assert _request(mesh.address(1, 2, CONTROLLER), 13, timeout=0.5) is None
         mesh.heal()
-        assert _request(mesh.address(2, 1), 13) == (13).to_bytes(4, "big") + b"pong"
+        assert _request(mesh.address(2, 1), 14) == (14).to_bytes(4, "big") + b"pong"
+
+        # Node-to-node only: clients still reach node 1.
+        cut = mesh.isolate(1, "drop", clients=False)
+        assert all(CLIENT not in link[:2] for link in cut)
+        assert _request(client_1, 15) == (15).to_bytes(4, "big") + b"pong"
+        assert _request(mesh.address(2, 1, CONTROLLER), 16) == b""
+        mesh.heal()
+        assert _request(mesh.address(2, 1, CONTROLLER), 17) == (17).to_bytes(4, "big") + b"pong"
     finally:
         mesh.close()
         echo.sock.close()

@@ -269,7 +269,7 @@ impl<S: RaftLogStore> LocalControllerChannel<S> {
     pub fn new(runtime: Arc<MetadataRuntime<S>>) -> Self {
         Self {
             runtime,
-            clock: crate::time::now_ms,
+            clock: crate::time::monotonic_ms,
         }
     }
 }

@@ -310,7 +310,7 @@ impl Partition {
             leader_throttled: AtomicBool::new(false),
             follower_throttled: AtomicBool::new(false),
         };
-        if let Err(err) = partition.apply_state(state, config, crate::time::now_ms()) {
+        if let Err(err) = partition.apply_state(state, config, crate::time::monotonic_ms()) {
             tracing::warn!(topic = %partition.topic, partition = index, error = %err, "could not take the leadership of a partition");
         }
         partition
@@ -433,6 +433,7 @@ impl Partition {
     /// a new leadership starts ([`LeaderState::become_leader`]: epoch start offset at the log
     /// end, followers reset) or a newer partition epoch is applied (one at our own partition
     /// epoch is ignored); the high watermark is tried. As follower, the leader state goes.
+    /// `now_ms` is the monotonic clock (`time::monotonic_ms`): the leader state measures lag.
     pub fn apply_state(
         &self,
         state: PartitionState,
@@ -550,6 +551,7 @@ impl Partition {
 
     /// The leader's side of one partition of a follower's Fetch (see
     /// `replication::serve_follower_fetch`).
+    /// `now_ms` is the monotonic clock (`time::monotonic_ms`): the leader state measures lag.
     pub fn serve_follower_fetch(
         &self,
         replica: (i32, i64),
@@ -573,6 +575,7 @@ impl Partition {
 
     /// Kafka `maybeShrinkIsr` (the `isr-expiration` task): the AlterPartition entry removing
     /// followers that have not caught up within `replica.lag.time.max.ms`.
+    /// `now_ms` is the monotonic clock (`time::monotonic_ms`): the leader state measures lag.
     pub fn maybe_shrink_isr(&self, now_ms: i64) -> Option<AlterPartitionItem> {
         let mut leader = self.leader.lock();
         let leader = leader.as_mut()?;
@@ -582,6 +585,7 @@ impl Partition {
 
     /// The controller's answer to an ISR change this leader proposed; `None` when it no longer
     /// leads.
+    /// `now_ms` is the monotonic clock (`time::monotonic_ms`): the leader state measures lag.
     pub fn on_alter_partition_result(
         &self,
         sent: &AlterPartitionItem,
@@ -649,9 +653,7 @@ impl Partition {
         now_ms: i64,
         origin: AppendOrigin,
     ) -> Result<LogAppendInfo, PartitionError> {
-        self.append_with(now_ms, |log, leader_epoch| {
-            log.append(records, leader_epoch, now_ms, origin)
-        })
+        self.append_with(|log, leader_epoch| log.append(records, leader_epoch, now_ms, origin))
     }
 
     /// Appends one validated client batch without modifying its bytes (see
@@ -661,7 +663,7 @@ impl Partition {
         batch: &[u8],
         now_ms: i64,
     ) -> Result<LogAppendInfo, PartitionError> {
-        let info = self.append_with(now_ms, |log, leader_epoch| {
+        let info = self.append_with(|log, leader_epoch| {
             log.append_batch(batch, leader_epoch, now_ms, AppendOrigin::Client)
         })?;
         self.count_produced(&info, batch.len());
@@ -685,7 +687,7 @@ impl Partition {
         marker: EndTxnMarker,
         now_ms: i64,
     ) -> Result<LogAppendInfo, PartitionError> {
-        self.append_with(now_ms, |log, leader_epoch| {
+        self.append_with(|log, leader_epoch| {
             log.append_end_txn_marker(producer_id, producer_epoch, marker, leader_epoch, now_ms)
         })
     }
@@ -719,7 +721,6 @@ impl Partition {
     /// single node) it follows the log end at once.
     fn append_with(
         &self,
-        now_ms: i64,
         append: impl FnOnce(&mut Log, i32) -> Result<LogAppendInfo, StorageError>,
     ) -> Result<LogAppendInfo, PartitionError> {
         let leader = self.leader.lock();
@@ -737,7 +738,8 @@ impl Partition {
                 log.maybe_increment_high_watermark(log_end_offset);
             } else {
                 let brokers = self.brokers.snapshot();
-                leader.maybe_increment_high_watermark(log, now_ms, &*brokers);
+                // `now_ms` is the wall clock of the records; followers' lag is monotonic.
+                leader.maybe_increment_high_watermark(log, crate::time::monotonic_ms(), &*brokers);
             }
             self.published.publish(log);
             Ok(info)

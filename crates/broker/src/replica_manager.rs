@@ -330,7 +330,11 @@ impl ReplicaManager {
                         }
                         if assigned {
                             let replication = replication_config(&configs, &config);
-                            match previous.apply_state(state, replication, now_ms()) {
+                            match previous.apply_state(
+                                state,
+                                replication,
+                                crate::time::monotonic_ms(),
+                            ) {
                                 Ok(RoleChange::Unchanged) => {}
                                 Ok(change) => {
                                     applied.role_changes.push((topic_image.id, index, change))

@@ -60,7 +60,9 @@ use crate::replication::{
     FollowerFetchEffects, LeaderAndIsr, LeaderOffsets, OffsetsRequest, PartitionKey,
     PartitionRequest, Purgatory, ReplicationQuota,
 };
-use crate::time::now_ms;
+// Every interval here (purgatory deadlines, ISR lag, fetcher backoff, timers) is measured on
+// the monotonic clock: a wall-clock jump must not expire acks=all waits or shrink ISRs.
+use crate::time::monotonic_ms;
 
 /// Fetch version the follower sends: the first with `ReplicaState` (KIP-903).
 pub const REPLICA_FETCH_VERSION: i16 = 15;
@@ -420,7 +422,7 @@ impl ReplicationShell {
         required_offset: i64,
         timeout_ms: i64,
     ) -> ProduceWait {
-        let now_ms = now_ms();
+        let now_ms = monotonic_ms();
         let mut purgatory = self.purgatory.lock();
         for expired in purgatory.expire(now_ms) {
             let _ = expired.reply.send(Some(ResponseError::RequestTimedOut));
@@ -535,7 +537,11 @@ impl ReplicationShell {
             Ok(()) => self.alter_partition_wake.notify_one(),
             Err(err) => {
                 // Kafka: OPERATION_NOT_ATTEMPTED, back to the committed ISR.
-                partition.on_alter_partition_result(&item, Err(err.response_error()), now_ms());
+                partition.on_alter_partition_result(
+                    &item,
+                    Err(err.response_error()),
+                    monotonic_ms(),
+                );
             }
         }
     }
@@ -566,7 +572,7 @@ impl ReplicationShell {
             );
             let whole_failed = response.is_err();
             let results = self.alter_partition.lock().on_response(response);
-            let now_ms = now_ms();
+            let now_ms = monotonic_ms();
             for (item, result) in results {
                 let Some(partition) = self
                     .replica_manager
@@ -602,7 +608,7 @@ impl ReplicationShell {
     /// The ISR shrink check and the high watermark checkpoint.
     async fn run_timers(self: Arc<Self>) {
         let mut shutdown = self.shutdown.clone();
-        let mut next_checkpoint_ms = now_ms();
+        let mut next_checkpoint_ms = monotonic_ms();
         loop {
             let config = self.replica_manager.config();
             let shrink_interval_ms = (config.replica_lag_time_max_ms / 2).max(1);
@@ -615,7 +621,7 @@ impl ReplicationShell {
                 return;
             }
             self.shrink_isrs();
-            let now_ms = now_ms();
+            let now_ms = monotonic_ms();
             if now_ms >= next_checkpoint_ms {
                 next_checkpoint_ms = now_ms.saturating_add(checkpoint_interval_ms);
                 let manager = self.replica_manager.clone();
@@ -630,7 +636,7 @@ impl ReplicationShell {
 
     /// Kafka `maybeShrinkIsr` for every partition led here.
     pub fn shrink_isrs(&self) {
-        let now_ms = now_ms();
+        let now_ms = monotonic_ms();
         for partition in self.replica_manager.led_partitions() {
             if let Some(item) = partition.maybe_shrink_isr(now_ms) {
                 info!(topic = %partition.topic, partition = partition.index, new_isr = ?item.new_isr(), "shrinking the ISR");
@@ -650,21 +656,36 @@ impl ReplicationShell {
                 return;
             }
             let config = self.replica_manager.config();
-            let now_ms = now_ms();
+            let now_ms = monotonic_ms();
             let mut requests = Vec::new();
             let mut wake_at_ms: Option<i64> = None;
             {
-                let mut core = fetcher.core.lock();
-                let keys: Vec<PartitionKey> = core.partitions().map(|(key, _)| *key).collect();
+                // Lock order: partition (leader, log) before the fetcher core, as `follow` and
+                // the publish path take them; the core is locked per partition, never across
+                // `with_follower_log`.
+                let keys: Vec<PartitionKey> = fetcher
+                    .core
+                    .lock()
+                    .partitions()
+                    .map(|(key, _)| *key)
+                    .collect();
                 for key in keys {
                     let Some(partition) = self.replica_manager.partition_by_id(&key.0, key.1)
                     else {
-                        core.remove_partition(&key);
+                        fetcher.core.lock().remove_partition(&key);
                         continue;
                     };
-                    match partition.with_follower_log(|log| core.poll(&key, log, now_ms)) {
+                    match partition
+                        .with_follower_log(|log| fetcher.core.lock().poll(&key, log, now_ms))
+                    {
+                        // The core is locked again after the partition lock was released.
                         Ok(Ok(Some(PartitionRequest::Fetch(_))))
-                            if self.follower_throttled(&partition, &core, &key, &config) =>
+                            if self.follower_throttled(
+                                &partition,
+                                &fetcher.core.lock(),
+                                &key,
+                                &config,
+                            ) =>
                         {
                             // Kafka `shouldFollowerThrottle`: left out of this round.
                             self.quotas.count_held_back(QuotaSide::Follower);
@@ -674,9 +695,12 @@ impl ReplicationShell {
                         }
                         Ok(Ok(Some(request))) => requests.push((partition, request)),
                         Ok(Ok(None)) => {
-                            if let Some(until) =
-                                core.partition(&key).and_then(|s| s.delayed_until_ms)
-                            {
+                            let delayed = fetcher
+                                .core
+                                .lock()
+                                .partition(&key)
+                                .and_then(|s| s.delayed_until_ms);
+                            if let Some(until) = delayed {
                                 wake_at_ms = Some(wake_at_ms.map_or(until, |w| w.min(until)));
                             }
                         }
@@ -684,7 +708,7 @@ impl ReplicationShell {
                             warn!(topic = %partition.topic, partition = key.1, error = %err, "follower log failed")
                         }
                         Err(_) => {
-                            core.remove_partition(&key);
+                            fetcher.core.lock().remove_partition(&key);
                         }
                     }
                 }
@@ -808,10 +832,9 @@ impl ReplicationShell {
                 );
             }
         }
-        let now_ms = now_ms();
+        let now_ms = monotonic_ms();
         let follower_rate = QuotaSide::Follower.rate_bytes_per_s(config);
         let mut high_watermark_moved = false;
-        let mut core = fetcher.core.lock();
         for (partition, request) in fetches {
             let answer = match (top_level, answers.remove(&request.key)) {
                 (Some(error), _) => FetchPartitionResponse::error(error),
@@ -825,8 +848,13 @@ impl ReplicationShell {
                 self.quotas
                     .record(QuotaSide::Follower, size_bytes, follower_rate);
             }
-            let outcome = partition
-                .with_follower_log(|log| core.on_fetch_response(&request, answer, log, now_ms));
+            // Partition locks first, then the core (see `run_fetcher`).
+            let outcome = partition.with_follower_log(|log| {
+                fetcher
+                    .core
+                    .lock()
+                    .on_fetch_response(&request, answer, log, now_ms)
+            });
             high_watermark_moved |= matches!(
                 outcome,
                 Ok(Ok(FetchOutcome::Appended {
@@ -836,7 +864,6 @@ impl ReplicationShell {
             );
             self.log_outcome(&partition, outcome);
         }
-        drop(core);
         if high_watermark_moved {
             // Consumers parked on this follower (KIP-392) read up to its high watermark.
             self.replica_manager.data_arrived.notify_waiters();
@@ -939,14 +966,17 @@ impl ReplicationShell {
                 answers.insert((topic.topic.to_string(), p.partition), answer);
             }
         }
-        let now_ms = now_ms();
-        let mut core = fetcher.core.lock();
+        let now_ms = monotonic_ms();
         for (partition, request) in requests {
             let Some(answer) = answers.remove(&(partition.topic.to_string(), request.key.1)) else {
                 continue;
             };
-            let outcome = partition
-                .with_follower_log(|log| core.on_epoch_response(&request, answer, log, now_ms));
+            let outcome = partition.with_follower_log(|log| {
+                fetcher
+                    .core
+                    .lock()
+                    .on_epoch_response(&request, answer, log, now_ms)
+            });
             self.log_outcome(&partition, outcome);
         }
         true
@@ -1009,8 +1039,7 @@ impl ReplicationShell {
                 }
             }
         }
-        let now_ms = now_ms();
-        let mut core = fetcher.core.lock();
+        let now_ms = monotonic_ms();
         for (partition, request) in requests {
             let name = (partition.topic.to_string(), request.key.1);
             let (Some(earliest), Some(latest)) = (found[0].remove(&name), found[1].remove(&name))
@@ -1019,8 +1048,12 @@ impl ReplicationShell {
             };
             let answer = earliest
                 .and_then(|earliest| latest.map(|latest| LeaderOffsets { earliest, latest }));
-            let outcome = partition
-                .with_follower_log(|log| core.on_leader_offsets(&request, answer, log, now_ms));
+            let outcome = partition.with_follower_log(|log| {
+                fetcher
+                    .core
+                    .lock()
+                    .on_leader_offsets(&request, answer, log, now_ms)
+            });
             self.log_outcome(&partition, outcome);
         }
         true

@@ -71,7 +71,7 @@ impl MetadataHarness {
                 return Err("the metadata quorum did not bootstrap".to_string());
             }
             runtime
-                .tick(crate::time::now_ms())
+                .tick(crate::time::monotonic_ms())
                 .map_err(|e| e.to_string())?;
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -161,7 +161,7 @@ fn drive(
         loop {
             tokio::select! {
                 _ = ticks.tick() => {
-                    if runtime.tick(crate::time::now_ms()).is_err() {
+                    if runtime.tick(crate::time::monotonic_ms()).is_err() {
                         break;
                     }
                 }
@@ -366,7 +366,7 @@ impl Cluster {
                 return Err("the metadata quorum did not bootstrap".to_string());
             }
             runtime
-                .tick(crate::time::now_ms())
+                .tick(crate::time::monotonic_ms())
                 .map_err(|e| e.to_string())?;
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -528,7 +528,7 @@ fn tick_cluster(
         loop {
             tokio::select! {
                 _ = ticks.tick() => {
-                    if runtime.tick(crate::time::now_ms()).is_err() {
+                    if runtime.tick(crate::time::monotonic_ms()).is_err() {
                         break;
                     }
                 }

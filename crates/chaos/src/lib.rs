@@ -60,7 +60,9 @@
 //!   Allowed, and only counted, for non-idempotent producers, whose retries legitimately
 //!   duplicate.
 //! * **inconsistent offset**: two different values at one (topic, partition, offset) across
-//!   acknowledgements, polls and drains.
+//!   acknowledgements, polls and drains. An acknowledgement of a non-idempotent (acks=1)
+//!   producer whose offset holds another value in the log is not one: acks=1 writes may be
+//!   lost with their leader and their offsets reused (counted as `acks1_overwritten`).
 //! * **reorder**: for one idempotent producer and partition, two sends whose log offsets invert
 //!   their send order (`max.in.flight` ≤ 5 with idempotence must preserve order).
 //! * **poll regression**: a consumer session's polls returned offsets of a partition that do
@@ -74,7 +76,7 @@
 //!
 //! Information (never an anomaly): unknown sends (`info`, or invoked and never completed) and
 //! how many of them are in the log; acknowledged values never returned by any poll
-//! (never-read); duplicates of non-idempotent producers.
+//! (never-read); duplicates of non-idempotent producers; overwritten acks=1 acknowledgements.
 
 #![forbid(unsafe_code)]
 

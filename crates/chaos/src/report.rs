@@ -191,6 +191,9 @@ pub struct InfoCounts {
     pub never_read: u64,
     /// Values of non-idempotent producers at more than one offset.
     pub allowed_duplicates: u64,
+    /// Acknowledgements of non-idempotent (acks=1) producers whose offset holds another value
+    /// in the log: the write was lost with its leader, as Kafka allows for acks=1.
+    pub acks1_overwritten: u64,
     /// `true` when the history had no drain (`--allow-missing-drain`): loss and atomicity
     /// were not checked.
     pub drain_missing: bool,
@@ -246,12 +249,13 @@ impl Report {
             writeln!(
             out,
             "  info: unknown sends {} ({} in the log)  unknown txns visible {}  never read {}  \
-             allowed duplicates {}{}",
+             allowed duplicates {}  acks=1 overwritten {}{}",
             i.unknown_sends,
             i.unknown_sends_in_log,
             i.unknown_txns_visible,
             i.never_read,
             i.allowed_duplicates,
+            i.acks1_overwritten,
             if i.drain_missing { "  NO DRAIN: loss and atomicity not checked" } else { "" }
         );
         for (name, count) in self.anomalies.counts() {

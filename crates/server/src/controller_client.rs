@@ -20,6 +20,7 @@ use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
 use fjord_raft::FileLogStore;
 
 use crate::node_client::{NodeChannelLimits, TcpNodeChannel};
+use crate::test_hooks::{PeerAddresses, PeerListener};
 
 /// Per attempt: a controller that does not answer within this long is skipped.
 const ATTEMPT_TIMEOUT_MS: u64 = 5_000;
@@ -41,16 +42,19 @@ impl ClusterControllerChannel {
         node_id: i32,
         local: Option<Arc<MetadataRuntime<FileLogStore>>>,
         voters: &[(i32, Option<String>)],
+        peer_addresses: &PeerAddresses,
     ) -> Self {
         let remote = TcpNodeChannel::new(
             format!("broker-{node_id}-to-controller"),
             NodeChannelLimits::default(),
         );
         remote.set_endpoints(
-            voters
-                .iter()
-                .filter_map(|(id, address)| address.clone().map(|a| (*id, a)))
-                .collect(),
+            peer_addresses.resolve_all(
+                PeerListener::Controller,
+                voters
+                    .iter()
+                    .filter_map(|(id, address)| address.clone().map(|a| (*id, a))),
+            ),
         );
         Self {
             node_id,
@@ -82,7 +86,7 @@ impl ClusterControllerChannel {
         if let Some(local) = &self.local {
             if local.is_active() {
                 let receiver = local
-                    .submit(request.clone(), fjord_broker::time::now_ms())
+                    .submit(request.clone(), fjord_broker::time::monotonic_ms())
                     .ok()?;
                 return match tokio::time::timeout(Duration::from_millis(timeout_ms), receiver).await
                 {

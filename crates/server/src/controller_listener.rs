@@ -253,7 +253,7 @@ async fn submit(
 ) -> Result<ControllerReply, Refusal> {
     let receiver = endpoint
         .runtime
-        .submit(request, fjord_broker::time::now_ms())
+        .submit(request, fjord_broker::time::monotonic_ms())
         .map_err(|error| Refusal::NotController(error.to_string()))?;
     match tokio::time::timeout(
         std::time::Duration::from_millis(COMMIT_TIMEOUT_MS),

@@ -30,6 +30,7 @@ mod raft_transport;
 mod server;
 mod settings;
 mod splice;
+mod test_hooks;
 mod topic_cli;
 mod txn_cli;
 
@@ -235,16 +236,20 @@ fn merged_settings(args: &ServeArgs) -> anyhow::Result<MergedSettings> {
 
 /// The validated static configuration, as a start would use it (before dynamic configs), and
 /// the merged settings it came from. Fails on a misspelled `FJORD_*` variable, an unknown key
-/// or an invalid value, naming it and where it was given.
-fn static_config(args: &ServeArgs) -> anyhow::Result<(BrokerConfig, MergedSettings)> {
+/// or an invalid value, naming it and where it was given. The hidden test hooks are taken out
+/// of the settings first (see `test_hooks`).
+fn static_config(
+    args: &ServeArgs,
+) -> anyhow::Result<(BrokerConfig, MergedSettings, test_hooks::TestHooks)> {
     let env_names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
     for name in settings::check_environment_names(env_names)? {
         warn!(variable = %name, "ignoring an environment variable that is no fjord setting");
     }
-    let merged = merged_settings(args)?;
+    let mut merged = merged_settings(args)?;
+    let hooks = test_hooks::take_test_hooks(&mut merged, |name| std::env::var(name).ok())?;
     merged.check_known_keys()?;
     let config = BrokerConfig::from_settings(&merged.values).map_err(|err| merged.explain(err))?;
-    Ok((config, merged))
+    Ok((config, merged, hooks))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -285,7 +290,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let (config, merged) = static_config(&args)?;
+    let (config, merged, hooks) = static_config(&args)?;
     if let Some(format) = args.print_config {
         return settings::print_effective_settings(&merged, &config, format);
     }
@@ -294,7 +299,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .thread_name("fjord")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(server::serve(config, shutdown_signal()))
+    test_hooks::install(&hooks, config.node_id);
+    runtime.block_on(server::serve(
+        config,
+        hooks.peer_addresses,
+        shutdown_signal(),
+    ))
 }
 
 /// Client commands piped into `head` and the like end silently when the reader goes away, as

@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use crate::controller_client::ClusterControllerChannel;
 use crate::controller_listener::{serve_controller_connection, ControllerEndpoint};
 use crate::raft_transport::{encode_raft_frame, RaftFrame, RaftPeers, SendOutcome};
+use crate::test_hooks::{PeerAddresses, PeerListener};
 
 /// Raft frames waiting to be stepped; beyond this they are dropped (Raft resends).
 const INBOUND_RAFT_FRAMES_MAX: usize = 4_096;
@@ -68,6 +69,7 @@ impl MetadataService {
         initial_records: Vec<MetadataRecord>,
         seed: u64,
         local_broker_incarnation: Option<uuid::Uuid>,
+        peer_addresses: &PeerAddresses,
     ) -> anyhow::Result<Self> {
         let node_id = config.node_id;
         let voter_ids: Vec<u64> = config
@@ -95,12 +97,14 @@ impl MetadataService {
         quorum.seed = seed;
 
         let cluster_id = Arc::new(RwLock::new(String::new()));
-        let peers: Vec<(i32, String)> = config
-            .controller_quorum_voters
-            .iter()
-            .filter(|(id, _)| *id != node_id)
-            .filter_map(|(id, address)| address.clone().map(|a| (*id, a)))
-            .collect();
+        let peers: Vec<(i32, String)> = peer_addresses.resolve_all(
+            PeerListener::Controller,
+            config
+                .controller_quorum_voters
+                .iter()
+                .filter(|(id, _)| *id != node_id)
+                .filter_map(|(id, address)| address.clone().map(|a| (*id, a))),
+        );
         let sink = Arc::new(PeerSink {
             node_id,
             cluster_id: cluster_id.clone(),
@@ -150,6 +154,7 @@ impl MetadataService {
             node_id,
             Some(runtime.clone()),
             &config.controller_quorum_voters,
+            peer_addresses,
         ));
         Ok(Self {
             runtime,
@@ -206,7 +211,7 @@ async fn tick(
             _ = ticks.tick() => {}
             _ = stop.changed() => return,
         }
-        if let Err(failed) = runtime.tick(fjord_broker::time::now_ms()) {
+        if let Err(failed) = runtime.tick(fjord_broker::time::monotonic_ms()) {
             warn!(error = %failed, "metadata quorum stopped");
             return;
         }
@@ -232,7 +237,7 @@ async fn step_inbound(
                 continue;
             }
         };
-        if let Err(failed) = runtime.step(message, fjord_broker::time::now_ms()) {
+        if let Err(failed) = runtime.step(message, fjord_broker::time::monotonic_ms()) {
             warn!(error = %failed, "metadata quorum stopped");
             return;
         }
@@ -329,6 +334,73 @@ mod tests {
         panic!("no active controller");
     }
 
+    /// Peers are dialed only where `PeerAddresses` says: node 1 reaches node 2 through a relay
+    /// (which sees its connections), and every link to and from node 3 points at a dead
+    /// address. Nodes 1 and 2 form the cluster; node 3, cut off, never learns its id.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn raft_links_follow_the_peer_address_overrides() {
+        let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let dead = free_port();
+        let voters = (0..3)
+            .map(|i| format!("{}@127.0.0.1:{}", i + 1, ports[i]))
+            .collect::<Vec<_>>()
+            .join(",");
+        // A relay in front of node 2's controller listener, counting the connections it takes.
+        let relay = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_port = relay.local_addr().unwrap().port();
+        let relayed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let relay_task = {
+            let relayed = relayed.clone();
+            let upstream = format!("127.0.0.1:{}", ports[1]);
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = relay.accept().await {
+                    relayed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let upstream = upstream.clone();
+                    tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                }
+            })
+        };
+        let overrides = [
+            format!("controller:2@127.0.0.1:{relay_port},controller:3@127.0.0.1:{dead}"),
+            format!("controller:3@127.0.0.1:{dead}"),
+            format!("controller:1@127.0.0.1:{dead},controller:2@127.0.0.1:{dead}"),
+        ];
+        let mut services = Vec::new();
+        for i in 0..3 {
+            let config = node_config(i as i32 + 1, dirs[i].path(), &voters, ports[i]);
+            let peers = PeerAddresses::parse(&overrides[i]).unwrap();
+            services.push(
+                MetadataService::start(&config, Vec::new(), 2_000 + i as u64, None, &peers)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let first = services[0]
+            .wait_for_cluster_id(Duration::from_secs(20))
+            .await
+            .expect("nodes 1 and 2 form the cluster");
+        let second = services[1]
+            .wait_for_cluster_id(Duration::from_secs(20))
+            .await
+            .expect("nodes 1 and 2 form the cluster");
+        assert_eq!(first, second);
+        assert!(relayed.load(std::sync::atomic::Ordering::SeqCst) > 0);
+        // Node 3 learns the id only from Raft messages, and none can reach it.
+        assert_eq!(services[2].runtime.image().cluster_id, None);
+        assert_ne!(services[2].runtime.leader_hint(), Some(1));
+        assert_ne!(services[2].runtime.leader_hint(), Some(2));
+        for service in &services {
+            service.stop();
+        }
+        relay_task.abort();
+    }
+
     /// Three voters over real TCP: they form one cluster id, a request to the active
     /// controller commits on all three, and after the active one stops the other two elect a
     /// new controller that keeps the committed metadata and takes new requests.
@@ -344,9 +416,15 @@ mod tests {
         for i in 0..3 {
             let config = node_config(i as i32 + 1, dirs[i].path(), &voters, ports[i]);
             services.push(Some(
-                MetadataService::start(&config, Vec::new(), 1_000 + i as u64, None)
-                    .await
-                    .unwrap(),
+                MetadataService::start(
+                    &config,
+                    Vec::new(),
+                    1_000 + i as u64,
+                    None,
+                    &PeerAddresses::default(),
+                )
+                .await
+                .unwrap(),
             ));
         }
         let mut ids = Vec::new();

@@ -28,6 +28,8 @@ use fjord_broker::BrokerConfig;
 use fjord_protocol::frame::decode_frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::test_hooks::{PeerAddresses, PeerListener};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -56,7 +58,11 @@ pub struct ObserverService {
 
 impl ObserverService {
     /// Opens the local metadata log (replaying it) and starts the fetch loop.
-    pub async fn start(config: &BrokerConfig) -> anyhow::Result<Self> {
+    /// `peer_addresses` resolves the voters' controller listeners (test hook overrides).
+    pub async fn start(
+        config: &BrokerConfig,
+        peer_addresses: &PeerAddresses,
+    ) -> anyhow::Result<Self> {
         let dir = config.data_dir.join(fjord_storage::METADATA_LOG_DIR_NAME);
         let opened = {
             let dir = dir.clone();
@@ -74,11 +80,13 @@ impl ObserverService {
         let stored_cluster_id = fjord_storage::read_meta_properties(&config.data_dir)
             .context("reading meta.properties")?
             .map(|meta| meta.cluster_id);
-        let voters: Vec<(i32, String)> = config
-            .controller_quorum_voters
-            .iter()
-            .filter_map(|(id, address)| address.clone().map(|a| (*id, a)))
-            .collect();
+        let voters: Vec<(i32, String)> = peer_addresses.resolve_all(
+            PeerListener::Controller,
+            config
+                .controller_quorum_voters
+                .iter()
+                .filter_map(|(id, address)| address.clone().map(|a| (*id, a))),
+        );
         anyhow::ensure!(
             !voters.is_empty(),
             "a broker-only node needs controller.quorum.voters with addresses"
@@ -104,6 +112,7 @@ impl ObserverService {
             config.node_id,
             None,
             &config.controller_quorum_voters,
+            peer_addresses,
         ));
         Ok(Self {
             runtime,
@@ -528,6 +537,7 @@ mod tests {
             Vec::new(),
             1,
             None,
+            &PeerAddresses::default(),
         )
         .await
         .unwrap();
@@ -538,7 +548,9 @@ mod tests {
 
         let observer_dir = tempfile::tempdir().unwrap();
         let observer_config = observer_config(observer_dir.path(), &voters);
-        let observer = ObserverService::start(&observer_config).await.unwrap();
+        let observer = ObserverService::start(&observer_config, &PeerAddresses::default())
+            .await
+            .unwrap();
         assert_eq!(
             observer
                 .wait_for_cluster_id(Duration::from_secs(20))
@@ -604,7 +616,9 @@ mod tests {
         let next = observer.runtime.next_index();
         observer.stop();
         drop(observer);
-        let observer = ObserverService::start(&observer_config).await.unwrap();
+        let observer = ObserverService::start(&observer_config, &PeerAddresses::default())
+            .await
+            .unwrap();
         assert!(observer.runtime.next_index() >= next);
         assert!(observer.runtime.image().topic_by_name("on-four").is_some());
         observer.stop();
@@ -637,9 +651,12 @@ mod tests {
             filled += 1;
         }
         let late_dir = tempfile::tempdir().unwrap();
-        let late = ObserverService::start(&observer_config_with_id(late_dir.path(), &voters, 5))
-            .await
-            .unwrap();
+        let late = ObserverService::start(
+            &observer_config_with_id(late_dir.path(), &voters, 5),
+            &PeerAddresses::default(),
+        )
+        .await
+        .unwrap();
         wait_until("the late observer has the topic", || {
             late.runtime.image().topic_by_name("on-four").is_some()
         })
@@ -658,10 +675,12 @@ mod tests {
             },
         )
         .unwrap();
-        let foreign =
-            ObserverService::start(&observer_config_with_id(foreign_dir.path(), &voters, 6))
-                .await
-                .unwrap();
+        let foreign = ObserverService::start(
+            &observer_config_with_id(foreign_dir.path(), &voters, 6),
+            &PeerAddresses::default(),
+        )
+        .await
+        .unwrap();
         let refused = foreign
             .wait_for_cluster_id(Duration::from_secs(20))
             .await

@@ -26,14 +26,19 @@ use crate::http::{self, HealthState};
 use crate::metadata_service::MetadataService;
 use crate::node_client::{NodeChannelLimits, TcpNodeChannel};
 use crate::observer_service::ObserverService;
+use crate::test_hooks::{PeerAddresses, PeerListener};
 use fjord_broker::node_channel::NodeChannel;
 use fjord_broker::txn_markers::{ClusterTxnMarkerWriter, LocalTxnMarkerWriter};
 
 /// Starts the broker in an order that makes readiness observable: the metrics and health
 /// listener first (live, not ready), then recovery (`Broker::open`), then the Kafka listener,
 /// then ready. Runs until `shutdown_requested` resolves and shutdown completes.
+///
+/// `peer_addresses` resolves every address this node dials on another node (test hook
+/// overrides, see `test_hooks`; empty in production).
 pub async fn serve(
     config: BrokerConfig,
+    peer_addresses: PeerAddresses,
     shutdown_requested: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     // A controller-only node runs the quorum and no broker (see `open_and_run`).
@@ -48,13 +53,14 @@ pub async fn serve(
     let health = Arc::new(HealthState::default());
     let http = tokio::spawn(http::run(metrics_listener, health.clone()));
     info!(metrics_listen = %config.metrics_listen, "metrics and health listener started");
-    let result = open_and_run(config, health, shutdown_requested).await;
+    let result = open_and_run(config, Arc::new(peer_addresses), health, shutdown_requested).await;
     http.abort();
     result
 }
 
 async fn open_and_run(
     config: BrokerConfig,
+    peer_addresses: Arc<PeerAddresses>,
     health: Arc<HealthState>,
     shutdown_requested: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -85,10 +91,11 @@ async fn open_and_run(
     let service = if config.process_roles.controller {
         let initial = initial_records(&registration, legacy.as_ref(), node_id);
         MetadataSource::Quorum(
-            MetadataService::start(&config, initial, seed, Some(incarnation)).await?,
+            MetadataService::start(&config, initial, seed, Some(incarnation), &peer_addresses)
+                .await?,
         )
     } else {
-        MetadataSource::Observer(ObserverService::start(&config).await?)
+        MetadataSource::Observer(ObserverService::start(&config, &peer_addresses).await?)
     };
     let cluster_id = loop {
         if let Some(id) = service.wait_for_cluster_id(Duration::from_secs(5)).await? {
@@ -143,7 +150,11 @@ async fn open_and_run(
         format!("broker-{node_id}"),
         NodeChannelLimits::default(),
     ));
-    let endpoints_task = tokio::spawn(follow_endpoints(service.subscribe(), node_channel.clone()));
+    let endpoints_task = tokio::spawn(follow_endpoints(
+        service.subscribe(),
+        node_channel.clone(),
+        peer_addresses.clone(),
+    ));
     // Starts replication: follower fetchers, AlterPartition, ISR and HW checkpoint timers.
     broker.set_node_channel(node_channel.clone());
     {
@@ -330,10 +341,12 @@ impl MetadataSource {
     }
 }
 
-/// Keeps the node channel's addresses equal to the brokers' client listeners in the image.
+/// Keeps the node channel's addresses equal to the brokers' client listeners in the image
+/// (through the peer address resolver).
 async fn follow_endpoints(
     mut images: watch::Receiver<Arc<MetadataImage>>,
     channel: Arc<TcpNodeChannel>,
+    peer_addresses: Arc<PeerAddresses>,
 ) {
     loop {
         let endpoints: Vec<(i32, String)> = images
@@ -343,7 +356,11 @@ async fn follow_endpoints(
             .filter_map(|broker| {
                 let endpoint =
                     broker.endpoint(fjord_broker::metadata_view::CLIENT_LISTENER_NAME)?;
-                Some((broker.id, format!("{}:{}", endpoint.host, endpoint.port)))
+                let advertised = format!("{}:{}", endpoint.host, endpoint.port);
+                Some((
+                    broker.id,
+                    peer_addresses.resolve(PeerListener::Kafka, broker.id, &advertised),
+                ))
             })
             .collect();
         channel.set_endpoints(endpoints);
@@ -620,24 +637,28 @@ async fn run_log_flusher(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool
     let mut ticker = tokio::time::interval(LOG_FLUSH_CHECK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let retention_interval_ms = broker.config().log_retention_check_interval_ms;
-    let mut next_retention_ms = fjord_broker::time::now_ms().saturating_add(retention_interval_ms);
+    // Scheduled on the monotonic clock (a wall-clock jump neither skips nor bunches checks);
+    // what the checks compare with record timestamps is the wall clock.
+    let mut next_retention_ms =
+        fjord_broker::time::monotonic_ms().saturating_add(retention_interval_ms);
     let producer_check_interval_ms = broker.config().producer_id_expiration_check_interval_ms;
     let mut next_producer_check_ms =
-        fjord_broker::time::now_ms().saturating_add(producer_check_interval_ms);
+        fjord_broker::time::monotonic_ms().saturating_add(producer_check_interval_ms);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let now_ms = fjord_broker::time::now_ms();
-        let retention_due = now_ms >= next_retention_ms;
+        let monotonic_ms = fjord_broker::time::monotonic_ms();
+        let retention_due = monotonic_ms >= next_retention_ms;
         if retention_due {
-            next_retention_ms = now_ms.saturating_add(retention_interval_ms);
+            next_retention_ms = monotonic_ms.saturating_add(retention_interval_ms);
         }
-        let producer_check_due = now_ms >= next_producer_check_ms;
+        let producer_check_due = monotonic_ms >= next_producer_check_ms;
         if producer_check_due {
-            next_producer_check_ms = now_ms.saturating_add(producer_check_interval_ms);
+            next_producer_check_ms = monotonic_ms.saturating_add(producer_check_interval_ms);
         }
+        let now_ms = fjord_broker::time::now_ms();
         let broker = broker.clone();
         // fsync and file deletion block: keep them off the runtime's worker threads.
         let done = tokio::task::spawn_blocking(move || {

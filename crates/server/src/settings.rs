@@ -33,6 +33,8 @@ pub const NON_SETTING_ENV_VARS: &[&str] = &[
     "FJORD_BENCH_TMP",
     "FJORD_JS_PREFIX",
     "FJORD_FUZZ_SHOW_CAUGHT",
+    crate::test_hooks::TEST_HOOKS_ENV,
+    crate::test_hooks::CLOCK_OFFSET_FILE_ENV,
 ];
 
 /// Where a setting's value was given.

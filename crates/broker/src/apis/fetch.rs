@@ -112,7 +112,8 @@ impl ClientMetadata {
             &self.rack_id,
             fetch_offset,
             image,
-            crate::time::now_ms(),
+            // Follower catch-up times are on the monotonic clock (`serve_follower_fetch`).
+            crate::time::monotonic_ms(),
         )
     }
 }
@@ -542,7 +543,8 @@ fn read_for_follower(
     let hold_back = throttled
         && !partition.isr_contains(replica.0)
         && quotas.is_exceeded(QuotaSide::Leader, leader_rate);
-    let served = partition.serve_follower_fetch(replica, &request, limit, crate::time::now_ms());
+    let served =
+        partition.serve_follower_fetch(replica, &request, limit, crate::time::monotonic_ms());
     let (mut answer, effects) = match served {
         Ok(served) => served,
         Err(PartitionError::Deleted) => {

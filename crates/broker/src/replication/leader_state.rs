@@ -2,8 +2,9 @@
 //! the rules that move the high watermark and the ISR (Kafka's `Partition` leader side,
 //! `Replica`/`ReplicaState`, `PartitionState`).
 //!
-//! Pure: no locks, no clock (time comes in as `now_ms`, wall-clock milliseconds like Kafka's
-//! `time.milliseconds`), no I/O except through the [`ReplicaLog`] it is handed.
+//! Pure: no locks, no clock (time comes in as `now_ms`: the broker passes
+//! [`crate::time::monotonic_ms`], so a wall-clock jump cannot make followers look lagging or
+//! caught up), no I/O except through the [`ReplicaLog`] it is handed.
 //!
 //! - Follower fetches ([`LeaderState::on_follower_fetch`], Kafka
 //!   `Replica.updateFetchStateOrThrow`) record each follower's log end offset, log start

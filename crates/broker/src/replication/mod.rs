@@ -1,5 +1,6 @@
 //! Kafka-style ISR replication as pure cores (issue 8, design sections 5 and 10 slice D):
-//! no tokio, no sockets, no clock (time is passed in as `now_ms`). A later step wires them
+//! no tokio, no sockets, no clock (time is passed in as `now_ms`; the shell passes the
+//! monotonic clock, `crate::time::monotonic_ms`). A later step wires them
 //! into the broker: the async shell only moves requests and answers between these cores,
 //! the network and the partition logs.
 //!

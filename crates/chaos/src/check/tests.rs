@@ -248,6 +248,27 @@ fn inconsistent_offset() {
 }
 
 #[test]
+fn overwritten_acks_one_acknowledgement_is_information() {
+    let mut h = clean();
+    // n's acks=1 write acknowledged at (1, 2) by a leader that then failed: the next leader
+    // wrote a2' there. Kafka allows that loss for acks=1.
+    h.send("n", 1, 2, "n1").send("a", 1, 2, "a3");
+    drained(&mut h).drain("read_uncommitted", &[(1, 2, "a3")]);
+    let r = h.check().unwrap();
+    assert!(r.valid, "{}", r.summary());
+    assert_eq!(r.info.acks1_overwritten, 1);
+    // The same with an idempotent producer's acknowledgement is an inconsistent offset.
+    let mut h = clean();
+    h.send("b", 1, 2, "b2").send("a", 1, 2, "a3");
+    drained(&mut h).drain("read_uncommitted", &[(1, 2, "a3")]);
+    let r = h.check().unwrap();
+    assert!(!r.valid);
+    assert_eq!(r.anomalies.inconsistent_offsets.count, 1, "{}", r.summary());
+    assert_eq!(r.anomalies.lost.count, 1, "{}", r.summary());
+    assert_eq!(r.info.acks1_overwritten, 0);
+}
+
+#[test]
 fn reorder_within_producer_and_partition() {
     let mut h = clean();
     // a3 is sent before a4 but written after it; acks and drain agree on the inverted order
