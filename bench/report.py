@@ -61,6 +61,8 @@ def combine(args):
             cpu = broker.get("cpu_seconds")
             broker["gb_moved"] = moved / 1e9
             broker["cpu_seconds_per_gb"] = cpu / (moved / 1e9) if cpu is not None and moved else None
+            node_cpu = broker.get("node_cpu_seconds") or []
+            broker["node_cpu_seconds_per_gb"] = [c / (moved / 1e9) for c in node_cpu] if moved else []
             client_cpu = broker.get("client_cpu_seconds")
             broker["client_cpu_seconds_per_gb"] = (
                 client_cpu / (moved / 1e9) if client_cpu is not None and moved else None)
@@ -118,6 +120,11 @@ def markdown(res):
             notes.append(f"- {w['name']}: fjord-bench exited with {br['exit_code']}")
         if br.get("log_warn_error_lines"):
             notes.append(f"- {w['name']}: {br['log_warn_error_lines']} WARN/ERROR lines in the broker log")
+        if (br.get("nodes") or 1) > 1:
+            per_node = " / ".join(f"{c:.1f}" for c in br.get("node_cpu_seconds_per_gb", []))
+            notes.append(f"- {w['name']}: {br['nodes']} local nodes (scripts/cluster), replication factor "
+                         f"{w['workload'].get('replication_factor', 1)}; broker CPU s/GB summed over the nodes "
+                         f"(per node: {per_node}); peak RSS and RSS after are the largest node's")
         idle = br.get("idle_partitions")
         if idle:
             notes.append(f"- {w['name']}: broker RSS {idle['rss_before_kb'] / 1024:.1f} MiB -> "

@@ -186,9 +186,10 @@ METADATA_TOPIC = "__cluster_metadata"
 
 
 def raw_quorum_leader(port: int, timeout: float = 3.0) -> tuple[int, int] | None:
-    """DescribeQuorum v0 for ``__cluster_metadata``-0 at the broker on ``port``: (leader id,
-    leader epoch = Raft term) when that node is the Raft leader, None when it answers
-    NOT_LEADER_OR_FOLLOWER (only the leader describes the quorum) or any other error."""
+    """DescribeQuorum v0 for ``__cluster_metadata``-0 at ``port``: (leader id, leader epoch =
+    Raft term), None on NOT_LEADER_OR_FOLLOWER or any other error.  On a controller listener
+    only the Raft leader answers (Kafka's ``KafkaRaftClient``); a broker listener forwards the
+    request to the leader (as Kafka brokers do), so every broker answers with the leader's view."""
     body = kwire.compact_array([
         kwire.compact_string(METADATA_TOPIC)
         + kwire.compact_array([kwire.i32(0) + kwire.TAGS])
@@ -600,14 +601,14 @@ class Cluster:
         return self._describe_quorum
 
     def quorum_leader(self) -> tuple[int, int] | None:
-        """(leader id, Raft term) from DescribeQuorum, asking every running, not paused node
-        (only the Raft leader answers); the highest term wins."""
+        """(leader id, Raft term) from DescribeQuorum, asking the controller listener of every
+        running, not paused node (only the Raft leader answers there); the highest term wins."""
         best = None
         for n, node in sorted(self.nodes.items()):
             if not node.is_running() or node.paused:
                 continue
             try:
-                answer = raw_quorum_leader(node.client_port)
+                answer = raw_quorum_leader(node.controller_port)
             except (OSError, ValueError, AssertionError):
                 continue
             if answer is not None and (best is None or answer[1] > best[1]):

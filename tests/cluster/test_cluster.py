@@ -8,7 +8,9 @@ controller gives.  ``test_replication.py`` has the data-path tests.
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 import urllib.request
 import sys
 import time
@@ -23,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fjordcluster import (  # noqa: E402
     INVALID_REPLICA_ASSIGNMENT, INVALID_REPLICATION_FACTOR, Bootstrap, create_topic,
-    raw_create_topic, read_meta_properties, wait_topic)
+    raw_create_topic, raw_quorum_leader, read_meta_properties, wait_topic)
 from helpers import (  # noqa: E402
     OP_TIMEOUT, consume_n, consumer, error_code_of, produce_all, producer, unique_topic)
 
@@ -63,6 +65,26 @@ def test_cluster_forms_with_one_id_and_racks(cluster):
         desc = a.describe_cluster().result(timeout=OP_TIMEOUT)
         assert desc.cluster_id == cluster_id
         assert {node.id: node.rack for node in desc.nodes} == {b: f"rack-{b}" for b in ids}
+
+
+def test_describe_quorum_is_answered_by_the_leader_and_forwarded_by_every_broker(cluster):
+    leader = cluster.wait_for("a Raft leader", cluster.quorum_leader)
+    for n in cluster.ids():
+        # Controller listeners: only the Raft leader describes the quorum (KafkaRaftClient).
+        on_controller = raw_quorum_leader(cluster.node(n).controller_port)
+        assert on_controller == (leader if n == leader[0] else None), (n, on_controller)
+        # Broker listeners forward to the leader, as Kafka brokers do.
+        assert raw_quorum_leader(cluster.node(n).client_port) == leader, n
+    # The CLI connected to a follower gets its answer from that broker.
+    follower = next(n for n in cluster.ids() if n != leader[0])
+    result = subprocess.run(
+        [str(cluster.binary), "cluster", "describe-quorum", "--bootstrap",
+         cluster.bootstrap_of(follower), "--output", "json"],
+        capture_output=True, text=True, timeout=60, check=True)
+    quorum = json.loads(result.stdout)
+    assert quorum["answered_by"] == cluster.bootstrap_of(follower), quorum
+    assert (quorum["leader_id"], quorum["leader_epoch"]) == leader, quorum
+    assert sorted(v["node_id"] for v in quorum["voters"]) == sorted(cluster.ids()), quorum
 
 
 # --------------------------------------------------------------------------- 2. placement
@@ -158,6 +180,7 @@ def test_broker_kill9_is_fenced_and_leaderships_move(cluster):
                   and any(p.leader == n for p in before.partitions.values()))
     led = {p: part for p, part in before.partitions.items() if part.leader == victim}
     survivors = [n for n in cluster.ids() if n != victim]
+    expands_before = sum(metric(cluster.node(n), "fjord_isr_expands_total") for n in survivors)
 
     cluster.kill(victim)
 
@@ -194,6 +217,16 @@ def test_broker_kill9_is_fenced_and_leaderships_move(cluster):
     after = cluster.raw_metadata(victim, [topic]).topics[topic]
     for p, part in after.partitions.items():
         assert victim not in part.offline, f"partition {p} still lists {victim} offline: {part}"
+
+    # Fencing took it out of every ISR at the controller; the surviving leaders put it back
+    # with AlterPartition once it caught up, each counted (Kafka's IsrExpandsPerSec).
+    def rejoined():
+        t = cluster.raw_metadata(survivors[0], [topic]).topics[topic]
+        return all(victim in part.isr for part in t.partitions.values())
+
+    cluster.wait_for(f"broker {victim} back in every ISR", rejoined, timeout=60)
+    expands = sum(metric(cluster.node(n), "fjord_isr_expands_total") for n in survivors)
+    assert expands - expands_before >= len(before.partitions), (expands_before, expands)
 
 
 def test_paused_broker_is_fenced_and_unfenced_after_resume(cluster):

@@ -1,12 +1,14 @@
 """Smoke test of ``scripts/cluster up|status|kill|start|down`` (the local 3-node cluster for humans).
 
-The script uses fixed ports (clients 1909N, controllers 1919N, metrics 1929N): the test is skipped
-when one of them is taken (another cluster runs on this machine), never fights over them.
+The script's default ports (clients 1909N, controllers 1919N, metrics 1929N) belong to humans:
+the test moves them with ``up --port-base`` to a range that is free now (the other commands find
+it in the cluster dir), so it never fights another cluster on this machine.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,7 +24,7 @@ from fjordcluster import REPO_ROOT, find_binary, raw_metadata, read_meta_propert
 
 SCRIPT = REPO_ROOT / "scripts" / "cluster"
 NODES = (1, 2, 3)
-PORTS = [base + n for base in (19090, 19190, 19290) for n in NODES]
+DEFAULT_PORT_BASE = 19090
 
 
 def _port_taken(port: int) -> bool:
@@ -56,10 +58,18 @@ def _wait_gone(directory: Path, n: int, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+def _free_port_base() -> int:
+    """A base P whose ports P+N, P+100+N and P+200+N are free, never the default."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000, 10)
+        if not any(_port_taken(base + off + n) for off in (0, 100, 200) for n in NODES):
+            return base
+    pytest.skip("no free port range for scripts/cluster")
+
+
 def test_scripts_cluster_up_status_kill_start_down(tmp_path):
-    taken = [p for p in PORTS if _port_taken(p)]
-    if taken:
-        pytest.skip(f"scripts/cluster's fixed ports are in use: {taken}")
+    base = _free_port_base()
+    assert base != DEFAULT_PORT_BASE
     directory = tmp_path / "fjord-cluster"
     env = dict(os.environ, FJORD_BIN=str(find_binary()), NO_COLOR="1")
 
@@ -77,7 +87,7 @@ def test_scripts_cluster_up_status_kill_start_down(tmp_path):
     try:
         # shutdown.timeout.ms bounds `down`: the node stopping last has no controller quorum
         # left to finish its controlled shutdown with, and waits that long.
-        out = run("up", "--", "--set", "broker.session.timeout.ms=3000",
+        out = run("up", "--port-base", str(base), "--", "--set", "broker.session.timeout.ms=3000",
                   "--set", "broker.heartbeat.interval.ms=500", "--set", "shutdown.timeout.ms=5000")
         assert "cluster ready" in out, out
         for n in NODES:
@@ -89,7 +99,7 @@ def test_scripts_cluster_up_status_kill_start_down(tmp_path):
         for n in NODES:
             assert f"node {n}: running" in out, out
         assert cluster_id in out, out
-        md = raw_metadata(19091)
+        md = raw_metadata(base + 1)
         assert set(md.brokers) == set(NODES)
         assert md.cluster_id == cluster_id
 
@@ -101,7 +111,7 @@ def test_scripts_cluster_up_status_kill_start_down(tmp_path):
 
         run("start", "2")      # waits for /health/ready
         assert _pid(directory, 2) is not None
-        md = raw_metadata(19092)
+        md = raw_metadata(base + 2)
         assert set(md.brokers) == set(NODES), md.brokers
         out = run("status")
         for n in NODES:

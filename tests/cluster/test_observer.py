@@ -80,8 +80,8 @@ def test_broker_only_node_is_an_observer_listed_by_every_node(cluster):
 
 
 def test_cluster_status_shows_the_broker_only_node(cluster):
-    # Asked through the broker-only node itself: it forwards nothing, it answers from its image
-    # and finds the quorum's leader among the others for DescribeQuorum.
+    # Asked through the broker-only node itself: it answers from its image, and forwards
+    # DescribeQuorum to the quorum's leader (as Kafka brokers do).
     def status():
         proc = subprocess.run(
             [str(cluster.binary), "cluster", "status", "--bootstrap",

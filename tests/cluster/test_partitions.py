@@ -165,16 +165,18 @@ def test_isolated_active_controller_is_replaced(mesh_cluster):
 
     c.isolate(controller)
 
+    # Asked on the controller listeners, where only the Raft leader describes the quorum (a
+    # broker listener forwards DescribeQuorum to the leader, as Kafka brokers do).
     def new_controller():
         for n in others:
-            answer = raw_quorum_leader(c.node(n).client_port)
+            answer = raw_quorum_leader(c.node(n).controller_port)
             if answer is not None and answer[0] in others and answer[1] > term_before:
                 return answer
         return None
     leader, term = c.wait_for("a new Raft leader among the others at a higher term", new_controller)
     # Check-quorum: the isolated node stops claiming the leadership it cannot exercise.
     c.wait_for(f"node {controller} to step down",
-               lambda: raw_quorum_leader(c.node(controller).client_port) is None)
+               lambda: raw_quorum_leader(c.node(controller).controller_port) is None)
     # The majority goes on: a metadata change through a survivor, the isolated broker fenced.
     topic = unique_topic("after-controller-cut")
     err, message = raw_create_topic(c.node(others[0]).client_port, topic, partitions=1,

@@ -325,3 +325,62 @@ def test_group_offsets_survive_coordinator_kill9(cluster):
         assert m.offset() >= committed[m.partition()], f"re-read below the committed offset: {m.offset()}"
     assert {m.value() for m in rest} | consumed_first == {f"m-{i}".encode() for i in range(300)}
     cluster.start(coordinator)
+
+
+@pytest.mark.parametrize("unclean", [True, False], ids=["unclean-enabled", "default"])
+def test_only_in_sync_replica_dies_unclean_leader_election_decides(cluster, unclean):
+    # Replicas a and b, node c none. b falls out of the ISR (killed, fenced); a takes records
+    # b never gets; then a, the only ISR member, dies and b comes back. With
+    # unclean.leader.election.enable=true on the topic the controller elects b anyway (Kafka's
+    # unclean election: a's last records are lost); with the default the partition stays
+    # offline (leader -1, ISR [a]) until a returns, losing nothing.
+    a, b = 1, 2
+    topic = unique_topic("unclean" if unclean else "clean-only")
+    config = {"min.insync.replicas": "1"}
+    if unclean:
+        config["unclean.leader.election.enable"] = "true"
+    create_topic(cluster, topic, partitions=1, rf=-1, config=config, assignment=[[a, b]])
+    wait_isr(cluster, topic, 1, {a, b})
+    p = producer(Bootstrap(cluster.bootstrap), acks="all")
+    for value in (b"both-0", b"both-1"):
+        p.produce(topic, value=value, partition=0)
+    assert p.flush(30) == 0
+    epoch_before = cluster.raw_metadata(a, [topic]).topics[topic].partitions[0].leader_epoch
+
+    cluster.kill(b)
+    wait_isr(cluster, topic, 1, {a})
+    only_a = [f"only-a-{i}".encode() for i in range(3)]
+    for value in only_a:
+        err, _ = raw_produce(cluster.node(a).client_port, topic, 0, acks=1, value=value)
+        assert err == 0, err
+    # The only ISR member dies; with b down as well the metadata quorum waits for b.
+    cluster.kill(a)
+    cluster.start(b)
+
+    # Settled: b unfenced and a fenced, as b sees it. The elections these trigger are in the
+    # same metadata entries, so what b shows now is the controller's decision.
+    def settled():
+        md = cluster.raw_metadata(b, [topic])
+        return md if b in md.brokers and a not in md.brokers else None
+
+    part = cluster.wait_for(f"broker {b} unfenced and {a} fenced", settled, timeout=60) \
+        .topics[topic].partitions[0]
+    if unclean:
+        assert (part.leader, part.isr) == (b, [b]), part
+        assert part.leader_epoch > epoch_before, part
+        # b leads with what it had: a's last records are gone.
+        assert list(read_all(cluster.bootstrap_of(b), topic, 1)[0].values()) == [b"both-0", b"both-1"]
+        err, offset = raw_produce(cluster.node(b).client_port, topic, 0, acks=1, value=b"after")
+        assert (err, offset) == (0, 2)
+        # a returns as a follower and truncates its divergent tail (KIP-101).
+        cluster.start(a)
+        wait_isr(cluster, topic, 1, {a, b})
+        expected = [b"both-0", b"both-1", b"after"]
+    else:
+        assert (part.leader, part.isr) == (-1, [a]), part
+        # a returns: the partition is led by its only in-sync replica again, nothing lost.
+        cluster.start(a)
+        cluster.wait_for(f"{a} to lead {topic} again", lambda: leader_of(cluster, topic, 0) == a)
+        wait_isr(cluster, topic, 1, {a, b})
+        expected = [b"both-0", b"both-1", *only_a]
+    assert list(read_all(cluster.bootstrap, topic, 1)[0].values()) == expected

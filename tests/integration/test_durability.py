@@ -202,6 +202,38 @@ def test_graceful_restart_keeps_topics_and_data(broker):
     assert t3 not in names and t1 in names
 
 
+UNCLEAN = "previous shutdown was not clean"
+
+
+def test_only_an_existing_dir_without_the_marker_is_unclean(broker):
+    # A brand-new data dir had no previous run to shut down.
+    assert UNCLEAN not in broker.log_path.read_text(errors="replace")
+    broker.restart()      # graceful: the marker is written
+    assert UNCLEAN not in broker.log_path.read_text(errors="replace")
+    broker.kill9()
+    broker.start()
+    assert UNCLEAN in broker.log_path.read_text(errors="replace")
+
+
+def test_stray_partition_dirs_are_renamed_at_start(broker):
+    t = unique_topic("kept")
+    create_topic(broker, t, partitions=1)
+    broker.stop()
+    ghost = broker.data_dir / "ghost-topic-0"     # no such topic in the metadata
+    ghost.mkdir()
+    (ghost / "evidence").write_bytes(b"kept for an operator")
+    broker.start()      # returns once the Kafka listener is bound, after the stray check
+    assert not ghost.exists()
+    strays = [d for d in broker.data_dir.iterdir() if d.name.endswith("-stray")]
+    assert [d.name.split(".")[0] for d in strays] == ["ghost-topic-0"], strays
+    assert (strays[0] / "evidence").read_bytes() == b"kept for an operator"
+    assert (broker.data_dir / f"{t}-0").is_dir()
+    assert watermarks(broker, t, 0) == (0, 0)
+    broker.restart()    # a stray stays a stray
+    assert [d.name for d in broker.data_dir.iterdir() if d.name.endswith("-stray")] == \
+        [strays[0].name]
+
+
 def test_restart_twice_with_empty_topic(broker):
     t = unique_topic("empty-rs")
     create_topic(broker, t, partitions=2)

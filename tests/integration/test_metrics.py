@@ -119,6 +119,9 @@ def test_produce_and_fetch_traffic_requests_and_log_gauges(broker):
     assert value(after_produce, "fjord_partitions") >= 1
     # A single node is the ISR of every partition it leads.
     assert value(after_produce, "fjord_under_replicated_partitions") == 0
+    # Kafka's IsrShrinksPerSec / IsrExpandsPerSec as counters: nothing to shrink or expand.
+    assert value(after_produce, "fjord_isr_shrinks_total") == 0
+    assert value(after_produce, "fjord_isr_expands_total") == 0
     assert value(after_produce, "fjord_log_end_offset", topic=topic, partition="0") == n
     assert value(after_produce, "fjord_log_start_offset", topic=topic, partition="0") == 0
     assert value(after_produce, "fjord_log_size_bytes", topic=topic, partition="0") >= bytes_in

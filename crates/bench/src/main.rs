@@ -63,15 +63,17 @@ struct RunArgs {
     /// Broker bootstrap address (`bootstrap.servers`).
     #[arg(long, default_value = "127.0.0.1:9092", env = "FJORD_BENCH_BOOTSTRAP")]
     bootstrap: String,
-    /// Preset: 1p-100b, 16p-1kb, 16p-1kb-latency, 16p-1kb-lz4, 16p-1kb-zstd, 1000p, catchup.
+    /// Preset: 1p-100b, 16p-1kb, 16p-1kb-latency, 16p-1kb-lz4, 16p-1kb-zstd, 1000p, catchup,
+    /// replicated-rf3-acks-all (needs 3 brokers in `--bootstrap`'s cluster).
     /// Without it the run is `custom`, built from the flags below. Flags given together with a
     /// preset override the preset's values.
     #[arg(long, short = 'w', value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
     workload: Option<String>,
     /// Replication factor of the topic the run creates (e.g. 3 with `--acks all` against a
-    /// 3-node cluster: the replicated-produce benchmark).
-    #[arg(long, default_value_t = 1)]
-    replication_factor: i32,
+    /// 3-node cluster: the replicated-produce benchmark) [presets: 1, 3 for
+    /// replicated-rf3-acks-all; custom default: 1].
+    #[arg(long)]
+    replication_factor: Option<i32>,
     /// Short run: 8 s per workload instead of 30 s, 256 MiB catch-up backlog instead of 2 GiB.
     #[arg(long)]
     quick: bool,
@@ -175,7 +177,13 @@ fn main() -> Result<()> {
         Command::Baseline(args) => cmd_baseline(args),
         Command::List => {
             for name in PRESETS {
-                println!("{name:<16} {}", workload::describe(name));
+                let brokers = workload::brokers_needed(name);
+                let cluster = if brokers > 1 {
+                    format!(" (needs {brokers} brokers)")
+                } else {
+                    String::new()
+                };
+                println!("{name:<24} {}{cluster}", workload::describe(name));
             }
             Ok(())
         }
@@ -207,8 +215,16 @@ fn build_workload(a: &RunArgs) -> Result<Workload> {
             },
             messages: None,
             backlog_bytes: None,
+            replication_factor: 1,
+            min_insync_replicas: None,
         },
     };
+    if let Some(v) = a.replication_factor {
+        if v < 1 {
+            bail!("--replication-factor must be at least 1");
+        }
+        w.replication_factor = v;
+    }
     if let Some(v) = a.partitions {
         w.partitions = v;
     }
@@ -260,16 +276,8 @@ fn cmd_run(a: RunArgs) -> Result<()> {
         max_in_flight_bytes: a.max_in_flight_mib << 20,
         keys: a.keys,
         idempotence: a.idempotence,
-        replication_factor: a.replication_factor,
-        topic_configs: a
-            .topic_config
-            .iter()
-            .map(|kv| {
-                kv.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .with_context(|| format!("--topic-config {kv}: expected NAME=VALUE"))
-            })
-            .collect::<Result<_>>()?,
+        replication_factor: w.replication_factor,
+        topic_configs: topic_configs(&w, &a.topic_config)?,
     };
     let r = load::run(&w, &opts)?;
     let table = render_table(&r);
@@ -324,6 +332,25 @@ fn fmt_lat(p: &Option<Percentiles>) -> String {
     }
 }
 
+/// The topic configs of a run: the workload's `min.insync.replicas`, then every
+/// `--topic-config NAME=VALUE` (which wins over the workload's).
+fn topic_configs(w: &Workload, flags: &[String]) -> Result<Vec<(String, String)>> {
+    let mut configs: Vec<(String, String)> = flags
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("--topic-config {kv}: expected NAME=VALUE"))
+        })
+        .collect::<Result<_>>()?;
+    if let Some(min_isr) = w.min_insync_replicas {
+        if !configs.iter().any(|(k, _)| k == "min.insync.replicas") {
+            configs.insert(0, ("min.insync.replicas".to_string(), min_isr.to_string()));
+        }
+    }
+    Ok(configs)
+}
+
 /// The human-readable report of one run.
 fn render_table(r: &RunResult) -> String {
     let w = &r.workload;
@@ -332,8 +359,8 @@ fn render_table(r: &RunResult) -> String {
         .rate_mb_s
         .map_or_else(|| "max".to_string(), |v| format!("{v} MB/s"));
     s.push_str(&format!(
-        "\nworkload {}: {} partitions, {} B, acks={}, {} producer(s), {} consumer(s), rate {}, compression {}\n",
-        w.name, w.partitions, w.message_size, w.acks, w.producers, w.consumers, rate, w.compression
+        "\nworkload {}: {} partitions, {} B, acks={}, {} producer(s), {} consumer(s), rate {}, compression {}, replication factor {}\n",
+        w.name, w.partitions, w.message_size, w.acks, w.producers, w.consumers, rate, w.compression, w.replication_factor
     ));
     let row = |label: &str, t: &stats::Throughput| {
         format!(
@@ -395,5 +422,37 @@ mod tests {
         assert_eq!(w.message_size, 1024);
         assert_eq!(w.rate_mb_s, Some(10.0));
         assert_eq!(w.duration_s, workload::QUICK_DURATION_S);
+        assert_eq!(w.replication_factor, 1);
+    }
+
+    #[test]
+    fn the_replicated_preset_sets_its_topic_and_flags_win() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["fjord-bench", "run", "-w", "replicated-rf3-acks-all"];
+            args.extend_from_slice(extra);
+            let Command::Run(a) = Cli::parse_from(args).command else {
+                panic!("expected run");
+            };
+            let w = build_workload(&a).expect("workload");
+            let configs = topic_configs(&w, &a.topic_config).expect("configs");
+            (w, configs)
+        };
+        let (w, configs) = parse(&[]);
+        assert_eq!((w.replication_factor, w.acks.as_str()), (3, "all"));
+        assert_eq!(
+            configs,
+            vec![("min.insync.replicas".to_string(), "2".to_string())]
+        );
+        let (w, configs) = parse(&[
+            "--replication-factor",
+            "2",
+            "--topic-config",
+            "min.insync.replicas=1",
+        ]);
+        assert_eq!(w.replication_factor, 2);
+        assert_eq!(
+            configs,
+            vec![("min.insync.replicas".to_string(), "1".to_string())]
+        );
     }
 }

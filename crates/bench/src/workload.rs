@@ -41,6 +41,10 @@ pub struct Workload {
     /// Catch-up mode: pre-fill this many payload bytes with no consumer running, then
     /// consume everything from the beginning as fast as possible.
     pub backlog_bytes: Option<u64>,
+    /// Replicas per partition of the topic the run creates (3 needs a 3-node cluster).
+    pub replication_factor: i32,
+    /// The topic's `min.insync.replicas`; `None` leaves the broker's default.
+    pub min_insync_replicas: Option<i32>,
 }
 
 /// Names of the presets, in suite order.
@@ -52,7 +56,13 @@ pub const PRESETS: &[&str] = &[
     "16p-1kb-zstd",
     "1000p",
     "catchup",
+    "replicated-rf3-acks-all",
 ];
+
+/// Presets that need a cluster of at least this many brokers (the replication factor).
+pub fn brokers_needed(name: &str) -> i32 {
+    preset(name, true).map_or(1, |w| w.replication_factor)
+}
 
 /// One-line description of each preset (for `fjord-bench list` and `--help`).
 pub fn describe(name: &str) -> &'static str {
@@ -65,6 +75,9 @@ pub fn describe(name: &str) -> &'static str {
         "1000p" => "1,000 partitions, 100 B, acks=1, 1 producer, 1 consumer, max rate",
         "catchup" => {
             "16 partitions, 1 KiB: pre-fill a backlog (2 GiB, --quick 256 MiB), then consume it from the start"
+        }
+        "replicated-rf3-acks-all" => {
+            "16p-1kb on 3 brokers: replication factor 3, acks=all, min.insync.replicas=2"
         }
         _ => "",
     }
@@ -90,6 +103,8 @@ pub fn preset(name: &str, quick: bool) -> Option<Workload> {
         duration_s,
         messages: None,
         backlog_bytes: None,
+        replication_factor: 1,
+        min_insync_replicas: None,
     };
     let w = match name {
         "1p-100b" => base(1, 100, "1", 1, 1),
@@ -116,6 +131,13 @@ pub fn preset(name: &str, quick: bool) -> Option<Workload> {
             }),
             ..base(16, 1024, "1", 2, 2)
         },
+        // Kafka's usual durable setting: every write on 3 brokers, acknowledged once the
+        // in-sync replicas (at least 2) have it.
+        "replicated-rf3-acks-all" => Workload {
+            replication_factor: 3,
+            min_insync_replicas: Some(2),
+            ..base(16, 1024, "all", 2, 2)
+        },
         _ => return None,
     };
     Some(w)
@@ -134,6 +156,24 @@ mod tests {
             assert!(!describe(name).is_empty());
         }
         assert!(preset("nope", false).is_none());
+    }
+
+    #[test]
+    fn the_replicated_preset_is_16p_1kb_on_three_replicas() {
+        let r = preset("replicated-rf3-acks-all", false).expect("preset");
+        let plain = preset("16p-1kb", false).expect("preset");
+        assert_eq!(
+            (r.partitions, r.message_size, r.acks.as_str()),
+            (16, 1024, "all")
+        );
+        assert_eq!(
+            (r.producers, r.consumers),
+            (plain.producers, plain.consumers)
+        );
+        assert_eq!((r.replication_factor, r.min_insync_replicas), (3, Some(2)));
+        assert_eq!(plain.replication_factor, 1);
+        assert_eq!(brokers_needed("replicated-rf3-acks-all"), 3);
+        assert_eq!(brokers_needed("16p-1kb"), 1);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! [`crate::Broker::wait_for_metadata_offset`].
 
 use fjord_controller::{ControllerReply, ControllerRequest};
+use fjord_protocol::kafka_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse};
 
 use crate::node_channel::BoxFuture;
 
@@ -36,4 +37,20 @@ pub trait ControllerChannel: Send + Sync {
         request: ControllerRequest,
         timeout_ms: u64,
     ) -> BoxFuture<'_, Result<ControllerReply, ControllerChannelError>>;
+
+    /// DescribeQuorum asked of the metadata quorum's Raft leader on its controller listener
+    /// (Kafka brokers forward DescribeQuorum to the active controller), at `api_version` so
+    /// the answer can go back to the client as it is. Voters that are not the leader answer
+    /// NOT_LEADER_OR_FOLLOWER and the next one is tried until `timeout_ms`; `None` when no
+    /// leader answered. The default (in-process channels, whose node is the only voter and
+    /// answers DescribeQuorum itself) asks nobody.
+    fn describe_quorum(
+        &self,
+        request: DescribeQuorumRequest,
+        api_version: i16,
+        timeout_ms: u64,
+    ) -> BoxFuture<'_, Option<DescribeQuorumResponse>> {
+        let _ = (request, api_version, timeout_ms);
+        Box::pin(async { None })
+    }
 }

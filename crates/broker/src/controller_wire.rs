@@ -95,6 +95,9 @@ pub use fjord_controller::ControllerRequest;
 /// controller ignores it: the sender's channel enforces its own timeout.
 pub const WIRE_TIMEOUT_MS: i32 = 30_000;
 
+/// First ElectLeaders version whose response has a top-level error code.
+const ELECT_LEADERS_TOP_LEVEL_ERROR_VERSION: i16 = 1;
+
 /// The controller APIs, in the order of the design (section 4), DescribeQuorum excluded.
 pub const CONTROLLER_APIS: [ApiKey; 13] = [
     ApiKey::BrokerRegistration,
@@ -1628,9 +1631,16 @@ pub fn error_to_wire(
                         )
                 })
                 .collect();
+            // The top-level ErrorCode exists from v1 (Kafka's ElectLeadersResponse sets it
+            // only then); v0 carries the error per partition alone.
+            let top_level_code = if api_version >= ELECT_LEADERS_TOP_LEVEL_ERROR_VERSION {
+                code
+            } else {
+                0
+            };
             ResponseKind::ElectLeaders(
                 m::ElectLeadersResponse::default()
-                    .with_error_code(code)
+                    .with_error_code(top_level_code)
                     .with_replica_election_results(results),
             )
         }

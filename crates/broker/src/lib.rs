@@ -139,7 +139,8 @@ pub struct Broker {
 impl Broker {
     /// Opens the data directory and recovers the logs of the partitions `image` (the metadata
     /// as replayed at start) assigns to `config.node_id`. Partition directories the image
-    /// does not assign here are left alone with a warning. Metadata changes go to the
+    /// does not assign here are left alone (with a warning) until the server renames the
+    /// strays once caught up ([`ReplicaManager::rename_stray_partition_dirs`]). Metadata changes go to the
     /// controller through `controller`; images come back through [`Broker::publish_metadata`].
     pub fn open(
         config: BrokerConfig,
@@ -149,7 +150,8 @@ impl Broker {
         let (log_manager, had_clean_shutdown) = LogManager::open(&config.data_dir)?;
         let (meta_cluster_id, formatted) =
             ensure_meta_properties(&log_manager, config.node_id, image.cluster_id.as_deref())?;
-        if !had_clean_shutdown && !formatted {
+        // Only an existing directory without the marker was shut down uncleanly.
+        if !had_clean_shutdown && !formatted && !log_manager.is_new_directory() {
             tracing::info!(data_dir = %config.data_dir.display(), "previous shutdown was not clean: recovering logs");
         }
         let static_config = config.clone();
@@ -360,8 +362,9 @@ impl Broker {
     }
 
     /// Installs how DescribeQuorum learns the metadata quorum's state: the server passes its
-    /// node's [`metadata_runtime::MetadataRuntime::quorum_describer`]. Without one, DescribeQuorum
-    /// answers NOT_LEADER_OR_FOLLOWER.
+    /// node's [`metadata_runtime::MetadataRuntime::quorum_describer`]. Without one, or while
+    /// this node is not the Raft leader, DescribeQuorum is forwarded to the leader through the
+    /// controller channel.
     pub fn set_quorum_describer(&self, describer: apis::describe_quorum::QuorumDescriber) {
         *self.quorum_describer.write() = Some(describer);
     }
@@ -627,7 +630,7 @@ impl Broker {
                 ResponseKind::UnregisterBroker(apis::unregister_broker::handle(self, &r).await)
             }
             RequestKind::DescribeQuorum(r) => {
-                ResponseKind::DescribeQuorum(apis::describe_quorum::handle(self, version, &r))
+                ResponseKind::DescribeQuorum(apis::describe_quorum::handle(self, version, &r).await)
             }
             other => {
                 // The connection layer checks `supports` first, so this is a broker bug.

@@ -60,6 +60,16 @@ const DURATION_BUCKETS_NS: [u64; 16] = [
 /// happen deep inside partitions, which should not need a handle to the broker's metrics.
 pub static LOG_FLUSH_DURATION: Histogram = Histogram::new();
 
+/// Kafka's `IsrShrinksPerSec`: ISR shrinks the controller accepted from this broker as leader
+/// (counted when the AlterPartition answer commits a proposed shrink). Process-wide like
+/// [`LOG_FLUSH_DURATION`] and for the same reason: the answer is applied inside a partition.
+/// One broker per process in production; in-process test clusters share it.
+pub static ISR_SHRINKS: Counter = Counter::new();
+
+/// Kafka's `IsrExpandsPerSec`: ISR expansions the controller accepted from this broker as
+/// leader (see [`ISR_SHRINKS`]).
+pub static ISR_EXPANDS: Counter = Counter::new();
+
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
 
@@ -679,6 +689,22 @@ fn render_topics(encoder: &mut TextEncoder, broker: &crate::Broker) {
         &[],
         under_replicated as f64,
     );
+    let isr_changes: [(&str, &str, &Counter); 2] = [
+        (
+            "fjord_isr_shrinks_total",
+            "In-sync replica set shrinks committed by the controller for partitions led here.",
+            &ISR_SHRINKS,
+        ),
+        (
+            "fjord_isr_expands_total",
+            "In-sync replica set expansions committed by the controller for partitions led here.",
+            &ISR_EXPANDS,
+        ),
+    ];
+    for (name, help, counter) in isr_changes {
+        encoder.family(name, help, MetricType::Counter);
+        encoder.sample(name, &[], counter.get() as f64);
+    }
 
     let traffic: [Family<ReadTraffic>; 6] = [
         (

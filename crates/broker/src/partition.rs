@@ -22,7 +22,7 @@
 //! when the topic is deleted, so requests holding an `Arc<Partition>` from before the deletion
 //! answer UNKNOWN_TOPIC_OR_PARTITION instead of touching a removed directory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -36,11 +36,11 @@ use fjord_storage::{
 use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
-use crate::metrics::{PartitionTraffic, LOG_FLUSH_DURATION};
+use crate::metrics::{Counter, PartitionTraffic, ISR_EXPANDS, ISR_SHRINKS, LOG_FLUSH_DURATION};
 use crate::replication::{
     AckDecision, AlterPartitionItem, AlterPartitionOutcome, BrokerStatus, FetchPartitionRequest,
-    FetchPartitionResponse, FollowerFetchEffects, LeaderAndIsr, LeaderState, NotEnoughReplicas,
-    PartitionRegistration, ReplicationConfig,
+    FetchPartitionResponse, FollowerFetchEffects, IsrState, LeaderAndIsr, LeaderState,
+    NotEnoughReplicas, PartitionRegistration, ReplicationConfig,
 };
 
 /// Kafka's defaults for a partition built without topic configs (tests and tools).
@@ -58,6 +58,13 @@ pub struct BrokerDirectory {
 }
 
 impl BrokerDirectory {
+    /// A directory holding `statuses` (tests and tools; brokers use [`BrokerDirectory::update`]).
+    pub fn from_statuses(statuses: BTreeMap<i32, BrokerStatus>) -> Self {
+        Self {
+            statuses: RwLock::new(Arc::new(statuses)),
+        }
+    }
+
     pub fn snapshot(&self) -> Arc<BTreeMap<i32, BrokerStatus>> {
         self.statuses.read().clone()
     }
@@ -453,9 +460,12 @@ impl Partition {
         let became = match leader.as_mut() {
             Some(current) => {
                 current.set_config(config);
+                let proposal = proposed_isr_change(current);
                 current
                     .apply_registration(&registration, log, now_ms)
                     .map_err(leader_state_error)?;
+                // The image may bring our AlterPartition's result before its answer does.
+                count_committed_isr_change(proposal, current);
                 false
             }
             None => {
@@ -499,6 +509,15 @@ impl Partition {
     /// Whether the leader side of replication runs here (this node leads and hosts it).
     pub fn has_leader_state(&self) -> bool {
         self.leader.lock().is_some()
+    }
+
+    /// Kafka `leaderEpochStartOffsetOpt`: the log end offset when this node's current
+    /// leadership began (its leader epoch's start offset); `None` unless this node leads.
+    pub fn leader_epoch_start_offset(&self) -> Option<i64> {
+        self.leader
+            .lock()
+            .as_ref()
+            .map(|l| l.leader_epoch_start_offset())
     }
 
     /// `(committed ISR size, replicas)` while leading: under-replicated when smaller.
@@ -576,8 +595,10 @@ impl Partition {
         let mut leader = self.leader.lock();
         let leader = leader.as_mut()?;
         let brokers = self.brokers.snapshot();
+        let proposal = proposed_isr_change(leader);
         self.with_log(|log| {
             let outcome = leader.on_alter_partition_result(sent, result, log, now_ms, &*brokers);
+            count_committed_isr_change(proposal, leader);
             self.published.publish(log);
             Ok(outcome)
         })
@@ -680,7 +701,8 @@ impl Partition {
         self.with_log(|log| Ok(log.has_ongoing_transaction(producer_id, producer_epoch)))
     }
 
-    /// The producers this partition tracks (DescribeProducers).
+    /// The producers this replica's log tracks (DescribeProducers; any replica answers, as
+    /// Kafka's `Partition.activeProducerState`, so a follower's state can be inspected).
     pub fn active_producers(&self) -> Result<Vec<ActiveProducer>, PartitionError> {
         self.with_log(|log| Ok(log.active_producers()))
     }
@@ -774,8 +796,29 @@ impl Partition {
         self.with_log(|log| Ok(log.epoch_for_offset(offset)))
     }
 
+    /// OffsetForLeaderEpoch (Kafka `Partition.lastOffsetForLeaderEpoch` with
+    /// `fetchOnlyFromLeader`): the end offset of `epoch` (or of the largest epoch below it) in
+    /// the leader's log; NOT_LEADER_OR_FOLLOWER unless this node leads.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<Option<(i32, i64)>, PartitionError> {
-        self.with_log(|log| Ok(log.end_offset_for_epoch(epoch)))
+        self.with_leader_log(|log| Ok(log.end_offset_for_epoch(epoch)))
+    }
+
+    /// Kafka `Partition.leaderLogIfLocal`: runs `f` on the log only while this node leads the
+    /// partition. The leader lock is held throughout (lock order: leader state, then log), so
+    /// leadership cannot move to another broker in the middle of `f`.
+    fn with_leader_log<T>(
+        &self,
+        f: impl FnOnce(&mut Log) -> Result<T, StorageError>,
+    ) -> Result<T, PartitionError> {
+        let leader = self.leader.lock();
+        if leader.is_none() {
+            return Err(if self.is_hosted() {
+                PartitionError::NotLeaderOrFollower
+            } else {
+                PartitionError::Deleted
+            });
+        }
+        self.with_log(f)
     }
 
     pub fn flush(&self) -> Result<(), PartitionError> {
@@ -820,10 +863,11 @@ impl Partition {
         })
     }
 
-    /// DeleteRecords: `offset` -1 means the high watermark. Returns the new low watermark
-    /// (log start offset).
+    /// DeleteRecords on the leader (Kafka `Partition.deleteRecordsOnLeader`): `offset` -1
+    /// means the high watermark. Returns the new low watermark (log start offset); followers
+    /// take it from the leader's fetch responses. NOT_LEADER_OR_FOLLOWER unless this node leads.
     pub fn delete_records_before(&self, offset: i64, now_ms: i64) -> Result<i64, PartitionError> {
-        self.with_log(|log| {
+        self.with_leader_log(|log| {
             let target = if offset == -1 {
                 log.high_watermark()
             } else {
@@ -888,6 +932,33 @@ fn leader_state_error(error: crate::replication::LeaderStateError) -> PartitionE
         crate::replication::LeaderStateError::NotLeader { .. } => {
             PartitionError::NotLeaderOrFollower
         }
+    }
+}
+
+/// The ISR change this leader proposed and has not seen committed: the counter its commit
+/// increments ([`ISR_EXPANDS`], [`ISR_SHRINKS`]) and the ISR it asked for.
+fn proposed_isr_change(leader: &LeaderState) -> Option<(&'static Counter, BTreeSet<i32>)> {
+    match leader.isr_state() {
+        IsrState::PendingExpand { sent, .. } => Some((&ISR_EXPANDS, sent.new_isr())),
+        IsrState::PendingShrink { sent, .. } => Some((&ISR_SHRINKS, sent.new_isr())),
+        IsrState::Committed { .. } => None,
+    }
+}
+
+/// Kafka counts an ISR expansion or shrink once the controller committed the leader's
+/// proposal (`PendingExpandIsr`/`PendingShrinkIsr.notifyListener`). Here the commit reaches
+/// the leader by the AlterPartition answer or, often first on the controller's own node, by
+/// the metadata image; either way the proposal is counted once, when the committed ISR
+/// becomes the one it asked for (the later path then finds nothing pending).
+fn count_committed_isr_change(
+    proposal: Option<(&'static Counter, BTreeSet<i32>)>,
+    leader: &LeaderState,
+) {
+    let Some((counter, proposed_isr)) = proposal else {
+        return;
+    };
+    if matches!(leader.isr_state(), IsrState::Committed { isr } if *isr == proposed_isr) {
+        counter.inc();
     }
 }
 

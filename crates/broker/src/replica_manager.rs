@@ -185,6 +185,9 @@ pub struct ReplicaManager {
     brokers: Arc<BrokerDirectory>,
     /// High watermarks from `replication-offset-checkpoint`, for the logs opened at start.
     checkpointed_high_watermarks: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Set by `shutdown` (under the admin lock): the table is empty from then on, and no
+    /// directory may be taken for a stray.
+    shut_down: std::sync::atomic::AtomicBool,
 }
 
 /// Kafka's `Topic.validate`: 1 to 249 characters from `[a-zA-Z0-9._-]`, and not "." or "..".
@@ -214,7 +217,8 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 impl ReplicaManager {
     /// Builds the topic table from `image` and opens (recovering, where the last shutdown was
     /// not clean) the log of every partition the image assigns to `config.node_id`. Partition
-    /// directories the image does not assign here are left alone with a warning.
+    /// directories the image does not assign here are left alone with a warning until
+    /// [`ReplicaManager::rename_stray_partition_dirs`].
     pub fn open(
         config: BrokerConfig,
         log_manager: LogManager,
@@ -230,6 +234,7 @@ impl ReplicaManager {
             had_clean_shutdown,
             brokers: Arc::new(BrokerDirectory::default()),
             checkpointed_high_watermarks: Mutex::new(BTreeMap::new()),
+            shut_down: std::sync::atomic::AtomicBool::new(false),
         };
         manager.brokers.update(image);
         *manager.checkpointed_high_watermarks.lock() =
@@ -246,17 +251,8 @@ impl ReplicaManager {
             .filter(|p| p.is_hosted())
             .count();
         for (topic, partition) in manager.log_manager.partition_dirs()? {
-            let assigned = table
-                .by_name
-                .get(topic.as_str())
-                .and_then(|t| {
-                    usize::try_from(partition)
-                        .ok()
-                        .and_then(|i| t.partitions.get(i))
-                })
-                .is_some_and(|p| p.is_hosted());
-            if !assigned {
-                warn!(topic, partition, "partition directory not assigned to this node by the metadata image; left alone");
+            if !table.hosts(&topic, partition) {
+                warn!(topic, partition, "partition directory not assigned to this node by the metadata image at start; renamed -stray if still unassigned once this broker caught up");
             }
         }
         info!(
@@ -816,10 +812,49 @@ impl ReplicaManager {
         flushed
     }
 
+    /// Kafka's stray replicas (KAFKA-14616, `LogManager.isStrayKraftReplica`): every partition
+    /// directory that the image does not assign to this node is moved aside by storage as
+    /// `{topic}-{partition}.{unique id}-stray`, never opened or served, and kept for an
+    /// operator. Call it once, after the first full metadata load: the server does when this
+    /// broker is first unfenced, i.e. its image has reached its registration, so it holds every
+    /// assignment made before this process started (at open, a local metadata log may still
+    /// trail what this node had applied before a crash). Runs under the admin lock, so no
+    /// delta is opening a log meanwhile; does nothing after [`ReplicaManager::shutdown`].
+    /// Returns the partitions renamed; a failed rename is logged and the others go on.
+    pub fn rename_stray_partition_dirs(&self) -> Result<Vec<(String, i32)>, BrokerError> {
+        let _admin = self.admin_lock.lock();
+        if self.shut_down.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(Vec::new());
+        }
+        let strays: Vec<(String, i32)> = {
+            let table = self.topics.read();
+            self.log_manager
+                .partition_dirs()?
+                .into_iter()
+                .filter(|(topic, partition)| !table.hosts(topic, *partition))
+                .collect()
+        };
+        let mut renamed = Vec::with_capacity(strays.len());
+        for (topic, partition) in strays {
+            match self.log_manager.rename_stray_log_dir(&topic, partition) {
+                Ok(to) => {
+                    warn!(topic, partition, to = %to.display(), "partition directory not assigned to this node by the metadata: marked stray and renamed");
+                    renamed.push((topic, partition));
+                }
+                Err(err) => {
+                    warn!(topic, partition, error = %err, "could not rename a stray partition directory");
+                }
+            }
+        }
+        Ok(renamed)
+    }
+
     /// Flushes and closes every log, then marks the shutdown clean so the next start skips
     /// recovery.
     pub fn shutdown(&self) -> Result<(), BrokerError> {
         let _admin = self.admin_lock.lock();
+        self.shut_down
+            .store(true, std::sync::atomic::Ordering::Release);
         if let Err(err) = self.checkpoint_high_watermarks() {
             warn!(error = %err, "writing the replication offset checkpoint at shutdown failed");
         }
@@ -857,6 +892,18 @@ pub fn replication_config(
 }
 
 impl TopicTable {
+    /// Whether this node hosts a replica (a log) of `topic`-`partition`.
+    fn hosts(&self, topic: &str, partition: i32) -> bool {
+        self.by_name
+            .get(topic)
+            .and_then(|t| {
+                usize::try_from(partition)
+                    .ok()
+                    .and_then(|i| t.partitions.get(i))
+            })
+            .is_some_and(|p| p.is_hosted())
+    }
+
     fn insert(&mut self, topic: Arc<Topic>) {
         self.partitions_total += topic.partitions.len();
         self.by_id.insert(topic.id, topic.clone());

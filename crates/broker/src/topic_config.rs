@@ -372,8 +372,9 @@ pub fn is_compacted(configs: &BTreeMap<String, String>, broker: &BrokerConfig) -
     cleanup_policy_has(configs, broker, "compact")
 }
 
-/// Whether `cleanup.policy` includes `delete` (the default): time and size retention apply.
-fn deletes(configs: &BTreeMap<String, String>, broker: &BrokerConfig) -> bool {
+/// Whether `cleanup.policy` includes `delete` (the default): time and size retention apply,
+/// and DeleteRecords may move the log start offset.
+pub fn deletes(configs: &BTreeMap<String, String>, broker: &BrokerConfig) -> bool {
     cleanup_policy_has(configs, broker, "delete")
 }
 

@@ -573,3 +573,79 @@ fn an_unreachable_controller_answers_request_timed_out() {
         .is_empty());
     broker.close().unwrap();
 }
+
+#[test]
+fn stray_partition_dirs_are_renamed_once_caught_up_and_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    // Left by earlier assignments: partition 1 of "t" now lives on broker 2 only, and topic
+    // "gone" was deleted while this node was away.
+    for stray in ["t-1", "gone-0"] {
+        std::fs::create_dir_all(dir.path().join(stray)).unwrap();
+        std::fs::write(dir.path().join(stray).join("evidence"), stray).unwrap();
+    }
+    let image = cluster_image();
+    let broker = Broker::open(config(dir.path()), image.clone(), Arc::new(NoController)).unwrap();
+    // At open the image may still trail the metadata log: nothing is renamed yet.
+    assert!(dir.path().join("t-1").exists() && dir.path().join("gone-0").exists());
+
+    let renamed = broker
+        .replica_manager()
+        .rename_stray_partition_dirs()
+        .unwrap();
+    assert_eq!(renamed, vec![("gone".to_string(), 0), ("t".to_string(), 1)]);
+    let strays: BTreeMap<String, String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .ends_with(fjord_storage::STRAY_DIR_SUFFIX)
+        })
+        .map(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap().to_owned();
+            let evidence = std::fs::read_to_string(p.join("evidence")).unwrap();
+            (name.split('.').next().unwrap().to_owned(), evidence)
+        })
+        .collect();
+    assert_eq!(
+        strays,
+        BTreeMap::from([
+            ("gone-0".to_string(), "gone-0".to_string()),
+            ("t-1".to_string(), "t-1".to_string()),
+        ]),
+        "moved aside with their data"
+    );
+    assert!(!dir.path().join("t-1").exists() && !dir.path().join("gone-0").exists());
+    // The hosted partitions keep their logs.
+    assert!(dir.path().join("t-0").exists() && dir.path().join("t-2").exists());
+    assert_eq!(
+        broker
+            .replica_manager()
+            .rename_stray_partition_dirs()
+            .unwrap(),
+        Vec::<(String, i32)>::new()
+    );
+
+    // Partition 1 assigned here again: a fresh log, not the stray's data.
+    let mut move_here = PartitionChangeRecord::unchanged(TOPIC_ID, 1);
+    move_here.replicas = Some(vec![2, 1]);
+    move_here.isr = Some(vec![2, 1]);
+    move_here.leader = 1;
+    let (delta, image) = apply(&image, &[MetadataRecord::PartitionChange(move_here)]);
+    broker.publish_metadata(&delta, &image).unwrap();
+    assert!(dir.path().join("t-1/partition.metadata").exists());
+    assert!(!dir.path().join("t-1/evidence").exists());
+
+    // After shutdown the table is empty, but nothing is taken for a stray.
+    broker.close().unwrap();
+    assert_eq!(
+        broker
+            .replica_manager()
+            .rename_stray_partition_dirs()
+            .unwrap(),
+        Vec::<(String, i32)>::new()
+    );
+    assert!(dir.path().join("t-0").exists() && dir.path().join("t-1").exists());
+}

@@ -5,9 +5,10 @@
 //! `kafka-metadata-quorum.sh describe --status --replication`) and `unregister`
 //! (UnregisterBroker). Plain Kafka requests: they work against any KRaft cluster.
 //!
-//! Only the metadata quorum's Raft leader answers DescribeQuorum (others answer
-//! NOT_LEADER_OR_FOLLOWER, as Kafka's voters do), so the CLI asks the connected broker first
-//! and then every other broker Metadata lists until one answers.
+//! Only the metadata quorum's Raft leader describes the quorum; brokers forward DescribeQuorum
+//! to it (Fjord and Kafka alike), so the connected broker answers. If it answers
+//! NOT_LEADER_OR_FOLLOWER anyway (no leader reachable from it, an election under way), the
+//! CLI asks every other broker Metadata lists until one answers.
 
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
@@ -283,7 +284,8 @@ fn describe_quorum_request() -> DescribeQuorumRequest {
 }
 
 /// The quorum from the first broker that answers DescribeQuorum without
-/// NOT_LEADER_OR_FOLLOWER: the connected one, then the others Metadata lists.
+/// NOT_LEADER_OR_FOLLOWER: the connected one (which forwards to the Raft leader), then the
+/// others Metadata lists.
 fn quorum(client: &mut AdminClient) -> Result<Quorum> {
     if !client.supports(ApiKey::DescribeQuorum) {
         bail!("{} does not support DescribeQuorum", client.address());

@@ -3,6 +3,8 @@
 //! TCP to the voter believed to lead, as the Kafka wire message of that controller API. A
 //! NOT_CONTROLLER answer, a lost connection or a timeout moves on to the next candidate (the
 //! local quorum's leader hint first, then every voter in turn) until the caller's timeout.
+//! DescribeQuorum, which the broker listener forwards, goes the same way to the Raft leader's
+//! controller listener; a NOT_LEADER_OR_FOLLOWER answer moves on like NOT_CONTROLLER.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,6 +15,8 @@ use fjord_broker::controller_wire::{is_not_controller, reply_from_wire, request_
 use fjord_broker::metadata_runtime::{MetadataRuntime, CONTROLLER_RETRY_BACKOFF_MS};
 use fjord_broker::node_channel::{BoxFuture, NodeChannel, NodeRequest};
 use fjord_controller::{ControllerReply, ControllerRequest};
+use fjord_protocol::kafka_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse};
+use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
 use fjord_raft::FileLogStore;
 
 use crate::node_client::{NodeChannelLimits, TcpNodeChannel};
@@ -126,6 +130,59 @@ impl ClusterControllerChannel {
     }
 }
 
+impl ClusterControllerChannel {
+    /// One DescribeQuorum attempt at the voter believed to lead: its answer, unless it is not
+    /// the leader (NOT_LEADER_OR_FOLLOWER) or does not answer.
+    async fn attempt_describe_quorum(
+        &self,
+        request: &DescribeQuorumRequest,
+        api_version: i16,
+        timeout_ms: u64,
+    ) -> Option<DescribeQuorumResponse> {
+        let target = self.candidate()?;
+        if target == self.node_id {
+            // Our own voter is (or just was) the leader and its broker found it was not:
+            // leadership is moving; ask again after the backoff.
+            self.next.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let response = self
+            .remote
+            .send(
+                target,
+                NodeRequest {
+                    api_key: ApiKey::DescribeQuorum,
+                    api_version,
+                    body: RequestKind::DescribeQuorum(request.clone()),
+                    timeout_ms,
+                },
+            )
+            .await;
+        let not_leader = ResponseError::NotLeaderOrFollower.code();
+        match response {
+            Ok(ResponseKind::DescribeQuorum(response))
+                if response.error_code != not_leader
+                    && response
+                        .topics
+                        .iter()
+                        .flat_map(|t| &t.partitions)
+                        .all(|p| p.error_code != not_leader) =>
+            {
+                Some(response)
+            }
+            Ok(_) => {
+                self.next.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(error) => {
+                tracing::debug!(target, %error, "DescribeQuorum failed; trying another voter");
+                self.next.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+}
+
 impl ControllerChannel for ClusterControllerChannel {
     fn send(
         &self,
@@ -146,6 +203,32 @@ impl ControllerChannel for ClusterControllerChannel {
                     .await
                 {
                     return Ok(reply);
+                }
+                tokio::time::sleep(Duration::from_millis(CONTROLLER_RETRY_BACKOFF_MS)).await;
+            }
+        })
+    }
+
+    fn describe_quorum(
+        &self,
+        request: DescribeQuorumRequest,
+        api_version: i16,
+        timeout_ms: u64,
+    ) -> BoxFuture<'_, Option<DescribeQuorumResponse>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+            loop {
+                let left_ms = deadline
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .as_millis() as u64;
+                if left_ms == 0 {
+                    return None;
+                }
+                if let Some(response) = self
+                    .attempt_describe_quorum(&request, api_version, left_ms.min(ATTEMPT_TIMEOUT_MS))
+                    .await
+                {
+                    return Some(response);
                 }
                 tokio::time::sleep(Duration::from_millis(CONTROLLER_RETRY_BACKOFF_MS)).await;
             }

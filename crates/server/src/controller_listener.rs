@@ -8,7 +8,10 @@
 //! - Kafka requests to the active controller, answered in order: BrokerRegistration,
 //!   BrokerHeartbeat, CreateTopics and the other controller APIs of
 //!   `fjord_broker::controller_wire`, plus ApiVersions. A node that is not
-//!   the active controller answers NOT_CONTROLLER, and the sender tries another voter.
+//!   the active controller answers NOT_CONTROLLER, and the sender tries another voter;
+//! - DescribeQuorum, answered by the Raft leader and NOT_LEADER_OR_FOLLOWER elsewhere (Kafka's
+//!   `KafkaRaftClient`): what brokers forward and `kafka-metadata-quorum.sh
+//!   --bootstrap-controller` asks.
 //!
 //! Limits: frame size (`RAFT_FRAME_SIZE_BYTES_MAX`), one request at a time per connection (the
 //! next frame is read only after the answer is written), connections bounded by the caller.
@@ -17,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use fjord_broker::apis::describe_quorum::{answer_locally, VERSIONS as DESCRIBE_QUORUM_VERSIONS};
 use fjord_broker::controller_wire::{
     error_to_wire, reply_to_wire, request_from_wire, wire_version, CONTROLLER_APIS,
 };
@@ -32,7 +36,7 @@ use fjord_protocol::kafka_protocol::messages::api_versions_response::ApiVersion;
 use fjord_protocol::kafka_protocol::messages::ApiVersionsResponse;
 use fjord_protocol::request::{decode_body, decode_header};
 use fjord_protocol::response::encode_response;
-use fjord_protocol::{ApiKey, ResponseKind};
+use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
 use fjord_raft::FileLogStore;
 use parking_lot::RwLock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -168,6 +172,16 @@ async fn answer_request(endpoint: &ControllerEndpoint, body: Bytes) -> Option<By
         let answer_version = version.clamp(0, 3);
         return encode_response(api_key, answer_version, correlation_id, &response).ok();
     }
+    if api_key == ApiKey::DescribeQuorum
+        && (DESCRIBE_QUORUM_VERSIONS.min..=DESCRIBE_QUORUM_VERSIONS.max).contains(&version)
+    {
+        let RequestKind::DescribeQuorum(request) = decode_body(&frame).ok()? else {
+            return None;
+        };
+        let snapshot = (endpoint.runtime.quorum_describer())();
+        let response = ResponseKind::DescribeQuorum(answer_locally(snapshot, version, &request));
+        return encode_response(api_key, version, correlation_id, &response).ok();
+    }
     if !CONTROLLER_APIS.contains(&api_key) || version > wire_version(api_key) {
         warn!(
             ?api_key,
@@ -262,7 +276,7 @@ async fn submit(
 fn api_versions() -> ApiVersionsResponse {
     let mut keys: Vec<ApiVersion> = CONTROLLER_APIS
         .iter()
-        .chain(std::iter::once(&ApiKey::ApiVersions))
+        .chain([&ApiKey::ApiVersions, &ApiKey::DescribeQuorum])
         .map(|key| {
             let max = if *key == ApiKey::ApiVersions {
                 3

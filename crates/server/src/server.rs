@@ -199,6 +199,14 @@ async fn open_and_run(
         service.stop();
         return Err(error);
     }
+    // Unfenced: the image has caught up with this broker's registration (the first full
+    // metadata load), so directories it does not assign here are strays (KAFKA-14616).
+    {
+        let broker = broker.clone();
+        tokio::task::spawn_blocking(move || broker.replica_manager().rename_stray_partition_dirs())
+            .await
+            .context("stray partition check failed")??;
+    }
 
     let listener = TcpListener::bind(&config.listen)
         .await

@@ -73,7 +73,7 @@ pub use log::{
 };
 pub use manager::{
     load_legacy_topics, read_meta_properties, rename_legacy_metadata_files, write_meta_properties,
-    LogManager, MetaProperties, TopicRecord, MIGRATED_SUFFIX,
+    LogManager, MetaProperties, TopicRecord, MIGRATED_SUFFIX, STRAY_DIR_SUFFIX,
 };
 pub use metadata_log::{
     read_metadata_log, MetadataHardState, MetadataLog, MetadataLogEntry, MetadataSnapshot,

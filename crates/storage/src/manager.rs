@@ -15,6 +15,11 @@ const CLEAN_SHUTDOWN_FILE_NAME: &str = ".kafka_cleanshutdown";
 const META_PROPERTIES_FILE_NAME: &str = "meta.properties";
 const TOPICS_FILE_NAME: &str = "topics.json";
 const DELETE_DIR_SUFFIX: &str = "-delete";
+/// Kafka's `StrayDirSuffix`: a partition directory moved aside because the metadata does not
+/// assign the partition to this broker (KAFKA-14616).
+pub const STRAY_DIR_SUFFIX: &str = "-stray";
+/// Longest directory name most file systems accept (Kafka caps renamed log dirs at it).
+const DIR_NAME_LENGTH_MAX: usize = 255;
 
 /// A topic as persisted in `topics.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,14 +43,23 @@ pub struct LogManager {
     data_dir: PathBuf,
     /// Held open for its exclusive lock; released when the manager is dropped.
     _lock_file: File,
+    /// No broker had opened the directory before this one (see [`LogManager::is_new_directory`]).
+    new_directory: bool,
 }
 
 impl LogManager {
     /// Opens `data_dir`, locking it against other brokers. Returns whether the previous run
-    /// shut down cleanly; the marker is removed so that a crash from now on is detected.
+    /// shut down cleanly; the marker is removed so that a crash from now on is detected. A
+    /// directory no broker has opened before has no marker either, but had no previous run:
+    /// see [`LogManager::is_new_directory`].
     pub fn open(data_dir: &Path) -> Result<(LogManager, bool), StorageError> {
         std::fs::create_dir_all(data_dir).map_err(io_error("create dir", data_dir))?;
         let lock_path = data_dir.join(LOCK_FILE_NAME);
+        let marker_path = data_dir.join(CLEAN_SHUTDOWN_FILE_NAME);
+        // The lock file is created by the first open and never removed, so its absence means
+        // no broker ever opened the directory (other nodes' files, such as the metadata log,
+        // may already be there).
+        let new_directory = !lock_path.exists() && !marker_path.exists();
         let lock_file = File::options()
             .create(true)
             .truncate(false)
@@ -63,7 +77,6 @@ impl LogManager {
                 return Err(io_error("lock", &lock_path)(error))
             }
         }
-        let marker_path = data_dir.join(CLEAN_SHUTDOWN_FILE_NAME);
         let had_clean_shutdown = marker_path.exists();
         if had_clean_shutdown {
             std::fs::remove_file(&marker_path).map_err(io_error("remove", &marker_path))?;
@@ -72,6 +85,7 @@ impl LogManager {
         let manager = LogManager {
             data_dir: data_dir.to_path_buf(),
             _lock_file: lock_file,
+            new_directory,
         };
         manager.remove_deleted_logs()?;
         Ok((manager, had_clean_shutdown))
@@ -79,6 +93,13 @@ impl LogManager {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Whether this is the first time a broker opened the directory (it had no lock file and
+    /// no clean-shutdown marker). Its missing marker is then no sign of an unclean shutdown:
+    /// there was no previous run. Only an existing directory without the marker is unclean.
+    pub fn is_new_directory(&self) -> bool {
+        self.new_directory
     }
 
     /// Finishes deletions interrupted by a crash.
@@ -206,6 +227,34 @@ impl LogManager {
     ) -> Result<Log, StorageError> {
         let dir = self.log_dir(topic, partition)?;
         Log::open(&dir, config, had_clean_shutdown, now_ms)
+    }
+
+    /// Moves the directory of `topic`-`partition` aside as a stray (Kafka
+    /// `LogManager.asyncDelete(isStray = true)`): renamed to
+    /// `{topic}-{partition}.{unique id}-stray` (the topic cut so the name stays within 255
+    /// bytes, as Kafka's `logStrayDirName`), the data dir fsynced. A stray is never listed by
+    /// [`LogManager::partition_dirs`], opened or served again, and not deleted: its data is
+    /// left for an operator to inspect or remove. The log must not be open.
+    pub fn rename_stray_log_dir(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<PathBuf, StorageError> {
+        let dir = self.log_dir(topic, partition)?;
+        let suffix = format!(
+            "-{partition}.{}{STRAY_DIR_SUFFIX}",
+            uuid::Uuid::new_v4().simple()
+        );
+        // Topic names are ASCII (validated by `log_dir`), so any byte index is a boundary.
+        let topic_length = topic
+            .len()
+            .min(DIR_NAME_LENGTH_MAX.saturating_sub(suffix.len()));
+        let stray = self
+            .data_dir
+            .join(format!("{}{suffix}", &topic[..topic_length]));
+        std::fs::rename(&dir, &stray).map_err(io_error("rename", &dir))?;
+        sync_dir(&self.data_dir)?;
+        Ok(stray)
     }
 
     /// Renames the log's directory out of the way first (so a crash mid-delete can't leave a
@@ -358,6 +407,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (manager, clean) = LogManager::open(dir.path()).unwrap();
         assert!(!clean);
+        assert!(manager.is_new_directory(), "first open: no previous run");
         assert!(matches!(
             LogManager::open(dir.path()),
             Err(StorageError::DirectoryLocked { .. })
@@ -385,10 +435,102 @@ mod tests {
         drop(manager);
         let (manager, clean) = LogManager::open(dir.path()).unwrap();
         assert!(clean);
+        assert!(!manager.is_new_directory());
         assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE_NAME).exists());
         drop(manager);
-        let (_manager, clean) = LogManager::open(dir.path()).unwrap();
+        let (manager, clean) = LogManager::open(dir.path()).unwrap();
         assert!(!clean, "marker is consumed on open");
+        assert!(
+            !manager.is_new_directory(),
+            "an existing dir without the marker is unclean"
+        );
+    }
+
+    #[test]
+    fn strays_are_renamed_aside_and_no_longer_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (manager, _) = LogManager::open(dir.path()).unwrap();
+        let long_topic = "t".repeat(249);
+        for (topic, partition) in [("ghost", 3), (long_topic.as_str(), 0), ("kept", 0)] {
+            let log = manager
+                .open_log(topic, partition, LogConfig::default(), true, 0)
+                .unwrap();
+            drop(log);
+        }
+        std::fs::write(dir.path().join("ghost-3").join("evidence"), b"data").unwrap();
+        let stray = manager.rename_stray_log_dir("ghost", 3).unwrap();
+        let name = stray.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            name.starts_with("ghost-3.") && name.ends_with(STRAY_DIR_SUFFIX),
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::read(stray.join("evidence")).unwrap(),
+            b"data",
+            "kept, not deleted"
+        );
+        assert!(!dir.path().join("ghost-3").exists());
+        // Kafka's cap: the topic is cut so that the name fits in 255 bytes.
+        let stray = manager.rename_stray_log_dir(&long_topic, 0).unwrap();
+        let name = stray.file_name().unwrap().to_str().unwrap().to_owned();
+        assert_eq!(name.len(), DIR_NAME_LENGTH_MAX, "{name}");
+        assert!(name.ends_with(STRAY_DIR_SUFFIX));
+        assert_eq!(
+            manager.partition_dirs().unwrap(),
+            vec![("kept".to_string(), 0)]
+        );
+        // The same partition can become a stray again.
+        drop(
+            manager
+                .open_log("ghost", 3, LogConfig::default(), true, 0)
+                .unwrap(),
+        );
+        manager.rename_stray_log_dir("ghost", 3).unwrap();
+        assert!(matches!(
+            manager.rename_stray_log_dir("ghost", 3),
+            Err(StorageError::Io { .. })
+        ));
+        // Strays survive a restart (only `-delete` dirs are finished off at open).
+        drop(manager);
+        let (manager, _) = LogManager::open(dir.path()).unwrap();
+        let strays = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_str()
+                    .unwrap()
+                    .ends_with(STRAY_DIR_SUFFIX)
+            })
+            .count();
+        assert_eq!(strays, 3);
+        assert_eq!(
+            manager.partition_dirs().unwrap(),
+            vec![("kept".to_string(), 0)]
+        );
+    }
+
+    #[test]
+    fn a_directory_other_files_were_written_to_is_still_new_until_a_broker_opened_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // What the metadata quorum and the cluster id check write before the broker opens.
+        std::fs::create_dir(dir.path().join("__cluster_metadata-0")).unwrap();
+        write_meta_properties(
+            dir.path(),
+            &MetaProperties {
+                version: 1,
+                node_id: 1,
+                cluster_id: "abcDEF123".into(),
+            },
+        )
+        .unwrap();
+        let (manager, clean) = LogManager::open(dir.path()).unwrap();
+        assert!(!clean && manager.is_new_directory());
+        drop(manager);
+        // A crash (no marker written) on the next start is unclean.
+        let (manager, clean) = LogManager::open(dir.path()).unwrap();
+        assert!(!clean && !manager.is_new_directory());
     }
 
     #[test]

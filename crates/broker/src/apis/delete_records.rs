@@ -1,8 +1,12 @@
 //! DeleteRecords (key 21), v0-v2: moves each partition's log start offset (low watermark) to
 //! the given offset (-1: the high watermark), deleting the segments entirely below it, as
 //! Kafka's `ReplicaManager.deleteRecords`. The new log start offset is durable before the answer.
-//! Errors per partition: UNKNOWN_TOPIC_OR_PARTITION, OFFSET_OUT_OF_RANGE (beyond the high
-//! watermark or below -1), KAFKA_STORAGE_ERROR.
+//! Only the partition's leader deletes (Kafka `Partition.deleteRecordsOnLeader`); followers
+//! move their log start offset when the leader's fetch responses carry it. Errors per
+//! partition: UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER (a follower, or a broker with
+//! no replica), POLICY_VIOLATION (a `cleanup.policy` without `delete`, as Kafka's
+//! `config.delete` check), OFFSET_OUT_OF_RANGE (beyond the high watermark or below -1),
+//! KAFKA_STORAGE_ERROR.
 
 use fjord_protocol::kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -20,6 +24,7 @@ pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 
 pub fn handle(broker: &Broker, request: &DeleteRecordsRequest) -> DeleteRecordsResponse {
     let now_ms = now_ms();
+    let config = broker.config();
     let topics = request
         .topics
         .iter()
@@ -42,8 +47,17 @@ pub fn handle(broker: &Broker, request: &DeleteRecordsRequest) -> DeleteRecordsR
                         return result
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    if p.offset < -1 {
-                        return result.with_error_code(ResponseError::OffsetOutOfRange.code());
+                    if !partition.is_hosted() || !partition.is_leader() {
+                        // A follower, or a known topic without a replica here (Kafka's
+                        // `HostedPartition.None`). The deletion re-checks under the lock.
+                        return result.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
+                    let deletes = broker
+                        .replica_manager()
+                        .topic(topic.name.as_str())
+                        .is_some_and(|t| crate::topic_config::deletes(&t.configs, &config));
+                    if !deletes {
+                        return result.with_error_code(ResponseError::PolicyViolation.code());
                     }
                     match partition.delete_records_before(p.offset, now_ms) {
                         Ok(low_watermark) => result.with_low_watermark(low_watermark),

@@ -1,7 +1,11 @@
-//! DescribeProducers (key 61), v0: the active producers of partitions this broker leads, from
-//! each partition's producer state (Kafka's `ProducerStateManager.activeProducers`): id,
-//! epoch, last sequence and timestamp, coordinator epoch and where its open transaction began.
-//! What `kafka-transactions.sh describe-producers` and `fjord txn producers` show.
+//! DescribeProducers (key 61), v0: the active producers of a partition from this broker's
+//! replica's producer state (Kafka's `ProducerStateManager.activeProducers`): id, epoch, last
+//! sequence and timestamp, coordinator epoch and where its open transaction began. What
+//! `kafka-transactions.sh describe-producers` and `fjord txn producers` show.
+//!
+//! As Kafka (`ReplicaManager.activeProducerState`): any replica answers (admin clients send to
+//! the leader unless told a broker id, which is how a follower's state is inspected); a broker
+//! with no replica of a known partition answers NOT_LEADER_OR_FOLLOWER.
 
 use fjord_protocol::kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
@@ -31,6 +35,10 @@ pub fn handle(broker: &Broker, request: &DescribeProducersRequest) -> DescribePr
                         return response
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
+                    if !partition.is_hosted() {
+                        return response
+                            .with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
                     match partition.active_producers() {
                         Ok(producers) => response.with_active_producers(
                             producers

@@ -4,13 +4,17 @@
 //! observers with the metadata offset of their last heartbeat.
 //!
 //! Only the Raft leader can describe the quorum (Kafka's `KafkaRaftClient
-//! .handleDescribeQuorumRequest`). Kafka brokers forward the request to the active
-//! controller, which is the Raft leader. A Fjord broker asks its node's quorum through the
-//! [`QuorumDescriber`] the server installs ([`crate::Broker::set_quorum_describer`]); when
-//! this node is not the leader (or runs no voter) it answers like a Kafka voter that is not
-//! the leader: partition-level NOT_LEADER_OR_FOLLOWER (`DescribeQuorumResponse
-//! .singletonErrorResponse`), which Kafka's admin client retries at another node. A request
-//! naming anything but `__cluster_metadata`-0 gets UNKNOWN_TOPIC_OR_PARTITION per partition
+//! .handleDescribeQuorumRequest`: a voter that is not the leader answers partition-level
+//! NOT_LEADER_OR_FOLLOWER, `DescribeQuorumResponse.singletonErrorResponse`). That is what the
+//! controller listener answers ([`answer_locally`]). On the broker listener, Kafka brokers
+//! forward DescribeQuorum to the active controller (`KafkaApis`: `forwardToControllerOrFail`),
+//! so any broker describes the quorum: a Fjord broker answers from its own node's quorum when
+//! that node is the Raft leader (the [`QuorumDescriber`] the server installs,
+//! [`crate::Broker::set_quorum_describer`]), and otherwise asks the leader through
+//! [`crate::controller_channel::ControllerChannel::describe_quorum`] and relays its answer;
+//! NOT_LEADER_OR_FOLLOWER only if no leader answered within [`FORWARD_TIMEOUT_MS`] (an
+//! election in progress; clients retry). A request naming anything but
+//! `__cluster_metadata`-0 gets UNKNOWN_TOPIC_OR_PARTITION per partition
 //! (`getPartitionLevelErrorResponse`).
 
 use std::sync::Arc;
@@ -50,15 +54,45 @@ pub struct QuorumSnapshot {
 /// (or runs no voter).
 pub type QuorumDescriber = Arc<dyn Fn() -> Option<QuorumSnapshot> + Send + Sync>;
 
-pub fn handle(
+/// How long a broker whose node is not the Raft leader looks for the leader's answer.
+pub const FORWARD_TIMEOUT_MS: u64 = 5_000;
+
+/// The broker listener's DescribeQuorum: answered here on the Raft leader, forwarded to the
+/// leader elsewhere.
+pub async fn handle(
     broker: &Broker,
     api_version: i16,
     request: &DescribeQuorumRequest,
 ) -> DescribeQuorumResponse {
-    let valid = matches!(request.topics.as_slice(), [topic]
+    let snapshot = broker.quorum_snapshot();
+    if snapshot.is_some() || !is_metadata_partition(request) {
+        return answer_locally(snapshot, api_version, request);
+    }
+    match broker
+        .controller()
+        .describe_quorum(request.clone(), api_version, FORWARD_TIMEOUT_MS)
+        .await
+    {
+        Some(response) => response,
+        None => answer_locally(None, api_version, request),
+    }
+}
+
+/// Whether `request` asks for `__cluster_metadata`-0 and nothing else.
+fn is_metadata_partition(request: &DescribeQuorumRequest) -> bool {
+    matches!(request.topics.as_slice(), [topic]
         if topic.topic_name.as_str() == METADATA_TOPIC_NAME
-            && matches!(topic.partitions.as_slice(), [p] if p.partition_index == 0));
-    if !valid {
+            && matches!(topic.partitions.as_slice(), [p] if p.partition_index == 0))
+}
+
+/// Kafka's `KafkaRaftClient.handleDescribeQuorumRequest` on a voter whose view of the quorum
+/// is `snapshot` (`None`: not the Raft leader).
+pub fn answer_locally(
+    snapshot: Option<QuorumSnapshot>,
+    api_version: i16,
+    request: &DescribeQuorumRequest,
+) -> DescribeQuorumResponse {
+    if !is_metadata_partition(request) {
         let error = ResponseError::UnknownTopicOrPartition;
         let message = "This server does not host this topic-partition.";
         return DescribeQuorumResponse::default().with_topics(
@@ -80,7 +114,7 @@ pub fn handle(
                 .collect(),
         );
     }
-    match broker.quorum_snapshot() {
+    match snapshot {
         Some(snapshot) => describe_quorum_response_at(
             &snapshot.description,
             &snapshot.observers,

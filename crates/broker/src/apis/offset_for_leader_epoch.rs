@@ -1,5 +1,11 @@
 //! OffsetForLeaderEpoch (key 23), v2 and up: the end offset of a leader epoch (KIP-101/279),
-//! which consumers use to detect log truncation after a leader change.
+//! which consumers use to detect log truncation after a leader change and followers to find
+//! where their log diverges from the leader's.
+//!
+//! As Kafka's `ReplicaManager.lastOffsetForLeaderEpoch` (`fetchOnlyFromLeader` for consumers
+//! and replicas alike): a broker with no replica answers NOT_LEADER_OR_FOLLOWER; a replica
+//! first checks `current_leader_epoch` (newer than its own: UNKNOWN_LEADER_EPOCH, older:
+//! FENCED_LEADER_EPOCH, -1: not checked), then answers only if it leads the partition.
 
 use fjord_protocol::kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
@@ -38,6 +44,9 @@ pub fn handle(
                         return response
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
+                    if !partition.is_hosted() {
+                        return response.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
                     if let Err(error) = partition.check_leader_epoch(p.current_leader_epoch) {
                         return response.with_error_code(error.code());
                     }

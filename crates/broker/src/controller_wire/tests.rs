@@ -767,6 +767,28 @@ proptest! {
         prop_assert_eq!(reply_round_trip(&reply, api_key), reply);
     }
 
+    /// A whole-request error encodes at every version a sender may use, not only the one
+    /// Fjord nodes speak: fields the older schemas lack (ElectLeaders' top-level error before
+    /// v1, error messages) stay at their defaults, as Kafka's `getErrorResponse` leaves them.
+    #[test]
+    fn whole_request_errors_encode_at_every_version(request in controller_request()) {
+        let (api_key, wire_version, body) = request_to_wire(&request);
+        for version in api_key.valid_versions().min..=wire_version {
+            let header = RequestHeader::default()
+                .with_request_api_key(api_key as i16)
+                .with_request_api_version(version);
+            // Skip requests this version cannot carry (fields it lacks).
+            if encode_request(&header, &body).is_err() {
+                continue;
+            }
+            let older = request_through_bytes(api_key, version, &body);
+            let response = error_to_wire(api_key, version, &older, 41, Some("not me"))
+                .expect("error response");
+            let encoded = encode_response(api_key, version, 9, &response);
+            prop_assert!(encoded.is_ok(), "{:?} v{}: {:?}", api_key, version, encoded.err());
+        }
+    }
+
     /// A whole-request error, written per item by `error_to_wire`, reads back as documented,
     /// and NOT_CONTROLLER is seen wherever the response has a place for it.
     #[test]
@@ -1409,6 +1431,34 @@ fn describe_quorum_converts_ticks_with_a_clock() {
         .current_voters
         .iter()
         .all(|v| v.last_fetch_timestamp == -1 && v.last_caught_up_timestamp == -1));
+}
+
+#[test]
+fn elect_leaders_error_response_has_the_top_level_error_from_v1_only() {
+    use m::elect_leaders_request::TopicPartitions;
+    let request = RequestKind::ElectLeaders(
+        m::ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+            TopicPartitions::default()
+                .with_topic(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![0, 1]),
+        ])),
+    );
+    for (version, top_level) in [(0, 0), (1, 41), (2, 41)] {
+        let response = error_to_wire(ApiKey::ElectLeaders, version, &request, 41, None).unwrap();
+        let ResponseKind::ElectLeaders(r) =
+            response_through_bytes(ApiKey::ElectLeaders, version, &response)
+        else {
+            panic!("an ElectLeaders response");
+        };
+        assert_eq!(r.error_code, top_level, "v{version}");
+        let codes: Vec<i16> = r
+            .replica_election_results
+            .iter()
+            .flat_map(|t| &t.partition_result)
+            .map(|p| p.error_code)
+            .collect();
+        assert_eq!(codes, vec![41, 41], "v{version}");
+    }
 }
 
 #[test]

@@ -2,9 +2,13 @@
 //! framing. Kafka's equivalent is `NetworkClient` as used by `BrokerBlockingSender` and the
 //! transaction marker channel.
 //!
-//! One connection per node, opened on first use and reopened on the next request after it
-//! broke. Requests are pipelined on it: each gets a correlation id, a reader task matches
-//! responses to waiting callers. Limits: requests in flight per node (`in_flight_max`, the
+//! Two connections per node, one per [`Lane`]: replica fetches on one, everything else
+//! (transaction markers, forwarded requests) on the other, as Kafka's replica fetchers and its
+//! transaction marker channel each have their own `NetworkClient`. A node answers a
+//! connection's requests in order, so a WriteTxnMarkers waiting for the high watermark must
+//! never sit in front of the very follower fetches that move it. Each connection is opened on
+//! first use and reopened on the next request after it broke. Requests are pipelined on it: each gets a correlation id, a reader task matches
+//! responses to waiting callers. Limits: requests in flight per connection (`in_flight_max`, the
 //! caller gets [`ChannelError::TooManyInFlight`] instead of queueing without bound), the size of
 //! a response frame, connect and request timeouts. A request that times out closes its
 //! connection, as Kafka's `NetworkClient` does: a node that stopped answering one request is
@@ -33,7 +37,7 @@ use tracing::{debug, warn};
 /// Bounds of a [`TcpNodeChannel`].
 #[derive(Debug, Clone)]
 pub struct NodeChannelLimits {
-    /// Requests awaiting a response on one node's connection.
+    /// Requests awaiting a response on one connection (each node has two, see [`Lane`]).
     pub in_flight_max: usize,
     /// Largest response frame accepted; a bigger one closes the connection. Must exceed the
     /// largest fetch response a follower asks for (`replica.fetch.response.max.bytes`).
@@ -51,6 +55,25 @@ impl Default for NodeChannelLimits {
     }
 }
 
+/// Which of a node's connections a request travels on (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Lane {
+    /// Follower fetches (Kafka's `ReplicaFetcherThread` connection).
+    Replication,
+    /// Everything else: transaction markers, forwarded requests.
+    Control,
+}
+
+impl Lane {
+    fn of(api_key: ApiKey) -> Self {
+        if api_key == ApiKey::Fetch {
+            Lane::Replication
+        } else {
+            Lane::Control
+        }
+    }
+}
+
 /// A node's connection, behind an async mutex that serialises connecting: a burst of requests
 /// to a node that is down makes one connection attempt, not one each.
 type ConnectionSlot = Arc<tokio::sync::Mutex<Option<Arc<NodeConnection>>>>;
@@ -60,7 +83,7 @@ pub struct TcpNodeChannel {
     client_id: String,
     limits: NodeChannelLimits,
     endpoints: Mutex<HashMap<i32, String>>,
-    slots: Mutex<HashMap<i32, ConnectionSlot>>,
+    slots: Mutex<HashMap<(i32, Lane), ConnectionSlot>>,
     shutting_down: AtomicBool,
 }
 
@@ -90,17 +113,22 @@ impl TcpNodeChannel {
         }
     }
 
-    fn slot(&self, node_id: i32) -> ConnectionSlot {
-        self.slots.lock().entry(node_id).or_default().clone()
+    fn slot(&self, node_id: i32, lane: Lane) -> ConnectionSlot {
+        self.slots
+            .lock()
+            .entry((node_id, lane))
+            .or_default()
+            .clone()
     }
 
-    /// The live connection to `node_id` at `address`, opening one if there is none.
+    /// The live connection of `lane` to `node_id` at `address`, opening one if there is none.
     async fn connection(
         &self,
         node_id: i32,
+        lane: Lane,
         address: &str,
     ) -> Result<Arc<NodeConnection>, ChannelError> {
-        let slot = self.slot(node_id);
+        let slot = self.slot(node_id, lane);
         let mut guard = slot.lock().await;
         if let Some(existing) = guard.as_ref() {
             if !existing.is_closed() && existing.address == address {
@@ -134,7 +162,8 @@ impl TcpNodeChannel {
             .get(&node_id)
             .cloned()
             .ok_or(ChannelError::UnknownNode { node_id })?;
-        let connection = self.connection(node_id, &address).await?;
+        let lane = Lane::of(request.api_key);
+        let connection = self.connection(node_id, lane, &address).await?;
         connection.request(&self.client_id, request).await
     }
 }
@@ -165,8 +194,11 @@ impl NodeChannel for TcpNodeChannel {
             *current = new;
             gone
         };
-        for node_id in gone {
-            let slot = self.slots.lock().remove(&node_id);
+        for (node_id, lane) in gone
+            .into_iter()
+            .flat_map(|id| [(id, Lane::Replication), (id, Lane::Control)])
+        {
+            let slot = self.slots.lock().remove(&(node_id, lane));
             if let Some(slot) = slot {
                 if let Ok(mut guard) = slot.try_lock() {
                     if let Some(connection) = guard.take() {

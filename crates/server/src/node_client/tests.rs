@@ -366,3 +366,55 @@ async fn a_stopped_node_fails_requests_and_shutdown_is_final() {
         ChannelError::ShuttingDown
     );
 }
+
+/// Fetches travel on their own connection: a request stuck on the other lane (a
+/// WriteTxnMarkers waiting for the high watermark) never sits in front of the follower fetches
+/// that would move that high watermark.
+#[tokio::test]
+async fn fetches_do_not_queue_behind_other_requests() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let node = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            open.push(tokio::spawn(async move {
+                let mut sink = vec![0u8; 4096];
+                while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            }));
+        }
+    });
+    let channel = Arc::new(channel_to(&address, NodeChannelLimits::default()));
+    let stuck = {
+        let channel = channel.clone();
+        tokio::spawn(async move { channel.send(1, metadata_request()).await })
+    };
+    while accepted.load(Ordering::SeqCst) < 1 {
+        tokio::task::yield_now().await;
+    }
+    let mut fetch = request(
+        ApiKey::Fetch,
+        12,
+        RequestKind::Fetch(FetchRequest::default()),
+    );
+    fetch.timeout_ms = 300;
+    // The silent node never answers: the fetch times out on a connection of its own, while
+    // the first request is still waiting on the other one.
+    let error = channel.send(1, fetch).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ChannelError::Timeout {
+                api_key: ApiKey::Fetch,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert!(!stuck.is_finished());
+    stuck.abort();
+    node.abort();
+}
