@@ -54,7 +54,7 @@ from helpers import OP_TIMEOUT, RDKAFKA_LOGGER, consumer  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
 
 from mesh import ProxyMesh  # noqa: E402
-from confluent_kafka import KafkaError, TopicPartition  # noqa: E402
+from confluent_kafka import KafkaError, KafkaException, TopicPartition  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60.0
@@ -758,12 +758,30 @@ def leader_of(cluster, topic: str, partition: int, n: int | None = None) -> int:
     return cluster.raw_metadata(n, [topic]).topics[topic].partitions[partition].leader
 
 
+def high_watermark(c, topic: str, p: int, deadline: float) -> int:
+    """Partition ``p``'s high watermark from its leader through consumer ``c``, asking again
+    until ``deadline`` (``time.monotonic()``) while the answer is retriable: a leader change in
+    progress, or a new leader whose high watermark still lags its epoch's start offset
+    (OFFSET_NOT_AVAILABLE, KIP-207)."""
+    while True:
+        try:
+            return c.get_watermark_offsets(TopicPartition(topic, p), timeout=OP_TIMEOUT,
+                                           cached=False)[1]
+        except KafkaException as e:
+            error = e.args[0]
+            if not (error.retriable() or error.code() == KafkaError.OFFSET_NOT_AVAILABLE):
+                raise
+            assert time.monotonic() < deadline, f"no watermarks for {topic}-{p}: {error}"
+            time.sleep(0.1)
+
+
 def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60.0,
              min_ends: dict[int, int] | None = None) -> dict[int, dict[int, bytes]]:
     """Every record of every partition up to its high watermark: {partition: {offset: value}}.
     ``min_ends``: first wait until partition p's high watermark reaches ``min_ends[p]`` (a newly
     elected leader's high watermark may trail the previous leader's until its followers fetch
-    again, as in Kafka)."""
+    again, as in Kafka; meanwhile ListOffsets answers the retriable OFFSET_NOT_AVAILABLE,
+    KIP-207)."""
     c = consumer(Bootstrap(bootstrap), **{"enable.partition.eof": True})
     out: dict[int, dict[int, bytes]] = {p: {} for p in range(partitions)}
     try:
@@ -771,7 +789,7 @@ def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60.0,
         deadline = time.monotonic() + timeout
         for p in range(partitions):
             while True:
-                lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=OP_TIMEOUT, cached=False)
+                hi = high_watermark(c, topic, p, deadline)
                 if hi >= (min_ends or {}).get(p, 0):
                     break
                 assert time.monotonic() < deadline, (

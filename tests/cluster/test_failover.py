@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import kwire  # noqa: E402
-from fjordcluster import Bootstrap, Cluster, create_topic, leader_of, read_all  # noqa: E402
+from fjordcluster import (Bootstrap, Cluster, create_topic, high_watermark, leader_of,  # noqa: E402
+                          read_all)
 from helpers import OP_TIMEOUT, RDKAFKA_LOGGER, producer, unique_topic  # noqa: E402
 from txnhelpers import read_all as read_isolated  # noqa: E402
 from txnhelpers import txn_producer  # noqa: E402
@@ -327,8 +328,8 @@ def test_a_subscribed_group_keeps_committing_across_the_group_coordinators_kill9
         consume(set(first) | set(later), timeout=90)
         # The group coordinator moved and the same consumer committed through the new one, up
         # to the log end of every partition.
-        ends = {q: c.get_watermark_offsets(TopicPartition(topic, q), timeout=OP_TIMEOUT,
-                                           cached=False)[1] for q in range(partitions)}
+        deadline = time.monotonic() + 60
+        ends = {q: high_watermark(c, topic, q, deadline) for q in range(partitions)}
         final = cluster.wait_for("the final commit at the log ends", lambda: (
             commit_and_check(), high == ends and high)[1], timeout=60)
         assert reports > reports_before, "no committed offsets reported after the kill"
