@@ -118,9 +118,7 @@ fn resolve_commit(mut wait: CommitFuture) -> Result<(), ResponseError> {
     if let std::task::Poll::Ready(result) = wait.as_mut().poll(&mut context) {
         return result;
     }
-    let multi_threaded = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if !multi_threaded {
+    if !in_multi_threaded_runtime() {
         return Err(ResponseError::CoordinatorLoadInProgress);
     }
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(wait))
@@ -156,6 +154,13 @@ impl TxnMarkerWriter for LocalTxnMarkerWriter {
             .map(|(tp, result)| (tp, result.and_then(resolve_commit)))
             .collect()
     }
+}
+
+/// Whether this thread may block on a future with tokio `block_in_place` (only inside a
+/// multi-threaded runtime).
+fn in_multi_threaded_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 /// Kafka's errors for a refused marker (`TransactionMarkerRequestCompletionHandler` gives up
@@ -232,9 +237,7 @@ impl ClusterTxnMarkerWriter {
                 .map(|tp| (tp.clone(), Err(code)))
                 .collect::<Vec<_>>()
         };
-        let multi_threaded = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if !multi_threaded {
+        if !in_multi_threaded_runtime() {
             return failed(ResponseError::CoordinatorLoadInProgress);
         }
         let mut topics: std::collections::BTreeMap<&str, Vec<i32>> = Default::default();

@@ -68,17 +68,26 @@ async fn create_topic(cluster: &Cluster) {
 }
 
 async fn create_topic_with(cluster: &Cluster, name: &str, replication_factor: i16) {
+    create(
+        cluster,
+        CreatableTopic {
+            name: name.to_string(),
+            num_partitions: 1,
+            replication_factor,
+            assignments: Vec::new(),
+            configs: Vec::new(),
+        },
+    )
+    .await;
+}
+
+/// Creates `topic` through the controller and asserts it was created.
+async fn create(cluster: &Cluster, topic: CreatableTopic) {
     let reply = cluster
         .channel
         .send(
             ControllerRequest::CreateTopics(CreateTopicsRequest {
-                topics: vec![CreatableTopic {
-                    name: name.to_string(),
-                    num_partitions: 1,
-                    replication_factor,
-                    assignments: Vec::new(),
-                    configs: Vec::new(),
-                }],
+                topics: vec![topic],
                 validate_only: false,
             }),
             10_000,
@@ -439,27 +448,17 @@ async fn transaction_markers_are_answered_once_committed() {
 
 /// Creates `name` with one partition on `replicas` (the first leads).
 async fn create_assigned(cluster: &Cluster, name: &str, replicas: Vec<i32>) {
-    let reply = cluster
-        .channel
-        .send(
-            ControllerRequest::CreateTopics(CreateTopicsRequest {
-                topics: vec![CreatableTopic {
-                    name: name.to_string(),
-                    num_partitions: -1,
-                    replication_factor: -1,
-                    assignments: vec![(0, replicas)],
-                    configs: Vec::new(),
-                }],
-                validate_only: false,
-            }),
-            10_000,
-        )
-        .await
-        .unwrap();
-    let ControllerReply::CreateTopics(reply) = reply else {
-        panic!("{reply:?}")
-    };
-    assert_eq!(reply.topics[0].error.code, ErrorCode::None, "{reply:?}");
+    create(
+        cluster,
+        CreatableTopic {
+            name: name.to_string(),
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: vec![(0, replicas)],
+            configs: Vec::new(),
+        },
+    )
+    .await;
 }
 
 /// AddPartitionsToTxn v3 (a client's) of partition 0 of `topic`, sent to `broker`.
