@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import ConfigResource, ResourceType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
@@ -137,9 +137,19 @@ def wait_in_sync(cluster: Cluster, topic: str, timeout: float = 60.0) -> None:
 
 
 def describe(cluster: Cluster, resource: ConfigResource) -> dict[str, str]:
-    admin = cluster.admin()   # kept alive until the answer is in
-    result = admin.describe_configs([resource])[resource].result(timeout=OP_TIMEOUT)
-    return {name: entry.value for name, entry in result.items()}
+    """The resource's configs; asks again while librdkafka is still finding a live controller
+    (just after a node was killed its cached metadata may name the dead one)."""
+    deadline = time.monotonic() + 60
+    while True:
+        admin = cluster.admin()   # kept alive until the answer is in
+        try:
+            result = admin.describe_configs([resource])[resource].result(timeout=OP_TIMEOUT)
+            return {name: entry.value for name, entry in result.items()}
+        except KafkaException as e:
+            if not e.args[0].retriable() and e.args[0].code() != KafkaError._TIMED_OUT:
+                raise
+            assert time.monotonic() < deadline, f"describe_configs kept failing: {e}"
+            time.sleep(0.5)
 
 
 def produce_values(bootstrap: str, topic: str, values: list[bytes], partition: int | None = None,
