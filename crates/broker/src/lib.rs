@@ -42,6 +42,7 @@ pub mod producer_id_blocks;
 pub mod replica_manager;
 pub mod replication;
 pub mod replication_shell;
+pub mod security;
 #[doc(hidden)]
 pub mod testing;
 pub mod time;
@@ -464,10 +465,23 @@ impl Broker {
         self.handle_from(None, header, request).await
     }
 
-    /// Handles one decoded request from `peer` (shown as the client host of group members).
+    /// Handles one decoded request from `peer` (shown as the client host of group members) as
+    /// an unauthenticated PLAINTEXT client.
     pub async fn handle_from(
         &self,
         peer: Option<IpAddr>,
+        header: &RequestHeader,
+        request: RequestKind,
+    ) -> Outcome {
+        self.handle_session(&security::Session::plaintext(peer), header, request)
+            .await
+    }
+
+    /// Handles one decoded request sent on a connection with `session` (its principal,
+    /// client address and listener).
+    pub async fn handle_session(
+        &self,
+        session: &security::Session,
         header: &RequestHeader,
         request: RequestKind,
     ) -> Outcome {
@@ -487,8 +501,7 @@ impl Broker {
                 .as_ref()
                 .map(|c| c.to_string())
                 .unwrap_or_default(),
-            // Kafka's InetAddress.toString() form.
-            client_host: peer.map(|ip| format!("/{ip}")).unwrap_or_default(),
+            client_host: session.client_host(),
         };
         let response = match request {
             RequestKind::ApiVersions(r) => {

@@ -390,6 +390,10 @@ impl MetadataDelta {
             topic_ids_by_name,
             configs,
             next_producer_id: self.next_producer_id.unwrap_or(base.next_producer_id),
+            // Replayed by the security records (issue 9); unchanged until then.
+            acls: base.acls.clone(),
+            scram_credentials: base.scram_credentials.clone(),
+            client_quotas: base.client_quotas.clone(),
         })
     }
 

@@ -20,9 +20,12 @@ use crate::records::{
     CONFIG_RESOURCE_TYPE_TOPIC, LEADER_RECOVERY_STATE_NO_CHANGE, LEADER_RECOVERY_STATE_RECOVERED,
     LEADER_RECOVERY_STATE_RECOVERING, NO_LEADER, NO_LEADER_CHANGE,
 };
+use crate::security::{
+    ClientQuotaEntity, ClientQuotaValues, ScramCredential, ScramMechanism, StandardAcl,
+};
 
 /// The cluster metadata at `offset` (the last applied record's offset, -1 when empty).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct MetadataImage {
     /// Offset (Raft index) of the last entry applied; -1 for the empty image.
     pub offset: i64,
@@ -41,6 +44,13 @@ pub struct MetadataImage {
     pub configs: BTreeMap<ConfigResource, BTreeMap<String, String>>,
     /// The first producer id of the next block, -1 before any block was allocated.
     pub next_producer_id: i64,
+    /// ACLs by id (`AccessControlEntryRecord.Id`; Kafka `AclsImage`). Shared between images
+    /// until a delta changes them.
+    pub acls: Arc<BTreeMap<Uuid, StandardAcl>>,
+    /// SCRAM credentials by (user, mechanism) (Kafka `ScramImage`).
+    pub scram_credentials: Arc<BTreeMap<(String, ScramMechanism), ScramCredential>>,
+    /// Client quotas by entity (Kafka `ClientQuotasImage`); an entity without keys is absent.
+    pub client_quotas: Arc<BTreeMap<ClientQuotaEntity, ClientQuotaValues>>,
 }
 
 /// One registered broker (Kafka `BrokerRegistration`).
@@ -286,6 +296,9 @@ impl MetadataImage {
             topic_ids_by_name: BTreeMap::new(),
             configs: BTreeMap::new(),
             next_producer_id: -1,
+            acls: Arc::default(),
+            scram_credentials: Arc::default(),
+            client_quotas: Arc::default(),
         }
     }
 

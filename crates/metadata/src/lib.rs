@@ -56,6 +56,7 @@ pub mod delta;
 pub mod image;
 pub mod migration;
 pub mod records;
+pub mod security;
 pub mod snapshot;
 
 pub use codec::{decode_batch, decode_record, encode_batch, encode_record, CodecError};
