@@ -7,6 +7,7 @@
 //! `KafkaPrincipal`, `RequestContext` and `SecurityProtocol`.
 
 pub mod authorizer;
+pub mod enforcement;
 
 use std::fmt;
 use std::net::IpAddr;
