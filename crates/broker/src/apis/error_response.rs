@@ -677,10 +677,7 @@ pub(crate) fn txn_topic_errors(
     topics: &[add_partitions_to_txn_request::AddPartitionsToTxnTopic],
     code: i16,
 ) -> Vec<add_partitions_to_txn_response::AddPartitionsToTxnTopicResult> {
-    topics
-        .iter()
-        .map(|t| txn_topic_error(t, code))
-        .collect()
+    topics.iter().map(|t| txn_topic_error(t, code)).collect()
 }
 
 pub(crate) fn txn_topic_error(
@@ -779,7 +776,10 @@ mod tests {
     /// only the SASL APIs, which the authenticator answers, have none.
     #[test]
     fn every_supported_api_has_an_error_response() {
-        let mut keys: Vec<ApiKey> = super::super::SUPPORTED_APIS.iter().map(|(k, _)| *k).collect();
+        let mut keys: Vec<ApiKey> = super::super::SUPPORTED_APIS
+            .iter()
+            .map(|(k, _)| *k)
+            .collect();
         keys.extend(
             crate::security::enforcement::CLUSTER_OPERATION_APIS
                 .iter()
@@ -805,26 +805,67 @@ mod tests {
             };
         }
         kinds!(
-            Produce, Fetch, ListOffsets, Metadata, OffsetCommit, OffsetFetch, FindCoordinator,
-            JoinGroup, Heartbeat, LeaveGroup, SyncGroup, DescribeGroups, ListGroups,
-            SaslHandshake, ApiVersions, CreateTopics, DeleteTopics, DeleteRecords,
-            InitProducerId, OffsetForLeaderEpoch, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn,
-            WriteTxnMarkers, TxnOffsetCommit, DescribeAcls, CreateAcls, DeleteAcls,
-            DescribeConfigs, AlterConfigs, DescribeLogDirs, SaslAuthenticate, CreatePartitions,
-            DeleteGroups, ElectLeaders, IncrementalAlterConfigs, AlterPartitionReassignments,
-            ListPartitionReassignments, OffsetDelete, DescribeClientQuotas, AlterClientQuotas,
-            DescribeUserScramCredentials, AlterUserScramCredentials, DescribeCluster,
-            DescribeProducers, UnregisterBroker, DescribeTransactions, ListTransactions,
-            ConsumerGroupHeartbeat, ConsumerGroupDescribe, DescribeQuorum,
+            Produce,
+            Fetch,
+            ListOffsets,
+            Metadata,
+            OffsetCommit,
+            OffsetFetch,
+            FindCoordinator,
+            JoinGroup,
+            Heartbeat,
+            LeaveGroup,
+            SyncGroup,
+            DescribeGroups,
+            ListGroups,
+            SaslHandshake,
+            ApiVersions,
+            CreateTopics,
+            DeleteTopics,
+            DeleteRecords,
+            InitProducerId,
+            OffsetForLeaderEpoch,
+            AddPartitionsToTxn,
+            AddOffsetsToTxn,
+            EndTxn,
+            WriteTxnMarkers,
+            TxnOffsetCommit,
+            DescribeAcls,
+            CreateAcls,
+            DeleteAcls,
+            DescribeConfigs,
+            AlterConfigs,
+            DescribeLogDirs,
+            SaslAuthenticate,
+            CreatePartitions,
+            DeleteGroups,
+            ElectLeaders,
+            IncrementalAlterConfigs,
+            AlterPartitionReassignments,
+            ListPartitionReassignments,
+            OffsetDelete,
+            DescribeClientQuotas,
+            AlterClientQuotas,
+            DescribeUserScramCredentials,
+            AlterUserScramCredentials,
+            DescribeCluster,
+            DescribeProducers,
+            UnregisterBroker,
+            DescribeTransactions,
+            ListTransactions,
+            ConsumerGroupHeartbeat,
+            ConsumerGroupDescribe,
+            DescribeQuorum,
         )
     }
 
     #[test]
     fn errors_land_on_every_named_item() {
-        let request = RequestKind::DescribeGroups(
-            DescribeGroupsRequest::default()
-                .with_groups(vec![GroupId(StrBytes::from_static_str("a")), GroupId(StrBytes::from_static_str("b"))]),
-        );
+        let request =
+            RequestKind::DescribeGroups(DescribeGroupsRequest::default().with_groups(vec![
+                GroupId(StrBytes::from_static_str("a")),
+                GroupId(StrBytes::from_static_str("b")),
+            ]));
         let Some(ResponseKind::DescribeGroups(response)) =
             error_response(5, &request, ResponseError::GroupAuthorizationFailed)
         else {
@@ -840,13 +881,18 @@ mod tests {
                     produce_request::PartitionProduceData::default().with_index(3),
                 ]),
         ]));
-        let Some(ResponseKind::Produce(response)) =
-            error_response(9, &produce, ResponseError::TransactionalIdAuthorizationFailed)
-        else {
+        let Some(ResponseKind::Produce(response)) = error_response(
+            9,
+            &produce,
+            ResponseError::TransactionalIdAuthorizationFailed,
+        ) else {
             panic!("no Produce response");
         };
         let partitions = &response.responses[0].partition_responses;
-        assert_eq!(partitions.iter().map(|p| p.index).collect::<Vec<_>>(), vec![0, 3]);
+        assert_eq!(
+            partitions.iter().map(|p| p.index).collect::<Vec<_>>(),
+            vec![0, 3]
+        );
         assert!(partitions.iter().all(|p| p.error_code == 53));
     }
 }

@@ -38,8 +38,10 @@ pub const WILDCARD_PRINCIPAL: &str = "User:*";
 /// The name of the one CLUSTER resource (Kafka `CLUSTER_NAME`).
 pub const CLUSTER_NAME: &str = "kafka-cluster";
 /// The `authorizer.class.name` values that turn the authorizer on.
-pub const AUTHORIZER_CLASS_NAMES: &[&str] =
-    &["org.apache.kafka.metadata.authorizer.StandardAuthorizer", "fjord"];
+pub const AUTHORIZER_CLASS_NAMES: &[&str] = &[
+    "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    "fjord",
+];
 
 /// The ACL set as loaded from the image.
 pub type AclMap = BTreeMap<Uuid, StandardAcl>;
@@ -111,7 +113,11 @@ impl AuthorizerConfig {
             ));
         };
         let mut users = BTreeSet::new();
-        for entry in super_users.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        for entry in super_users
+            .split(';')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             let principal = KafkaPrincipal::parse(entry).ok_or_else(|| {
                 format!("super user {entry:?} is not a principal of the form User:name")
             })?;
@@ -405,7 +411,8 @@ impl Authorizer {
         let covered = |name: &str| denied_prefixes.iter().any(|p| name.starts_with(p));
         let literal_allowed = type_index.literal.iter().any(|(name, list)| {
             any(list, AclPermissionType::Allow)
-                && (name == WILDCARD || (!denied_literals.contains(name.as_str()) && !covered(name)))
+                && (name == WILDCARD
+                    || (!denied_literals.contains(name.as_str()) && !covered(name)))
         });
         let prefixed_allowed = type_index
             .prefixed
@@ -424,21 +431,18 @@ impl Authorizer {
         resource_type: AclResourceType,
         name: &str,
     ) -> i32 {
-        operations_bit_field(
-            supported_operations(resource_type)
-                .iter()
-                .copied()
-                .filter(|operation| {
-                    self.authorize(
-                        index,
-                        principal,
-                        client_address,
-                        resource_type,
-                        name,
-                        *operation,
-                    )
-                }),
-        )
+        operations_bit_field(supported_operations(resource_type).iter().copied().filter(
+            |operation| {
+                self.authorize(
+                    index,
+                    principal,
+                    client_address,
+                    resource_type,
+                    name,
+                    *operation,
+                )
+            },
+        ))
     }
 }
 
@@ -521,8 +525,9 @@ mod tests {
             on.super_users.iter().cloned().collect::<Vec<_>>(),
             vec!["User:admin".to_string(), "User:broker".to_string()]
         );
-        assert!(AuthorizerConfig::parse("kafka.security.authorizer.AclAuthorizer", "", false)
-            .is_err());
+        assert!(
+            AuthorizerConfig::parse("kafka.security.authorizer.AclAuthorizer", "", false).is_err()
+        );
         assert!(AuthorizerConfig::parse("fjord", "admin", false).is_err());
     }
 
@@ -535,12 +540,36 @@ mod tests {
             acl(Topic, "bar-secret", Literal, "User:bob", "*", Write, Deny),
             acl(Topic, "*", Literal, "User:*", "*", Describe, Allow),
             acl(Topic, "hosty", Literal, "User:carol", HOST, Alter, Allow),
-            acl(Topic, "hosty", Literal, "User:carol", "10.0.0.1", Delete, Allow),
+            acl(
+                Topic,
+                "hosty",
+                Literal,
+                "User:carol",
+                "10.0.0.1",
+                Delete,
+                Allow,
+            ),
             acl(Group, "g", Prefixed, "User:alice", "*", All, Allow),
             acl(Group, "gx", Literal, "User:alice", "*", Delete, Deny),
-            acl(Cluster, CLUSTER_NAME, Literal, "User:ops", "*", AlterConfigs, Allow),
+            acl(
+                Cluster,
+                CLUSTER_NAME,
+                Literal,
+                "User:ops",
+                "*",
+                AlterConfigs,
+                Allow,
+            ),
             acl(TransactionalId, "tx", Literal, "User:*", "*", Write, Allow),
-            acl(TransactionalId, "tx", Literal, "User:mallory", "*", All, Deny),
+            acl(
+                TransactionalId,
+                "tx",
+                Literal,
+                "User:mallory",
+                "*",
+                All,
+                Deny,
+            ),
             acl(Topic, "denyread", Literal, "User:dave", "*", Read, Deny),
             acl(Topic, "denyread", Literal, "User:dave", "*", All, Allow),
         ]);
@@ -560,7 +589,7 @@ mod tests {
             ("User:anyone", Topic, "whatever", Read, false),
             ("User:carol", Topic, "hosty", Alter, true), // host matches
             ("User:carol", Topic, "hosty", Delete, false), // other host
-            ("User:alice", Group, "g1", Read, true), // ALL via prefix
+            ("User:alice", Group, "g1", Read, true),     // ALL via prefix
             ("User:alice", Group, "gx", Read, true),
             ("User:alice", Group, "gx", Delete, false),
             ("User:alice", Group, "other", Read, false),
@@ -588,7 +617,9 @@ mod tests {
 
     #[test]
     fn no_acl_on_the_resource_follows_allow_everyone() {
-        let acls = map(vec![acl(Topic, "guarded", Literal, "User:a", "*", Read, Allow)]);
+        let acls = map(vec![acl(
+            Topic, "guarded", Literal, "User:a", "*", Read, Allow,
+        )]);
         let strict = authorizer("", false);
         let open = authorizer("", true);
         assert!(!check(&strict, &acls, "User:b", Topic, "free", Read));

@@ -138,7 +138,12 @@ impl RequestAuthorizer {
     }
 
     /// Kafka `AuthHelper.authorize` with `logIfDenied = true`: a denial is counted and logged.
-    pub fn allowed(&self, resource_type: AclResourceType, name: &str, operation: AclOperation) -> bool {
+    pub fn allowed(
+        &self,
+        resource_type: AclResourceType,
+        name: &str,
+        operation: AclOperation,
+    ) -> bool {
         let allowed = self.allowed_quietly(resource_type, name, operation);
         if !allowed && self.metrics.record(resource_type) {
             tracing::debug!(
@@ -259,8 +264,16 @@ fn split<T>(items: Vec<T>, mut allowed: impl FnMut(&T) -> bool) -> (Vec<T>, Vec<
 /// metrics) is the cluster's.
 fn config_resource(resource_type: i8, name: &StrBytes) -> (AclResourceType, String, ResponseError) {
     match resource_type {
-        2 => (Topic, name.to_string(), ResponseError::TopicAuthorizationFailed),
-        32 => (Group, name.to_string(), ResponseError::GroupAuthorizationFailed),
+        2 => (
+            Topic,
+            name.to_string(),
+            ResponseError::TopicAuthorizationFailed,
+        ),
+        32 => (
+            Group,
+            name.to_string(),
+            ResponseError::GroupAuthorizationFailed,
+        ),
         _ => (
             Cluster,
             CLUSTER_NAME.to_string(),
@@ -293,11 +306,9 @@ pub fn gate(
     };
     // The cluster-level APIs.
     let api_key = api_key_of(&request);
-    if let Some((_, operation)) = api_key.and_then(|key| {
-        CLUSTER_OPERATION_APIS
-            .iter()
-            .find(|(api, _)| *api == key)
-    }) {
+    if let Some((_, operation)) =
+        api_key.and_then(|key| CLUSTER_OPERATION_APIS.iter().find(|(api, _)| *api == key))
+    {
         if !auth.cluster(*operation) {
             return refuse(&request, ResponseError::ClusterAuthorizationFailed);
         }
@@ -329,7 +340,9 @@ pub fn gate(
                                 .with_partition_responses(
                                     t.partition_data
                                         .iter()
-                                        .map(|p| errors::produce_partition_error(p.index, TOPIC_DENIED))
+                                        .map(|p| {
+                                            errors::produce_partition_error(p.index, TOPIC_DENIED)
+                                        })
                                         .collect(),
                                 )
                         }));
@@ -389,8 +402,9 @@ pub fn gate(
             }
         }
         RequestKind::ListOffsets(mut r) => {
-            let (allowed, refused) =
-                split(std::mem::take(&mut r.topics), |t| auth.allowed(Topic, &t.name, Describe));
+            let (allowed, refused) = split(std::mem::take(&mut r.topics), |t| {
+                auth.allowed(Topic, &t.name, Describe)
+            });
             r.topics = allowed;
             if !refused.is_empty() {
                 patches.push(Box::new(move |response| {
@@ -420,7 +434,10 @@ pub fn gate(
         }
         RequestKind::OffsetCommit(mut r) => {
             if !auth.allowed(Group, &r.group_id, Read) {
-                return refuse(&RequestKind::OffsetCommit(r), ResponseError::GroupAuthorizationFailed);
+                return refuse(
+                    &RequestKind::OffsetCommit(r),
+                    ResponseError::GroupAuthorizationFailed,
+                );
             }
             let (allowed, refused) = split(std::mem::take(&mut r.topics), |t| {
                 topic_name(image, &t.name, t.topic_id)
@@ -453,7 +470,10 @@ pub fn gate(
         RequestKind::OffsetFetch(r) => return offset_fetch(auth, image, api_version, r),
         RequestKind::FindCoordinator(mut r) => {
             let resource = |key_type: i8| match key_type {
-                1 => (TransactionalId, ResponseError::TransactionalIdAuthorizationFailed),
+                1 => (
+                    TransactionalId,
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                ),
                 _ => (Group, ResponseError::GroupAuthorizationFailed),
             };
             let (resource_type, error) = resource(r.key_type);
@@ -469,9 +489,11 @@ pub fn gate(
                 if !refused.is_empty() {
                     patches.push(Box::new(move |response| {
                         if let ResponseKind::FindCoordinator(response) = response {
-                            response
-                                .coordinators
-                                .extend(refused.into_iter().map(|key| errors::coordinator_error(key, error)));
+                            response.coordinators.extend(
+                                refused
+                                    .into_iter()
+                                    .map(|key| errors::coordinator_error(key, error)),
+                            );
                         }
                     }));
                 }
@@ -480,39 +502,53 @@ pub fn gate(
         }
         RequestKind::JoinGroup(r) => {
             if !auth.allowed(Group, &r.group_id, Read) {
-                return refuse(&RequestKind::JoinGroup(r), ResponseError::GroupAuthorizationFailed);
+                return refuse(
+                    &RequestKind::JoinGroup(r),
+                    ResponseError::GroupAuthorizationFailed,
+                );
             }
             RequestKind::JoinGroup(r)
         }
         RequestKind::SyncGroup(r) => {
             if !auth.allowed(Group, &r.group_id, Read) {
-                return refuse(&RequestKind::SyncGroup(r), ResponseError::GroupAuthorizationFailed);
+                return refuse(
+                    &RequestKind::SyncGroup(r),
+                    ResponseError::GroupAuthorizationFailed,
+                );
             }
             RequestKind::SyncGroup(r)
         }
         RequestKind::Heartbeat(r) => {
             if !auth.allowed(Group, &r.group_id, Read) {
-                return refuse(&RequestKind::Heartbeat(r), ResponseError::GroupAuthorizationFailed);
+                return refuse(
+                    &RequestKind::Heartbeat(r),
+                    ResponseError::GroupAuthorizationFailed,
+                );
             }
             RequestKind::Heartbeat(r)
         }
         RequestKind::LeaveGroup(r) => {
             if !auth.allowed(Group, &r.group_id, Read) {
-                return refuse(&RequestKind::LeaveGroup(r), ResponseError::GroupAuthorizationFailed);
+                return refuse(
+                    &RequestKind::LeaveGroup(r),
+                    ResponseError::GroupAuthorizationFailed,
+                );
             }
             RequestKind::LeaveGroup(r)
         }
         RequestKind::DescribeGroups(mut r) => {
-            let (allowed, refused) =
-                split(std::mem::take(&mut r.groups), |g| auth.allowed(Group, g, Describe));
+            let (allowed, refused) = split(std::mem::take(&mut r.groups), |g| {
+                auth.allowed(Group, g, Describe)
+            });
             r.groups = allowed;
             patches.push(Box::new(move |response| {
                 if let ResponseKind::DescribeGroups(response) = response {
-                    response.groups.extend(
-                        refused
-                            .into_iter()
-                            .map(|g| errors::described_group_error(g, ResponseError::GroupAuthorizationFailed.code())),
-                    );
+                    response.groups.extend(refused.into_iter().map(|g| {
+                        errors::described_group_error(
+                            g,
+                            ResponseError::GroupAuthorizationFailed.code(),
+                        )
+                    }));
                 }
             }));
             RequestKind::DescribeGroups(r)
@@ -531,8 +567,9 @@ pub fn gate(
             RequestKind::ListGroups(r)
         }
         RequestKind::DeleteGroups(mut r) => {
-            let (allowed, refused) =
-                split(std::mem::take(&mut r.groups_names), |g| auth.allowed(Group, g, Delete));
+            let (allowed, refused) = split(std::mem::take(&mut r.groups_names), |g| {
+                auth.allowed(Group, g, Delete)
+            });
             r.groups_names = allowed;
             if !refused.is_empty() {
                 patches.push(Box::new(move |response| {
@@ -549,10 +586,14 @@ pub fn gate(
         }
         RequestKind::OffsetDelete(mut r) => {
             if !auth.allowed(Group, &r.group_id, Delete) {
-                return refuse(&RequestKind::OffsetDelete(r), ResponseError::GroupAuthorizationFailed);
+                return refuse(
+                    &RequestKind::OffsetDelete(r),
+                    ResponseError::GroupAuthorizationFailed,
+                );
             }
-            let (allowed, refused) =
-                split(std::mem::take(&mut r.topics), |t| auth.allowed(Topic, &t.name, Read));
+            let (allowed, refused) = split(std::mem::take(&mut r.topics), |t| {
+                auth.allowed(Topic, &t.name, Read)
+            });
             r.topics = allowed;
             if !refused.is_empty() {
                 patches.push(Box::new(move |response| {
@@ -598,13 +639,17 @@ pub fn gate(
             RequestKind::ConsumerGroupHeartbeat(r)
         }
         RequestKind::ConsumerGroupDescribe(mut r) => {
-            let (allowed, refused) =
-                split(std::mem::take(&mut r.group_ids), |g| auth.allowed(Group, g, Describe));
+            let (allowed, refused) = split(std::mem::take(&mut r.group_ids), |g| {
+                auth.allowed(Group, g, Describe)
+            });
             r.group_ids = allowed;
             patches.push(Box::new(move |response| {
                 if let ResponseKind::ConsumerGroupDescribe(response) = response {
                     response.groups.extend(refused.into_iter().map(|g| {
-                        errors::consumer_group_described_error(g, ResponseError::GroupAuthorizationFailed)
+                        errors::consumer_group_described_error(
+                            g,
+                            ResponseError::GroupAuthorizationFailed,
+                        )
                     }));
                 }
             }));
@@ -612,14 +657,18 @@ pub fn gate(
         }
         RequestKind::CreateTopics(mut r) => {
             if !auth.allowed_quietly(Cluster, CLUSTER_NAME, Create) {
-                let (allowed, refused) =
-                    split(std::mem::take(&mut r.topics), |t| auth.allowed(Topic, &t.name, Create));
+                let (allowed, refused) = split(std::mem::take(&mut r.topics), |t| {
+                    auth.allowed(Topic, &t.name, Create)
+                });
                 r.topics = allowed;
                 if !refused.is_empty() {
                     patches.push(Box::new(move |response| {
                         if let ResponseKind::CreateTopics(response) = response {
                             response.topics.extend(refused.into_iter().map(|t| {
-                                errors::create_topic_error(t.name, ResponseError::TopicAuthorizationFailed)
+                                errors::create_topic_error(
+                                    t.name,
+                                    ResponseError::TopicAuthorizationFailed,
+                                )
                             }));
                         }
                     }));
@@ -628,8 +677,9 @@ pub fn gate(
             RequestKind::CreateTopics(r)
         }
         RequestKind::DeleteTopics(mut r) => {
-            let (names, refused_names) =
-                split(std::mem::take(&mut r.topic_names), |t| auth.allowed(Topic, t, Delete));
+            let (names, refused_names) = split(std::mem::take(&mut r.topic_names), |t| {
+                auth.allowed(Topic, t, Delete)
+            });
             r.topic_names = names;
             let (topics, refused_topics) = split(std::mem::take(&mut r.topics), |t| {
                 let name = match &t.name {
@@ -648,26 +698,34 @@ pub fn gate(
                                 .with_topic_id(topic_id)
                                 .with_error_code(TOPIC_DENIED)
                         };
-                        response
-                            .responses
-                            .extend(refused_names.into_iter().map(|n| result(Some(n), Uuid::nil())));
-                        response
-                            .responses
-                            .extend(refused_topics.into_iter().map(|t| result(t.name, t.topic_id)));
+                        response.responses.extend(
+                            refused_names
+                                .into_iter()
+                                .map(|n| result(Some(n), Uuid::nil())),
+                        );
+                        response.responses.extend(
+                            refused_topics
+                                .into_iter()
+                                .map(|t| result(t.name, t.topic_id)),
+                        );
                     }
                 }));
             }
             RequestKind::DeleteTopics(r)
         }
         RequestKind::CreatePartitions(mut r) => {
-            let (allowed, refused) =
-                split(std::mem::take(&mut r.topics), |t| auth.allowed(Topic, &t.name, Alter));
+            let (allowed, refused) = split(std::mem::take(&mut r.topics), |t| {
+                auth.allowed(Topic, &t.name, Alter)
+            });
             r.topics = allowed;
             if !refused.is_empty() {
                 patches.push(Box::new(move |response| {
                     if let ResponseKind::CreatePartitions(response) = response {
                         response.results.extend(refused.into_iter().map(|t| {
-                            errors::create_partitions_error(t.name, ResponseError::TopicAuthorizationFailed)
+                            errors::create_partitions_error(
+                                t.name,
+                                ResponseError::TopicAuthorizationFailed,
+                            )
                         }));
                     }
                 }));
@@ -675,8 +733,9 @@ pub fn gate(
             RequestKind::CreatePartitions(r)
         }
         RequestKind::DeleteRecords(mut r) => {
-            let (allowed, refused) =
-                split(std::mem::take(&mut r.topics), |t| auth.allowed(Topic, &t.name, Delete));
+            let (allowed, refused) = split(std::mem::take(&mut r.topics), |t| {
+                auth.allowed(Topic, &t.name, Delete)
+            });
             r.topics = allowed;
             if !refused.is_empty() {
                 patches.push(Box::new(move |response| {
@@ -687,7 +746,12 @@ pub fn gate(
                                 .with_partitions(
                                     t.partitions
                                         .iter()
-                                        .map(|p| errors::delete_records_partition_error(p.partition_index, TOPIC_DENIED))
+                                        .map(|p| {
+                                            errors::delete_records_partition_error(
+                                                p.partition_index,
+                                                TOPIC_DENIED,
+                                            )
+                                        })
                                         .collect(),
                                 )
                         }));
@@ -698,7 +762,8 @@ pub fn gate(
         }
         RequestKind::DescribeConfigs(mut r) => {
             let (allowed, refused) = split(std::mem::take(&mut r.resources), |res| {
-                let (resource_type, name, _) = config_resource(res.resource_type, &res.resource_name);
+                let (resource_type, name, _) =
+                    config_resource(res.resource_type, &res.resource_name);
                 auth.allowed(resource_type, &name, DescribeConfigs)
             });
             r.resources = allowed;
@@ -706,8 +771,13 @@ pub fn gate(
                 patches.push(Box::new(move |response| {
                     if let ResponseKind::DescribeConfigs(response) = response {
                         response.results.extend(refused.into_iter().map(|res| {
-                            let (_, _, error) = config_resource(res.resource_type, &res.resource_name);
-                            errors::describe_configs_result_error(res.resource_type, res.resource_name, error)
+                            let (_, _, error) =
+                                config_resource(res.resource_type, &res.resource_name);
+                            errors::describe_configs_result_error(
+                                res.resource_type,
+                                res.resource_name,
+                                error,
+                            )
                         }));
                     }
                 }));
@@ -716,7 +786,8 @@ pub fn gate(
         }
         RequestKind::AlterConfigs(mut r) => {
             let (allowed, refused) = split(std::mem::take(&mut r.resources), |res| {
-                let (resource_type, name, _) = config_resource(res.resource_type, &res.resource_name);
+                let (resource_type, name, _) =
+                    config_resource(res.resource_type, &res.resource_name);
                 auth.allowed(resource_type, &name, AlterConfigs)
             });
             r.resources = allowed;
@@ -724,7 +795,8 @@ pub fn gate(
                 patches.push(Box::new(move |response| {
                     if let ResponseKind::AlterConfigs(response) = response {
                         response.responses.extend(refused.into_iter().map(|res| {
-                            let (_, _, error) = config_resource(res.resource_type, &res.resource_name);
+                            let (_, _, error) =
+                                config_resource(res.resource_type, &res.resource_name);
                             errors::alter_configs_error(res.resource_type, res.resource_name, error)
                         }));
                     }
@@ -734,7 +806,8 @@ pub fn gate(
         }
         RequestKind::IncrementalAlterConfigs(mut r) => {
             let (allowed, refused) = split(std::mem::take(&mut r.resources), |res| {
-                let (resource_type, name, _) = config_resource(res.resource_type, &res.resource_name);
+                let (resource_type, name, _) =
+                    config_resource(res.resource_type, &res.resource_name);
                 auth.allowed(resource_type, &name, AlterConfigs)
             });
             r.resources = allowed;
@@ -742,8 +815,13 @@ pub fn gate(
                 patches.push(Box::new(move |response| {
                     if let ResponseKind::IncrementalAlterConfigs(response) = response {
                         response.responses.extend(refused.into_iter().map(|res| {
-                            let (_, _, error) = config_resource(res.resource_type, &res.resource_name);
-                            errors::incremental_alter_configs_error(res.resource_type, res.resource_name, error)
+                            let (_, _, error) =
+                                config_resource(res.resource_type, &res.resource_name);
+                            errors::incremental_alter_configs_error(
+                                res.resource_type,
+                                res.resource_name,
+                                error,
+                            )
                         }));
                     }
                 }));
@@ -751,8 +829,9 @@ pub fn gate(
             RequestKind::IncrementalAlterConfigs(r)
         }
         RequestKind::DescribeProducers(mut r) => {
-            let (allowed, refused) =
-                split(std::mem::take(&mut r.topics), |t| auth.allowed(Topic, &t.name, Read));
+            let (allowed, refused) = split(std::mem::take(&mut r.topics), |t| {
+                auth.allowed(Topic, &t.name, Read)
+            });
             r.topics = allowed;
             if !refused.is_empty() {
                 patches.push(Box::new(move |response| {
@@ -813,7 +892,10 @@ pub fn gate(
                 );
             }
             if !auth.allowed(Group, &r.group_id, Read) {
-                return refuse(&RequestKind::AddOffsetsToTxn(r), ResponseError::GroupAuthorizationFailed);
+                return refuse(
+                    &RequestKind::AddOffsetsToTxn(r),
+                    ResponseError::GroupAuthorizationFailed,
+                );
             }
             RequestKind::AddOffsetsToTxn(r)
         }
@@ -825,10 +907,14 @@ pub fn gate(
                 );
             }
             if !auth.allowed(Group, &r.group_id, Read) {
-                return refuse(&RequestKind::TxnOffsetCommit(r), ResponseError::GroupAuthorizationFailed);
+                return refuse(
+                    &RequestKind::TxnOffsetCommit(r),
+                    ResponseError::GroupAuthorizationFailed,
+                );
             }
-            let (allowed, refused) =
-                split(std::mem::take(&mut r.topics), |t| auth.allowed(Topic, &t.name, Read));
+            let (allowed, refused) = split(std::mem::take(&mut r.topics), |t| {
+                auth.allowed(Topic, &t.name, Read)
+            });
             r.topics = allowed;
             if !refused.is_empty() {
                 patches.push(Box::new(move |response| {
@@ -854,7 +940,10 @@ pub fn gate(
         }
         RequestKind::EndTxn(r) => {
             if !auth.allowed(TransactionalId, &r.transactional_id, Write) {
-                return refuse(&RequestKind::EndTxn(r), ResponseError::TransactionalIdAuthorizationFailed);
+                return refuse(
+                    &RequestKind::EndTxn(r),
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                );
             }
             RequestKind::EndTxn(r)
         }
@@ -872,12 +961,14 @@ pub fn gate(
                             .topics
                             .retain(|t| filter.allowed_quietly(Topic, &t.topic, Describe));
                     }
-                    response.transaction_states.extend(refused.into_iter().map(|id| {
-                        errors::transaction_state_error(
-                            id,
-                            ResponseError::TransactionalIdAuthorizationFailed.code(),
-                        )
-                    }));
+                    response
+                        .transaction_states
+                        .extend(refused.into_iter().map(|id| {
+                            errors::transaction_state_error(
+                                id,
+                                ResponseError::TransactionalIdAuthorizationFailed.code(),
+                            )
+                        }));
                 }
             }));
             RequestKind::DescribeTransactions(r)
@@ -965,7 +1056,8 @@ fn operations_only(auth: &RequestAuthorizer, request: RequestKind) -> Gate {
         RequestKind::DescribeCluster(r) if r.include_cluster_authorized_operations => {
             Some(Box::new(move |response| {
                 if let ResponseKind::DescribeCluster(response) = response {
-                    response.cluster_authorized_operations = filler.operations(Cluster, CLUSTER_NAME);
+                    response.cluster_authorized_operations =
+                        filler.operations(Cluster, CLUSTER_NAME);
                 }
             }))
         }
@@ -986,7 +1078,8 @@ fn operations_only(auth: &RequestAuthorizer, request: RequestKind) -> Gate {
                         }
                     }
                     if cluster {
-                        response.cluster_authorized_operations = filler.operations(Cluster, CLUSTER_NAME);
+                        response.cluster_authorized_operations =
+                            filler.operations(Cluster, CLUSTER_NAME);
                     }
                 }
             }))
@@ -1021,7 +1114,12 @@ fn fetch_refused(request: &FetchRequest) -> FetchResponse {
                 fetch_response::FetchableTopicResponse::default()
                     .with_topic(t.topic.clone())
                     .with_topic_id(t.topic_id)
-                    .with_partitions(t.partitions.iter().map(|p| fetch_partition_error(p.partition)).collect())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| fetch_partition_error(p.partition))
+                            .collect(),
+                    )
             })
             .collect(),
     )
@@ -1083,7 +1181,9 @@ fn metadata(
                         .with_name(topic.name.clone())
                         .with_topic_id(topic.topic_id)
                         .with_error_code(TOPIC_DENIED)
-                        .with_topic_authorized_operations(crate::apis::AUTHORIZED_OPERATIONS_OMITTED),
+                        .with_topic_authorized_operations(
+                            crate::apis::AUTHORIZED_OPERATIONS_OMITTED,
+                        ),
                 );
             }
         }
@@ -1123,7 +1223,8 @@ fn offset_fetch(
 ) -> Gate {
     let group_denied = ResponseError::GroupAuthorizationFailed.code();
     let mut patches: Vec<Patch> = Vec::new();
-    let describable = |filter: &RequestAuthorizer, name: &str| filter.allowed_quietly(Topic, name, Describe);
+    let describable =
+        |filter: &RequestAuthorizer, name: &str| filter.allowed_quietly(Topic, name, Describe);
     if api_version < 8 {
         if !auth.allowed(Group, &r.group_id, Describe) {
             return match error_response(
@@ -1156,7 +1257,12 @@ fn offset_fetch(
                                     .with_partitions(
                                         t.partition_indexes
                                             .iter()
-                                            .map(|p| errors::offset_fetch_partition_error(*p, TOPIC_DENIED))
+                                            .map(|p| {
+                                                errors::offset_fetch_partition_error(
+                                                    *p,
+                                                    TOPIC_DENIED,
+                                                )
+                                            })
                                             .collect(),
                                     )
                             }));
@@ -1166,8 +1272,9 @@ fn offset_fetch(
             }
         }
     } else {
-        let (groups, refused_groups) =
-            split(std::mem::take(&mut r.groups), |g| auth.allowed(Group, &g.group_id, Describe));
+        let (groups, refused_groups) = split(std::mem::take(&mut r.groups), |g| {
+            auth.allowed(Group, &g.group_id, Describe)
+        });
         let mut all_topic_groups: HashSet<String> = HashSet::new();
         let mut refused_topics = Vec::new();
         let mut kept = Vec::with_capacity(groups.len());
