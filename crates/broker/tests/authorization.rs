@@ -326,6 +326,19 @@ fn topic_acls_by_pattern_deny_and_host() {
     assert_eq!(list_offsets(&session("carol", ALICE_HOST)), TOPIC_DENIED);
     // Super users need no ACL.
     assert_eq!(list_offsets(&admin()), 0);
+    // acks=0: a refused part closes the connection, as any failed acks=0 produce does.
+    let request = ProduceRequest::default()
+        .with_acks(0)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic("secret"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch()))])]);
+    assert!(matches!(
+        outcome(&node, &alice, 9, RequestKind::Produce(request)),
+        Outcome::CloseConnection(_)
+    ));
     assert!(node.authorization_metrics().failures(Topic) >= 5);
     assert!(node
         .render_metrics()
@@ -888,4 +901,82 @@ fn an_unknown_authorizer_class_is_refused_at_start() {
     values.insert("authorizer.class.name".to_string(), "fjord".to_string());
     values.insert("super.users".to_string(), "admin".to_string());
     assert!(BrokerConfig::from_settings(&values).is_err());
+}
+
+#[test]
+fn an_incremental_fetch_session_loses_partitions_whose_read_is_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), "fjord");
+    create_topics(&node, &["feed"]);
+    produce(&node, &admin(), &["feed"]);
+    let reader = acl(Topic, "feed", Literal, "User:alice", "*", Read, Allow);
+    set_acls(&node, vec![reader]);
+    let alice = session("alice", ALICE_HOST);
+    let fetch_in_session = |session_id: i32, epoch: i32, topics: Vec<FetchTopic>| {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_session_id(session_id)
+            .with_session_epoch(epoch)
+            .with_topics(topics);
+        match call(&node, &alice, 12, RequestKind::Fetch(request)) {
+            ResponseKind::Fetch(r) => r,
+            other => panic!("{other:?}"),
+        }
+    };
+    let full = fetch_in_session(
+        0,
+        0,
+        vec![FetchTopic::default()
+            .with_topic(topic("feed"))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_partition_max_bytes(1 << 20)])],
+    );
+    assert_ne!(full.session_id, 0, "{full:?}");
+    assert_eq!(full.responses[0].partitions[0].error_code, 0);
+    // Revoked: the session still holds the partition, the answer refuses it.
+    set_acls(&node, vec![]);
+    produce(&node, &admin(), &["feed"]);
+    let incremental = fetch_in_session(full.session_id, 1, vec![]);
+    let partition = &incremental.responses[0].partitions[0];
+    assert_eq!(partition.error_code, TOPIC_DENIED);
+    assert_eq!(partition.records.as_ref().map_or(0, |r| r.len()), 0);
+}
+
+#[test]
+fn metadata_v0_naming_only_hidden_topics_lists_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), "fjord");
+    create_topics(&node, &["visible", "hidden"]);
+    set_acls(
+        &node,
+        vec![acl(
+            Topic,
+            "visible",
+            Literal,
+            "User:alice",
+            "*",
+            Describe,
+            Allow,
+        )],
+    );
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(topic("hidden"))),
+    ]));
+    let ResponseKind::Metadata(response) = call(
+        &node,
+        &session("alice", ALICE_HOST),
+        0,
+        RequestKind::Metadata(request),
+    ) else {
+        panic!()
+    };
+    let listed: Vec<(String, i16)> = response
+        .topics
+        .iter()
+        .map(|t| (t.name.as_ref().unwrap().to_string(), t.error_code))
+        .collect();
+    assert_eq!(listed, vec![("hidden".to_string(), TOPIC_DENIED)]);
 }

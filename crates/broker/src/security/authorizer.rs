@@ -294,6 +294,23 @@ impl AclIndex {
     }
 }
 
+/// Who asks, in the form ACLs are matched against: `Type:name` and the client IP as text
+/// (empty for in-process callers, which only host `*` ACLs match). Built once per request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub principal: String,
+    pub host: String,
+}
+
+impl Caller {
+    pub fn new(principal: &KafkaPrincipal, client_address: Option<IpAddr>) -> Self {
+        Self {
+            principal: principal.to_string(),
+            host: client_address.map(|ip| ip.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
 /// The authorizer: its settings and the index of the last ACL set it saw.
 pub struct Authorizer {
     config: AuthorizerConfig,
@@ -344,18 +361,21 @@ impl Authorizer {
     pub fn authorize(
         &self,
         index: &AclIndex,
-        principal: &KafkaPrincipal,
-        client_address: Option<IpAddr>,
+        caller: &Caller,
         resource_type: AclResourceType,
         name: &str,
         operation: AclOperation,
     ) -> bool {
-        let principal = principal.to_string();
-        if self.config.super_users.contains(&principal) {
+        if self.config.super_users.contains(&caller.principal) {
             return true;
         }
-        let host = client_address.map(|ip| ip.to_string()).unwrap_or_default();
-        let matching = index.matching(&principal, &host, resource_type, name, operation);
+        let matching = index.matching(
+            &caller.principal,
+            &caller.host,
+            resource_type,
+            name,
+            operation,
+        );
         if matching.denied {
             return false;
         }
@@ -373,23 +393,21 @@ impl Authorizer {
     pub fn authorize_any(
         &self,
         index: &AclIndex,
-        principal: &KafkaPrincipal,
-        client_address: Option<IpAddr>,
+        caller: &Caller,
         resource_type: AclResourceType,
         operation: AclOperation,
     ) -> bool {
-        let principal = principal.to_string();
-        if self.config.super_users.contains(&principal) {
+        let (principal, host) = (&caller.principal, &caller.host);
+        if self.config.super_users.contains(principal) {
             return true;
         }
-        let host = client_address.map(|ip| ip.to_string()).unwrap_or_default();
         let Some(type_index) = index.by_type.get(&resource_type) else {
             return self.config.allow_everyone_if_no_acl_found;
         };
         let applies = |entry: &AclEntry, permission: AclPermissionType| {
             entry.permission == permission
-                && (entry.principal == principal || entry.principal == WILDCARD_PRINCIPAL)
-                && (entry.host == WILDCARD || entry.host == host)
+                && (entry.principal == *principal || entry.principal == WILDCARD_PRINCIPAL)
+                && (entry.host == WILDCARD || entry.host == *host)
                 && (entry.operation == operation || entry.operation == AclOperation::All)
         };
         let any = |list: &Vec<AclEntry>, permission| list.iter().any(|e| applies(e, permission));
@@ -426,23 +444,16 @@ impl Authorizer {
     pub fn authorized_operations(
         &self,
         index: &AclIndex,
-        principal: &KafkaPrincipal,
-        client_address: Option<IpAddr>,
+        caller: &Caller,
         resource_type: AclResourceType,
         name: &str,
     ) -> i32 {
-        operations_bit_field(supported_operations(resource_type).iter().copied().filter(
-            |operation| {
-                self.authorize(
-                    index,
-                    principal,
-                    client_address,
-                    resource_type,
-                    name,
-                    *operation,
-                )
-            },
-        ))
+        operations_bit_field(
+            supported_operations(resource_type)
+                .iter()
+                .copied()
+                .filter(|operation| self.authorize(index, caller, resource_type, name, *operation)),
+        )
     }
 }
 
@@ -490,6 +501,13 @@ mod tests {
 
     const HOST: &str = "192.168.0.1";
 
+    fn caller(principal: &str) -> Caller {
+        Caller::new(
+            &KafkaPrincipal::parse(principal).unwrap(),
+            Some(HOST.parse().unwrap()),
+        )
+    }
+
     fn check(
         authorizer: &Authorizer,
         acls: &Arc<AclMap>,
@@ -499,14 +517,7 @@ mod tests {
         operation: AclOperation,
     ) -> bool {
         let index = authorizer.index(acls);
-        authorizer.authorize(
-            &index,
-            &KafkaPrincipal::parse(principal).unwrap(),
-            Some(HOST.parse().unwrap()),
-            resource_type,
-            name,
-            operation,
-        )
+        authorizer.authorize(&index, &caller(principal), resource_type, name, operation)
     }
 
     #[test]
@@ -646,13 +657,7 @@ mod tests {
     fn authorize_any_is_kafkas_authorize_by_resource_type() {
         let a = authorizer("User:root", false);
         let any = |acls: &Arc<AclMap>, principal: &str| {
-            a.authorize_any(
-                &a.index(acls),
-                &KafkaPrincipal::parse(principal).unwrap(),
-                Some(HOST.parse().unwrap()),
-                Topic,
-                Write,
-            )
+            a.authorize_any(&a.index(acls), &caller(principal), Topic, Write)
         };
         let allow_one = map(vec![acl(Topic, "t", Literal, "User:p", "*", Write, Allow)]);
         assert!(any(&allow_one, "User:p"));
@@ -686,8 +691,7 @@ mod tests {
         let ops = |principal: &str| {
             a.authorized_operations(
                 &index,
-                &KafkaPrincipal::parse(principal).unwrap(),
-                None,
+                &Caller::new(&KafkaPrincipal::parse(principal).unwrap(), None),
                 Topic,
                 "t",
             )

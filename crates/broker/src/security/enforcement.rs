@@ -15,7 +15,6 @@
 //! `kafka.authorizer.logger` logs every one at INFO).
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -27,9 +26,9 @@ use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
 use uuid::Uuid;
 
 use super::authorizer::{
-    operations_bit_field, supported_operations, AclIndex, Authorizer, CLUSTER_NAME,
+    operations_bit_field, supported_operations, AclIndex, Authorizer, Caller, CLUSTER_NAME,
 };
-use super::{KafkaPrincipal, Session};
+use super::Session;
 use crate::apis::error_response::{self as errors, error_response};
 use crate::BrokerConfig;
 
@@ -110,8 +109,7 @@ impl AuthorizationMetrics {
 pub struct RequestAuthorizer {
     /// `None`: no authorizer configured, everything is allowed.
     enforced: Option<(Arc<Authorizer>, Arc<AclIndex>)>,
-    principal: KafkaPrincipal,
-    client_address: Option<IpAddr>,
+    caller: Caller,
     api_key: ApiKey,
     metrics: Arc<AuthorizationMetrics>,
 }
@@ -126,8 +124,7 @@ impl RequestAuthorizer {
     ) -> Self {
         Self {
             enforced: authorizer.map(|a| (a.clone(), a.index(acls))),
-            principal: session.principal.clone(),
-            client_address: session.client_address,
+            caller: Caller::new(&session.principal, session.client_address),
             api_key,
             metrics,
         }
@@ -147,8 +144,8 @@ impl RequestAuthorizer {
         let allowed = self.allowed_quietly(resource_type, name, operation);
         if !allowed && self.metrics.record(resource_type) {
             tracing::debug!(
-                principal = %self.principal,
-                host = ?self.client_address,
+                principal = %self.caller.principal,
+                host = %self.caller.host,
                 api = ?self.api_key,
                 ?resource_type,
                 resource = name,
@@ -168,14 +165,9 @@ impl RequestAuthorizer {
     ) -> bool {
         match &self.enforced {
             None => true,
-            Some((authorizer, index)) => authorizer.authorize(
-                index,
-                &self.principal,
-                self.client_address,
-                resource_type,
-                name,
-                operation,
-            ),
+            Some((authorizer, index)) => {
+                authorizer.authorize(index, &self.caller, resource_type, name, operation)
+            }
         }
     }
 
@@ -183,13 +175,9 @@ impl RequestAuthorizer {
     pub fn allowed_on_any(&self, resource_type: AclResourceType, operation: AclOperation) -> bool {
         match &self.enforced {
             None => true,
-            Some((authorizer, index)) => authorizer.authorize_any(
-                index,
-                &self.principal,
-                self.client_address,
-                resource_type,
-                operation,
-            ),
+            Some((authorizer, index)) => {
+                authorizer.authorize_any(index, &self.caller, resource_type, operation)
+            }
         }
     }
 
@@ -201,13 +189,9 @@ impl RequestAuthorizer {
     pub fn operations(&self, resource_type: AclResourceType, name: &str) -> i32 {
         match &self.enforced {
             None => operations_bit_field(supported_operations(resource_type).iter().copied()),
-            Some((authorizer, index)) => authorizer.authorized_operations(
-                index,
-                &self.principal,
-                self.client_address,
-                resource_type,
-                name,
-            ),
+            Some((authorizer, index)) => {
+                authorizer.authorized_operations(index, &self.caller, resource_type, name)
+            }
         }
     }
 }
@@ -365,21 +349,28 @@ pub fn gate(
                         .is_none_or(|name| auth.allowed(Topic, &name, Read))
                 });
                 r.topics = allowed;
-                // Partitions an incremental session brings along are checked on the way out.
+                // Partitions an incremental session brings along are checked on the way out
+                // (a sessionless fetch answers only what it named, checked above).
+                let sessionless = r.session_id == 0 && r.session_epoch == -1;
                 let filter = auth.clone();
                 let filter_image = image.clone();
-                patches.push(Box::new(move |response| {
-                    if let ResponseKind::Fetch(response) = response {
-                        for topic in &mut response.responses {
-                            let readable = topic_name(&filter_image, &topic.topic, topic.topic_id)
-                                .is_none_or(|name| filter.allowed_quietly(Topic, &name, Read));
-                            if !readable {
-                                for p in &mut topic.partitions {
-                                    *p = fetch_partition_error(p.partition_index);
+                patches.extend((!sessionless).then(|| -> Patch {
+                    Box::new(move |response| {
+                        if let ResponseKind::Fetch(response) = response {
+                            for topic in &mut response.responses {
+                                let readable =
+                                    topic_name(&filter_image, &topic.topic, topic.topic_id)
+                                        .is_none_or(|name| {
+                                            filter.allowed_quietly(Topic, &name, Read)
+                                        });
+                                if !readable {
+                                    for p in &mut topic.partitions {
+                                        *p = fetch_partition_error(p.partition_index);
+                                    }
                                 }
                             }
                         }
-                    }
+                    })
                 }));
                 if !refused.is_empty() {
                     patches.push(Box::new(move |response| {
@@ -1187,10 +1178,15 @@ fn metadata(
                 );
             }
         }
+        // v0 reads an empty list as "all topics": none of the named ones may be listed then.
+        let none_left = allowed.is_empty() && api_version == 0;
         r.topics = Some(allowed);
         if !refused.is_empty() {
             patches.push(Box::new(move |response| {
                 if let ResponseKind::Metadata(response) = response {
+                    if none_left {
+                        response.topics.clear();
+                    }
                     response.topics.extend(refused);
                 }
             }));
