@@ -845,6 +845,74 @@ fn cluster_operations_and_replica_requests_need_the_cluster_acls() {
         cluster.cluster_authorized_operations,
         (1 << AlterConfigs.code()) | (1 << DescribeConfigs.code())
     );
+    // CreateTopics: CREATE on the cluster or the topic; configs only with DESCRIBE_CONFIGS.
+    let request = CreateTopicsRequest::default().with_topics(
+        ["orders-2", "free"]
+            .iter()
+            .map(|n| {
+                CreatableTopic::default()
+                    .with_name(topic(n))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1)
+            })
+            .collect(),
+    );
+    let mut acls = vec![
+        acl(Topic, "orders-", Prefixed, "User:alice", "*", Create, Allow),
+        acl(
+            Topic,
+            "orders-2",
+            Literal,
+            "User:alice",
+            "*",
+            DescribeConfigs,
+            Allow,
+        ),
+    ];
+    set_acls(&node, acls.clone());
+    let ResponseKind::CreateTopics(created) =
+        call(&node, &alice, 7, RequestKind::CreateTopics(request.clone()))
+    else {
+        panic!()
+    };
+    let by_name: BTreeMap<String, (i16, i16, bool)> = created
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.name.to_string(),
+                (t.error_code, t.topic_config_error_code, t.configs.is_some()),
+            )
+        })
+        .collect();
+    assert_eq!(by_name["orders-2"], (0, 0, true));
+    assert_eq!(by_name["free"].0, TOPIC_DENIED);
+    assert!(node.image().topic_by_name("free").is_none());
+    acls.push(acl(
+        Cluster,
+        CLUSTER_NAME,
+        Literal,
+        "User:alice",
+        "*",
+        Create,
+        Allow,
+    ));
+    set_acls(&node, acls);
+    let ResponseKind::CreateTopics(created) =
+        call(&node, &alice, 7, RequestKind::CreateTopics(request))
+    else {
+        panic!()
+    };
+    let free = created
+        .topics
+        .iter()
+        .find(|t| t.name.as_str() == "free")
+        .unwrap();
+    assert_eq!(
+        (free.error_code, free.topic_config_error_code),
+        (0, TOPIC_DENIED)
+    );
+    assert!(free.configs.is_none());
     // CreateAcls (its handler lives elsewhere) is refused at dispatch without ALTER.
     let request = CreateAclsRequest::default().with_creations(vec![AclCreation::default()]);
     let ResponseKind::CreateAcls(created) =

@@ -665,6 +665,19 @@ pub fn gate(
                     }));
                 }
             }
+            // Kafka returns a created topic's configs only to callers that may
+            // DESCRIBE_CONFIGS it.
+            let filter = auth.clone();
+            patches.push(Box::new(move |response| {
+                if let ResponseKind::CreateTopics(response) = response {
+                    for topic in response.topics.iter_mut().filter(|t| t.error_code == 0) {
+                        if !filter.allowed_quietly(Topic, &topic.name, DescribeConfigs) {
+                            topic.configs = None;
+                            topic.topic_config_error_code = TOPIC_DENIED;
+                        }
+                    }
+                }
+            }));
             RequestKind::CreateTopics(r)
         }
         RequestKind::DeleteTopics(mut r) => {
