@@ -536,6 +536,7 @@ impl Broker {
             }
             Outcome::RespondWithFileRecords(mut response, file_records) => {
                 security::enforcement::apply(patches, &mut response);
+                let file_records = renumber_file_records(&mut response, file_records);
                 Outcome::RespondWithFileRecords(response, file_records)
             }
             Outcome::NoResponse if denied => {
@@ -764,6 +765,31 @@ impl Broker {
         self.begin_shutdown();
         self.replica_manager.shutdown()
     }
+}
+
+/// Keeps the file ranges whose placeholders are still in the Fetch `response` (a patch may
+/// have replaced a partition's records with an error) and numbers the placeholders again in
+/// response order, as the splice expects them.
+fn renumber_file_records(
+    response: &mut ResponseKind,
+    file_records: Vec<FileRecords>,
+) -> Vec<FileRecords> {
+    let ResponseKind::Fetch(fetch) = response else {
+        return file_records;
+    };
+    let mut slots: Vec<Option<FileRecords>> = file_records.into_iter().map(Some).collect();
+    let mut kept = Vec::with_capacity(slots.len());
+    for partition in fetch.responses.iter_mut().flat_map(|t| &mut t.partitions) {
+        let index = partition
+            .records
+            .as_deref()
+            .and_then(fjord_protocol::splice::placeholder_index);
+        if let Some(records) = index.and_then(|i| slots.get_mut(i)).and_then(Option::take) {
+            partition.records = Some(fjord_protocol::splice::placeholder(kept.len()));
+            kept.push(records);
+        }
+    }
+    kept
 }
 
 /// The internal topic a request writes to (so it must exist), if any.

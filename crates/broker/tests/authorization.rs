@@ -1007,7 +1007,25 @@ fn an_incremental_fetch_session_loses_partitions_whose_read_is_revoked() {
     // Revoked: the session still holds the partition, the answer refuses it.
     set_acls(&node, vec![]);
     produce(&node, &admin(), &["feed"]);
-    let incremental = fetch_in_session(full.session_id, 1, vec![]);
+    // The ranges read for it are dropped and the placeholders left still splice.
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_session_id(full.session_id)
+        .with_session_epoch(1);
+    let Outcome::RespondWithFileRecords(body, file_records) =
+        outcome(&node, &alice, 12, RequestKind::Fetch(request))
+    else {
+        panic!("not a fetch outcome")
+    };
+    assert!(file_records.is_empty());
+    let sizes: Vec<u64> = file_records.iter().map(|r| r.size_bytes()).collect();
+    fjord_protocol::splice::encode_response_with_external(ApiKey::Fetch, 12, 1, &body, &sizes)
+        .unwrap();
+    let ResponseKind::Fetch(incremental) = body else {
+        panic!()
+    };
     let partition = &incremental.responses[0].partitions[0];
     assert_eq!(partition.error_code, TOPIC_DENIED);
     assert_eq!(partition.records.as_ref().map_or(0, |r| r.len()), 0);
