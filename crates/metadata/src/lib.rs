@@ -31,6 +31,9 @@
 //! | FeatureLevelRecord (12) | Name, FeatureLevel | bootstrap |
 //! | ProducerIdsRecord (15) | BrokerId, BrokerEpoch, NextProducerId | AllocateProducerIds |
 //! | BrokerRegistrationChangeRecord (17) | BrokerId, BrokerEpoch, Fenced (1 / 0 / -1), InControlledShutdown | fence, unfence, controlled shutdown |
+//! | UserScramCredentialRecord (11), RemoveUserScramCredentialRecord (22) | Name, Mechanism, Salt, StoredKey, ServerKey, Iterations / Name, Mechanism | AlterUserScramCredentials |
+//! | ClientQuotaRecord (14) | Entity[] {EntityType, EntityName (null = default)}, Key, Value, Remove | AlterClientQuotas |
+//! | AccessControlEntryRecord (18), RemoveAccessControlEntryRecord (19) | Id, ResourceType, ResourceName, PatternType, Principal, Host, Operation, PermissionType / Id | CreateAcls / DeleteAcls |
 //! | NoOpRecord (20) | — | idle ticks |
 //! | FjordClusterIdRecord (10000) | ClusterId | bootstrap only (Fjord's only own record) |
 //!
