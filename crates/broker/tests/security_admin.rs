@@ -55,12 +55,15 @@ fn entity(parts: &[(&str, Option<&str>)]) -> Vec<alter_client_quotas_request::En
         .collect()
 }
 
+/// One AlterClientQuotas entry: entity, then (key, value, remove) per op.
+type QuotaAlteration<'a> = (
+    Vec<alter_client_quotas_request::EntityData>,
+    Vec<(&'a str, f64, bool)>,
+);
+
 fn alter_quotas(
     node: &SingleNode,
-    entries: Vec<(
-        Vec<alter_client_quotas_request::EntityData>,
-        Vec<(&str, f64, bool)>,
-    )>,
+    entries: Vec<QuotaAlteration<'_>>,
     validate_only: bool,
 ) -> Vec<i16> {
     use alter_client_quotas_request::{EntryData, OpData};
