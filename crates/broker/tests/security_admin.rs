@@ -490,3 +490,81 @@ fn acls_and_scram_credentials_round_trip_and_survive_a_restart() {
     assert_eq!(left.resources.len(), 1);
     assert_eq!(left.resources[0].resource_name.as_str(), "orders");
 }
+
+/// With a snapshot after (nearly) every entry, the ACLs, credentials and quotas come back
+/// from the snapshot (`image_to_records`) at restart, not only from replayed entries.
+#[test]
+fn security_metadata_survives_a_restart_from_a_snapshot() {
+    use create_acls_request::AclCreation;
+    let dir = tempfile::tempdir().unwrap();
+    let values = BTreeMap::from([
+        ("data.dir".to_string(), dir.path().display().to_string()),
+        (
+            "metadata.log.max.record.bytes.between.snapshots".to_string(),
+            "1".to_string(),
+        ),
+    ]);
+    let config = BrokerConfig::from_settings(&values).unwrap();
+    let node = SingleNode::start(config.clone()).unwrap();
+    let request = CreateAclsRequest::default().with_creations(vec![AclCreation::default()
+        .with_resource_type(3)
+        .with_resource_name(s("g"))
+        .with_resource_pattern_type(3)
+        .with_principal(s("User:x"))
+        .with_host(s("10.0.0.1"))
+        .with_operation(3)
+        .with_permission_type(2)]);
+    call(
+        &node,
+        ApiKey::CreateAcls,
+        3,
+        RequestKind::CreateAcls(request),
+    );
+    use alter_user_scram_credentials_request::ScramCredentialUpsertion as U;
+    let request = AlterUserScramCredentialsRequest::default().with_upsertions(vec![U::default()
+        .with_name(s("x"))
+        .with_mechanism(2)
+        .with_iterations(8192)
+        .with_salt(Bytes::from_static(b"pepper"))
+        .with_salted_password(Bytes::from(vec![1u8; 64]))]);
+    call(
+        &node,
+        ApiKey::AlterUserScramCredentials,
+        0,
+        RequestKind::AlterUserScramCredentials(request),
+    );
+    assert_eq!(
+        alter_quotas(
+            &node,
+            vec![(
+                entity(&[("ip", Some("10.0.0.1"))]),
+                vec![("connection_creation_rate", 7.0, false)]
+            )],
+            false
+        ),
+        vec![0]
+    );
+    let before = node.image();
+    assert_eq!(
+        (
+            before.acls.len(),
+            before.scram_credentials.len(),
+            before.client_quotas.len()
+        ),
+        (1, 1, 1)
+    );
+    drop(node);
+    let snapshots = std::fs::read_dir(dir.path().join("__cluster_metadata-0"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".checkpoint"))
+        })
+        .count();
+    assert!(snapshots > 0, "no metadata snapshot was written");
+    let node = SingleNode::start(config).unwrap();
+    let after = node.image();
+    assert_eq!(after.acls, before.acls);
+    assert_eq!(after.scram_credentials, before.scram_credentials);
+    assert_eq!(after.client_quotas, before.client_quotas);
+}
