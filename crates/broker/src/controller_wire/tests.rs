@@ -1048,6 +1048,19 @@ proptest! {
         ) && !matches!(
             (&request, &reply),
             (ControllerRequest::AlterConfigs(r), _) if r.resources.is_empty()
+        ) && !matches!(
+            &request,
+            ControllerRequest::CreateAcls(r) if r.creations.is_empty()
+        ) && !matches!(
+            &request,
+            ControllerRequest::DeleteAcls(r) if r.filters.is_empty()
+        ) && !matches!(
+            &request,
+            ControllerRequest::AlterUserScramCredentials(r)
+                if r.deletions.is_empty() && r.upsertions.is_empty()
+        ) && !matches!(
+            &request,
+            ControllerRequest::AlterClientQuotas(r) if r.entries.is_empty()
         );
         prop_assert_eq!(
             is_not_controller(&reply),
