@@ -850,8 +850,7 @@ fn finish(
     output: OutputFormat,
 ) -> Result<()> {
     let summary = failures.first().cloned().unwrap_or_default();
-    let errors = failures.to_vec();
-    print_acls(done, json_key, Some((verb, &errors)), output)?;
+    print_acls(done, json_key, Some((verb, failures)), output)?;
     match failures.len() {
         0 => Ok(()),
         1 => Err(anyhow!(summary)),
@@ -940,7 +939,7 @@ const ACL_HEADERS: [&str; 7] = [
 fn print_acls(
     acls: &[AclBinding],
     json_key: &str,
-    change: Option<(&str, &Vec<String>)>,
+    change: Option<(&str, &[String])>,
     output: OutputFormat,
 ) -> Result<()> {
     if output == OutputFormat::Json {
@@ -950,7 +949,7 @@ fn print_acls(
             Value::from(acls.iter().map(AclBinding::to_json).collect::<Vec<_>>()),
         );
         if let Some((_, errors)) = change {
-            document.insert("errors".to_string(), Value::from(errors.clone()));
+            document.insert("errors".to_string(), Value::from(errors.to_vec()));
         }
         return print_json(&Value::Object(document));
     }

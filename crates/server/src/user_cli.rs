@@ -134,7 +134,10 @@ pub fn run(args: UserArgs) -> Result<()> {
             let users = describe_users(&mut client, None)?;
             print_users(&users, output)
         }
-        UserCommand::Describe { users } => {
+        UserCommand::Describe { mut users } => {
+            // Kafka answers a user named twice with DUPLICATE_RESOURCE.
+            users.sort();
+            users.dedup();
             let mut client = args.connect.connect()?;
             let users = describe_users(&mut client, Some(&users))?;
             print_users(&users, output)
