@@ -6,6 +6,7 @@ deleted; errors print the Kafka error name and exit non-zero."""
 import json
 import subprocess
 
+import pytest
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -15,6 +16,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from conftest import _find_binary, free_port
 from helpers import admin, unique_topic
 
 CLI_TIMEOUT_S = 60
@@ -168,3 +170,31 @@ def test_quota_set_describe_delete(broker):
     code, _, err = fjord(broker, "quota", "set", "--user", "alice", "--set", "bogus_rate=5",
                          check=False)
     assert code == 1 and "INVALID_REQUEST" in err, err
+
+
+SECURITY_COMMANDS = [
+    ["acl", "list"],
+    ["acl", "create", "--topic", "t", "--allow-principal", "User:a"],
+    ["acl", "delete", "--allow-principal", "User:a"],
+    ["user", "list"],
+    ["user", "describe", "--user", "a"],
+    ["user", "create", "--user", "a", "--password", "p"],
+    ["user", "delete", "--user", "a"],
+    ["quota", "list"],
+    ["quota", "describe", "--user", "a"],
+    ["quota", "set", "--user", "a", "--producer-byte-rate", "1"],
+    ["quota", "delete", "--user", "a"],
+]
+
+
+@pytest.mark.parametrize("output", ["text", "json"])
+@pytest.mark.parametrize("command", SECURITY_COMMANDS, ids=lambda c: "-".join(c[:2]))
+def test_security_commands_against_a_closed_port_fail_in_one_line(command, output):
+    port = free_port()  # nothing listens there
+    proc = subprocess.run([str(_find_binary()), *command, "--bootstrap", f"127.0.0.1:{port}",
+                           "--output", output], capture_output=True, text=True,
+                          timeout=CLI_TIMEOUT_S, env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"})
+    assert proc.returncode == 1 and proc.stdout == "", proc
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and f"127.0.0.1:{port}" in lines[0], \
+        proc.stderr

@@ -79,8 +79,6 @@ enum Command {
     /// Partitions on any Kafka-compatible cluster: describe (leader, replicas, ISR), elect
     /// leaders, reassign replicas with Kafka's plan format, rebalance
     Partition(partition_cli::PartitionArgs),
-    /// Produce records from stdin or a file (text lines or JSON objects), like kcat -P
-    Produce(produce_cli::ProduceArgs),
     /// ACLs on any Kafka-compatible broker: list, create, delete (like kafka-acls.sh, with
     /// its --producer/--consumer shortcuts)
     Acl(acl_cli::AclArgs),
@@ -90,6 +88,8 @@ enum Command {
     /// Client quotas per user and/or client id (producer_byte_rate, consumer_byte_rate,
     /// request_percentage) on any Kafka-compatible broker: list, describe, set, delete
     Quota(quota_cli::QuotaArgs),
+    /// Produce records from stdin or a file (text lines or JSON objects), like kcat -P
+    Produce(produce_cli::ProduceArgs),
     /// Consume records and print them (text template or JSON lines), alone or in a consumer
     /// group, like kcat -C
     Consume(consume_cli::ConsumeArgs),
