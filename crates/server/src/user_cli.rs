@@ -7,6 +7,10 @@
 //! As Kafka's admin client does (KIP-554), the password never leaves this process: `create`
 //! draws a random 32-byte salt per mechanism and sends `SaltedPassword = Hi(password, salt,
 //! iterations)` (RFC 5802); the controller derives the stored and server keys from it.
+//!
+//! Each mechanism's change goes in its own AlterUserScramCredentials request: a KRaft
+//! controller (`ScramControlManager.alterCredentials`) refuses a request that names the same
+//! user twice with DUPLICATE_RESOURCE, even for two different mechanisms.
 
 use std::io::BufRead;
 
@@ -148,12 +152,14 @@ pub fn run(args: UserArgs) -> Result<()> {
                 None => read_password(std::io::stdin().lock())?,
             };
             let rng = ring::rand::SystemRandom::new();
-            let request = upsertion_request(&create, &password, |salt| {
+            let requests = upsertion_requests(&create, &password, |salt| {
                 rng.fill(salt)
                     .map_err(|_| anyhow!("the system random generator failed"))
             })?;
             let mut client = args.connect.connect()?;
-            alter(&mut client, &create.user, request)?;
+            for request in requests {
+                alter(&mut client, &create.user, request)?;
+            }
             let mechanisms: Vec<&str> = chosen_mechanisms(&create.mechanisms)
                 .iter()
                 .map(|m| m.mechanism_name())
@@ -188,7 +194,9 @@ pub fn run(args: UserArgs) -> Result<()> {
             if mechanisms.is_empty() {
                 bail!("user {user} has no SCRAM credentials");
             }
-            alter(&mut client, &user, deletion_request(&user, &mechanisms))?;
+            for request in deletion_requests(&user, &mechanisms) {
+                alter(&mut client, &user, request)?;
+            }
             let names: Vec<&str> = mechanisms.iter().map(|m| m.mechanism_name()).collect();
             if output == OutputFormat::Json {
                 return print_json(&json!({ "user": user, "deleted": names }));
@@ -224,13 +232,14 @@ fn read_password(input: impl BufRead) -> Result<String> {
     Ok(password)
 }
 
-/// The AlterUserScramCredentials upsertions of `fjord user create`: one per mechanism, each
-/// with its own salt from `fill_salt` and the salted password (never the password).
-fn upsertion_request(
+/// The AlterUserScramCredentials requests of `fjord user create`: one upsertion per mechanism
+/// and request, each with its own salt from `fill_salt` and the salted password (never the
+/// password).
+fn upsertion_requests(
     args: &CreateArgs,
     password: &str,
     mut fill_salt: impl FnMut(&mut [u8]) -> Result<()>,
-) -> Result<AlterUserScramCredentialsRequest> {
+) -> Result<Vec<AlterUserScramCredentialsRequest>> {
     if args.user.is_empty() {
         bail!("the user name is empty");
     }
@@ -246,34 +255,37 @@ fn upsertion_request(
         );
     }
     let rounds = u32::try_from(iterations).context("--iterations")?;
-    let mut upsertions = Vec::new();
+    let mut requests = Vec::new();
     for mechanism in chosen_mechanisms(&args.mechanisms) {
         let mut salt = vec![0u8; SALT_SIZE_BYTES];
         fill_salt(&mut salt)?;
         let salted_password = mechanism.salted_password(password.as_bytes(), &salt, rounds);
-        upsertions.push(
-            ScramCredentialUpsertion::default()
-                .with_name(StrBytes::from_string(args.user.clone()))
-                .with_mechanism(mechanism.code())
-                .with_iterations(iterations)
-                .with_salt(Bytes::from(salt))
-                .with_salted_password(Bytes::from(salted_password)),
-        );
+        let upsertion = ScramCredentialUpsertion::default()
+            .with_name(StrBytes::from_string(args.user.clone()))
+            .with_mechanism(mechanism.code())
+            .with_iterations(iterations)
+            .with_salt(Bytes::from(salt))
+            .with_salted_password(Bytes::from(salted_password));
+        requests.push(AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsertion]));
     }
-    Ok(AlterUserScramCredentialsRequest::default().with_upsertions(upsertions))
+    Ok(requests)
 }
 
-fn deletion_request(user: &str, mechanisms: &[ScramMechanism]) -> AlterUserScramCredentialsRequest {
-    AlterUserScramCredentialsRequest::default().with_deletions(
-        mechanisms
-            .iter()
-            .map(|m| {
+/// The AlterUserScramCredentials requests deleting `mechanisms` of `user`, one per request.
+fn deletion_requests(
+    user: &str,
+    mechanisms: &[ScramMechanism],
+) -> Vec<AlterUserScramCredentialsRequest> {
+    mechanisms
+        .iter()
+        .map(|m| {
+            AlterUserScramCredentialsRequest::default().with_deletions(vec![
                 ScramCredentialDeletion::default()
                     .with_name(StrBytes::from_string(user.to_string()))
-                    .with_mechanism(m.code())
-            })
-            .collect(),
-    )
+                    .with_mechanism(m.code()),
+            ])
+        })
+        .collect()
 }
 
 /// Sends an AlterUserScramCredentials about `user` and fails with its error, if any.
@@ -476,19 +488,22 @@ mod tests {
             "--iterations",
             "8192",
         ]);
-        let request = upsertion_request(&args, "alice-secret", counting_salts()).expect("valid");
-        let request = RequestKind::AlterUserScramCredentials(request);
-        let RequestKind::AlterUserScramCredentials(decoded) =
-            wire_round_trip(ApiKey::AlterUserScramCredentials, 0, &request)
-        else {
-            panic!("not AlterUserScramCredentials");
-        };
-        assert!(decoded.deletions.is_empty());
-        assert_eq!(decoded.upsertions.len(), 2);
-        for (upsertion, (mechanism, salt_byte)) in decoded.upsertions.iter().zip([
+        let requests = upsertion_requests(&args, "alice-secret", counting_salts()).expect("valid");
+        // One request per mechanism: a KRaft controller refuses a user named twice in one.
+        assert_eq!(requests.len(), 2);
+        for (request, (mechanism, salt_byte)) in requests.into_iter().zip([
             (ScramMechanism::ScramSha256, 1u8),
             (ScramMechanism::ScramSha512, 2u8),
         ]) {
+            let request = RequestKind::AlterUserScramCredentials(request);
+            let RequestKind::AlterUserScramCredentials(decoded) =
+                wire_round_trip(ApiKey::AlterUserScramCredentials, 0, &request)
+            else {
+                panic!("not AlterUserScramCredentials");
+            };
+            assert!(decoded.deletions.is_empty());
+            assert_eq!(decoded.upsertions.len(), 1);
+            let upsertion = &decoded.upsertions[0];
             assert_eq!(upsertion.name.as_str(), "alice");
             assert_eq!(upsertion.mechanism, mechanism.code());
             assert_eq!(upsertion.iterations, 8192);
@@ -518,12 +533,12 @@ mod tests {
     #[test]
     fn create_checks_iterations_and_names_one_mechanism() {
         let args = create_args(&["--user", "a", "--password", "p", "--iterations", "1000"]);
-        let err = upsertion_request(&args, "p", counting_salts()).unwrap_err();
+        let err = upsertion_requests(&args, "p", counting_salts()).unwrap_err();
         assert!(err.to_string().contains("between 4096 and 16384"), "{err}");
         let args = create_args(&["--user", "a", "--password", "p", "--iterations", "20000"]);
-        assert!(upsertion_request(&args, "p", counting_salts()).is_err());
+        assert!(upsertion_requests(&args, "p", counting_salts()).is_err());
         let args = create_args(&["--user", "", "--password", "p"]);
-        assert!(upsertion_request(&args, "p", counting_salts()).is_err());
+        assert!(upsertion_requests(&args, "p", counting_salts()).is_err());
         let args = create_args(&[
             "--user",
             "a",
@@ -534,16 +549,16 @@ mod tests {
             "--mechanism",
             "SCRAM-SHA-512",
         ]);
-        let request = upsertion_request(&args, "p", counting_salts()).expect("valid");
-        assert_eq!(request.upsertions.len(), 1);
-        assert_eq!(request.upsertions[0].mechanism, 2);
-        assert_eq!(request.upsertions[0].salted_password.len(), 64);
+        let requests = upsertion_requests(&args, "p", counting_salts()).expect("valid");
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].upsertions[0].mechanism, 2);
+        assert_eq!(requests[0].upsertions[0].salted_password.len(), 64);
     }
 
     #[test]
     fn a_failing_random_source_fails_the_create() {
         let args = create_args(&["--user", "a", "--password", "p"]);
-        let result = upsertion_request(&args, "p", |_: &mut [u8]| Err(anyhow!("no entropy")));
+        let result = upsertion_requests(&args, "p", |_: &mut [u8]| Err(anyhow!("no entropy")));
         assert!(result.is_err());
     }
 
@@ -561,10 +576,13 @@ mod tests {
 
     #[test]
     fn delete_names_mechanisms_on_the_wire() {
-        let request = RequestKind::AlterUserScramCredentials(deletion_request(
+        let requests = deletion_requests(
             "bob",
-            &[ScramMechanism::ScramSha256],
-        ));
+            &[ScramMechanism::ScramSha256, ScramMechanism::ScramSha512],
+        );
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[1].deletions[0].mechanism, 2);
+        let request = RequestKind::AlterUserScramCredentials(requests[0].clone());
         let RequestKind::AlterUserScramCredentials(decoded) =
             wire_round_trip(ApiKey::AlterUserScramCredentials, 0, &request)
         else {
