@@ -113,7 +113,8 @@ def test_scram_user_create_describe_delete(broker):
     assert len(users["alice"]) == 2, users
 
     # Another Kafka admin client reads the same credentials.
-    described = admin(broker).describe_user_scram_credentials(["alice"])["alice"].result(
+    client = admin(broker)  # kept alive until the result is in
+    described = client.describe_user_scram_credentials(["alice"])["alice"].result(
         timeout=ADMIN_TIMEOUT_S)
     assert sorted(i.iterations for i in described.scram_credential_infos) == [8192, 8192]
 
