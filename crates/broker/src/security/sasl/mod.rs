@@ -36,7 +36,10 @@
 //! ```
 //!
 //! ApiVersions before authentication is handed back ([`AuthAction::Pass`]) for the broker to
-//! answer, exactly once, as Kafka allows. After authentication every request is handed back
+//! answer, exactly once, as Kafka allows. An ApiVersions of a version the broker does not know
+//! (KIP-511: answered with UNSUPPORTED_VERSION so the client retries with v0) should be answered
+//! by the connection without feeding it here, so that the retry is still the allowed one; any
+//! other request with an unsupported version before authentication should close the connection. After authentication every request is handed back
 //! unless the session expired (KIP-368: `connections.max.reauth.ms`, or an OAUTHBEARER token's
 //! `exp`), in which case anything but a re-authenticating SaslHandshake closes the connection.
 //!
@@ -171,7 +174,7 @@ pub struct ServerContext<'a> {
 /// A server mechanism of one authentication exchange (Kafka's `SaslServer`).
 pub enum SaslServer {
     Plain(plain::PlainServer),
-    Scram(scram::ScramServer),
+    Scram(Box<scram::ScramServer>),
     OAuthBearer(oauthbearer::OAuthBearerServer),
 }
 
@@ -182,7 +185,10 @@ impl SaslServer {
             Mechanism::Plain => Self::Plain(plain::PlainServer::new(config.plain_users.clone())),
             Mechanism::ScramSha256 | Mechanism::ScramSha512 => {
                 let scram = mechanism.scram().unwrap_or(ScramMechanism::ScramSha256);
-                Self::Scram(scram::ScramServer::new(scram, config.scram_secret))
+                Self::Scram(Box::new(scram::ScramServer::new(
+                    scram,
+                    config.scram_secret,
+                )))
             }
             Mechanism::OAuthBearer => Self::OAuthBearer(oauthbearer::OAuthBearerServer::new(
                 config.oauthbearer.clone(),

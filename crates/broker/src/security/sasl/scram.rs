@@ -128,15 +128,12 @@ impl ClientFirst {
             .filter(|n| valid_nonce(n))
             .ok_or_else(invalid)?
             .to_string();
-        for extension in fields {
-            if extension.starts_with("tokenauth=") {
-                return Err(failure(
-                    "Authentication failed: delegation tokens (tokenauth) are not supported",
-                ));
-            }
-            return Err(failure(
-                "Authentication failed: unsupported SCRAM extension",
-            ));
+        if let Some(extension) = fields.next() {
+            return Err(failure(if extension.starts_with("tokenauth=") {
+                "Authentication failed: delegation tokens (tokenauth) are not supported"
+            } else {
+                "Authentication failed: unsupported SCRAM extension"
+            }));
         }
         Ok(Self {
             gs2_header,
@@ -260,7 +257,7 @@ fn fake_credential(mechanism: ScramMechanism, secret: &[u8; 32], user: &str) -> 
 enum ServerState {
     ClientFirst,
     ClientFinal {
-        first: ClientFirst,
+        first: Box<ClientFirst>,
         server_first: String,
         credential: ScramCredential,
         nonce: String,
@@ -321,7 +318,7 @@ impl ScramServer {
                 );
                 let challenge = server_first.clone().into_bytes();
                 self.state = ServerState::ClientFinal {
-                    first,
+                    first: Box::new(first),
                     server_first,
                     credential,
                     nonce,
