@@ -58,8 +58,8 @@ fn invalid(key: &str, message: impl Into<String>) -> SaslConfigError {
     }
 }
 
-/// One listener's SASL configuration, shared by its connections.
-#[derive(Debug)]
+/// One listener's SASL configuration, shared by its connections. `Debug` leaves out the JAAS
+/// option values and the SCRAM secret.
 pub struct SaslConfig {
     pub listener_name: String,
     /// In the order given; what SaslHandshake answers.
@@ -79,6 +79,22 @@ pub struct SaslConfig {
     pub jwks_path: Option<PathBuf>,
     /// Keys the fake SCRAM credentials of unknown users (random per listener).
     pub(crate) scram_secret: [u8; 32],
+}
+
+impl std::fmt::Debug for SaslConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslConfig")
+            .field("listener_name", &self.listener_name)
+            .field("enabled_mechanisms", &self.enabled_mechanisms)
+            .field("plain_users", &self.plain_users)
+            .field("jaas", &self.jaas)
+            .field("inter_broker_mechanism", &self.inter_broker_mechanism)
+            .field("connections_max_reauth_ms", &self.connections_max_reauth_ms)
+            .field("max_receive_size_bytes", &self.max_receive_size_bytes)
+            .field("oauthbearer", &self.oauthbearer)
+            .field("jwks_path", &self.jwks_path)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Lookup<'a> {
@@ -349,6 +365,7 @@ mod tests {
         assert!(config.plain_users.is_empty());
         assert!(config.oauthbearer.is_none());
         assert!(config.client_credentials().is_none());
+        assert!(!format!("{config:?}").contains("scram_secret"));
     }
 
     #[test]
@@ -380,6 +397,8 @@ mod tests {
         assert_eq!(config.reauth_ms(Mechanism::Plain), 1000);
         assert_eq!(config.reauth_ms(Mechanism::ScramSha512), 5000);
         assert_eq!(config.max_receive_size_bytes, 1024);
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("bp") && !debug.contains("gp"), "{debug}");
         // The SCRAM mechanism falls back to the global JAAS for client credentials.
         assert_eq!(config.jaas[&Mechanism::ScramSha512].username(), Some("g"));
     }

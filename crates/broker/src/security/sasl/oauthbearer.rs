@@ -92,8 +92,11 @@ pub fn client_message(token: &str) -> Vec<u8> {
 
 enum State {
     Initial,
-    /// The error JSON was sent; the client's `\x01` ends the exchange with this failure.
-    Failed,
+    /// The error JSON was sent; the client's `\x01` ends the exchange with this failure
+    /// (the token's unverified subject, for the log line).
+    Failed {
+        user: Option<String>,
+    },
     Done,
 }
 
@@ -119,7 +122,13 @@ impl OAuthBearerServer {
         now_ms: i64,
     ) -> Result<ServerStep, SaslFailure> {
         match std::mem::replace(&mut self.state, State::Done) {
-            State::Failed => Err(SaslFailure::new(INVALID_TOKEN_JSON)),
+            State::Failed { user } => {
+                let failure = SaslFailure::new(INVALID_TOKEN_JSON);
+                Err(match user {
+                    Some(user) => failure.with_user(&user),
+                    None => failure,
+                })
+            }
             State::Done => Err(SaslFailure::new(
                 "Authentication failed: OAUTHBEARER exchange is over",
             )),
@@ -138,8 +147,13 @@ impl OAuthBearerServer {
                 let token = match validated {
                     Ok(token) => token,
                     Err(error) => {
-                        tracing::info!(%error, "OAUTHBEARER token refused");
-                        self.state = State::Failed;
+                        let claim = self
+                            .validator
+                            .as_ref()
+                            .map_or("sub", |v| v.settings.sub_claim_name.as_str());
+                        let user = super::jwt::unverified_subject(&initial.token, claim);
+                        tracing::info!(%error, user = user.as_deref().unwrap_or(""), "OAUTHBEARER token refused");
+                        self.state = State::Failed { user };
                         return Ok(ServerStep::Challenge(
                             INVALID_TOKEN_JSON.as_bytes().to_vec(),
                         ));
@@ -233,6 +247,7 @@ mod tests {
             .evaluate_response(&[KV_SEPARATOR], NOW_MS)
             .unwrap_err();
         assert_eq!(failure.message, INVALID_TOKEN_JSON);
+        assert_eq!(failure.user.as_deref(), Some("alice"));
         assert!(server.evaluate_response(&[KV_SEPARATOR], NOW_MS).is_err());
     }
 
