@@ -3,8 +3,8 @@
 //! `JwksFileVerificationKeyResolver`).
 //!
 //! A token is three base64url parts, `header.payload.signature`. Checks, in Kafka's (jose4j's)
-//! order: the header's `alg` is one of RS256/RS384/RS512/ES256/ES384 (`none` and HMAC are
-//! refused: the broker holds no shared secrets); the key is the JWKS entry named by `kid` (or the
+//! order: the header's `alg` is one of RS256/RS384/RS512, PS256/PS384/PS512, ES256/ES384
+//! (`none` and HMAC are refused: the broker holds no shared secrets; ES512 is not in `ring`); the key is the JWKS entry named by `kid` (or the
 //! only key of the right type when the token names none); the signature verifies with `ring`;
 //! `exp` is present and not passed, `iat` is present and not in the future, `nbf` (if present)
 //! has passed, each with `sasl.oauthbearer.clock.skew.seconds` of slack; `iss` equals
@@ -182,6 +182,9 @@ enum Algorithm {
     Rs256,
     Rs384,
     Rs512,
+    Ps256,
+    Ps384,
+    Ps512,
     Es256,
     Es384,
 }
@@ -192,6 +195,9 @@ impl Algorithm {
             "RS256" => Self::Rs256,
             "RS384" => Self::Rs384,
             "RS512" => Self::Rs512,
+            "PS256" => Self::Ps256,
+            "PS384" => Self::Ps384,
+            "PS512" => Self::Ps512,
             "ES256" => Self::Es256,
             "ES384" => Self::Es384,
             other => return Err(JwtError::AlgorithmNotAllowed(other.to_string())),
@@ -200,7 +206,10 @@ impl Algorithm {
 
     fn fits(self, material: &KeyMaterial) -> bool {
         match (self, material) {
-            (Self::Rs256 | Self::Rs384 | Self::Rs512, KeyMaterial::Rsa { .. }) => true,
+            (
+                Self::Rs256 | Self::Rs384 | Self::Rs512 | Self::Ps256 | Self::Ps384 | Self::Ps512,
+                KeyMaterial::Rsa { .. },
+            ) => true,
             (Self::Es256, KeyMaterial::Ec { curve, .. }) => *curve == Curve::P256,
             (Self::Es384, KeyMaterial::Ec { curve, .. }) => *curve == Curve::P384,
             _ => false,
@@ -215,6 +224,9 @@ impl Algorithm {
                     Self::Rs256 => &sig::RSA_PKCS1_2048_8192_SHA256,
                     Self::Rs384 => &sig::RSA_PKCS1_2048_8192_SHA384,
                     Self::Rs512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+                    Self::Ps256 => &sig::RSA_PSS_2048_8192_SHA256,
+                    Self::Ps384 => &sig::RSA_PSS_2048_8192_SHA384,
+                    Self::Ps512 => &sig::RSA_PSS_2048_8192_SHA512,
                     _ => return false,
                 };
                 sig::RsaPublicKeyComponents { n, e }
@@ -689,6 +701,54 @@ pub(crate) mod tests {
             &"a".repeat(TOKEN_SIZE_BYTES_MAX + 1),
         ] {
             assert!(validator.validate(bad, NOW_MS).is_err());
+        }
+    }
+
+    /// Tokens signed by another implementation (PyJWT, `tests/fixtures/sasl/pyjwt.json`): the
+    /// base64url, ECDSA r||s and PSS encodings agree. A key whose JWK names `alg` RS256 is not
+    /// used for RS384 (jose4j's key selection does the same).
+    #[test]
+    fn tokens_signed_by_pyjwt_validate() {
+        let fixture: Value =
+            serde_json::from_str(include_str!("../../../tests/fixtures/sasl/pyjwt.json")).unwrap();
+        let validator = JwtValidator::new(
+            JwtValidatorSettings {
+                expected_issuer: Some("https://issuer".into()),
+                expected_audiences: vec!["kafka".into()],
+                ..JwtValidatorSettings::default()
+            },
+            Jwks::parse(fixture["jwks"].to_string().as_bytes()).unwrap(),
+        );
+        let now_ms = fixture["now_s"].as_i64().unwrap() * 1000;
+        for alg in ["RS256", "ES256", "ES384"] {
+            let token = validator
+                .validate(fixture["tokens"][alg].as_str().unwrap(), now_ms)
+                .unwrap_or_else(|e| panic!("{alg}: {e}"));
+            assert_eq!(token.principal, "pyuser");
+            assert_eq!(token.scopes, vec!["a b".to_string()]);
+        }
+        assert!(matches!(
+            validator.validate(fixture["tokens"]["RS384"].as_str().unwrap(), now_ms),
+            Err(JwtError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            validator.validate(fixture["tokens"]["PS256"].as_str().unwrap(), now_ms),
+            Err(JwtError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            validator.validate(
+                fixture["tokens"]["ES256"].as_str().unwrap(),
+                now_ms + 3_600_000
+            ),
+            Err(JwtError::Expired { .. })
+        ));
+        // Without `alg` on the RSA key, it serves every RSA algorithm.
+        let mut jwks = fixture["jwks"].clone();
+        jwks["keys"][0].as_object_mut().unwrap().remove("alg");
+        validator.replace_jwks(Jwks::parse(jwks.to_string().as_bytes()).unwrap());
+        for alg in ["RS256", "RS384", "PS256"] {
+            let token = fixture["tokens"][alg].as_str().unwrap();
+            assert!(validator.validate(token, now_ms).is_ok(), "{alg}");
         }
     }
 
