@@ -533,6 +533,50 @@ mod tests {
         );
     }
 
+    /// kafka-python's `ScramClient` (an independent implementation) with nonce
+    /// `kafkapythonnonce`, user alice / alice-secret, salt `0123456789abcdef`, 4096 iterations:
+    /// our client sends the same client-final and accepts its expected server signature, and
+    /// the proof verifies against the stored key, for both mechanisms.
+    #[test]
+    fn kafka_python_vectors_for_both_mechanisms() {
+        let server_first = "r=kafkapythonnonceSERVERNONCE,s=MDEyMzQ1Njc4OWFiY2RlZg==,i=4096";
+        for (mechanism, client_final, server_signature) in [
+            (
+                ScramMechanism::ScramSha256,
+                "c=biws,r=kafkapythonnonceSERVERNONCE,p=UtR80XBgJArzjfWa8TbEyfmqQwTLrOz/4TnXgYhUe08=",
+                "00WpDPfWyQNXb2qYZsWuT/1qN5grogAoKhgQnyzNDpQ=",
+            ),
+            (
+                ScramMechanism::ScramSha512,
+                "c=biws,r=kafkapythonnonceSERVERNONCE,p=k8l5w0sEdCswEVShjMaifJ5++O0kWoQ9K+P3aW6FHPSSN9GdgcM6Sa+i7sElN6cJZmuIDdbxG6UyRq/MlYrUzw==",
+                "jiexWGDZ5j5b1/beVPgexenbzjIZnBHVxAZT1MkA2ZHQoqFOfJAp4NzHRHD8jEoBpUCIEvIfmDIcxAxfBF7WVQ==",
+            ),
+        ] {
+            let mut client = ScramClient::new(mechanism, "alice", "alice-secret")
+                .with_nonce("kafkapythonnonce");
+            assert_eq!(client.first_message().unwrap(), b"n,,n=alice,r=kafkapythonnonce");
+            let ours = client.final_message(server_first.as_bytes()).unwrap();
+            assert_eq!(std::str::from_utf8(&ours).unwrap(), client_final);
+            client
+                .verify_server_final(format!("v={server_signature}").as_bytes())
+                .unwrap();
+
+            let credential =
+                ScramCredential::from_password(mechanism, "alice-secret", b"0123456789abcdef", 4096);
+            let last = ClientFinal::parse(client_final.as_bytes()).unwrap();
+            let auth_message = format!(
+                "n=alice,r=kafkapythonnonce,{server_first},{}",
+                last.without_proof
+            );
+            let signature = mechanism.hmac(&credential.stored_key, auth_message.as_bytes());
+            assert_eq!(mechanism.hash(&xor(&last.proof, &signature)), credential.stored_key);
+            assert_eq!(
+                B64.encode(mechanism.hmac(&credential.server_key, auth_message.as_bytes())),
+                server_signature
+            );
+        }
+    }
+
     fn exchange(
         mechanism: ScramMechanism,
         creds: &BTreeMap<(String, ScramMechanism), ScramCredential>,
