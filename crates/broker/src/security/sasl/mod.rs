@@ -22,26 +22,32 @@
 //! # Wiring it into a connection
 //!
 //! ```text
-//! on accept (SASL listener):  auth = SaslServerAuthenticator::new(config.clone(), client_ip)
-//! before reading a frame:     limit = auth.max_receive_size_bytes()   // Some(524288) until authenticated
-//! for every decoded request:  match auth.on_request(&header, request, &image, now_ms, broker.metrics()) {
+//! per SASL listener, at start:  config = Arc::new(SaslConfig::from_settings(&settings, "SASL_SSL")?)
+//!                               (config.reload_jwks() on the TLS reload tick, if OAUTHBEARER)
+//! on accept:                    auth = SaslServerAuthenticator::new(config.clone(), Some(peer_ip),
+//!                                                                   broker.metrics().sasl.clone())
+//! before reading a frame:       limit = auth.max_receive_size_bytes()   // Some(524288) until authenticated
+//! for every decoded request:    match auth.on_request(&header, request, &broker.image(), now_ms) {
 //!     AuthAction::Pass(request)          => broker.handle_session(&session, &header, request) as today
 //!     AuthAction::Respond(response)      => write it, go on reading
 //!     AuthAction::Authenticated(response, principal)
 //!                                        => session.principal = principal; session.sasl_mechanism =
-//!                                           auth.mechanism(); write the response
+//!                                           auth.mechanism().map(|m| m.name().to_string());
+//!                                           write the response
 //!     AuthAction::RespondAndClose(response, why) => write it, then close
 //!     AuthAction::Close(why)             => close without a response
 //! }
+//! inter-broker client:          SaslClientAuthenticator::from_config(&config) (see [`client`])
 //! ```
 //!
 //! ApiVersions before authentication is handed back ([`AuthAction::Pass`]) for the broker to
 //! answer, exactly once, as Kafka allows. An ApiVersions of a version the broker does not know
 //! (KIP-511: answered with UNSUPPORTED_VERSION so the client retries with v0) should be answered
 //! by the connection without feeding it here, so that the retry is still the allowed one; any
-//! other request with an unsupported version before authentication should close the connection. After authentication every request is handed back
-//! unless the session expired (KIP-368: `connections.max.reauth.ms`, or an OAUTHBEARER token's
-//! `exp`), in which case anything but a re-authenticating SaslHandshake closes the connection.
+//! other request with an unsupported version before authentication should close the connection.
+//! After authentication every request is handed back unless the session expired (KIP-368:
+//! `connections.max.reauth.ms`, or an OAUTHBEARER token's `exp`), in which case anything but a
+//! re-authenticating SaslHandshake closes the connection.
 //!
 //! # Deviation from Kafka
 //!
