@@ -99,7 +99,27 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "authorizer.class.name", default: "", doc: "ACL authorization: empty = off (every request allowed); org.apache.kafka.metadata.authorizer.StandardAuthorizer (or fjord) = Kafka's StandardAuthorizer over the ACLs in the metadata log (DENY beats ALLOW, literal/wildcard/prefixed patterns, no matching ACL = deny). Any other class is refused at start." },
     SettingSpec { key: "super.users", default: "", doc: "Principals allowed everything whatever the ACLs say, separated by semicolons: User:admin;User:broker (the inter-broker principal belongs here)." },
     SettingSpec { key: "allow.everyone.if.no.acl.found", default: "false", doc: "With the authorizer on: allow an action on a resource that has no ACL at all (Kafka's default, false, denies it)." },
+    SettingSpec { key: "sasl.enabled.mechanisms", default: "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", doc: "SASL mechanisms SASL_PLAINTEXT and SASL_SSL listeners accept (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER); per listener: listener.name.<listener>.sasl.enabled.mechanisms." },
+    SettingSpec { key: "sasl.jaas.config", default: "", doc: "Kafka JAAS login module config, e.g. org.apache.kafka.common.security.plain.PlainLoginModule required username=\"admin\" password=\"admin-secret\" user_admin=\"admin-secret\" user_alice=\"alice-pw\"; - user_NAME entries are the PLAIN users, username/password what this broker sends as an inter-broker client. Per listener and mechanism: listener.name.<listener>.<mechanism>.sasl.jaas.config. Sensitive: never shown by DescribeConfigs." },
+    SettingSpec { key: "sasl.mechanism.inter.broker.protocol", default: "PLAIN", doc: "SASL mechanism brokers use to authenticate to each other (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), with the username/password of that mechanism's JAAS config." },
+    SettingSpec { key: "connections.max.reauth.ms", default: "0", doc: "KIP-368: a SASL session lasts at most this long (and no longer than an OAUTHBEARER token); the client must re-authenticate on the same connection before it ends or the connection is closed at its next request. 0: sessions last as long as the connection." },
+    SettingSpec { key: "sasl.server.max.receive.size", default: "524288", doc: "Largest request frame accepted on a SASL listener before the client has authenticated." },
+    SettingSpec { key: "sasl.oauthbearer.jwks.endpoint.url", default: "", doc: "OAUTHBEARER (KIP-768): the JSON Web Key Set that signs access tokens, as file:///path/to/jwks.json (http(s) is not supported: the broker makes no outbound HTTP calls). Required when OAUTHBEARER is enabled." },
+    SettingSpec { key: "sasl.oauthbearer.expected.issuer", default: "", doc: "OAUTHBEARER: the iss claim tokens must carry (empty: not checked)." },
+    SettingSpec { key: "sasl.oauthbearer.expected.audience", default: "", doc: "OAUTHBEARER: comma-separated audiences; a token's aud claim must contain one of them (empty: not checked)." },
+    SettingSpec { key: "sasl.oauthbearer.sub.claim.name", default: "sub", doc: "OAUTHBEARER: the claim holding the principal name (User:<value>)." },
+    SettingSpec { key: "sasl.oauthbearer.scope.claim.name", default: "scope", doc: "OAUTHBEARER: the claim holding the token's scopes." },
+    SettingSpec { key: "sasl.oauthbearer.clock.skew.seconds", default: "30", doc: "OAUTHBEARER: slack allowed between the broker's clock and the token's exp, nbf and iat claims." },
 ];
+
+/// Whether a setting holds a secret (Kafka's PASSWORD type): DescribeConfigs reports it as
+/// sensitive with a null value, and nothing prints it.
+pub fn is_sensitive(key: &str) -> bool {
+    key == "sasl.jaas.config"
+        || key.ends_with(".sasl.jaas.config")
+        || key.ends_with("password")
+        || key.ends_with("ssl.keystore.key")
+}
 
 /// Where a config's value comes from, numbered as Kafka's `ConfigSource` in DescribeConfigs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

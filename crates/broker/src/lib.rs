@@ -767,6 +767,14 @@ impl Broker {
             RequestKind::AlterClientQuotas(r) => {
                 ResponseKind::AlterClientQuotas(apis::alter_client_quotas::handle(self, &r).await)
             }
+            // Reached only on listeners without SASL or after authentication: the connection's
+            // SaslServerAuthenticator answers these while authenticating.
+            RequestKind::SaslHandshake(_) => {
+                ResponseKind::SaslHandshake(apis::sasl_handshake::handle())
+            }
+            RequestKind::SaslAuthenticate(_) => {
+                ResponseKind::SaslAuthenticate(apis::sasl_authenticate::handle())
+            }
             other => {
                 // The connection layer checks `supports` first, so this is a broker bug.
                 tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a request that passed the version check");

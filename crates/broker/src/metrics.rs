@@ -242,6 +242,27 @@ pub struct BrokerMetrics {
     series_dropped: Counter,
     started: Instant,
     start_time_unix_seconds: f64,
+    /// SASL authentications by mechanism and result (shared with every connection's
+    /// `SaslServerAuthenticator`).
+    pub sasl: std::sync::Arc<SaslMetrics>,
+}
+
+/// SASL authentications (and re-authentications) per mechanism, successful and failed:
+/// `fjord_sasl_authentications_total{mechanism,result}`.
+#[derive(Debug, Default)]
+pub struct SaslMetrics {
+    /// Indexed by `Mechanism::index`, then 0 = success, 1 = failure.
+    counts: [[Counter; 2]; 4],
+}
+
+impl SaslMetrics {
+    pub fn record(&self, mechanism: crate::security::sasl::Mechanism, success: bool) {
+        self.counts[mechanism.index()][usize::from(!success)].inc();
+    }
+
+    pub fn get(&self, mechanism: crate::security::sasl::Mechanism, success: bool) -> u64 {
+        self.counts[mechanism.index()][usize::from(!success)].get()
+    }
 }
 
 impl Default for BrokerMetrics {
@@ -276,6 +297,7 @@ impl BrokerMetrics {
             fetch_purgatory: Gauge::new(),
             produce_purgatory: Gauge::new(),
             series_dropped: Counter::new(),
+            sasl: std::sync::Arc::default(),
             started: Instant::now(),
             start_time_unix_seconds: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -512,6 +534,7 @@ impl crate::Broker {
         let mut encoder = TextEncoder::new(LABELLED_SERIES_PER_SCRAPE_MAX);
         render_requests(&mut encoder, metrics);
         render_connections(&mut encoder, metrics);
+        render_sasl(&mut encoder, &metrics.sasl);
         render_topics(&mut encoder, self);
         render_replication_quotas(&mut encoder, self);
         render_groups(&mut encoder, self);
@@ -657,6 +680,24 @@ fn render_connections(encoder: &mut TextEncoder, metrics: &BrokerMetrics) {
     for (name, help, kind, value) in families {
         encoder.family(name, help, kind);
         encoder.sample(name, &[], value);
+    }
+}
+
+fn render_sasl(encoder: &mut TextEncoder, sasl: &SaslMetrics) {
+    const NAME: &str = "fjord_sasl_authentications_total";
+    encoder.family(
+        NAME,
+        "SASL authentications and re-authentications, by mechanism and result (success, failure).",
+        MetricType::Counter,
+    );
+    for mechanism in crate::security::sasl::Mechanism::ALL {
+        for (success, result) in [(true, "success"), (false, "failure")] {
+            encoder.sample(
+                NAME,
+                &[("mechanism", mechanism.name()), ("result", result)],
+                sasl.get(mechanism, success) as f64,
+            );
+        }
     }
 }
 

@@ -708,6 +708,13 @@ fn every_response_encodes_at_every_advertised_version() {
                                 .with_value(1024.0)]),
                     ]),
                 ),
+                ApiKey::SaslHandshake => RequestKind::SaslHandshake(
+                    SaslHandshakeRequest::default()
+                        .with_mechanism(StrBytes::from_static_str("PLAIN")),
+                ),
+                ApiKey::SaslAuthenticate => {
+                    RequestKind::SaslAuthenticate(SaslAuthenticateRequest::default())
+                }
                 other => panic!("add {other:?} to this test"),
             };
             let Outcome::Respond(response) =
@@ -1223,4 +1230,40 @@ fn dynamic_broker_configs_apply_live_and_survive_a_restart() {
     );
     // The cluster default level was not touched.
     assert_eq!(config.log_cleanup_policy, "delete,compact");
+}
+
+#[test]
+fn sasl_requests_outside_the_authenticator_are_illegal_and_secrets_are_not_described() {
+    let dir = tempfile::tempdir().unwrap();
+    let jaas = r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret";"#;
+    let broker = broker(dir.path(), &[("sasl.jaas.config", jaas)]);
+    let Outcome::Respond(ResponseKind::SaslHandshake(handshake)) = block_on(broker.handle(
+        &header(ApiKey::SaslHandshake, 1),
+        RequestKind::SaslHandshake(
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+        ),
+    )) else {
+        panic!("no SaslHandshake response");
+    };
+    assert_eq!(handshake.error_code, 34, "ILLEGAL_SASL_STATE");
+    let Outcome::Respond(ResponseKind::SaslAuthenticate(authenticate)) = block_on(broker.handle(
+        &header(ApiKey::SaslAuthenticate, 2),
+        RequestKind::SaslAuthenticate(SaslAuthenticateRequest::default()),
+    )) else {
+        panic!("no SaslAuthenticate response");
+    };
+    assert_eq!(authenticate.error_code, 34, "ILLEGAL_SASL_STATE");
+
+    let result = describe_configs(&broker, 4, "1");
+    let entry = result
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "sasl.jaas.config")
+        .expect("sasl.jaas.config described");
+    assert!(entry.is_sensitive);
+    assert_eq!(entry.value, None);
+    assert!(entry.synonyms.iter().all(|s| s.value.is_none()));
+    assert!(!format!("{result:?}").contains("admin-secret"));
+    let (value, _, _) = config_entry(&result, "sasl.server.max.receive.size").unwrap();
+    assert_eq!(value, "524288");
 }

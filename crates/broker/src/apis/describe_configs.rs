@@ -14,7 +14,7 @@ use fjord_protocol::kafka_protocol::messages::{DescribeConfigsRequest, DescribeC
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ResponseError, VersionRange};
 
-use crate::config::{BrokerConfig, ConfigSource, SETTINGS};
+use crate::config::{is_sensitive, BrokerConfig, ConfigSource, SETTINGS};
 use crate::dynamic_config;
 use crate::topic_config;
 use crate::Broker;
@@ -179,10 +179,16 @@ fn describe_broker(
                 sources.retain(|(source, _)| *source == ConfigSource::DynamicDefaultBroker);
             }
             let (source, value) = sources.first().cloned()?;
+            // Kafka's PASSWORD configs: reported, never shown.
+            let sensitive = is_sensitive(spec.key);
+            let shown =
+                |value: &str| (!sensitive).then(|| StrBytes::from_string(value.to_string()));
             let synonyms = if include_synonyms {
                 sources
                     .iter()
-                    .map(|(source, value)| synonym_entry(spec.key, value, *source))
+                    .map(|(source, value)| {
+                        synonym_entry(spec.key, value, *source).with_value(shown(value))
+                    })
                     .collect()
             } else {
                 Vec::new()
@@ -190,7 +196,8 @@ fn describe_broker(
             Some(
                 DescribeConfigsResourceResult::default()
                     .with_name(StrBytes::from_static_str(spec.key))
-                    .with_value(Some(StrBytes::from_string(value)))
+                    .with_value(shown(&value))
+                    .with_is_sensitive(sensitive)
                     .with_read_only(!dynamic_config::is_dynamic(spec.key))
                     .with_config_source(source.code())
                     .with_synonyms(synonyms)

@@ -50,6 +50,8 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 pub mod txn_offset_commit;
 pub mod unregister_broker;
@@ -136,6 +138,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[
         describe_client_quotas::VERSIONS,
     ),
     (ApiKey::AlterClientQuotas, alter_client_quotas::VERSIONS),
+    (ApiKey::SaslHandshake, sasl_handshake::VERSIONS),
+    (ApiKey::SaslAuthenticate, sasl_authenticate::VERSIONS),
 ];
 
 /// The version range implemented for `api_key`, if the API is implemented at all.

@@ -160,6 +160,8 @@ pub fn for_each_error_code(response: &ResponseKind, visit: &mut impl FnMut(i16))
         }
         ResponseKind::ListPartitionReassignments(r) => code(r.error_code),
         ResponseKind::UnregisterBroker(r) => code(r.error_code),
+        ResponseKind::SaslHandshake(r) => code(r.error_code),
+        ResponseKind::SaslAuthenticate(r) => code(r.error_code),
         ResponseKind::DescribeQuorum(r) => {
             code(r.error_code);
             r.topics

@@ -515,6 +515,8 @@ const COVERED_APIS: &[ApiKey] = &[
     ApiKey::AlterClientQuotas,
     ApiKey::ApiVersions,
     ApiKey::Metadata,
+    ApiKey::SaslHandshake,
+    ApiKey::SaslAuthenticate,
     ApiKey::Produce,
     ApiKey::Fetch,
     ApiKey::ListOffsets,
@@ -556,3 +558,37 @@ const COVERED_APIS: &[ApiKey] = &[
     ApiKey::UnregisterBroker,
     ApiKey::DescribeQuorum,
 ];
+
+#[test]
+fn sasl_authentications_are_counted_and_rendered_per_mechanism_and_result() {
+    use crate::security::sasl::Mechanism;
+    let sasl = SaslMetrics::default();
+    sasl.record(Mechanism::ScramSha256, true);
+    sasl.record(Mechanism::ScramSha256, true);
+    sasl.record(Mechanism::Plain, false);
+    assert_eq!(sasl.get(Mechanism::ScramSha256, true), 2);
+    assert_eq!(sasl.get(Mechanism::ScramSha256, false), 0);
+    let mut encoder = TextEncoder::new(10);
+    render_sasl(&mut encoder, &sasl);
+    let text = encoder.finish();
+    assert!(
+        text.contains("# TYPE fjord_sasl_authentications_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "fjord_sasl_authentications_total{mechanism=\"SCRAM-SHA-256\",result=\"success\"} 2"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("fjord_sasl_authentications_total{mechanism=\"PLAIN\",result=\"failure\"} 1"),
+        "{text}"
+    );
+    assert_eq!(
+        counts(ResponseKind::SaslAuthenticate(
+            SaslAuthenticateResponse::default().with_error_code(58)
+        )),
+        vec![(58, 1)]
+    );
+}

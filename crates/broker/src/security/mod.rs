@@ -13,6 +13,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub mod sasl;
+
 /// Kafka `SecurityProtocol`: what a listener speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SecurityProtocol {
