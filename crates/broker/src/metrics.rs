@@ -514,6 +514,7 @@ impl crate::Broker {
         render_connections(&mut encoder, metrics);
         render_topics(&mut encoder, self);
         render_replication_quotas(&mut encoder, self);
+        crate::quota::render_metrics(&mut encoder, self.client_quotas());
         render_groups(&mut encoder, self);
         encoder.family(
             "fjord_log_flush_duration_seconds",
