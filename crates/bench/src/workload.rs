@@ -45,6 +45,9 @@ pub struct Workload {
     pub replication_factor: i32,
     /// The topic's `min.insync.replicas`; `None` leaves the broker's default.
     pub min_insync_replicas: Option<i32>,
+    /// A `producer_byte_rate` client quota (MB/s) set for the producers' client id with
+    /// AlterClientQuotas before the run and removed after it; `None`: no quota.
+    pub producer_quota_mb_s: Option<f64>,
 }
 
 /// Names of the presets, in suite order.
@@ -57,6 +60,7 @@ pub const PRESETS: &[&str] = &[
     "1000p",
     "catchup",
     "replicated-rf3-acks-all",
+    "produce-quota",
 ];
 
 /// Presets that need a cluster of at least this many brokers (the replication factor).
@@ -78,6 +82,9 @@ pub fn describe(name: &str) -> &'static str {
         }
         "replicated-rf3-acks-all" => {
             "16p-1kb on 3 brokers: replication factor 3, acks=all, min.insync.replicas=2"
+        }
+        "produce-quota" => {
+            "1p-1kb-style producer at max rate against a 10 MB/s producer_byte_rate quota (AlterClientQuotas): steady MB/s vs the quota"
         }
         _ => "",
     }
@@ -105,6 +112,7 @@ pub fn preset(name: &str, quick: bool) -> Option<Workload> {
         backlog_bytes: None,
         replication_factor: 1,
         min_insync_replicas: None,
+        producer_quota_mb_s: None,
     };
     let w = match name {
         "1p-100b" => base(1, 100, "1", 1, 1),
@@ -137,6 +145,11 @@ pub fn preset(name: &str, quick: bool) -> Option<Workload> {
             replication_factor: 3,
             min_insync_replicas: Some(2),
             ..base(16, 1024, "all", 2, 2)
+        },
+        // Kafka's client quota: the broker holds a greedy producer to producer_byte_rate.
+        "produce-quota" => Workload {
+            producer_quota_mb_s: Some(10.0),
+            ..base(1, 1024, "1", 1, 1)
         },
         _ => return None,
     };
