@@ -154,13 +154,11 @@ impl QuotaTable {
 }
 
 /// A sensor's name: Kafka's `(user, client-id)` metric tags, `""` for a part not used.
-type SensorKey = (String, String);
-
-fn sensor_key(tags: SensorTags, user: &str, client_id: &str) -> SensorKey {
+fn sensor_tags<'a>(tags: SensorTags, user: &'a str, client_id: &'a str) -> (&'a str, &'a str) {
     match tags {
-        SensorTags::UserAndClientId => (user.to_string(), client_id.to_string()),
-        SensorTags::User => (user.to_string(), String::new()),
-        SensorTags::ClientId => (String::new(), client_id.to_string()),
+        SensorTags::UserAndClientId => (user, client_id),
+        SensorTags::User => (user, ""),
+        SensorTags::ClientId => ("", client_id),
     }
 }
 
@@ -176,7 +174,10 @@ pub struct QuotaSensors {
     quota_type: QuotaType,
     rate_config: RateConfig,
     table: QuotaTable,
-    sensors: HashMap<SensorKey, Sensor>,
+    /// By user tag, then client-id tag (two levels so a lookup borrows the names instead of
+    /// allocating a key).
+    sensors: HashMap<String, HashMap<String, Sensor>>,
+    sensor_count: usize,
     sensors_max: usize,
     next_expiry_check_ms: i64,
 }
@@ -189,6 +190,7 @@ impl QuotaSensors {
             rate_config,
             table: QuotaTable::default(),
             sensors: HashMap::new(),
+            sensor_count: 0,
             sensors_max,
             next_expiry_check_ms: i64::MIN,
         }
@@ -200,6 +202,7 @@ impl QuotaSensors {
         self.table = table;
         if self.table.is_empty() {
             self.sensors = HashMap::new();
+            self.sensor_count = 0;
         }
     }
 
@@ -212,7 +215,7 @@ impl QuotaSensors {
     }
 
     pub fn sensor_count(&self) -> usize {
-        self.sensors.len()
+        self.sensor_count
     }
 
     /// Kafka `recordAndGetThrottleTimeMs`: records `value` for the client and returns how long
@@ -230,7 +233,11 @@ impl QuotaSensors {
         };
         let config = self.rate_config;
         let quota_type = self.quota_type;
-        let sensor = self.sensor(sensor_key(resolved.tags, user, client_id), now_ms);
+        let (user_tag, client_tag) = sensor_tags(resolved.tags, user, client_id);
+        let Some(sensor) = self.sensor(user_tag, client_tag, now_ms) else {
+            debug_assert!(false, "a sensor was just created");
+            return 0;
+        };
         sensor.rate.record(&config, value, now_ms);
         sensor.last_record_ms = now_ms;
         let observed = sensor.rate.measure(&config, now_ms);
@@ -259,9 +266,11 @@ impl QuotaSensors {
             return;
         };
         let config = self.rate_config;
+        let (user_tag, client_tag) = sensor_tags(resolved.tags, user, client_id);
         if let Some(sensor) = self
             .sensors
-            .get_mut(&sensor_key(resolved.tags, user, client_id))
+            .get_mut(user_tag)
+            .and_then(|clients| clients.get_mut(client_tag))
         {
             sensor.rate.record(&config, -value, now_ms);
         }
@@ -275,46 +284,91 @@ impl QuotaSensors {
         Some(resolved.bound * samples * self.rate_config.window_ms as f64 / 1000.0)
     }
 
-    fn sensor(&mut self, key: SensorKey, now_ms: i64) -> &mut Sensor {
+    /// The sensor named by the tags, created if missing (expiring idle ones and evicting
+    /// the least recently used when the table is full).
+    fn sensor(&mut self, user_tag: &str, client_tag: &str, now_ms: i64) -> Option<&mut Sensor> {
         if now_ms >= self.next_expiry_check_ms {
             self.next_expiry_check_ms = now_ms.saturating_add(EXPIRY_CHECK_INTERVAL_MS);
             self.expire_idle(now_ms);
         }
-        if !self.sensors.contains_key(&key) && self.sensors.len() >= self.sensors_max {
-            self.expire_idle(now_ms);
-            if self.sensors.len() >= self.sensors_max {
-                self.evict_least_recently_used();
+        let exists = self
+            .sensors
+            .get(user_tag)
+            .is_some_and(|clients| clients.contains_key(client_tag));
+        if !exists {
+            if self.sensor_count >= self.sensors_max {
+                self.expire_idle(now_ms);
+                if self.sensor_count >= self.sensors_max {
+                    self.evict_least_recently_used();
+                }
             }
+            self.sensors
+                .entry(user_tag.to_string())
+                .or_default()
+                .insert(
+                    client_tag.to_string(),
+                    Sensor {
+                        rate: Rate::new(),
+                        last_record_ms: now_ms,
+                    },
+                );
+            self.sensor_count += 1;
+            debug_assert!(self.sensor_count <= self.sensors_max);
         }
-        self.sensors.entry(key).or_insert_with(|| Sensor {
-            rate: Rate::new(),
-            last_record_ms: now_ms,
-        })
+        self.sensors
+            .get_mut(user_tag)
+            .and_then(|clients| clients.get_mut(client_tag))
+    }
+
+    /// Removes the sensors `remove` picks, keeping the count.
+    fn remove_sensors(&mut self, mut remove: impl FnMut(&Sensor) -> bool) {
+        let mut removed = 0;
+        self.sensors.retain(|_, clients| {
+            clients.retain(|_, sensor| {
+                let gone = remove(sensor);
+                removed += usize::from(gone);
+                !gone
+            });
+            !clients.is_empty()
+        });
+        self.sensor_count -= removed;
     }
 
     fn expire_idle(&mut self, now_ms: i64) {
-        self.sensors.retain(|_, sensor| {
-            now_ms.saturating_sub(sensor.last_record_ms) < INACTIVE_SENSOR_EXPIRATION_MS
+        self.remove_sensors(|sensor| {
+            now_ms.saturating_sub(sensor.last_record_ms) >= INACTIVE_SENSOR_EXPIRATION_MS
         });
     }
 
     /// Drops the least recently used 1% (at least one) of the sensors, so a full table does
     /// not scan on every new client.
     fn evict_least_recently_used(&mut self) {
-        let evict_count = (self.sensors.len() / 100).max(1);
-        let mut last_records: Vec<i64> = self.sensors.values().map(|s| s.last_record_ms).collect();
+        let evict_count = (self.sensor_count / 100).max(1);
+        let mut last_records: Vec<i64> = self
+            .sensors
+            .values()
+            .flat_map(|clients| clients.values().map(|s| s.last_record_ms))
+            .collect();
+        if last_records.is_empty() {
+            return;
+        }
+        let evict_count = evict_count.min(last_records.len());
         let (_, cutoff, _) = last_records.select_nth_unstable(evict_count - 1);
         let cutoff = *cutoff;
         let mut evicted = 0;
-        self.sensors.retain(|_, sensor| {
-            if evicted < evict_count && sensor.last_record_ms <= cutoff {
-                evicted += 1;
-                false
-            } else {
-                true
-            }
+        self.remove_sensors(|sensor| {
+            let evict = evicted < evict_count && sensor.last_record_ms <= cutoff;
+            evicted += usize::from(evict);
+            evict
         });
         debug_assert!(evicted >= 1);
+    }
+
+    #[cfg(test)]
+    fn has_sensor(&self, user_tag: &str, client_tag: &str) -> bool {
+        self.sensors
+            .get(user_tag)
+            .is_some_and(|clients| clients.contains_key(client_tag))
     }
 }
 
@@ -509,12 +563,8 @@ mod tests {
             assert!(sensors.sensor_count() <= 10);
         }
         // The most recent client is still tracked, the oldest ones are gone.
-        assert!(sensors
-            .sensors
-            .contains_key(&(String::new(), "c24".to_string())));
-        assert!(!sensors
-            .sensors
-            .contains_key(&(String::new(), "c0".to_string())));
+        assert!(sensors.has_sensor("", "c24"));
+        assert!(!sensors.has_sensor("", "c0"));
         // An hour later a recording sweeps the idle ones.
         sensors.record_and_get_throttle_time_ms(
             "u",
