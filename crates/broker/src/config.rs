@@ -98,6 +98,9 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "quota.window.num", default: "11", doc: "Client quotas (producer_byte_rate, consumer_byte_rate, request_percentage): samples the rate is measured over (Kafka: quota.window.num)." },
     SettingSpec { key: "quota.window.size.seconds", default: "1", doc: "Client quotas: length of one rate sample, seconds (Kafka: quota.window.size.seconds). A request_percentage throttle is at most one sample long." },
     SettingSpec { key: "producer.id.expiration.check.interval.ms", default: "600000", doc: "How often partitions look for producer state older than producer.id.expiration.ms." },
+    SettingSpec { key: "authorizer.class.name", default: "", doc: "ACL authorization: empty = off (every request allowed); org.apache.kafka.metadata.authorizer.StandardAuthorizer (or fjord) = Kafka's StandardAuthorizer over the ACLs in the metadata log (DENY beats ALLOW, literal/wildcard/prefixed patterns, no matching ACL = deny). Any other class is refused at start." },
+    SettingSpec { key: "super.users", default: "", doc: "Principals allowed everything whatever the ACLs say, separated by semicolons: User:admin;User:broker (the inter-broker principal belongs here)." },
+    SettingSpec { key: "allow.everyone.if.no.acl.found", default: "false", doc: "With the authorizer on: allow an action on a resource that has no ACL at all (Kafka's default, false, denies it)." },
 ];
 
 /// Where a config's value comes from, numbered as Kafka's `ConfigSource` in DescribeConfigs.
@@ -226,6 +229,8 @@ pub struct BrokerConfig {
     pub quota_window_num: u32,
     /// `quota.window.size.seconds`, in milliseconds.
     pub quota_window_size_ms: i64,
+    /// `authorizer.class.name`, `super.users`, `allow.everyone.if.no.acl.found`.
+    pub authorizer: crate::security::authorizer::AuthorizerConfig,
 }
 
 impl Default for BrokerConfig {
@@ -671,6 +676,16 @@ impl BrokerConfig {
             quota_window_size_ms: s
                 .positive::<i64>("quota.window.size.seconds")?
                 .saturating_mul(1000),
+            authorizer: crate::security::authorizer::AuthorizerConfig::parse(
+                s.raw("authorizer.class.name"),
+                s.raw("super.users"),
+                s.parse("allow.everyone.if.no.acl.found")?,
+            )
+            .map_err(|reason| BrokerError::InvalidConfig {
+                key: "authorizer.class.name".to_string(),
+                value: s.raw("authorizer.class.name").to_string(),
+                reason,
+            })?,
         })
     }
 

@@ -27,6 +27,9 @@ mod produce_cli;
 // The cluster wiring (issue 8) uses it; until then only its tests do.
 #[cfg_attr(not(test), allow(dead_code))]
 mod raft_transport;
+// Wired into `serve --secure` once the SASL and TLS listeners land (issue 9).
+#[allow(dead_code)]
+mod secure;
 mod server;
 mod settings;
 mod splice;

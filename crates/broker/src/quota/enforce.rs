@@ -125,9 +125,13 @@ impl Broker {
 
         let mut handler_time = Duration::ZERO;
         let mut outcome = if request_quota {
-            poll_timed(self.dispatch(session, header, request), &mut handler_time).await
+            poll_timed(
+                self.authorize_and_dispatch(session, header, request),
+                &mut handler_time,
+            )
+            .await
         } else {
-            self.dispatch(session, header, request).await
+            self.authorize_and_dispatch(session, header, request).await
         };
 
         let now_ms = crate::time::monotonic_ms();
