@@ -88,7 +88,7 @@ pub struct RunResult {
     pub ack_latency_ms: Option<Percentiles>,
     /// Seconds to create the topic and see all its partitions in metadata.
     pub topic_create_secs: f64,
-    /// The steady produce rate against the producer quota, for runs with one.
+    /// The produce rate achieved against the producer quota, for runs with one.
     pub quota: Option<crate::quota::QuotaResult>,
     /// Anything that went wrong but did not abort the run.
     pub warnings: Vec<String>,
@@ -573,24 +573,6 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunResult> {
         )?;
         eprintln!("fjord-bench: producer_byte_rate quota of {quota_mb_s} MB/s set");
     }
-    // Acknowledged bytes every 100 ms while producing (the quota's steady rate).
-    let sampler_stop = Arc::new(AtomicBool::new(false));
-    let sampler = w.producer_quota_mb_s.map(|_| {
-        let (shared, stop) = (shared.clone(), sampler_stop.clone());
-        thread::spawn(move || {
-            let start = Instant::now();
-            let mut timeline = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                timeline.push((
-                    start.elapsed().as_secs_f64(),
-                    shared.acked_bytes.load(Ordering::Relaxed),
-                ));
-                thread::sleep(Duration::from_millis(100));
-            }
-            timeline
-        })
-    });
-
     let n = w.producers as u64;
     let per = |total: u64, i: u64| total / n + u64::from(i < total % n);
     let produce_start = Instant::now();
@@ -628,27 +610,21 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunResult> {
     }
     let produce_secs = produce_start.elapsed().as_secs_f64();
     shared.producers_done.store(true, Ordering::Release);
-    sampler_stop.store(true, Ordering::Relaxed);
-    let quota = match (w.producer_quota_mb_s, sampler) {
-        (Some(quota_mb_s), Some(sampler)) => {
-            let timeline = sampler
-                .join()
-                .map_err(|_| anyhow!("the quota sampler panicked"))?;
-            if let Err(e) = crate::quota::set_producer_quota(
-                &opts.bootstrap,
-                crate::quota::PRODUCER_CLIENT_ID,
-                None,
-            ) {
-                warnings.push(format!("removing the producer quota failed: {e:#}"));
-            }
-            crate::quota::steady_rate_mb_s(&timeline).map(|steady_mb_s| crate::quota::QuotaResult {
-                quota_mb_s,
-                steady_mb_s,
-                steady_vs_quota: steady_mb_s / quota_mb_s,
-            })
+    let quota = w.producer_quota_mb_s.map(|quota_mb_s| {
+        if let Err(e) = crate::quota::set_producer_quota(
+            &opts.bootstrap,
+            crate::quota::PRODUCER_CLIENT_ID,
+            None,
+        ) {
+            warnings.push(format!("removing the producer quota failed: {e:#}"));
         }
-        _ => None,
-    };
+        let acked_bytes = shared.acked_bytes.load(Ordering::Relaxed);
+        crate::quota::QuotaResult::new(
+            quota_mb_s,
+            acked_bytes as f64 / 1e6 / produce_secs.max(f64::MIN_POSITIVE),
+            produce_secs,
+        )
+    });
     let acked = shared.acked_msgs.load(Ordering::Relaxed);
 
     let consume_start = Instant::now();
