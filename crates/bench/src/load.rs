@@ -526,6 +526,15 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunResult> {
         w.name, opts.bootstrap, topic, w.partitions, topic_create_secs
     );
 
+    if let Some(quota_mb_s) = w.producer_quota_mb_s {
+        crate::quota::set_producer_quota(
+            &opts.bootstrap,
+            crate::quota::PRODUCER_CLIENT_ID,
+            Some(quota_mb_s * 1e6),
+        )?;
+        eprintln!("fjord-bench: producer_byte_rate quota of {quota_mb_s} MB/s set");
+    }
+
     let shared = Arc::new(Shared::default());
     let pool = Arc::new(payload_pool());
     let catchup = w.backlog_bytes.is_some();
@@ -565,14 +574,6 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunResult> {
         c
     };
 
-    if let Some(quota_mb_s) = w.producer_quota_mb_s {
-        crate::quota::set_producer_quota(
-            &opts.bootstrap,
-            crate::quota::PRODUCER_CLIENT_ID,
-            Some(quota_mb_s * 1e6),
-        )?;
-        eprintln!("fjord-bench: producer_byte_rate quota of {quota_mb_s} MB/s set");
-    }
     let n = w.producers as u64;
     let per = |total: u64, i: u64| total / n + u64::from(i < total % n);
     let produce_start = Instant::now();
