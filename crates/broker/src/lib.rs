@@ -769,6 +769,29 @@ impl Broker {
             RequestKind::DescribeQuorum(r) => {
                 ResponseKind::DescribeQuorum(apis::describe_quorum::handle(self, version, &r).await)
             }
+            RequestKind::DescribeAcls(r) => {
+                ResponseKind::DescribeAcls(apis::describe_acls::handle(self, &r))
+            }
+            RequestKind::CreateAcls(r) => {
+                ResponseKind::CreateAcls(apis::create_acls::handle(self, &r).await)
+            }
+            RequestKind::DeleteAcls(r) => {
+                ResponseKind::DeleteAcls(apis::delete_acls::handle(self, &r).await)
+            }
+            RequestKind::DescribeUserScramCredentials(r) => {
+                ResponseKind::DescribeUserScramCredentials(
+                    apis::describe_user_scram_credentials::handle(self, &r),
+                )
+            }
+            RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+                apis::alter_user_scram_credentials::handle(self, &r).await,
+            ),
+            RequestKind::DescribeClientQuotas(r) => {
+                ResponseKind::DescribeClientQuotas(apis::describe_client_quotas::handle(self, &r))
+            }
+            RequestKind::AlterClientQuotas(r) => {
+                ResponseKind::AlterClientQuotas(apis::alter_client_quotas::handle(self, &r).await)
+            }
             other => {
                 // The connection layer checks `supports` first, so this is a broker bug.
                 tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a request that passed the version check");
