@@ -230,9 +230,11 @@ impl SingleNode {
 }
 
 impl SingleNode {
-    /// Test hook while no API writes them here: every image the broker gets from now on
-    /// carries `quotas` as its `client_quotas` (the current image is republished with them at
-    /// once). With AlterClientQuotas they come from `ClientQuotaRecord`s instead.
+    /// Test hook: every image the broker gets from now on carries `quotas` as its
+    /// `client_quotas` (the current image is republished with them at once), whatever the
+    /// metadata log says. AlterClientQuotas is the real way (`ClientQuotaRecord`s through the
+    /// controller); this one sets a whole quota map in one step, values the controller would
+    /// refuse included.
     pub fn set_client_quotas(
         &self,
         quotas: std::collections::BTreeMap<

@@ -322,3 +322,77 @@ fn request_percentage_throttles_any_request_by_at_most_one_window() {
     assert_eq!(session.take_mute_ms(), 0);
     assert_eq!(node.client_quotas().request.throttled_requests.get(), 1);
 }
+
+/// AlterClientQuotas for one entity: `(key, Some(value))` sets, `(key, None)` removes.
+fn alter_client_quotas(
+    node: &SingleNode,
+    entity: &[(&str, Option<&str>)],
+    ops: &[(&str, Option<f64>)],
+) -> i16 {
+    use fjord_protocol::kafka_protocol::messages::alter_client_quotas_request::{
+        EntityData, EntryData, OpData,
+    };
+    let entry = EntryData::default()
+        .with_entity(
+            entity
+                .iter()
+                .map(|(entity_type, name)| {
+                    EntityData::default()
+                        .with_entity_type(StrBytes::from_string(entity_type.to_string()))
+                        .with_entity_name(name.map(|n| StrBytes::from_string(n.to_string())))
+                })
+                .collect(),
+        )
+        .with_ops(
+            ops.iter()
+                .map(|(key, value)| {
+                    OpData::default()
+                        .with_key(StrBytes::from_string(key.to_string()))
+                        .with_value(value.unwrap_or(0.0))
+                        .with_remove(value.is_none())
+                })
+                .collect(),
+        );
+    let outcome = block_on(node.handle_session(
+        &Session::plaintext(None),
+        &header(ApiKey::AlterClientQuotas, 1, "admin"),
+        RequestKind::AlterClientQuotas(
+            AlterClientQuotasRequest::default().with_entries(vec![entry]),
+        ),
+    ));
+    let Outcome::Respond(ResponseKind::AlterClientQuotas(response)) = outcome else {
+        panic!("unexpected {outcome:?}");
+    };
+    response.entries[0].error_code
+}
+
+#[test]
+fn a_quota_set_with_alter_client_quotas_throttles_and_its_removal_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = broker(dir.path());
+    let anonymous = Session::plaintext(None);
+    assert_eq!(produce(&node, &anonymous, "p", batch(20, 1000)), (0, 0));
+    // The answer comes once this broker's image has the quota.
+    assert_eq!(
+        alter_client_quotas(
+            &node,
+            &[(QUOTA_ENTITY_CLIENT_ID, Some("p"))],
+            &[(PRODUCER_BYTE_RATE, Some(1000.0))],
+        ),
+        0
+    );
+    assert!(node.client_quotas().produce.quotas_enabled());
+    let (throttle_ms, mute_ms) = produce(&node, &anonymous, "p", batch(20, 1000));
+    assert!(throttle_ms > 0);
+    assert_eq!(mute_ms, throttle_ms as u64);
+    assert_eq!(
+        alter_client_quotas(
+            &node,
+            &[(QUOTA_ENTITY_CLIENT_ID, Some("p"))],
+            &[(PRODUCER_BYTE_RATE, None)],
+        ),
+        0
+    );
+    assert!(!node.client_quotas().any_enabled());
+    assert_eq!(produce(&node, &anonymous, "p", batch(20, 1000)), (0, 0));
+}
