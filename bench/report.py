@@ -125,6 +125,11 @@ def markdown(res):
             notes.append(f"- {w['name']}: {br['nodes']} local nodes (scripts/cluster), replication factor "
                          f"{w['workload'].get('replication_factor', 1)}; broker CPU s/GB summed over the nodes "
                          f"(per node: {per_node}); peak RSS and RSS after are the largest node's")
+        quota = w.get("quota")
+        if quota:
+            notes.append(f"- {w['name']}: producer_byte_rate quota {quota['quota_mb_s']:.1f} MB/s, achieved "
+                         f"{quota['achieved_mb_s']:.2f} MB/s = {quota['achieved_vs_quota']:.2f}x the quota "
+                         f"(Kafka's windowed rate allows up to {quota['kafka_ceiling_vs_quota']:.2f}x over this run)")
         idle = br.get("idle_partitions")
         if idle:
             notes.append(f"- {w['name']}: broker RSS {idle['rss_before_kb'] / 1024:.1f} MiB -> "

@@ -88,6 +88,8 @@ pub struct RunResult {
     pub ack_latency_ms: Option<Percentiles>,
     /// Seconds to create the topic and see all its partitions in metadata.
     pub topic_create_secs: f64,
+    /// The produce rate achieved against the producer quota, for runs with one.
+    pub quota: Option<crate::quota::QuotaResult>,
     /// Anything that went wrong but did not abort the run.
     pub warnings: Vec<String>,
 }
@@ -174,7 +176,7 @@ impl ProducerContext for ProdContext {
 fn producer_config(bootstrap: &str, w: &Workload, idempotence: bool) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
-        .set("client.id", "fjord-bench-producer")
+        .set("client.id", crate::quota::PRODUCER_CLIENT_ID)
         .set("acks", &w.acks)
         .set(
             "enable.idempotence",
@@ -524,6 +526,15 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunResult> {
         w.name, opts.bootstrap, topic, w.partitions, topic_create_secs
     );
 
+    if let Some(quota_mb_s) = w.producer_quota_mb_s {
+        crate::quota::set_producer_quota(
+            &opts.bootstrap,
+            crate::quota::PRODUCER_CLIENT_ID,
+            Some(quota_mb_s * 1e6),
+        )?;
+        eprintln!("fjord-bench: producer_byte_rate quota of {quota_mb_s} MB/s set");
+    }
+
     let shared = Arc::new(Shared::default());
     let pool = Arc::new(payload_pool());
     let catchup = w.backlog_bytes.is_some();
@@ -600,6 +611,21 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunResult> {
     }
     let produce_secs = produce_start.elapsed().as_secs_f64();
     shared.producers_done.store(true, Ordering::Release);
+    let quota = w.producer_quota_mb_s.map(|quota_mb_s| {
+        if let Err(e) = crate::quota::set_producer_quota(
+            &opts.bootstrap,
+            crate::quota::PRODUCER_CLIENT_ID,
+            None,
+        ) {
+            warnings.push(format!("removing the producer quota failed: {e:#}"));
+        }
+        let acked_bytes = shared.acked_bytes.load(Ordering::Relaxed);
+        crate::quota::QuotaResult::new(
+            quota_mb_s,
+            acked_bytes as f64 / 1e6 / produce_secs.max(f64::MIN_POSITIVE),
+            produce_secs,
+        )
+    });
     let acked = shared.acked_msgs.load(Ordering::Relaxed);
 
     let consume_start = Instant::now();
@@ -688,6 +714,7 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunResult> {
         e2e_latency_ms: stats::summarize(&e2e_hist),
         ack_latency_ms: stats::summarize(&ack_hist),
         topic_create_secs,
+        quota,
         warnings,
     })
 }

@@ -17,6 +17,7 @@
 
 mod baseline;
 mod load;
+mod quota;
 mod stats;
 mod workload;
 
@@ -111,6 +112,11 @@ struct RunArgs {
     /// the start as fast as possible [catchup preset: 2048, or 256 with --quick].
     #[arg(long)]
     backlog_mib: Option<u64>,
+    /// Set a producer_byte_rate client quota of this many MB/s for the producers' client id
+    /// (AlterClientQuotas) for the run, and report the achieved rate against it
+    /// [produce-quota preset: 10].
+    #[arg(long)]
+    producer_quota_mb_s: Option<f64>,
     /// Use this topic instead of creating `fjord-bench-<workload>-<ms>` (created if missing;
     /// consumers read it from the beginning).
     #[arg(long)]
@@ -217,6 +223,7 @@ fn build_workload(a: &RunArgs) -> Result<Workload> {
             backlog_bytes: None,
             replication_factor: 1,
             min_insync_replicas: None,
+            producer_quota_mb_s: None,
         },
     };
     if let Some(v) = a.replication_factor {
@@ -260,6 +267,12 @@ fn build_workload(a: &RunArgs) -> Result<Workload> {
     }
     if let Some(v) = a.messages {
         w.messages = Some(v);
+    }
+    if let Some(v) = a.producer_quota_mb_s {
+        if v <= 0.0 {
+            bail!("--producer-quota-mb-s must be positive");
+        }
+        w.producer_quota_mb_s = Some(v);
     }
     if let Some(v) = a.backlog_mib {
         w.backlog_bytes = Some(v << 20);
@@ -385,6 +398,12 @@ fn render_table(r: &RunResult) -> String {
         "produce-ack latency",
         fmt_lat(&r.ack_latency_ms)
     ));
+    if let Some(q) = &r.quota {
+        s.push_str(&format!(
+            "  {:<22} {:>10.2} MB/s against a quota of {:.1} MB/s: {:.2}x (Kafka's ceiling for this length: {:.2}x)\n",
+            "producer quota", q.achieved_mb_s, q.quota_mb_s, q.achieved_vs_quota, q.kafka_ceiling_vs_quota
+        ));
+    }
     for warning in &r.warnings {
         s.push_str(&format!("  warning: {warning}\n"));
     }

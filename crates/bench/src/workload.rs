@@ -7,6 +7,8 @@ use serde::Serialize;
 pub const FULL_DURATION_S: f64 = 30.0;
 /// Measured duration of a preset with `--quick`, in seconds.
 pub const QUICK_DURATION_S: f64 = 8.0;
+/// Produce phase of the `produce-quota` preset, quick or not: four 11 s quota windows.
+pub const QUOTA_DURATION_S: f64 = 44.0;
 /// Default backlog of the `catchup` preset: 2 GiB.
 pub const FULL_BACKLOG_BYTES: u64 = 2 << 30;
 /// Backlog of the `catchup` preset with `--quick`: 256 MiB.
@@ -45,6 +47,9 @@ pub struct Workload {
     pub replication_factor: i32,
     /// The topic's `min.insync.replicas`; `None` leaves the broker's default.
     pub min_insync_replicas: Option<i32>,
+    /// A `producer_byte_rate` client quota (MB/s) set for the producers' client id with
+    /// AlterClientQuotas before the run and removed after it; `None`: no quota.
+    pub producer_quota_mb_s: Option<f64>,
 }
 
 /// Names of the presets, in suite order.
@@ -57,6 +62,7 @@ pub const PRESETS: &[&str] = &[
     "1000p",
     "catchup",
     "replicated-rf3-acks-all",
+    "produce-quota",
 ];
 
 /// Presets that need a cluster of at least this many brokers (the replication factor).
@@ -78,6 +84,9 @@ pub fn describe(name: &str) -> &'static str {
         }
         "replicated-rf3-acks-all" => {
             "16p-1kb on 3 brokers: replication factor 3, acks=all, min.insync.replicas=2"
+        }
+        "produce-quota" => {
+            "1 partition, 1 KiB, acks=1, 1 producer at max rate against a 10 MB/s producer_byte_rate quota (AlterClientQuotas), 44 s: achieved MB/s vs the quota"
         }
         _ => "",
     }
@@ -105,6 +114,7 @@ pub fn preset(name: &str, quick: bool) -> Option<Workload> {
         backlog_bytes: None,
         replication_factor: 1,
         min_insync_replicas: None,
+        producer_quota_mb_s: None,
     };
     let w = match name {
         "1p-100b" => base(1, 100, "1", 1, 1),
@@ -137,6 +147,14 @@ pub fn preset(name: &str, quick: bool) -> Option<Workload> {
             replication_factor: 3,
             min_insync_replicas: Some(2),
             ..base(16, 1024, "all", 2, 2)
+        },
+        // Kafka's client quota: the broker holds a greedy producer to producer_byte_rate.
+        // Four periods of the quota's 11 s window whatever the mode: shorter runs measure
+        // the initial burst allowance more than the quota.
+        "produce-quota" => Workload {
+            producer_quota_mb_s: Some(10.0),
+            duration_s: QUOTA_DURATION_S,
+            ..base(1, 1024, "1", 1, 1)
         },
         _ => return None,
     };

@@ -95,6 +95,8 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "leader.replication.throttled.rate", default: "9223372036854775807", doc: "Bytes per second the leader sends to followers of the replicas listed in leader.replication.throttled.replicas (topic config) while they are out of the ISR (dynamic; default: unlimited)." },
     SettingSpec { key: "follower.replication.throttled.rate", default: "9223372036854775807", doc: "Bytes per second the follower fetches for the replicas listed in follower.replication.throttled.replicas (topic config) while they are not caught up (dynamic; default: unlimited)." },
     SettingSpec { key: "min.insync.replicas", default: "1", doc: "Default min.insync.replicas of topics: acks=all produces fail with NOT_ENOUGH_REPLICAS while fewer replicas are in sync." },
+    SettingSpec { key: "quota.window.num", default: "11", doc: "Client quotas (producer_byte_rate, consumer_byte_rate, request_percentage): samples the rate is measured over (Kafka: quota.window.num)." },
+    SettingSpec { key: "quota.window.size.seconds", default: "1", doc: "Client quotas: length of one rate sample, seconds (Kafka: quota.window.size.seconds). A request_percentage throttle is at most one sample long." },
     SettingSpec { key: "producer.id.expiration.check.interval.ms", default: "600000", doc: "How often partitions look for producer state older than producer.id.expiration.ms." },
     SettingSpec { key: "authorizer.class.name", default: "", doc: "ACL authorization: empty = off (every request allowed); org.apache.kafka.metadata.authorizer.StandardAuthorizer (or fjord) = Kafka's StandardAuthorizer over the ACLs in the metadata log (DENY beats ALLOW, literal/wildcard/prefixed patterns, no matching ACL = deny). Any other class is refused at start." },
     SettingSpec { key: "super.users", default: "", doc: "Principals allowed everything whatever the ACLs say, separated by semicolons: User:admin;User:broker (the inter-broker principal belongs here)." },
@@ -243,6 +245,10 @@ pub struct BrokerConfig {
     pub replica_fetch_backoff_ms: i64,
     pub replica_high_watermark_checkpoint_interval_ms: i64,
     pub min_insync_replicas: usize,
+    /// `quota.window.num`: samples of a client quota's rate.
+    pub quota_window_num: u32,
+    /// `quota.window.size.seconds`, in milliseconds.
+    pub quota_window_size_ms: i64,
     /// `authorizer.class.name`, `super.users`, `allow.everyone.if.no.acl.found`.
     pub authorizer: crate::security::authorizer::AuthorizerConfig,
 }
@@ -686,6 +692,10 @@ impl BrokerConfig {
             replica_high_watermark_checkpoint_interval_ms: s
                 .positive("replica.high.watermark.checkpoint.interval.ms")?,
             min_insync_replicas: s.positive("min.insync.replicas")?,
+            quota_window_num: s.positive("quota.window.num")?,
+            quota_window_size_ms: s
+                .positive::<i64>("quota.window.size.seconds")?
+                .saturating_mul(1000),
             authorizer: crate::security::authorizer::AuthorizerConfig::parse(
                 s.raw("authorizer.class.name"),
                 s.raw("super.users"),

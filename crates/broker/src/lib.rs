@@ -39,6 +39,7 @@ pub mod migration;
 pub mod node_channel;
 pub mod partition;
 pub mod producer_id_blocks;
+pub mod quota;
 pub mod replica_manager;
 pub mod replication;
 pub mod replication_shell;
@@ -135,6 +136,8 @@ pub struct Broker {
     replication: Arc<replication_shell::ReplicationShell>,
     /// DescribeQuorum's view of this node's metadata quorum (set by the server).
     quorum_describer: parking_lot::RwLock<Option<apis::describe_quorum::QuorumDescriber>>,
+    /// Client quotas (produce, fetch, request), bounds from the image's `client_quotas`.
+    quotas: quota::ClientQuotaManagers,
     /// The ACL authorizer (`authorizer.class.name`); `None`: every request is allowed.
     authorizer: Option<Arc<security::authorizer::Authorizer>>,
     authorization_metrics: Arc<security::enforcement::AuthorizationMetrics>,
@@ -232,10 +235,15 @@ impl Broker {
             local_marker_writer,
             replication,
             quorum_describer: parking_lot::RwLock::new(None),
+            quotas: quota::ClientQuotaManagers::new(
+                quota::RateConfig::new(config.quota_window_num, config.quota_window_size_ms),
+                quota::manager::SENSORS_MAX_DEFAULT,
+            ),
             authorizer,
             authorization_metrics: Arc::default(),
             acl_override: parking_lot::RwLock::new(None),
         };
+        broker.quotas.update(&image.client_quotas);
         // Shards were loaded from every local `__consumer_offsets` log, followers' too: keep
         // only those this node leads.
         broker.sync_group_coordinator(&broker.image(), &[], time::now_ms());
@@ -312,6 +320,7 @@ impl Broker {
                 "applied metadata delta"
             );
         }
+        self.quotas.update(&image.client_quotas);
         self.metadata.publish(image.clone());
         Ok(())
     }
@@ -491,8 +500,24 @@ impl Broker {
     }
 
     /// Handles one decoded request sent on a connection with `session` (its principal,
-    /// client address and listener).
+    /// client address and listener). Client quotas are recorded around the handler (see
+    /// [`quota`]): a throttled response carries `throttle_time_ms` and the session is asked
+    /// to mute the connection for as long.
     pub async fn handle_session(
+        &self,
+        session: &security::Session,
+        header: &RequestHeader,
+        request: RequestKind,
+    ) -> Outcome {
+        if self.quotas.any_enabled() {
+            self.handle_with_quotas(session, header, request).await
+        } else {
+            self.authorize_and_dispatch(session, header, request).await
+        }
+    }
+
+    /// Authorization, then the API handler: one request, its answer (quotas aside).
+    async fn authorize_and_dispatch(
         &self,
         session: &security::Session,
         header: &RequestHeader,

@@ -537,6 +537,7 @@ impl crate::Broker {
         render_sasl(&mut encoder, &metrics.sasl);
         render_topics(&mut encoder, self);
         render_replication_quotas(&mut encoder, self);
+        crate::quota::render_metrics(&mut encoder, self.client_quotas());
         render_groups(&mut encoder, self);
         encoder.family(
             "fjord_authorization_failures_total",

@@ -229,6 +229,42 @@ impl SingleNode {
     }
 }
 
+impl SingleNode {
+    /// Test hook: every image the broker gets from now on carries `quotas` as its
+    /// `client_quotas` (the current image is republished with them at once), whatever the
+    /// metadata log says. AlterClientQuotas is the real way (`ClientQuotaRecord`s through the
+    /// controller); this one sets a whole quota map in one step, values the controller would
+    /// refuse included.
+    pub fn set_client_quotas(
+        &self,
+        quotas: std::collections::BTreeMap<
+            fjord_metadata::security::ClientQuotaEntity,
+            fjord_metadata::security::ClientQuotaValues,
+        >,
+    ) -> Result<(), String> {
+        let quotas = Arc::new(quotas);
+        let overlay = move |image: &Arc<MetadataImage>| {
+            let mut image = MetadataImage::clone(image);
+            image.client_quotas = quotas.clone();
+            Arc::new(image)
+        };
+        let weak = Arc::downgrade(&self.broker);
+        let publish_overlay = overlay.clone();
+        self.harness.set_publisher(Box::new(move |delta, image| {
+            if let Some(broker) = weak.upgrade() {
+                if let Err(err) = broker.publish_metadata(delta, &publish_overlay(image)) {
+                    tracing::error!(error = %err, "publishing metadata failed");
+                }
+            }
+        }));
+        let current = self.broker.image();
+        let delta = fjord_metadata::MetadataDelta::new(current.clone());
+        self.broker
+            .publish_metadata(&delta, &overlay(&current))
+            .map_err(|e| e.to_string())
+    }
+}
+
 impl std::ops::Deref for SingleNode {
     type Target = crate::Broker;
 
