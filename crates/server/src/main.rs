@@ -31,6 +31,7 @@ mod server;
 mod settings;
 mod splice;
 mod test_hooks;
+mod tls;
 mod topic_cli;
 mod txn_cli;
 

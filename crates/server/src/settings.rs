@@ -96,7 +96,7 @@ impl MergedSettings {
         let unknown = self
             .values
             .keys()
-            .find(|key| !SETTINGS.iter().any(|spec| spec.key == key.as_str()));
+            .find(|key| !fjord_broker::config::is_known_setting(key));
         match unknown {
             Some(key) => Err(anyhow!(
                 "unknown setting `{key}` (from {}){}",
