@@ -98,7 +98,7 @@ pub enum AuthStep {
     Handle,
     /// The authenticator answered the request itself (SaslHandshake, SaslAuthenticate).
     #[allow(dead_code)] // SASL (docs/security-design.md 4, slice S) constructs it.
-    Respond(Outcome),
+    Respond(Box<Outcome>),
     /// Close the connection (a request before authentication, a failed authentication).
     #[allow(dead_code)] // SASL constructs it.
     Close(String),
@@ -391,7 +391,7 @@ async fn process_requests<W: ResponseWriter>(
                 // Authentication (SASL) runs here, between decode and the broker.
                 let outcome = match auth.before_request(&mut session, &header, &request) {
                     AuthStep::Handle => broker.handle_session(&session, &header, *request).await,
-                    AuthStep::Respond(outcome) => outcome,
+                    AuthStep::Respond(outcome) => *outcome,
                     AuthStep::Close(reason) => return Err(reason),
                 };
                 (

@@ -563,6 +563,7 @@ fn load_listener_tls(config: &BrokerConfig) -> anyhow::Result<Vec<Option<Arc<Lis
                 return Ok(None);
             }
             let tls = ListenerTls::load(config, &listener.name)?;
+            info!(listener = %listener.name, client_auth = ?tls.client_auth(), "TLS keystore loaded");
             Ok(Some(Arc::new(tls)))
         })
         .collect()

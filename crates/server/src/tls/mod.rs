@@ -319,11 +319,11 @@ fn load_keystore(config: &BrokerConfig, listener: &str) -> Result<Option<Keystor
     }))
 }
 
+/// Trusted CAs and the file they came from (none for inline PEM).
+type Truststore = (Arc<RootCertStore>, Vec<PathBuf>);
+
 /// The truststore of `listener`, `None` when none is configured.
-fn load_truststore(
-    config: &BrokerConfig,
-    listener: &str,
-) -> Result<Option<(Arc<RootCertStore>, Vec<PathBuf>)>, TlsError> {
+fn load_truststore(config: &BrokerConfig, listener: &str) -> Result<Option<Truststore>, TlsError> {
     check_type(config, listener, "ssl.truststore.type")?;
     let location = config.listener_setting(listener, "ssl.truststore.location");
     let inline = config.listener_setting(listener, "ssl.truststore.certificates");
