@@ -56,7 +56,9 @@ def test_replication_over_mutual_tls_inter_broker_listener(cluster_factory, tmp_
     p = producer(Bootstrap(cluster.bootstrap), acks="all", **{"message.timeout.ms": 60000})
     values = [f"v{i}".encode() for i in range(300)]
     for partition in range(3):
-        produce_all(p, topic, [{"value": v} for v in values[partition::3]], partition=partition)
+        batch = values[partition::3]
+        produce_all(p, topic, [{"value": v} for v in batch], partition=partition) \
+            .assert_all_ok(len(batch))
     # With min.insync.replicas=3 each acknowledgement needed both followers to fetch over
     # the SSL listener; they are still in sync afterwards.
     wait_isr(cluster, topic, 3, {1, 2, 3})

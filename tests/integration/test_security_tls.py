@@ -261,3 +261,21 @@ def test_bad_tls_settings_stop_the_broker_at_start(tmp_path):
     out = start_fails(tmp_path, f"PLAINTEXT://127.0.0.1:{port}",
                       {"listener.name.plaintext.ssl.keystore.locaton": "x"})
     assert "unknown setting" in out, out
+
+
+def test_inline_pem_keystore_works_and_is_never_described(tls_factory, tmp_path):
+    from confluent_kafka.admin import ConfigResource
+    pki = Pki(tmp_path)
+    cert = pki.ca.issue_cert("127.0.0.1", "localhost")
+    port = free_port()
+    tls_factory(f"SSL://127.0.0.1:{port}", port, {
+        "ssl.keystore.certificate.chain": cert.cert_chain_pems[0].bytes().decode(),
+        "ssl.keystore.key": cert.private_key_pem.bytes().decode(),
+    })
+    endpoint = Endpoint(port)
+    resource = ConfigResource(ConfigResource.Type.BROKER, "1")
+    a = admin(endpoint, **ssl_conf(pki))
+    described = a.describe_configs([resource])[resource].result(timeout=10)
+    key = described["ssl.keystore.key"]
+    assert key.is_sensitive and key.value is None
+    assert "BEGIN CERTIFICATE" in described["ssl.keystore.certificate.chain"].value

@@ -483,6 +483,13 @@ pub fn canonical_setting(key: &str, value: &str) -> (String, String) {
     (key.to_string(), value.to_string())
 }
 
+/// Settings whose values are secrets (Kafka's `PASSWORD` type): DescribeConfigs answers them
+/// with a null value and `is_sensitive`, `--print-config` hides them.
+pub fn is_sensitive(key: &str) -> bool {
+    let key = crate::listeners::split_listener_override(key).map_or(key, |(_, inner)| inner);
+    matches!(key, "ssl.keystore.key" | "ssl.key.password")
+}
+
 /// Whether `key` is a setting: one of [`SETTINGS`], or a per-listener override
 /// `listener.name.<name>.<key>` of a key that may be overridden per listener (the `ssl.*`
 /// keys). Other suffixes are refused like any unknown key.
@@ -908,6 +915,9 @@ mod tests {
         assert!(!is_known_setting("listener.name.internal.ssl.client.oath"));
         assert!(!is_known_setting("listener.name.internal.num.partitions"));
         assert!(!is_known_setting("listener.name.internal"));
+        assert!(is_sensitive("ssl.keystore.key"));
+        assert!(is_sensitive("listener.name.internal.ssl.keystore.key"));
+        assert!(!is_sensitive("ssl.keystore.location"));
         let values: BTreeMap<String, String> = [
             ("listen", "INTERNAL://h:1,SSL://h:2"),
             ("listener.security.protocol.map", "INTERNAL:SSL"),

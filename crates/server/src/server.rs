@@ -28,7 +28,7 @@ use tokio::sync::watch as lifecycle_watch;
 use crate::connection::{self, ConnectionLimits};
 use crate::http::{self, HealthState};
 use crate::metadata_service::MetadataService;
-use crate::node_client::{NodeChannelLimits, TcpNodeChannel};
+use crate::node_client::{InterBrokerTls, NodeChannelLimits, TcpNodeChannel};
 use crate::observer_service::ObserverService;
 use crate::test_hooks::{PeerAddresses, PeerListener};
 use crate::tls::ListenerTls;
@@ -78,7 +78,7 @@ async fn open_and_run(
     let inter_broker_tls = if config.process_roles.broker {
         inter_broker_client_tls(&config)?
     } else {
-        None
+        InterBrokerTls::Plain
     };
     let legacy = {
         let data_dir = config.data_dir.clone();
@@ -569,16 +569,23 @@ fn load_listener_tls(config: &BrokerConfig) -> anyhow::Result<Vec<Option<Arc<Lis
         .collect()
 }
 
-/// The inter-broker client's TLS config, when the inter-broker listener uses TLS.
-fn inter_broker_client_tls(
-    config: &BrokerConfig,
-) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
+/// The inter-broker client's TLS config, when the inter-broker listener uses TLS. Without a
+/// truststore this broker cannot dial its peers (a single node has none to dial): that is a
+/// warning now and the reason every dial fails with; any other TLS error stops the start.
+fn inter_broker_client_tls(config: &BrokerConfig) -> anyhow::Result<InterBrokerTls> {
     let name = &config.inter_broker_listener_name;
     match config.listener(name) {
         Some(listener) if listener.security_protocol.uses_tls() => {
-            Ok(Some(crate::tls::client_config(config, name)?))
+            match crate::tls::client_config(config, name) {
+                Ok(client) => Ok(InterBrokerTls::Tls(client)),
+                Err(err @ crate::tls::TlsError::Missing { .. }) => {
+                    warn!(error = %err, "other brokers cannot be dialled over the inter-broker listener");
+                    Ok(InterBrokerTls::Unavailable(err.to_string()))
+                }
+                Err(err) => Err(err.into()),
+            }
         }
-        _ => Ok(None),
+        _ => Ok(InterBrokerTls::Plain),
     }
 }
 

@@ -265,6 +265,11 @@ pub fn effective_settings(
                 .into_iter()
                 .next()
                 .unwrap_or((ConfigSource::Default, spec.default.to_string()));
+            let value = if fjord_broker::config::is_sensitive(spec.key) && !value.is_empty() {
+                "[hidden]".to_string()
+            } else {
+                value
+            };
             (spec.key, value, source_label(merged, spec.key, source))
         })
         .collect())

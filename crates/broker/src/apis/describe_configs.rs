@@ -179,10 +179,15 @@ fn describe_broker(
                 sources.retain(|(source, _)| *source == ConfigSource::DynamicDefaultBroker);
             }
             let (source, value) = sources.first().cloned()?;
+            // Secrets (the inline private key) are never sent, as Kafka's PASSWORD configs.
+            let sensitive = crate::config::is_sensitive(spec.key);
+            let shown = |value: String| (!sensitive).then(|| StrBytes::from_string(value));
             let synonyms = if include_synonyms {
                 sources
                     .iter()
-                    .map(|(source, value)| synonym_entry(spec.key, value, *source))
+                    .map(|(source, value)| {
+                        synonym_entry(spec.key, value, *source).with_value(shown(value.clone()))
+                    })
                     .collect()
             } else {
                 Vec::new()
@@ -190,7 +195,8 @@ fn describe_broker(
             Some(
                 DescribeConfigsResourceResult::default()
                     .with_name(StrBytes::from_static_str(spec.key))
-                    .with_value(Some(StrBytes::from_string(value)))
+                    .with_value(shown(value))
+                    .with_is_sensitive(sensitive)
                     .with_read_only(!dynamic_config::is_dynamic(spec.key))
                     .with_config_source(source.code())
                     .with_synonyms(synonyms)

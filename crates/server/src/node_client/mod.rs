@@ -78,6 +78,18 @@ impl Lane {
 /// to a node that is down makes one connection attempt, not one each.
 type ConnectionSlot = Arc<tokio::sync::Mutex<Option<Arc<NodeConnection>>>>;
 
+/// How the channel dials the peers' inter-broker listener.
+#[derive(Clone, Default)]
+pub enum InterBrokerTls {
+    /// PLAINTEXT.
+    #[default]
+    Plain,
+    /// SSL with this client config.
+    Tls(Arc<rustls::ClientConfig>),
+    /// SSL, but this broker cannot dial it (no truststore): every connect fails with this.
+    Unavailable(String),
+}
+
 /// Where a peer's inter-broker listener is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerEndpoint {
@@ -93,7 +105,7 @@ pub struct TcpNodeChannel {
     client_id: String,
     limits: NodeChannelLimits,
     /// TLS towards the peers' inter-broker listener, when it is SSL.
-    tls: Option<Arc<rustls::ClientConfig>>,
+    tls: InterBrokerTls,
     endpoints: Mutex<HashMap<i32, String>>,
     /// TLS server name per node (its advertised host).
     server_names: Mutex<HashMap<i32, String>>,
@@ -108,7 +120,7 @@ impl TcpNodeChannel {
         Self {
             client_id: client_id.into(),
             limits,
-            tls: None,
+            tls: InterBrokerTls::Plain,
             endpoints: Mutex::new(HashMap::new()),
             server_names: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
@@ -116,8 +128,8 @@ impl TcpNodeChannel {
         }
     }
 
-    /// Dial peers with TLS (`None`: plain TCP).
-    pub fn with_tls(mut self, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+    /// How to dial the peers (default: plain TCP).
+    pub fn with_tls(mut self, tls: InterBrokerTls) -> Self {
         self.tls = tls;
         self
     }
@@ -173,7 +185,14 @@ impl TcpNodeChannel {
             existing.close("replaced");
         }
         let tls = match &self.tls {
-            Some(config) => {
+            InterBrokerTls::Unavailable(reason) => {
+                return Err(ChannelError::Connect {
+                    node_id,
+                    address: address.to_string(),
+                    reason: reason.clone(),
+                })
+            }
+            InterBrokerTls::Tls(config) => {
                 // The advertised host; an address without one (set_endpoints) names itself.
                 let name = self
                     .server_names
@@ -188,7 +207,7 @@ impl TcpNodeChannel {
                     });
                 Some((config.clone(), name))
             }
-            None => None,
+            InterBrokerTls::Plain => None,
         };
         let connection = NodeConnection::open(node_id, address, tls, &self.limits).await?;
         // Client authentication (SASL, docs/security-design.md 3) runs here, on the new
