@@ -112,6 +112,9 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "follower.replication.throttled.rate", default: "9223372036854775807", doc: "Bytes per second the follower fetches for the replicas listed in follower.replication.throttled.replicas (topic config) while they are not caught up (dynamic; default: unlimited)." },
     SettingSpec { key: "min.insync.replicas", default: "1", doc: "Default min.insync.replicas of topics: acks=all produces fail with NOT_ENOUGH_REPLICAS while fewer replicas are in sync." },
     SettingSpec { key: "producer.id.expiration.check.interval.ms", default: "600000", doc: "How often partitions look for producer state older than producer.id.expiration.ms." },
+    SettingSpec { key: "authorizer.class.name", default: "", doc: "ACL authorization: empty = off (every request allowed); org.apache.kafka.metadata.authorizer.StandardAuthorizer (or fjord) = Kafka's StandardAuthorizer over the ACLs in the metadata log (DENY beats ALLOW, literal/wildcard/prefixed patterns, no matching ACL = deny). Any other class is refused at start." },
+    SettingSpec { key: "super.users", default: "", doc: "Principals allowed everything whatever the ACLs say, separated by semicolons: User:admin;User:broker (the inter-broker principal belongs here)." },
+    SettingSpec { key: "allow.everyone.if.no.acl.found", default: "false", doc: "With the authorizer on: allow an action on a resource that has no ACL at all (Kafka's default, false, denies it)." },
 ];
 
 /// Where a config's value comes from, numbered as Kafka's `ConfigSource` in DescribeConfigs.
@@ -241,6 +244,8 @@ pub struct BrokerConfig {
     pub replica_fetch_backoff_ms: i64,
     pub replica_high_watermark_checkpoint_interval_ms: i64,
     pub min_insync_replicas: usize,
+    /// `authorizer.class.name`, `super.users`, `allow.everyone.if.no.acl.found`.
+    pub authorizer: crate::security::authorizer::AuthorizerConfig,
 }
 
 impl Default for BrokerConfig {
@@ -717,6 +722,16 @@ impl BrokerConfig {
             replica_high_watermark_checkpoint_interval_ms: s
                 .positive("replica.high.watermark.checkpoint.interval.ms")?,
             min_insync_replicas: s.positive("min.insync.replicas")?,
+            authorizer: crate::security::authorizer::AuthorizerConfig::parse(
+                s.raw("authorizer.class.name"),
+                s.raw("super.users"),
+                s.parse("allow.everyone.if.no.acl.found")?,
+            )
+            .map_err(|reason| BrokerError::InvalidConfig {
+                key: "authorizer.class.name".to_string(),
+                value: s.raw("authorizer.class.name").to_string(),
+                reason,
+            })?,
         })
     }
 

@@ -25,6 +25,10 @@
 //! | AlterPartitionReassignments (45) | 0 | v1 adds `AllowReplicationFactorChange`, which Fjord's request type has no field for |
 //! | ListPartitionReassignments (46) | 0 | only version |
 //! | AllocateProducerIds (67) | 0 | only version |
+//! | CreateAcls (30) | 3 | crate max (flexible) |
+//! | DeleteAcls (31) | 3 | crate max (flexible) |
+//! | AlterUserScramCredentials (51) | 0 | only version |
+//! | AlterClientQuotas (49) | 1 | crate max (flexible) |
 //! | DescribeQuorum (55) | 2 | crate max; answered by [`describe_quorum_response`] |
 //!
 //! [`request_from_wire`] accepts every version the crate decodes, not just these: older
@@ -99,7 +103,7 @@ pub const WIRE_TIMEOUT_MS: i32 = 30_000;
 const ELECT_LEADERS_TOP_LEVEL_ERROR_VERSION: i16 = 1;
 
 /// The controller APIs, in the order of the design (section 4), DescribeQuorum excluded.
-pub const CONTROLLER_APIS: [ApiKey; 13] = [
+pub const CONTROLLER_APIS: [ApiKey; 17] = [
     ApiKey::BrokerRegistration,
     ApiKey::BrokerHeartbeat,
     ApiKey::UnregisterBroker,
@@ -113,6 +117,10 @@ pub const CONTROLLER_APIS: [ApiKey; 13] = [
     ApiKey::AlterPartitionReassignments,
     ApiKey::ListPartitionReassignments,
     ApiKey::AllocateProducerIds,
+    ApiKey::CreateAcls,
+    ApiKey::DeleteAcls,
+    ApiKey::AlterUserScramCredentials,
+    ApiKey::AlterClientQuotas,
 ];
 
 /// Why a message could not be converted.
@@ -179,6 +187,10 @@ pub fn wire_version(api_key: ApiKey) -> i16 {
         ApiKey::AlterPartitionReassignments => 0,
         ApiKey::ListPartitionReassignments => 0,
         ApiKey::AllocateProducerIds => 0,
+        ApiKey::CreateAcls => 3,
+        ApiKey::DeleteAcls => 3,
+        ApiKey::AlterUserScramCredentials => 0,
+        ApiKey::AlterClientQuotas => 1,
         ApiKey::DescribeQuorum => 2,
         _ => -1,
     }
@@ -195,6 +207,7 @@ pub fn error_code_from_wire(code: i16) -> Option<ErrorCode> {
         17 => InvalidTopicException,
         35 => UnsupportedVersion,
         36 => TopicAlreadyExists,
+        33 => UnsupportedSaslMechanism,
         37 => InvalidPartitions,
         38 => InvalidReplicationFactor,
         39 => InvalidReplicaAssignment,
@@ -208,6 +221,9 @@ pub fn error_code_from_wire(code: i16) -> Option<ErrorCode> {
         84 => ElectionNotNeeded,
         85 => NoReassignmentInProgress,
         89 => ThrottlingQuotaExceeded,
+        91 => ResourceNotFound,
+        92 => DuplicateResource,
+        93 => UnacceptableCredential,
         95 => InvalidUpdateVersion,
         100 => UnknownTopicId,
         101 => DuplicateBrokerRegistration,
@@ -434,6 +450,22 @@ pub fn request_to_wire(request: &ControllerRequest) -> (ApiKey, i16, RequestKind
                     .with_broker_id(BrokerId(r.broker_id))
                     .with_broker_epoch(r.broker_epoch),
             ),
+        ),
+        ControllerRequest::CreateAcls(r) => (
+            ApiKey::CreateAcls,
+            RequestKind::CreateAcls(security::create_acls_to_wire(r)),
+        ),
+        ControllerRequest::DeleteAcls(r) => (
+            ApiKey::DeleteAcls,
+            RequestKind::DeleteAcls(security::delete_acls_to_wire(r)),
+        ),
+        ControllerRequest::AlterUserScramCredentials(r) => (
+            ApiKey::AlterUserScramCredentials,
+            RequestKind::AlterUserScramCredentials(security::alter_scram_to_wire(r)),
+        ),
+        ControllerRequest::AlterClientQuotas(r) => (
+            ApiKey::AlterClientQuotas,
+            RequestKind::AlterClientQuotas(security::alter_quotas_to_wire(r)),
         ),
     };
     (api_key, wire_version(api_key), kind)
@@ -904,6 +936,18 @@ pub fn request_from_wire(
                 broker_epoch: r.broker_epoch,
             })
         }
+        (ApiKey::CreateAcls, RequestKind::CreateAcls(r)) => {
+            ControllerRequest::CreateAcls(security::create_acls_from_wire(&r))
+        }
+        (ApiKey::DeleteAcls, RequestKind::DeleteAcls(r)) => {
+            ControllerRequest::DeleteAcls(security::delete_acls_from_wire(&r))
+        }
+        (ApiKey::AlterUserScramCredentials, RequestKind::AlterUserScramCredentials(r)) => {
+            ControllerRequest::AlterUserScramCredentials(security::alter_scram_from_wire(&r))
+        }
+        (ApiKey::AlterClientQuotas, RequestKind::AlterClientQuotas(r)) => {
+            ControllerRequest::AlterClientQuotas(security::alter_quotas_from_wire(&r))
+        }
         (api_key, other) => return Err(mismatch_request(api_key, &other)),
     };
     Ok(request)
@@ -1219,6 +1263,18 @@ pub fn reply_to_wire(
                     .with_producer_id_len(r.producer_id_len),
             )
         }
+        (ApiKey::CreateAcls, ControllerReply::CreateAcls(r)) => {
+            ResponseKind::CreateAcls(security::create_acls_reply_to_wire(r))
+        }
+        (ApiKey::DeleteAcls, ControllerReply::DeleteAcls(r)) => {
+            ResponseKind::DeleteAcls(security::delete_acls_reply_to_wire(r))
+        }
+        (ApiKey::AlterUserScramCredentials, ControllerReply::AlterUserScramCredentials(r)) => {
+            ResponseKind::AlterUserScramCredentials(security::alter_scram_reply_to_wire(r))
+        }
+        (ApiKey::AlterClientQuotas, ControllerReply::AlterClientQuotas(r)) => {
+            ResponseKind::AlterClientQuotas(security::alter_quotas_reply_to_wire(r))
+        }
         (api_key, other) => {
             return Err(WireError::KindMismatch {
                 api_key,
@@ -1246,6 +1302,10 @@ fn reply_name(reply: &ControllerReply) -> &'static str {
         ControllerReply::AlterPartitionReassignments(_) => "AlterPartitionReassignments",
         ControllerReply::ListPartitionReassignments(_) => "ListPartitionReassignments",
         ControllerReply::AllocateProducerIds(_) => "AllocateProducerIds",
+        ControllerReply::CreateAcls(_) => "CreateAcls",
+        ControllerReply::DeleteAcls(_) => "DeleteAcls",
+        ControllerReply::AlterUserScramCredentials(_) => "AlterUserScramCredentials",
+        ControllerReply::AlterClientQuotas(_) => "AlterClientQuotas",
     }
 }
 
@@ -1465,6 +1525,18 @@ pub fn reply_from_wire(
                 producer_id_start: r.producer_id_start.0,
                 producer_id_len: r.producer_id_len,
             })
+        }
+        (ApiKey::CreateAcls, ResponseKind::CreateAcls(r)) => {
+            ControllerReply::CreateAcls(security::create_acls_reply_from_wire(&r))
+        }
+        (ApiKey::DeleteAcls, ResponseKind::DeleteAcls(r)) => {
+            ControllerReply::DeleteAcls(security::delete_acls_reply_from_wire(&r)?)
+        }
+        (ApiKey::AlterUserScramCredentials, ResponseKind::AlterUserScramCredentials(r)) => {
+            ControllerReply::AlterUserScramCredentials(security::alter_scram_reply_from_wire(&r))
+        }
+        (ApiKey::AlterClientQuotas, ResponseKind::AlterClientQuotas(r)) => {
+            ControllerReply::AlterClientQuotas(security::alter_quotas_reply_from_wire(&r))
         }
         (api_key, other) => return Err(mismatch_response(api_key, &other)),
     };
@@ -1706,6 +1778,18 @@ pub fn error_to_wire(
                 m::AllocateProducerIdsResponse::default().with_error_code(code),
             )
         }
+        (ApiKey::CreateAcls, RequestKind::CreateAcls(r)) => {
+            ResponseKind::CreateAcls(security::create_acls_error(r, code, msg()))
+        }
+        (ApiKey::DeleteAcls, RequestKind::DeleteAcls(r)) => {
+            ResponseKind::DeleteAcls(security::delete_acls_error(r, code, msg()))
+        }
+        (ApiKey::AlterUserScramCredentials, RequestKind::AlterUserScramCredentials(r)) => {
+            ResponseKind::AlterUserScramCredentials(security::alter_scram_error(r, code, msg()))
+        }
+        (ApiKey::AlterClientQuotas, RequestKind::AlterClientQuotas(r)) => {
+            ResponseKind::AlterClientQuotas(security::alter_quotas_error(r, code, msg()))
+        }
         (ApiKey::DescribeQuorum, RequestKind::DescribeQuorum(_)) => {
             // Kafka's DescribeQuorumRequest.getErrorResponse: the top-level error only.
             ResponseKind::DescribeQuorum(
@@ -1749,6 +1833,10 @@ pub fn is_not_controller(response: &ControllerReply) -> bool {
         }
         ControllerReply::ListPartitionReassignments(r) => nc(r.error.code),
         ControllerReply::AllocateProducerIds(r) => nc(r.error.code),
+        ControllerReply::CreateAcls(r) => r.results.iter().any(|e| nc(e.code)),
+        ControllerReply::DeleteAcls(r) => r.results.iter().any(|f| nc(f.error.code)),
+        ControllerReply::AlterUserScramCredentials(r) => r.results.iter().any(|u| nc(u.error.code)),
+        ControllerReply::AlterClientQuotas(r) => r.results.iter().any(|e| nc(e.error.code)),
     }
 }
 
@@ -1846,6 +1934,8 @@ pub fn describe_quorum_response_at(
             .with_topic_name(self::topic_name(topic_name))
             .with_partitions(vec![partition])])
 }
+
+pub mod security;
 
 #[cfg(test)]
 mod tests;

@@ -26,6 +26,8 @@ use crate::replica_manager::{
 };
 use crate::Broker;
 
+mod security;
+
 /// How long a forwarded admin request waits for the controller and then for this broker's
 /// image when the request carries no timeout of its own (Kafka's `request.timeout.ms`).
 pub const CONTROLLER_REQUEST_TIMEOUT_MS: u64 = 30_000;

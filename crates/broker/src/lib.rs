@@ -136,6 +136,11 @@ pub struct Broker {
     replication: Arc<replication_shell::ReplicationShell>,
     /// DescribeQuorum's view of this node's metadata quorum (set by the server).
     quorum_describer: parking_lot::RwLock<Option<apis::describe_quorum::QuorumDescriber>>,
+    /// The ACL authorizer (`authorizer.class.name`); `None`: every request is allowed.
+    authorizer: Option<Arc<security::authorizer::Authorizer>>,
+    authorization_metrics: Arc<security::enforcement::AuthorizationMetrics>,
+    /// Test-only ACLs used instead of the image's ([`Broker::override_acls_for_test`]).
+    acl_override: parking_lot::RwLock<Option<Arc<security::authorizer::AclMap>>>,
 }
 
 impl Broker {
@@ -208,6 +213,11 @@ impl Broker {
         )?;
         // Partitions the image has this node follow at start go to their fetchers.
         replication.on_applied(&replica_manager.initial_roles());
+        let authorizer = static_config.authorizer.enabled.then(|| {
+            Arc::new(security::authorizer::Authorizer::new(
+                static_config.authorizer.clone(),
+            ))
+        });
         let broker = Self {
             static_config,
             replica_manager,
@@ -223,6 +233,9 @@ impl Broker {
             local_marker_writer,
             replication,
             quorum_describer: parking_lot::RwLock::new(None),
+            authorizer,
+            authorization_metrics: Arc::default(),
+            acl_override: parking_lot::RwLock::new(None),
         };
         // Shards were loaded from every local `__consumer_offsets` log, followers' too: keep
         // only those this node leads.
@@ -487,6 +500,92 @@ impl Broker {
         request: RequestKind,
     ) -> Outcome {
         let version = header.request_api_version;
+        // Authorization first: a refused request changes nothing (not even the internal
+        // topics below).
+        let auth = self.request_authorizer(session, header);
+        let acks = match &request {
+            RequestKind::Produce(r) => r.acks,
+            _ => -1,
+        };
+        let (request, patches, denied) = match security::enforcement::gate(
+            &auth,
+            &self.image(),
+            &self.config(),
+            version,
+            request,
+        ) {
+            security::enforcement::Gate::Respond(response) => {
+                if acks == 0 {
+                    return Outcome::CloseConnection("a produce request with acks=0 was refused");
+                }
+                return Outcome::Respond(response);
+            }
+            security::enforcement::Gate::Proceed {
+                request,
+                patches,
+                denied,
+            } => (request, patches, denied),
+        };
+        let outcome = self.dispatch(session, header, request).await;
+        if patches.is_empty() {
+            return outcome;
+        }
+        match outcome {
+            Outcome::Respond(mut response) => {
+                security::enforcement::apply(patches, &mut response);
+                Outcome::Respond(response)
+            }
+            Outcome::RespondWithFileRecords(mut response, file_records) => {
+                security::enforcement::apply(patches, &mut response);
+                let file_records = renumber_file_records(&mut response, file_records);
+                Outcome::RespondWithFileRecords(response, file_records)
+            }
+            Outcome::NoResponse if denied => {
+                Outcome::CloseConnection("a produce request with acks=0 was refused in part")
+            }
+            other => other,
+        }
+    }
+
+    /// The caller's authorizer view for one request: the image's ACLs (or the test override).
+    fn request_authorizer(
+        &self,
+        session: &security::Session,
+        header: &RequestHeader,
+    ) -> security::enforcement::RequestAuthorizer {
+        let acls = match self.acl_override.read().clone() {
+            Some(acls) => acls,
+            None => self.image().acls.clone(),
+        };
+        security::enforcement::RequestAuthorizer::new(
+            self.authorizer.as_ref(),
+            &acls,
+            session,
+            ApiKey::try_from(header.request_api_key).unwrap_or(ApiKey::ApiVersions),
+            self.authorization_metrics.clone(),
+        )
+    }
+
+    /// Failed authorizations, by resource type.
+    pub fn authorization_metrics(&self) -> &security::enforcement::AuthorizationMetrics {
+        &self.authorization_metrics
+    }
+
+    /// Test only: check requests against `acls` instead of the image's (the metadata records
+    /// that carry ACLs are written by the controller; tests of enforcement need none).
+    #[doc(hidden)]
+    pub fn override_acls_for_test(&self, acls: Option<security::authorizer::AclMap>) {
+        *self.acl_override.write() = acls.map(Arc::new);
+    }
+
+    /// Runs the handler of an authorized request.
+    async fn dispatch(
+        &self,
+        session: &security::Session,
+        header: &RequestHeader,
+        request: RequestKind,
+    ) -> Outcome {
+        let version = header.request_api_version;
         // Requests that write to a coordinator's internal topic need it: created through the
         // controller on first use (clients normally ask FindCoordinator first, which does the
         // same; a lookup when the topic exists).
@@ -648,6 +747,29 @@ impl Broker {
             RequestKind::DescribeQuorum(r) => {
                 ResponseKind::DescribeQuorum(apis::describe_quorum::handle(self, version, &r).await)
             }
+            RequestKind::DescribeAcls(r) => {
+                ResponseKind::DescribeAcls(apis::describe_acls::handle(self, &r))
+            }
+            RequestKind::CreateAcls(r) => {
+                ResponseKind::CreateAcls(apis::create_acls::handle(self, &r).await)
+            }
+            RequestKind::DeleteAcls(r) => {
+                ResponseKind::DeleteAcls(apis::delete_acls::handle(self, &r).await)
+            }
+            RequestKind::DescribeUserScramCredentials(r) => {
+                ResponseKind::DescribeUserScramCredentials(
+                    apis::describe_user_scram_credentials::handle(self, &r),
+                )
+            }
+            RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+                apis::alter_user_scram_credentials::handle(self, &r).await,
+            ),
+            RequestKind::DescribeClientQuotas(r) => {
+                ResponseKind::DescribeClientQuotas(apis::describe_client_quotas::handle(self, &r))
+            }
+            RequestKind::AlterClientQuotas(r) => {
+                ResponseKind::AlterClientQuotas(apis::alter_client_quotas::handle(self, &r).await)
+            }
             other => {
                 // The connection layer checks `supports` first, so this is a broker bug.
                 tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a request that passed the version check");
@@ -669,6 +791,31 @@ impl Broker {
         self.begin_shutdown();
         self.replica_manager.shutdown()
     }
+}
+
+/// Keeps the file ranges whose placeholders are still in the Fetch `response` (a patch may
+/// have replaced a partition's records with an error) and numbers the placeholders again in
+/// response order, as the splice expects them.
+fn renumber_file_records(
+    response: &mut ResponseKind,
+    file_records: Vec<FileRecords>,
+) -> Vec<FileRecords> {
+    let ResponseKind::Fetch(fetch) = response else {
+        return file_records;
+    };
+    let mut slots: Vec<Option<FileRecords>> = file_records.into_iter().map(Some).collect();
+    let mut kept = Vec::with_capacity(slots.len());
+    for partition in fetch.responses.iter_mut().flat_map(|t| &mut t.partitions) {
+        let index = partition
+            .records
+            .as_deref()
+            .and_then(fjord_protocol::splice::placeholder_index);
+        if let Some(records) = index.and_then(|i| slots.get_mut(i)).and_then(Option::take) {
+            partition.records = Some(fjord_protocol::splice::placeholder(kept.len()));
+            kept.push(records);
+        }
+    }
+    kept
 }
 
 /// The internal topic a request writes to (so it must exist), if any.

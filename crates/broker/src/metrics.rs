@@ -516,6 +516,18 @@ impl crate::Broker {
         render_replication_quotas(&mut encoder, self);
         render_groups(&mut encoder, self);
         encoder.family(
+            "fjord_authorization_failures_total",
+            "Requests or parts of requests refused by the ACL authorizer, by resource type.",
+            MetricType::Counter,
+        );
+        for (resource_type, count) in self.authorization_metrics().snapshot() {
+            encoder.sample(
+                "fjord_authorization_failures_total",
+                &[("resource_type", resource_type)],
+                count as f64,
+            );
+        }
+        encoder.family(
             "fjord_log_flush_duration_seconds",
             "Log flushes (fsync of segments, indexes and directory).",
             MetricType::Histogram,

@@ -52,8 +52,11 @@ impl MetadataHarness {
         let node_id = u64::try_from(config.node_id).map_err(|_| "node.id must be positive")?;
         let mut quorum = QuorumConfig::new(node_id, vec![node_id]);
         quorum.seed = incarnation.as_u64_pair().1;
+        // `metadata.log.max.record.bytes.between.snapshots`, as the server sets it.
+        let mut node_config = MetadataNodeConfig::new(quorum);
+        node_config.snapshot_interval_bytes = config.metadata_snapshot_interval_bytes;
         let runtime = MetadataRuntime::open(
-            MetadataNodeConfig::new(quorum),
+            node_config,
             fjord_controller::QuorumController::new(controller),
             store,
             Arc::new(NoPeers),

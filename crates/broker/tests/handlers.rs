@@ -646,6 +646,68 @@ fn every_response_encodes_at_every_advertised_version() {
                             ]),
                     ]),
                 ),
+                ApiKey::DescribeAcls => RequestKind::DescribeAcls(
+                    DescribeAclsRequest::default()
+                        .with_resource_type_filter(1)
+                        .with_resource_name_filter(None)
+                        .with_pattern_type_filter(1)
+                        .with_principal_filter(None)
+                        .with_host_filter(None)
+                        .with_operation(1)
+                        .with_permission_type(1),
+                ),
+                ApiKey::CreateAcls => RequestKind::CreateAcls(
+                    CreateAclsRequest::default().with_creations(vec![
+                        create_acls_request::AclCreation::default()
+                            .with_resource_type(2)
+                            .with_resource_name(StrBytes::from_string(format!("enc-acl-{version}")))
+                            .with_resource_pattern_type(3)
+                            .with_principal(StrBytes::from_static_str("User:enc"))
+                            .with_host(StrBytes::from_static_str("*"))
+                            .with_operation(3)
+                            .with_permission_type(3),
+                        create_acls_request::AclCreation::default(),
+                    ]),
+                ),
+                ApiKey::DeleteAcls => RequestKind::DeleteAcls(
+                    DeleteAclsRequest::default().with_filters(vec![
+                        delete_acls_request::DeleteAclsFilter::default()
+                            .with_resource_type_filter(1)
+                            .with_resource_name_filter(None)
+                            .with_pattern_type_filter(1)
+                            .with_principal_filter(Some(StrBytes::from_static_str("User:enc")))
+                            .with_host_filter(None)
+                            .with_operation(1)
+                            .with_permission_type(1),
+                    ]),
+                ),
+                ApiKey::DescribeUserScramCredentials => RequestKind::DescribeUserScramCredentials(
+                    DescribeUserScramCredentialsRequest::default().with_users(None),
+                ),
+                ApiKey::AlterUserScramCredentials => RequestKind::AlterUserScramCredentials(
+                    AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+                        alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                            .with_name(StrBytes::from_static_str("enc"))
+                            .with_mechanism(1)
+                            .with_iterations(4096)
+                            .with_salt(bytes::Bytes::from_static(b"s"))
+                            .with_salted_password(bytes::Bytes::from_static(&[1; 32])),
+                    ]),
+                ),
+                ApiKey::DescribeClientQuotas => RequestKind::DescribeClientQuotas(
+                    DescribeClientQuotasRequest::default(),
+                ),
+                ApiKey::AlterClientQuotas => RequestKind::AlterClientQuotas(
+                    AlterClientQuotasRequest::default().with_entries(vec![
+                        alter_client_quotas_request::EntryData::default()
+                            .with_entity(vec![alter_client_quotas_request::EntityData::default()
+                                .with_entity_type(StrBytes::from_static_str("user"))
+                                .with_entity_name(None)])
+                            .with_ops(vec![alter_client_quotas_request::OpData::default()
+                                .with_key(StrBytes::from_static_str("producer_byte_rate"))
+                                .with_value(1024.0)]),
+                    ]),
+                ),
                 other => panic!("add {other:?} to this test"),
             };
             let Outcome::Respond(response) =

@@ -10,7 +10,10 @@
 //! metadata log entry and the reply to release once that entry has committed (see
 //! [`ControllerResult::offset`] for the exact rule).
 
-use fjord_metadata::{BrokerEndpoint, BrokerFeature, ConfigResource, MetadataRecord};
+use fjord_metadata::security::StandardAcl;
+use fjord_metadata::{
+    AclBindingFilter, BrokerEndpoint, BrokerFeature, ConfigResource, MetadataRecord,
+};
 use uuid::Uuid;
 
 /// Kafka error codes the controller answers with (`org.apache.kafka.common.protocol.Errors`).
@@ -29,6 +32,7 @@ pub enum ErrorCode {
     InvalidReplicaAssignment = 39,
     InvalidConfig = 40,
     NotController = 41,
+    UnsupportedSaslMechanism = 33,
     InvalidRequest = 42,
     FencedLeaderEpoch = 74,
     StaleBrokerEpoch = 77,
@@ -37,6 +41,9 @@ pub enum ErrorCode {
     ElectionNotNeeded = 84,
     NoReassignmentInProgress = 85,
     ThrottlingQuotaExceeded = 89,
+    ResourceNotFound = 91,
+    DuplicateResource = 92,
+    UnacceptableCredential = 93,
     InvalidUpdateVersion = 95,
     UnknownTopicId = 100,
     DuplicateBrokerRegistration = 101,
@@ -132,6 +139,10 @@ pub enum ControllerRequest {
     AlterPartitionReassignments(AlterPartitionReassignmentsRequest),
     ListPartitionReassignments(ListPartitionReassignmentsRequest),
     AllocateProducerIds(AllocateProducerIdsRequest),
+    CreateAcls(CreateAclsRequest),
+    DeleteAcls(DeleteAclsRequest),
+    AlterUserScramCredentials(AlterUserScramCredentialsRequest),
+    AlterClientQuotas(AlterClientQuotasRequest),
 }
 
 /// The reply to a [`ControllerRequest`] of the same name, or [`ControllerReply::Internal`] for
@@ -156,6 +167,10 @@ pub enum ControllerReply {
     AlterPartitionReassignments(AlterPartitionReassignmentsReply),
     ListPartitionReassignments(ListPartitionReassignmentsReply),
     AllocateProducerIds(AllocateProducerIdsReply),
+    CreateAcls(CreateAclsReply),
+    DeleteAcls(DeleteAclsReply),
+    AlterUserScramCredentials(AlterUserScramCredentialsReply),
+    AlterClientQuotas(AlterClientQuotasReply),
 }
 
 // ---- registration and heartbeats ----
@@ -503,4 +518,146 @@ pub struct AllocateProducerIdsReply {
     pub error: ApiError,
     pub producer_id_start: i64,
     pub producer_id_len: i32,
+}
+
+// ---- ACLs, SCRAM credentials, client quotas (issue 9) ----
+
+/// Most ACL creations or filters in one CreateAcls / DeleteAcls request; the rest are refused
+/// with INVALID_REQUEST.
+pub const ACL_REQUEST_ITEMS_MAX: usize = 1000;
+
+/// One `CreateAclsRequest.Creations[]` element, codes as on the wire (validated by the
+/// controller, Kafka `AclControlManager.validateNewAcl`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AclCreation {
+    pub resource_type: i8,
+    pub resource_name: String,
+    pub pattern_type: i8,
+    pub principal: String,
+    pub host: String,
+    pub operation: i8,
+    pub permission_type: i8,
+}
+
+/// `CreateAclsRequest` (30).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateAclsRequest {
+    pub creations: Vec<AclCreation>,
+}
+
+/// `CreateAclsResponse`: one result per creation, in request order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateAclsReply {
+    pub results: Vec<ApiError>,
+}
+
+/// `DeleteAclsRequest` (31).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeleteAclsRequest {
+    pub filters: Vec<AclBindingFilter>,
+}
+
+/// The result of one filter: the ACLs it deleted (an ACL matched by several filters is listed
+/// by each).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeleteAclsFilterResult {
+    pub error: ApiError,
+    pub matching_acls: Vec<StandardAcl>,
+}
+
+/// `DeleteAclsResponse`: one result per filter, in request order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeleteAclsReply {
+    pub results: Vec<DeleteAclsFilterResult>,
+}
+
+/// `AlterUserScramCredentialsRequest.Deletions[]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScramCredentialDeletion {
+    pub name: String,
+    /// Kafka `ScramMechanism` code (0 = UNKNOWN).
+    pub mechanism: i8,
+}
+
+/// `AlterUserScramCredentialsRequest.Upsertions[]`: the client salts and hashes the password;
+/// the controller derives the stored and server keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScramCredentialUpsertion {
+    pub name: String,
+    pub mechanism: i8,
+    pub iterations: i32,
+    pub salt: Vec<u8>,
+    pub salted_password: Vec<u8>,
+}
+
+/// `AlterUserScramCredentialsRequest` (51).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlterUserScramCredentialsRequest {
+    pub deletions: Vec<ScramCredentialDeletion>,
+    pub upsertions: Vec<ScramCredentialUpsertion>,
+}
+
+/// One user's result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlterUserScramCredentialsResult {
+    pub user: String,
+    pub error: ApiError,
+}
+
+/// `AlterUserScramCredentialsResponse`: one result per user named in the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlterUserScramCredentialsReply {
+    pub results: Vec<AlterUserScramCredentialsResult>,
+}
+
+/// A client quota entity as the request lists it: (entity type, name; `None` = default), in
+/// request order (duplicates are the controller's to refuse).
+pub type ClientQuotaEntityList = Vec<(String, Option<String>)>;
+
+/// One `AlterClientQuotasRequest.Entries[].Ops[]` element.
+#[derive(Clone, Debug)]
+pub struct ClientQuotaOp {
+    pub key: String,
+    /// Ignored when `remove` is set.
+    pub value: f64,
+    pub remove: bool,
+}
+
+/// Equality compares `value` by its bits (so requests stay `Eq`).
+impl PartialEq for ClientQuotaOp {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+            && self.value.to_bits() == other.value.to_bits()
+            && self.remove == other.remove
+    }
+}
+
+impl Eq for ClientQuotaOp {}
+
+/// One `AlterClientQuotasRequest.Entries[]` element.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientQuotaAlteration {
+    pub entity: ClientQuotaEntityList,
+    pub ops: Vec<ClientQuotaOp>,
+}
+
+/// `AlterClientQuotasRequest` (49).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlterClientQuotasRequest {
+    pub entries: Vec<ClientQuotaAlteration>,
+    /// Validate only: nothing is written.
+    pub validate_only: bool,
+}
+
+/// One entity's result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientQuotaAlterResult {
+    pub entity: ClientQuotaEntityList,
+    pub error: ApiError,
+}
+
+/// `AlterClientQuotasResponse`: one result per entry, in request order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlterClientQuotasReply {
+    pub results: Vec<ClientQuotaAlterResult>,
 }

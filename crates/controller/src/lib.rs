@@ -9,7 +9,7 @@
 //!
 //! | module | Kafka |
 //! |---|---|
-//! | [`controller`] | `QuorumController`, `ClusterControlManager`, `ReplicationControlManager`, `ConfigurationControlManager`, `ProducerIdControlManager`, `FeatureControlManager` (bootstrap) |
+//! | [`controller`] | `QuorumController`, `ClusterControlManager`, `ReplicationControlManager`, `ConfigurationControlManager`, `ProducerIdControlManager`, `FeatureControlManager` (bootstrap), `AclControlManager`, `ScramControlManager`, `ClientQuotaControlManager` |
 //! | [`heartbeat`] | `BrokerHeartbeatManager`, `BrokerControlState` |
 //! | [`partition_change`] | `PartitionChangeBuilder`, `PartitionReassignmentReplicas`, `PartitionReassignmentRevert` |
 //! | [`placement`] | `StripedReplicaPlacer` |

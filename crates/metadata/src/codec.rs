@@ -23,7 +23,12 @@
 //! | FeatureLevelRecord | 12 | 0 | — |
 //! | ProducerIdsRecord | 15 | 0 | — |
 //! | BrokerRegistrationChangeRecord | 17 | 1 | 0: Fenced (!= 0), 1: InControlledShutdown (!= 0) |
+//! | UserScramCredentialRecord | 11 | 0 | — (Salt, StoredKey, ServerKey as compact bytes) |
+//! | ClientQuotaRecord | 14 | 0 | — (Entity[] of {EntityType, EntityName nullable}, Key, Value float64, Remove) |
+//! | AccessControlEntryRecord | 18 | 0 | — |
+//! | RemoveAccessControlEntryRecord | 19 | 0 | — |
 //! | NoOpRecord | 20 | 0 | — |
+//! | RemoveUserScramCredentialRecord | 22 | 0 | — |
 //! | FjordClusterIdRecord | 10000 | 0 | — (body: ClusterId compact string) |
 //!
 //! Unknown tags are skipped, as Kafka's generated readers do (they keep them as unknown tagged
@@ -37,10 +42,12 @@
 use uuid::Uuid;
 
 use crate::records::{
-    api_key, BrokerEndpoint, BrokerFeature, BrokerRegistrationChangeRecord, ClusterIdRecord,
+    api_key, AccessControlEntryRecord, BrokerEndpoint, BrokerFeature,
+    BrokerRegistrationChangeRecord, ClientQuotaEntityData, ClientQuotaRecord, ClusterIdRecord,
     ConfigRecord, FeatureLevelRecord, FenceBrokerRecord, MetadataRecord, PartitionChangeRecord,
-    PartitionRecord, ProducerIdsRecord, RegisterBrokerRecord, RemoveTopicRecord, TopicRecord,
-    UnfenceBrokerRecord, UnregisterBrokerRecord, LEADER_RECOVERY_STATE_NO_CHANGE,
+    PartitionRecord, ProducerIdsRecord, RegisterBrokerRecord, RemoveAccessControlEntryRecord,
+    RemoveTopicRecord, RemoveUserScramCredentialRecord, TopicRecord, UnfenceBrokerRecord,
+    UnregisterBrokerRecord, UserScramCredentialRecord, LEADER_RECOVERY_STATE_NO_CHANGE,
     LEADER_RECOVERY_STATE_RECOVERED, NO_LEADER_CHANGE,
 };
 
@@ -48,6 +55,8 @@ use crate::records::{
 pub const FRAME_VERSION: u32 = 1;
 /// Longest string accepted (Kafka's `Short.MAX_VALUE`, below 32 KiB).
 pub const STRING_LEN_MAX_BYTES: usize = 32_767;
+/// Longest `bytes` field accepted (salts and SCRAM keys are a few dozen bytes).
+pub const BYTES_LEN_MAX: usize = 32_767;
 /// Most elements accepted in one array, and most records in one batch.
 pub const ARRAY_LEN_MAX: usize = 1_000_000;
 
@@ -74,6 +83,8 @@ pub enum CodecError {
     },
     #[error("{field}: string of {len} bytes is longer than {STRING_LEN_MAX_BYTES}")]
     StringTooLong { field: &'static str, len: usize },
+    #[error("{field}: {len} bytes is longer than {BYTES_LEN_MAX}")]
+    BytesTooLong { field: &'static str, len: usize },
     #[error("{field}: invalid UTF-8")]
     InvalidUtf8 { field: &'static str },
     #[error("{field}: null is not allowed")]
@@ -119,6 +130,15 @@ impl Writer<'_> {
     }
     fn uuid(&mut self, v: &Uuid) {
         self.out.extend_from_slice(v.as_bytes());
+    }
+    fn f64(&mut self, v: f64) {
+        self.out.extend_from_slice(&v.to_be_bytes());
+    }
+    /// Compact (non-nullable) bytes.
+    fn bytes(&mut self, v: &[u8]) {
+        debug_assert!(v.len() <= BYTES_LEN_MAX, "bytes too long to encode");
+        self.len(Some(v.len()));
+        self.out.extend_from_slice(v);
     }
     /// Compact length: `len + 1`, 0 for null.
     fn len(&mut self, len: Option<usize>) {
@@ -232,6 +252,16 @@ impl<'a> Reader<'a> {
     fn uuid(&mut self) -> Result<Uuid, CodecError> {
         Ok(Uuid::from_bytes(self.array()?))
     }
+    fn f64(&mut self) -> Result<f64, CodecError> {
+        Ok(f64::from_be_bytes(self.array()?))
+    }
+    fn bytes(&mut self, field: &'static str) -> Result<Vec<u8>, CodecError> {
+        let len = self.len()?.ok_or(CodecError::UnexpectedNull { field })?;
+        if len > BYTES_LEN_MAX {
+            return Err(CodecError::BytesTooLong { field, len });
+        }
+        Ok(self.take(len)?.to_vec())
+    }
     /// Compact length: `None` for null.
     fn len(&mut self) -> Result<Option<usize>, CodecError> {
         let v = self.uvarint()?;
@@ -342,6 +372,11 @@ pub fn record_version(api_key: u16) -> Option<u16> {
         | api_key::FEATURE_LEVEL
         | api_key::PRODUCER_IDS
         | api_key::NO_OP
+        | api_key::USER_SCRAM_CREDENTIAL
+        | api_key::CLIENT_QUOTA
+        | api_key::ACCESS_CONTROL_ENTRY
+        | api_key::REMOVE_ACCESS_CONTROL_ENTRY
+        | api_key::REMOVE_USER_SCRAM_CREDENTIAL
         | api_key::FJORD_CLUSTER_ID => Some(0),
         _ => None,
     }
@@ -477,6 +512,47 @@ pub fn encode_record(record: &MetadataRecord, out: &mut Vec<u8>) {
         MetadataRecord::NoOp => w.no_tagged_fields(),
         MetadataRecord::ClusterId(r) => {
             w.string(&r.cluster_id);
+            w.no_tagged_fields();
+        }
+        MetadataRecord::UserScramCredential(r) => {
+            w.string(&r.name);
+            w.i8(r.mechanism);
+            w.bytes(&r.salt);
+            w.bytes(&r.stored_key);
+            w.bytes(&r.server_key);
+            w.i32(r.iterations);
+            w.no_tagged_fields();
+        }
+        MetadataRecord::ClientQuota(r) => {
+            w.len(Some(r.entity.len()));
+            for e in &r.entity {
+                w.string(&e.entity_type);
+                w.nullable_string(e.entity_name.as_deref());
+                w.no_tagged_fields();
+            }
+            w.string(&r.key);
+            w.f64(r.value);
+            w.bool(r.remove);
+            w.no_tagged_fields();
+        }
+        MetadataRecord::AccessControlEntry(r) => {
+            w.uuid(&r.id);
+            w.i8(r.resource_type);
+            w.string(&r.resource_name);
+            w.i8(r.pattern_type);
+            w.string(&r.principal);
+            w.string(&r.host);
+            w.i8(r.operation);
+            w.i8(r.permission_type);
+            w.no_tagged_fields();
+        }
+        MetadataRecord::RemoveAccessControlEntry(r) => {
+            w.uuid(&r.id);
+            w.no_tagged_fields();
+        }
+        MetadataRecord::RemoveUserScramCredential(r) => {
+            w.string(&r.name);
+            w.i8(r.mechanism);
             w.no_tagged_fields();
         }
     }
@@ -723,6 +799,64 @@ fn read_record(r: &mut Reader<'_>) -> Result<MetadataRecord, CodecError> {
             r.no_known_tagged_fields()?;
             MetadataRecord::ClusterId(record)
         }
+        api_key::USER_SCRAM_CREDENTIAL => {
+            let record = UserScramCredentialRecord {
+                name: r.string("Name")?,
+                mechanism: r.i8()?,
+                salt: r.bytes("Salt")?,
+                stored_key: r.bytes("StoredKey")?,
+                server_key: r.bytes("ServerKey")?,
+                iterations: r.i32()?,
+            };
+            r.no_known_tagged_fields()?;
+            MetadataRecord::UserScramCredential(record)
+        }
+        api_key::CLIENT_QUOTA => {
+            // type(1) + name(1) + tagged fields(1)
+            let entity = r.struct_array("Entity", 3, |r| {
+                let e = ClientQuotaEntityData {
+                    entity_type: r.string("Entity.EntityType")?,
+                    entity_name: r.nullable_string("Entity.EntityName")?,
+                };
+                r.no_known_tagged_fields()?;
+                Ok(e)
+            })?;
+            let record = ClientQuotaRecord {
+                entity,
+                key: r.string("Key")?,
+                value: r.f64()?,
+                remove: r.bool()?,
+            };
+            r.no_known_tagged_fields()?;
+            MetadataRecord::ClientQuota(record)
+        }
+        api_key::ACCESS_CONTROL_ENTRY => {
+            let record = AccessControlEntryRecord {
+                id: r.uuid()?,
+                resource_type: r.i8()?,
+                resource_name: r.string("ResourceName")?,
+                pattern_type: r.i8()?,
+                principal: r.string("Principal")?,
+                host: r.string("Host")?,
+                operation: r.i8()?,
+                permission_type: r.i8()?,
+            };
+            r.no_known_tagged_fields()?;
+            MetadataRecord::AccessControlEntry(record)
+        }
+        api_key::REMOVE_ACCESS_CONTROL_ENTRY => {
+            let record = RemoveAccessControlEntryRecord { id: r.uuid()? };
+            r.no_known_tagged_fields()?;
+            MetadataRecord::RemoveAccessControlEntry(record)
+        }
+        api_key::REMOVE_USER_SCRAM_CREDENTIAL => {
+            let record = RemoveUserScramCredentialRecord {
+                name: r.string("Name")?,
+                mechanism: r.i8()?,
+            };
+            r.no_known_tagged_fields()?;
+            MetadataRecord::RemoveUserScramCredential(record)
+        }
         other => {
             return Err(CodecError::UnknownApiKey {
                 api_key: u32::from(other),
@@ -743,6 +877,9 @@ mod tests {
     }
     fn text() -> impl Strategy<Value = String> {
         ".{0,12}"
+    }
+    fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), 0..40)
     }
     fn ints() -> impl Strategy<Value = Vec<i32>> {
         prop::collection::vec(any::<i32>(), 0..6)
@@ -905,6 +1042,77 @@ mod tests {
             text()
                 .prop_map(|c| MetadataRecord::ClusterId(ClusterIdRecord { cluster_id: c }))
                 .boxed(),
+            (
+                text(),
+                any::<i8>(),
+                (bytes(), bytes(), bytes()),
+                any::<i32>(),
+            )
+                .prop_map(
+                    |(name, mechanism, (salt, stored_key, server_key), iterations)| {
+                        MetadataRecord::UserScramCredential(UserScramCredentialRecord {
+                            name,
+                            mechanism,
+                            salt,
+                            stored_key,
+                            server_key,
+                            iterations,
+                        })
+                    },
+                )
+                .boxed(),
+            (
+                prop::collection::vec(
+                    (text(), prop::option::of(text())).prop_map(|(t, n)| ClientQuotaEntityData {
+                        entity_type: t,
+                        entity_name: n,
+                    }),
+                    0..3,
+                ),
+                text(),
+                any::<u64>().prop_map(f64::from_bits),
+                any::<bool>(),
+            )
+                .prop_map(|(entity, key, value, remove)| {
+                    MetadataRecord::ClientQuota(ClientQuotaRecord {
+                        entity,
+                        key,
+                        value,
+                        remove,
+                    })
+                })
+                .boxed(),
+            (
+                uuid(),
+                (any::<i8>(), any::<i8>(), any::<i8>(), any::<i8>()),
+                (text(), text(), text()),
+            )
+                .prop_map(|(id, (rt, pt, op, perm), (name, principal, host))| {
+                    MetadataRecord::AccessControlEntry(AccessControlEntryRecord {
+                        id,
+                        resource_type: rt,
+                        resource_name: name,
+                        pattern_type: pt,
+                        principal,
+                        host,
+                        operation: op,
+                        permission_type: perm,
+                    })
+                })
+                .boxed(),
+            uuid()
+                .prop_map(|id| {
+                    MetadataRecord::RemoveAccessControlEntry(RemoveAccessControlEntryRecord { id })
+                })
+                .boxed(),
+            (text(), any::<i8>())
+                .prop_map(|(name, mechanism)| {
+                    MetadataRecord::RemoveUserScramCredential(RemoveUserScramCredentialRecord {
+                        name,
+                        mechanism,
+                    })
+                })
+                .boxed(),
         ])
     }
 
@@ -1034,6 +1242,94 @@ mod tests {
         ];
         assert_eq!(encode_batch(&records), expected);
         assert_eq!(decode_batch(&expected), Ok(records));
+    }
+
+    /// Golden bytes from `AccessControlEntryRecord.json` (apiKey 18 = uvarint 12, version 0):
+    /// header 01 12 00; Id 16 bytes; ResourceType int8 2 (TOPIC); ResourceName "foo" (04 f o o);
+    /// PatternType 3 (LITERAL); Principal "User:a" (07 U s e r : a); Host "*" (02 2a);
+    /// Operation 3 (READ); PermissionType 3 (ALLOW); empty tagged fields 00.
+    #[test]
+    fn golden_access_control_entry_record() {
+        let record = MetadataRecord::AccessControlEntry(AccessControlEntryRecord {
+            id: TOPIC_ID,
+            resource_type: 2,
+            resource_name: "foo".into(),
+            pattern_type: 3,
+            principal: "User:a".into(),
+            host: "*".into(),
+            operation: 3,
+            permission_type: 3,
+        });
+        let mut expected = vec![0x01, 0x12, 0x00];
+        expected.extend_from_slice(&TOPIC_ID_BYTES);
+        expected.extend_from_slice(&[0x02, 0x04, b'f', b'o', b'o', 0x03, 0x07]);
+        expected.extend_from_slice(b"User:a");
+        expected.extend_from_slice(&[0x02, b'*', 0x03, 0x03, 0x00]);
+        assert_eq!(frame(&record), expected);
+        assert_eq!(decode_record(&expected), Ok(record));
+        // RemoveAccessControlEntryRecord (19 = 13): header, Id, tagged fields.
+        let remove = MetadataRecord::RemoveAccessControlEntry(RemoveAccessControlEntryRecord {
+            id: TOPIC_ID,
+        });
+        let mut expected = vec![0x01, 0x13, 0x00];
+        expected.extend_from_slice(&TOPIC_ID_BYTES);
+        expected.push(0x00);
+        assert_eq!(frame(&remove), expected);
+        assert_eq!(decode_record(&expected), Ok(remove));
+    }
+
+    /// Golden bytes from `UserScramCredentialRecord.json` (apiKey 11 = 0b, version 0): header
+    /// 01 0b 00; Name "bob" (04 b o b); Mechanism int8 1 (SCRAM-SHA-256); Salt [1, 2] as compact
+    /// bytes (03 01 02); StoredKey [3] (02 03); ServerKey [] (01); Iterations int32 4096
+    /// (00 00 10 00); tagged fields 00. RemoveUserScramCredentialRecord (22 = 16): Name, Mechanism.
+    #[test]
+    fn golden_user_scram_credential_records() {
+        let record = MetadataRecord::UserScramCredential(UserScramCredentialRecord {
+            name: "bob".into(),
+            mechanism: 1,
+            salt: vec![1, 2],
+            stored_key: vec![3],
+            server_key: vec![],
+            iterations: 4096,
+        });
+        let expected = vec![
+            0x01, 0x0b, 0x00, 0x04, b'b', b'o', b'b', 0x01, 0x03, 0x01, 0x02, 0x02, 0x03, 0x01,
+            0x00, 0x00, 0x10, 0x00, 0x00,
+        ];
+        assert_eq!(frame(&record), expected);
+        assert_eq!(decode_record(&expected), Ok(record));
+        let remove = MetadataRecord::RemoveUserScramCredential(RemoveUserScramCredentialRecord {
+            name: "bob".into(),
+            mechanism: 2,
+        });
+        let expected = vec![0x01, 0x16, 0x00, 0x04, b'b', b'o', b'b', 0x02, 0x00];
+        assert_eq!(frame(&remove), expected);
+        assert_eq!(decode_record(&expected), Ok(remove));
+    }
+
+    /// Golden bytes from `ClientQuotaRecord.json` (apiKey 14 = 0e, version 0): header 01 0e 00;
+    /// Entity array of one (02): EntityType "user" (05 u s e r), EntityName null (00), the
+    /// element's tagged fields 00; Key "producer_byte_rate" (18 bytes: 13 ...); Value float64
+    /// 1024.0 = 40 90 00 00 00 00 00 00; Remove false 00; tagged fields 00.
+    #[test]
+    fn golden_client_quota_record() {
+        let record = MetadataRecord::ClientQuota(ClientQuotaRecord {
+            entity: vec![ClientQuotaEntityData {
+                entity_type: "user".into(),
+                entity_name: None,
+            }],
+            key: "producer_byte_rate".into(),
+            value: 1024.0,
+            remove: false,
+        });
+        let mut expected = vec![
+            0x01, 0x0e, 0x00, 0x02, 0x05, b'u', b's', b'e', b'r', 0x00, 0x00,
+        ];
+        expected.push(0x13);
+        expected.extend_from_slice(b"producer_byte_rate");
+        expected.extend_from_slice(&[0x40, 0x90, 0, 0, 0, 0, 0, 0, 0x00, 0x00]);
+        assert_eq!(frame(&record), expected);
+        assert_eq!(decode_record(&expected), Ok(record));
     }
 
     #[test]

@@ -18,12 +18,19 @@ use crate::image::{
     MetadataImage, PartitionRegistration, TopicImage,
 };
 use crate::records::{
+    AccessControlEntryRecord, ClientQuotaRecord, RemoveAccessControlEntryRecord,
+    RemoveUserScramCredentialRecord, UserScramCredentialRecord,
+};
+use crate::records::{
     BrokerRegistrationChangeRecord, ClusterIdRecord, ConfigRecord, FeatureLevelRecord,
     MetadataRecord, PartitionChangeRecord, PartitionRecord, ProducerIdsRecord,
     RegisterBrokerRecord, RemoveTopicRecord, TopicRecord, UnregisterBrokerRecord,
     CONTROLLED_SHUTDOWN_CHANGE_IN_CONTROLLED_SHUTDOWN, CONTROLLED_SHUTDOWN_CHANGE_NONE,
     FENCING_CHANGE_FENCE, FENCING_CHANGE_NONE, FENCING_CHANGE_UNFENCE,
     LEADER_RECOVERY_STATE_NO_CHANGE, METADATA_VERSION_FEATURE, NO_LEADER, NO_LEADER_CHANGE,
+};
+use crate::security::{
+    ClientQuotaEntity, ClientQuotaValues, ScramCredential, ScramMechanism, StandardAcl,
 };
 
 /// Why a record could not be replayed on the current delta.
@@ -69,6 +76,22 @@ pub enum ReplayError {
     ProducerIdNotIncreasing { current: i64, next: i64 },
     #[error("cluster id {record:?} differs from the formed {current:?}")]
     ClusterIdMismatch { current: String, record: String },
+    #[error("ACL {id}: invalid {field} code {value}")]
+    InvalidAclCode {
+        id: Uuid,
+        field: &'static str,
+        value: i8,
+    },
+    #[error("ACL id {id} already used")]
+    DuplicateAclId { id: Uuid },
+    #[error("unknown ACL id {id}")]
+    UnknownAcl { id: Uuid },
+    #[error("unknown SCRAM mechanism {value}")]
+    UnknownScramMechanism { value: i8 },
+    #[error("no SCRAM credential of user {name:?} for mechanism {mechanism}")]
+    UnknownScramCredential { name: String, mechanism: i8 },
+    #[error("invalid client quota entity: {reason}")]
+    InvalidClientQuotaEntity { reason: &'static str },
 }
 
 /// One committed metadata log entry: the records of one Raft entry, applied atomically.
@@ -166,6 +189,13 @@ pub struct MetadataDelta {
     deleted_topics: BTreeSet<Uuid>,
     configs: BTreeMap<ConfigResource, BTreeMap<String, String>>,
     next_producer_id: Option<i64>,
+    /// ACLs created (`Some`) or removed (`None`) in this delta, by id (Kafka `AclsDelta`).
+    acls: BTreeMap<Uuid, Option<StandardAcl>>,
+    /// SCRAM credentials set or removed (Kafka `ScramDelta`).
+    scram_credentials: BTreeMap<(String, ScramMechanism), Option<ScramCredential>>,
+    /// Complete new quota values of each entity touched (empty = none left; Kafka
+    /// `ClientQuotasDelta`).
+    client_quotas: BTreeMap<ClientQuotaEntity, ClientQuotaValues>,
 }
 
 impl MetadataDelta {
@@ -181,6 +211,9 @@ impl MetadataDelta {
             deleted_topics: BTreeSet::new(),
             configs: BTreeMap::new(),
             next_producer_id: None,
+            acls: BTreeMap::new(),
+            scram_credentials: BTreeMap::new(),
+            client_quotas: BTreeMap::new(),
         }
     }
 
@@ -211,6 +244,11 @@ impl MetadataDelta {
             MetadataRecord::BrokerRegistrationChange(r) => self.replay_broker_change(r),
             MetadataRecord::NoOp => Ok(()),
             MetadataRecord::ClusterId(r) => self.replay_cluster_id(r),
+            MetadataRecord::AccessControlEntry(r) => self.replay_acl(r),
+            MetadataRecord::RemoveAccessControlEntry(r) => self.replay_remove_acl(r),
+            MetadataRecord::UserScramCredential(r) => self.replay_scram(r),
+            MetadataRecord::RemoveUserScramCredential(r) => self.replay_remove_scram(r),
+            MetadataRecord::ClientQuota(r) => self.replay_client_quota(r),
         }
     }
 
@@ -284,6 +322,35 @@ impl MetadataDelta {
         self.next_producer_id.unwrap_or(self.base.next_producer_id)
     }
 
+    /// The ACL with `id` as staged.
+    pub fn acl(&self, id: &Uuid) -> Option<&StandardAcl> {
+        match self.acls.get(id) {
+            Some(staged) => staged.as_ref(),
+            None => self.base.acls.get(id),
+        }
+    }
+
+    /// The SCRAM credential of (`user`, `mechanism`) as staged.
+    pub fn scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Option<&ScramCredential> {
+        let key = (user.to_string(), mechanism);
+        match self.scram_credentials.get(&key) {
+            Some(staged) => staged.as_ref(),
+            None => self.base.scram_credentials.get(&key),
+        }
+    }
+
+    /// The quota values of `entity` as staged.
+    pub fn client_quota(&self, entity: &ClientQuotaEntity) -> Option<&ClientQuotaValues> {
+        match self.client_quotas.get(entity) {
+            Some(v) => Some(v),
+            None => self.base.client_quotas.get(entity),
+        }
+    }
+
     // ---- what changed ----
 
     /// Topics created or changed in this delta, by id.
@@ -326,6 +393,23 @@ impl MetadataDelta {
         self.next_producer_id
     }
 
+    /// ACLs created (`Some`) or removed (`None`) in this delta.
+    pub fn changed_acls(&self) -> &BTreeMap<Uuid, Option<StandardAcl>> {
+        &self.acls
+    }
+
+    /// SCRAM credentials set (`Some`) or removed (`None`) in this delta.
+    pub fn changed_scram_credentials(
+        &self,
+    ) -> &BTreeMap<(String, ScramMechanism), Option<ScramCredential>> {
+        &self.scram_credentials
+    }
+
+    /// Quota entities changed in this delta, with their complete new values (empty = none).
+    pub fn changed_client_quotas(&self) -> &BTreeMap<ClientQuotaEntity, ClientQuotaValues> {
+        &self.client_quotas
+    }
+
     /// Whether nothing was staged (only NoOps replayed, say).
     pub fn is_empty(&self) -> bool {
         self.cluster_id.is_none()
@@ -335,6 +419,9 @@ impl MetadataDelta {
             && self.deleted_topics.is_empty()
             && self.configs.is_empty()
             && self.next_producer_id.is_none()
+            && self.acls.is_empty()
+            && self.scram_credentials.is_empty()
+            && self.client_quotas.is_empty()
     }
 
     /// The image after the staged records, at `offset`/`epoch`. Topics the delta did not touch
@@ -390,10 +477,21 @@ impl MetadataDelta {
             topic_ids_by_name,
             configs,
             next_producer_id: self.next_producer_id.unwrap_or(base.next_producer_id),
-            // Replayed by the security records (issue 9); unchanged until then.
-            acls: base.acls.clone(),
-            scram_credentials: base.scram_credentials.clone(),
-            client_quotas: base.client_quotas.clone(),
+            acls: apply_changes(&base.acls, &self.acls),
+            scram_credentials: apply_changes(&base.scram_credentials, &self.scram_credentials),
+            client_quotas: if self.client_quotas.is_empty() {
+                base.client_quotas.clone()
+            } else {
+                let mut quotas = (*base.client_quotas).clone();
+                for (entity, values) in &self.client_quotas {
+                    if values.is_empty() {
+                        quotas.remove(entity);
+                    } else {
+                        quotas.insert(entity.clone(), values.clone());
+                    }
+                }
+                Arc::new(quotas)
+            },
         })
     }
 
@@ -719,6 +817,73 @@ impl MetadataDelta {
         Ok(())
     }
 
+    fn replay_acl(&mut self, r: &AccessControlEntryRecord) -> Result<(), ReplayError> {
+        let acl = r.acl().map_err(|field| ReplayError::InvalidAclCode {
+            id: r.id,
+            field,
+            value: match field {
+                "ResourceType" => r.resource_type,
+                "PatternType" => r.pattern_type,
+                "Operation" => r.operation,
+                _ => r.permission_type,
+            },
+        })?;
+        if self.acl(&r.id).is_some() {
+            return Err(ReplayError::DuplicateAclId { id: r.id });
+        }
+        self.acls.insert(r.id, Some(acl));
+        Ok(())
+    }
+
+    fn replay_remove_acl(&mut self, r: &RemoveAccessControlEntryRecord) -> Result<(), ReplayError> {
+        if self.acl(&r.id).is_none() {
+            return Err(ReplayError::UnknownAcl { id: r.id });
+        }
+        self.acls.insert(r.id, None);
+        Ok(())
+    }
+
+    fn replay_scram(&mut self, r: &UserScramCredentialRecord) -> Result<(), ReplayError> {
+        let mechanism = ScramMechanism::from_code(r.mechanism)
+            .ok_or(ReplayError::UnknownScramMechanism { value: r.mechanism })?;
+        self.scram_credentials
+            .insert((r.name.clone(), mechanism), Some(r.credential()));
+        Ok(())
+    }
+
+    fn replay_remove_scram(
+        &mut self,
+        r: &RemoveUserScramCredentialRecord,
+    ) -> Result<(), ReplayError> {
+        let mechanism = ScramMechanism::from_code(r.mechanism)
+            .ok_or(ReplayError::UnknownScramMechanism { value: r.mechanism })?;
+        if self.scram_credential(&r.name, mechanism).is_none() {
+            return Err(ReplayError::UnknownScramCredential {
+                name: r.name.clone(),
+                mechanism: r.mechanism,
+            });
+        }
+        self.scram_credentials
+            .insert((r.name.clone(), mechanism), None);
+        Ok(())
+    }
+
+    fn replay_client_quota(&mut self, r: &ClientQuotaRecord) -> Result<(), ReplayError> {
+        let entity = r
+            .entity_map()
+            .ok_or(ReplayError::InvalidClientQuotaEntity {
+                reason: "empty or repeated entity type",
+            })?;
+        let mut values = self.client_quota(&entity).cloned().unwrap_or_default();
+        if r.remove {
+            values.remove(&r.key);
+        } else {
+            values.insert(r.key.clone(), r.value);
+        }
+        self.client_quotas.insert(entity, values);
+        Ok(())
+    }
+
     fn replay_producer_ids(&mut self, r: &ProducerIdsRecord) -> Result<(), ReplayError> {
         let current = self.next_producer_id();
         if r.next_producer_id <= current {
@@ -730,6 +895,24 @@ impl MetadataDelta {
         self.next_producer_id = Some(r.next_producer_id);
         Ok(())
     }
+}
+
+/// `base` with `changes` applied (`None` removes); `base` itself (shared) when nothing changed.
+fn apply_changes<K: Ord + Clone, V: Clone>(
+    base: &Arc<BTreeMap<K, V>>,
+    changes: &BTreeMap<K, Option<V>>,
+) -> Arc<BTreeMap<K, V>> {
+    if changes.is_empty() {
+        return base.clone();
+    }
+    let mut next = (**base).clone();
+    for (k, v) in changes {
+        match v {
+            Some(v) => next.insert(k.clone(), v.clone()),
+            None => next.remove(k),
+        };
+    }
+    Arc::new(next)
 }
 
 fn invalid(topic_id: Uuid, partition_id: i32, reason: &'static str) -> ReplayError {
@@ -1300,5 +1483,164 @@ mod tests {
         }
         assert_eq!((image.offset, image.epoch), (3, 1));
         assert_eq!(counting.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    fn ace(id: Uuid, operation: i8) -> MetadataRecord {
+        MetadataRecord::AccessControlEntry(AccessControlEntryRecord {
+            id,
+            resource_type: 2,
+            resource_name: "t".into(),
+            pattern_type: 3,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation,
+            permission_type: 3,
+        })
+    }
+
+    #[test]
+    fn acl_replay_validates_ids_and_codes() {
+        let empty = Arc::new(MetadataImage::empty());
+        let a = Uuid::from_u128(1);
+        let mut d = MetadataDelta::new(empty.clone());
+        d.replay(&ace(a, 3)).unwrap();
+        assert_eq!(
+            d.replay(&ace(a, 4)),
+            Err(ReplayError::DuplicateAclId { id: a })
+        );
+        // ANY (1) and UNKNOWN (0) are filter codes, never stored.
+        let b = Uuid::from_u128(2);
+        assert_eq!(
+            d.replay(&ace(b, 1)),
+            Err(ReplayError::InvalidAclCode {
+                id: b,
+                field: "Operation",
+                value: 1
+            })
+        );
+        assert_eq!(
+            d.replay(&MetadataRecord::RemoveAccessControlEntry(
+                RemoveAccessControlEntryRecord { id: b }
+            )),
+            Err(ReplayError::UnknownAcl { id: b })
+        );
+        let image = d.apply(1, 1);
+        assert_eq!(image.acls.len(), 1);
+        assert_eq!(image.acls[&a].principal, "User:alice");
+        // A delta that does not touch ACLs shares the map; removing the ACL empties it.
+        let mut d = MetadataDelta::new(image.clone());
+        d.replay(&topic("x", T1)).unwrap();
+        let next = d.apply(2, 1);
+        assert!(Arc::ptr_eq(&next.acls, &image.acls));
+        assert!(Arc::ptr_eq(
+            &next.scram_credentials,
+            &image.scram_credentials
+        ));
+        assert!(Arc::ptr_eq(&next.client_quotas, &image.client_quotas));
+        let mut d = MetadataDelta::new(next);
+        d.replay(&MetadataRecord::RemoveAccessControlEntry(
+            RemoveAccessControlEntryRecord { id: a },
+        ))
+        .unwrap();
+        // Removed, then created again under the same id within one delta: allowed.
+        assert!(d.acl(&a).is_none());
+        d.replay(&ace(a, 5)).unwrap();
+        assert_eq!(d.changed_acls().len(), 1);
+        let last = d.apply(3, 1);
+        assert_eq!(
+            last.acls[&a].operation,
+            crate::security::AclOperation::Create
+        );
+    }
+
+    #[test]
+    fn scram_replay_upserts_and_removes() {
+        let mut d = MetadataDelta::new(Arc::new(MetadataImage::empty()));
+        let record = |mechanism: i8, iterations: i32| {
+            MetadataRecord::UserScramCredential(UserScramCredentialRecord {
+                name: "bob".into(),
+                mechanism,
+                salt: vec![1],
+                stored_key: vec![2],
+                server_key: vec![3],
+                iterations,
+            })
+        };
+        assert_eq!(
+            d.replay(&record(3, 4096)),
+            Err(ReplayError::UnknownScramMechanism { value: 3 })
+        );
+        d.replay(&record(1, 4096)).unwrap();
+        d.replay(&record(1, 8192)).unwrap();
+        let remove = |mechanism: i8| {
+            MetadataRecord::RemoveUserScramCredential(RemoveUserScramCredentialRecord {
+                name: "bob".into(),
+                mechanism,
+            })
+        };
+        assert_eq!(
+            d.replay(&remove(2)),
+            Err(ReplayError::UnknownScramCredential {
+                name: "bob".into(),
+                mechanism: 2
+            })
+        );
+        let image = d.apply(1, 1);
+        let key = ("bob".to_string(), ScramMechanism::ScramSha256);
+        assert_eq!(image.scram_credentials[&key].iterations, 8192);
+        let mut d = MetadataDelta::new(image);
+        d.replay(&remove(1)).unwrap();
+        assert!(d.apply(2, 1).scram_credentials.is_empty());
+    }
+
+    #[test]
+    fn client_quota_replay_sets_and_removes_keys() {
+        let quota = |entity: Vec<(&str, Option<&str>)>, key: &str, value: f64, remove: bool| {
+            MetadataRecord::ClientQuota(ClientQuotaRecord {
+                entity: entity
+                    .into_iter()
+                    .map(|(t, n)| crate::records::ClientQuotaEntityData {
+                        entity_type: t.into(),
+                        entity_name: n.map(str::to_string),
+                    })
+                    .collect(),
+                key: key.into(),
+                value,
+                remove,
+            })
+        };
+        let mut d = MetadataDelta::new(Arc::new(MetadataImage::empty()));
+        assert!(matches!(
+            d.replay(&quota(vec![], "producer_byte_rate", 1.0, false)),
+            Err(ReplayError::InvalidClientQuotaEntity { .. })
+        ));
+        assert!(matches!(
+            d.replay(&quota(
+                vec![("user", None), ("user", Some("a"))],
+                "producer_byte_rate",
+                1.0,
+                false
+            )),
+            Err(ReplayError::InvalidClientQuotaEntity { .. })
+        ));
+        let alice = vec![("user", Some("alice")), ("client-id", None)];
+        d.replay(&quota(alice.clone(), "producer_byte_rate", 100.0, false))
+            .unwrap();
+        d.replay(&quota(alice.clone(), "consumer_byte_rate", 200.0, false))
+            .unwrap();
+        let image = d.apply(1, 1);
+        let entity: ClientQuotaEntity = [
+            ("user".to_string(), Some("alice".to_string())),
+            ("client-id".to_string(), None),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(image.client_quotas[&entity].len(), 2);
+        let mut d = MetadataDelta::new(image);
+        d.replay(&quota(alice.clone(), "producer_byte_rate", 0.0, true))
+            .unwrap();
+        d.replay(&quota(alice, "consumer_byte_rate", 0.0, true))
+            .unwrap();
+        assert!(d.apply(2, 1).client_quotas.is_empty());
     }
 }

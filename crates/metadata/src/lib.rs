@@ -14,6 +14,8 @@
 //!   applies into the next one, plus [`MetadataDelta::local_changes`] for the
 //!   `ReplicaManager`;
 //! * [`snapshot`]: [`image_to_records`], the image as records for snapshots;
+//! * [`security`], [`acl_filter`]: ACLs, SCRAM credentials and client quotas as the image holds
+//!   them, and Kafka's `AclBindingFilter` over ACLs;
 //! * [`migration`]: [`bootstrap_records`] of a new log and [`migration_records`] that carry a
 //!   single-node data dir (`topics.json`, ...) into it.
 //!
@@ -31,6 +33,9 @@
 //! | FeatureLevelRecord (12) | Name, FeatureLevel | bootstrap |
 //! | ProducerIdsRecord (15) | BrokerId, BrokerEpoch, NextProducerId | AllocateProducerIds |
 //! | BrokerRegistrationChangeRecord (17) | BrokerId, BrokerEpoch, Fenced (1 / 0 / -1), InControlledShutdown | fence, unfence, controlled shutdown |
+//! | UserScramCredentialRecord (11), RemoveUserScramCredentialRecord (22) | Name, Mechanism, Salt, StoredKey, ServerKey, Iterations / Name, Mechanism | AlterUserScramCredentials |
+//! | ClientQuotaRecord (14) | Entity[] {EntityType, EntityName (null = default)}, Key, Value, Remove | AlterClientQuotas |
+//! | AccessControlEntryRecord (18), RemoveAccessControlEntryRecord (19) | Id, ResourceType, ResourceName, PatternType, Principal, Host, Operation, PermissionType / Id | CreateAcls / DeleteAcls |
 //! | NoOpRecord (20) | — | idle ticks |
 //! | FjordClusterIdRecord (10000) | ClusterId | bootstrap only (Fjord's only own record) |
 //!
@@ -51,6 +56,7 @@
 //! out from it). Byte compatibility with Kafka tools is not a goal (design 1): Fjord picks one
 //! version per record and adds the cluster-id record.
 
+pub mod acl_filter;
 pub mod codec;
 pub mod delta;
 pub mod image;
@@ -59,6 +65,7 @@ pub mod records;
 pub mod security;
 pub mod snapshot;
 
+pub use acl_filter::AclBindingFilter;
 pub use codec::{decode_batch, decode_record, encode_batch, encode_record, CodecError};
 pub use delta::{
     LocalPartition, LocalReplicaChanges, MetadataBatch, MetadataDelta, MetadataPublisher,

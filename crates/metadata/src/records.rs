@@ -15,6 +15,11 @@
 
 use uuid::Uuid;
 
+use crate::security::{
+    AclOperation, AclPatternType, AclPermissionType, AclResourceType, ClientQuotaEntity,
+    ScramCredential, ScramMechanism, StandardAcl,
+};
+
 /// `Leader` value of a partition that has no leader.
 pub const NO_LEADER: i32 = -1;
 /// `Leader` value of a [`PartitionChangeRecord`] that leaves the leader (and leader epoch) alone.
@@ -207,6 +212,160 @@ pub struct BrokerRegistrationChangeRecord {
     pub in_controlled_shutdown: i8,
 }
 
+/// `UserScramCredentialRecord` (apiKey 11): a user's SCRAM credential for one mechanism was
+/// created or replaced (AlterUserScramCredentials upsertion).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserScramCredentialRecord {
+    pub name: String,
+    /// [`ScramMechanism::code`] (1 SCRAM-SHA-256, 2 SCRAM-SHA-512).
+    pub mechanism: i8,
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub iterations: i32,
+}
+
+impl UserScramCredentialRecord {
+    /// The record that stores `credential` for (`name`, `mechanism`).
+    pub fn new(name: &str, mechanism: ScramMechanism, credential: &ScramCredential) -> Self {
+        Self {
+            name: name.to_string(),
+            mechanism: mechanism.code(),
+            salt: credential.salt.clone(),
+            stored_key: credential.stored_key.clone(),
+            server_key: credential.server_key.clone(),
+            iterations: credential.iterations,
+        }
+    }
+
+    /// The credential it stores.
+    pub fn credential(&self) -> ScramCredential {
+        ScramCredential {
+            salt: self.salt.clone(),
+            stored_key: self.stored_key.clone(),
+            server_key: self.server_key.clone(),
+            iterations: self.iterations,
+        }
+    }
+}
+
+/// One `ClientQuotaRecord.Entity[]` element: an entity type and its name (`None` = the
+/// type's default entity).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientQuotaEntityData {
+    pub entity_type: String,
+    pub entity_name: Option<String>,
+}
+
+/// `ClientQuotaRecord` (apiKey 14): one quota key of one entity set, or (`remove`) deleted.
+#[derive(Clone, Debug)]
+pub struct ClientQuotaRecord {
+    pub entity: Vec<ClientQuotaEntityData>,
+    pub key: String,
+    /// Ignored when `remove` is set.
+    pub value: f64,
+    pub remove: bool,
+}
+
+impl ClientQuotaRecord {
+    /// The record's entity as the image keys it; `None` if a type repeats or the list is
+    /// empty.
+    pub fn entity_map(&self) -> Option<ClientQuotaEntity> {
+        let mut out = ClientQuotaEntity::new();
+        for e in &self.entity {
+            if out
+                .insert(e.entity_type.clone(), e.entity_name.clone())
+                .is_some()
+            {
+                return None;
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// The entity list of a record for `entity` (in entity type order).
+    pub fn entity_data(entity: &ClientQuotaEntity) -> Vec<ClientQuotaEntityData> {
+        entity
+            .iter()
+            .map(|(t, n)| ClientQuotaEntityData {
+                entity_type: t.clone(),
+                entity_name: n.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Equality compares `value` by its bits, so that the codec's round trip is exact (NaN
+/// included) and [`MetadataRecord`] can stay `Eq`.
+impl PartialEq for ClientQuotaRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.entity == other.entity
+            && self.key == other.key
+            && self.value.to_bits() == other.value.to_bits()
+            && self.remove == other.remove
+    }
+}
+
+impl Eq for ClientQuotaRecord {}
+
+/// `AccessControlEntryRecord` (apiKey 18): an ACL was created (CreateAcls). The codes are
+/// Kafka's (see [`crate::security`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessControlEntryRecord {
+    pub id: Uuid,
+    pub resource_type: i8,
+    pub resource_name: String,
+    pub pattern_type: i8,
+    pub principal: String,
+    pub host: String,
+    pub operation: i8,
+    pub permission_type: i8,
+}
+
+impl AccessControlEntryRecord {
+    /// The record that creates `acl` under `id`.
+    pub fn new(id: Uuid, acl: &StandardAcl) -> Self {
+        Self {
+            id,
+            resource_type: acl.resource_type.code(),
+            resource_name: acl.resource_name.clone(),
+            pattern_type: acl.pattern_type.code(),
+            principal: acl.principal.clone(),
+            host: acl.host.clone(),
+            operation: acl.operation.code(),
+            permission_type: acl.permission_type.code(),
+        }
+    }
+
+    /// The ACL, or the name of the first field whose code is not a concrete Kafka value.
+    pub fn acl(&self) -> Result<StandardAcl, &'static str> {
+        Ok(StandardAcl {
+            resource_type: AclResourceType::from_code(self.resource_type).ok_or("ResourceType")?,
+            resource_name: self.resource_name.clone(),
+            pattern_type: AclPatternType::from_code(self.pattern_type).ok_or("PatternType")?,
+            principal: self.principal.clone(),
+            host: self.host.clone(),
+            operation: AclOperation::from_code(self.operation).ok_or("Operation")?,
+            permission_type: AclPermissionType::from_code(self.permission_type)
+                .ok_or("PermissionType")?,
+        })
+    }
+}
+
+/// `RemoveAccessControlEntryRecord` (apiKey 19): the ACL with this id was deleted (DeleteAcls).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoveAccessControlEntryRecord {
+    pub id: Uuid,
+}
+
+/// `RemoveUserScramCredentialRecord` (apiKey 22): a user's credential for one mechanism was
+/// deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoveUserScramCredentialRecord {
+    pub name: String,
+    pub mechanism: i8,
+}
+
 /// `FjordClusterIdRecord` (Fjord-only apiKey 10000): the cluster id, formed once by the first
 /// Raft leader of an empty log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -232,6 +391,11 @@ pub enum MetadataRecord {
     /// `NoOpRecord` (apiKey 20): written when idle so observers see the log advance.
     NoOp,
     ClusterId(ClusterIdRecord),
+    UserScramCredential(UserScramCredentialRecord),
+    ClientQuota(ClientQuotaRecord),
+    AccessControlEntry(AccessControlEntryRecord),
+    RemoveAccessControlEntry(RemoveAccessControlEntryRecord),
+    RemoveUserScramCredential(RemoveUserScramCredentialRecord),
 }
 
 /// The apiKey of each record, as in Kafka's `MetadataRecordType` (plus Fjord's 10000).
@@ -245,10 +409,15 @@ pub mod api_key {
     pub const FENCE_BROKER: u16 = 7;
     pub const UNFENCE_BROKER: u16 = 8;
     pub const REMOVE_TOPIC: u16 = 9;
+    pub const USER_SCRAM_CREDENTIAL: u16 = 11;
     pub const FEATURE_LEVEL: u16 = 12;
+    pub const CLIENT_QUOTA: u16 = 14;
     pub const PRODUCER_IDS: u16 = 15;
     pub const BROKER_REGISTRATION_CHANGE: u16 = 17;
+    pub const ACCESS_CONTROL_ENTRY: u16 = 18;
+    pub const REMOVE_ACCESS_CONTROL_ENTRY: u16 = 19;
     pub const NO_OP: u16 = 20;
+    pub const REMOVE_USER_SCRAM_CREDENTIAL: u16 = 22;
     pub const FJORD_CLUSTER_ID: u16 = 10000;
 }
 
@@ -270,6 +439,11 @@ impl MetadataRecord {
             MetadataRecord::BrokerRegistrationChange(_) => api_key::BROKER_REGISTRATION_CHANGE,
             MetadataRecord::NoOp => api_key::NO_OP,
             MetadataRecord::ClusterId(_) => api_key::FJORD_CLUSTER_ID,
+            MetadataRecord::UserScramCredential(_) => api_key::USER_SCRAM_CREDENTIAL,
+            MetadataRecord::ClientQuota(_) => api_key::CLIENT_QUOTA,
+            MetadataRecord::AccessControlEntry(_) => api_key::ACCESS_CONTROL_ENTRY,
+            MetadataRecord::RemoveAccessControlEntry(_) => api_key::REMOVE_ACCESS_CONTROL_ENTRY,
+            MetadataRecord::RemoveUserScramCredential(_) => api_key::REMOVE_USER_SCRAM_CREDENTIAL,
         }
     }
 
@@ -290,6 +464,11 @@ impl MetadataRecord {
             MetadataRecord::BrokerRegistrationChange(_) => "BrokerRegistrationChangeRecord",
             MetadataRecord::NoOp => "NoOpRecord",
             MetadataRecord::ClusterId(_) => "FjordClusterIdRecord",
+            MetadataRecord::UserScramCredential(_) => "UserScramCredentialRecord",
+            MetadataRecord::ClientQuota(_) => "ClientQuotaRecord",
+            MetadataRecord::AccessControlEntry(_) => "AccessControlEntryRecord",
+            MetadataRecord::RemoveAccessControlEntry(_) => "RemoveAccessControlEntryRecord",
+            MetadataRecord::RemoveUserScramCredential(_) => "RemoveUserScramCredentialRecord",
         }
     }
 }

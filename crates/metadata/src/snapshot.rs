@@ -6,12 +6,15 @@
 //! learns `metadata.version` before anything else), brokers (`RegisterBrokerRecord` with their
 //! current fenced / controlled-shutdown state), per topic a `TopicRecord` and its
 //! `PartitionRecord`s, `ConfigRecord`s, and the `ProducerIdsRecord` (only once a block was
-//! allocated; broker id and epoch -1 as Kafka's `ProducerIdsImage.write`).
+//! allocated; broker id and epoch -1 as Kafka's `ProducerIdsImage.write`), then the security
+//! metadata: a `ClientQuotaRecord` per entity and key, an `AccessControlEntryRecord` per ACL (its
+//! id kept), a `UserScramCredentialRecord` per user and mechanism.
 
 use crate::image::MetadataImage;
 use crate::records::{
-    BrokerFeature, ClusterIdRecord, ConfigRecord, FeatureLevelRecord, MetadataRecord,
-    ProducerIdsRecord, RegisterBrokerRecord, TopicRecord,
+    AccessControlEntryRecord, BrokerFeature, ClientQuotaRecord, ClusterIdRecord, ConfigRecord,
+    FeatureLevelRecord, MetadataRecord, ProducerIdsRecord, RegisterBrokerRecord, TopicRecord,
+    UserScramCredentialRecord,
 };
 
 /// The records that rebuild `image` from the empty image.
@@ -74,6 +77,26 @@ pub fn image_to_records(image: &MetadataImage) -> Vec<MetadataRecord> {
             next_producer_id: image.next_producer_id,
         }));
     }
+    for (entity, values) in image.client_quotas.iter() {
+        for (key, value) in values {
+            out.push(MetadataRecord::ClientQuota(ClientQuotaRecord {
+                entity: ClientQuotaRecord::entity_data(entity),
+                key: key.clone(),
+                value: *value,
+                remove: false,
+            }));
+        }
+    }
+    for (id, acl) in image.acls.iter() {
+        out.push(MetadataRecord::AccessControlEntry(
+            AccessControlEntryRecord::new(*id, acl),
+        ));
+    }
+    for ((user, mechanism), credential) in image.scram_credentials.iter() {
+        out.push(MetadataRecord::UserScramCredential(
+            UserScramCredentialRecord::new(user, *mechanism, credential),
+        ));
+    }
     out
 }
 
@@ -89,6 +112,7 @@ mod tests {
     use crate::codec::{decode_batch, encode_batch};
     use crate::delta::MetadataDelta;
     use crate::records::*;
+    use crate::security::ScramMechanism;
 
     /// splitmix64: many choices from the two numbers proptest gives each step.
     struct Choices(u64);
@@ -315,6 +339,73 @@ mod tests {
             13 => vec![MetadataRecord::ClusterId(ClusterIdRecord {
                 cluster_id: "MkU3OEVBNTcwNTJENDM2Qk".into(),
             })],
+            14 => {
+                // CreateAcls or DeleteAcls.
+                let ids: Vec<Uuid> = image.acls.keys().copied().collect();
+                if c.coin() {
+                    if let Some(id) = c.pick(&ids) {
+                        return vec![MetadataRecord::RemoveAccessControlEntry(
+                            RemoveAccessControlEntryRecord { id },
+                        )];
+                    }
+                }
+                vec![MetadataRecord::AccessControlEntry(
+                    AccessControlEntryRecord {
+                        id: Uuid::from_u128(u128::from(c.next()) << 64 | u128::from(step)),
+                        resource_type: 2 + c.below(6) as i8,
+                        resource_name: format!("r{}", c.below(3)),
+                        pattern_type: 3 + c.below(2) as i8,
+                        principal: format!("User:u{}", c.below(3)),
+                        host: "*".into(),
+                        operation: 2 + c.below(14) as i8,
+                        permission_type: 2 + c.below(2) as i8,
+                    },
+                )]
+            }
+            15 => {
+                // AlterUserScramCredentials or AlterClientQuotas.
+                let user = format!("u{}", c.below(3));
+                let mechanism = 1 + c.below(2) as i8;
+                let exists = ScramMechanism::from_code(mechanism)
+                    .is_some_and(|m| image.scram_credentials.contains_key(&(user.clone(), m)));
+                match c.below(3) {
+                    0 if exists => vec![MetadataRecord::RemoveUserScramCredential(
+                        RemoveUserScramCredentialRecord {
+                            name: user,
+                            mechanism,
+                        },
+                    )],
+                    0 | 1 => vec![MetadataRecord::UserScramCredential(
+                        UserScramCredentialRecord {
+                            name: user,
+                            mechanism,
+                            salt: vec![c.below(256) as u8; 4],
+                            stored_key: vec![1; 32],
+                            server_key: vec![2; 32],
+                            iterations: 4096,
+                        },
+                    )],
+                    _ => {
+                        let mut entity = vec![ClientQuotaEntityData {
+                            entity_type: "user".into(),
+                            entity_name: c.coin().then_some(user),
+                        }];
+                        if c.coin() {
+                            entity.push(ClientQuotaEntityData {
+                                entity_type: "client-id".into(),
+                                entity_name: c.coin().then(|| "c".to_string()),
+                            });
+                        }
+                        vec![MetadataRecord::ClientQuota(ClientQuotaRecord {
+                            entity,
+                            key: ["producer_byte_rate", "consumer_byte_rate"][c.below(2) as usize]
+                                .into(),
+                            value: 1000.0 * c.below(5) as f64,
+                            remove: c.below(3) == 0,
+                        })]
+                    }
+                }
+            }
             _ => vec![MetadataRecord::NoOp],
         }
     }
@@ -411,7 +502,7 @@ mod tests {
         /// the whole log, the snapshot of the result, and the log through the codec all give
         /// the same image.
         #[test]
-        fn log_snapshot_and_codec_agree(steps in prop::collection::vec((0u8..16, any::<u64>()), 0..80)) {
+        fn log_snapshot_and_codec_agree(steps in prop::collection::vec((0u8..18, any::<u64>()), 0..80)) {
             let mut image = Arc::new(MetadataImage::empty());
             let mut log: Vec<MetadataRecord> = Vec::new();
             let mut batches: Vec<Vec<MetadataRecord>> = Vec::new();

@@ -119,7 +119,7 @@ impl ClientMetadata {
 }
 
 /// The follower a fetch comes from: (broker id, broker epoch), `None` for consumers.
-fn follower_of(api_version: i16, request: &FetchRequest) -> Option<(i32, i64)> {
+pub(crate) fn follower_of(api_version: i16, request: &FetchRequest) -> Option<(i32, i64)> {
     let (replica_id, replica_epoch) = if api_version >= REPLICA_STATE_VERSION {
         (
             request.replica_state.replica_id.0,

@@ -1,5 +1,13 @@
 use super::*;
 
+use fjord_controller::{
+    AclCreation, AlterClientQuotasReply, AlterClientQuotasRequest, AlterUserScramCredentialsReply,
+    AlterUserScramCredentialsRequest, AlterUserScramCredentialsResult, ClientQuotaAlterResult,
+    ClientQuotaAlteration, ClientQuotaEntityList, ClientQuotaOp, CreateAclsReply,
+    CreateAclsRequest, DeleteAclsFilterResult, DeleteAclsReply, DeleteAclsRequest,
+    ScramCredentialDeletion, ScramCredentialUpsertion,
+};
+use fjord_metadata::AclBindingFilter;
 use fjord_protocol::frame::LENGTH_PREFIX_BYTES;
 use fjord_protocol::kafka_protocol::messages::RequestHeader;
 use fjord_protocol::request::{decode_body, decode_header, encode_request};
@@ -47,7 +55,7 @@ fn reply_round_trip(reply: &ControllerReply, api_key: ApiKey) -> ControllerReply
 
 // ---- strategies ----
 
-const ALL_CODES: [ErrorCode; 27] = [
+const ALL_CODES: [ErrorCode; 31] = [
     ErrorCode::UnknownServerError,
     ErrorCode::None,
     ErrorCode::UnknownTopicOrPartition,
@@ -75,6 +83,10 @@ const ALL_CODES: [ErrorCode; 27] = [
     ErrorCode::InconsistentClusterId,
     ErrorCode::IneligibleReplica,
     ErrorCode::NewLeaderElected,
+    ErrorCode::UnsupportedSaslMechanism,
+    ErrorCode::ResourceNotFound,
+    ErrorCode::DuplicateResource,
+    ErrorCode::UnacceptableCredential,
 ];
 
 /// Fails to compile when `ErrorCode` gains a variant, so `ALL_CODES` cannot fall behind.
@@ -108,6 +120,10 @@ fn index_in_all_codes(code: ErrorCode) -> usize {
         InconsistentClusterId => 24,
         IneligibleReplica => 25,
         NewLeaderElected => 26,
+        UnsupportedSaslMechanism => 27,
+        ResourceNotFound => 28,
+        DuplicateResource => 29,
+        UnacceptableCredential => 30,
     }
 }
 
@@ -381,6 +397,7 @@ fn controller_request() -> impl Strategy<Value = ControllerRequest> {
         reassign,
         list,
         allocate,
+        security_request(),
     ]
 }
 
@@ -587,6 +604,7 @@ fn controller_reply() -> impl Strategy<Value = (ApiKey, ControllerReply)> {
         reassign,
         list,
         allocate,
+        security_reply(),
     ]
 }
 
@@ -751,7 +769,213 @@ fn expected_error_reply(request: &ControllerRequest, error: &ApiError) -> Contro
                 producer_id_len: 0,
             })
         }
+        ControllerRequest::CreateAcls(r) => ControllerReply::CreateAcls(CreateAclsReply {
+            results: r.creations.iter().map(|_| error.clone()).collect(),
+        }),
+        ControllerRequest::DeleteAcls(r) => ControllerReply::DeleteAcls(DeleteAclsReply {
+            results: r
+                .filters
+                .iter()
+                .map(|_| DeleteAclsFilterResult {
+                    error: error.clone(),
+                    matching_acls: Vec::new(),
+                })
+                .collect(),
+        }),
+        ControllerRequest::AlterUserScramCredentials(r) => {
+            let mut users: Vec<String> = Vec::new();
+            for name in r
+                .deletions
+                .iter()
+                .map(|d| &d.name)
+                .chain(r.upsertions.iter().map(|u| &u.name))
+            {
+                if !users.contains(name) {
+                    users.push(name.clone());
+                }
+            }
+            ControllerReply::AlterUserScramCredentials(AlterUserScramCredentialsReply {
+                results: users
+                    .into_iter()
+                    .map(|user| AlterUserScramCredentialsResult {
+                        user,
+                        error: error.clone(),
+                    })
+                    .collect(),
+            })
+        }
+        ControllerRequest::AlterClientQuotas(r) => {
+            ControllerReply::AlterClientQuotas(AlterClientQuotasReply {
+                results: r
+                    .entries
+                    .iter()
+                    .map(|e| ClientQuotaAlterResult {
+                        entity: e.entity.clone(),
+                        error: error.clone(),
+                    })
+                    .collect(),
+            })
+        }
     }
+}
+
+fn acl_code() -> impl Strategy<Value = i8> {
+    prop_oneof![0i8..16, any::<i8>()]
+}
+
+fn quota_entity() -> impl Strategy<Value = ClientQuotaEntityList> {
+    prop::collection::vec(
+        (
+            proptest::sample::select(vec!["user", "client-id", "ip", "x"]).prop_map(String::from),
+            proptest::option::of(text()),
+        ),
+        0..3,
+    )
+}
+
+fn security_request() -> impl Strategy<Value = ControllerRequest> {
+    let creation = (
+        (acl_code(), acl_code(), acl_code(), acl_code()),
+        (text(), text(), text()),
+    )
+        .prop_map(
+            |((rt, pt, op, perm), (name, principal, host))| AclCreation {
+                resource_type: rt,
+                resource_name: name,
+                pattern_type: pt,
+                principal,
+                host,
+                operation: op,
+                permission_type: perm,
+            },
+        );
+    let create = prop::collection::vec(creation, 0..4)
+        .prop_map(|creations| ControllerRequest::CreateAcls(CreateAclsRequest { creations }));
+    let filter = (
+        (acl_code(), acl_code(), acl_code(), acl_code()),
+        (
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+        ),
+    )
+        .prop_map(
+            |((rt, pt, op, perm), (resource_name, principal, host))| AclBindingFilter {
+                resource_type: rt,
+                resource_name,
+                pattern_type: pt,
+                principal,
+                host,
+                operation: op,
+                permission_type: perm,
+            },
+        );
+    let delete = prop::collection::vec(filter, 0..4)
+        .prop_map(|filters| ControllerRequest::DeleteAcls(DeleteAclsRequest { filters }));
+    let bytes = || prop::collection::vec(any::<u8>(), 0..20);
+    let scram = (
+        prop::collection::vec(
+            (text(), any::<i8>())
+                .prop_map(|(name, mechanism)| ScramCredentialDeletion { name, mechanism }),
+            0..3,
+        ),
+        prop::collection::vec(
+            (text(), any::<i8>(), any::<i32>(), bytes(), bytes()).prop_map(
+                |(name, mechanism, iterations, salt, salted_password)| ScramCredentialUpsertion {
+                    name,
+                    mechanism,
+                    iterations,
+                    salt,
+                    salted_password,
+                },
+            ),
+            0..3,
+        ),
+    )
+        .prop_map(|(deletions, upsertions)| {
+            ControllerRequest::AlterUserScramCredentials(AlterUserScramCredentialsRequest {
+                deletions,
+                upsertions,
+            })
+        });
+    let op = (text(), any::<u64>().prop_map(f64::from_bits), any::<bool>())
+        .prop_map(|(key, value, remove)| ClientQuotaOp { key, value, remove });
+    let quotas = (
+        prop::collection::vec(
+            (quota_entity(), prop::collection::vec(op, 0..3))
+                .prop_map(|(entity, ops)| ClientQuotaAlteration { entity, ops }),
+            0..3,
+        ),
+        any::<bool>(),
+    )
+        .prop_map(|(entries, validate_only)| {
+            ControllerRequest::AlterClientQuotas(AlterClientQuotasRequest {
+                entries,
+                validate_only,
+            })
+        });
+    prop_oneof![create, delete, scram, quotas]
+}
+
+fn security_reply() -> impl Strategy<Value = (ApiKey, ControllerReply)> {
+    use fjord_metadata::security::{
+        AclOperation, AclPatternType, AclPermissionType, AclResourceType, StandardAcl,
+    };
+    let acl = ((2i8..8, 3i8..5, 2i8..16, 2i8..4), (text(), text(), text())).prop_map(
+        |((rt, pt, op, perm), (resource_name, principal, host))| StandardAcl {
+            resource_type: AclResourceType::from_code(rt).unwrap(),
+            resource_name,
+            pattern_type: AclPatternType::from_code(pt).unwrap(),
+            principal,
+            host,
+            operation: AclOperation::from_code(op).unwrap(),
+            permission_type: AclPermissionType::from_code(perm).unwrap(),
+        },
+    );
+    let create = prop::collection::vec(api_error(), 0..4).prop_map(|results| {
+        (
+            ApiKey::CreateAcls,
+            ControllerReply::CreateAcls(CreateAclsReply { results }),
+        )
+    });
+    let delete = prop::collection::vec(
+        (api_error(), prop::collection::vec(acl, 0..3)).prop_map(|(error, matching_acls)| {
+            DeleteAclsFilterResult {
+                error,
+                matching_acls,
+            }
+        }),
+        0..3,
+    )
+    .prop_map(|results| {
+        (
+            ApiKey::DeleteAcls,
+            ControllerReply::DeleteAcls(DeleteAclsReply { results }),
+        )
+    });
+    let scram = prop::collection::vec(
+        (text(), api_error())
+            .prop_map(|(user, error)| AlterUserScramCredentialsResult { user, error }),
+        0..3,
+    )
+    .prop_map(|results| {
+        (
+            ApiKey::AlterUserScramCredentials,
+            ControllerReply::AlterUserScramCredentials(AlterUserScramCredentialsReply { results }),
+        )
+    });
+    let quotas = prop::collection::vec(
+        (quota_entity(), api_error())
+            .prop_map(|(entity, error)| ClientQuotaAlterResult { entity, error }),
+        0..3,
+    )
+    .prop_map(|results| {
+        (
+            ApiKey::AlterClientQuotas,
+            ControllerReply::AlterClientQuotas(AlterClientQuotasReply { results }),
+        )
+    });
+    prop_oneof![create, delete, scram, quotas]
 }
 
 proptest! {
@@ -824,6 +1048,19 @@ proptest! {
         ) && !matches!(
             (&request, &reply),
             (ControllerRequest::AlterConfigs(r), _) if r.resources.is_empty()
+        ) && !matches!(
+            &request,
+            ControllerRequest::CreateAcls(r) if r.creations.is_empty()
+        ) && !matches!(
+            &request,
+            ControllerRequest::DeleteAcls(r) if r.filters.is_empty()
+        ) && !matches!(
+            &request,
+            ControllerRequest::AlterUserScramCredentials(r)
+                if r.deletions.is_empty() && r.upsertions.is_empty()
+        ) && !matches!(
+            &request,
+            ControllerRequest::AlterClientQuotas(r) if r.entries.is_empty()
         );
         prop_assert_eq!(
             is_not_controller(&reply),

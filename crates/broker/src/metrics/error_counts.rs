@@ -167,6 +167,23 @@ pub fn for_each_error_code(response: &ResponseKind, visit: &mut impl FnMut(i16))
                 .flat_map(|t| &t.partitions)
                 .for_each(|p| code(p.error_code));
         }
+        ResponseKind::DescribeAcls(r) => code(r.error_code),
+        ResponseKind::CreateAcls(r) => r.results.iter().for_each(|c| code(c.error_code)),
+        ResponseKind::DeleteAcls(r) => {
+            for f in &r.filter_results {
+                code(f.error_code);
+                f.matching_acls.iter().for_each(|a| code(a.error_code));
+            }
+        }
+        ResponseKind::DescribeUserScramCredentials(r) => {
+            code(r.error_code);
+            r.results.iter().for_each(|u| code(u.error_code));
+        }
+        ResponseKind::AlterUserScramCredentials(r) => {
+            r.results.iter().for_each(|u| code(u.error_code))
+        }
+        ResponseKind::DescribeClientQuotas(r) => code(r.error_code),
+        ResponseKind::AlterClientQuotas(r) => r.entries.iter().for_each(|e| code(e.error_code)),
         // APIs the broker does not answer (the connection refuses them before dispatch).
         _ => {}
     }

@@ -459,6 +459,40 @@ fn error_counts_transaction_apis() {
 }
 
 #[test]
+fn error_counts_of_the_security_admin_apis() {
+    let e = code(ResponseError::InvalidRequest);
+    let create = CreateAclsResponse::default().with_results(vec![
+        create_acls_response::AclCreationResult::default().with_error_code(e),
+        create_acls_response::AclCreationResult::default(),
+    ]);
+    assert_eq!(counts(ResponseKind::CreateAcls(create)), vec![(e, 1)]);
+    let delete = DeleteAclsResponse::default().with_filter_results(vec![
+        delete_acls_response::DeleteAclsFilterResult::default().with_error_code(e),
+    ]);
+    assert_eq!(counts(ResponseKind::DeleteAcls(delete)), vec![(e, 1)]);
+    let scram = AlterUserScramCredentialsResponse::default().with_results(vec![
+        alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default()
+            .with_error_code(e),
+    ]);
+    assert_eq!(
+        counts(ResponseKind::AlterUserScramCredentials(scram)),
+        vec![(e, 1)]
+    );
+    let quotas = AlterClientQuotasResponse::default().with_entries(vec![
+        alter_client_quotas_response::EntryData::default().with_error_code(e),
+    ]);
+    assert_eq!(
+        counts(ResponseKind::AlterClientQuotas(quotas)),
+        vec![(e, 1)]
+    );
+    let describe = DescribeClientQuotasResponse::default().with_error_code(e);
+    assert_eq!(
+        counts(ResponseKind::DescribeClientQuotas(describe)),
+        vec![(e, 1)]
+    );
+}
+
+#[test]
 fn every_supported_api_has_an_error_counts_arm() {
     // A response of each supported API with a top-level or nested error must be seen; this
     // fails when a new API is added to the broker without an arm above.
@@ -472,6 +506,13 @@ fn every_supported_api_has_an_error_counts_arm() {
 
 /// The APIs `for_each_error_code` handles (kept beside the tests above).
 const COVERED_APIS: &[ApiKey] = &[
+    ApiKey::DescribeAcls,
+    ApiKey::CreateAcls,
+    ApiKey::DeleteAcls,
+    ApiKey::DescribeUserScramCredentials,
+    ApiKey::AlterUserScramCredentials,
+    ApiKey::DescribeClientQuotas,
+    ApiKey::AlterClientQuotas,
     ApiKey::ApiVersions,
     ApiKey::Metadata,
     ApiKey::Produce,

@@ -6,6 +6,9 @@
 //! on (Metadata answers with that listener's endpoints, as Kafka does). Names follow Kafka's
 //! `KafkaPrincipal`, `RequestContext` and `SecurityProtocol`.
 
+pub mod authorizer;
+pub mod enforcement;
+
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -41,7 +41,10 @@
 
 mod cluster;
 mod replication;
+mod security;
 mod topics;
+
+pub use security::validate_new_acl;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -537,6 +540,12 @@ impl QuorumController {
                 };
             }
             ControllerRequest::AllocateProducerIds(r) => self.allocate_producer_ids(&mut txn, r),
+            ControllerRequest::CreateAcls(r) => self.create_acls(&mut txn, r),
+            ControllerRequest::DeleteAcls(r) => self.delete_acls(&mut txn, r),
+            ControllerRequest::AlterUserScramCredentials(r) => {
+                self.alter_user_scram_credentials(&mut txn, r)
+            }
+            ControllerRequest::AlterClientQuotas(r) => self.alter_client_quotas(&mut txn, r),
         };
         match reply {
             Ok(reply) => self.finish(txn, reply, now_ms),

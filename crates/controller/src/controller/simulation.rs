@@ -185,6 +185,67 @@ impl Sim {
         self.rng.below(100) < percent
     }
 
+    /// CreateAcls, DeleteAcls, AlterUserScramCredentials or AlterClientQuotas over a small
+    /// space of names, so that creations repeat, deletions find something and credentials
+    /// get replaced and deleted.
+    fn security_request(&mut self) {
+        let user = format!("u{}", self.rng.below(3));
+        let req = match self.rng.below(4) {
+            0 => ControllerRequest::CreateAcls(CreateAclsRequest {
+                creations: vec![AclCreation {
+                    resource_type: 2,
+                    resource_name: self.pick(&TOPICS).to_string(),
+                    pattern_type: 3 + self.rng.below(2) as i8,
+                    principal: format!("User:{user}"),
+                    host: "*".into(),
+                    operation: 3 + self.rng.below(2) as i8,
+                    permission_type: 2 + self.rng.below(2) as i8,
+                }],
+            }),
+            1 => ControllerRequest::DeleteAcls(DeleteAclsRequest {
+                filters: vec![fjord_metadata::AclBindingFilter {
+                    principal: self.chance(70).then(|| format!("User:{user}")),
+                    ..fjord_metadata::AclBindingFilter::any()
+                }],
+            }),
+            2 => {
+                let mechanism = 1 + self.rng.below(2) as i8;
+                if self.chance(30) {
+                    ControllerRequest::AlterUserScramCredentials(AlterUserScramCredentialsRequest {
+                        deletions: vec![ScramCredentialDeletion {
+                            name: user,
+                            mechanism,
+                        }],
+                        upsertions: vec![],
+                    })
+                } else {
+                    ControllerRequest::AlterUserScramCredentials(AlterUserScramCredentialsRequest {
+                        deletions: vec![],
+                        upsertions: vec![ScramCredentialUpsertion {
+                            name: user,
+                            mechanism,
+                            iterations: 4096,
+                            salt: vec![self.rng.below(256) as u8; 8],
+                            salted_password: vec![7; 32],
+                        }],
+                    })
+                }
+            }
+            _ => ControllerRequest::AlterClientQuotas(AlterClientQuotasRequest {
+                entries: vec![ClientQuotaAlteration {
+                    entity: vec![("user".into(), self.chance(80).then_some(user))],
+                    ops: vec![ClientQuotaOp {
+                        key: "producer_byte_rate".into(),
+                        value: 1024.0 * (1 + self.rng.below(4)) as f64,
+                        remove: self.chance(30),
+                    }],
+                }],
+                validate_only: false,
+            }),
+        };
+        self.request(req);
+    }
+
     fn request(&mut self, req: ControllerRequest) {
         let r = self.c.handle(self.now, req);
         self.propose(r);
@@ -424,6 +485,7 @@ impl Sim {
                     ));
                 }
             }
+            16 if self.chance(50) => self.security_request(),
             16 => {
                 let name = self.pick(&TOPICS).to_string();
                 let value = if self.chance(50) { "true" } else { "false" };
@@ -582,6 +644,11 @@ fn simulation_many_seeds() {
         "ProducerIdsRecord",
         "UnregisterBrokerRecord",
         "NoOpRecord",
+        "AccessControlEntryRecord",
+        "RemoveAccessControlEntryRecord",
+        "UserScramCredentialRecord",
+        "RemoveUserScramCredentialRecord",
+        "ClientQuotaRecord",
     ] {
         assert!(
             cov.by_record.get(record).copied().unwrap_or(0) > 0,
