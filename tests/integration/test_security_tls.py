@@ -5,7 +5,8 @@ listener with confluent-kafka and kafka-python; a PLAINTEXT and an SSL listener 
 each client seeing its own listener in Metadata; ``ssl.client.auth=required`` (a trusted
 client certificate works, none or another CA's gets no data); certificate reload without a
 restart; an untrusted server certificate refused by the client; start-up errors naming the
-setting and file.
+setting and file; an inline PEM keystore that DescribeConfigs never shows; the mapped client
+certificate subject as the principal the authorizer checks.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from conftest import BrokerProcess, _find_binary, free_port
 from helpers import admin, consume_n, consumer, produce_all, producer, unique_topic
@@ -279,3 +280,24 @@ def test_inline_pem_keystore_works_and_is_never_described(tls_factory, tmp_path)
     key = described["ssl.keystore.key"]
     assert key.is_sensitive and key.value is None
     assert "BEGIN CERTIFICATE" in described["ssl.keystore.certificate.chain"].value
+
+
+def test_mtls_principal_is_what_the_authorizer_sees(tls_factory, tmp_path):
+    """The mapped client certificate subject is the principal ACLs and super.users match:
+    CN=admin (a super user) may write, CN=bob (no ACL) is refused TOPIC_AUTHORIZATION_FAILED."""
+    pki = Pki(tmp_path)
+    _, endpoint = start_ssl_broker(tls_factory, pki, tmp_path, **{
+        "ssl.client.auth": "required",
+        "ssl.principal.mapping.rules": "RULE:^CN=([^,]+),.*$/$1/L,DEFAULT",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": "User:admin",
+    })
+    admin_conf = ssl_conf(pki, pki.client_cert("Admin"))
+    assert roundtrip(endpoint, admin_conf, n=3) == [b"m0", b"m1", b"m2"]
+    bob = producer(endpoint, **ssl_conf(pki, pki.client_cert("bob")),
+                   **{"message.timeout.ms": 8000})
+    errors = []
+    bob.produce(unique_topic("denied"), b"x", on_delivery=lambda err, _msg: errors.append(err))
+    bob.flush(15)
+    assert len(errors) == 1 and errors[0] is not None, errors
+    assert errors[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, errors
