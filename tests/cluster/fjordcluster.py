@@ -263,6 +263,9 @@ class ClusterNode:
         self.log_path = self.workdir / "node.log"
         self.clock_offset_path = self.workdir / "clock-offset-ms"
         self.rack = f"rack-{node_id}"
+        # Kafka listeners (NAME://HOST:PORT,...) instead of the single PLAINTEXT client port;
+        # None keeps the default. Per-node settings go in ``extra_args`` (``--set K=V``).
+        self.listeners: str | None = None
         self.extra_args: list[str] = []
         self.proc: subprocess.Popen | None = None
         self.paused = False
@@ -286,7 +289,7 @@ class ClusterNode:
             str(self.cluster.binary), "serve",
             "--node-id", str(self.node_id),
             "--data-dir", str(self.data_dir),
-            "--listen", self.bootstrap,
+            "--listen", self.listeners or self.bootstrap,
         ]
         if self.controller:
             cmd += ["--controller-listen", self.controller_address]

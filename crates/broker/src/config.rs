@@ -31,9 +31,25 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "broker.session.timeout.ms", default: "9000", doc: "The controller fences a broker (takes away its leaderships and ISR memberships) after this long without a heartbeat; a restarted broker may register again once its previous session expired." },
     SettingSpec { key: "metadata.log.max.record.bytes.between.snapshots", default: "20971520", doc: "Snapshot the metadata image (and trim the metadata log) after this many bytes of metadata entries; voters and broker-only observers each do so for their own copy." },
     SettingSpec { key: "data.dir", default: "./fjord-data", doc: "Directory holding the logs and metadata (Kafka: log.dirs, one directory)." },
-    SettingSpec { key: "listen", default: "127.0.0.1:9092", doc: "Address the Kafka listener binds (Kafka: listeners)." },
+    SettingSpec { key: "listen", default: "127.0.0.1:9092", doc: "The Kafka listeners (Kafka: listeners): NAME://HOST:PORT,... (at most 16; the name is the security protocol unless listener.security.protocol.map maps it), or a bare HOST:PORT for one PLAINTEXT listener." },
+    SettingSpec { key: "listener.security.protocol.map", default: "", doc: "NAME:PROTOCOL,... for listener names that are not a security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), e.g. INTERNAL:SSL,EXTERNAL:SASL_SSL; standard names map to themselves." },
+    SettingSpec { key: "inter.broker.listener.name", default: "", doc: "The listener other brokers dial (follower fetches, WriteTxnMarkers, AddPartitionsToTxn verification); empty = the first of listeners (Kafka's default is PLAINTEXT)." },
+    SettingSpec { key: "ssl.keystore.type", default: "PEM", doc: "Format of the keystore: PEM only (JKS and PKCS12 are refused). Like every ssl.* key it may also be given per listener as listener.name.<lower-case name>.ssl.*, which wins for that listener." },
+    SettingSpec { key: "ssl.keystore.location", default: "", doc: "PEM file with the listener's private key (unencrypted PKCS#8, PKCS#1 or SEC1) and certificate chain (leaf first)." },
+    SettingSpec { key: "ssl.keystore.certificate.chain", default: "", doc: "The certificate chain as inline PEM (instead of ssl.keystore.location)." },
+    SettingSpec { key: "ssl.keystore.key", default: "", doc: "The private key as inline PEM (with ssl.keystore.certificate.chain)." },
+    SettingSpec { key: "ssl.key.password", default: "", doc: "Refused when set: encrypted private keys are not supported; decrypt the key (openssl pkey -in enc.pem -out key.pem)." },
+    SettingSpec { key: "ssl.truststore.type", default: "PEM", doc: "Format of the truststore: PEM only." },
+    SettingSpec { key: "ssl.truststore.location", default: "", doc: "PEM file of CA certificates: the CAs client certificates must chain to (ssl.client.auth), and the CAs this broker trusts when it dials another broker over TLS." },
+    SettingSpec { key: "ssl.truststore.certificates", default: "", doc: "The trusted CA certificates as inline PEM (instead of ssl.truststore.location)." },
+    SettingSpec { key: "ssl.client.auth", default: "none", doc: "TLS client certificates: none, requested (checked against the truststore when sent) or required (mTLS). The principal of a connection with a client certificate is User:<subject DN, RFC 2253> mapped by ssl.principal.mapping.rules." },
+    SettingSpec { key: "ssl.enabled.protocols", default: "TLSv1.2,TLSv1.3", doc: "TLS versions accepted: TLSv1.2 and/or TLSv1.3." },
+    SettingSpec { key: "ssl.cipher.suites", default: "", doc: "Comma list of cipher suite names to allow (IANA names, e.g. TLS_AES_128_GCM_SHA256); empty = every suite of the TLS provider." },
+    SettingSpec { key: "ssl.principal.mapping.rules", default: "DEFAULT", doc: "Kafka's SslPrincipalMapper rules: comma list of RULE:pattern/replacement/[LU] and DEFAULT (the whole subject DN), applied to the client certificate's subject; the first rule that matches wins." },
+    SettingSpec { key: "ssl.endpoint.identification.algorithm", default: "https", doc: "https: when this broker dials another broker over TLS it checks the certificate against the advertised host name; empty: no host name check (the chain is still checked)." },
+    SettingSpec { key: "ssl.reload.check.interval.ms", default: "10000", doc: "Fjord: how often the keystore and truststore files are checked; new connections use a changed pair once it parses (a broken file keeps the old one and logs an error)." },
     SettingSpec { key: "metrics.listen", default: "127.0.0.1:9644", doc: "Address of the HTTP listener for Prometheus metrics (GET /metrics) and health checks (GET /health/live, /health/ready)." },
-    SettingSpec { key: "advertised.listener", default: "", doc: "HOST:PORT given to clients in Metadata; empty = the listen address (Kafka: advertised.listeners)." },
+    SettingSpec { key: "advertised.listener", default: "", doc: "The addresses given to clients in Metadata (Kafka: advertised.listeners): NAME://HOST:PORT,... per listener name, or a bare HOST:PORT for the first listener; a listener not named here advertises its bind address." },
     SettingSpec { key: "num.partitions", default: "1", doc: "Partitions of an auto-created topic or a CreateTopics request with -1." },
     SettingSpec { key: "default.replication.factor", default: "1", doc: "Replication factor used when a request says -1. Only 1 is possible on one node." },
     SettingSpec { key: "auto.create.topics.enable", default: "true", doc: "Create unknown topics on Metadata and Produce requests." },
@@ -111,12 +127,14 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "sasl.oauthbearer.expected.audience", default: "", doc: "OAUTHBEARER: comma-separated audiences; a token's aud claim must contain one of them (empty: not checked)." },
     SettingSpec { key: "sasl.oauthbearer.sub.claim.name", default: "sub", doc: "OAUTHBEARER: the claim holding the principal name (User:<value>)." },
     SettingSpec { key: "sasl.oauthbearer.scope.claim.name", default: "scope", doc: "OAUTHBEARER: the claim holding the token's scopes." },
+    SettingSpec { key: "sasl.server.callback.handler.class", default: "", doc: "Accepted for Kafka compatibility (listener.name.<l>.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler): Fjord's OAUTHBEARER validation is built in and configured by the sasl.oauthbearer.* keys; the value is not used." },
     SettingSpec { key: "sasl.oauthbearer.clock.skew.seconds", default: "30", doc: "OAUTHBEARER: slack allowed between the broker's clock and the token's exp, nbf and iat claims." },
 ];
 
 /// Whether a setting holds a secret (Kafka's PASSWORD type): DescribeConfigs reports it as
 /// sensitive with a null value, and nothing prints it.
 pub fn is_sensitive(key: &str) -> bool {
+    let key = crate::listeners::split_listener_override(key).map_or(key, |(_, inner)| inner);
     key == "sasl.jaas.config"
         || key.ends_with(".sasl.jaas.config")
         || key.ends_with("password")
@@ -180,11 +198,16 @@ pub struct BrokerConfig {
     /// Kafka `metadata.log.max.record.bytes.between.snapshots`.
     pub metadata_snapshot_interval_bytes: u64,
     pub data_dir: PathBuf,
-    pub listen: String,
+    /// The Kafka listeners (`listeners`), in the order given; at least one.
+    pub listeners: Vec<crate::listeners::ListenerConfig>,
+    /// `inter.broker.listener.name`: one of `listeners`.
+    pub inter_broker_listener_name: String,
+    /// Every `ssl.*` and `listener.name.*` value given (see [`Self::listener_setting`]).
+    pub security_settings: BTreeMap<String, String>,
+    /// `ssl.reload.check.interval.ms` (Fjord).
+    pub ssl_reload_check_interval_ms: u64,
     /// HOST:PORT of the metrics and health HTTP listener.
     pub metrics_listen: String,
-    pub advertised_host: String,
-    pub advertised_port: i32,
     pub num_partitions: i32,
     pub default_replication_factor: i16,
     pub auto_create_topics_enable: bool,
@@ -471,19 +494,59 @@ const ALIASES: &[(&str, &str)] = &[
     ("broker.id", "node.id"),
 ];
 
-/// Maps a Kafka alias to Fjord's key, and strips a `PLAINTEXT://` scheme from listener values.
+/// Maps a Kafka alias to Fjord's key, and strips the scheme of a single `PLAINTEXT://`
+/// listener value (the same listener as the bare address; keeps old settings and
+/// `--print-config` output as they were).
 pub fn canonical_setting(key: &str, value: &str) -> (String, String) {
     let key = ALIASES
         .iter()
         .find(|(alias, _)| *alias == key)
         .map(|(_, canonical)| *canonical)
         .unwrap_or(key);
-    let value = if key == "listen" || key == "advertised.listener" {
-        value.rsplit("://").next().unwrap_or(value)
+    let single_plaintext = (key == "listen" || key == "advertised.listener")
+        && !value.contains(',')
+        && value
+            .get(..12)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("PLAINTEXT://"));
+    let value = if single_plaintext {
+        &value[12..]
     } else {
         value
     };
     (key.to_string(), value.to_string())
+}
+
+/// Whether `key` is a setting: one of [`SETTINGS`], or a per-listener override
+/// `listener.name.<name>.<key>` of a key that may be overridden per listener (the `ssl.*`
+/// keys). Other suffixes are refused like any unknown key.
+pub fn is_known_setting(key: &str) -> bool {
+    let known = |key: &str| SETTINGS.iter().any(|spec| spec.key == key);
+    if known(key) {
+        return true;
+    }
+    match crate::listeners::split_listener_override(key) {
+        Some((_, inner)) => {
+            let ssl = inner.starts_with("ssl.") && inner != "ssl.reload.check.interval.ms";
+            ssl && known(inner) || is_listener_sasl_key(inner)
+        }
+        None => false,
+    }
+}
+
+/// The SASL keys Kafka lets a listener (`listener.name.<l>.<key>`) or a listener and mechanism
+/// (`listener.name.<l>.<mechanism>.<key>`, e.g. `listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config`)
+/// override.
+fn is_listener_sasl_key(inner: &str) -> bool {
+    let sasl_key = |key: &str| {
+        (key.starts_with("sasl.") || key == "connections.max.reauth.ms")
+            && SETTINGS.iter().any(|spec| spec.key == key)
+    };
+    if sasl_key(inner) {
+        return true;
+    }
+    ["plain.", "scram-sha-256.", "scram-sha-512.", "oauthbearer."]
+        .iter()
+        .any(|mechanism| inner.strip_prefix(mechanism).is_some_and(sasl_key))
 }
 
 fn split_host_port(key: &str, value: &str) -> Result<(String, i32), BrokerError> {
@@ -506,24 +569,28 @@ fn split_host_port(key: &str, value: &str) -> Result<(String, i32), BrokerError>
 impl BrokerConfig {
     /// Validates a merged settings map. Keys must be canonical (see [`canonical_setting`]).
     pub fn from_settings(values: &BTreeMap<String, String>) -> Result<Self, BrokerError> {
-        if let Some(key) = values
-            .keys()
-            .find(|key| !SETTINGS.iter().any(|spec| spec.key == key.as_str()))
-        {
+        if let Some(key) = values.keys().find(|key| !is_known_setting(key)) {
             return Err(BrokerError::UnknownConfig { key: key.clone() });
         }
         let explicit_settings = values.clone();
         let s = Settings { values };
-        let listen = s.raw("listen").to_string();
-        split_host_port("listen", &listen)?;
+        let (listeners, inter_broker_listener_name) = crate::listeners::parse_listeners(
+            s.raw("listen"),
+            s.raw("listener.security.protocol.map"),
+            s.raw("advertised.listener"),
+            s.raw("inter.broker.listener.name"),
+        )
+        .map_err(|(key, reason)| s.invalid(key, &reason))?;
+        let security_settings: BTreeMap<String, String> = values
+            .iter()
+            .filter(|(key, _)| {
+                key.starts_with("ssl.")
+                    || key.starts_with(crate::listeners::LISTENER_OVERRIDE_PREFIX)
+            })
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
         let metrics_listen = s.raw("metrics.listen").to_string();
         split_host_port("metrics.listen", &metrics_listen)?;
-        let advertised = match s.raw("advertised.listener") {
-            "" => listen.clone(),
-            other => other.to_string(),
-        };
-        let (advertised_host, advertised_port) =
-            split_host_port("advertised.listener", &advertised)?;
         let node_id: i32 = s.parse("node.id")?;
         if node_id < 0 {
             return Err(BrokerError::InvalidConfig {
@@ -606,10 +673,11 @@ impl BrokerConfig {
             broker_session_timeout_ms,
             metadata_snapshot_interval_bytes,
             data_dir: PathBuf::from(s.raw("data.dir")),
-            listen,
+            listeners,
+            inter_broker_listener_name,
+            security_settings,
+            ssl_reload_check_interval_ms: s.positive("ssl.reload.check.interval.ms")?,
             metrics_listen,
-            advertised_host,
-            advertised_port,
             num_partitions: s.positive("num.partitions")?,
             default_replication_factor: s.positive("default.replication.factor")?,
             auto_create_topics_enable: s.parse("auto.create.topics.enable")?,
@@ -751,6 +819,33 @@ impl BrokerConfig {
         sources
     }
 
+    /// `key` (an `ssl.*` setting) for `listener`: its `listener.name.<listener>.<key>` override
+    /// if given (any case of the name), else the global value, else the default.
+    pub fn listener_setting(&self, listener: &str, key: &str) -> String {
+        let prefix = crate::listeners::LISTENER_OVERRIDE_PREFIX;
+        let override_value = self
+            .security_settings
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .find_map(|(k, value)| {
+                let (name, inner) = crate::listeners::split_listener_override(k)?;
+                (inner == key && name.eq_ignore_ascii_case(listener)).then_some(value)
+            });
+        if let Some(value) = override_value.or_else(|| self.security_settings.get(key)) {
+            return value.clone();
+        }
+        SETTINGS
+            .iter()
+            .find(|spec| spec.key == key)
+            .map(|spec| spec.default.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The listener named `name`, if this broker has it.
+    pub fn listener(&self, name: &str) -> Option<&crate::listeners::ListenerConfig> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+
     /// The per-log settings new partitions get.
     pub fn log_config(&self) -> fjord_storage::LogConfig {
         fjord_storage::LogConfig {
@@ -777,9 +872,13 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_kafka_like() {
         let config = BrokerConfig::from_settings(&BTreeMap::new()).unwrap();
-        assert_eq!(config.listen, "127.0.0.1:9092");
+        assert_eq!(config.listeners.len(), 1);
+        assert_eq!(config.listeners[0].bind, "127.0.0.1:9092");
+        assert_eq!(config.listeners[0].name, "PLAINTEXT");
+        assert_eq!(config.inter_broker_listener_name, "PLAINTEXT");
         assert_eq!(config.metrics_listen, "127.0.0.1:9644");
-        assert_eq!(config.advertised_port, 9092);
+        assert_eq!(config.listeners[0].advertised_port, 9092);
+        assert_eq!(config.ssl_reload_check_interval_ms, 10_000);
         assert_eq!(config.message_max_bytes, 1_048_588);
         assert!(config.auto_create_topics_enable);
         assert_eq!(config.num_partitions, 1);
@@ -858,6 +957,50 @@ mod tests {
             canonical_setting("log.dirs", "/d"),
             ("data.dir".to_string(), "/d".to_string())
         );
+        // Several listeners, or another name, keep their names.
+        assert_eq!(
+            canonical_setting("listeners", "SSL://h:1,PLAINTEXT://h:2").1,
+            "SSL://h:1,PLAINTEXT://h:2"
+        );
+        assert_eq!(canonical_setting("listeners", "SSL://h:1").1, "SSL://h:1");
+    }
+
+    #[test]
+    fn listener_overrides_are_known_settings_and_win_for_their_listener() {
+        assert!(is_known_setting("listener.name.internal.ssl.client.auth"));
+        assert!(is_known_setting("ssl.client.auth"));
+        assert!(!is_known_setting("listener.name.internal.ssl.client.oath"));
+        assert!(!is_known_setting("listener.name.internal.num.partitions"));
+        assert!(!is_known_setting("listener.name.internal"));
+        assert!(is_sensitive("ssl.keystore.key"));
+        assert!(is_sensitive("listener.name.internal.ssl.keystore.key"));
+        assert!(!is_sensitive("ssl.keystore.location"));
+        let values: BTreeMap<String, String> = [
+            ("listen", "INTERNAL://h:1,SSL://h:2"),
+            ("listener.security.protocol.map", "INTERNAL:SSL"),
+            ("ssl.client.auth", "requested"),
+            ("listener.name.internal.ssl.client.auth", "required"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let config = BrokerConfig::from_settings(&values).unwrap();
+        assert_eq!(
+            config.listener_setting("INTERNAL", "ssl.client.auth"),
+            "required"
+        );
+        assert_eq!(
+            config.listener_setting("SSL", "ssl.client.auth"),
+            "requested"
+        );
+        assert_eq!(config.listener_setting("SSL", "ssl.keystore.type"), "PEM");
+        assert_eq!(config.inter_broker_listener_name, "INTERNAL");
+        let mut bad = values.clone();
+        bad.insert("listener.name.internal.ssl.nope".into(), "x".into());
+        assert!(matches!(
+            BrokerConfig::from_settings(&bad),
+            Err(BrokerError::UnknownConfig { .. })
+        ));
     }
 }
 

@@ -27,6 +27,7 @@ pub mod fetch_session;
 pub mod forwarding;
 pub mod group_coordinator;
 pub mod lifecycle;
+pub mod listeners;
 pub mod log_cleaner;
 pub mod metadata_cache;
 pub mod metadata_fetch;
@@ -631,12 +632,13 @@ impl Broker {
             RequestKind::ApiVersions(r) => {
                 ResponseKind::ApiVersions(apis::api_versions::handle(version, &r))
             }
-            RequestKind::Metadata(r) => {
-                ResponseKind::Metadata(apis::metadata::handle(self, version, &r).await)
-            }
+            RequestKind::Metadata(r) => ResponseKind::Metadata(
+                apis::metadata::handle(self, &session.listener_name, version, &r).await,
+            ),
             RequestKind::Produce(r) => {
                 let acks = r.acks;
-                let response = apis::produce::handle(self, version, r).await;
+                let response =
+                    apis::produce::handle(self, &session.listener_name, version, r).await;
                 if acks == 0 {
                     return if apis::produce::any_error(&response) {
                         Outcome::CloseConnection("a produce request with acks=0 failed")
@@ -647,7 +649,8 @@ impl Broker {
                 ResponseKind::Produce(response)
             }
             RequestKind::Fetch(r) => {
-                let (response, file_records) = apis::fetch::handle(self, version, r).await;
+                let (response, file_records) =
+                    apis::fetch::handle(self, &session.listener_name, version, r).await;
                 return Outcome::RespondWithFileRecords(
                     ResponseKind::Fetch(response),
                     file_records,
@@ -665,11 +668,11 @@ impl Broker {
             RequestKind::DeleteTopics(r) => {
                 ResponseKind::DeleteTopics(apis::delete_topics::handle(self, version, &r).await)
             }
-            RequestKind::DescribeCluster(r) => {
-                ResponseKind::DescribeCluster(apis::describe_cluster::handle(self, &r))
-            }
+            RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
+                apis::describe_cluster::handle(self, &session.listener_name, &r),
+            ),
             RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
-                apis::find_coordinator::handle(self, version, &r).await,
+                apis::find_coordinator::handle(self, &session.listener_name, version, &r).await,
             ),
             RequestKind::JoinGroup(r) => {
                 ResponseKind::JoinGroup(apis::join_group::handle(self, &ctx(), &r).await)

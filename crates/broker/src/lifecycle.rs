@@ -21,14 +21,11 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::controller_channel::ControllerChannel;
-use crate::metadata_view::CLIENT_LISTENER_NAME;
 use crate::BrokerConfig;
 
 /// The `metadata.version` levels this broker understands.
 pub const METADATA_VERSION_MIN: i16 = 1;
 pub const METADATA_VERSION_MAX: i16 = 30;
-/// Kafka `SecurityProtocol.PLAINTEXT`.
-const SECURITY_PROTOCOL_PLAINTEXT: i16 = 0;
 
 /// Where the broker stands with the controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +43,8 @@ pub enum BrokerState {
     Refused,
 }
 
-/// The registration this broker sends: its client listener, rack and supported features.
+/// The registration this broker sends: every listener (advertised address and security
+/// protocol), rack and supported features.
 pub fn registration_request(
     config: &BrokerConfig,
     cluster_id: &str,
@@ -57,12 +55,16 @@ pub fn registration_request(
         broker_id: config.node_id,
         cluster_id: cluster_id.to_string(),
         incarnation_id,
-        listeners: vec![BrokerEndpoint {
-            name: CLIENT_LISTENER_NAME.to_string(),
-            host: config.advertised_host.clone(),
-            port: u16::try_from(config.advertised_port).unwrap_or(0),
-            security_protocol: SECURITY_PROTOCOL_PLAINTEXT,
-        }],
+        listeners: config
+            .listeners
+            .iter()
+            .map(|listener| BrokerEndpoint {
+                name: listener.name.clone(),
+                host: listener.advertised_host.clone(),
+                port: listener.advertised_port,
+                security_protocol: listener.security_protocol.id(),
+            })
+            .collect(),
         features: vec![BrokerFeature {
             name: METADATA_VERSION_FEATURE.to_string(),
             min_supported_version: METADATA_VERSION_MIN,

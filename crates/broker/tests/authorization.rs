@@ -74,12 +74,14 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// A session of `user` on the node's one listener (PLAINTEXT): Metadata and FindCoordinator
+/// answer with the endpoints of the request's listener, so it must be one the node has.
 fn session(user: &str, host: &str) -> Session {
     Session::new(
         KafkaPrincipal::user(user),
         Some(host.parse::<IpAddr>().unwrap()),
-        "SASL_PLAINTEXT",
-        SecurityProtocol::SaslPlaintext,
+        "PLAINTEXT",
+        SecurityProtocol::Plaintext,
     )
 }
 

@@ -8,6 +8,13 @@
 //!
 //! Garbage (bad framing, unknown API keys, undecodable requests, unsupported versions other than
 //! ApiVersions) closes this connection with one log line; nothing else is affected.
+//!
+//! The connection is generic over its transport: the plain TCP halves (fetch responses send
+//! their file ranges with `sendfile`), or the halves of a TLS stream (file ranges are read into
+//! memory and encrypted: `Outcome::into_inline`). Static dispatch, so PLAINTEXT pays nothing
+//! for TLS. Every request runs with the connection's [`Session`] (principal, listener,
+//! security protocol); [`ConnectionAuth`] is where an authentication step sits between decode
+//! and `Broker::handle_session`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use fjord_broker::apis::api_versions;
+use fjord_broker::security::Session;
 use fjord_broker::{Broker, Outcome};
 use fjord_protocol::frame::{decode_frame, peek_frame_size};
 use fjord_protocol::kafka_protocol::messages::RequestHeader;
@@ -22,8 +30,8 @@ use fjord_protocol::request::{decode_body, decode_header, peek_prefix};
 use fjord_protocol::response::encode_response;
 use fjord_protocol::splice::{encode_response_with_external, SpliceError};
 use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
@@ -57,9 +65,62 @@ enum Inbound {
     },
 }
 
+/// Where a connection's responses are written.
+pub trait ResponseWriter: AsyncWrite + Unpin + Send + 'static {
+    /// The plain TCP half when file ranges may go out with `sendfile`; `None` for transports
+    /// that must see every byte (TLS).
+    fn sendfile_half(&mut self) -> Option<&mut OwnedWriteHalf>;
+}
+
+impl ResponseWriter for OwnedWriteHalf {
+    fn sendfile_half(&mut self) -> Option<&mut OwnedWriteHalf> {
+        Some(self)
+    }
+}
+
+impl ResponseWriter for tokio::io::WriteHalf<tokio_rustls::server::TlsStream<TcpStream>> {
+    fn sendfile_half(&mut self) -> Option<&mut OwnedWriteHalf> {
+        None
+    }
+}
+
+/// How a connection authenticates: the one place an authentication step sits between a
+/// decoded request and `Broker::handle_session`.
+pub enum ConnectionAuth {
+    /// PLAINTEXT and SSL: the principal was settled when the connection was accepted
+    /// (anonymous, or the TLS client certificate's).
+    AuthenticatedAtAccept,
+}
+
+/// What [`ConnectionAuth::before_request`] decided for one request.
+pub enum AuthStep {
+    /// Hand the request to the broker with the session.
+    Handle,
+    /// The authenticator answered the request itself (SaslHandshake, SaslAuthenticate).
+    #[allow(dead_code)] // SASL (docs/security-design.md 4, slice S) constructs it.
+    Respond(Box<Outcome>),
+    /// Close the connection (a request before authentication, a failed authentication).
+    #[allow(dead_code)] // SASL constructs it.
+    Close(String),
+}
+
+impl ConnectionAuth {
+    /// Runs before every request; may update the session (the SASL principal).
+    fn before_request(
+        &mut self,
+        _session: &mut Session,
+        _header: &RequestHeader,
+        _request: &RequestKind,
+    ) -> AuthStep {
+        match self {
+            ConnectionAuth::AuthenticatedAtAccept => AuthStep::Handle,
+        }
+    }
+}
+
 /// Sends what the handler decided; `Err` closes the connection.
-async fn write_outcome(
-    socket: &mut OwnedWriteHalf,
+async fn write_outcome<W: ResponseWriter>(
+    socket: &mut W,
     api_key: ApiKey,
     api_version: i16,
     correlation_id: i32,
@@ -78,13 +139,29 @@ async fn write_outcome(
                 .await
                 .map_err(|err| err.to_string())
         }
+        Outcome::RespondWithFileRecords(body, file_records) if socket.sendfile_half().is_none() => {
+            let outcome = Outcome::RespondWithFileRecords(body, file_records)
+                .into_inline()
+                .map_err(|err| err.to_string())?;
+            Box::pin(write_outcome(
+                socket,
+                api_key,
+                api_version,
+                correlation_id,
+                outcome,
+            ))
+            .await
+        }
         Outcome::RespondWithFileRecords(body, file_records) => {
             let sizes: Vec<u64> = file_records.iter().map(|r| r.size_bytes()).collect();
             match encode_response_with_external(api_key, api_version, correlation_id, &body, &sizes)
             {
-                Ok(parts) => splice::write_frame_parts(socket, &parts, &file_records)
-                    .await
-                    .map_err(|err| err.to_string()),
+                Ok(parts) => match socket.sendfile_half() {
+                    Some(plain) => splice::write_frame_parts(plain, &parts, &file_records)
+                        .await
+                        .map_err(|err| err.to_string()),
+                    None => Err("no sendfile on this transport".to_string()),
+                },
                 Err(SpliceError::Placeholders) => {
                     // A placeholder tag showed up where it should not (see `splice`): send
                     // the records inline instead.
@@ -118,9 +195,11 @@ enum ReadEnd {
     Error(String),
 }
 
+/// Serves a PLAINTEXT connection (`session` says which listener).
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
+    session: Session,
     broker: Arc<Broker>,
     limits: ConnectionLimits,
     shutdown: watch::Receiver<bool>,
@@ -129,6 +208,40 @@ pub async fn serve(
         debug!(%peer, error = %err, "set_nodelay failed");
     }
     let (read_half, write_half) = stream.into_split();
+    serve_halves(
+        read_half, write_half, peer, session, broker, limits, shutdown,
+    )
+    .await;
+}
+
+/// Serves a connection whose TLS handshake is done (`session` carries its principal).
+pub async fn serve_tls(
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    peer: SocketAddr,
+    session: Session,
+    broker: Arc<Broker>,
+    limits: ConnectionLimits,
+    shutdown: watch::Receiver<bool>,
+) {
+    let (read_half, write_half) = tokio::io::split(stream);
+    serve_halves(
+        read_half, write_half, peer, session, broker, limits, shutdown,
+    )
+    .await;
+}
+
+async fn serve_halves<R, W>(
+    read_half: R,
+    write_half: W,
+    peer: SocketAddr,
+    session: Session,
+    broker: Arc<Broker>,
+    limits: ConnectionLimits,
+    shutdown: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: ResponseWriter,
+{
     let (queue_tx, queue_rx) = mpsc::channel(limits.queued_requests_max);
     let reader = tokio::spawn(read_requests(
         read_half,
@@ -137,7 +250,8 @@ pub async fn serve(
         queue_tx,
         shutdown,
     ));
-    let written = process_requests(write_half, broker, queue_rx, peer).await;
+    let auth = ConnectionAuth::AuthenticatedAtAccept;
+    let written = process_requests(write_half, broker, queue_rx, session, auth).await;
     // The processor ends when the reader closed the queue or a write failed; in the latter case
     // stop the reader too.
     reader.abort();
@@ -153,8 +267,8 @@ pub async fn serve(
     }
 }
 
-async fn read_requests(
-    mut socket: OwnedReadHalf,
+async fn read_requests<R: AsyncRead + Unpin>(
+    mut socket: R,
     broker: Arc<Broker>,
     limits: ConnectionLimits,
     queue: mpsc::Sender<Inbound>,
@@ -258,11 +372,12 @@ fn decode(
     Ok((request_frame.header, api_key, request))
 }
 
-async fn process_requests(
-    mut socket: OwnedWriteHalf,
+async fn process_requests<W: ResponseWriter>(
+    mut socket: W,
     broker: Arc<Broker>,
     mut queue: mpsc::Receiver<Inbound>,
-    peer: SocketAddr,
+    mut session: Session,
+    mut auth: ConnectionAuth,
 ) -> Result<(), String> {
     while let Some(inbound) = queue.recv().await {
         let (api_key, api_version, correlation_id, outcome, decoded_at) = match inbound {
@@ -273,7 +388,12 @@ async fn process_requests(
                 _memory,
                 decoded_at,
             } => {
-                let outcome = broker.handle_from(Some(peer.ip()), &header, *request).await;
+                // Authentication (SASL) runs here, between decode and the broker.
+                let outcome = match auth.before_request(&mut session, &header, &request) {
+                    AuthStep::Handle => broker.handle_session(&session, &header, *request).await,
+                    AuthStep::Respond(outcome) => *outcome,
+                    AuthStep::Close(reason) => return Err(reason),
+                };
                 (
                     api_key,
                     header.request_api_version,
@@ -299,8 +419,12 @@ async fn process_requests(
         if let Outcome::Respond(body) | Outcome::RespondWithFileRecords(body, _) = &outcome {
             metrics.count_errors(api_key, body);
         }
-        let written =
+        let mut written =
             write_outcome(&mut socket, api_key, api_version, correlation_id, outcome).await;
+        if written.is_ok() {
+            // TLS holds the last record until flushed; a no-op for plain TCP.
+            written = socket.flush().await.map_err(|err| err.to_string());
+        }
         metrics.record_request(api_key, decoded_at.elapsed());
         written?;
     }

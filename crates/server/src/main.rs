@@ -37,6 +37,7 @@ mod server;
 mod settings;
 mod splice;
 mod test_hooks;
+mod tls;
 mod topic_cli;
 mod txn_cli;
 mod user_cli;

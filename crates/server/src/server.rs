@@ -1,15 +1,19 @@
-//! The Kafka listener: accepts connections up to `max.connections`, runs each one as a task,
-//! and on shutdown stops accepting, lets every connection finish the requests it has read,
-//! then closes the broker's logs.
+//! The Kafka listeners: accept connections up to `max.connections` (over all listeners), run
+//! each one as a task with a `Session` naming its listener and security protocol (TLS
+//! listeners finish the handshake first, within `tls::HANDSHAKE_TIMEOUT`, and take the
+//! principal from the client certificate), and on shutdown stop accepting, let every
+//! connection finish the requests it has read, then close the broker's logs.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use fjord_broker::listeners::ListenerConfig;
+use fjord_broker::security::{KafkaPrincipal, Session};
 use fjord_broker::{Broker, BrokerConfig};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
@@ -24,10 +28,10 @@ use tokio::sync::watch as lifecycle_watch;
 use crate::connection::{self, ConnectionLimits};
 use crate::http::{self, HealthState};
 use crate::metadata_service::MetadataService;
-use crate::node_client::{NodeChannelLimits, TcpNodeChannel};
+use crate::node_client::{InterBrokerTls, NodeChannelLimits, TcpNodeChannel};
 use crate::observer_service::ObserverService;
 use crate::test_hooks::{PeerAddresses, PeerListener};
-use fjord_broker::node_channel::NodeChannel;
+use crate::tls::ListenerTls;
 use fjord_broker::txn_markers::{ClusterTxnMarkerWriter, LocalTxnMarkerWriter};
 
 /// Starts the broker in an order that makes readiness observable: the metrics and health
@@ -65,6 +69,17 @@ async fn open_and_run(
     shutdown_requested: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let node_id = config.node_id;
+    // TLS settings and files are checked before anything is opened: a bad one stops the start.
+    let listener_tls = if config.process_roles.broker {
+        load_listener_tls(&config)?
+    } else {
+        Vec::new()
+    };
+    let inter_broker_tls = if config.process_roles.broker {
+        inter_broker_client_tls(&config)?
+    } else {
+        InterBrokerTls::Plain
+    };
     let legacy = {
         let data_dir = config.data_dir.clone();
         tokio::task::spawn_blocking(move || {
@@ -146,14 +161,15 @@ async fn open_and_run(
     health.set_broker(broker.clone());
     // Requests to other brokers (transaction markers today, follower fetches next), addressed
     // by node id; the addresses follow the image.
-    let node_channel = Arc::new(TcpNodeChannel::new(
-        format!("broker-{node_id}"),
-        NodeChannelLimits::default(),
-    ));
+    let node_channel = Arc::new(
+        TcpNodeChannel::new(format!("broker-{node_id}"), NodeChannelLimits::default())
+            .with_tls(inter_broker_tls),
+    );
     let endpoints_task = tokio::spawn(follow_endpoints(
         service.subscribe(),
         node_channel.clone(),
         peer_addresses.clone(),
+        config.inter_broker_listener_name.clone(),
     ));
     // Starts replication: follower fetchers, AlterPartition, ISR and HW checkpoint timers.
     broker.set_node_channel(node_channel.clone());
@@ -208,12 +224,29 @@ async fn open_and_run(
             .context("stray partition check failed")??;
     }
 
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let mut listeners = Vec::with_capacity(config.listeners.len());
+    for (listener, tls) in config.listeners.iter().zip(listener_tls) {
+        let tcp = TcpListener::bind(&listener.bind).await.with_context(|| {
+            format!(
+                "cannot listen on {} (listener {})",
+                listener.bind, listener.name
+            )
+        })?;
+        listeners.push(BoundListener {
+            config: listener.clone(),
+            tcp,
+            tls,
+        });
+    }
+    let describe = |l: &ListenerConfig| {
+        format!(
+            "{}://{} ({}, advertised {}:{})",
+            l.name, l.bind, l.security_protocol, l.advertised_host, l.advertised_port
+        )
+    };
     info!(
-        listen = %config.listen,
-        advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
+        listeners = %config.listeners.iter().map(describe).collect::<Vec<_>>().join(", "),
+        inter_broker_listener = %config.inter_broker_listener_name,
         data_dir = %config.data_dir.display(),
         node_id,
         cluster_id = %cluster_id,
@@ -261,7 +294,7 @@ async fn open_and_run(
             }
         }
     };
-    let outcome = run(listener, broker, shutdown, &health).await;
+    let outcome = run(listeners, broker, shutdown, &health).await;
     lifecycle_task.abort();
     endpoints_task.abort();
     node_channel.shutdown();
@@ -341,29 +374,30 @@ impl MetadataSource {
     }
 }
 
-/// Keeps the node channel's addresses equal to the brokers' client listeners in the image
-/// (through the peer address resolver).
+/// Keeps the node channel's addresses equal to the brokers' inter-broker listeners in the
+/// image (through the peer address resolver); the advertised host is the TLS server name.
 async fn follow_endpoints(
     mut images: watch::Receiver<Arc<MetadataImage>>,
     channel: Arc<TcpNodeChannel>,
     peer_addresses: Arc<PeerAddresses>,
+    inter_broker_listener_name: String,
 ) {
     loop {
-        let endpoints: Vec<(i32, String)> = images
+        let endpoints: Vec<crate::node_client::PeerEndpoint> = images
             .borrow_and_update()
             .brokers
             .values()
             .filter_map(|broker| {
-                let endpoint =
-                    broker.endpoint(fjord_broker::metadata_view::CLIENT_LISTENER_NAME)?;
+                let endpoint = broker.endpoint(&inter_broker_listener_name)?;
                 let advertised = format!("{}:{}", endpoint.host, endpoint.port);
-                Some((
-                    broker.id,
-                    peer_addresses.resolve(PeerListener::Kafka, broker.id, &advertised),
-                ))
+                Some(crate::node_client::PeerEndpoint {
+                    node_id: broker.id,
+                    address: peer_addresses.resolve(PeerListener::Kafka, broker.id, &advertised),
+                    server_name: endpoint.host.clone(),
+                })
             })
             .collect();
-        channel.set_endpoints(endpoints);
+        channel.set_peer_endpoints(endpoints);
         if images.changed().await.is_err() {
             return;
         }
@@ -483,8 +517,172 @@ async fn wait_until_unfenced(lifecycle: &BrokerLifecycle) -> anyhow::Result<()> 
     }
 }
 
+/// A bound Kafka listener.
+pub struct BoundListener {
+    pub config: ListenerConfig,
+    pub tcp: TcpListener,
+    /// The TLS server side of an SSL / SASL_SSL listener.
+    pub tls: Option<Arc<ListenerTls>>,
+}
+
+impl BoundListener {
+    /// A PLAINTEXT listener named PLAINTEXT (tests).
+    #[cfg(test)]
+    pub fn plaintext(tcp: TcpListener) -> Self {
+        let address = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let (host, port) = address.rsplit_once(':').unwrap_or(("127.0.0.1", "0"));
+        Self {
+            config: ListenerConfig {
+                name: "PLAINTEXT".into(),
+                bind: address.clone(),
+                security_protocol: fjord_broker::security::SecurityProtocol::Plaintext,
+                advertised_host: host.to_string(),
+                advertised_port: port.parse().unwrap_or(0),
+            },
+            tcp,
+            tls: None,
+        }
+    }
+}
+
+/// The TLS server side of every listener (`None` for PLAINTEXT ones), in `listeners` order.
+/// SASL listeners are refused until SASL is wired into the connection.
+fn load_listener_tls(config: &BrokerConfig) -> anyhow::Result<Vec<Option<Arc<ListenerTls>>>> {
+    config
+        .listeners
+        .iter()
+        .map(|listener| {
+            if listener.security_protocol.uses_sasl() {
+                anyhow::bail!(
+                    "listener {} is {}: SASL listeners are not wired yet",
+                    listener.name,
+                    listener.security_protocol
+                );
+            }
+            if !listener.security_protocol.uses_tls() {
+                return Ok(None);
+            }
+            let tls = ListenerTls::load(config, &listener.name)?;
+            info!(listener = %listener.name, client_auth = ?tls.client_auth(), "TLS keystore loaded");
+            Ok(Some(Arc::new(tls)))
+        })
+        .collect()
+}
+
+/// The inter-broker client's TLS config, when the inter-broker listener uses TLS. Without a
+/// truststore this broker cannot dial its peers (a single node has none to dial): that is a
+/// warning now and the reason every dial fails with; any other TLS error stops the start.
+fn inter_broker_client_tls(config: &BrokerConfig) -> anyhow::Result<InterBrokerTls> {
+    let name = &config.inter_broker_listener_name;
+    match config.listener(name) {
+        Some(listener) if listener.security_protocol.uses_tls() => {
+            match crate::tls::client_config(config, name) {
+                Ok(client) => Ok(InterBrokerTls::Tls(client)),
+                Err(err @ crate::tls::TlsError::Missing { .. }) => {
+                    warn!(error = %err, "other brokers cannot be dialled over the inter-broker listener");
+                    Ok(InterBrokerTls::Unavailable(err.to_string()))
+                }
+                Err(err) => Err(err.into()),
+            }
+        }
+        _ => Ok(InterBrokerTls::Plain),
+    }
+}
+
+/// Accepted connections waiting for the accept loop (over all listeners).
+const ACCEPT_QUEUE_MAX: usize = 64;
+
+/// A connection accepted on listener `listener` (index into the bound listeners).
+struct Accepted {
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    listener: usize,
+}
+
+/// Accepts on one listener and hands connections to the accept loop.
+async fn accept_loop(tcp: TcpListener, listener: usize, accepted: mpsc::Sender<Accepted>) {
+    loop {
+        match tcp.accept().await {
+            Ok((stream, peer)) => {
+                if accepted
+                    .send(Accepted {
+                        stream,
+                        peer,
+                        listener,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(err) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Runs one accepted connection: the TLS handshake first on a TLS listener (bounded by
+/// `tls::HANDSHAKE_TIMEOUT`; a failure is logged and closes the connection), then the
+/// request loop with the connection's session.
+async fn serve_connection(
+    accepted: Accepted,
+    listener: ListenerConfig,
+    tls: Option<Arc<ListenerTls>>,
+    broker: Arc<Broker>,
+    limits: ConnectionLimits,
+    shutdown: watch::Receiver<bool>,
+) {
+    let Accepted { stream, peer, .. } = accepted;
+    let Some(tls) = tls else {
+        let session = Session::new(
+            KafkaPrincipal::anonymous(),
+            Some(peer.ip()),
+            listener.name,
+            listener.security_protocol,
+        );
+        connection::serve(stream, peer, session, broker, limits, shutdown).await;
+        return;
+    };
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, error = %err, "set_nodelay failed");
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
+    let stream = match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+        .await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            info!(%peer, listener = %listener.name, error = %err, "TLS handshake failed; closing connection");
+            return;
+        }
+        Err(_) => {
+            info!(%peer, listener = %listener.name, timeout_ms = crate::tls::HANDSHAKE_TIMEOUT.as_millis() as u64, "TLS handshake timed out; closing connection");
+            return;
+        }
+    };
+    let principal = match tls.principal(stream.get_ref().1.peer_certificates()) {
+        Ok(principal) => principal,
+        Err(err) => {
+            info!(%peer, listener = %listener.name, error = %err, "TLS client refused; closing connection");
+            return;
+        }
+    };
+    tracing::debug!(%peer, listener = %listener.name, %principal, "TLS connection established");
+    let session = Session::new(
+        principal,
+        Some(peer.ip()),
+        listener.name,
+        listener.security_protocol,
+    );
+    connection::serve_tls(stream, peer, session, broker, limits, shutdown).await;
+}
+
 pub async fn run(
-    listener: TcpListener,
+    listeners: Vec<BoundListener>,
     broker: Arc<Broker>,
     shutdown_requested: impl std::future::Future<Output = ()>,
     health: &HealthState,
@@ -519,18 +717,30 @@ pub async fn run(
         let shutdown = broker.shutdown_signal();
         tokio::spawn(async move { broker.transaction_coordinator().run_timers(shutdown).await })
     };
+    let (accepted_tx, mut accepted_rx) = mpsc::channel::<Accepted>(ACCEPT_QUEUE_MAX);
+    let mut acceptors = JoinSet::new();
+    let mut listener_info = Vec::with_capacity(listeners.len());
+    for (index, bound) in listeners.into_iter().enumerate() {
+        if let Some(tls) = &bound.tls {
+            acceptors.spawn(tls.clone().run_reloader(
+                Duration::from_millis(config.ssl_reload_check_interval_ms),
+                shutdown_rx.clone(),
+            ));
+        }
+        acceptors.spawn(accept_loop(bound.tcp, index, accepted_tx.clone()));
+        listener_info.push((bound.config, bound.tls));
+    }
+    drop(accepted_tx);
     tokio::pin!(shutdown_requested);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(err) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
+            accepted = accepted_rx.recv() => {
+                let Some(accepted) = accepted else {
+                    anyhow::bail!("every listener stopped accepting");
+                };
+                let peer = accepted.peer;
+                let Some((listener, tls)) = listener_info.get(accepted.listener).cloned() else {
+                    continue;
                 };
                 // max.connections is a dynamic broker config: read at every accept. Lowering
                 // it closes no open connection (as in Kafka); new ones wait until below it.
@@ -538,7 +748,7 @@ pub async fn run(
                 let Some(slot) = ConnectionSlot::take(&open_connections, max_connections) else {
                     warn!(%peer, max_connections, "connection limit reached, closing new connection");
                     broker.metrics().connections_rejected.inc();
-                    drop(stream);
+                    drop(accepted);
                     continue;
                 };
                 broker.metrics().connections_accepted.inc();
@@ -547,7 +757,7 @@ pub async fn run(
                 let limits = limits.clone();
                 let shutdown = shutdown_rx.clone();
                 connections.spawn(async move {
-                    connection::serve(stream, peer, broker.clone(), limits, shutdown).await;
+                    serve_connection(accepted, listener, tls, broker.clone(), limits, shutdown).await;
                     broker.metrics().connections.dec();
                     drop(slot);
                 });
@@ -562,7 +772,8 @@ pub async fn run(
         connections = connections.len(),
         "shutting down: no longer accepting connections"
     );
-    drop(listener);
+    acceptors.shutdown().await;
+    drop(accepted_rx);
     shutdown_tx.send_replace(true);
     broker.begin_shutdown();
     let drain = async { while connections.join_next().await.is_some() {} };

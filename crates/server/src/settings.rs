@@ -96,7 +96,7 @@ impl MergedSettings {
         let unknown = self
             .values
             .keys()
-            .find(|key| !SETTINGS.iter().any(|spec| spec.key == key.as_str()));
+            .find(|key| !fjord_broker::config::is_known_setting(key));
         match unknown {
             Some(key) => Err(anyhow!(
                 "unknown setting `{key}` (from {}){}",
@@ -265,6 +265,11 @@ pub fn effective_settings(
                 .into_iter()
                 .next()
                 .unwrap_or((ConfigSource::Default, spec.default.to_string()));
+            let value = if fjord_broker::config::is_sensitive(spec.key) && !value.is_empty() {
+                "[hidden]".to_string()
+            } else {
+                value
+            };
             (spec.key, value, source_label(merged, spec.key, source))
         })
         .collect())

@@ -8,7 +8,7 @@ use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ResponseError, VersionRange};
 
 use super::AUTHORIZED_OPERATIONS_OMITTED;
-use crate::metadata_view::{ImageView, CLIENT_LISTENER_NAME};
+use crate::metadata_view::ImageView;
 use crate::Broker;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
@@ -16,9 +16,14 @@ pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 /// Endpoint types (KIP-919): 1 = brokers, 2 = controllers.
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
-pub fn handle(broker: &Broker, request: &DescribeClusterRequest) -> DescribeClusterResponse {
+/// The brokers' endpoints on `listener_name`, the listener the request came in on.
+pub fn handle(
+    broker: &Broker,
+    listener_name: &str,
+    request: &DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let image = broker.image();
-    let view = ImageView::new(&image, CLIENT_LISTENER_NAME);
+    let view = ImageView::new(&image, listener_name);
     let response = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(broker.cluster_id()))
         .with_controller_id(BrokerId(super::metadata::controller_id(&view)))

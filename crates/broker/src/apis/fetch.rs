@@ -46,7 +46,7 @@ use uuid::Uuid;
 use crate::fetch_session::{
     CachedPartition, FetchKey, SessionError, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID,
 };
-use crate::metadata_view::{ImageView, LeaderHint, CLIENT_LISTENER_NAME};
+use crate::metadata_view::{ImageView, LeaderHint};
 use crate::metrics::GaugeGuard;
 use crate::partition::{Isolation, Partition, PartitionError, PartitionOffsets};
 use crate::replication_shell::QuotaSide;
@@ -143,8 +143,12 @@ enum SessionMode {
 
 /// The response carries a [`placeholder`] for each partition's records; the returned file
 /// ranges (placeholder `i` is `file_records[i]`) are spliced in when the response is written.
+///
+/// KIP-951 leader hints name the leader's endpoint on `listener_name`, the listener the request
+/// came in on.
 pub async fn handle(
     broker: &Broker,
+    listener_name: &str,
     api_version: i16,
     request: FetchRequest,
 ) -> (FetchResponse, Vec<FileRecords>) {
@@ -206,7 +210,7 @@ pub async fn handle(
     };
     count_fetched(follower.is_some(), &reads, &partitions, &results);
     let (session_id, include) = finish_session(broker, &mode, &reads, &results);
-    let hints = leader_hints(broker, &reads, &results);
+    let hints = leader_hints(broker, listener_name, &reads, &results);
     let (responses, file_records) = build_topics(
         api_version,
         read_committed,
@@ -246,6 +250,7 @@ const NODE_ENDPOINTS_VERSION: i16 = 16;
 /// (Kafka `ReplicaManager.getCurrentLeader`, from one image).
 fn leader_hints(
     broker: &Broker,
+    listener_name: &str,
     reads: &[PlannedRead],
     results: &[ReadResult],
 ) -> Vec<Option<LeaderHint>> {
@@ -259,7 +264,7 @@ fn leader_hints(
         return vec![None; reads.len()];
     }
     let image = broker.image();
-    let view = ImageView::new(&image, CLIENT_LISTENER_NAME);
+    let view = ImageView::new(&image, listener_name);
     reads
         .iter()
         .zip(results)

@@ -16,7 +16,6 @@ use fjord_protocol::kafka_protocol::messages::{
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{ResponseError, VersionRange};
 
-use crate::metadata_view::CLIENT_LISTENER_NAME;
 use crate::replica_manager::{GROUP_METADATA_TOPIC_NAME, TRANSACTION_STATE_TOPIC_NAME};
 use crate::Broker;
 
@@ -36,6 +35,7 @@ struct Found {
 
 async fn lookup(
     broker: &Broker,
+    listener_name: &str,
     key_type: i8,
     key: &str,
 ) -> Result<Found, (ResponseError, String)> {
@@ -74,7 +74,7 @@ async fn lookup(
         .map(|registration| registration.leader)
         .ok_or_else(|| not_available("no such partition"))?;
     let endpoint = image
-        .broker_endpoint(leader, CLIENT_LISTENER_NAME)
+        .broker_endpoint(leader, listener_name)
         .ok_or_else(|| not_available("its partition has no leader"))?;
     Ok(Found {
         node_id: leader,
@@ -83,8 +83,10 @@ async fn lookup(
     })
 }
 
+/// The coordinator's endpoint on `listener_name`, the listener the request came in on.
 pub async fn handle(
     broker: &Broker,
+    listener_name: &str,
     api_version: i16,
     request: &FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
@@ -92,23 +94,25 @@ pub async fn handle(
         let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
         for key in &request.coordinator_keys {
             let coordinator = Coordinator::default().with_key(key.clone());
-            coordinators.push(match lookup(broker, request.key_type, key).await {
-                Ok(found) => coordinator
-                    .with_node_id(BrokerId(found.node_id))
-                    .with_host(StrBytes::from_string(found.host))
-                    .with_port(found.port)
-                    .with_error_message(None),
-                Err((error, message)) => coordinator
-                    .with_node_id(BrokerId(-1))
-                    .with_port(-1)
-                    .with_error_code(error.code())
-                    .with_error_message(Some(StrBytes::from_string(message))),
-            });
+            coordinators.push(
+                match lookup(broker, listener_name, request.key_type, key).await {
+                    Ok(found) => coordinator
+                        .with_node_id(BrokerId(found.node_id))
+                        .with_host(StrBytes::from_string(found.host))
+                        .with_port(found.port)
+                        .with_error_message(None),
+                    Err((error, message)) => coordinator
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(error.code())
+                        .with_error_message(Some(StrBytes::from_string(message))),
+                },
+            );
         }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     let response = FindCoordinatorResponse::default();
-    match lookup(broker, request.key_type, &request.key).await {
+    match lookup(broker, listener_name, request.key_type, &request.key).await {
         Ok(found) => response
             .with_node_id(BrokerId(found.node_id))
             .with_host(StrBytes::from_string(found.host))

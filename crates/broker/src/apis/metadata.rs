@@ -13,7 +13,7 @@ use fjord_protocol::{ResponseError, VersionRange};
 
 use super::AUTHORIZED_OPERATIONS_OMITTED;
 use crate::forwarding::AutoCreated;
-use crate::metadata_view::{ImageView, CLIENT_LISTENER_NAME};
+use crate::metadata_view::ImageView;
 use crate::replica_manager::validate_topic_name;
 use crate::Broker;
 
@@ -28,8 +28,11 @@ const TOPIC_OPERATIONS_ALL: i32 =
 const CLUSTER_OPERATIONS_ALL: i32 =
     (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
+/// Answers with the brokers' endpoints on `listener_name`, the listener the request came in
+/// on (brokers without it are left out, as Kafka does).
 pub async fn handle(
     broker: &Broker,
+    listener_name: &str,
     api_version: i16,
     request: &MetadataRequest,
 ) -> MetadataResponse {
@@ -55,7 +58,7 @@ pub async fn handle(
         }
     }
     let image = broker.image();
-    let view = ImageView::new(&image, CLIENT_LISTENER_NAME);
+    let view = ImageView::new(&image, listener_name);
     let topics = if all_topics {
         image
             .topic_ids_by_name

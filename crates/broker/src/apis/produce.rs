@@ -30,7 +30,7 @@ use fjord_protocol::{ResponseError, VersionRange};
 use fjord_storage::{ProducerStateError, StorageError};
 
 use crate::forwarding::AutoCreated;
-use crate::metadata_view::{ImageView, CLIENT_LISTENER_NAME};
+use crate::metadata_view::ImageView;
 use crate::metrics::GaugeGuard;
 use crate::partition::PartitionError;
 use crate::replica_manager::{is_internal_topic, validate_topic_name, Topic};
@@ -59,7 +59,15 @@ struct TxnContext {
 
 /// Handles a produce request. The response is built for every acks value; for acks=0 the
 /// caller sends nothing, or closes the connection if a partition failed (see [`any_error`]).
-pub async fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) -> ProduceResponse {
+///
+/// KIP-951 leader hints name the leader's endpoint on `listener_name`, the listener the request
+/// came in on.
+pub async fn handle(
+    broker: &Broker,
+    listener_name: &str,
+    api_version: i16,
+    request: ProduceRequest,
+) -> ProduceResponse {
     let acks = request.acks;
     let acks_valid = matches!(acks, -1..=1);
     let mut responses = Vec::with_capacity(request.topic_data.len());
@@ -92,7 +100,10 @@ pub async fn handle(broker: &Broker, api_version: i16, request: ProduceRequest) 
     if acks_valid {
         txn.verified = verify_transactions(broker, &txn, &request.topic_data, &topics).await;
     }
-    let mut hints = LeaderHints::default();
+    let mut hints = LeaderHints {
+        listener_name: listener_name.to_string(),
+        ..LeaderHints::default()
+    };
     // acks=all partitions that must wait for the high watermark: (topic slot, partition slot,
     // partition, offset the high watermark must reach).
     let mut pending = Vec::new();
@@ -222,6 +233,8 @@ const LEADER_HINT_VERSION: i16 = 10;
 /// The leaders named in NOT_LEADER_OR_FOLLOWER answers, for the response's `NodeEndpoints`.
 #[derive(Default)]
 struct LeaderHints {
+    /// The listener the request came in on: the hints are endpoints on it.
+    listener_name: String,
     endpoints: std::collections::BTreeMap<i32, (i32, String, u16, Option<String>)>,
 }
 
@@ -239,7 +252,7 @@ fn not_leader(
         return response;
     }
     let image = broker.image();
-    let view = ImageView::new(&image, CLIENT_LISTENER_NAME);
+    let view = ImageView::new(&image, &hints.listener_name);
     let Some(hint) = image
         .topic(&topic.id)
         .and_then(|topic_image| view.leader_hint(topic_image, index))

@@ -1,5 +1,6 @@
-//! [`TcpNodeChannel`]: the broker's [`NodeChannel`] to other nodes, over plain TCP with Kafka
-//! framing. Kafka's equivalent is `NetworkClient` as used by `BrokerBlockingSender` and the
+//! [`TcpNodeChannel`]: the broker's [`NodeChannel`] to other nodes, over TCP (TLS when the
+//! inter-broker listener is SSL: `with_tls`, the peer's advertised host as server name) with
+//! Kafka framing. Kafka's equivalent is `NetworkClient` as used by `BrokerBlockingSender` and the
 //! transaction marker channel.
 //!
 //! Two connections per node, one per [`Lane`]: replica fetches on one, everything else
@@ -28,8 +29,7 @@ use fjord_protocol::request::encode_request;
 use fjord_protocol::response::decode_response;
 use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Semaphore};
 use tracing::{debug, warn};
@@ -78,11 +78,37 @@ impl Lane {
 /// to a node that is down makes one connection attempt, not one each.
 type ConnectionSlot = Arc<tokio::sync::Mutex<Option<Arc<NodeConnection>>>>;
 
+/// How the channel dials the peers' inter-broker listener.
+#[derive(Clone, Default)]
+pub enum InterBrokerTls {
+    /// PLAINTEXT.
+    #[default]
+    Plain,
+    /// SSL with this client config.
+    Tls(Arc<rustls::ClientConfig>),
+    /// SSL, but this broker cannot dial it (no truststore): every connect fails with this.
+    Unavailable(String),
+}
+
+/// Where a peer's inter-broker listener is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerEndpoint {
+    pub node_id: i32,
+    /// HOST:PORT dialled.
+    pub address: String,
+    /// The advertised host: the TLS server name checked against the peer's certificate.
+    pub server_name: String,
+}
+
 /// Sends Kafka requests to other nodes over TCP. Cheap to share behind an `Arc`.
 pub struct TcpNodeChannel {
     client_id: String,
     limits: NodeChannelLimits,
+    /// TLS towards the peers' inter-broker listener, when it is SSL.
+    tls: InterBrokerTls,
     endpoints: Mutex<HashMap<i32, String>>,
+    /// TLS server name per node (its advertised host).
+    server_names: Mutex<HashMap<i32, String>>,
     slots: Mutex<HashMap<(i32, Lane), ConnectionSlot>>,
     shutting_down: AtomicBool,
 }
@@ -94,10 +120,32 @@ impl TcpNodeChannel {
         Self {
             client_id: client_id.into(),
             limits,
+            tls: InterBrokerTls::Plain,
             endpoints: Mutex::new(HashMap::new()),
+            server_names: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
         }
+    }
+
+    /// How to dial the peers (default: plain TCP).
+    pub fn with_tls(mut self, tls: InterBrokerTls) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Sets the peers' addresses and TLS server names (see [`NodeChannel::set_endpoints`]).
+    pub fn set_peer_endpoints(&self, endpoints: Vec<PeerEndpoint>) {
+        *self.server_names.lock() = endpoints
+            .iter()
+            .map(|e| (e.node_id, e.server_name.clone()))
+            .collect();
+        self.set_endpoints(
+            endpoints
+                .into_iter()
+                .map(|e| (e.node_id, e.address))
+                .collect(),
+        );
     }
 
     /// Closes every connection and fails whatever is in flight; later sends fail at once.
@@ -136,7 +184,34 @@ impl TcpNodeChannel {
             }
             existing.close("replaced");
         }
-        let connection = NodeConnection::open(node_id, address, &self.limits).await?;
+        let tls = match &self.tls {
+            InterBrokerTls::Unavailable(reason) => {
+                return Err(ChannelError::Connect {
+                    node_id,
+                    address: address.to_string(),
+                    reason: reason.clone(),
+                })
+            }
+            InterBrokerTls::Tls(config) => {
+                // The advertised host; an address without one (set_endpoints) names itself.
+                let name = self
+                    .server_names
+                    .lock()
+                    .get(&node_id)
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+                        host.trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .to_string()
+                    });
+                Some((config.clone(), name))
+            }
+            InterBrokerTls::Plain => None,
+        };
+        let connection = NodeConnection::open(node_id, address, tls, &self.limits).await?;
+        // Client authentication (SASL, docs/security-design.md 3) runs here, on the new
+        // connection before any other request: PLAINTEXT and SSL need none.
         *guard = Some(connection.clone());
         Ok(connection)
     }
@@ -222,7 +297,7 @@ struct Pending {
 struct NodeConnection {
     node_id: i32,
     address: String,
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
     pending: Mutex<HashMap<i32, Pending>>,
     next_correlation_id: AtomicI32,
     in_flight: Semaphore,
@@ -235,6 +310,7 @@ impl NodeConnection {
     async fn open(
         node_id: i32,
         address: &str,
+        tls: Option<(Arc<rustls::ClientConfig>, String)>,
         limits: &NodeChannelLimits,
     ) -> Result<Arc<Self>, ChannelError> {
         let connect_error = |reason: String| ChannelError::Connect {
@@ -252,7 +328,29 @@ impl NodeConnection {
         if let Err(err) = stream.set_nodelay(true) {
             debug!(node_id, error = %err, "set_nodelay failed");
         }
-        let (read_half, write_half) = stream.into_split();
+        let (read_half, write_half): (
+            Box<dyn AsyncRead + Send + Unpin>,
+            Box<dyn AsyncWrite + Send + Unpin>,
+        ) = match tls {
+            None => {
+                let (read_half, write_half) = stream.into_split();
+                (Box::new(read_half), Box::new(write_half))
+            }
+            Some((config, name)) => {
+                let server_name = rustls::pki_types::ServerName::try_from(name.clone())
+                    .map_err(|err| connect_error(format!("bad TLS server name {name}: {err}")))?;
+                let connector = tokio_rustls::TlsConnector::from(config);
+                let stream = tokio::time::timeout(
+                    Duration::from_millis(limits.connect_timeout_ms),
+                    connector.connect(server_name, stream),
+                )
+                .await
+                .map_err(|_| connect_error("TLS handshake timed out".to_string()))?
+                .map_err(|err| connect_error(format!("TLS handshake failed: {err}")))?;
+                let (read_half, write_half) = tokio::io::split(stream);
+                (Box::new(read_half), Box::new(write_half))
+            }
+        };
         let connection = Arc::new(Self {
             node_id,
             address: address.to_string(),
@@ -349,7 +447,11 @@ impl NodeConnection {
         }
         let written = {
             let mut writer = self.writer.lock().await;
-            writer.write_all(&frame).await
+            match writer.write_all(&frame).await {
+                // TLS buffers: push the record out.
+                Ok(()) => writer.flush().await,
+                Err(err) => Err(err),
+            }
         };
         if let Err(err) = written {
             self.close(&format!("write failed: {err}"));
@@ -396,7 +498,7 @@ impl Drop for NodeConnection {
 /// a weak reference, so dropping the last handle to the connection ends the task.
 async fn read_responses(
     connection: std::sync::Weak<NodeConnection>,
-    mut read_half: tokio::net::tcp::OwnedReadHalf,
+    mut read_half: Box<dyn AsyncRead + Send + Unpin>,
     response_size_bytes_max: usize,
 ) {
     let mut buffer = BytesMut::with_capacity(64 * 1024);

@@ -52,7 +52,7 @@ impl RunningBroker {
         let task = tokio::spawn(async move {
             let health = HealthState::default();
             crate::server::run(
-                listener,
+                vec![crate::server::BoundListener::plaintext(listener)],
                 broker,
                 async {
                     let _ = stopped.await;
