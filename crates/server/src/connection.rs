@@ -17,11 +17,13 @@
 //! and `Broker::handle_session`.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use fjord_broker::apis::api_versions;
+use fjord_broker::security::sasl::{AuthAction, SaslServerAuthenticator};
 use fjord_broker::security::Session;
 use fjord_broker::{Broker, Outcome};
 use fjord_protocol::frame::{decode_frame, peek_frame_size};
@@ -90,17 +92,23 @@ pub enum ConnectionAuth {
     /// PLAINTEXT and SSL: the principal was settled when the connection was accepted
     /// (anonymous, or the TLS client certificate's).
     AuthenticatedAtAccept,
+    /// SASL_PLAINTEXT and SASL_SSL: Kafka's `SaslServerAuthenticator` answers ApiVersions
+    /// (through the broker), SaslHandshake and SaslAuthenticate until the client authenticated,
+    /// and again when it re-authenticates (KIP-368).
+    Sasl(Box<SaslServerAuthenticator>),
 }
 
 /// What [`ConnectionAuth::before_request`] decided for one request.
+// Consumed at once, once per request: boxing the request would add an allocation to each.
+#[allow(clippy::large_enum_variant)]
 pub enum AuthStep {
     /// Hand the request to the broker with the session.
-    Handle,
+    Handle(RequestKind),
     /// The authenticator answered the request itself (SaslHandshake, SaslAuthenticate).
-    #[allow(dead_code)] // SASL (docs/security-design.md 4, slice S) constructs it.
     Respond(Box<Outcome>),
-    /// Close the connection (a request before authentication, a failed authentication).
-    #[allow(dead_code)] // SASL constructs it.
+    /// Write this answer (a failed authentication), then close the connection.
+    RespondAndClose(Box<Outcome>, String),
+    /// Close the connection (a request before authentication, an expired session).
     Close(String),
 }
 
@@ -108,15 +116,50 @@ impl ConnectionAuth {
     /// Runs before every request; may update the session (the SASL principal).
     fn before_request(
         &mut self,
-        _session: &mut Session,
-        _header: &RequestHeader,
-        _request: &RequestKind,
+        session: &mut Session,
+        header: &RequestHeader,
+        request: RequestKind,
+        broker: &Broker,
     ) -> AuthStep {
+        let ConnectionAuth::Sasl(auth) = self else {
+            return AuthStep::Handle(request);
+        };
+        let image = broker.image();
+        let respond = |response| Box::new(Outcome::Respond(response));
+        match auth.on_request(header, request, &image, fjord_broker::time::now_ms()) {
+            AuthAction::Pass(request) => AuthStep::Handle(request),
+            AuthAction::Respond(response) => AuthStep::Respond(respond(response)),
+            AuthAction::Authenticated(response, principal) => {
+                debug!(%principal, mechanism = ?auth.mechanism(), "SASL authentication succeeded");
+                session.principal = principal;
+                session.sasl_mechanism = auth.mechanism().map(|m| m.name().to_string());
+                AuthStep::Respond(respond(response))
+            }
+            AuthAction::RespondAndClose(response, why) => {
+                AuthStep::RespondAndClose(respond(response), why.to_string())
+            }
+            AuthAction::Close(why) => AuthStep::Close(why.to_string()),
+        }
+    }
+
+    /// The largest frame the reader may accept now: SASL's bound before authentication.
+    fn frame_size_bytes_max(&self, configured: usize) -> usize {
         match self {
-            ConnectionAuth::AuthenticatedAtAccept => AuthStep::Handle,
+            ConnectionAuth::Sasl(auth) => auth
+                .max_receive_size_bytes()
+                .map_or(configured, |bound| bound.min(configured)),
+            ConnectionAuth::AuthenticatedAtAccept => configured,
         }
     }
 }
+
+/// The longest a quota mute holds a connection (Kafka's throttle times are bounded by the
+/// quota window for request quotas; byte-rate throttles can be longer). A bound keeps a
+/// misconfigured tiny quota from parking a connection for hours.
+const MUTE_MS_MAX: u64 = 60_000;
+
+/// Kafka's `connection.failed.authentication.delay.ms` default (not configurable here).
+const FAILED_AUTHENTICATION_DELAY_MS: u64 = 100;
 
 /// Sends what the handler decided; `Err` closes the connection.
 async fn write_outcome<W: ResponseWriter>(
@@ -200,6 +243,7 @@ pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     session: Session,
+    auth: ConnectionAuth,
     broker: Arc<Broker>,
     limits: ConnectionLimits,
     shutdown: watch::Receiver<bool>,
@@ -209,7 +253,7 @@ pub async fn serve(
     }
     let (read_half, write_half) = stream.into_split();
     serve_halves(
-        read_half, write_half, peer, session, broker, limits, shutdown,
+        read_half, write_half, peer, session, auth, broker, limits, shutdown,
     )
     .await;
 }
@@ -219,22 +263,25 @@ pub async fn serve_tls(
     stream: tokio_rustls::server::TlsStream<TcpStream>,
     peer: SocketAddr,
     session: Session,
+    auth: ConnectionAuth,
     broker: Arc<Broker>,
     limits: ConnectionLimits,
     shutdown: watch::Receiver<bool>,
 ) {
     let (read_half, write_half) = tokio::io::split(stream);
     serve_halves(
-        read_half, write_half, peer, session, broker, limits, shutdown,
+        read_half, write_half, peer, session, auth, broker, limits, shutdown,
     )
     .await;
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_halves<R, W>(
     read_half: R,
     write_half: W,
     peer: SocketAddr,
     session: Session,
+    auth: ConnectionAuth,
     broker: Arc<Broker>,
     limits: ConnectionLimits,
     shutdown: watch::Receiver<bool>,
@@ -243,15 +290,23 @@ async fn serve_halves<R, W>(
     W: ResponseWriter,
 {
     let (queue_tx, queue_rx) = mpsc::channel(limits.queued_requests_max);
+    let configured_frame_max = limits.frame_size_bytes_max;
+    let frame_size_bytes_max = Arc::new(AtomicUsize::new(
+        auth.frame_size_bytes_max(configured_frame_max),
+    ));
     let reader = tokio::spawn(read_requests(
         read_half,
         broker.clone(),
         limits,
+        frame_size_bytes_max.clone(),
         queue_tx,
         shutdown,
     ));
-    let auth = ConnectionAuth::AuthenticatedAtAccept;
-    let written = process_requests(write_half, broker, queue_rx, session, auth).await;
+    let frame_limit = FrameLimit {
+        shared: frame_size_bytes_max,
+        configured: configured_frame_max,
+    };
+    let written = process_requests(write_half, broker, queue_rx, session, auth, frame_limit).await;
     // The processor ends when the reader closed the queue or a write failed; in the latter case
     // stop the reader too.
     reader.abort();
@@ -267,10 +322,18 @@ async fn serve_halves<R, W>(
     }
 }
 
+/// The reader's frame bound, lowered before SASL authentication (`sasl.server.max.receive.size`)
+/// and raised by the processor once the client authenticated.
+struct FrameLimit {
+    shared: Arc<AtomicUsize>,
+    configured: usize,
+}
+
 async fn read_requests<R: AsyncRead + Unpin>(
     mut socket: R,
     broker: Arc<Broker>,
     limits: ConnectionLimits,
+    frame_size_bytes_max: Arc<AtomicUsize>,
     queue: mpsc::Sender<Inbound>,
     mut shutdown: watch::Receiver<bool>,
 ) -> ReadEnd {
@@ -279,7 +342,8 @@ async fn read_requests<R: AsyncRead + Unpin>(
     loop {
         // Hand out every complete frame already buffered.
         loop {
-            let size_bytes = match peek_frame_size(&buffer, limits.frame_size_bytes_max) {
+            let frame_max = frame_size_bytes_max.load(Ordering::Acquire);
+            let size_bytes = match peek_frame_size(&buffer, frame_max) {
                 Ok(Some(size)) => size,
                 Ok(None) => break,
                 Err(err) => return ReadEnd::Error(err.to_string()),
@@ -297,7 +361,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
                     Err(_) => return ReadEnd::Shutdown,
                 };
             }
-            let frame = match decode_frame(&mut buffer, limits.frame_size_bytes_max) {
+            let frame = match decode_frame(&mut buffer, frame_max) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(err) => return ReadEnd::Error(err.to_string()),
@@ -378,8 +442,10 @@ async fn process_requests<W: ResponseWriter>(
     mut queue: mpsc::Receiver<Inbound>,
     mut session: Session,
     mut auth: ConnectionAuth,
+    frame_limit: FrameLimit,
 ) -> Result<(), String> {
     while let Some(inbound) = queue.recv().await {
+        let mut close_after: Option<String> = None;
         let (api_key, api_version, correlation_id, outcome, decoded_at) = match inbound {
             Inbound::Request {
                 header,
@@ -389,11 +455,21 @@ async fn process_requests<W: ResponseWriter>(
                 decoded_at,
             } => {
                 // Authentication (SASL) runs here, between decode and the broker.
-                let outcome = match auth.before_request(&mut session, &header, &request) {
-                    AuthStep::Handle => broker.handle_session(&session, &header, *request).await,
+                let outcome = match auth.before_request(&mut session, &header, *request, &broker) {
+                    AuthStep::Handle(request) => {
+                        broker.handle_session(&session, &header, request).await
+                    }
                     AuthStep::Respond(outcome) => *outcome,
+                    AuthStep::RespondAndClose(outcome, reason) => {
+                        close_after = Some(reason);
+                        *outcome
+                    }
                     AuthStep::Close(reason) => return Err(reason),
                 };
+                frame_limit.shared.store(
+                    auth.frame_size_bytes_max(frame_limit.configured),
+                    Ordering::Release,
+                );
                 (
                     api_key,
                     header.request_api_version,
@@ -427,6 +503,20 @@ async fn process_requests<W: ResponseWriter>(
         }
         metrics.record_request(api_key, decoded_at.elapsed());
         written?;
+        if let Some(reason) = close_after {
+            // Kafka's connection.failed.authentication.delay.ms (default 100): a failed
+            // authentication closes a little later, so a client retrying wrong passwords in a
+            // loop cannot try more than a few per second per connection.
+            tokio::time::sleep(Duration::from_millis(FAILED_AUTHENTICATION_DELAY_MS)).await;
+            return Err(reason);
+        }
+        // A quota throttled this request: Kafka mutes the channel for the throttle time after
+        // sending the response (KIP-219). Sleeping here holds back the requests already queued,
+        // and the reader stops once the queue is full.
+        let mute_ms = session.take_mute_ms().min(MUTE_MS_MAX);
+        if mute_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(mute_ms)).await;
+        }
     }
     let _ = socket.shutdown().await;
     Ok(())

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use fjord_broker::listeners::ListenerConfig;
+use fjord_broker::security::sasl::{Mechanism, SaslConfig, SaslServerAuthenticator};
 use fjord_broker::security::{KafkaPrincipal, Session};
 use fjord_broker::{Broker, BrokerConfig};
 use tokio::net::TcpListener;
@@ -25,7 +26,7 @@ use fjord_metadata::migration::LegacyMetadata;
 use fjord_metadata::{MetadataDelta, MetadataImage};
 use tokio::sync::watch as lifecycle_watch;
 
-use crate::connection::{self, ConnectionLimits};
+use crate::connection::{self, ConnectionAuth, ConnectionLimits};
 use crate::http::{self, HealthState};
 use crate::metadata_service::MetadataService;
 use crate::node_client::{InterBrokerTls, NodeChannelLimits, TcpNodeChannel};
@@ -75,6 +76,17 @@ async fn open_and_run(
     } else {
         Vec::new()
     };
+    let listener_sasl = if config.process_roles.broker {
+        load_listener_sasl(&config)?
+    } else {
+        Vec::new()
+    };
+    let inter_broker_sasl = config
+        .listeners
+        .iter()
+        .zip(&listener_sasl)
+        .find(|(listener, _)| listener.name == config.inter_broker_listener_name)
+        .and_then(|(_, sasl)| sasl.clone());
     let inter_broker_tls = if config.process_roles.broker {
         inter_broker_client_tls(&config)?
     } else {
@@ -163,7 +175,8 @@ async fn open_and_run(
     // by node id; the addresses follow the image.
     let node_channel = Arc::new(
         TcpNodeChannel::new(format!("broker-{node_id}"), NodeChannelLimits::default())
-            .with_tls(inter_broker_tls),
+            .with_tls(inter_broker_tls)
+            .with_sasl(inter_broker_sasl),
     );
     let endpoints_task = tokio::spawn(follow_endpoints(
         service.subscribe(),
@@ -225,7 +238,7 @@ async fn open_and_run(
     }
 
     let mut listeners = Vec::with_capacity(config.listeners.len());
-    for (listener, tls) in config.listeners.iter().zip(listener_tls) {
+    for ((listener, tls), sasl) in config.listeners.iter().zip(listener_tls).zip(listener_sasl) {
         let tcp = TcpListener::bind(&listener.bind).await.with_context(|| {
             format!(
                 "cannot listen on {} (listener {})",
@@ -236,6 +249,7 @@ async fn open_and_run(
             config: listener.clone(),
             tcp,
             tls,
+            sasl,
         });
     }
     let describe = |l: &ListenerConfig| {
@@ -523,6 +537,8 @@ pub struct BoundListener {
     pub tcp: TcpListener,
     /// The TLS server side of an SSL / SASL_SSL listener.
     pub tls: Option<Arc<ListenerTls>>,
+    /// The SASL settings of a SASL_PLAINTEXT / SASL_SSL listener.
+    pub sasl: Option<Arc<SaslConfig>>,
 }
 
 impl BoundListener {
@@ -541,24 +557,18 @@ impl BoundListener {
             },
             tcp,
             tls: None,
+            sasl: None,
         }
     }
 }
 
-/// The TLS server side of every listener (`None` for PLAINTEXT ones), in `listeners` order.
-/// SASL listeners are refused until SASL is wired into the connection.
+/// The TLS server side of every listener (`None` for PLAINTEXT and SASL_PLAINTEXT ones), in
+/// `listeners` order.
 fn load_listener_tls(config: &BrokerConfig) -> anyhow::Result<Vec<Option<Arc<ListenerTls>>>> {
     config
         .listeners
         .iter()
         .map(|listener| {
-            if listener.security_protocol.uses_sasl() {
-                anyhow::bail!(
-                    "listener {} is {}: SASL listeners are not wired yet",
-                    listener.name,
-                    listener.security_protocol
-                );
-            }
             if !listener.security_protocol.uses_tls() {
                 return Ok(None);
             }
@@ -567,6 +577,44 @@ fn load_listener_tls(config: &BrokerConfig) -> anyhow::Result<Vec<Option<Arc<Lis
             Ok(Some(Arc::new(tls)))
         })
         .collect()
+}
+
+/// The SASL settings of every listener (`None` for PLAINTEXT and SSL ones), in `listeners`
+/// order. A bad setting (an unknown mechanism, a JAAS syntax error, an unreadable JWKS file)
+/// stops the start.
+fn load_listener_sasl(config: &BrokerConfig) -> anyhow::Result<Vec<Option<Arc<SaslConfig>>>> {
+    config
+        .listeners
+        .iter()
+        .map(|listener| {
+            if !listener.security_protocol.uses_sasl() {
+                return Ok(None);
+            }
+            let sasl = SaslConfig::from_settings(&config.explicit_settings, &listener.name)
+                .with_context(|| format!("SASL settings of listener {}", listener.name))?;
+            info!(listener = %listener.name, ?sasl, "SASL enabled");
+            Ok(Some(Arc::new(sasl)))
+        })
+        .collect()
+}
+
+/// Re-reads an OAUTHBEARER listener's JWKS file on the TLS reload tick, so rotated signing
+/// keys are picked up without a restart (a broken file keeps the old keys).
+async fn run_jwks_reloader(
+    listener: String,
+    sasl: Arc<SaslConfig>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(err) = sasl.reload_jwks() {
+            warn!(%listener, error = %err, "JWKS reload failed; keeping the previous keys");
+        }
+    }
 }
 
 /// The inter-broker client's TLS config, when the inter-broker listener uses TLS. Without a
@@ -631,12 +679,21 @@ async fn accept_loop(tcp: TcpListener, listener: usize, accepted: mpsc::Sender<A
 async fn serve_connection(
     accepted: Accepted,
     listener: ListenerConfig,
-    tls: Option<Arc<ListenerTls>>,
+    security: (Option<Arc<ListenerTls>>, Option<Arc<SaslConfig>>),
     broker: Arc<Broker>,
     limits: ConnectionLimits,
     shutdown: watch::Receiver<bool>,
 ) {
     let Accepted { stream, peer, .. } = accepted;
+    let (tls, sasl) = security;
+    let auth = match sasl {
+        Some(sasl) => ConnectionAuth::Sasl(Box::new(SaslServerAuthenticator::new(
+            sasl,
+            Some(peer.ip()),
+            broker.metrics().sasl.clone(),
+        ))),
+        None => ConnectionAuth::AuthenticatedAtAccept,
+    };
     let Some(tls) = tls else {
         let session = Session::new(
             KafkaPrincipal::anonymous(),
@@ -644,7 +701,7 @@ async fn serve_connection(
             listener.name,
             listener.security_protocol,
         );
-        connection::serve(stream, peer, session, broker, limits, shutdown).await;
+        connection::serve(stream, peer, session, auth, broker, limits, shutdown).await;
         return;
     };
     if let Err(err) = stream.set_nodelay(true) {
@@ -678,7 +735,7 @@ async fn serve_connection(
         listener.name,
         listener.security_protocol,
     );
-    connection::serve_tls(stream, peer, session, broker, limits, shutdown).await;
+    connection::serve_tls(stream, peer, session, auth, broker, limits, shutdown).await;
 }
 
 pub async fn run(
@@ -727,8 +784,20 @@ pub async fn run(
                 shutdown_rx.clone(),
             ));
         }
+        if let Some(sasl) = bound
+            .sasl
+            .as_ref()
+            .filter(|s| s.is_enabled(Mechanism::OAuthBearer))
+        {
+            acceptors.spawn(run_jwks_reloader(
+                bound.config.name.clone(),
+                sasl.clone(),
+                Duration::from_millis(config.ssl_reload_check_interval_ms),
+                shutdown_rx.clone(),
+            ));
+        }
         acceptors.spawn(accept_loop(bound.tcp, index, accepted_tx.clone()));
-        listener_info.push((bound.config, bound.tls));
+        listener_info.push((bound.config, (bound.tls, bound.sasl)));
     }
     drop(accepted_tx);
     tokio::pin!(shutdown_requested);
@@ -739,7 +808,7 @@ pub async fn run(
                     anyhow::bail!("every listener stopped accepting");
                 };
                 let peer = accepted.peer;
-                let Some((listener, tls)) = listener_info.get(accepted.listener).cloned() else {
+                let Some((listener, security)) = listener_info.get(accepted.listener).cloned() else {
                     continue;
                 };
                 // max.connections is a dynamic broker config: read at every accept. Lowering
@@ -757,7 +826,7 @@ pub async fn run(
                 let limits = limits.clone();
                 let shutdown = shutdown_rx.clone();
                 connections.spawn(async move {
-                    serve_connection(accepted, listener, tls, broker.clone(), limits, shutdown).await;
+                    serve_connection(accepted, listener, security, broker.clone(), limits, shutdown).await;
                     broker.metrics().connections.dec();
                     drop(slot);
                 });

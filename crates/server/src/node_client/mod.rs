@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use fjord_broker::node_channel::{BoxFuture, ChannelError, NodeChannel, NodeRequest};
+use fjord_broker::security::sasl::{ClientStep, SaslClientAuthenticator, SaslConfig};
 use fjord_protocol::frame::decode_frame;
 use fjord_protocol::kafka_protocol::messages::RequestHeader;
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
@@ -106,6 +107,9 @@ pub struct TcpNodeChannel {
     limits: NodeChannelLimits,
     /// TLS towards the peers' inter-broker listener, when it is SSL.
     tls: InterBrokerTls,
+    /// SASL towards the peers' inter-broker listener, when it is SASL_*: the mechanism of
+    /// `sasl.mechanism.inter.broker.protocol` with that mechanism's JAAS username/password.
+    sasl: Option<Arc<SaslConfig>>,
     endpoints: Mutex<HashMap<i32, String>>,
     /// TLS server name per node (its advertised host).
     server_names: Mutex<HashMap<i32, String>>,
@@ -121,6 +125,7 @@ impl TcpNodeChannel {
             client_id: client_id.into(),
             limits,
             tls: InterBrokerTls::Plain,
+            sasl: None,
             endpoints: Mutex::new(HashMap::new()),
             server_names: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
@@ -131,6 +136,12 @@ impl TcpNodeChannel {
     /// How to dial the peers (default: plain TCP).
     pub fn with_tls(mut self, tls: InterBrokerTls) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// Authenticate every new connection with SASL (default: none).
+    pub fn with_sasl(mut self, sasl: Option<Arc<SaslConfig>>) -> Self {
+        self.sasl = sasl;
         self
     }
 
@@ -179,7 +190,7 @@ impl TcpNodeChannel {
         let slot = self.slot(node_id, lane);
         let mut guard = slot.lock().await;
         if let Some(existing) = guard.as_ref() {
-            if !existing.is_closed() && existing.address == address {
+            if !existing.is_closed() && existing.address == address && !existing.session_expired() {
                 return Ok(existing.clone());
             }
             existing.close("replaced");
@@ -212,8 +223,87 @@ impl TcpNodeChannel {
         let connection = NodeConnection::open(node_id, address, tls, &self.limits).await?;
         // Client authentication (SASL, docs/security-design.md 3) runs here, on the new
         // connection before any other request: PLAINTEXT and SSL need none.
+        if let Some(sasl) = &self.sasl {
+            if let Err(reason) = self.authenticate(&connection, sasl).await {
+                connection.close(&reason);
+                return Err(ChannelError::Connect {
+                    node_id,
+                    address: address.to_string(),
+                    reason,
+                });
+            }
+        }
         *guard = Some(connection.clone());
         Ok(connection)
+    }
+
+    /// Kafka's `SaslClientAuthenticator` on a fresh connection: SaslHandshake v1, then
+    /// SaslAuthenticate round trips until the server accepted (the SCRAM server signature is
+    /// checked). The session lifetime the server grants (KIP-368) makes the connection expire:
+    /// the next request after it opens a new, freshly authenticated one.
+    async fn authenticate(
+        &self,
+        connection: &NodeConnection,
+        sasl: &SaslConfig,
+    ) -> Result<(), String> {
+        let mut client = SaslClientAuthenticator::from_config(sasl).map_err(|e| e.to_string())?;
+        let timeout_ms = self.limits.connect_timeout_ms.max(1);
+        let send = |body: RequestKind, api_key: ApiKey, api_version: i16| NodeRequest {
+            api_key,
+            api_version,
+            body,
+            timeout_ms,
+        };
+        let handshake = match connection
+            .request(
+                &self.client_id,
+                send(
+                    RequestKind::SaslHandshake(client.handshake_request()),
+                    ApiKey::SaslHandshake,
+                    1,
+                ),
+            )
+            .await
+        {
+            Ok(ResponseKind::SaslHandshake(response)) => response,
+            Ok(_) => return Err("unexpected answer to SaslHandshake".into()),
+            Err(err) => return Err(format!("SaslHandshake failed: {err}")),
+        };
+        let mut next = client
+            .on_handshake_response(&handshake)
+            .map_err(|e| format!("SASL handshake refused: {e}"))?;
+        // SCRAM takes two round trips, PLAIN one; a bound keeps a confused server from
+        // looping us.
+        for _ in 0..4 {
+            let response = match connection
+                .request(
+                    &self.client_id,
+                    send(
+                        RequestKind::SaslAuthenticate(next),
+                        ApiKey::SaslAuthenticate,
+                        2,
+                    ),
+                )
+                .await
+            {
+                Ok(ResponseKind::SaslAuthenticate(response)) => response,
+                Ok(_) => return Err("unexpected answer to SaslAuthenticate".into()),
+                Err(err) => return Err(format!("SaslAuthenticate failed: {err}")),
+            };
+            match client
+                .on_authenticate_response(&response)
+                .map_err(|e| format!("SASL authentication failed: {e}"))?
+            {
+                ClientStep::Send(request) => next = request,
+                ClientStep::Done {
+                    session_lifetime_ms,
+                } => {
+                    connection.set_session_lifetime_ms(session_lifetime_ms);
+                    return Ok(());
+                }
+            }
+        }
+        Err("SASL authentication did not finish in 4 round trips".into())
     }
 
     async fn send_request(
@@ -304,6 +394,8 @@ struct NodeConnection {
     in_flight_max: usize,
     closed: AtomicBool,
     reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// When the SASL session ends (KIP-368), as `Instant`; `None`: never.
+    session_expires_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl NodeConnection {
@@ -361,6 +453,7 @@ impl NodeConnection {
             in_flight_max: limits.in_flight_max,
             closed: AtomicBool::new(false),
             reader: Mutex::new(None),
+            session_expires_at: Mutex::new(None),
         });
         let reader = tokio::spawn(read_responses(
             Arc::downgrade(&connection),
@@ -374,6 +467,24 @@ impl NodeConnection {
 
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Ends the connection's use a little before the server's session lifetime (0 = none), so
+    /// no request races the expiry; the next request reconnects and authenticates again.
+    fn set_session_lifetime_ms(&self, session_lifetime_ms: i64) {
+        if session_lifetime_ms <= 0 {
+            return;
+        }
+        let margin_ms = (session_lifetime_ms / 10).min(5_000);
+        let usable_ms = u64::try_from(session_lifetime_ms - margin_ms).unwrap_or(0);
+        *self.session_expires_at.lock() =
+            Some(std::time::Instant::now() + Duration::from_millis(usable_ms));
+    }
+
+    fn session_expired(&self) -> bool {
+        self.session_expires_at
+            .lock()
+            .is_some_and(|at| std::time::Instant::now() >= at)
     }
 
     /// Marks the connection dead and fails every waiting request. Idempotent.
