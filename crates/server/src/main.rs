@@ -30,8 +30,6 @@ mod quota_cli;
 // The cluster wiring (issue 8) uses it; until then only its tests do.
 #[cfg_attr(not(test), allow(dead_code))]
 mod raft_transport;
-// Wired into `serve --secure` once the SASL and TLS listeners land (issue 9).
-#[allow(dead_code)]
 mod secure;
 mod server;
 mod settings;
@@ -150,6 +148,13 @@ struct ServeArgs {
     /// env FJORD_BROKER_RACK)
     #[arg(long, value_name = "RACK")]
     broker_rack: Option<String>,
+    /// Secure in one step: creates once (in DATA_DIR/security) a CA, a broker certificate and
+    /// the `admin` SCRAM user, serves SASL_SSL (SCRAM-SHA-256/512) on the listen address with
+    /// the ACL authorizer on and User:admin as super user, and prints client settings for
+    /// librdkafka, kafka-python and the Java client. Settings given explicitly still win,
+    /// except the listener, which becomes SASL_SSL.
+    #[arg(long)]
+    secure: bool,
     /// TOML file with settings under Kafka's names, e.g. `"num.partitions" = 3`
     #[arg(long, value_name = "FILE", env = "FJORD_CONFIG")]
     config: Option<PathBuf>,
@@ -255,18 +260,87 @@ fn merged_settings(args: &ServeArgs) -> anyhow::Result<MergedSettings> {
 /// the merged settings it came from. Fails on a misspelled `FJORD_*` variable, an unknown key
 /// or an invalid value, naming it and where it was given. The hidden test hooks are taken out
 /// of the settings first (see `test_hooks`).
-fn static_config(
-    args: &ServeArgs,
-) -> anyhow::Result<(BrokerConfig, MergedSettings, test_hooks::TestHooks)> {
+type StaticConfig = (
+    BrokerConfig,
+    MergedSettings,
+    test_hooks::TestHooks,
+    Option<server::SecureAdmin>,
+);
+
+fn static_config(args: &ServeArgs) -> anyhow::Result<StaticConfig> {
     let env_names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
     for name in settings::check_environment_names(env_names)? {
         warn!(variable = %name, "ignoring an environment variable that is no fjord setting");
     }
     let mut merged = merged_settings(args)?;
+    let secure_admin = if args.secure {
+        Some(apply_secure(&mut merged)?)
+    } else {
+        None
+    };
     let hooks = test_hooks::take_test_hooks(&mut merged, |name| std::env::var(name).ok())?;
     merged.check_known_keys()?;
     let config = BrokerConfig::from_settings(&merged.values).map_err(|err| merged.explain(err))?;
-    Ok((config, merged, hooks))
+    Ok((config, merged, hooks, secure_admin))
+}
+
+/// `--secure`: creates or loads the security material and puts its settings under the merged
+/// ones (explicit settings win, except the listener, which becomes SASL_SSL on the same
+/// address). Returns what the server needs once ready: the admin user to create and the
+/// client settings to print.
+fn apply_secure(merged: &mut MergedSettings) -> anyhow::Result<server::SecureAdmin> {
+    let data_dir = merged
+        .values
+        .get("data.dir")
+        .cloned()
+        .unwrap_or_else(|| "./fjord-data".to_string());
+    let listen = merged
+        .values
+        .get("listen")
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:9092".to_string());
+    let first = listen.split(',').next().unwrap_or_default().trim();
+    let address = first.rsplit("://").next().unwrap_or(first);
+    let (host, port) = address
+        .rsplit_once(':')
+        .with_context(|| format!("--secure: cannot read HOST:PORT from listen {listen:?}"))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("--secure: bad port in listen {listen:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let mut hosts = vec![host.clone()];
+    if let Some(advertised) = merged.values.get("advertised.listener") {
+        let advertised = advertised.rsplit("://").next().unwrap_or(advertised);
+        if let Some((advertised_host, _)) = advertised.rsplit_once(':') {
+            hosts.push(advertised_host.to_string());
+        }
+    }
+    let setup = secure::SecureSetup::load_or_create(std::path::Path::new(&data_dir), &hosts)?;
+    if setup.created {
+        info!(dir = %setup.dir.display(), "--secure: created a CA, a broker certificate and the admin user's password");
+    }
+    for (key, value) in setup.broker_settings(&host, port) {
+        let (key, value) = fjord_broker::config::canonical_setting(&key, &value);
+        if key == "listen" || !merged.values.contains_key(&key) {
+            merged.insert(key, value, Origin::Flag("--secure"));
+        }
+    }
+    let bootstrap_host = if host == "0.0.0.0" || host == "::" {
+        "127.0.0.1".to_string()
+    } else {
+        host
+    };
+    let bootstrap = if bootstrap_host.contains(':') {
+        format!("[{bootstrap_host}]:{port}")
+    } else {
+        format!("{bootstrap_host}:{port}")
+    };
+    Ok(server::SecureAdmin {
+        user: secure::ADMIN_USER.to_string(),
+        password: setup.admin_password.clone(),
+        iterations: secure::ADMIN_ITERATIONS,
+        banner: setup.client_settings_text(&bootstrap),
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -310,7 +384,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let (config, merged, hooks) = static_config(&args)?;
+    let (config, merged, hooks, secure_admin) = static_config(&args)?;
     if let Some(format) = args.print_config {
         return settings::print_effective_settings(&merged, &config, format);
     }
@@ -323,6 +397,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(server::serve(
         config,
         hooks.peer_addresses,
+        secure_admin,
         shutdown_signal(),
     ))
 }

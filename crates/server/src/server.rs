@@ -41,9 +41,20 @@ use fjord_broker::txn_markers::{ClusterTxnMarkerWriter, LocalTxnMarkerWriter};
 ///
 /// `peer_addresses` resolves every address this node dials on another node (test hook
 /// overrides, see `test_hooks`; empty in production).
+/// What `fjord serve --secure` needs done once the broker is ready: its admin SCRAM user
+/// created (when the image has none) and the client settings printed.
+pub struct SecureAdmin {
+    pub user: String,
+    pub password: String,
+    pub iterations: i32,
+    /// Printed to stdout once the broker is ready.
+    pub banner: String,
+}
+
 pub async fn serve(
     config: BrokerConfig,
     peer_addresses: PeerAddresses,
+    secure_admin: Option<SecureAdmin>,
     shutdown_requested: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     // A controller-only node runs the quorum and no broker (see `open_and_run`).
@@ -58,7 +69,14 @@ pub async fn serve(
     let health = Arc::new(HealthState::default());
     let http = tokio::spawn(http::run(metrics_listener, health.clone()));
     info!(metrics_listen = %config.metrics_listen, "metrics and health listener started");
-    let result = open_and_run(config, Arc::new(peer_addresses), health, shutdown_requested).await;
+    let result = open_and_run(
+        config,
+        Arc::new(peer_addresses),
+        health,
+        secure_admin,
+        shutdown_requested,
+    )
+    .await;
     http.abort();
     result
 }
@@ -67,6 +85,7 @@ async fn open_and_run(
     config: BrokerConfig,
     peer_addresses: Arc<PeerAddresses>,
     health: Arc<HealthState>,
+    secure_admin: Option<SecureAdmin>,
     shutdown_requested: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let node_id = config.node_id;
@@ -268,6 +287,10 @@ async fn open_and_run(
         process_roles = if config.process_roles.controller { "broker,controller" } else { "broker" },
         "fjord broker ready"
     );
+    if let Some(admin) = &secure_admin {
+        ensure_scram_user(&broker, admin).await?;
+        println!("{}", admin.banner);
+    }
     health.set_ready(true);
     // Controlled shutdown (leaderships move away) runs before the listener stops. A broker-only
     // node whose observer stopped for good (another cluster, a failed metadata log) shuts down
@@ -988,4 +1011,77 @@ impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Creates `admin`'s SCRAM-SHA-256 and SCRAM-SHA-512 credentials unless the image has them,
+/// through the broker's own AlterUserScramCredentials path (forwarded to the controller, so
+/// they are in the metadata log like any other credential). One request per mechanism: a
+/// KRaft controller refuses a user named twice in one request.
+async fn ensure_scram_user(broker: &Broker, admin: &SecureAdmin) -> anyhow::Result<()> {
+    use fjord_metadata::security::ScramMechanism;
+    use fjord_protocol::kafka_protocol::messages::alter_user_scram_credentials_request::{
+        AlterUserScramCredentialsRequest, ScramCredentialUpsertion,
+    };
+    use fjord_protocol::kafka_protocol::messages::RequestHeader;
+    use fjord_protocol::kafka_protocol::protocol::StrBytes;
+    use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
+    use ring::rand::SecureRandom;
+
+    // The broker's own super user, from inside the process.
+    let session = Session::new(
+        KafkaPrincipal::user(admin.user.clone()),
+        None,
+        "INTERNAL",
+        fjord_broker::security::SecurityProtocol::Plaintext,
+    );
+    for mechanism in [ScramMechanism::ScramSha256, ScramMechanism::ScramSha512] {
+        if broker
+            .image()
+            .scram_credentials
+            .contains_key(&(admin.user.clone(), mechanism))
+        {
+            continue;
+        }
+        let mut salt = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut salt)
+            .map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
+        let iterations = u32::try_from(admin.iterations).unwrap_or(4096);
+        let salted = mechanism.salted_password(admin.password.as_bytes(), &salt, iterations);
+        let request = AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+            ScramCredentialUpsertion::default()
+                .with_name(StrBytes::from_string(admin.user.clone()))
+                .with_mechanism(mechanism.code())
+                .with_iterations(admin.iterations)
+                .with_salt(bytes::Bytes::copy_from_slice(&salt))
+                .with_salted_password(bytes::Bytes::from(salted)),
+        ]);
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::AlterUserScramCredentials as i16)
+            .with_request_api_version(0)
+            .with_client_id(Some(StrBytes::from_static_str("fjord-secure")));
+        let outcome = broker
+            .handle_session(
+                &session,
+                &header,
+                RequestKind::AlterUserScramCredentials(request),
+            )
+            .await;
+        let fjord_broker::Outcome::Respond(ResponseKind::AlterUserScramCredentials(response)) =
+            outcome
+        else {
+            anyhow::bail!("--secure: unexpected answer creating the admin user");
+        };
+        if let Some(failed) = response.results.iter().find(|r| r.error_code != 0) {
+            anyhow::bail!(
+                "--secure: creating the {} credential of {} failed with error {}: {}",
+                mechanism.mechanism_name(),
+                admin.user,
+                failed.error_code,
+                failed.error_message.as_deref().unwrap_or("")
+            );
+        }
+        info!(user = %admin.user, mechanism = mechanism.mechanism_name(), "--secure: created the admin user's SCRAM credential");
+    }
+    Ok(())
 }
