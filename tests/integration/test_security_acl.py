@@ -143,7 +143,7 @@ def test_prefixed_read_and_group_acl_for_a_consumer_group(s):
     p = producer(s.endpoint, **s.conf("admin"))
     p.produce(topic, b"hello")
     p.flush(10)
-    group = f"app-1-{topic[-6:]}"
+    group = "app-1"
     # Neither ACL: the group is checked first (FindCoordinator / JoinGroup).
     group_acl = s.acl(ResourceType.GROUP, group, AclOperation.READ)
     time.sleep(0.5)
@@ -238,6 +238,22 @@ def test_transactional_producer_needs_write_on_its_transactional_id(s):
     p.begin_transaction()
     p.produce(topic, b"in-txn")
     p.commit_transaction(15)
+    # The same transactional id on a topic alice may only DESCRIBE: AddPartitionsToTxn is
+    # refused, the transaction cannot commit.
+    other = s.create_topic(unique_topic("acl-txn-ro"))
+    s.acl(ResourceType.TOPIC, other, AclOperation.DESCRIBE)
+    time.sleep(1.0)
+    p.begin_transaction()
+    delivered = []
+
+    def on_delivery(err, _m):
+        delivered.append(err)
+
+    p.produce(other, b"refused", on_delivery=on_delivery)
+    with pytest.raises(KafkaException) as e:
+        p.commit_transaction(15)
+    codes = {e.value.args[0].code()} | {d.code() for d in delivered if d is not None}
+    assert KafkaError.TOPIC_AUTHORIZATION_FAILED in codes, (e.value, delivered)
     c = consumer(s.endpoint, **s.conf("admin"), **{"isolation.level": "read_committed"})
     try:
         c.assign([TopicPartition(topic, 0, 0)])

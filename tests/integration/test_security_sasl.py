@@ -68,7 +68,7 @@ def plain_jaas(users: dict) -> str:
 class Setup:
     """The broker, its endpoints, the CA and the token signing key."""
 
-    def __init__(self, tmp: Path, extra: dict | None = None):
+    def __init__(self, tmp: Path, extra: dict | None = None, env: dict | None = None):
         self.tmp = tmp
         self.ca = trustme.CA()
         self.ca_path = tmp / "ca.pem"
@@ -97,6 +97,7 @@ class Setup:
             **(extra or {}),
         }
         self.broker = SaslBroker(_find_binary(), tmp, listeners, self.plain, settings)
+        self.broker.env.update(env or {})
         self.broker.start()
 
     def token(self, sub: str = "alice", lifetime_s: int = 3600, key=None) -> tuple[str, float]:
@@ -344,7 +345,8 @@ def test_request_before_authentication_closes_the_connection(setup):
 
 
 def test_reauthentication_keeps_a_consumer_consuming(tmp_path):
-    s = Setup(tmp_path, {"connections.max.reauth.ms": 3000})
+    s = Setup(tmp_path, {"connections.max.reauth.ms": 3000},
+              env={"RUST_LOG": "info,fjord_broker::security::sasl=debug"})
     try:
         endpoint = s.endpoint(True)
         conf = s.conf("PLAIN", True)
@@ -371,5 +373,10 @@ def test_reauthentication_keeps_a_consumer_consuming(tmp_path):
         # Producer and consumer connections re-authenticate every ~3 s for 10 s.
         assert after - before >= 4, (before, after)
         s.broker.assert_alive()
+        # Re-authenticated on the same connections (KIP-368), not reconnected after the
+        # broker closed an expired session.
+        log = s.broker.stderr_tail(2_000_000)
+        assert log.count("reauthentication=true") >= 4, log[-3000:]
+        assert "SASL session expired" not in log
     finally:
         s.broker.stop()
