@@ -321,27 +321,50 @@ def metadata_v0_request(correlation_id: int) -> bytes:
     return struct.pack(">i", len(body)) + body
 
 
+def read_until_closed(s: socket.socket) -> bytes:
+    """Everything the broker sends until it closes (a timeout fails the test)."""
+    s.settimeout(5)
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return data
+            data += chunk
+    except ConnectionResetError:
+        return data
+
+
+def read_response(s: socket.socket) -> bytes:
+    s.settimeout(5)
+    size = struct.unpack(">i", s.recv(4))[0]
+    body = b""
+    while len(body) < size:
+        body += s.recv(size - len(body))
+    return body
+
+
 def test_request_before_authentication_closes_the_connection(setup):
     with socket.create_connection(("127.0.0.1", setup.sasl_plain), timeout=5) as s:
         s.sendall(metadata_v0_request(7))
-        s.settimeout(5)
-        data = b""
-        try:
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-        except ConnectionResetError:
-            pass
+        data = read_until_closed(s)
         assert data == b"", f"the broker answered an unauthenticated Metadata: {data!r}"
+    # ApiVersions is answered before authentication; a Metadata after it still closes.
+    with socket.create_connection(("127.0.0.1", setup.sasl_plain), timeout=5) as s:
+        body = struct.pack(">hhih", 18, 0, 1, 3) + b"raw"
+        s.sendall(struct.pack(">i", len(body)) + body)
+        assert struct.unpack(">ih", read_response(s)[:6]) == (1, 0)
+        s.sendall(metadata_v0_request(2))
+        assert read_until_closed(s) == b""
+    # A frame larger than sasl.server.max.receive.size before authentication.
+    with socket.create_connection(("127.0.0.1", setup.sasl_plain), timeout=5) as s:
+        s.sendall(struct.pack(">i", 100_000_000) + bytes(100))
+        assert read_until_closed(s) == b""
     setup.broker.assert_alive()
     # The PLAINTEXT listener answers the same request.
     with socket.create_connection(("127.0.0.1", setup.plain), timeout=5) as s:
         s.sendall(metadata_v0_request(8))
-        s.settimeout(5)
-        size = struct.unpack(">i", s.recv(4))[0]
-        assert size > 4
+        assert struct.unpack(">i", read_response(s)[:4])[0] == 8
 
 
 def test_reauthentication_keeps_a_consumer_consuming(tmp_path):
