@@ -258,7 +258,7 @@ def test_bad_tls_settings_stop_the_broker_at_start(tmp_path):
     out = start_fails(tmp_path, f"SSL://127.0.0.1:{port}", {"ssl.keystore.type": "JKS"})
     assert "only PEM" in out, out
     out = start_fails(tmp_path, f"SASL_SSL://127.0.0.1:{port}", {})
-    assert "SASL listeners are not wired yet" in out, out
+    assert "a TLS listener needs ssl.keystore.location" in out, out
     out = start_fails(tmp_path, f"PLAINTEXT://127.0.0.1:{port}",
                       {"listener.name.plaintext.ssl.keystore.locaton": "x"})
     assert "unknown setting" in out, out
