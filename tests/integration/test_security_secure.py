@@ -177,3 +177,43 @@ def test_material_is_reused_after_a_restart(broker_factory):
     assert (broker.data_dir / "security" / "ca.crt").read_bytes() == ca_before
     assert produce(client_config(broker), topic, [b"after"]) == []
     assert consume_all(client_config(broker), topic, 2) == [b"before", b"after"]
+
+
+def test_fjord_cli_administers_a_secure_broker_with_command_config(broker_factory, tmp_path):
+    """The printed librdkafka settings, saved as a file, are what `fjord acl|user` need."""
+    import subprocess
+    from conftest import _find_binary
+
+    broker = secure_broker(broker_factory)
+    security = broker.data_dir / "security"
+    props = tmp_path / "client.properties"
+    props.write_text(
+        "security.protocol=SASL_SSL\nsasl.mechanisms=SCRAM-SHA-512\nsasl.username=admin\n"
+        f"sasl.password={(security / 'admin.password').read_text().strip()}\n"
+        f"ssl.ca.location={security / 'ca.crt'}\n")
+
+    def fjord(*args):
+        return subprocess.run([str(_find_binary()), *args, "--bootstrap", broker.bootstrap,
+                               "--command-config", str(props)],
+                              capture_output=True, text=True, timeout=60)
+
+    created = fjord("user", "create", "--user", "carol", "--password", "carol-pw",
+                    "--mechanism", "SCRAM-SHA-256")
+    assert created.returncode == 0, created.stderr
+    topic = f"carol-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient(client_config(broker))
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(20)
+    acl = fjord("acl", "create", "--allow-principal", "User:carol", "--operation", "Write",
+                "--topic", topic)
+    assert acl.returncode == 0, acl.stderr
+    listed = fjord("acl", "list", "--topic", topic, "--output", "json")
+    assert listed.returncode == 0 and "User:carol" in listed.stdout, listed
+    carol = client_config(broker, user="carol", password="carol-pw", mechanism="SCRAM-SHA-256")
+    deadline = time.monotonic() + 20
+    while (errors := produce(carol, topic, [b"from carol"])) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert errors == []
+
+    props.write_text(props.read_text().replace("sasl.password=", "sasl.password=wrong"))
+    refused = fjord("acl", "list")
+    assert refused.returncode != 0 and "SASL" in refused.stderr, refused

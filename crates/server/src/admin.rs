@@ -18,7 +18,9 @@ use fjord_protocol::request::encode_request;
 use fjord_protocol::response::decode_response;
 use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
 
+use crate::client_security::{ClientSecurity, ReadWrite};
 use crate::output::OutputFormat;
+use fjord_broker::security::sasl::{ClientStep, Mechanism, SaslClientAuthenticator};
 
 /// Largest response the CLI accepts: a describe of thousands of partitions fits easily.
 const RESPONSE_SIZE_BYTES_MAX: usize = 256 << 20;
@@ -40,6 +42,11 @@ pub struct ConnectArgs {
     /// Request timeout in milliseconds
     #[arg(long, global = true, value_name = "MS", default_value_t = 30_000)]
     timeout_ms: u64,
+    /// Client security settings as Kafka's tools take them (a properties file:
+    /// security.protocol, sasl.mechanism, sasl.username/sasl.password or sasl.jaas.config,
+    /// ssl.ca.location or ssl.truststore.location), e.g. what `fjord serve --secure` prints
+    #[arg(long, global = true, value_name = "FILE")]
+    command_config: Option<std::path::PathBuf>,
     /// Output format: text (tables) or json (machine-readable, on stdout)
     #[arg(
         long,
@@ -65,12 +72,15 @@ impl ConnectArgs {
     }
 
     pub fn connect(&self) -> Result<AdminClient> {
+        if let Some(path) = &self.command_config {
+            ClientSecurity::from_file(path)?.install();
+        }
         AdminClient::connect(self.bootstrap(), self.timeout())
     }
 }
 
 pub struct AdminClient {
-    stream: TcpStream,
+    stream: Box<dyn ReadWrite>,
     address: String,
     timeout: Duration,
     next_correlation_id: i32,
@@ -102,6 +112,9 @@ impl AdminClient {
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
+        let security = ClientSecurity::current();
+        let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+        let stream = security.wrap(stream, host)?;
         let mut client = AdminClient {
             stream,
             address: address.to_string(),
@@ -110,7 +123,48 @@ impl AdminClient {
             versions: HashMap::new(),
         };
         client.negotiate_versions()?;
+        if let Some((mechanism, user, password)) = &security.sasl {
+            client
+                .authenticate(*mechanism, user, password)
+                .with_context(|| format!("SASL {} as {user} at {address}", mechanism.name()))?;
+        }
         Ok(client)
+    }
+
+    /// Kafka's SASL client exchange (SaslHandshake v1, SaslAuthenticate until done), right
+    /// after ApiVersions as every Kafka client does it.
+    fn authenticate(&mut self, mechanism: Mechanism, user: &str, password: &str) -> Result<()> {
+        let mut sasl =
+            SaslClientAuthenticator::new(mechanism, user, password).map_err(|e| anyhow!("{e}"))?;
+        let ResponseKind::SaslHandshake(handshake) = self.round_trip(
+            ApiKey::SaslHandshake,
+            1,
+            RequestKind::SaslHandshake(sasl.handshake_request()),
+        )?
+        else {
+            bail!("unexpected answer to SaslHandshake");
+        };
+        let mut next = sasl
+            .on_handshake_response(&handshake)
+            .map_err(|e| anyhow!("{e}"))?;
+        for _ in 0..4 {
+            let ResponseKind::SaslAuthenticate(response) = self.round_trip(
+                ApiKey::SaslAuthenticate,
+                1,
+                RequestKind::SaslAuthenticate(next),
+            )?
+            else {
+                bail!("unexpected answer to SaslAuthenticate");
+            };
+            match sasl
+                .on_authenticate_response(&response)
+                .map_err(|e| anyhow!("{e}"))?
+            {
+                ClientStep::Send(request) => next = request,
+                ClientStep::Done { .. } => return Ok(()),
+            }
+        }
+        bail!("SASL authentication did not finish")
     }
 
     pub fn address(&self) -> &str {

@@ -9,6 +9,7 @@
 mod acl_cli;
 mod admin;
 mod client;
+mod client_security;
 mod cluster_cli;
 mod connection;
 mod consume_cli;
@@ -307,7 +308,10 @@ fn apply_secure(merged: &mut MergedSettings) -> anyhow::Result<server::SecureAdm
     let port: u16 = port
         .parse()
         .with_context(|| format!("--secure: bad port in listen {listen:?}"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let mut hosts = vec![host.clone()];
     if let Some(advertised) = merged.values.get("advertised.listener") {
         let advertised = advertised.rsplit("://").next().unwrap_or(advertised);
