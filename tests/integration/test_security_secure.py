@@ -192,10 +192,10 @@ def test_fjord_cli_administers_a_secure_broker_with_command_config(broker_factor
         f"sasl.password={(security / 'admin.password').read_text().strip()}\n"
         f"ssl.ca.location={security / 'ca.crt'}\n")
 
-    def fjord(*args):
+    def fjord(*args, input=None):
         return subprocess.run([str(_find_binary()), *args, "--bootstrap", broker.bootstrap,
                                "--command-config", str(props)],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, input=input)
 
     created = fjord("user", "create", "--user", "carol", "--password", "carol-pw",
                     "--mechanism", "SCRAM-SHA-256")
@@ -213,6 +213,12 @@ def test_fjord_cli_administers_a_secure_broker_with_command_config(broker_factor
     while (errors := produce(carol, topic, [b"from carol"])) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert errors == []
+
+    produced = fjord("produce", topic, input="from the cli\n")
+    assert produced.returncode == 0, produced.stderr
+    consumed = fjord("consume", topic, "--from-beginning", "--count", "2")
+    assert consumed.returncode == 0, consumed.stderr
+    assert consumed.stdout.splitlines() == ["from carol", "from the cli"], consumed.stdout
 
     props.write_text(props.read_text().replace("sasl.password=", "sasl.password=wrong"))
     refused = fjord("acl", "list")

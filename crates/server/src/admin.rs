@@ -72,10 +72,17 @@ impl ConnectArgs {
     }
 
     pub fn connect(&self) -> Result<AdminClient> {
+        self.install_security()?;
+        AdminClient::connect(self.bootstrap(), self.timeout())
+    }
+
+    /// Makes every connection this process opens use `--command-config`'s security settings
+    /// (commands that open their own connections, such as produce and consume, call this).
+    pub fn install_security(&self) -> Result<()> {
         if let Some(path) = &self.command_config {
             ClientSecurity::from_file(path)?.install();
         }
-        AdminClient::connect(self.bootstrap(), self.timeout())
+        Ok(())
     }
 }
 

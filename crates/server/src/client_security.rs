@@ -1,4 +1,4 @@
-//! How the CLI's admin client reaches a secured listener: `--command-config FILE`, a properties
+//! How the CLI's client (admin commands, produce, consume) reaches a secured listener: `--command-config FILE`, a properties
 //! file as Kafka's tools (`kafka-acls.sh --command-config`) and librdkafka take it, e.g. what
 //! `fjord serve --secure` prints:
 //!

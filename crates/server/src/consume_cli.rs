@@ -318,6 +318,7 @@ pub fn run(args: ConsumeArgs) -> Result<()> {
         (None, None, true) => StartAt::Earliest,
         (None, None, false) => StartAt::Latest,
     };
+    args.connect.install_security()?;
     let mut cluster = Cluster::connect(args.connect.bootstrap(), args.connect.timeout())?;
     let all = cluster.partitions(&args.topic, false)?;
     for p in &args.partitions {

@@ -569,6 +569,7 @@ pub fn run(args: ProduceArgs) -> Result<()> {
         }
         None => (Box::new(std::io::stdin()), None, libc::STDIN_FILENO),
     };
+    args.connect.install_security()?;
     let mut cluster = Cluster::connect(args.connect.bootstrap(), args.connect.timeout())?;
     let partition_count = cluster.partitions(&args.topic, true)?.len();
     if let Some(p) = args.partition {
