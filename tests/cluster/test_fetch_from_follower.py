@@ -216,3 +216,25 @@ def test_a_throttled_reassignment_completes_and_verify_removes_the_throttle(clus
     for broker in (1, 2, 3):
         broker_configs = describe(c, ConfigResource(ResourceType.BROKER, str(broker)))
         assert broker_configs["leader.replication.throttled.rate"] == str(2**63 - 1), broker_configs
+
+
+def test_a_follower_is_chosen_on_a_listener_not_named_plaintext(cluster_factory):
+    """KIP-392 on a cluster whose client listener is called CLIENT (mapped to PLAINTEXT): the
+    follower must be reachable on the listener the fetch came in on, whatever its name."""
+    c = cluster_factory(settings={"replica.selector.class": RACK_AWARE}, start=False)
+    for node in c.nodes.values():
+        node.listeners = f"CLIENT://127.0.0.1:{node.client_port}"
+        node.extra_args += ["--set", "listener.security.protocol.map=CLIENT:PLAINTEXT",
+                            "--set", "inter.broker.listener.name=CLIENT"]
+    c.start_all()
+    topic = unique_topic("ffr-client")
+    view = create_topic(c, topic, partitions=1, rf=3, config={"min.insync.replicas": "2"})
+    part = view.partitions[0]
+    leader = part.leader
+    follower = next(r for r in part.replicas if r != leader)
+    p = producer(Bootstrap(c.bootstrap), acks="all")
+    produce_all(p, topic, [{"value": f"v{i}".encode()} for i in range(10)])
+    c.wait_for("the follower's high watermark", lambda: raw_fetch_v11(
+        c.node(follower).client_port, topic, 0, "")["high_watermark"] == 10)
+    answer = raw_fetch_v11(c.node(leader).client_port, topic, 0, c.node(follower).rack)
+    assert answer["preferred_read_replica"] == follower, answer

@@ -369,13 +369,15 @@ impl Partition {
 
     /// KIP-392 (Kafka `ReplicaManager.findPreferredReadReplica`): while this node leads, the
     /// follower a consumer in `client_rack` fetching at `fetch_offset` should read from, per
-    /// `selector`, with brokers (racks, liveness, endpoints) from `image`. `None`: read here.
+    /// `selector`, with brokers (racks, liveness, endpoints on `listener_name`, the listener the
+    /// fetch came in on) from `image`. `None`: read here.
     pub fn preferred_read_replica(
         &self,
         selector: crate::replication::ReplicaSelector,
         client_rack: &str,
         fetch_offset: i64,
         image: &fjord_metadata::MetadataImage,
+        listener_name: &str,
         now_ms: i64,
     ) -> Option<i32> {
         let rack_of = |id: i32| image.brokers.get(&id).and_then(|b| b.rack.as_deref());
@@ -392,9 +394,8 @@ impl Partition {
                 broker_id: id,
                 rack: rack_of(id),
                 alive: image.brokers.get(&id).is_some_and(|b| {
-                    !b.fenced
-                        && b.endpoint(crate::metadata_view::CLIENT_LISTENER_NAME)
-                            .is_some()
+                    // The consumer must be able to reach it on the listener it came in on.
+                    !b.fenced && b.endpoint(listener_name).is_some()
                 }),
                 in_isr: isr.contains(&id),
                 log_start_offset: follower.log_start_offset,

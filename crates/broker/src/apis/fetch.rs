@@ -85,10 +85,17 @@ struct ClientMetadata {
     selector: Option<crate::replication::ReplicaSelector>,
     /// One image for the whole request: racks and liveness of the replicas.
     image: Option<Arc<fjord_metadata::MetadataImage>>,
+    /// The listener the fetch came in on: a preferred replica must have an endpoint there.
+    listener_name: String,
 }
 
 impl ClientMetadata {
-    fn of(broker: &Broker, api_version: i16, request: &FetchRequest) -> Option<Self> {
+    fn of(
+        broker: &Broker,
+        listener_name: &str,
+        api_version: i16,
+        request: &FetchRequest,
+    ) -> Option<Self> {
         if api_version < CLIENT_METADATA_VERSION {
             return None;
         }
@@ -98,6 +105,12 @@ impl ClientMetadata {
         Some(Self {
             rack_id,
             selector,
+            // Only needed (and allocated) when a follower may be chosen.
+            listener_name: if image.is_some() {
+                listener_name.to_string()
+            } else {
+                String::new()
+            },
             image,
         })
     }
@@ -112,6 +125,7 @@ impl ClientMetadata {
             &self.rack_id,
             fetch_offset,
             image,
+            &self.listener_name,
             // Follower catch-up times are on the monotonic clock (`serve_follower_fetch`).
             crate::time::monotonic_ms(),
         )
@@ -177,7 +191,7 @@ pub async fn handle(
     let follower = follower_of(api_version, &request);
     let client = match follower {
         Some(_) => None,
-        None => ClientMetadata::of(broker, api_version, &request),
+        None => ClientMetadata::of(broker, listener_name, api_version, &request),
     };
     let partitions = resolve_partitions(broker, &reads);
     let mut shutdown = broker.shutdown_signal();
