@@ -1019,13 +1019,10 @@ impl Drop for ConnectionSlot {
 /// KRaft controller refuses a user named twice in one request.
 async fn ensure_scram_user(broker: &Broker, admin: &SecureAdmin) -> anyhow::Result<()> {
     use fjord_metadata::security::ScramMechanism;
-    use fjord_protocol::kafka_protocol::messages::alter_user_scram_credentials_request::{
-        AlterUserScramCredentialsRequest, ScramCredentialUpsertion,
-    };
+    use fjord_protocol::kafka_protocol::messages::alter_user_scram_credentials_request::AlterUserScramCredentialsRequest;
     use fjord_protocol::kafka_protocol::messages::RequestHeader;
     use fjord_protocol::kafka_protocol::protocol::StrBytes;
     use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
-    use ring::rand::SecureRandom;
 
     // The broker's own super user, from inside the process.
     let session = Session::new(
@@ -1042,20 +1039,14 @@ async fn ensure_scram_user(broker: &Broker, admin: &SecureAdmin) -> anyhow::Resu
         {
             continue;
         }
-        let mut salt = [0u8; 32];
-        ring::rand::SystemRandom::new()
-            .fill(&mut salt)
-            .map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
-        let iterations = u32::try_from(admin.iterations).unwrap_or(4096);
-        let salted = mechanism.salted_password(admin.password.as_bytes(), &salt, iterations);
-        let request = AlterUserScramCredentialsRequest::default().with_upsertions(vec![
-            ScramCredentialUpsertion::default()
-                .with_name(StrBytes::from_string(admin.user.clone()))
-                .with_mechanism(mechanism.code())
-                .with_iterations(admin.iterations)
-                .with_salt(bytes::Bytes::copy_from_slice(&salt))
-                .with_salted_password(bytes::Bytes::from(salted)),
-        ]);
+        let upsertion = crate::user_cli::scram_upsertion(
+            &admin.user,
+            mechanism,
+            &admin.password,
+            admin.iterations,
+            crate::user_cli::random_salt()?,
+        )?;
+        let request = AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsertion]);
         let header = RequestHeader::default()
             .with_request_api_key(ApiKey::AlterUserScramCredentials as i16)
             .with_request_api_version(0)

@@ -151,10 +151,9 @@ pub fn run(args: UserArgs) -> Result<()> {
                 Some(password) => password.clone(),
                 None => read_password(std::io::stdin().lock())?,
             };
-            let rng = ring::rand::SystemRandom::new();
             let requests = upsertion_requests(&create, &password, |salt| {
-                rng.fill(salt)
-                    .map_err(|_| anyhow!("the system random generator failed"))
+                salt.copy_from_slice(&random_salt()?);
+                Ok(())
             })?;
             let mut client = args.connect.connect()?;
             for request in requests {
@@ -254,21 +253,43 @@ fn upsertion_requests(
             ScramMechanism::ITERATIONS_MAX
         );
     }
-    let rounds = u32::try_from(iterations).context("--iterations")?;
     let mut requests = Vec::new();
     for mechanism in chosen_mechanisms(&args.mechanisms) {
         let mut salt = vec![0u8; SALT_SIZE_BYTES];
         fill_salt(&mut salt)?;
-        let salted_password = mechanism.salted_password(password.as_bytes(), &salt, rounds);
-        let upsertion = ScramCredentialUpsertion::default()
-            .with_name(StrBytes::from_string(args.user.clone()))
-            .with_mechanism(mechanism.code())
-            .with_iterations(iterations)
-            .with_salt(Bytes::from(salt))
-            .with_salted_password(Bytes::from(salted_password));
+        let upsertion = scram_upsertion(&args.user, mechanism, password, iterations, salt)?;
         requests.push(AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsertion]));
     }
     Ok(requests)
+}
+
+/// One mechanism's AlterUserScramCredentials upsertion: the password salted with `salt`
+/// (Kafka's clients send the salted password, never the password). Also what
+/// `serve --secure` sends for its admin user.
+pub fn scram_upsertion(
+    user: &str,
+    mechanism: ScramMechanism,
+    password: &str,
+    iterations: i32,
+    salt: Vec<u8>,
+) -> Result<ScramCredentialUpsertion> {
+    let rounds = u32::try_from(iterations).context("iterations")?;
+    let salted_password = mechanism.salted_password(password.as_bytes(), &salt, rounds);
+    Ok(ScramCredentialUpsertion::default()
+        .with_name(StrBytes::from_string(user.to_string()))
+        .with_mechanism(mechanism.code())
+        .with_iterations(iterations)
+        .with_salt(Bytes::from(salt))
+        .with_salted_password(Bytes::from(salted_password)))
+}
+
+/// A random salt of Kafka's size for a new SCRAM credential.
+pub fn random_salt() -> Result<Vec<u8>> {
+    let mut salt = vec![0u8; SALT_SIZE_BYTES];
+    ring::rand::SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| anyhow!("the system random generator failed"))?;
+    Ok(salt)
 }
 
 /// The AlterUserScramCredentials requests deleting `mechanisms` of `user`, one per request.

@@ -296,7 +296,7 @@ impl AclIndex {
 
 /// Who asks, in the form ACLs are matched against: `Type:name` and the client IP as text
 /// (empty for in-process callers, which only host `*` ACLs match). Built once per request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Caller {
     pub principal: String,
     pub host: String,

@@ -115,16 +115,23 @@ pub struct RequestAuthorizer {
 }
 
 impl RequestAuthorizer {
+    /// `enforced`: the authorizer and the ACLs it checks, `None` when no authorizer is
+    /// configured. Then nothing is looked up or formatted: the caller is only needed to match
+    /// ACLs, and every request pays for this.
     pub fn new(
-        authorizer: Option<&Arc<Authorizer>>,
-        acls: &Arc<super::authorizer::AclMap>,
+        enforced: Option<(&Arc<Authorizer>, &Arc<super::authorizer::AclMap>)>,
         session: &Session,
         api_key: ApiKey,
         metrics: Arc<AuthorizationMetrics>,
     ) -> Self {
+        let caller = match enforced {
+            Some(_) => Caller::new(&session.principal, session.client_address),
+            None => Caller::default(),
+        };
         Self {
-            enforced: authorizer.map(|a| (a.clone(), a.index(acls))),
-            caller: Caller::new(&session.principal, session.client_address),
+            enforced: enforced
+                .map(|(authorizer, acls)| (authorizer.clone(), authorizer.index(acls))),
+            caller,
             api_key,
             metrics,
         }
@@ -1035,8 +1042,9 @@ pub fn gate(
     }
 }
 
-/// The `authorized_operations` fields a request asked for, filled in its response.
-fn operations_only(auth: &RequestAuthorizer, request: RequestKind) -> Gate {
+/// Without an authorizer: the request proceeds whole; only the `authorized_operations` the
+/// client asked for are filled in its response (every supported operation, as Kafka answers).
+pub fn operations_only(auth: &RequestAuthorizer, request: RequestKind) -> Gate {
     let filler = auth.clone();
     let patch: Option<Patch> = match &request {
         RequestKind::DescribeGroups(r) if r.include_authorized_operations => {
