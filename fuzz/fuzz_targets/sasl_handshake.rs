@@ -1,4 +1,4 @@
-//! Arbitrary SaslAuthenticate bytes through every SASL mechanism of `fjord_broker::security::sasl`
+//! Arbitrary SaslAuthenticate bytes through every SASL mechanism of `fjord_sasl`
 //! and through the per-connection `SaslServerAuthenticator`.
 //!
 //! Input: the first byte picks the mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512,
@@ -17,9 +17,9 @@ use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
-use fjord_broker::metrics::SaslMetrics;
-use fjord_broker::security::sasl::jwt::{Jwks, JwtValidator, JwtValidatorSettings};
-use fjord_broker::security::sasl::{
+use fjord_sasl::jwt::{Jwks, JwtValidator, JwtValidatorSettings};
+use fjord_sasl::{
+    SaslMetrics,
     jaas, oauthbearer, scram, AuthAction, Mechanism, SaslConfig, SaslServer,
     SaslServerAuthenticator, ServerContext, ServerStep,
 };

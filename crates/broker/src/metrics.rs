@@ -247,23 +247,8 @@ pub struct BrokerMetrics {
     pub sasl: std::sync::Arc<SaslMetrics>,
 }
 
-/// SASL authentications (and re-authentications) per mechanism, successful and failed:
-/// `fjord_sasl_authentications_total{mechanism,result}`.
-#[derive(Debug, Default)]
-pub struct SaslMetrics {
-    /// Indexed by `Mechanism::index`, then 0 = success, 1 = failure.
-    counts: [[Counter; 2]; 4],
-}
-
-impl SaslMetrics {
-    pub fn record(&self, mechanism: crate::security::sasl::Mechanism, success: bool) {
-        self.counts[mechanism.index()][usize::from(!success)].inc();
-    }
-
-    pub fn get(&self, mechanism: crate::security::sasl::Mechanism, success: bool) -> u64 {
-        self.counts[mechanism.index()][usize::from(!success)].get()
-    }
-}
+/// Rendered as `fjord_sasl_authentications_total{mechanism,result}`.
+pub use fjord_sasl::SaslMetrics;
 
 impl Default for BrokerMetrics {
     fn default() -> Self {

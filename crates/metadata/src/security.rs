@@ -329,6 +329,48 @@ pub type ClientQuotaEntity = BTreeMap<String, Option<String>>;
 /// absent from the image.
 pub type ClientQuotaValues = BTreeMap<String, f64>;
 
+/// Kafka `KafkaPrincipal`: `Type:name`, e.g. `User:alice`; `User:ANONYMOUS` for a connection
+/// that did not authenticate.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KafkaPrincipal {
+    pub principal_type: String,
+    pub name: String,
+}
+
+impl KafkaPrincipal {
+    pub const USER_TYPE: &'static str = "User";
+
+    pub fn user(name: impl Into<String>) -> Self {
+        Self {
+            principal_type: Self::USER_TYPE.to_string(),
+            name: name.into(),
+        }
+    }
+
+    /// Kafka `KafkaPrincipal.ANONYMOUS`.
+    pub fn anonymous() -> Self {
+        Self::user("ANONYMOUS")
+    }
+
+    /// Parses `Type:name` (the name may contain `:`).
+    pub fn parse(text: &str) -> Option<Self> {
+        let (principal_type, name) = text.split_once(':')?;
+        if principal_type.is_empty() {
+            return None;
+        }
+        Some(Self {
+            principal_type: principal_type.to_string(),
+            name: name.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for KafkaPrincipal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.principal_type, self.name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub mod sasl;
+/// SASL lives in its own sans-IO crate (the fuzz targets build it without the broker).
+pub use fjord_sasl as sasl;
 
 /// Kafka `SecurityProtocol`: what a listener speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -81,47 +82,7 @@ impl fmt::Display for SecurityProtocol {
     }
 }
 
-/// Kafka `KafkaPrincipal`: `Type:name`, e.g. `User:alice`; `User:ANONYMOUS` for a connection
-/// that did not authenticate.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct KafkaPrincipal {
-    pub principal_type: String,
-    pub name: String,
-}
-
-impl KafkaPrincipal {
-    pub const USER_TYPE: &'static str = "User";
-
-    pub fn user(name: impl Into<String>) -> Self {
-        Self {
-            principal_type: Self::USER_TYPE.to_string(),
-            name: name.into(),
-        }
-    }
-
-    /// Kafka `KafkaPrincipal.ANONYMOUS`.
-    pub fn anonymous() -> Self {
-        Self::user("ANONYMOUS")
-    }
-
-    /// Parses `Type:name` (the name may contain `:`).
-    pub fn parse(text: &str) -> Option<Self> {
-        let (principal_type, name) = text.split_once(':')?;
-        if principal_type.is_empty() {
-            return None;
-        }
-        Some(Self {
-            principal_type: principal_type.to_string(),
-            name: name.to_string(),
-        })
-    }
-}
-
-impl fmt::Display for KafkaPrincipal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.principal_type, self.name)
-    }
-}
+pub use fjord_metadata::security::KafkaPrincipal;
 
 /// One connection's security context (Kafka `RequestContext`'s principal, client address,
 /// listener name and security protocol). Built by the server when the connection is accepted

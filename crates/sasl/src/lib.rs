@@ -1,5 +1,9 @@
 //! SASL authentication, sans-IO (issue 9, `docs/security-design.md` section 3 "SASL").
 //!
+//! Its own crate, below `fjord-broker` (which re-exports it as `fjord_broker::security::sasl`),
+//! so that it depends on nothing but the wire types and the metadata image: the
+//! `sasl_handshake` fuzz target builds it without the broker, tokio or Raft.
+//!
 //! Kafka authenticates a SASL_PLAINTEXT / SASL_SSL connection before it handles any other
 //! request: the client may ask ApiVersions, then sends SaslHandshake (the mechanism) and one or
 //! more SaslAuthenticate requests carrying the mechanism's messages. Kafka's classes and their
@@ -52,7 +56,7 @@
 //! # Deviation from Kafka
 //!
 //! SaslHandshake v0 (after which Kafka reads raw, unframed SASL tokens) is not supported:
-//! [`crate::apis::sasl_handshake::VERSIONS`] is `1..=1`. Every client since Kafka 1.0 and
+//! the broker's SaslHandshake handler accepts versions `1..=1`. Every client since Kafka 1.0 and
 //! librdkafka uses v1. GSSAPI (Kerberos) and delegation tokens (`tokenauth`) are not supported.
 
 pub mod authenticator;
@@ -60,6 +64,7 @@ pub mod client;
 pub mod config;
 pub mod jaas;
 pub mod jwt;
+pub mod metrics;
 pub mod oauthbearer;
 pub mod plain;
 pub mod scram;
@@ -72,6 +77,8 @@ use fjord_metadata::security::{ScramCredential, ScramMechanism};
 pub use authenticator::{AuthAction, SaslServerAuthenticator};
 pub use client::{ClientStep, SaslClientAuthenticator, SaslClientError};
 pub use config::{SaslConfig, SaslConfigError};
+pub use fjord_metadata::security::KafkaPrincipal;
+pub use metrics::SaslMetrics;
 
 /// The SASL mechanisms Fjord implements, by their IANA / Kafka names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

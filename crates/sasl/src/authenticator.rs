@@ -29,8 +29,8 @@ use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::{RequestKind, ResponseKind};
 
 use super::{Mechanism, SaslConfig, SaslFailure, SaslServer, ServerContext, ServerStep};
-use crate::metrics::SaslMetrics;
-use crate::security::KafkaPrincipal;
+use crate::KafkaPrincipal;
+use crate::SaslMetrics;
 
 /// Kafka's ILLEGAL_SASL_STATE.
 pub const ILLEGAL_SASL_STATE: i16 = 34;

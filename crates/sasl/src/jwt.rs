@@ -457,7 +457,7 @@ pub(crate) mod tests {
     use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, RSA_PKCS1_SHA256};
 
     /// A 2048-bit RSA key (PKCS#8 DER) made for these tests; ring cannot generate RSA keys.
-    const RSA_PKCS8: &[u8] = include_bytes!("../../../tests/fixtures/sasl/rsa2048.pk8");
+    const RSA_PKCS8: &[u8] = include_bytes!("../tests/fixtures/sasl/rsa2048.pk8");
 
     pub const NOW_MS: i64 = 1_700_000_000_000;
 
@@ -710,7 +710,7 @@ pub(crate) mod tests {
     #[test]
     fn tokens_signed_by_pyjwt_validate() {
         let fixture: Value =
-            serde_json::from_str(include_str!("../../../tests/fixtures/sasl/pyjwt.json")).unwrap();
+            serde_json::from_str(include_str!("../tests/fixtures/sasl/pyjwt.json")).unwrap();
         let validator = JwtValidator::new(
             JwtValidatorSettings {
                 expected_issuer: Some("https://issuer".into()),

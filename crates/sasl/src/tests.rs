@@ -21,8 +21,8 @@ use super::authenticator::{
 use super::jwt::tests::{good_claims, Keys, NOW_MS};
 use super::jwt::{Jwks, JwtValidator, JwtValidatorSettings};
 use super::*;
-use crate::metrics::SaslMetrics;
-use crate::security::KafkaPrincipal;
+use crate::KafkaPrincipal;
+use crate::SaslMetrics;
 
 fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
