@@ -32,7 +32,7 @@ from helpers import admin, consume_n, consumer, produce_all, producer, unique_to
 from test_metrics import http_request
 
 # A client refused at authentication never gets metadata; how long to let it try.
-REFUSED_WAIT_S = 3.0
+REFUSED_WAIT_S = 2.0
 ISSUER = "https://issuer.test"
 AUDIENCE = "fjord"
 USERS = {"admin": "admin-secret", "alice": "alice-pw", "bob": "bob-pw"}
