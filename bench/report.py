@@ -125,6 +125,11 @@ def markdown(res):
             notes.append(f"- {w['name']}: {br['nodes']} local nodes (scripts/cluster), replication factor "
                          f"{w['workload'].get('replication_factor', 1)}; broker CPU s/GB summed over the nodes "
                          f"(per node: {per_node}); peak RSS and RSS after are the largest node's")
+        protocol = w["workload"].get("security_protocol", "PLAINTEXT")
+        if protocol != "PLAINTEXT":
+            how = ("`fjord serve --secure`: TLS, SCRAM-SHA-512 logins, authorizer on" if protocol == "SASL_SSL"
+                   else "an SSL listener, server authentication only")
+            notes.append(f"- {w['name']}: clients over {protocol} ({how}); compare with 16p-1kb")
         quota = w.get("quota")
         if quota:
             notes.append(f"- {w['name']}: producer_byte_rate quota {quota['quota_mb_s']:.1f} MB/s, achieved "

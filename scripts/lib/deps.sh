@@ -46,6 +46,10 @@ ensure_system_tools() {
   have cmake || missing+=(cmake)
   # librdkafka's CMake build enables libcurl when it finds the library, so it needs the headers
   [[ -e /usr/include/x86_64-linux-gnu/curl/curl.h || -e /usr/include/curl/curl.h ]] || missing+=(libcurl4-openssl-dev)
+  # fjord-bench's librdkafka is built with SSL (TLS and SCRAM presets) on the system OpenSSL,
+  # which the openssl-sys crate finds with pkg-config
+  [[ -e /usr/include/openssl/ssl.h ]] || missing+=(libssl-dev)
+  have pkg-config || missing+=(pkg-config)
   # pip may have to build nothing (all wheels), but ca-certificates is needed for HTTPS
   [[ -e /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
   if (( ${#missing[@]} )); then

@@ -65,6 +65,9 @@ pub struct RunOptions {
     /// Producers use `enable.idempotence=true` (InitProducerId, sequence numbers, broker-side
     /// deduplication), as librdkafka and Java clients do by default.
     pub idempotence: bool,
+    /// librdkafka settings every client gets on top of its own (`security.protocol`, the CA,
+    /// SASL credentials), applied last.
+    pub client_config: Vec<(String, String)>,
 }
 
 /// The result of one run, as printed by `--json`.
@@ -173,7 +176,8 @@ impl ProducerContext for ProdContext {
 ///   results; librdkafka then also caps in-flight requests at 5, as below);
 /// * `max.in.flight.requests.per.connection=5` (the usual Kafka value);
 /// * `message.timeout.ms=120000`: a failed delivery is reported, not retried forever.
-fn producer_config(bootstrap: &str, w: &Workload, idempotence: bool) -> ClientConfig {
+fn producer_config(opts: &RunOptions, w: &Workload, idempotence: bool) -> ClientConfig {
+    let bootstrap = &opts.bootstrap;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
         .set("client.id", crate::quota::PRODUCER_CLIENT_ID)
@@ -189,7 +193,15 @@ fn producer_config(bootstrap: &str, w: &Workload, idempotence: bool) -> ClientCo
         .set("queue.buffering.max.kbytes", "262144")
         .set("max.in.flight.requests.per.connection", "5")
         .set("message.timeout.ms", "120000");
+    apply(&mut c, &opts.client_config);
     c
+}
+
+/// Sets every `(name, value)` of `settings` on `c` (later settings win).
+fn apply(c: &mut ClientConfig, settings: &[(String, String)]) {
+    for (name, value) in settings {
+        c.set(name, value);
+    }
 }
 
 /// librdkafka consumer settings:
@@ -199,7 +211,8 @@ fn producer_config(bootstrap: &str, w: &Workload, idempotence: bool) -> ClientCo
 ///   is full, which would show up as a consume stall that is not the broker's fault;
 /// * `fetch.wait.max.ms=100`: long-poll bound when the consumer is caught up;
 /// * `max.partition.fetch.bytes`/`fetch.max.bytes` at Kafka's defaults (1 MiB / 50 MiB).
-fn consumer_config(bootstrap: &str) -> ClientConfig {
+fn consumer_config(opts: &RunOptions) -> ClientConfig {
+    let bootstrap = &opts.bootstrap;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
         .set("client.id", "fjord-bench-consumer")
@@ -211,6 +224,7 @@ fn consumer_config(bootstrap: &str) -> ClientConfig {
         .set("fetch.wait.max.ms", "100")
         .set("max.partition.fetch.bytes", "1048576")
         .set("fetch.max.bytes", "52428800");
+    apply(&mut c, &opts.client_config);
     c
 }
 
@@ -218,17 +232,20 @@ fn consumer_config(bootstrap: &str) -> ClientConfig {
 /// until the metadata shows all of them. An existing topic is accepted when `allow_existing`.
 pub fn create_topic(
     bootstrap: &str,
+    client_config: &[(String, String)],
     topic: &str,
     partitions: i32,
     replication_factor: i32,
     allow_existing: bool,
     configs: &[(String, String)],
 ) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
-        .set("client.id", "fjord-bench-admin")
-        .create()
-        .context("creating the admin client")?;
+        .set("client.id", "fjord-bench-admin");
+    apply(&mut config, client_config);
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().context("creating the admin client")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -514,6 +531,7 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunResult> {
     let t = Instant::now();
     create_topic(
         &opts.bootstrap,
+        &opts.client_config,
         &topic,
         w.partitions,
         opts.replication_factor,
@@ -547,11 +565,8 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunResult> {
                     let parts: Vec<i32> = (0..w.partitions)
                         .filter(|p| (*p as usize) % w.consumers == i)
                         .collect();
-                    let (cfg, topic, shared) = (
-                        consumer_config(&opts.bootstrap),
-                        topic.clone(),
-                        shared.clone(),
-                    );
+                    let (cfg, topic, shared) =
+                        (consumer_config(opts), topic.clone(), shared.clone());
                     thread::spawn(move || consumer_thread(cfg, topic, parts, shared, !catchup))
                 })
                 .collect()
@@ -592,7 +607,7 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunResult> {
                 keys: opts.keys,
             };
             let (cfg, topic, shared, pool) = (
-                producer_config(&opts.bootstrap, w, opts.idempotence),
+                producer_config(opts, w, opts.idempotence),
                 topic.clone(),
                 shared.clone(),
                 pool.clone(),

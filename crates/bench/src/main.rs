@@ -142,6 +142,16 @@ struct RunArgs {
     /// sequence numbers and deduplicates retries.
     #[arg(long)]
     idempotence: bool,
+    /// A librdkafka setting for every client of the run, NAME=VALUE; repeatable. For a secured
+    /// broker: `--client-config ssl.ca.location=ca.crt`, plus `sasl.mechanisms=SCRAM-SHA-512`,
+    /// `sasl.username=...`, `sasl.password=...` for SASL_SSL. `security.protocol` defaults to
+    /// the preset's (PLAINTEXT, or SSL / SASL_SSL for 16p-1kb-ssl / 16p-1kb-sasl-ssl).
+    #[arg(long, value_name = "NAME=VALUE")]
+    client_config: Vec<String>,
+    /// The clients' `security.protocol` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL)
+    /// [presets: PLAINTEXT, SSL for 16p-1kb-ssl, SASL_SSL for 16p-1kb-sasl-ssl].
+    #[arg(long, value_parser = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])]
+    security_protocol: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -174,6 +184,10 @@ struct CreateTopicArgs {
     /// Number of partitions.
     #[arg(long, short = 'p', default_value_t = 1)]
     partitions: i32,
+    /// A librdkafka setting for the admin client, NAME=VALUE; repeatable (e.g.
+    /// security.protocol=SSL, ssl.ca.location=ca.crt).
+    #[arg(long, value_name = "NAME=VALUE")]
+    client_config: Vec<String>,
 }
 
 fn main() -> Result<()> {
@@ -194,7 +208,16 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::CreateTopic(a) => {
-            load::create_topic(&a.bootstrap, &a.topic, a.partitions, 1, false, &[])?;
+            let client_config = key_values("--client-config", &a.client_config)?;
+            load::create_topic(
+                &a.bootstrap,
+                &client_config,
+                &a.topic,
+                a.partitions,
+                1,
+                false,
+                &[],
+            )?;
             eprintln!("created {} with {} partitions", a.topic, a.partitions);
             Ok(())
         }
@@ -224,6 +247,7 @@ fn build_workload(a: &RunArgs) -> Result<Workload> {
             replication_factor: 1,
             min_insync_replicas: None,
             producer_quota_mb_s: None,
+            security_protocol: "PLAINTEXT".to_string(),
         },
     };
     if let Some(v) = a.replication_factor {
@@ -277,6 +301,13 @@ fn build_workload(a: &RunArgs) -> Result<Workload> {
     if let Some(v) = a.backlog_mib {
         w.backlog_bytes = Some(v << 20);
     }
+    if let Some(v) = &a.security_protocol {
+        w.security_protocol = v.clone();
+    }
+    if w.producer_quota_mb_s.is_some() && w.security_protocol != "PLAINTEXT" {
+        // The quota is set with fjord-bench's own AlterClientQuotas request over plain TCP.
+        bail!("a producer quota run needs security.protocol PLAINTEXT");
+    }
     Ok(w)
 }
 
@@ -291,6 +322,7 @@ fn cmd_run(a: RunArgs) -> Result<()> {
         idempotence: a.idempotence,
         replication_factor: w.replication_factor,
         topic_configs: topic_configs(&w, &a.topic_config)?,
+        client_config: client_config(&w, &a.client_config)?,
     };
     let r = load::run(&w, &opts)?;
     let table = render_table(&r);
@@ -345,17 +377,36 @@ fn fmt_lat(p: &Option<Percentiles>) -> String {
     }
 }
 
-/// The topic configs of a run: the workload's `min.insync.replicas`, then every
-/// `--topic-config NAME=VALUE` (which wins over the workload's).
-fn topic_configs(w: &Workload, flags: &[String]) -> Result<Vec<(String, String)>> {
-    let mut configs: Vec<(String, String)> = flags
+/// `NAME=VALUE` flags as pairs.
+fn key_values(flag: &str, values: &[String]) -> Result<Vec<(String, String)>> {
+    values
         .iter()
         .map(|kv| {
             kv.split_once('=')
+                .filter(|(k, _)| !k.is_empty())
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .with_context(|| format!("--topic-config {kv}: expected NAME=VALUE"))
+                .with_context(|| format!("{flag} {kv}: expected NAME=VALUE"))
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
+
+/// The librdkafka settings every client of a run gets on top of its own: the workload's
+/// `security.protocol` (unless a `--client-config` sets it), then every `--client-config`.
+fn client_config(w: &Workload, flags: &[String]) -> Result<Vec<(String, String)>> {
+    let mut settings = key_values("--client-config", flags)?;
+    if !settings.iter().any(|(k, _)| k == "security.protocol") {
+        settings.insert(
+            0,
+            ("security.protocol".to_string(), w.security_protocol.clone()),
+        );
+    }
+    Ok(settings)
+}
+
+/// The topic configs of a run: the workload's `min.insync.replicas`, then every
+/// `--topic-config NAME=VALUE` (which wins over the workload's).
+fn topic_configs(w: &Workload, flags: &[String]) -> Result<Vec<(String, String)>> {
+    let mut configs = key_values("--topic-config", flags)?;
     if let Some(min_isr) = w.min_insync_replicas {
         if !configs.iter().any(|(k, _)| k == "min.insync.replicas") {
             configs.insert(0, ("min.insync.replicas".to_string(), min_isr.to_string()));
@@ -372,8 +423,8 @@ fn render_table(r: &RunResult) -> String {
         .rate_mb_s
         .map_or_else(|| "max".to_string(), |v| format!("{v} MB/s"));
     s.push_str(&format!(
-        "\nworkload {}: {} partitions, {} B, acks={}, {} producer(s), {} consumer(s), rate {}, compression {}, replication factor {}\n",
-        w.name, w.partitions, w.message_size, w.acks, w.producers, w.consumers, rate, w.compression, w.replication_factor
+        "\nworkload {}: {} partitions, {} B, acks={}, {} producer(s), {} consumer(s), rate {}, compression {}, replication factor {}, {}\n",
+        w.name, w.partitions, w.message_size, w.acks, w.producers, w.consumers, rate, w.compression, w.replication_factor, w.security_protocol
     ));
     let row = |label: &str, t: &stats::Throughput| {
         format!(
@@ -442,6 +493,71 @@ mod tests {
         assert_eq!(w.rate_mb_s, Some(10.0));
         assert_eq!(w.duration_s, workload::QUICK_DURATION_S);
         assert_eq!(w.replication_factor, 1);
+    }
+
+    fn run_args(extra: &[&str]) -> RunArgs {
+        let mut args = vec!["fjord-bench", "run"];
+        args.extend_from_slice(extra);
+        let Command::Run(a) = Cli::parse_from(args).command else {
+            panic!("expected run");
+        };
+        *a
+    }
+
+    #[test]
+    fn the_tls_presets_set_the_clients_security_protocol_and_flags_win() {
+        let a = run_args(&[
+            "-w",
+            "16p-1kb-sasl-ssl",
+            "--client-config",
+            "sasl.username=admin",
+        ]);
+        let w = build_workload(&a).expect("workload");
+        assert_eq!(w.security_protocol, "SASL_SSL");
+        assert_eq!(w.partitions, 16);
+        let settings = client_config(&w, &a.client_config).expect("settings");
+        assert_eq!(
+            settings,
+            vec![
+                ("security.protocol".to_string(), "SASL_SSL".to_string()),
+                ("sasl.username".to_string(), "admin".to_string()),
+            ]
+        );
+        // An explicit security.protocol is kept as given, not doubled.
+        let a = run_args(&[
+            "-w",
+            "16p-1kb-ssl",
+            "--client-config",
+            "security.protocol=ssl",
+        ]);
+        let w = build_workload(&a).expect("workload");
+        let settings = client_config(&w, &a.client_config).expect("settings");
+        assert_eq!(
+            settings,
+            vec![("security.protocol".to_string(), "ssl".to_string())]
+        );
+        // Plain presets stay PLAINTEXT; --security-protocol overrides.
+        let a = run_args(&["-w", "16p-1kb", "--security-protocol", "SSL"]);
+        assert_eq!(
+            build_workload(&a).expect("workload").security_protocol,
+            "SSL"
+        );
+        let a = run_args(&["-w", "1p-100b"]);
+        assert_eq!(
+            build_workload(&a).expect("workload").security_protocol,
+            "PLAINTEXT"
+        );
+    }
+
+    #[test]
+    fn bad_client_configs_and_a_secured_quota_run_are_refused() {
+        let a = run_args(&["-w", "16p-1kb", "--client-config", "no-equals-sign"]);
+        let w = build_workload(&a).expect("workload");
+        assert!(client_config(&w, &a.client_config).is_err());
+        let a = run_args(&["-w", "16p-1kb", "--client-config", "=value"]);
+        assert!(client_config(&w, &a.client_config).is_err());
+        let a = run_args(&["-w", "produce-quota", "--security-protocol", "SASL_SSL"]);
+        assert!(build_workload(&a).is_err());
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub struct Workload {
     /// A `producer_byte_rate` client quota (MB/s) set for the producers' client id with
     /// AlterClientQuotas before the run and removed after it; `None`: no quota.
     pub producer_quota_mb_s: Option<f64>,
+    /// The clients' `security.protocol`: `PLAINTEXT`, or `SSL` / `SASL_SSL` for the presets
+    /// that measure encryption (and SCRAM authentication with the authorizer on). The CA and
+    /// credentials come from `--client-config` (scripts/bench sets them).
+    pub security_protocol: String,
 }
 
 /// Names of the presets, in suite order.
@@ -63,6 +67,8 @@ pub const PRESETS: &[&str] = &[
     "catchup",
     "replicated-rf3-acks-all",
     "produce-quota",
+    "16p-1kb-ssl",
+    "16p-1kb-sasl-ssl",
 ];
 
 /// Presets that need a cluster of at least this many brokers (the replication factor).
@@ -87,6 +93,10 @@ pub fn describe(name: &str) -> &'static str {
         }
         "produce-quota" => {
             "1 partition, 1 KiB, acks=1, 1 producer at max rate against a 10 MB/s producer_byte_rate quota (AlterClientQuotas), 44 s: achieved MB/s vs the quota"
+        }
+        "16p-1kb-ssl" => "16p-1kb over TLS (an SSL listener; the CA via --client-config)",
+        "16p-1kb-sasl-ssl" => {
+            "16p-1kb over SASL_SSL: TLS, SCRAM-SHA-512 logins, authorizer on (`fjord serve --secure`; CA and credentials via --client-config)"
         }
         _ => "",
     }
@@ -115,6 +125,7 @@ pub fn preset(name: &str, quick: bool) -> Option<Workload> {
         replication_factor: 1,
         min_insync_replicas: None,
         producer_quota_mb_s: None,
+        security_protocol: "PLAINTEXT".to_string(),
     };
     let w = match name {
         "1p-100b" => base(1, 100, "1", 1, 1),
@@ -155,6 +166,15 @@ pub fn preset(name: &str, quick: bool) -> Option<Workload> {
             producer_quota_mb_s: Some(10.0),
             duration_s: QUOTA_DURATION_S,
             ..base(1, 1024, "1", 1, 1)
+        },
+        // What encryption (and SASL) costs against the same load as 16p-1kb.
+        "16p-1kb-ssl" => Workload {
+            security_protocol: "SSL".to_string(),
+            ..base(16, 1024, "all", 2, 2)
+        },
+        "16p-1kb-sasl-ssl" => Workload {
+            security_protocol: "SASL_SSL".to_string(),
+            ..base(16, 1024, "all", 2, 2)
         },
         _ => return None,
     };

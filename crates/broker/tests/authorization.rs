@@ -105,6 +105,7 @@ fn outcome(broker: &Broker, who: &Session, version: i16, request: RequestKind) -
         RequestKind::DescribeConfigs(_) => ApiKey::DescribeConfigs,
         RequestKind::CreateAcls(_) => ApiKey::CreateAcls,
         RequestKind::FindCoordinator(_) => ApiKey::FindCoordinator,
+        RequestKind::DeleteTopics(_) => ApiKey::DeleteTopics,
         other => panic!("add {other:?}"),
     };
     let header = RequestHeader::default()
@@ -1067,4 +1068,58 @@ fn metadata_v0_naming_only_hidden_topics_lists_nothing_else() {
         .map(|t| (t.name.as_ref().unwrap().to_string(), t.error_code))
         .collect();
     assert_eq!(listed, vec![("hidden".to_string(), TOPIC_DENIED)]);
+}
+
+/// Kafka's ControllerApis.deleteTopics: a topic the principal may not DELETE is refused with
+/// TOPIC_AUTHORIZATION_FAILED; given by id, the answer names it only to a principal that may
+/// DESCRIBE it, and an unknown id is UNKNOWN_TOPIC_ID whoever asks.
+#[test]
+fn delete_topics_by_id_names_a_refused_topic_only_to_who_may_describe_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), "fjord");
+    create_topics(&node, &["seen", "hidden", "mine"]);
+    set_acls(
+        &node,
+        vec![
+            acl(Topic, "seen", Literal, "User:alice", "*", Describe, Allow),
+            acl(Topic, "mine", Literal, "User:alice", "*", Delete, Allow),
+        ],
+    );
+    let image = node.image();
+    let id = |name: &str| image.topic_by_name(name).unwrap().id;
+    let unknown = Uuid::from_u128(0xfeed);
+    let by_id =
+        |topic_id: Uuid| delete_topics_request::DeleteTopicState::default().with_topic_id(topic_id);
+    let request = DeleteTopicsRequest::default()
+        .with_topics(vec![
+            by_id(id("seen")),
+            by_id(id("hidden")),
+            by_id(id("mine")),
+            by_id(unknown),
+        ])
+        .with_timeout_ms(5_000);
+    let alice = session("alice", ALICE_HOST);
+    let ResponseKind::DeleteTopics(response) =
+        call(&node, &alice, 6, RequestKind::DeleteTopics(request))
+    else {
+        panic!("no DeleteTopics response");
+    };
+    let results: BTreeMap<Uuid, (Option<String>, i16)> = response
+        .responses
+        .iter()
+        .map(|r| {
+            (
+                r.topic_id,
+                (r.name.as_ref().map(|n| n.0.to_string()), r.error_code),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results.get(&id("seen")),
+        Some(&(Some("seen".to_string()), TOPIC_DENIED))
+    );
+    assert_eq!(results.get(&id("hidden")), Some(&(None, TOPIC_DENIED)));
+    assert_eq!(results.get(&id("mine")).map(|r| r.1), Some(0));
+    assert_eq!(results.get(&unknown).map(|r| r.1), Some(100)); // UNKNOWN_TOPIC_ID
+    assert_eq!(results.len(), 4, "{response:?}");
 }

@@ -692,13 +692,26 @@ pub fn gate(
                 auth.allowed(Topic, t, Delete)
             });
             r.topic_names = names;
-            let (topics, refused_topics) = split(std::mem::take(&mut r.topics), |t| {
+            // A topic given by id: an unknown id is the handler's UNKNOWN_TOPIC_ID (Kafka
+            // resolves ids before authorizing); a refused one names its topic only to a
+            // principal that may DESCRIBE it (Kafka's ControllerApis.deleteTopics).
+            let mut topics = Vec::with_capacity(r.topics.len());
+            let mut refused_topics = Vec::new();
+            for mut t in std::mem::take(&mut r.topics) {
                 let name = match &t.name {
                     Some(name) => Some(name.0.to_string()),
                     None => image.topic(&t.topic_id).map(|topic| topic.name.clone()),
                 };
-                name.is_none_or(|name| auth.allowed(Topic, &name, Delete))
-            });
+                match name {
+                    Some(name) if !auth.allowed(Topic, &name, Delete) => {
+                        if t.name.is_none() && auth.allowed(Topic, &name, Describe) {
+                            t.name = Some(TopicName(StrBytes::from_string(name)));
+                        }
+                        refused_topics.push(t);
+                    }
+                    _ => topics.push(t),
+                }
+            }
             r.topics = topics;
             if !refused_names.is_empty() || !refused_topics.is_empty() {
                 patches.push(Box::new(move |response| {
