@@ -23,11 +23,15 @@ use tracing::{info, warn};
 
 use crate::controller_client::ClusterControllerChannel;
 use crate::controller_listener::{serve_controller_connection, ControllerEndpoint};
+use crate::controller_security::{controller_authorizer, voter_endpoints, ControllerTls};
 use crate::raft_transport::{encode_raft_frame, RaftFrame, RaftPeers, SendOutcome};
-use crate::test_hooks::{PeerAddresses, PeerListener};
+use crate::test_hooks::PeerAddresses;
 
 /// Raft frames waiting to be stepped; beyond this they are dropped (Raft resends).
 const INBOUND_RAFT_FRAMES_MAX: usize = 4_096;
+/// Open connections on the controller listener (voters' Raft links, brokers' controller
+/// channels and observers: a few per node); beyond this a new connection is closed at once.
+pub const CONTROLLER_CONNECTIONS_MAX: usize = 1_024;
 
 /// Outgoing Raft messages of this node, framed with its id and cluster id.
 struct PeerSink {
@@ -96,19 +100,14 @@ impl MetadataService {
         let mut quorum = QuorumConfig::new(node_id as u64, voter_ids);
         quorum.seed = seed;
 
+        // TLS settings and files are checked before anything runs: a bad one stops the start.
+        let tls = ControllerTls::load(config)?;
         let cluster_id = Arc::new(RwLock::new(String::new()));
-        let peers: Vec<(i32, String)> = peer_addresses.resolve_all(
-            PeerListener::Controller,
-            config
-                .controller_quorum_voters
-                .iter()
-                .filter(|(id, _)| *id != node_id)
-                .filter_map(|(id, address)| address.clone().map(|a| (*id, a))),
-        );
+        let peers = voter_endpoints(config, peer_addresses, Some(node_id));
         let sink = Arc::new(PeerSink {
             node_id,
             cluster_id: cluster_id.clone(),
-            peers: RaftPeers::start(peers),
+            peers: RaftPeers::start(peers, tls.client.clone()),
         });
         let mut node_config = MetadataNodeConfig::new(quorum);
         node_config.snapshot_interval_bytes = config.metadata_snapshot_interval_bytes;
@@ -132,11 +131,21 @@ impl MetadataService {
                 .await
                 .with_context(|| format!("cannot listen on {listen} (controller.listen)"))?;
             controller_address = Some(listener.local_addr()?.to_string());
-            info!(controller_listen = %listen, "controller listener started");
+            info!(controller_listen = %listen, listener = %config.controller_listener_name,
+                protocol = %config.controller_security_protocol, "controller listener started");
+            if let Some(server) = &tls.server {
+                tasks.push(tokio::spawn(server.clone().run_reloader(
+                    Duration::from_millis(config.ssl_reload_check_interval_ms),
+                    stop_rx.clone(),
+                )));
+            }
             let endpoint = Arc::new(ControllerEndpoint {
                 runtime: runtime.clone(),
                 cluster_id: cluster_id.clone(),
                 raft_inbound: inbound_tx,
+                listener_name: config.controller_listener_name.clone(),
+                tls: tls.server.clone(),
+                authorizer: controller_authorizer(config),
             });
             tasks.push(tokio::spawn(accept_controller_connections(
                 listener,
@@ -153,8 +162,9 @@ impl MetadataService {
         let channel: Arc<dyn ControllerChannel> = Arc::new(ClusterControllerChannel::new(
             node_id,
             Some(runtime.clone()),
-            &config.controller_quorum_voters,
+            config,
             peer_addresses,
+            tls.client.clone(),
         ));
         Ok(Self {
             runtime,
@@ -251,15 +261,25 @@ async fn accept_controller_connections(
     endpoint: Arc<ControllerEndpoint>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let connections = Arc::new(tokio::sync::Semaphore::new(CONTROLLER_CONNECTIONS_MAX));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.changed() => return,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    warn!(%peer, limit = CONTROLLER_CONNECTIONS_MAX,
+                        "controller listener at its connection limit; closing the new connection");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_controller_connection(stream, endpoint.clone()));
+                let endpoint = endpoint.clone();
+                tokio::spawn(async move {
+                    serve_controller_connection(stream, endpoint).await;
+                    drop(permit);
+                });
             }
             Err(error) => {
                 warn!(%error, "controller listener accept failed");
