@@ -17,7 +17,7 @@
 //! listener the TLS handshake comes first, bounded by `tls::HANDSHAKE_TIMEOUT` like the Kafka
 //! listeners', and gives the connection its principal (the mTLS subject mapped by
 //! `ssl.principal.mapping.rules`, ANONYMOUS without a client certificate; PLAINTEXT: ANONYMOUS).
-//! With `authorizer.class.name` set, every frame but ApiVersions is authorized
+//! With `authorizer.class.name` set and an SSL listener, every frame but ApiVersions is authorized
 //! (`ControllerAccess`: CLUSTER_ACTION on the Cluster, DESCRIBE for DescribeQuorum, super users
 //! pass). A denied Kafka request is answered CLUSTER_AUTHORIZATION_FAILED; a denied Raft or
 //! FetchMetadata frame, which has no such answer, closes the connection. Each denial is a warn
@@ -178,12 +178,12 @@ async fn serve_frames<S: AsyncRead + AsyncWrite + Unpin>(
             accept_raft_frame(body, &endpoint.cluster_id, &endpoint.raft_inbound, peer)
         } else if is_observer_api_key(api_key) {
             match answer_observer(endpoint, body, peer).await {
-                Some(response) => stream.write_all(&response).await.is_ok(),
+                Some(response) => write_flushed(&mut stream, &response).await,
                 None => false,
             }
         } else {
             match answer_request(endpoint, body, &mut access, peer).await {
-                Some(response) => stream.write_all(&response).await.is_ok(),
+                Some(response) => write_flushed(&mut stream, &response).await,
                 None => false,
             }
         };
@@ -191,6 +191,12 @@ async fn serve_frames<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     }
+}
+
+/// Writes one answer and flushes it (TLS holds the last record until flushed; a no-op for plain
+/// TCP); `false` when the connection broke.
+async fn write_flushed<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> bool {
+    stream.write_all(bytes).await.is_ok() && stream.flush().await.is_ok()
 }
 
 /// Answers an observer's FetchMetadata or FetchMetadataSnapshot; `None` closes the

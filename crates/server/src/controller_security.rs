@@ -13,7 +13,9 @@
 //! * [`ControllerAccess`]: the authorization of one connection when `authorizer.class.name` is
 //!   set (Kafka `ControllerApis` through `AuthHelper.authorizeClusterOperation`): Raft messages,
 //!   observers' FetchMetadata and the controller APIs need CLUSTER_ACTION on the Cluster
-//!   resource, DescribeQuorum needs DESCRIBE, ApiVersions nothing; super users pass. The ACLs
+//!   resource, DescribeQuorum needs DESCRIBE, ApiVersions nothing; super users pass. Only an
+//!   SSL listener is authorized: on PLAINTEXT every caller is ANONYMOUS, and the listener stays
+//!   open as before (see [`controller_authorizer`]). The ACLs
 //!   are the controller's own metadata image's, so `super.users` is what lets the nodes in
 //!   before any ACL exists, as in Kafka. The principal is fixed for the connection: a super
 //!   user is decided once, anyone else once per ACL set.
@@ -38,6 +40,7 @@ use fjord_protocol::ApiKey;
 use rustls::ClientConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tracing::warn;
 
 use crate::node_client::PeerEndpoint;
 use crate::test_hooks::{PeerAddresses, PeerListener};
@@ -91,12 +94,23 @@ impl ControllerTls {
     }
 }
 
-/// The authorizer of the controller listener, if `authorizer.class.name` is set.
+/// The authorizer of the controller listener: set when `authorizer.class.name` is and the
+/// listener authenticates (SSL). A PLAINTEXT controller listener has only ANONYMOUS callers,
+/// so authorizing them could only refuse every node (Kafka would, unless `User:ANONYMOUS` is
+/// a super user); Fjord keeps such a listener open as it always was (a trusted network) and
+/// says so at start.
 pub fn controller_authorizer(config: &BrokerConfig) -> Option<Arc<Authorizer>> {
-    config
-        .authorizer
-        .enabled
-        .then(|| Arc::new(Authorizer::new(config.authorizer.clone())))
+    if !config.authorizer.enabled {
+        return None;
+    }
+    if config.controller_security_protocol == SecurityProtocol::Plaintext {
+        if config.controller_listen.is_some() {
+            warn!(listener = %config.controller_listener_name,
+                "the authorizer is on but the controller listener is PLAINTEXT: its callers are not authenticated and not authorized; map it to SSL with ssl.client.auth=required to secure it");
+        }
+        return None;
+    }
+    Some(Arc::new(Authorizer::new(config.authorizer.clone())))
 }
 
 /// Where to dial the voters' controller listeners (`skip` excluded): the address
@@ -365,6 +379,34 @@ mod tests {
         // Same set, same answer (from the connection's cache).
         assert!(intruder.allows(AclOperation::ClusterAction, || action.clone()));
         assert!(intruder.allows(AclOperation::ClusterAction, || action.clone()));
+    }
+
+    #[test]
+    fn only_an_ssl_controller_listener_is_authorized() {
+        let config = |pairs: &[(&str, &str)]| {
+            let mut settings = BTreeMap::from([
+                (
+                    "controller.listen".to_string(),
+                    "127.0.0.1:19391".to_string(),
+                ),
+                (
+                    "controller.quorum.voters".to_string(),
+                    "1@127.0.0.1:19391".to_string(),
+                ),
+            ]);
+            for (key, value) in pairs {
+                settings.insert(key.to_string(), value.to_string());
+            }
+            BrokerConfig::from_settings(&settings).unwrap()
+        };
+        let on = ("authorizer.class.name", "fjord");
+        let ssl = ("listener.security.protocol.map", "CONTROLLER:SSL");
+        assert!(controller_authorizer(&config(&[])).is_none());
+        assert!(controller_authorizer(&config(&[ssl])).is_none());
+        // PLAINTEXT: every caller is ANONYMOUS; the listener stays open as before.
+        assert!(controller_authorizer(&config(&[on])).is_none());
+        let authorizer = controller_authorizer(&config(&[on, ssl])).unwrap();
+        assert!(authorizer.config().enabled);
     }
 
     #[test]

@@ -193,6 +193,11 @@ impl VoterConnection {
                 .write_all(&request.encode())
                 .await
                 .map_err(|e| format!("write: {e}"))?;
+            // TLS holds the last record until flushed; a no-op for plain TCP.
+            self.stream
+                .flush()
+                .await
+                .map_err(|e| format!("write: {e}"))?;
             loop {
                 match decode_frame(&mut self.buffer, FETCH_METADATA_RESPONSE_BYTES_MAX) {
                     Ok(Some(body)) => {

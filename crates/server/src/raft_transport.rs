@@ -198,7 +198,12 @@ async fn run_peer_link(
             let Some(frame) = queue.recv().await else {
                 return; // RaftPeers dropped
             };
-            if let Err(err) = stream.write_all(&frame).await {
+            // TLS holds the last record until flushed; a no-op for plain TCP.
+            let written = match stream.write_all(&frame).await {
+                Ok(()) => stream.flush().await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = written {
                 debug!(peer = node_id, error = %err, "controller peer link broke");
                 break;
             }
