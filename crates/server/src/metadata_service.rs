@@ -298,6 +298,8 @@ mod tests {
     };
 
     use super::*;
+    use fjord_protocol::request::encode_request;
+    use fjord_protocol::response::decode_response;
 
     fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -419,6 +421,148 @@ mod tests {
             service.stop();
         }
         relay_task.abort();
+    }
+
+    /// Two voters whose controller listener is SSL with mTLS and the authorizer on (the nodes'
+    /// certificate principal a super user): they form the quorum over TLS and a follower's
+    /// CreateTopics reaches the active controller over the TLS controller channel. Another
+    /// principal of the same CA is authenticated but not authorized: DescribeQuorum answers
+    /// CLUSTER_AUTHORIZATION_FAILED, a Raft frame closes the connection; the nodes'
+    /// certificate gets DescribeQuorum answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn voters_over_mtls_refuse_other_principals() {
+        use fjord_protocol::kafka_protocol::messages::{DescribeQuorumRequest, RequestHeader};
+        use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let files = tempfile::tempdir().unwrap();
+        let ca = crate::tls::tests::Ca::new("ca");
+        let write = |name: &str, text: String| {
+            let path = files.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let keystore = |cn: &str| {
+            let (cert, key) = ca.issue(cn);
+            write(&format!("{cn}.pem"), format!("{key}{cert}"))
+        };
+        let (node_pem, intruder_pem) = (keystore("node"), keystore("intruder"));
+        let truststore = write("ca.pem", ca.cert.pem());
+        let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+        let voters = format!("1@127.0.0.1:{},2@127.0.0.1:{}", ports[0], ports[1]);
+        let secure = |i: usize, keystore: &str| {
+            BrokerConfig::from_settings(&BTreeMap::from(
+                [
+                    ("node.id", (i + 1).to_string()),
+                    ("data.dir", dirs[i].path().display().to_string()),
+                    ("controller.listen", format!("127.0.0.1:{}", ports[i])),
+                    ("controller.quorum.voters", voters.clone()),
+                    ("listener.security.protocol.map", "CONTROLLER:SSL".into()),
+                    ("ssl.keystore.location", keystore.to_string()),
+                    ("ssl.truststore.location", truststore.clone()),
+                    ("ssl.client.auth", "required".into()),
+                    ("authorizer.class.name", "fjord".into()),
+                    ("super.users", "User:CN=node,O=acme".into()),
+                ]
+                .map(|(k, v)| (k.to_string(), v)),
+            ))
+            .unwrap()
+        };
+        let mut services = Vec::new();
+        for i in 0..2 {
+            services.push(Some(
+                MetadataService::start(
+                    &secure(i, &node_pem),
+                    Vec::new(),
+                    3_000 + i as u64,
+                    None,
+                    &PeerAddresses::default(),
+                )
+                .await
+                .unwrap(),
+            ));
+        }
+        for service in services.iter().flatten() {
+            service
+                .wait_for_cluster_id(Duration::from_secs(20))
+                .await
+                .expect("the voters form the cluster over mTLS");
+        }
+        let leader = active(&services).await;
+        let follower = services[1 - leader].as_ref().unwrap();
+        let ControllerReply::CreateTopics(created) = create_topic_rf(follower, "t", 2).await else {
+            panic!("wrong reply")
+        };
+        // The active controller's own validation (no broker registered here), reached from
+        // the follower over the TLS controller channel.
+        assert_eq!(
+            created.topics[0].error.code,
+            fjord_controller::ErrorCode::InvalidReplicationFactor,
+            "{created:?}"
+        );
+
+        let address = format!("127.0.0.1:{}", ports[leader]);
+        let connect = |keystore: String| {
+            let client = crate::tls::client_config(&secure(0, &keystore), "CONTROLLER").unwrap();
+            let address = address.clone();
+            async move {
+                crate::controller_security::dial(
+                    &address,
+                    "127.0.0.1",
+                    Some(&client),
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap()
+            }
+        };
+        let describe_quorum = |mut stream: Box<
+            dyn crate::controller_security::ControllerStream,
+        >| async move {
+            let header = RequestHeader::default()
+                .with_request_api_key(ApiKey::DescribeQuorum as i16)
+                .with_request_api_version(0)
+                .with_correlation_id(5);
+            let body = encode_request(
+                &header,
+                &RequestKind::DescribeQuorum(DescribeQuorumRequest::default()),
+            )
+            .unwrap();
+            stream
+                .write_all(&(body.len() as u32).to_be_bytes())
+                .await
+                .unwrap();
+            stream.write_all(&body).await.unwrap();
+            stream.flush().await.unwrap();
+            let size = stream.read_u32().await.unwrap() as usize;
+            let mut frame = vec![0; size];
+            stream.read_exact(&mut frame).await.unwrap();
+            let (_, response) = decode_response(ApiKey::DescribeQuorum, 0, frame.into()).unwrap();
+            let ResponseKind::DescribeQuorum(response) = response else {
+                panic!("not a DescribeQuorum answer")
+            };
+            response.error_code
+        };
+        assert_eq!(
+            describe_quorum(connect(intruder_pem.clone()).await).await,
+            31
+        );
+        assert_eq!(describe_quorum(connect(node_pem.clone()).await).await, 0);
+        // A Raft frame from the other principal: no answer exists, the connection closes.
+        let mut raft = connect(intruder_pem).await;
+        raft.write_all(&encode_raft_frame(9, "", b"vote for me"))
+            .await
+            .unwrap();
+        raft.flush().await.unwrap();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), raft.read_to_end(&mut rest))
+            .await
+            .expect("the connection closes");
+        assert!(closed.is_err() || rest.is_empty(), "{rest:?}");
+        for service in services.iter().flatten() {
+            service.stop();
+        }
     }
 
     /// Three voters over real TCP: they form one cluster id, a request to the active

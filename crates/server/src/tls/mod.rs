@@ -676,4 +676,4 @@ impl rustls::client::danger::ServerCertVerifier for NoHostnameCheck {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
