@@ -24,6 +24,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { key: "node.id", default: "1", doc: "This broker's id (Kafka: node.id)." },
     SettingSpec { key: "process.roles", default: "broker,controller", doc: "What this node runs: broker,controller (a combined node, the default), broker (clients and replicas only; needs controller.quorum.voters) or controller (the metadata quorum only)." },
     SettingSpec { key: "controller.listen", default: "", doc: "HOST:PORT of the controller listener (Raft between controllers, broker registration and heartbeats). Required on a controller of a quorum with more than one voter; empty on a single node, whose controller is in-process (Kafka: the CONTROLLER entry of listeners)." },
+    SettingSpec { key: "controller.listener.names", default: "CONTROLLER", doc: "The name of the controller listener (controller.listen), exactly one (Kafka: controller.listener.names). Its security protocol is its entry in listener.security.protocol.map (none: PLAINTEXT): PLAINTEXT or SSL (with ssl.client.auth=required for mTLS between nodes); SASL there is refused. Its TLS settings are the ssl.* keys, overridden by listener.name.<lower-case name>.ssl.*; every node that dials the controllers uses them as a client (truststore, keystore as client certificate)." },
     SettingSpec { key: "controller.quorum.voters", default: "", doc: "The controllers, as ID@HOST:PORT,... (their controller.listen addresses). Empty: this node alone, in-process (Kafka: controller.quorum.voters)." },
     SettingSpec { key: "broker.rack", default: "", doc: "This broker's rack (failure domain): replicas of a partition are spread across racks, and consumers with client.rack may fetch from a replica in their rack." },
     SettingSpec { key: "replica.selector.class", default: "", doc: "KIP-392 fetch from follower: org.apache.kafka.common.replica.RackAwareReplicaSelector sends consumers that name a client.rack to an in-sync follower in their rack (preferred_read_replica); unset: consumers read from the leader. Followers serve consumer fetches (v11+) up to their high watermark either way." },
@@ -183,6 +184,10 @@ pub struct BrokerConfig {
     pub process_roles: ProcessRoles,
     /// HOST:PORT of the controller listener, if this node binds one.
     pub controller_listen: Option<String>,
+    /// `controller.listener.names`: the controller listener's name (upper case).
+    pub controller_listener_name: String,
+    /// The controller listener's security protocol: PLAINTEXT or SSL.
+    pub controller_security_protocol: crate::security::SecurityProtocol,
     /// `(node id, controller HOST:PORT)` of every voter; a single entry without an address is
     /// the in-process quorum of a single node.
     pub controller_quorum_voters: Vec<(i32, Option<String>)>,
@@ -605,12 +610,33 @@ impl BrokerConfig {
                 "must be broker,controller, broker or controller",
             )
         })?;
+        let (controller_listener_name, controller_security_protocol) =
+            crate::listeners::parse_controller_listener(
+                s.raw("controller.listener.names"),
+                s.raw("listener.security.protocol.map"),
+                &listeners,
+            )
+            .map_err(|(key, reason)| s.invalid(key, &reason))?;
         let controller_listen = match s.raw("controller.listen").trim() {
             "" => None,
-            address => {
-                let address = address.rsplit("://").next().unwrap_or(address).to_string();
-                split_host_port("controller.listen", &address)?;
-                Some(address)
+            value => {
+                let (name, address) = match value.split_once("://") {
+                    Some((name, address)) => (Some(name.trim()), address.trim()),
+                    None => (None, value),
+                };
+                // NAME://HOST:PORT: the controller listener's name, or its protocol's name.
+                let named_elsewhere = |n: &&str| {
+                    !n.eq_ignore_ascii_case(&controller_listener_name)
+                        && !n.eq_ignore_ascii_case(controller_security_protocol.name())
+                };
+                if let Some(name) = name.filter(named_elsewhere) {
+                    return Err(s.invalid(
+                        "controller.listen",
+                        &format!("the listener is named {name}, but controller.listener.names is {controller_listener_name}"),
+                    ));
+                }
+                split_host_port("controller.listen", address)?;
+                Some(address.to_string())
             }
         };
         let controller_quorum_voters = parse_voters(s.raw("controller.quorum.voters"))
@@ -661,6 +687,8 @@ impl BrokerConfig {
             node_id,
             process_roles,
             controller_listen,
+            controller_listener_name,
+            controller_security_protocol,
             controller_quorum_voters,
             broker_rack,
             replica_selector: crate::replication::ReplicaSelector::parse(
@@ -1037,6 +1065,67 @@ mod quorum_settings_tests {
         assert_eq!(config.controller_quorum_voters, vec![(1, None)]);
         assert_eq!(config.controller_listen, None);
         assert_eq!(config.broker_rack, None);
+    }
+
+    #[test]
+    fn the_controller_listener_is_named_and_plaintext_or_ssl() {
+        use crate::security::SecurityProtocol;
+        let voters = "1@127.0.0.1:19191";
+        let default = config(&[]).unwrap();
+        assert_eq!(default.controller_listener_name, "CONTROLLER");
+        assert_eq!(
+            default.controller_security_protocol,
+            SecurityProtocol::Plaintext
+        );
+        let ssl = config(&[
+            ("controller.listen", "CONTROLLER://127.0.0.1:19191"),
+            ("controller.quorum.voters", voters),
+            ("listener.security.protocol.map", "CONTROLLER:SSL"),
+        ])
+        .unwrap();
+        assert_eq!(ssl.controller_security_protocol, SecurityProtocol::Ssl);
+        assert_eq!(ssl.controller_listen.as_deref(), Some("127.0.0.1:19191"));
+        let named = config(&[
+            ("controller.listener.names", "raft"),
+            ("controller.listen", "127.0.0.1:19191"),
+            ("controller.quorum.voters", voters),
+            ("listener.security.protocol.map", "RAFT:SSL"),
+        ])
+        .unwrap();
+        assert_eq!(named.controller_listener_name, "RAFT");
+        assert_eq!(named.controller_security_protocol, SecurityProtocol::Ssl);
+        rejected(
+            &[("controller.listener.names", "A,B")],
+            "controller.listener.names",
+        );
+        rejected(
+            &[("listener.security.protocol.map", "CONTROLLER:SASL_SSL")],
+            "controller.listener.names",
+        );
+        rejected(
+            &[(
+                "listener.security.protocol.map",
+                "CONTROLLER:SASL_PLAINTEXT",
+            )],
+            "controller.listener.names",
+        );
+        rejected(
+            &[("controller.listener.names", "PLAINTEXT")],
+            "controller.listener.names",
+        );
+        rejected(
+            &[
+                ("controller.listen", "OTHER://127.0.0.1:19191"),
+                ("controller.quorum.voters", voters),
+            ],
+            "controller.listen",
+        );
+        // The protocol's name as the prefix stays accepted (PLAINTEXT://, as before).
+        assert!(config(&[
+            ("controller.listen", "PLAINTEXT://127.0.0.1:19191"),
+            ("controller.quorum.voters", voters),
+        ])
+        .is_ok());
     }
 
     #[test]

@@ -187,6 +187,65 @@ pub fn parse_listeners(
     Ok((parsed, inter_broker))
 }
 
+/// `controller.listener.names` default (Kafka's conventional name).
+pub const CONTROLLER_LISTENER_NAME_DEFAULT: &str = "CONTROLLER";
+
+/// Validates `controller.listener.names` (Kafka `KafkaConfig.controllerListenerNames`) for
+/// Fjord's one controller listener (`controller.listen`): exactly one name, not one of the Kafka
+/// listeners (its `listener.name.<name>.ssl.*` overrides must be its own). Its security
+/// protocol is the name's entry in `listener.security.protocol.map`, else the name itself if
+/// it is a protocol name, else PLAINTEXT (Fjord's controller listener before names existed).
+/// PLAINTEXT and SSL are supported; SASL_PLAINTEXT and SASL_SSL are refused: Kafka supports
+/// SASL there (`sasl.mechanism.controller.protocol`), Fjord's controller clients (Raft links,
+/// the controller channel, observers) do not authenticate with SASL yet, so a SASL
+/// controller listener could not form a quorum. mTLS (SSL with `ssl.client.auth=required`) is
+/// the supported way to authenticate nodes to each other.
+pub fn parse_controller_listener(
+    names: &str,
+    protocol_map: &str,
+    listeners: &[ListenerConfig],
+) -> Result<(String, SecurityProtocol), ListenerError> {
+    const KEY: &str = "controller.listener.names";
+    let names: Vec<&str> = names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    let name = match names.as_slice() {
+        [] => return Err((KEY, "one listener name is needed (Kafka's default: CONTROLLER)".into())),
+        [name] => checked_name(name).map_err(|reason| (KEY, reason))?,
+        _ => {
+            return Err((
+                KEY,
+                format!(
+                    "{} names given: Fjord has one controller listener (controller.listen), so exactly one name is supported",
+                    names.len()
+                ),
+            ))
+        }
+    };
+    if listeners.iter().any(|l| l.name == name) {
+        return Err((
+            KEY,
+            format!("{name} is also one of the Kafka listeners (listen): the controller listener (controller.listen) needs a name of its own"),
+        ));
+    }
+    let map = parse_protocol_map(protocol_map)
+        .map_err(|reason| ("listener.security.protocol.map", reason))?;
+    let protocol = map
+        .get(&name)
+        .copied()
+        .or_else(|| SecurityProtocol::parse(&name))
+        .unwrap_or(SecurityProtocol::Plaintext);
+    if protocol.uses_sasl() {
+        return Err((
+            KEY,
+            format!("the controller listener {name} maps to {protocol}: SASL on the controller listener is not supported yet (nodes do not authenticate to controllers with SASL); use SSL with ssl.client.auth=required (mTLS) or PLAINTEXT"),
+        ));
+    }
+    Ok((name, protocol))
+}
+
 /// `listener.name.<name>.<key>` split into the upper-case listener name and the key, if `key`
 /// has that form.
 pub fn split_listener_override(key: &str) -> Option<(String, &str)> {
@@ -272,6 +331,52 @@ mod tests {
         let many: Vec<String> = (0..17).map(|i| format!("L{i}://h:{}", 1000 + i)).collect();
         let map: Vec<String> = (0..17).map(|i| format!("L{i}:PLAINTEXT")).collect();
         assert_eq!(key(&many.join(","), &map.join(","), "", ""), "listen");
+    }
+
+    #[test]
+    fn the_controller_listener_has_one_name_and_plaintext_or_ssl() {
+        let (listeners, _) =
+            parse_listeners("PLAINTEXT://h:1,INTERNAL://h:2", "INTERNAL:SSL", "", "").unwrap();
+        let parse = |names: &str, map: &str| parse_controller_listener(names, map, &listeners);
+        // The default: CONTROLLER, absent from the map: PLAINTEXT as before names existed.
+        assert_eq!(
+            parse(CONTROLLER_LISTENER_NAME_DEFAULT, "").unwrap(),
+            ("CONTROLLER".to_string(), SecurityProtocol::Plaintext)
+        );
+        assert_eq!(
+            parse("controller", "INTERNAL:SSL,CONTROLLER:SSL").unwrap(),
+            ("CONTROLLER".to_string(), SecurityProtocol::Ssl)
+        );
+        assert_eq!(
+            parse(" CTRL ", "ctrl:plaintext").unwrap(),
+            ("CTRL".to_string(), SecurityProtocol::Plaintext)
+        );
+        // A protocol name maps to itself.
+        assert_eq!(parse("SSL", "").unwrap().1, SecurityProtocol::Ssl);
+        let key = |names: &str, map: &str| parse(names, map).unwrap_err();
+        assert_eq!(key("", "").0, "controller.listener.names");
+        let (k, reason) = key("CONTROLLER,CONTROLLER2", "");
+        assert_eq!(k, "controller.listener.names");
+        assert!(reason.contains("exactly one"), "{reason}");
+        assert_eq!(key("BAD NAME", "").0, "controller.listener.names");
+        // The name of a Kafka listener is refused: its ssl overrides would be shared.
+        assert_eq!(
+            key("INTERNAL", "INTERNAL:SSL").0,
+            "controller.listener.names"
+        );
+        for sasl in ["SASL_PLAINTEXT", "SASL_SSL"] {
+            let (k, reason) = key("CONTROLLER", &format!("CONTROLLER:{sasl}"));
+            assert_eq!(k, "controller.listener.names");
+            assert!(
+                reason.contains("SASL") && reason.contains("not supported"),
+                "{reason}"
+            );
+        }
+        assert_eq!(key("SASL_SSL", "").0, "controller.listener.names");
+        assert_eq!(
+            key("CONTROLLER", "CONTROLLER:TLS").0,
+            "listener.security.protocol.map"
+        );
     }
 
     #[test]

@@ -19,8 +19,11 @@ use fjord_protocol::kafka_protocol::messages::{DescribeQuorumRequest, DescribeQu
 use fjord_protocol::{ApiKey, RequestKind, ResponseError, ResponseKind};
 use fjord_raft::FileLogStore;
 
-use crate::node_client::{NodeChannelLimits, TcpNodeChannel};
-use crate::test_hooks::{PeerAddresses, PeerListener};
+use fjord_broker::BrokerConfig;
+
+use crate::controller_security::voter_endpoints;
+use crate::node_client::{InterBrokerTls, NodeChannelLimits, TcpNodeChannel};
+use crate::test_hooks::PeerAddresses;
 
 /// Per attempt: a controller that does not answer within this long is skipped.
 const ATTEMPT_TIMEOUT_MS: u64 = 5_000;
@@ -38,28 +41,33 @@ pub struct ClusterControllerChannel {
 }
 
 impl ClusterControllerChannel {
+    /// `tls`: the controller listener's client side when it is SSL (see
+    /// `controller_security::ControllerTls`).
     pub fn new(
         node_id: i32,
         local: Option<Arc<MetadataRuntime<FileLogStore>>>,
-        voters: &[(i32, Option<String>)],
+        config: &BrokerConfig,
         peer_addresses: &PeerAddresses,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Self {
+        let tls = match tls {
+            Some(client) => InterBrokerTls::Tls(client),
+            None => InterBrokerTls::Plain,
+        };
         let remote = TcpNodeChannel::new(
             format!("broker-{node_id}-to-controller"),
             NodeChannelLimits::default(),
-        );
-        remote.set_endpoints(
-            peer_addresses.resolve_all(
-                PeerListener::Controller,
-                voters
-                    .iter()
-                    .filter_map(|(id, address)| address.clone().map(|a| (*id, a))),
-            ),
-        );
+        )
+        .with_tls(tls);
+        remote.set_peer_endpoints(voter_endpoints(config, peer_addresses, None));
         Self {
             node_id,
             local,
-            voters: voters.iter().map(|(id, _)| *id).collect(),
+            voters: config
+                .controller_quorum_voters
+                .iter()
+                .map(|(id, _)| *id)
+                .collect(),
             remote,
             next: AtomicUsize::new(0),
         }

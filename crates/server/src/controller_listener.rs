@@ -13,8 +13,19 @@
 //!   `KafkaRaftClient`): what brokers forward and `kafka-metadata-quorum.sh
 //!   --bootstrap-controller` asks.
 //!
+//! Security (`controller.listener.names`, see `controller_security`): on an SSL controller
+//! listener the TLS handshake comes first, bounded by `tls::HANDSHAKE_TIMEOUT` like the Kafka
+//! listeners', and gives the connection its principal (the mTLS subject mapped by
+//! `ssl.principal.mapping.rules`, ANONYMOUS without a client certificate; PLAINTEXT: ANONYMOUS).
+//! With `authorizer.class.name` set and an SSL listener, every frame but ApiVersions is authorized
+//! (`ControllerAccess`: CLUSTER_ACTION on the Cluster, DESCRIBE for DescribeQuorum, super users
+//! pass). A denied Kafka request is answered CLUSTER_AUTHORIZATION_FAILED; a denied Raft or
+//! FetchMetadata frame, which has no such answer, closes the connection. Each denial is a warn
+//! line with the principal and the peer address.
+//!
 //! Limits: frame size (`RAFT_FRAME_SIZE_BYTES_MAX`), one request at a time per connection (the
-//! next frame is read only after the answer is written), connections bounded by the caller.
+//! next frame is read only after the answer is written), the TLS handshake time, connections
+//! bounded by the caller (`CONTROLLER_CONNECTIONS_MAX` in `metadata_service`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +41,8 @@ use fjord_broker::metadata_fetch::{
 };
 use fjord_broker::metadata_node::NotController;
 use fjord_broker::metadata_runtime::MetadataRuntime;
+use fjord_broker::security::authorizer::Authorizer;
+use fjord_broker::security::KafkaPrincipal;
 use fjord_controller::{ControllerReply, ControllerRequest};
 use fjord_protocol::frame::decode_frame;
 use fjord_protocol::kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -39,10 +52,13 @@ use fjord_protocol::response::encode_response;
 use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
 use fjord_raft::FileLogStore;
 use parking_lot::RwLock;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
+
+use crate::controller_security::{required_operation, ControllerAccess};
+use crate::tls::ListenerTls;
 
 use crate::raft_transport::{
     accept_raft_frame, RaftFrame, FJORD_RAFT_API_KEY, RAFT_FRAME_SIZE_BYTES_MAX,
@@ -50,6 +66,8 @@ use crate::raft_transport::{
 
 /// Kafka's NOT_CONTROLLER.
 const NOT_CONTROLLER: i16 = 41;
+/// Kafka's CLUSTER_AUTHORIZATION_FAILED.
+const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
 /// Kafka's REQUEST_TIMED_OUT.
 const REQUEST_TIMED_OUT: i16 = 7;
 /// How long a controller request may wait for its commit before the answer is a timeout.
@@ -60,11 +78,75 @@ pub struct ControllerEndpoint {
     pub runtime: Arc<MetadataRuntime<FileLogStore>>,
     pub cluster_id: Arc<RwLock<String>>,
     pub raft_inbound: mpsc::Sender<RaftFrame>,
+    /// The listener's name (`controller.listener.names`), for logs.
+    pub listener_name: String,
+    /// The TLS server side when the listener is SSL.
+    pub tls: Option<Arc<ListenerTls>>,
+    /// Set when `authorizer.class.name` is: frames are authorized against this node's image.
+    pub authorizer: Option<Arc<Authorizer>>,
 }
 
-/// Serves one accepted connection until it closes or misbehaves.
-pub async fn serve_controller_connection(mut stream: TcpStream, endpoint: Arc<ControllerEndpoint>) {
+/// Serves one accepted connection until it closes or misbehaves: the TLS handshake and the
+/// principal first on an SSL listener, then the frames.
+pub async fn serve_controller_connection(stream: TcpStream, endpoint: Arc<ControllerEndpoint>) {
     let peer = stream.peer_addr().ok();
+    let peer_ip = peer.map(|peer| peer.ip());
+    let Some(tls) = endpoint.tls.clone() else {
+        let access = ControllerAccess::new(
+            KafkaPrincipal::anonymous(),
+            peer_ip,
+            endpoint.authorizer.clone(),
+        );
+        serve_frames(stream, peer, access, &endpoint).await;
+        return;
+    };
+    let listener = &endpoint.listener_name;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
+    let stream = match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+        .await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            info!(?peer, %listener, %error, "TLS handshake failed on the controller listener; closing connection");
+            return;
+        }
+        Err(_) => {
+            info!(?peer, %listener, timeout_ms = crate::tls::HANDSHAKE_TIMEOUT.as_millis() as u64,
+                "TLS handshake timed out on the controller listener; closing connection");
+            return;
+        }
+    };
+    let principal = match tls.principal(stream.get_ref().1.peer_certificates()) {
+        Ok(principal) => principal,
+        Err(error) => {
+            info!(?peer, %listener, %error, "TLS client refused on the controller listener; closing connection");
+            return;
+        }
+    };
+    debug!(?peer, %listener, %principal, "controller listener TLS connection established");
+    let access = ControllerAccess::new(principal, peer_ip, endpoint.authorizer.clone());
+    serve_frames(stream, peer, access, &endpoint).await;
+}
+
+/// Logs a refused frame (always a warn line: who, from where, what).
+fn log_denied(
+    access: &ControllerAccess,
+    peer: Option<std::net::SocketAddr>,
+    api_key: i16,
+    operation: fjord_metadata::security::AclOperation,
+    outcome: &str,
+) {
+    warn!(principal = %access.principal(), ?peer, api_key, ?operation,
+        "controller listener: principal not authorized ({operation:?} on the Cluster resource); {outcome}");
+}
+
+/// Reads frames off an established connection and answers them, one at a time.
+async fn serve_frames<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: Option<std::net::SocketAddr>,
+    mut access: ControllerAccess,
+    endpoint: &ControllerEndpoint,
+) {
     let mut buffer = BytesMut::with_capacity(64 * 1024);
     loop {
         let body = match decode_frame(&mut buffer, RAFT_FRAME_SIZE_BYTES_MAX) {
@@ -82,16 +164,26 @@ pub async fn serve_controller_connection(mut stream: TcpStream, endpoint: Arc<Co
             Some(b) => i16::from_be_bytes([b[0], b[1]]),
             None => return,
         };
+        let one_way = api_key == FJORD_RAFT_API_KEY || is_observer_api_key(api_key);
+        if one_way {
+            // Raft and FetchMetadata frames have no Kafka error answer: a denial closes.
+            if let Some(operation) = required_operation(api_key) {
+                if !access.allows(operation, || endpoint.runtime.image().acls.clone()) {
+                    log_denied(&access, peer, api_key, operation, "closing the connection");
+                    return;
+                }
+            }
+        }
         let keep_open = if api_key == FJORD_RAFT_API_KEY {
             accept_raft_frame(body, &endpoint.cluster_id, &endpoint.raft_inbound, peer)
         } else if is_observer_api_key(api_key) {
-            match answer_observer(&endpoint, body, peer).await {
-                Some(response) => stream.write_all(&response).await.is_ok(),
+            match answer_observer(endpoint, body, peer).await {
+                Some(response) => write_flushed(&mut stream, &response).await,
                 None => false,
             }
         } else {
-            match answer_request(&endpoint, body).await {
-                Some(response) => stream.write_all(&response).await.is_ok(),
+            match answer_request(endpoint, body, &mut access, peer).await {
+                Some(response) => write_flushed(&mut stream, &response).await,
                 None => false,
             }
         };
@@ -99,6 +191,12 @@ pub async fn serve_controller_connection(mut stream: TcpStream, endpoint: Arc<Co
             return;
         }
     }
+}
+
+/// Writes one answer and flushes it (TLS holds the last record until flushed; a no-op for plain
+/// TCP); `false` when the connection broke.
+async fn write_flushed<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> bool {
+    stream.write_all(bytes).await.is_ok() && stream.flush().await.is_ok()
 }
 
 /// Answers an observer's FetchMetadata or FetchMetadataSnapshot; `None` closes the
@@ -155,7 +253,12 @@ async fn answer_observer(
 
 /// Decodes and answers one Kafka request; `None` closes the connection (garbage, or an API
 /// this listener does not serve).
-async fn answer_request(endpoint: &ControllerEndpoint, body: Bytes) -> Option<Bytes> {
+async fn answer_request(
+    endpoint: &ControllerEndpoint,
+    body: Bytes,
+    access: &mut ControllerAccess,
+    peer: Option<std::net::SocketAddr>,
+) -> Option<Bytes> {
     let frame = match decode_header(body) {
         Ok(frame) => frame,
         Err(error) => {
@@ -172,22 +275,37 @@ async fn answer_request(endpoint: &ControllerEndpoint, body: Bytes) -> Option<By
         let answer_version = version.clamp(0, 3);
         return encode_response(api_key, answer_version, correlation_id, &response).ok();
     }
-    if api_key == ApiKey::DescribeQuorum
-        && (DESCRIBE_QUORUM_VERSIONS.min..=DESCRIBE_QUORUM_VERSIONS.max).contains(&version)
+    let describe_quorum = api_key == ApiKey::DescribeQuorum
+        && (DESCRIBE_QUORUM_VERSIONS.min..=DESCRIBE_QUORUM_VERSIONS.max).contains(&version);
+    if !describe_quorum && (!CONTROLLER_APIS.contains(&api_key) || version > wire_version(api_key))
     {
+        warn!(
+            ?peer,
+            ?api_key,
+            version,
+            "request the controller listener does not serve; closing"
+        );
+        return None;
+    }
+    if let Some(operation) = required_operation(api_key as i16) {
+        if !access.allows(operation, || endpoint.runtime.image().acls.clone()) {
+            log_denied(
+                access,
+                peer,
+                api_key as i16,
+                operation,
+                "answering CLUSTER_AUTHORIZATION_FAILED",
+            );
+            return refuse_unauthorized(&frame, api_key, version, correlation_id);
+        }
+    }
+    if describe_quorum {
         let RequestKind::DescribeQuorum(request) = decode_body(&frame).ok()? else {
             return None;
         };
         let snapshot = (endpoint.runtime.quorum_describer())();
         let response = ResponseKind::DescribeQuorum(answer_locally(snapshot, version, &request));
         return encode_response(api_key, version, correlation_id, &response).ok();
-    }
-    if !CONTROLLER_APIS.contains(&api_key) || version > wire_version(api_key) {
-        warn!(
-            ?api_key,
-            version, "request the controller listener does not serve; closing"
-        );
-        return None;
     }
     let request = match decode_body(&frame) {
         Ok(request) => request,
@@ -240,6 +358,33 @@ async fn answer_request(endpoint: &ControllerEndpoint, body: Bytes) -> Option<By
             None
         }
     }
+}
+
+/// CLUSTER_AUTHORIZATION_FAILED for a decoded header's request (`None`: undecodable, close).
+fn refuse_unauthorized(
+    frame: &fjord_protocol::request::RequestFrame,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+) -> Option<Bytes> {
+    let request = decode_body(frame).ok()?;
+    let response = if api_key == ApiKey::DescribeQuorum {
+        fjord_broker::apis::error_response::error_response(
+            version,
+            &request,
+            fjord_protocol::ResponseError::ClusterAuthorizationFailed,
+        )?
+    } else {
+        error_to_wire(
+            api_key,
+            version,
+            &request,
+            CLUSTER_AUTHORIZATION_FAILED,
+            Some("Cluster authorization failed."),
+        )
+        .ok()?
+    };
+    encode_response(api_key, version, correlation_id, &response).ok()
 }
 
 enum Refusal {

@@ -19,6 +19,7 @@ mod consumer_group;
 mod controller_client;
 #[cfg_attr(not(test), allow(dead_code))]
 mod controller_listener;
+mod controller_security;
 mod group_cli;
 mod http;
 mod metadata_service;

@@ -23,11 +23,15 @@ use tracing::{info, warn};
 
 use crate::controller_client::ClusterControllerChannel;
 use crate::controller_listener::{serve_controller_connection, ControllerEndpoint};
+use crate::controller_security::{controller_authorizer, voter_endpoints, ControllerTls};
 use crate::raft_transport::{encode_raft_frame, RaftFrame, RaftPeers, SendOutcome};
-use crate::test_hooks::{PeerAddresses, PeerListener};
+use crate::test_hooks::PeerAddresses;
 
 /// Raft frames waiting to be stepped; beyond this they are dropped (Raft resends).
 const INBOUND_RAFT_FRAMES_MAX: usize = 4_096;
+/// Open connections on the controller listener (voters' Raft links, brokers' controller
+/// channels and observers: a few per node); beyond this a new connection is closed at once.
+pub const CONTROLLER_CONNECTIONS_MAX: usize = 1_024;
 
 /// Outgoing Raft messages of this node, framed with its id and cluster id.
 struct PeerSink {
@@ -96,19 +100,14 @@ impl MetadataService {
         let mut quorum = QuorumConfig::new(node_id as u64, voter_ids);
         quorum.seed = seed;
 
+        // TLS settings and files are checked before anything runs: a bad one stops the start.
+        let tls = ControllerTls::load(config)?;
         let cluster_id = Arc::new(RwLock::new(String::new()));
-        let peers: Vec<(i32, String)> = peer_addresses.resolve_all(
-            PeerListener::Controller,
-            config
-                .controller_quorum_voters
-                .iter()
-                .filter(|(id, _)| *id != node_id)
-                .filter_map(|(id, address)| address.clone().map(|a| (*id, a))),
-        );
+        let peers = voter_endpoints(config, peer_addresses, Some(node_id));
         let sink = Arc::new(PeerSink {
             node_id,
             cluster_id: cluster_id.clone(),
-            peers: RaftPeers::start(peers),
+            peers: RaftPeers::start(peers, tls.client.clone()),
         });
         let mut node_config = MetadataNodeConfig::new(quorum);
         node_config.snapshot_interval_bytes = config.metadata_snapshot_interval_bytes;
@@ -132,11 +131,21 @@ impl MetadataService {
                 .await
                 .with_context(|| format!("cannot listen on {listen} (controller.listen)"))?;
             controller_address = Some(listener.local_addr()?.to_string());
-            info!(controller_listen = %listen, "controller listener started");
+            info!(controller_listen = %listen, listener = %config.controller_listener_name,
+                protocol = %config.controller_security_protocol, "controller listener started");
+            if let Some(server) = &tls.server {
+                tasks.push(tokio::spawn(server.clone().run_reloader(
+                    Duration::from_millis(config.ssl_reload_check_interval_ms),
+                    stop_rx.clone(),
+                )));
+            }
             let endpoint = Arc::new(ControllerEndpoint {
                 runtime: runtime.clone(),
                 cluster_id: cluster_id.clone(),
                 raft_inbound: inbound_tx,
+                listener_name: config.controller_listener_name.clone(),
+                tls: tls.server.clone(),
+                authorizer: controller_authorizer(config),
             });
             tasks.push(tokio::spawn(accept_controller_connections(
                 listener,
@@ -153,8 +162,9 @@ impl MetadataService {
         let channel: Arc<dyn ControllerChannel> = Arc::new(ClusterControllerChannel::new(
             node_id,
             Some(runtime.clone()),
-            &config.controller_quorum_voters,
+            config,
             peer_addresses,
+            tls.client.clone(),
         ));
         Ok(Self {
             runtime,
@@ -251,15 +261,25 @@ async fn accept_controller_connections(
     endpoint: Arc<ControllerEndpoint>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let connections = Arc::new(tokio::sync::Semaphore::new(CONTROLLER_CONNECTIONS_MAX));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.changed() => return,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    warn!(%peer, limit = CONTROLLER_CONNECTIONS_MAX,
+                        "controller listener at its connection limit; closing the new connection");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_controller_connection(stream, endpoint.clone()));
+                let endpoint = endpoint.clone();
+                tokio::spawn(async move {
+                    serve_controller_connection(stream, endpoint).await;
+                    drop(permit);
+                });
             }
             Err(error) => {
                 warn!(%error, "controller listener accept failed");
@@ -278,6 +298,8 @@ mod tests {
     };
 
     use super::*;
+    use fjord_protocol::request::encode_request;
+    use fjord_protocol::response::decode_response;
 
     fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -399,6 +421,148 @@ mod tests {
             service.stop();
         }
         relay_task.abort();
+    }
+
+    /// Two voters whose controller listener is SSL with mTLS and the authorizer on (the nodes'
+    /// certificate principal a super user): they form the quorum over TLS and a follower's
+    /// CreateTopics reaches the active controller over the TLS controller channel. Another
+    /// principal of the same CA is authenticated but not authorized: DescribeQuorum answers
+    /// CLUSTER_AUTHORIZATION_FAILED, a Raft frame closes the connection; the nodes'
+    /// certificate gets DescribeQuorum answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn voters_over_mtls_refuse_other_principals() {
+        use fjord_protocol::kafka_protocol::messages::{DescribeQuorumRequest, RequestHeader};
+        use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let files = tempfile::tempdir().unwrap();
+        let ca = crate::tls::tests::Ca::new("ca");
+        let write = |name: &str, text: String| {
+            let path = files.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let keystore = |cn: &str| {
+            let (cert, key) = ca.issue(cn);
+            write(&format!("{cn}.pem"), format!("{key}{cert}"))
+        };
+        let (node_pem, intruder_pem) = (keystore("node"), keystore("intruder"));
+        let truststore = write("ca.pem", ca.cert.pem());
+        let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+        let voters = format!("1@127.0.0.1:{},2@127.0.0.1:{}", ports[0], ports[1]);
+        let secure = |i: usize, keystore: &str| {
+            BrokerConfig::from_settings(&BTreeMap::from(
+                [
+                    ("node.id", (i + 1).to_string()),
+                    ("data.dir", dirs[i].path().display().to_string()),
+                    ("controller.listen", format!("127.0.0.1:{}", ports[i])),
+                    ("controller.quorum.voters", voters.clone()),
+                    ("listener.security.protocol.map", "CONTROLLER:SSL".into()),
+                    ("ssl.keystore.location", keystore.to_string()),
+                    ("ssl.truststore.location", truststore.clone()),
+                    ("ssl.client.auth", "required".into()),
+                    ("authorizer.class.name", "fjord".into()),
+                    ("super.users", "User:CN=node,O=acme".into()),
+                ]
+                .map(|(k, v)| (k.to_string(), v)),
+            ))
+            .unwrap()
+        };
+        let mut services = Vec::new();
+        for i in 0..2 {
+            services.push(Some(
+                MetadataService::start(
+                    &secure(i, &node_pem),
+                    Vec::new(),
+                    3_000 + i as u64,
+                    None,
+                    &PeerAddresses::default(),
+                )
+                .await
+                .unwrap(),
+            ));
+        }
+        for service in services.iter().flatten() {
+            service
+                .wait_for_cluster_id(Duration::from_secs(20))
+                .await
+                .expect("the voters form the cluster over mTLS");
+        }
+        let leader = active(&services).await;
+        let follower = services[1 - leader].as_ref().unwrap();
+        let ControllerReply::CreateTopics(created) = create_topic_rf(follower, "t", 2).await else {
+            panic!("wrong reply")
+        };
+        // The active controller's own validation (no broker registered here), reached from
+        // the follower over the TLS controller channel.
+        assert_eq!(
+            created.topics[0].error.code,
+            fjord_controller::ErrorCode::InvalidReplicationFactor,
+            "{created:?}"
+        );
+
+        let address = format!("127.0.0.1:{}", ports[leader]);
+        let connect = |keystore: String| {
+            let client = crate::tls::client_config(&secure(0, &keystore), "CONTROLLER").unwrap();
+            let address = address.clone();
+            async move {
+                crate::controller_security::dial(
+                    &address,
+                    "127.0.0.1",
+                    Some(&client),
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap()
+            }
+        };
+        let describe_quorum = |mut stream: Box<
+            dyn crate::controller_security::ControllerStream,
+        >| async move {
+            let header = RequestHeader::default()
+                .with_request_api_key(ApiKey::DescribeQuorum as i16)
+                .with_request_api_version(0)
+                .with_correlation_id(5);
+            let body = encode_request(
+                &header,
+                &RequestKind::DescribeQuorum(DescribeQuorumRequest::default()),
+            )
+            .unwrap();
+            stream
+                .write_all(&(body.len() as u32).to_be_bytes())
+                .await
+                .unwrap();
+            stream.write_all(&body).await.unwrap();
+            stream.flush().await.unwrap();
+            let size = stream.read_u32().await.unwrap() as usize;
+            let mut frame = vec![0; size];
+            stream.read_exact(&mut frame).await.unwrap();
+            let (_, response) = decode_response(ApiKey::DescribeQuorum, 0, frame.into()).unwrap();
+            let ResponseKind::DescribeQuorum(response) = response else {
+                panic!("not a DescribeQuorum answer")
+            };
+            response.error_code
+        };
+        assert_eq!(
+            describe_quorum(connect(intruder_pem.clone()).await).await,
+            31
+        );
+        assert_eq!(describe_quorum(connect(node_pem.clone()).await).await, 0);
+        // A Raft frame from the other principal: no answer exists, the connection closes.
+        let mut raft = connect(intruder_pem).await;
+        raft.write_all(&encode_raft_frame(9, "", b"vote for me"))
+            .await
+            .unwrap();
+        raft.flush().await.unwrap();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), raft.read_to_end(&mut rest))
+            .await
+            .expect("the connection closes");
+        assert!(closed.is_err() || rest.is_empty(), "{rest:?}");
+        for service in services.iter().flatten() {
+            service.stop();
+        }
     }
 
     /// Three voters over real TCP: they form one cluster id, a request to the active

@@ -27,9 +27,10 @@ use fjord_broker::metadata_observer::{MetadataObserver, ObserverRuntime, Snapsho
 use fjord_broker::BrokerConfig;
 use fjord_protocol::frame::decode_frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use crate::test_hooks::{PeerAddresses, PeerListener};
+use crate::controller_security::{dial, voter_endpoints, ControllerStream, ControllerTls};
+use crate::node_client::PeerEndpoint;
+use crate::test_hooks::PeerAddresses;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -80,20 +81,16 @@ impl ObserverService {
         let stored_cluster_id = fjord_storage::read_meta_properties(&config.data_dir)
             .context("reading meta.properties")?
             .map(|meta| meta.cluster_id);
-        let voters: Vec<(i32, String)> = peer_addresses.resolve_all(
-            PeerListener::Controller,
-            config
-                .controller_quorum_voters
-                .iter()
-                .filter_map(|(id, address)| address.clone().map(|a| (*id, a))),
-        );
+        // TLS settings and files are checked before anything runs: a bad one stops the start.
+        let tls = ControllerTls::load(config)?;
+        let voters = voter_endpoints(config, peer_addresses, None);
         anyhow::ensure!(
             !voters.is_empty(),
             "a broker-only node needs controller.quorum.voters with addresses"
         );
         info!(
             next_index = runtime.next_index(),
-            voters = ?voters,
+            voters = ?voters.iter().map(|v| (v.node_id, v.address.as_str())).collect::<Vec<_>>(),
             "metadata observer started (process.roles=broker)"
         );
         let (fatal_tx, fatal) = watch::channel(None);
@@ -103,6 +100,7 @@ impl ObserverService {
                 node_id: config.node_id,
                 runtime: runtime.clone(),
                 voters,
+                tls: tls.client.clone(),
                 stored_cluster_id,
                 correlation_id: 0,
             }
@@ -111,8 +109,9 @@ impl ObserverService {
         let channel: Arc<dyn ControllerChannel> = Arc::new(ClusterControllerChannel::new(
             config.node_id,
             None,
-            &config.controller_quorum_voters,
+            config,
             peer_addresses,
+            tls.client,
         ));
         Ok(Self {
             runtime,
@@ -163,19 +162,18 @@ impl Drop for ObserverService {
 /// One connection to a voter's controller listener, one request at a time.
 struct VoterConnection {
     node_id: i32,
-    stream: TcpStream,
+    /// TCP, or TLS when the controller listener is SSL.
+    stream: Box<dyn ControllerStream>,
     buffer: BytesMut,
 }
 
 impl VoterConnection {
-    async fn open(node_id: i32, address: &str) -> Result<Self, String> {
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await
-        {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => return Err(format!("connect to {address}: {error}")),
-            Err(_) => return Err(format!("connect to {address} timed out")),
-        };
-        let _ = stream.set_nodelay(true);
+    async fn open(
+        voter: &PeerEndpoint,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, String> {
+        let stream = dial(&voter.address, &voter.server_name, tls, CONNECT_TIMEOUT).await?;
+        let node_id = voter.node_id;
         Ok(Self {
             node_id,
             stream,
@@ -193,6 +191,11 @@ impl VoterConnection {
         let exchange = async {
             self.stream
                 .write_all(&request.encode())
+                .await
+                .map_err(|e| format!("write: {e}"))?;
+            // TLS holds the last record until flushed; a no-op for plain TCP.
+            self.stream
+                .flush()
                 .await
                 .map_err(|e| format!("write: {e}"))?;
             loop {
@@ -234,7 +237,9 @@ enum RoundError {
 struct FetchLoop {
     node_id: i32,
     runtime: Arc<ObserverRuntime>,
-    voters: Vec<(i32, String)>,
+    voters: Vec<PeerEndpoint>,
+    /// The controller listener's client TLS, when it is SSL.
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// `meta.properties`' cluster id, sent until the log has formed one.
     stored_cluster_id: Option<String>,
     correlation_id: i32,
@@ -266,11 +271,11 @@ impl FetchLoop {
             if *stop.borrow() {
                 return;
             }
-            let target = match preferred.filter(|id| self.voters.iter().any(|(v, _)| v == id)) {
+            let target = match preferred.filter(|id| self.voters.iter().any(|v| v.node_id == *id)) {
                 Some(id) => id,
                 None => {
                     rotation = rotation.wrapping_add(1);
-                    self.voters[rotation % self.voters.len()].0
+                    self.voters[rotation % self.voters.len()].node_id
                 }
             };
             let round = self.round(target, &mut connection).await;
@@ -321,14 +326,11 @@ impl FetchLoop {
             ));
         }
         if connection.as_ref().map(|c| c.node_id) != Some(target) {
-            let address = self
-                .voters
-                .iter()
-                .find(|(id, _)| *id == target)
-                .map(|(_, a)| a.clone())
-                .unwrap_or_default();
+            let Some(voter) = self.voters.iter().find(|v| v.node_id == target) else {
+                return Err(RoundError::Retry(format!("voter {target} is unknown")));
+            };
             *connection = Some(
-                VoterConnection::open(target, &address)
+                VoterConnection::open(voter, self.tls.as_ref())
                     .await
                     .map_err(RoundError::Retry)?,
             );

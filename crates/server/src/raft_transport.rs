@@ -22,13 +22,17 @@
 //! requests with a foreign cluster id.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use rustls::ClientConfig;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
+
+use crate::controller_security::dial;
+use crate::node_client::PeerEndpoint;
 
 /// The Fjord-private API key of a Raft message frame.
 pub const FJORD_RAFT_API_KEY: i16 = 10_000;
@@ -123,15 +127,16 @@ pub struct RaftPeers {
 }
 
 impl RaftPeers {
-    /// Starts a link task per `(node id, controller address)` peer (this node excluded by the
-    /// caller). Frames are stamped with `from` and the cluster id current at send time.
-    pub fn start(peers: Vec<(i32, String)>) -> Self {
+    /// Starts a link task per peer's controller listener (this node excluded by the caller),
+    /// over TLS with `tls` (the peer's server name checked as the config says). Frames are
+    /// stamped with `from` and the cluster id current at send time.
+    pub fn start(peers: Vec<PeerEndpoint>, tls: Option<Arc<ClientConfig>>) -> Self {
         let mut queues = HashMap::new();
         let mut tasks = Vec::new();
-        for (node_id, address) in peers {
+        for peer in peers {
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
-            queues.insert(node_id, tx);
-            tasks.push(tokio::spawn(run_peer_link(node_id, address, rx)));
+            queues.insert(peer.node_id, tx);
+            tasks.push(tokio::spawn(run_peer_link(peer, tls.clone(), rx)));
         }
         Self { queues, tasks }
     }
@@ -156,19 +161,24 @@ impl Drop for RaftPeers {
 /// Keeps a connection to one peer and writes its queued frames, reconnecting with backoff.
 /// Frames queued while the peer is unreachable are dropped rather than delivered late: a stale
 /// vote or append is useless and Raft resends what matters.
-async fn run_peer_link(node_id: i32, address: String, mut queue: mpsc::Receiver<Bytes>) {
+async fn run_peer_link(
+    peer: PeerEndpoint,
+    tls: Option<Arc<ClientConfig>>,
+    mut queue: mpsc::Receiver<Bytes>,
+) {
+    let PeerEndpoint {
+        node_id,
+        address,
+        server_name,
+    } = peer;
     let mut backoff = RECONNECT_BACKOFF_MIN;
     let mut logged_down = false;
     loop {
-        let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&address)).await;
+        let connected = dial(&address, &server_name, tls.as_ref(), CONNECT_TIMEOUT).await;
         let mut stream = match connected {
-            Ok(Ok(stream)) => stream,
-            failed => {
+            Ok(stream) => stream,
+            Err(reason) => {
                 if !logged_down {
-                    let reason = match failed {
-                        Ok(Err(err)) => err.to_string(),
-                        _ => "connect timed out".to_string(),
-                    };
                     info!(peer = node_id, %address, %reason, "controller peer unreachable; retrying");
                     logged_down = true;
                 }
@@ -179,7 +189,6 @@ async fn run_peer_link(node_id: i32, address: String, mut queue: mpsc::Receiver<
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         if logged_down {
             info!(peer = node_id, %address, "controller peer reachable again");
         }
@@ -189,7 +198,12 @@ async fn run_peer_link(node_id: i32, address: String, mut queue: mpsc::Receiver<
             let Some(frame) = queue.recv().await else {
                 return; // RaftPeers dropped
             };
-            if let Err(err) = stream.write_all(&frame).await {
+            // TLS holds the last record until flushed; a no-op for plain TCP.
+            let written = match stream.write_all(&frame).await {
+                Ok(()) => stream.flush().await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = written {
                 debug!(peer = node_id, error = %err, "controller peer link broke");
                 break;
             }
@@ -227,8 +241,8 @@ pub fn accept_raft_frame(
 mod tests {
     use super::*;
     use fjord_protocol::frame::decode_frame;
-    use std::sync::Arc;
     use tokio::io::AsyncReadExt;
+    use tokio::net::TcpStream;
 
     /// A connection carrying only Raft frames (the controller listener's Raft half).
     async fn serve_raft_connection(
@@ -295,6 +309,14 @@ mod tests {
         }
     }
 
+    fn peer(node_id: i32, address: &str) -> PeerEndpoint {
+        PeerEndpoint {
+            node_id,
+            address: address.to_string(),
+            server_name: "127.0.0.1".to_string(),
+        }
+    }
+
     async fn listener_forwarding(
         cluster_id: &str,
     ) -> (
@@ -317,7 +339,7 @@ mod tests {
     #[tokio::test]
     async fn peers_deliver_in_order_and_drop_foreign_clusters() {
         let (address, mut inbound, task) = listener_forwarding("cluster-a").await;
-        let peers = RaftPeers::start(vec![(2, address)]);
+        let peers = RaftPeers::start(vec![peer(2, &address)], None);
         for i in 0..5u8 {
             assert_eq!(
                 peers.send(2, encode_raft_frame(1, "cluster-a", &[i])),
@@ -355,7 +377,7 @@ mod tests {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             listener.local_addr().unwrap().to_string()
         };
-        let peers = RaftPeers::start(vec![(2, address.clone())]);
+        let peers = RaftPeers::start(vec![peer(2, &address)], None);
         peers.send(2, encode_raft_frame(1, "", b"lost"));
         tokio::time::sleep(Duration::from_millis(100)).await;
         // The peer comes up on its address; new messages flow.

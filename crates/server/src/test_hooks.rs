@@ -102,18 +102,6 @@ impl PeerAddresses {
             .cloned()
             .unwrap_or_else(|| address.to_string())
     }
-
-    /// [`Self::resolve`] for a list of `(node id, address)`.
-    pub fn resolve_all(
-        &self,
-        listener: PeerListener,
-        peers: impl IntoIterator<Item = (i32, String)>,
-    ) -> Vec<(i32, String)> {
-        peers
-            .into_iter()
-            .map(|(id, address)| (id, self.resolve(listener, id, &address)))
-            .collect()
-    }
 }
 
 /// The test hooks a start uses.
@@ -224,12 +212,10 @@ mod tests {
             "127.0.0.1:19194"
         );
         assert_eq!(
-            peers.resolve_all(
-                PeerListener::Kafka,
-                vec![(2, "a:1".to_string()), (4, "b:2".to_string())]
-            ),
-            vec![(2, "127.0.0.1:4002".to_string()), (4, "b:2".to_string())]
+            peers.resolve(PeerListener::Kafka, 2, "a:1"),
+            "127.0.0.1:4002"
         );
+        assert_eq!(peers.resolve(PeerListener::Kafka, 4, "b:2"), "b:2");
         assert!(PeerAddresses::parse("").unwrap().is_empty());
     }
 

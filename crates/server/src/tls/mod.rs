@@ -9,8 +9,9 @@
 //!   ([`ListenerTls::check_reload`]): new connections get the new pair once it loads; a broken
 //!   file keeps the old one and logs an error (Kafka reloads through a dynamic config update;
 //!   Fjord watches the files).
-//! * [`client_config`]: the inter-broker client's config (truststore, keystore as client
-//!   certificate, `ssl.endpoint.identification.algorithm`).
+//! * [`client_config`]: the client config of the inter-broker listener and of the controller
+//!   listener (truststore, keystore as client certificate,
+//!   `ssl.endpoint.identification.algorithm`).
 //!
 //! PEM only: JKS and PKCS12 (`ssl.keystore.type`), encrypted keys (`ssl.key.password`) are
 //! refused with a message saying so. A missing or bad file, or a key that does not belong to
@@ -572,9 +573,10 @@ impl ListenerTls {
     }
 }
 
-/// The inter-broker client's TLS config for `listener` (the inter-broker listener): its
-/// truststore (required), keystore as client certificate (when configured) and host name
-/// check (`ssl.endpoint.identification.algorithm`: `https` or empty).
+/// The client TLS config a node dials `listener` of its peers with (the inter-broker listener,
+/// or the controller listener): its truststore (required), keystore as client certificate
+/// (when configured) and host name check (`ssl.endpoint.identification.algorithm`: `https` or
+/// empty). `listener` need not be one of `listeners`: the settings resolve by name.
 pub fn client_config(config: &BrokerConfig, listener: &str) -> Result<Arc<ClientConfig>, TlsError> {
     let rustls_error = |err: rustls::Error| TlsError::Rustls {
         listener: listener.to_string(),
@@ -584,7 +586,7 @@ pub fn client_config(config: &BrokerConfig, listener: &str) -> Result<Arc<Client
     let versions = protocol_versions(config, listener)?;
     let (roots, _) = load_truststore(config, listener)?.ok_or_else(|| TlsError::Missing {
         listener: listener.to_string(),
-        reason: "the inter-broker listener uses TLS: brokers need the CA in ssl.truststore.location (or ssl.truststore.certificates) to dial each other".into(),
+        reason: "nodes dial this listener over TLS: they need its CA in ssl.truststore.location (or ssl.truststore.certificates)".into(),
     })?;
     let key = "ssl.endpoint.identification.algorithm";
     let check_host = match config.listener_setting(listener, key).trim() {
@@ -674,4 +676,4 @@ impl rustls::client::danger::ServerCertVerifier for NoHostnameCheck {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -6,14 +6,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 
-/// A test CA that issues certificates.
-struct Ca {
-    cert: rcgen::Certificate,
+/// A test CA that issues certificates (also used by the controller listener's tests).
+pub(crate) struct Ca {
+    pub(crate) cert: rcgen::Certificate,
     key: KeyPair,
 }
 
 impl Ca {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name = rcgen::DistinguishedName::new();
@@ -24,7 +24,7 @@ impl Ca {
     }
 
     /// `(certificate PEM, key PEM)` for `cn` with SAN localhost and 127.0.0.1.
-    fn issue(&self, cn: &str) -> (String, String) {
+    pub(crate) fn issue(&self, cn: &str) -> (String, String) {
         let mut params =
             CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         params.distinguished_name = rcgen::DistinguishedName::new();
