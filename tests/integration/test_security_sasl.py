@@ -369,7 +369,7 @@ def test_request_before_authentication_closes_the_connection(setup):
 
 def test_reauthentication_keeps_a_consumer_consuming(tmp_path):
     s = Setup(tmp_path, {"connections.max.reauth.ms": 3000},
-              env={"RUST_LOG": "info,fjord_broker::security::sasl=debug"})
+              env={"RUST_LOG": "info,fjord_sasl=debug"})
     try:
         endpoint = s.endpoint(True)
         conf = s.conf("PLAIN", True)
