@@ -55,7 +55,7 @@ use parking_lot::RwLock;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::controller_security::{required_operation, ControllerAccess};
 use crate::tls::ListenerTls;
@@ -100,30 +100,17 @@ pub async fn serve_controller_connection(stream: TcpStream, endpoint: Arc<Contro
         serve_frames(stream, peer, access, &endpoint).await;
         return;
     };
-    let listener = &endpoint.listener_name;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
-    let stream = match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+    let Some((stream, principal)) = tls
+        .accept(
+            stream,
+            peer,
+            &endpoint.listener_name,
+            " on the controller listener",
+        )
         .await
-    {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
-            info!(?peer, %listener, %error, "TLS handshake failed on the controller listener; closing connection");
-            return;
-        }
-        Err(_) => {
-            info!(?peer, %listener, timeout_ms = crate::tls::HANDSHAKE_TIMEOUT.as_millis() as u64,
-                "TLS handshake timed out on the controller listener; closing connection");
-            return;
-        }
+    else {
+        return;
     };
-    let principal = match tls.principal(stream.get_ref().1.peer_certificates()) {
-        Ok(principal) => principal,
-        Err(error) => {
-            info!(?peer, %listener, %error, "TLS client refused on the controller listener; closing connection");
-            return;
-        }
-    };
-    debug!(?peer, %listener, %principal, "controller listener TLS connection established");
     let access = ControllerAccess::new(principal, peer_ip, endpoint.authorizer.clone());
     serve_frames(stream, peer, access, &endpoint).await;
 }
@@ -144,7 +131,7 @@ fn log_denied(
 async fn serve_frames<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: Option<std::net::SocketAddr>,
-    mut access: ControllerAccess,
+    access: ControllerAccess,
     endpoint: &ControllerEndpoint,
 ) {
     let mut buffer = BytesMut::with_capacity(64 * 1024);
@@ -182,7 +169,7 @@ async fn serve_frames<S: AsyncRead + AsyncWrite + Unpin>(
                 None => false,
             }
         } else {
-            match answer_request(endpoint, body, &mut access, peer).await {
+            match answer_request(endpoint, body, &access, peer).await {
                 Some(response) => write_flushed(&mut stream, &response).await,
                 None => false,
             }
@@ -256,7 +243,7 @@ async fn answer_observer(
 async fn answer_request(
     endpoint: &ControllerEndpoint,
     body: Bytes,
-    access: &mut ControllerAccess,
+    access: &ControllerAccess,
     peer: Option<std::net::SocketAddr>,
 ) -> Option<Bytes> {
     let frame = match decode_header(body) {

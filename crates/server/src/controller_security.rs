@@ -18,7 +18,7 @@
 //!   open as before (see [`controller_authorizer`]). The ACLs
 //!   are the controller's own metadata image's, so `super.users` is what lets the nodes in
 //!   before any ACL exists, as in Kafka. The principal is fixed for the connection: a super
-//!   user is decided once, anyone else once per ACL set.
+//!   user is decided once; anyone else is one lookup in the authorizer's per-ACL-set index.
 //!
 //! Fjord difference: Kafka's brokers wrap forwarded admin requests (CreateTopics, CreateAcls,
 //! ...) in an Envelope, which needs CLUSTER_ACTION, and the controller then checks the
@@ -39,7 +39,6 @@ use fjord_metadata::security::{AclOperation, AclResourceType};
 use fjord_protocol::ApiKey;
 use rustls::ClientConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tracing::warn;
 
 use crate::node_client::PeerEndpoint;
@@ -157,22 +156,13 @@ pub async fn dial(
     tls: Option<&Arc<ClientConfig>>,
     timeout: Duration,
 ) -> Result<Box<dyn ControllerStream>, String> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => return Err(format!("connect to {address}: {error}")),
-        Err(_) => return Err(format!("connect to {address} timed out")),
-    };
-    let _ = stream.set_nodelay(true);
-    let Some(config) = tls else {
-        return Ok(Box::new(stream));
-    };
-    let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
-        .map_err(|error| format!("bad TLS server name {server_name}: {error}"))?;
-    let connector = tokio_rustls::TlsConnector::from(config.clone());
-    match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
-        Ok(Ok(stream)) => Ok(Box::new(stream)),
-        Ok(Err(error)) => Err(format!("TLS handshake with {address} failed: {error}")),
-        Err(_) => Err(format!("TLS handshake with {address} timed out")),
+    let stream = crate::tls::connect_tcp(address, timeout).await?;
+    match tls {
+        None => Ok(Box::new(stream)),
+        Some(config) => crate::tls::connect_tls(stream, config, server_name, timeout)
+            .await
+            .map(|stream| Box::new(stream) as Box<dyn ControllerStream>)
+            .map_err(|error| format!("{address}: {error}")),
     }
 }
 
@@ -190,19 +180,13 @@ pub fn required_operation(api_key: i16) -> Option<AclOperation> {
     }
 }
 
-/// Operations a connection's decisions are kept for.
-const DECIDED_OPERATIONS: [AclOperation; 2] = [AclOperation::ClusterAction, AclOperation::Describe];
-
 /// Who a controller-listener connection is, and what it may do.
 pub struct ControllerAccess {
     principal: KafkaPrincipal,
     caller: Caller,
     authorizer: Option<Arc<Authorizer>>,
-    /// Decided once: a super user passes every check.
+    /// Decided once: a super user passes every check without looking at the ACLs.
     super_user: bool,
-    /// The ACL set the decisions were made against (compared by pointer: images share the map
-    /// until the ACLs change) and the decision per [`DECIDED_OPERATIONS`] entry.
-    decided: Option<(Arc<AclMap>, [Option<bool>; DECIDED_OPERATIONS.len()])>,
 }
 
 impl ControllerAccess {
@@ -221,7 +205,6 @@ impl ControllerAccess {
             principal,
             authorizer,
             super_user,
-            decided: None,
         }
     }
 
@@ -230,45 +213,22 @@ impl ControllerAccess {
     }
 
     /// Whether the connection may perform `operation` on the Cluster resource under the ACLs
-    /// `acls` returns (asked only when a decision is needed).
-    pub fn allows(&mut self, operation: AclOperation, acls: impl FnOnce() -> Arc<AclMap>) -> bool {
+    /// `acls` returns (asked only when a decision is needed; the authorizer keeps its index
+    /// per ACL set, so a decision is one lookup).
+    pub fn allows(&self, operation: AclOperation, acls: impl FnOnce() -> Arc<AclMap>) -> bool {
         let Some(authorizer) = &self.authorizer else {
             return true;
         };
         if self.super_user {
             return true;
         }
-        let acls = acls();
-        let Some(slot) = DECIDED_OPERATIONS.iter().position(|op| *op == operation) else {
-            let index = authorizer.index(&acls);
-            return authorizer.authorize(
-                &index,
-                &self.caller,
-                AclResourceType::Cluster,
-                CLUSTER_NAME,
-                operation,
-            );
-        };
-        let current = matches!(&self.decided, Some((seen, _)) if Arc::ptr_eq(seen, &acls));
-        if !current {
-            self.decided = Some((acls.clone(), [None; DECIDED_OPERATIONS.len()]));
-        }
-        let Some((_, decisions)) = self.decided.as_mut() else {
-            return false;
-        };
-        if let Some(decision) = decisions[slot] {
-            return decision;
-        }
-        let index = authorizer.index(&acls);
-        let decision = authorizer.authorize(
-            &index,
+        authorizer.authorize(
+            &authorizer.index(&acls()),
             &self.caller,
             AclResourceType::Cluster,
             CLUSTER_NAME,
             operation,
-        );
-        decisions[slot] = Some(decision);
-        decision
+        )
     }
 }
 
@@ -337,14 +297,14 @@ mod tests {
 
     #[test]
     fn without_an_authorizer_everything_passes() {
-        let mut access = ControllerAccess::new(KafkaPrincipal::anonymous(), ip(), None);
+        let access = ControllerAccess::new(KafkaPrincipal::anonymous(), ip(), None);
         assert!(access.allows(AclOperation::ClusterAction, || panic!("no ACL lookup")));
         assert!(access.allows(AclOperation::Describe, || panic!("no ACL lookup")));
     }
 
     #[test]
     fn a_super_user_is_decided_once_without_acls() {
-        let mut access = ControllerAccess::new(
+        let access = ControllerAccess::new(
             KafkaPrincipal::user("fjord-node"),
             ip(),
             authorizer("User:fjord-node"),
@@ -356,9 +316,9 @@ mod tests {
     #[test]
     fn others_need_the_cluster_acl_and_follow_acl_changes() {
         let authorizer = authorizer("User:fjord-node");
-        let mut intruder =
+        let intruder =
             ControllerAccess::new(KafkaPrincipal::user("intruder"), ip(), authorizer.clone());
-        let mut anonymous =
+        let anonymous =
             ControllerAccess::new(KafkaPrincipal::anonymous(), ip(), authorizer.clone());
         let none = acls(Vec::new());
         assert!(!intruder.allows(AclOperation::ClusterAction, || none.clone()));
@@ -376,7 +336,7 @@ mod tests {
         assert!(intruder.allows(AclOperation::ClusterAction, || action.clone()));
         assert!(!anonymous.allows(AclOperation::ClusterAction, || action.clone()));
         assert!(!intruder.allows(AclOperation::ClusterAction, || none.clone()));
-        // Same set, same answer (from the connection's cache).
+        // Same set, same answer.
         assert!(intruder.allows(AclOperation::ClusterAction, || action.clone()));
         assert!(intruder.allows(AclOperation::ClusterAction, || action.clone()));
     }

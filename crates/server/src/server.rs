@@ -730,28 +730,9 @@ async fn serve_connection(
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(%peer, error = %err, "set_nodelay failed");
     }
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
-    let stream = match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-        .await
-    {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(err)) => {
-            info!(%peer, listener = %listener.name, error = %err, "TLS handshake failed; closing connection");
-            return;
-        }
-        Err(_) => {
-            info!(%peer, listener = %listener.name, timeout_ms = crate::tls::HANDSHAKE_TIMEOUT.as_millis() as u64, "TLS handshake timed out; closing connection");
-            return;
-        }
+    let Some((stream, principal)) = tls.accept(stream, peer, &listener.name, "").await else {
+        return;
     };
-    let principal = match tls.principal(stream.get_ref().1.peer_certificates()) {
-        Ok(principal) => principal,
-        Err(err) => {
-            info!(%peer, listener = %listener.name, error = %err, "TLS client refused; closing connection");
-            return;
-        }
-    };
-    tracing::debug!(%peer, listener = %listener.name, %principal, "TLS connection established");
     let session = Session::new(
         principal,
         Some(peer.ip()),

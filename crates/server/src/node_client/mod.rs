@@ -31,7 +31,6 @@ use fjord_protocol::response::decode_response;
 use fjord_protocol::{ApiKey, RequestKind, ResponseKind};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Semaphore};
 use tracing::{debug, warn};
 
@@ -410,16 +409,10 @@ impl NodeConnection {
             address: address.to_string(),
             reason,
         };
-        let stream = tokio::time::timeout(
-            Duration::from_millis(limits.connect_timeout_ms),
-            TcpStream::connect(address),
-        )
-        .await
-        .map_err(|_| connect_error(format!("timed out after {} ms", limits.connect_timeout_ms)))?
-        .map_err(|err| connect_error(err.to_string()))?;
-        if let Err(err) = stream.set_nodelay(true) {
-            debug!(node_id, error = %err, "set_nodelay failed");
-        }
+        let timeout = Duration::from_millis(limits.connect_timeout_ms);
+        let stream = crate::tls::connect_tcp(address, timeout)
+            .await
+            .map_err(connect_error)?;
         let (read_half, write_half): (
             Box<dyn AsyncRead + Send + Unpin>,
             Box<dyn AsyncWrite + Send + Unpin>,
@@ -429,16 +422,9 @@ impl NodeConnection {
                 (Box::new(read_half), Box::new(write_half))
             }
             Some((config, name)) => {
-                let server_name = rustls::pki_types::ServerName::try_from(name.clone())
-                    .map_err(|err| connect_error(format!("bad TLS server name {name}: {err}")))?;
-                let connector = tokio_rustls::TlsConnector::from(config);
-                let stream = tokio::time::timeout(
-                    Duration::from_millis(limits.connect_timeout_ms),
-                    connector.connect(server_name, stream),
-                )
-                .await
-                .map_err(|_| connect_error("TLS handshake timed out".to_string()))?
-                .map_err(|err| connect_error(format!("TLS handshake failed: {err}")))?;
+                let stream = crate::tls::connect_tls(stream, &config, &name, timeout)
+                    .await
+                    .map_err(connect_error)?;
                 let (read_half, write_half) = tokio::io::split(stream);
                 (Box::new(read_half), Box::new(write_half))
             }

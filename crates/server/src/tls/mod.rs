@@ -31,7 +31,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 pub use principal::SslPrincipalMapper;
 
@@ -553,6 +553,45 @@ impl ListenerTls {
         }
     }
 
+    /// The server side of an accepted connection on this listener: the handshake within
+    /// [`HANDSHAKE_TIMEOUT`], then the client's principal ([`Self::principal`]). `None` when
+    /// the connection is to be closed; why is logged (`place` names the listener kind in the
+    /// message, e.g. " on the controller listener").
+    pub async fn accept(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: impl std::fmt::Debug,
+        listener: &str,
+        place: &str,
+    ) -> Option<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        KafkaPrincipal,
+    )> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.server_config());
+        let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                info!(?peer, %listener, %error, "TLS handshake failed{place}; closing connection");
+                return None;
+            }
+            Err(_) => {
+                info!(?peer, %listener, timeout_ms = HANDSHAKE_TIMEOUT.as_millis() as u64,
+                    "TLS handshake timed out{place}; closing connection");
+                return None;
+            }
+        };
+        match self.principal(stream.get_ref().1.peer_certificates()) {
+            Ok(principal) => {
+                debug!(?peer, %listener, %principal, "TLS connection established{place}");
+                Some((stream, principal))
+            }
+            Err(error) => {
+                info!(?peer, %listener, %error, "TLS client refused{place}; closing connection");
+                None
+            }
+        }
+    }
+
     /// The principal of a connection whose handshake presented `peer_certificates`:
     /// `User:<mapped subject>`, `User:ANONYMOUS` without a certificate. `Err` when no mapping
     /// rule applies (the connection is closed, as Kafka fails the authentication).
@@ -570,6 +609,45 @@ impl ListenerTls {
                 reason: format!("no rule applies to {subject}"),
             }),
         }
+    }
+}
+
+/// A TCP connection to a peer node, within `timeout`, with `TCP_NODELAY` (requests are small
+/// and latency-bound). `Err` says what failed, for the caller's log line.
+pub async fn connect_tcp(
+    address: &str,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, String> {
+    let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => return Err(format!("connect to {address}: {error}")),
+        Err(_) => {
+            return Err(format!(
+                "connect to {address} timed out after {} ms",
+                timeout.as_millis()
+            ))
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// The client side of the TLS handshake with a peer node over `stream`, within `timeout`: the
+/// server is checked against `config`'s truststore (and `server_name` when it checks hosts).
+pub async fn connect_tls(
+    stream: tokio::net::TcpStream,
+    config: &Arc<ClientConfig>,
+    server_name: &str,
+    timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let name = ServerName::try_from(server_name.to_string())
+        .map_err(|error| format!("bad TLS server name {server_name}: {error}"))?;
+    let connector = tokio_rustls::TlsConnector::from(config.clone());
+    match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(error)) => Err(format!("TLS handshake failed: {error}")),
+        Err(_) => Err("TLS handshake timed out".to_string()),
     }
 }
 
